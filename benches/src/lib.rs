@@ -1,0 +1,1 @@
+//! waypoint-benches: benchmark helpers (synthetic config generators).

@@ -1,0 +1,17 @@
+//! waypoint-core: the pure policy core of the waypoint.
+//! Config in (Istio + Gateway API manifests), one synchronous decision per request out; no I/O.
+
+pub mod authz;
+pub mod error;
+pub mod gateway;
+pub mod istio;
+pub mod matchers;
+pub mod random;
+pub mod request;
+pub mod resource;
+pub mod route;
+pub mod service;
+
+pub use error::{ConfigError, ConfigErrors};
+pub use random::{RandomSource, SplitMix64};
+pub use request::Request;

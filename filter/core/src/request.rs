@@ -1,0 +1,159 @@
+//! The decision input: one HTTP request plus what the connection says about its source and
+//! destination. Borrowed views only, so adapters can build it without copying.
+
+use std::net::{IpAddr, SocketAddr};
+
+/// One request as the waypoint sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct Request<'a> {
+    /// `:method`, e.g. `GET`.
+    pub method: &'a str,
+    /// `:scheme`, `http` or `https`.
+    pub scheme: &'a str,
+    /// `:authority` / Host header, possibly with a port.
+    pub authority: &'a str,
+    /// `:path` including the query string.
+    pub path: &'a str,
+    /// Request headers; names may be in any case (lookups are case-insensitive).
+    pub headers: &'a [(&'a str, &'a str)],
+    /// SPIFFE principal of the peer (`spiffe://td/ns/NS/sa/SA`), if authenticated.
+    pub source_principal: Option<&'a str>,
+    /// Source IP (from the `forwarded` header / connection).
+    pub source_ip: Option<IpAddr>,
+    /// Original destination as HBONE's `:authority` gives it: `VIP:port`, `podIP:port`,
+    /// or `host:port` of a service.
+    pub destination: &'a str,
+    /// TLS SNI of the downstream connection, if any.
+    pub sni: Option<&'a str>,
+}
+
+impl<'a> Request<'a> {
+    /// First value of header `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&'a str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| *v)
+    }
+
+    /// All values of header `name`, joined with "," as HTTP allows (Envoy joins the same way
+    /// for header matching). Returns None when absent.
+    pub fn header_joined(&self, name: &str) -> Option<std::borrow::Cow<'a, str>> {
+        let mut it = self
+            .headers
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| *v);
+        let first = it.next()?;
+        match it.next() {
+            None => Some(std::borrow::Cow::Borrowed(first)),
+            Some(second) => {
+                let mut s = String::from(first);
+                s.push(',');
+                s.push_str(second);
+                for v in it {
+                    s.push(',');
+                    s.push_str(v);
+                }
+                Some(std::borrow::Cow::Owned(s))
+            }
+        }
+    }
+
+    /// Path without the query string.
+    pub fn path_only(&self) -> &'a str {
+        match self.path.find('?') {
+            Some(i) => &self.path[..i],
+            None => self.path,
+        }
+    }
+
+    /// Query string without `?`, if any.
+    pub fn query(&self) -> Option<&'a str> {
+        self.path.find('?').map(|i| &self.path[i + 1..])
+    }
+
+    /// Host part of the authority, without port (IPv6 brackets kept off).
+    pub fn host(&self) -> &'a str {
+        split_host_port(self.authority).0
+    }
+
+    /// Parsed destination, if it is an IP:port.
+    pub fn destination_addr(&self) -> Option<SocketAddr> {
+        self.destination.parse().ok()
+    }
+}
+
+/// Split `host[:port]` (or `[v6]:port`) into host and optional port.
+pub fn split_host_port(s: &str) -> (&str, Option<u16>) {
+    if let Some(rest) = s.strip_prefix('[') {
+        if let Some(end) = rest.find(']') {
+            let host = &rest[..end];
+            let port = rest[end + 1..]
+                .strip_prefix(':')
+                .and_then(|p| p.parse().ok());
+            return (host, port);
+        }
+        return (s, None);
+    }
+    match s.rfind(':') {
+        // More than one colon and no brackets: a bare IPv6 address.
+        Some(i) if s[..i].contains(':') => (s, None),
+        Some(i) => match s[i + 1..].parse() {
+            Ok(p) => (&s[..i], Some(p)),
+            Err(_) => (s, None),
+        },
+        None => (s, None),
+    }
+}
+
+/// Iterate `name=value` pairs of a query string (no percent-decoding, as Envoy's
+/// query_parameter matcher compares the raw value).
+pub fn query_pairs(q: &str) -> impl Iterator<Item = (&str, &str)> {
+    q.split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| match p.find('=') {
+            Some(i) => (&p[..i], &p[i + 1..]),
+            None => (p, ""),
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_port_split() {
+        for (input, host, port) in [
+            ("reviews:9080", "reviews", Some(9080)),
+            ("reviews", "reviews", None),
+            ("10.0.0.1:80", "10.0.0.1", Some(80)),
+            ("[::1]:8080", "::1", Some(8080)),
+            ("::1", "::1", None),
+            ("host:abc", "host:abc", None),
+        ] {
+            assert_eq!(split_host_port(input), (host, port), "{input}");
+        }
+    }
+
+    #[test]
+    fn joined_headers_and_query() {
+        let headers = [("X-A", "1"), ("x-a", "2"), ("b", "3")];
+        let r = Request {
+            method: "GET",
+            scheme: "http",
+            authority: "a:1",
+            path: "/p?x=1&y",
+            headers: &headers,
+            source_principal: None,
+            source_ip: None,
+            destination: "a:1",
+            sni: None,
+        };
+        assert_eq!(r.header_joined("x-a").as_deref(), Some("1,2"));
+        assert_eq!(r.header("B"), Some("3"));
+        assert_eq!(r.path_only(), "/p");
+        let pairs: Vec<_> = query_pairs(r.query().unwrap_or_default()).collect();
+        assert_eq!(pairs, vec![("x", "1"), ("y", "")]);
+    }
+}

@@ -1,0 +1,1 @@
+//! waypoint-tests: harness for end-to-end tests and the shared scenario suite.
