@@ -83,3 +83,27 @@ impl fmt::Display for ResourceId {
         write!(f, "{}/{}/{}", self.kind, self.namespace, self.name)
     }
 }
+
+/// What compiling one resource found: errors (the resource, or part of it, is rejected) and
+/// warnings (accepted, but something is ignored, e.g. `sourceLabels` on a waypoint).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Diagnostics {
+    pub errors: Vec<ConfigError>,
+    pub warnings: Vec<ConfigError>,
+}
+
+impl Diagnostics {
+    pub fn error(&mut self, e: ConfigError) {
+        self.errors.push(e);
+    }
+    pub fn warn(&mut self, w: ConfigError) {
+        self.warnings.push(w);
+    }
+    pub fn extend(&mut self, other: Diagnostics) {
+        self.errors.extend(other.errors);
+        self.warnings.extend(other.warnings);
+    }
+    pub fn has_errors(&self) -> bool {
+        !self.errors.is_empty()
+    }
+}

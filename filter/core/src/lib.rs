@@ -12,6 +12,6 @@ pub mod resource;
 pub mod route;
 pub mod service;
 
-pub use error::{ConfigError, ConfigErrors};
+pub use error::{ConfigError, ConfigErrors, Diagnostics, ResourceId};
 pub use random::{RandomSource, SplitMix64};
 pub use request::Request;
