@@ -97,7 +97,7 @@ fn is_known_http_status(code: u16) -> bool {
 #[derive(Debug)]
 pub(crate) enum RuleTemplate {
     Forward {
-        forward: Forward,
+        forward: Box<Forward>,
         /// `rewrite.uri` (without `uriRegexRewrite`).
         rewrite_uri: Option<String>,
     },
@@ -131,7 +131,7 @@ impl RuleTemplate {
                 forward,
                 rewrite_uri,
             } => {
-                let mut f = forward.clone();
+                let mut f = Forward::clone(forward);
                 if let Some(replacement) = rewrite_uri {
                     let path = prefix_swap(uri, replacement);
                     let rw = f.rewrite.get_or_insert_with(Rewrite::default);
@@ -774,7 +774,7 @@ fn compile_forward(
         forward.cors = compile_cors(ctx, &format!("{path}.corsPolicy"), c);
     }
     Some(RuleTemplate::Forward {
-        forward,
+        forward: Box::new(forward),
         rewrite_uri,
     })
 }

@@ -1,6 +1,8 @@
 //! VirtualService compiler tests: parse errors with field paths, every feature's compiled form,
 //! and how several VirtualServices merge for one host.
 
+#![allow(clippy::type_complexity)]
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -319,7 +321,7 @@ fn waypoint_only_match_rules() {
 
 #[test]
 fn gateway_only_virtual_service_is_not_for_the_waypoint() {
-    let (vs, d) = compile_vs(&format!("hosts: ['*']\ngateways: [bookinfo-gateway]\nhttp:\n- route:\n  - destination: {{host: reviews}}\n"));
+    let (vs, d) = compile_vs("hosts: ['*']\ngateways: [bookinfo-gateway]\nhttp:\n- route:\n  - destination: {host: reviews}\n");
     let vs = vs.expect("a gateway VirtualService may use host *");
     assert!(!vs.applies_to_mesh());
     assert!(d.warnings.iter().any(|w| w.field == "spec.gateways"));

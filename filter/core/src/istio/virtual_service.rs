@@ -139,7 +139,7 @@ pub fn compile_virtual_service(
         let matches = rule.matches.as_deref().unwrap_or_default();
         for (j, m) in matches.iter().enumerate() {
             match compile_match(&mut ctx, &format!("{path}.match[{j}]"), m) {
-                MatchOutcome::Entry(c) => blocks.push(c),
+                MatchOutcome::Entry(c) => blocks.push(*c),
                 MatchOutcome::Dropped | MatchOutcome::Invalid => {}
             }
         }
@@ -259,13 +259,13 @@ fn creation_order(a: &CompiledVirtualService, b: &CompiledVirtualService) -> Ord
 /// Entries with a `sourceNamespace` are kept when it equals the VirtualService's own namespace
 /// (the usual case of a waypoint in the application namespace); use [`merge_for_host_at`] when
 /// the waypoint's namespace is known. VirtualServices not bound to the mesh are skipped.
-pub fn merge_for_host<'a>(vss: &[&'a CompiledVirtualService]) -> Vec<RouteEntry> {
+pub fn merge_for_host(vss: &[&CompiledVirtualService]) -> Vec<RouteEntry> {
     merge(vss, None)
 }
 
 /// [`merge_for_host`] for a waypoint running in `waypoint_namespace`.
-pub fn merge_for_host_at<'a>(
-    vss: &[&'a CompiledVirtualService],
+pub fn merge_for_host_at(
+    vss: &[&CompiledVirtualService],
     waypoint_namespace: &str,
 ) -> Vec<RouteEntry> {
     merge(vss, Some(waypoint_namespace))
