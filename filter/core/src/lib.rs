@@ -10,6 +10,7 @@ pub mod random;
 pub mod request;
 pub mod resource;
 pub mod route;
+pub mod route_match;
 pub mod service;
 
 pub use error::{ConfigError, ConfigErrors, Diagnostics, ResourceId};

@@ -1,0 +1,2 @@
+//! Compiles the Gateway API conformance manifests and checks decisions from the Go tests.
+//! Skips when ../shared/fixtures is absent.
