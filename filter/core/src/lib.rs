@@ -2,6 +2,7 @@
 //! Config in (Istio + Gateway API manifests), one synchronous decision per request out; no I/O.
 
 pub mod authz;
+pub mod decision;
 pub mod error;
 pub mod gateway;
 pub mod istio;
