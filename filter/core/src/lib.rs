@@ -15,6 +15,7 @@ pub mod route;
 pub mod route_match;
 pub mod service;
 pub mod snapshot;
+pub mod explain;
 
 pub use error::{ConfigError, ConfigErrors, Diagnostics, ResourceId};
 pub use random::{RandomSource, SplitMix64};
