@@ -4,9 +4,9 @@
 use serde_json::{json, Map, Value};
 
 use crate::decision::{Action, Decision};
+use crate::request::Request;
 use crate::route::{BackendRef, HeaderOps};
 use crate::snapshot::apply_header_ops;
-use crate::request::Request;
 
 fn backend_json(b: &BackendRef, port: u16) -> Value {
     json!({
@@ -63,7 +63,8 @@ pub fn decision_json(d: &Decision<'_>, req: &Request<'_>) -> Value {
     let fwd = d.forward.as_ref().filter(|_| routed);
     o.insert(
         "backend".into(),
-        fwd.map(|f| backend_json(f.backend, f.port)).unwrap_or(Value::Null),
+        fwd.map(|f| backend_json(f.backend, f.port))
+            .unwrap_or(Value::Null),
     );
     let weights: Vec<Value> = match &d.forward {
         Some(f) if f.candidates.len() > 1 => f
@@ -97,13 +98,25 @@ pub fn decision_json(d: &Decision<'_>, req: &Request<'_>) -> Value {
     let mut remove = Vec::new();
     for ops in response_ops(d) {
         remove.extend(ops.remove.iter().map(|n| json!(n.to_ascii_lowercase())));
-        add.extend(ops.set.iter().map(|(n, v)| json!({"name": n.to_ascii_lowercase(), "value": v, "append": false})));
-        add.extend(ops.add.iter().map(|(n, v)| json!({"name": n.to_ascii_lowercase(), "value": v, "append": true})));
+        add.extend(
+            ops.set
+                .iter()
+                .map(|(n, v)| json!({"name": n.to_ascii_lowercase(), "value": v, "append": false})),
+        );
+        add.extend(
+            ops.add
+                .iter()
+                .map(|(n, v)| json!({"name": n.to_ascii_lowercase(), "value": v, "append": true})),
+        );
     }
     o.insert("response_headers_add".into(), Value::Array(add));
     o.insert("response_headers_remove".into(), Value::Array(remove));
-    let path = fwd.and_then(|f| f.path.clone()).unwrap_or_else(|| req.path.to_string());
-    let authority = fwd.and_then(|f| f.authority.clone()).unwrap_or_else(|| req.authority.to_string());
+    let path = fwd
+        .and_then(|f| f.path.clone())
+        .unwrap_or_else(|| req.path.to_string());
+    let authority = fwd
+        .and_then(|f| f.authority.clone())
+        .unwrap_or_else(|| req.authority.to_string());
     o.insert("path".into(), json!(path));
     o.insert("authority".into(), json!(authority));
     let location = d

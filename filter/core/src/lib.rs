@@ -4,6 +4,7 @@
 pub mod authz;
 pub mod decision;
 pub mod error;
+pub mod explain;
 pub mod gateway;
 pub mod istio;
 pub mod matchers;
@@ -15,7 +16,6 @@ pub mod route;
 pub mod route_match;
 pub mod service;
 pub mod snapshot;
-pub mod explain;
 
 pub use error::{ConfigError, ConfigErrors, Diagnostics, ResourceId};
 pub use random::{RandomSource, SplitMix64};

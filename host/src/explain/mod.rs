@@ -151,15 +151,26 @@ fn run_inner(args: &ExplainArgs) -> anyhow::Result<i32> {
     if let Value::Object(o) = &mut out {
         o.insert("seed".into(), json!(seed));
         if let Some(w) = &snapshot.waypoint {
-            o.insert("waypoint".into(), json!(format!("{}/{}", w.namespace, w.name)));
+            o.insert(
+                "waypoint".into(),
+                json!(format!("{}/{}", w.namespace, w.name)),
+            );
         }
         o.insert(
             "errors".into(),
-            json!(diags.errors.iter().map(|e| e.to_string()).collect::<Vec<_>>()),
+            json!(diags
+                .errors
+                .iter()
+                .map(|e| e.to_string())
+                .collect::<Vec<_>>()),
         );
         o.insert(
             "warnings".into(),
-            json!(diags.warnings.iter().map(|e| e.to_string()).collect::<Vec<_>>()),
+            json!(diags
+                .warnings
+                .iter()
+                .map(|e| e.to_string())
+                .collect::<Vec<_>>()),
         );
     }
     match args.output {

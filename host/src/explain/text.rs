@@ -36,7 +36,10 @@ pub fn render(o: &Value) -> String {
         row("backend", backend(&o["backend"]));
     }
     if let Some(ws) = o["weights"].as_array().filter(|w| !w.is_empty()) {
-        let parts: Vec<String> = ws.iter().map(|w| format!("{} = {}", backend(w), scalar(&w["weight"]))).collect();
+        let parts: Vec<String> = ws
+            .iter()
+            .map(|w| format!("{} = {}", backend(w), scalar(&w["weight"])))
+            .collect();
         row("weights", parts.join(", "));
     }
     if let Some(l) = o["location"].as_str() {
@@ -48,21 +51,37 @@ pub fn render(o: &Value) -> String {
         row("route", format!("{r} rule {}", scalar(&o["matched_rule"])));
     }
     if let Some(h) = o["request_headers"].as_object().filter(|h| !h.is_empty()) {
-        let parts: Vec<String> = h.iter().map(|(k, v)| format!("{k}: {}", scalar(v))).collect();
+        let parts: Vec<String> = h
+            .iter()
+            .map(|(k, v)| format!("{k}: {}", scalar(v)))
+            .collect();
         row("request headers", parts.join("; "));
     }
-    if let Some(a) = o["response_headers_add"].as_array().filter(|a| !a.is_empty()) {
+    if let Some(a) = o["response_headers_add"]
+        .as_array()
+        .filter(|a| !a.is_empty())
+    {
         let parts: Vec<String> = a
             .iter()
             .map(|h| {
-                let op = if h["append"].as_bool() == Some(true) { "add" } else { "set" };
+                let op = if h["append"].as_bool() == Some(true) {
+                    "add"
+                } else {
+                    "set"
+                };
                 format!("{op} {}: {}", scalar(&h["name"]), scalar(&h["value"]))
             })
             .collect();
         row("response headers", parts.join("; "));
     }
-    if let Some(a) = o["response_headers_remove"].as_array().filter(|a| !a.is_empty()) {
-        row("response remove", a.iter().map(scalar).collect::<Vec<_>>().join(", "));
+    if let Some(a) = o["response_headers_remove"]
+        .as_array()
+        .filter(|a| !a.is_empty())
+    {
+        row(
+            "response remove",
+            a.iter().map(scalar).collect::<Vec<_>>().join(", "),
+        );
     }
     if !o["timeout_ms"].is_null() {
         row("timeout", format!("{} ms", scalar(&o["timeout_ms"])));
@@ -71,14 +90,25 @@ pub fn render(o: &Value) -> String {
         let r = &o["retries"];
         row(
             "retries",
-            format!("{} attempts on {} (per try {})", scalar(&r["attempts"]), scalar(&r["retry_on"]), scalar(&r["per_try_timeout_ms"])),
+            format!(
+                "{} attempts on {} (per try {})",
+                scalar(&r["attempts"]),
+                scalar(&r["retry_on"]),
+                scalar(&r["per_try_timeout_ms"])
+            ),
         );
     }
     if !o["fault_delay_ms"].is_null() {
-        row("fault delay", format!("{} ms", scalar(&o["fault_delay_ms"])));
+        row(
+            "fault delay",
+            format!("{} ms", scalar(&o["fault_delay_ms"])),
+        );
     }
     if let Some(ms) = o["mirrors"].as_array().filter(|m| !m.is_empty()) {
-        let parts: Vec<String> = ms.iter().map(|m| format!("{} ({}%)", backend(m), scalar(&m["percent"]))).collect();
+        let parts: Vec<String> = ms
+            .iter()
+            .map(|m| format!("{} ({}%)", backend(m), scalar(&m["percent"])))
+            .collect();
         row("mirrors", parts.join(", "));
     }
     if let Some(ps) = o["policies"].as_array().filter(|p| !p.is_empty()) {
@@ -90,7 +120,11 @@ pub fn render(o: &Value) -> String {
                     scalar(&p["namespace"]),
                     scalar(&p["name"]),
                     scalar(&p["action"]),
-                    if p["matched"].as_bool() == Some(true) { "matched" } else { "not matched" }
+                    if p["matched"].as_bool() == Some(true) {
+                        "matched"
+                    } else {
+                        "not matched"
+                    }
                 )
             })
             .collect();

@@ -57,12 +57,23 @@ pub fn parse(s: &str) -> anyhow::Result<Url> {
             let end = v6.find(']').context("unclosed [ in IPv6 host")?;
             let port = match &v6[end + 1..] {
                 "" => None,
-                p => Some(p.strip_prefix(':').context("bad port")?.parse::<u16>().context("bad port")?),
+                p => Some(
+                    p.strip_prefix(':')
+                        .context("bad port")?
+                        .parse::<u16>()
+                        .context("bad port")?,
+                ),
             };
             (v6[..end].to_string(), port)
         }
         None => match authority.rsplit_once(':') {
-            Some((h, p)) => (h.to_string(), Some(p.parse::<u16>().with_context(|| format!("bad port {p:?}"))?)),
+            Some((h, p)) => (
+                h.to_string(),
+                Some(
+                    p.parse::<u16>()
+                        .with_context(|| format!("bad port {p:?}"))?,
+                ),
+            ),
             None => (authority.to_string(), None),
         },
     };
@@ -82,11 +93,17 @@ mod tests {
     #[test]
     fn parses() {
         let u = parse("http://reviews:9080/reviews/1?x=1").expect("url");
-        assert_eq!((u.host.as_str(), u.port, u.path_and_query.as_str()), ("reviews", Some(9080), "/reviews/1?x=1"));
+        assert_eq!(
+            (u.host.as_str(), u.port, u.path_and_query.as_str()),
+            ("reviews", Some(9080), "/reviews/1?x=1")
+        );
         let u = parse("http://productpage").expect("url");
         assert_eq!((u.port_or_default(), u.path_and_query.as_str()), (80, "/"));
         let u = parse("https://[::1]:8443?q").expect("url");
-        assert_eq!((u.host.as_str(), u.port, u.path_and_query.as_str()), ("::1", Some(8443), "/?q"));
+        assert_eq!(
+            (u.host.as_str(), u.port, u.path_and_query.as_str()),
+            ("::1", Some(8443), "/?q")
+        );
         assert!(parse("ftp://x/").is_err());
         assert!(parse("http://x:abc/").is_err());
         assert!(parse("reviews/").is_err());
