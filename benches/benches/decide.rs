@@ -40,7 +40,10 @@ fn bench(c: &mut Criterion) {
         b.iter(|| black_box(snap.decide(black_box(&req), &mut rng, false).action))
     });
     let plain = [("user-agent", "bench")];
-    let req_split = Request { headers: &plain, ..req };
+    let req_split = Request {
+        headers: &plain,
+        ..req
+    };
     c.bench_function("decide/bookinfo reviews 90-10", |b| {
         b.iter(|| black_box(snap.decide(black_box(&req_split), &mut rng, false).action))
     });
@@ -48,7 +51,11 @@ fn bench(c: &mut Criterion) {
     for (services, rules) in [(100usize, 10usize), (1000, 10)] {
         let snap = snapshot_from(&waypoint_benches::synthetic_mesh(services, rules, 1000));
         let headers = [("x-tenant", "t8")];
-        let dest = format!("10.100.{}.{}:80", (services / 2) / 256, (services / 2) % 256);
+        let dest = format!(
+            "10.100.{}.{}:80",
+            (services / 2) / 256,
+            (services / 2) % 256
+        );
         let req = Request {
             method: "GET",
             scheme: "http",
@@ -60,7 +67,11 @@ fn bench(c: &mut Criterion) {
             destination: &dest,
             sni: None,
         };
-        let name = format!("decide/{} routes + {} policies", services * rules, services.min(1000));
+        let name = format!(
+            "decide/{} routes + {} policies",
+            services * rules,
+            services.min(1000)
+        );
         c.bench_function(&name, |b| {
             b.iter(|| black_box(snap.decide(black_box(&req), &mut rng, false).action))
         });
