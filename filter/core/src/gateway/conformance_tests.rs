@@ -7,6 +7,7 @@ use super::tests::{compile_all, first_match, request, TestServices};
 use super::*;
 use crate::resource::parse_manifests;
 use crate::route::{RouteEntry, RuleAction};
+use crate::snapshot::rewrite_path;
 
 const FIXTURES: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -114,7 +115,7 @@ fn outcome(entry: Option<&RouteEntry>, path: &str) -> String {
                 .collect::<Vec<_>>()
                 .join(",");
             if let Some(p) = f.rewrite.as_ref().and_then(|r| r.path.as_ref()) {
-                s += &format!(" path={}", apply_path_rewrite(p, path));
+                s += &format!(" path={}", rewrite_path(path, p, e.matcher.path.as_ref()));
             }
             s
         }
@@ -132,7 +133,7 @@ fn outcome(entry: Option<&RouteEntry>, path: &str) -> String {
                 crate::route::RedirectPort::ProtocolDefault => s += " port=default",
             }
             if let Some(p) = &r.path {
-                s += &format!(" path={}", apply_path_rewrite(p, path));
+                s += &format!(" path={}", rewrite_path(path, p, e.matcher.path.as_ref()));
             }
             s
         }

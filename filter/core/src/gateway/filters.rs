@@ -49,31 +49,6 @@ impl PathModifier {
     }
 }
 
-/// Apply a path rewrite to a path (no query string). For `Prefix`, the part after `prefix` is
-/// appended to `replacement`; an empty result becomes `/` (HTTPPathModifier table).
-/// `Regex` replaces every match of the regex with `substitution` (Rust `$1` syntax).
-pub fn apply_path_rewrite(rw: &PathRewrite, path: &str) -> String {
-    let out = match rw {
-        PathRewrite::Full(p) => p.clone(),
-        PathRewrite::Prefix {
-            prefix,
-            replacement,
-        } => {
-            let rest = path.strip_prefix(prefix.as_str()).unwrap_or(path);
-            format!("{replacement}{rest}")
-        }
-        PathRewrite::Regex {
-            regex,
-            substitution,
-        } => regex.replace_all(path, substitution.as_str()).into_owned(),
-    };
-    if out.is_empty() {
-        "/".to_string()
-    } else {
-        out
-    }
-}
-
 /// RequestRedirect before the path is tied to the match.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct RedirectSpec {
@@ -356,7 +331,8 @@ mod tests {
             let rw = PathModifier::Prefix(rep.to_string())
                 .resolve(Some(&m))
                 .expect("prefix match");
-            assert_eq!(apply_path_rewrite(&rw, path), want, "{path} {prefix} {rep}");
+            let got = crate::snapshot::rewrite_path(path, &rw, Some(&m));
+            assert_eq!(got, want, "{path} {prefix} {rep}");
         }
     }
 

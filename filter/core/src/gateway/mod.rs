@@ -28,7 +28,6 @@ mod conformance_tests;
 mod tests;
 
 pub use backends::ReferenceGrants;
-pub use filters::apply_path_rewrite;
 pub use hostnames::host_matches;
 pub use parents::{ParentKey, ParentRef};
 pub use precedence::{ordered_entries, ordered_entries_for_parent, MatchRank};

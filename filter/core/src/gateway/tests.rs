@@ -8,8 +8,9 @@ use super::*;
 use crate::request::Request;
 use crate::resource::parse_manifests;
 use crate::route::{PathRewrite, RedirectPort, RouteEntry, RuleAction};
-use crate::route_match::entry_matches;
+use crate::route_match::request_matches;
 use crate::service::{service_fqdn, ServiceInfo, ServiceKind, ServicePort, CLUSTER_DOMAIN};
+use crate::snapshot::rewrite_path;
 
 /// A tiny in-memory service registry for tests.
 #[derive(Default)]
@@ -93,7 +94,7 @@ pub(super) fn first_match<'e>(
 ) -> Option<&'e RouteEntry> {
     entries
         .iter()
-        .find(|e| entry_matches(&e.matcher, req, port))
+        .find(|e| request_matches(&e.matcher, req, req.path_only(), port))
 }
 
 /// Compile every route in `yaml` (seq in document order).
@@ -424,7 +425,11 @@ fn filters_and_rewrites() {
         let rw = forward(&e).rewrite.clone().expect("rewrite");
         assert_eq!(rw.authority.as_deref(), Some("rewritten.example"));
         let p = rw.path.expect("path rewrite");
-        assert_eq!(apply_path_rewrite(&p, path), want, "{path}");
+        assert_eq!(
+            rewrite_path(path, &p, e.matcher.path.as_ref()),
+            want,
+            "{path}"
+        );
     }
     let e = find("/full/deep");
     let p = forward(&e)
@@ -440,7 +445,10 @@ fn filters_and_rewrites() {
             assert_eq!(r.status, 302);
             assert_eq!(r.port, RedirectPort::Keep);
             let p = r.path.as_ref().expect("path");
-            assert_eq!(apply_path_rewrite(p, "/redir/a"), "/to/a");
+            assert_eq!(
+                rewrite_path("/redir/a", p, e.matcher.path.as_ref()),
+                "/to/a"
+            );
         }
         other => panic!("{other:?}"),
     }
