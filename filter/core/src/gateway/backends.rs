@@ -20,15 +20,40 @@ pub(crate) struct RefSpec {
     pub port: Option<i32>,
 }
 
+/// Why a backendRef cannot be used (the backend then answers 500).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Invalid {
+    pub reason: String,
+    /// True for Istio's "invalid backend" reasons (not found, not permitted, unknown kind):
+    /// the route stays Accepted with ResolvedRefs=False, so this is a warning. False for a
+    /// malformed reference (Istio marks the route not Accepted): an error.
+    pub unresolved: bool,
+}
+
+impl Invalid {
+    fn unresolved(reason: String) -> Option<Invalid> {
+        Some(Invalid {
+            reason,
+            unresolved: true,
+        })
+    }
+    fn malformed(reason: &str) -> Option<Invalid> {
+        Some(Invalid {
+            reason: reason.to_string(),
+            unresolved: false,
+        })
+    }
+}
+
 /// Resolve a reference from a route `kind` in `route_ns`. Returns the backend plus, when it
-/// cannot be used, the reason (the backend then answers 500, as Istio's invalid backends do).
+/// cannot be used, why (the backend then answers 500, as Istio's invalid backends do).
 pub(crate) fn resolve(
     r: &RefSpec,
     route_kind: &str,
     route_ns: &str,
     services: &dyn ServiceLookup,
     grants: Option<&ReferenceGrants>,
-) -> (BackendRef, Option<String>) {
+) -> (BackendRef, Option<Invalid>) {
     let group = r.group.clone().unwrap_or_default();
     let kind = r.kind.clone().unwrap_or_else(|| "Service".to_string());
     let namespace = r
@@ -62,22 +87,19 @@ pub(crate) fn resolve(
                 &r.name,
             )
         {
-            return (
-                backend,
-                Some(format!(
-                    "backendRef {}/{} not accessible to a {route_kind} in namespace {route_ns:?} (missing a ReferenceGrant?)",
-                    r.name, namespace
-                )),
+            let why = format!(
+                "backendRef {}/{} not accessible to a {route_kind} in namespace {route_ns:?} (missing a ReferenceGrant?)",
+                r.name, namespace
             );
+            return (backend, Invalid::unresolved(why));
         }
     }
     let invalid = match (group.as_str(), kind.as_str()) {
         ("", "Service") => {
             backend.host = service_fqdn(&r.name, &namespace, CLUSTER_DOMAIN);
             if r.name.contains('.') {
-                Some(
-                    "service name invalid; the name of the Service must be used, not the hostname"
-                        .to_string(),
+                Invalid::malformed(
+                    "service name invalid; the name of the Service must be used, not the hostname",
                 )
             } else {
                 match services.by_name(&namespace, &r.name) {
@@ -85,7 +107,7 @@ pub(crate) fn resolve(
                         backend.host = svc.hostname.clone();
                         None
                     }
-                    None => Some(format!("backend({}) not found", backend.host)),
+                    None => Invalid::unresolved(format!("backend({}) not found", backend.host)),
                 }
             }
         }
@@ -93,14 +115,14 @@ pub(crate) fn resolve(
         ("networking.istio.io", "Hostname") => {
             backend.host = r.name.clone();
             if r.namespace.is_some() {
-                Some("namespace may not be set with Hostname type".to_string())
+                Invalid::malformed("namespace may not be set with Hostname type")
             } else if services.by_host(&r.name, route_ns).is_none() {
-                Some(format!("backend({}) not found", r.name))
+                Invalid::unresolved(format!("backend({}) not found", r.name))
             } else {
                 None
             }
         }
-        _ => Some(format!(
+        _ => Invalid::unresolved(format!(
             "referencing unsupported backendRef: group {group:?} kind {kind:?}"
         )),
     };
@@ -109,7 +131,10 @@ pub(crate) fn resolve(
     }
     // "Port is required when the referent is a Kubernetes Service"; Istio requires it for all kinds.
     if port.is_none() {
-        return (backend, Some("port is required in backendRef".to_string()));
+        return (
+            backend,
+            Invalid::malformed("port is required in backendRef"),
+        );
     }
     (backend, None)
 }

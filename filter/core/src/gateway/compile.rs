@@ -20,7 +20,7 @@ use crate::route::{
 };
 use crate::service::ServiceLookup;
 
-use super::backends::{resolve, RefSpec, ReferenceGrants};
+use super::backends::{resolve, Invalid, RefSpec, ReferenceGrants};
 use super::filters::{convert, retype, FilterEffect, RedirectSpec, RewriteSpec};
 use super::matches::{grpc_match, http_match};
 use super::parents::ParentRef;
@@ -349,7 +349,7 @@ impl Ctx<'_> {
                         (backend, None) => fwd.mirrors.push(Mirror { backend, percent }),
                         // Istio drops a mirror with an unusable backend; the rule still works.
                         (_, Some(why)) => {
-                            self.err(d, format!("{ff}.requestMirror.backendRef"), why)
+                            self.invalid(d, format!("{ff}.requestMirror.backendRef"), &why)
                         }
                     }
                 }
@@ -392,14 +392,14 @@ impl Ctx<'_> {
                 port: b.port,
             });
             if let Some(why) = &invalid {
-                self.err(d, bf.clone(), why.clone());
+                self.invalid(d, bf.clone(), why);
             }
             let mut wb = WeightedBackend {
                 backend,
                 weight: weight as u32,
                 request_headers: HeaderOps::default(),
                 response_headers: HeaderOps::default(),
-                invalid,
+                invalid: invalid.map(|i| i.reason),
             };
             // backendRef filters share the rule-level conversion; Istio applies only the
             // header modifiers here and rejects the rest.
@@ -452,7 +452,20 @@ impl Ctx<'_> {
         Plan::Forward(fwd, rewrite)
     }
 
-    fn resolve(&self, r: &RefSpec) -> (crate::route::BackendRef, Option<String>) {
+    /// Report an unusable reference: a warning when the route stays accepted (unresolved
+    /// reference), an error when the reference is malformed.
+    fn invalid(&self, d: &mut Diagnostics, field: String, why: &Invalid) {
+        let e = self
+            .id
+            .error(field, format!("{}; traffic to it answers 500", why.reason));
+        if why.unresolved {
+            d.warn(e);
+        } else {
+            d.error(e);
+        }
+    }
+
+    fn resolve(&self, r: &RefSpec) -> (crate::route::BackendRef, Option<Invalid>) {
         resolve(
             r,
             self.kind.kind(),
