@@ -209,7 +209,7 @@ struct Ctx<'a> {
 enum Plan {
     Status500,
     Redirect(RedirectSpec, HeaderOps),
-    Forward(Forward, Option<RewriteSpec>),
+    Forward(Box<Forward>, Option<RewriteSpec>),
 }
 
 impl Ctx<'_> {
@@ -307,7 +307,7 @@ impl Ctx<'_> {
                 })
             }
             Plan::Forward(f, rw) => {
-                let mut f = f.clone();
+                let mut f = (**f).clone();
                 if let Some(rw) = rw {
                     let path = match &rw.path {
                         None => None,
@@ -449,7 +449,7 @@ impl Ctx<'_> {
             return Plan::Status500;
         }
         self.timeouts(field, rule, &mut fwd, d);
-        Plan::Forward(fwd, rewrite)
+        Plan::Forward(Box::new(fwd), rewrite)
     }
 
     /// Report an unusable reference: a warning when the route stays accepted (unresolved

@@ -155,6 +155,9 @@ fn status(e: &RouteEntry) -> Option<u16> {
     }
 }
 
+/// Request headers of a test case.
+type Headers = &'static [(&'static str, &'static str)];
+
 const MESH_PARENT: &str = "  parentRefs:\n  - {group: \"\", kind: Service, name: echo}\n";
 
 fn route(name: &str, extra_meta: &str, rules: &str) -> String {
@@ -194,7 +197,7 @@ fn matching_table() {
     let (r, d) = compile_one(&yaml);
     assert!(d.errors.is_empty(), "{d:?}");
     let entries = ordered_entries(&[&r]);
-    let cases: &[(&str, &str, &[(&str, &str)], Option<&str>)] = &[
+    let cases: &[(&str, &str, Headers, Option<&str>)] = &[
         ("GET", "/exact", &[], Some("exact")),
         ("GET", "/exact?x=1", &[], Some("exact")),
         ("GET", "/exact/more", &[], None),
@@ -276,7 +279,7 @@ fn precedence_across_routes() {
     assert!(d.errors.is_empty(), "{d:?}");
     let refs: Vec<&CompiledRoute> = rs.iter().collect();
     let entries = ordered_entries(&refs);
-    let cases: &[(&str, &str, &[(&str, &str)], &str)] = &[
+    let cases: &[(&str, &str, Headers, &str)] = &[
         ("GET", "/a/b/c", &[], "a-exact"),
         ("GET", "/a/b/c/d", &[], "a-prefix-long"),
         ("GET", "/a/x", &[], "b-prefix-short"),
@@ -691,7 +694,7 @@ spec:
     assert!(d.errors.is_empty(), "{d:?}");
     assert_eq!(r.id.kind, "GRPCRoute");
     let entries = ordered_entries_for_parent(&ParentKey::service("default", "echo"), &[&r]);
-    let cases: &[(&str, &[(&str, &str)], Option<u16>, Option<&str>)] = &[
+    let cases: &[(&str, Headers, Option<u16>, Option<&str>)] = &[
         ("/pkg.Svc/Get", &[], Some(7070), Some("exact")),
         ("/pkg.Svc/Put", &[], Some(7070), Some("service")),
         ("/other.Svc/List", &[], Some(7070), Some("method-only")),
