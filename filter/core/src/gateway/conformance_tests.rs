@@ -97,7 +97,7 @@ fn every_conformance_route_compiles() {
 /// What a request gets, in a short comparable form.
 fn outcome(entry: Option<&RouteEntry>, path: &str) -> String {
     let Some(e) = entry else {
-        return "none".into();
+        return "404".into();
     };
     match &e.rule.action {
         RuleAction::Forward(f) => {
@@ -195,7 +195,11 @@ fn run(cases: &[Case], parent_for: impl Fn(&Case) -> ParentKey) {
             .collect();
         let entries = ordered_entries_for_parent(&parent, &refs);
         let req = request(c.method, c.path, c.headers);
-        let got = outcome(first_match(&entries, &req, Some(c.port)), c.path);
+        let got = if routes_apply_to_port(&entries, Some(c.port)) {
+            outcome(first_match(&entries, &req, Some(c.port)), c.path)
+        } else {
+            "default".to_string()
+        };
         assert_eq!(
             got, c.want,
             "{}: {} {} host={} port={} {:?}",
@@ -227,16 +231,16 @@ fn mesh_decisions() {
         mesh(m, "/v2/", "echo-v2"),
         mesh(m, "/v2example", "echo-v1"),
         mesh(m, "/foo/v2/example", "echo-v1"),
-        // parentRef port 80: other service ports get no route from it.
+        // parentRef port 80: other service ports get no route from it (default route).
         Case {
             port: 8080,
-            ..mesh(m, "/v2", "none")
+            ..mesh(m, "/v2", "default")
         },
         // httproute-query-param-matching.go
         mesh(q, "/?animal=whale", "echo-v1"),
         mesh(q, "/?animal=dolphin", "echo-v2"),
         mesh(q, "/?animal=dolphin&color=blue", "echo-v2"),
-        mesh(q, "/?ANIMAL=Whale", "none"),
+        mesh(q, "/?ANIMAL=Whale", "404"),
         // httproute-rewrite-path.go
         mesh(rw, "/prefix/one/two", "echo-v1 path=/one/two"),
         mesh(rw, "/strip-prefix/three", "echo-v1 path=/three"),
@@ -400,10 +404,8 @@ fn mesh_ports_and_filters() {
         outcome(first_match(&entries, &req, Some(7070)), req.path),
         "echo-v1=70,echo-v2=30"
     );
-    assert_eq!(
-        outcome(first_match(&entries, &req, Some(80)), req.path),
-        "none"
-    );
+    // Port 80 is not covered by the route (parentRef port 7070): default routing.
+    assert!(!routes_apply_to_port(&entries, Some(80)));
 }
 
 #[test]
@@ -431,8 +433,8 @@ fn gateway_profile_decisions() {
         gw(q, "/?ANIMAL=Whale", v3),
         gw(q, "/?animal=whale&otherparam=irrelevant", v1),
         gw(q, "/?animal=dolphin&color=yellow", v2),
-        gw(q, "/?color=blue", "none"),
-        gw(q, "/?animal=whaledolphin", "none"),
+        gw(q, "/?color=blue", "404"),
+        gw(q, "/?animal=whaledolphin", "404"),
         gw(q, "/path1?animal=whale", v1),
         Case {
             headers: &[("version", "one")],
@@ -447,8 +449,8 @@ fn gateway_profile_decisions() {
             headers: &[("version", "three")],
             ..gw(q, "/path4?animal=kraken", v1)
         },
-        gw(q, "/?animal=shark", "none"),
-        gw(q, "/path4?animal=kraken", "none"),
+        gw(q, "/?animal=shark", "404"),
+        gw(q, "/path4?animal=kraken", "404"),
         gw(q, "/path5?animal=hydra", v1),
         Case {
             headers: &[("version", "four")],
@@ -473,7 +475,7 @@ fn gateway_profile_decisions() {
         },
         Case {
             headers: &[("Color", "orange")],
-            ..gw(h, "/", "none")
+            ..gw(h, "/", "404")
         },
         Case {
             headers: &[("Color", "green")],
@@ -491,7 +493,7 @@ fn gateway_profile_decisions() {
         gw(me, "/", v2),
         Case {
             method: "HEAD",
-            ..gw(me, "/", "none")
+            ..gw(me, "/", "404")
         },
         gw(me, "/path1", v1),
         Case {
@@ -515,11 +517,11 @@ fn gateway_profile_decisions() {
         },
         Case {
             method: "PUT",
-            ..gw(me, "/", "none")
+            ..gw(me, "/", "404")
         },
         Case {
             method: "DELETE",
-            ..gw(me, "/path4", "none")
+            ..gw(me, "/path4", "404")
         },
         Case {
             method: "PATCH",
@@ -632,7 +634,7 @@ fn grpc_gateway_decisions() {
     let entries = ordered_entries_for_parent(&parent, &refs);
     for (path, want) in paths
         .iter()
-        .zip(["grpc-infra-backend-v1", "grpc-infra-backend-v2", "none"])
+        .zip(["grpc-infra-backend-v1", "grpc-infra-backend-v2", "404"])
     {
         let req = request("POST", path, &[]);
         assert_eq!(
@@ -651,13 +653,13 @@ fn grpc_gateway_decisions() {
         (&[("Version", "two")], v2),
         (&[("Version", "two"), ("Color", "orange")], v1),
         (&[("Version", "two"), ("Color", "blue")], v2),
-        (&[("Color", "orange")], "none"),
-        (&[("Some-Other-Header", "one")], "none"),
+        (&[("Color", "orange")], "404"),
+        (&[("Some-Other-Header", "one")], "404"),
         (&[("Color", "blue")], v1),
         (&[("Color", "green")], v1),
         (&[("Color", "red")], v2),
         (&[("Color", "yellow")], v2),
-        (&[("Color", "purple")], "none"),
+        (&[("Color", "purple")], "404"),
     ];
     for (headers, want) in cases {
         let req = request("POST", &paths[0], headers);

@@ -8,6 +8,8 @@
 //! - For each parent (a Service / ServiceEntry for GAMMA, or a Gateway), collect the routes that
 //!   name it and call `ordered_entries_for_parent` (adds the parentRef `port` restriction as
 //!   Istio's `augmentPortMatch` does) or `ordered_entries` (no port handling); first match wins.
+//!   If `routes_apply_to_port` is false for the request's port, use the service default route;
+//!   if it is true and nothing matches, answer 404 (mesh conformance tests expect both).
 //! - Mesh parents (`ParentRef::is_mesh`): Istio ignores `hostnames`. Gateway parents: the lead
 //!   must intersect route `hostnames` with the listener hostname and match the request host with
 //!   `host_matches` before evaluating the entries; see `hostnames.rs`.
@@ -30,7 +32,9 @@ mod tests;
 pub use backends::ReferenceGrants;
 pub use hostnames::host_matches;
 pub use parents::{ParentKey, ParentRef};
-pub use precedence::{ordered_entries, ordered_entries_for_parent, MatchRank};
+pub use precedence::{
+    ordered_entries, ordered_entries_for_parent, routes_apply_to_port, MatchRank,
+};
 
 use crate::error::{Diagnostics, ResourceId};
 use crate::resource::RawResource;

@@ -138,3 +138,13 @@ pub fn ordered_entries_for_parent(
     }
     out
 }
+
+/// Do the ordered entries of a parent apply to requests on service port `port`? Entries that a
+/// parentRef `port` restricted to other ports do not. When none applies, the routes do not
+/// cover this port and the service's default route is used (mesh-ports conformance test);
+/// when some apply but none matches, the request gets 404 (no route matched), as in Istio.
+pub fn routes_apply_to_port(entries: &[RouteEntry], port: Option<u16>) -> bool {
+    entries
+        .iter()
+        .any(|e| e.matcher.port.is_none() || e.matcher.port == port)
+}

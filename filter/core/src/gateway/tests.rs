@@ -770,6 +770,8 @@ spec:
     let echo = ordered_entries_for_parent(&ParentKey::service("default", "echo"), &[&r]);
     let ports: Vec<Option<u16>> = echo.iter().map(|e| e.matcher.port).collect();
     assert_eq!(ports, [Some(80), Some(8080)]);
+    assert!(routes_apply_to_port(&echo, Some(8080)));
+    assert!(!routes_apply_to_port(&echo, Some(9090)));
     let v1 = ordered_entries_for_parent(&ParentKey::service("default", "v1"), &[&r]);
     assert_eq!(v1.len(), 1);
     assert_eq!(v1[0].matcher.port, None);
