@@ -67,9 +67,11 @@ struct RouteIr {
 }
 
 fn http_ir(spec: HttpRouteSpec) -> RouteIr {
+    // CRD default for an absent `rules`: one rule matching PathPrefix `/` with no backendRefs
+    // (so every request gets 500), as the API server would store it.
     let rules = spec
         .rules
-        .unwrap_or_default()
+        .unwrap_or_else(|| vec![Default::default()])
         .into_iter()
         .map(|r| {
             // "If no matches are specified, the default is a prefix path match on "/"".

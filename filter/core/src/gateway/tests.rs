@@ -753,6 +753,19 @@ fn errors_name_fields() {
 }
 
 #[test]
+fn absent_rules_default_to_one_500_rule() {
+    let yaml = "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: r}\nspec:\n  parentRefs: [{group: \"\", kind: Service, name: echo}]\n";
+    let (r, d) = compile_one(yaml);
+    assert!(d.errors.is_empty(), "{d:?}");
+    let entries = ordered_entries(&[&r]);
+    let req = request("GET", "/anything", &[]);
+    assert_eq!(
+        first_match(&entries, &req, Some(80)).and_then(status),
+        Some(500)
+    );
+}
+
+#[test]
 fn parent_port_restriction_and_defaults() {
     let yaml = r#"apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
