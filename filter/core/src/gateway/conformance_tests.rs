@@ -183,16 +183,17 @@ fn run(cases: &[Case], parent_for: impl Fn(&Case) -> ParentKey) {
     for c in cases {
         let (routes, _) = compile_file(&root, &svcs, c.file);
         let parent = parent_for(c);
-        // Mesh parents ignore hostnames (Istio); Gateway parents keep routes whose
-        // hostnames match the request host.
-        let refs: Vec<&CompiledRoute> = routes
+        // Mesh parents ignore hostnames (Istio); Gateway parents use the routes with the
+        // most specific hostname matching the request host.
+        let attached: Vec<&CompiledRoute> = routes
             .iter()
-            .filter(|r| {
-                r.parents.iter().any(|p| {
-                    p.key() == parent && (p.is_mesh() || host_matches(&r.hostnames, c.host))
-                })
-            })
+            .filter(|r| r.parents.iter().any(|p| p.key() == parent))
             .collect();
+        let refs = if parent.kind == "Gateway" {
+            routes_for_host(&attached, c.host)
+        } else {
+            attached
+        };
         let entries = ordered_entries_for_parent(&parent, &refs);
         let req = request(c.method, c.path, c.headers);
         let got = if routes_apply_to_port(&entries, Some(c.port)) {

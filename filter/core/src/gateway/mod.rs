@@ -10,9 +10,10 @@
 //!   Istio's `augmentPortMatch` does) or `ordered_entries` (no port handling); first match wins.
 //!   If `routes_apply_to_port` is false for the request's port, use the service default route;
 //!   if it is true and nothing matches, answer 404 (mesh conformance tests expect both).
-//! - Mesh parents (`ParentRef::is_mesh`): Istio ignores `hostnames`. Gateway parents: the lead
-//!   must intersect route `hostnames` with the listener hostname and match the request host with
-//!   `host_matches` before evaluating the entries; see `hostnames.rs`.
+//! - Mesh parents (`ParentRef::is_mesh`): Istio ignores `hostnames`. Gateway parents: pick the
+//!   routes for the request host with `routes_for_host` (most specific hostname wins, as
+//!   Envoy's virtual host choice) before ordering; a listener `hostname` on the Gateway must
+//!   also be intersected with the route hostnames (not modelled here).
 //! - Consumer routes (route namespace != parent Service namespace) apply to clients in the
 //!   route's namespace only; a waypoint is producer-side, so the lead should skip them.
 
@@ -30,7 +31,7 @@ mod conformance_tests;
 mod tests;
 
 pub use backends::ReferenceGrants;
-pub use hostnames::host_matches;
+pub use hostnames::{host_matches, routes_for_host};
 pub use parents::{ParentKey, ParentRef};
 pub use precedence::{
     ordered_entries, ordered_entries_for_parent, routes_apply_to_port, MatchRank,
