@@ -1,7 +1,7 @@
 //! Gateway API HTTPRoute and GRPCRoute compiled into the shared route model, ordered by
 //! the Gateway API precedence rules (GAMMA mesh semantics as Istio implements them).
 //!
-//! How the lead uses this module:
+//! Use:
 //! - `compile_http_route` / `compile_grpc_route` (or the `_with_grants` variants, given the
 //!   ReferenceGrants) turn one resource into a `CompiledRoute`: its parents, hostnames and one
 //!   `CompiledEntry` per (rule, match).
@@ -14,8 +14,9 @@
 //!   routes for the request host with `routes_for_host` (most specific hostname wins, as
 //!   Envoy's virtual host choice) before ordering; a listener `hostname` on the Gateway must
 //!   also be intersected with the route hostnames (not modelled here).
-//! - Consumer routes (route namespace != parent Service namespace) apply to clients in the
-//!   route's namespace only; a waypoint is producer-side, so the lead should skip them.
+//! - Consumer routes (route namespace != parent Service namespace): GAMMA says they affect only
+//!   clients in the route's namespace; the caller decides whether its waypoint applies them
+//!   (compare `CompiledRoute::id.namespace` with `ParentRef::namespace`).
 
 mod backends;
 mod compile;
