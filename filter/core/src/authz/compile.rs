@@ -509,14 +509,13 @@ impl RuleBuilder<'_, '_> {
             "notPrincipals",
             &principals,
             &not_principals,
-            |v| Ok(PrincipalPat::Str(StrPat::string(v))),
+            |v| Ok(PrincipalPat::principal(v)),
             Attr::Principal,
         );
         self.jwt(
             conds,
             field,
             "requestPrincipals",
-            "notRequestPrincipals",
             &s.request_principals,
             &s.not_request_principals,
         );
@@ -639,7 +638,6 @@ impl RuleBuilder<'_, '_> {
         conds: &mut Vec<Cond>,
         field: &str,
         name: &str,
-        not_name: &str,
         values: &[String],
         not_values: &[String],
     ) {
@@ -659,7 +657,6 @@ impl RuleBuilder<'_, '_> {
                 attr: Attr::Jwt,
             });
         }
-        let _ = not_name;
     }
 
     fn condition(&mut self, field: &str, w: &spec::Condition, conds: &mut Vec<Cond>) {
@@ -788,12 +785,12 @@ impl RuleBuilder<'_, '_> {
                     &not_name,
                     &v,
                     &nv,
-                    |x| Ok(PrincipalPat::Str(StrPat::string(x))),
+                    |x| Ok(PrincipalPat::principal(x)),
                     Attr::Principal,
                 )
             }
             "request.auth.principal" | "request.auth.audiences" | "request.auth.presenter" => {
-                self.jwt(conds, field, &name, &not_name, v, nv)
+                self.jwt(conds, field, &name, v, nv)
             }
             k if k.starts_with("request.auth.claims") => {
                 if claim_names(&k["request.auth.claims".len()..]).is_none() {
@@ -803,7 +800,7 @@ impl RuleBuilder<'_, '_> {
                         "bad key: expecting format request.auth.claims[<NAME>]",
                     );
                 } else {
-                    self.jwt(conds, field, &name, &not_name, v, nv)
+                    self.jwt(conds, field, &name, v, nv)
                 }
             }
             k if k.starts_with("request.headers") => {

@@ -98,29 +98,42 @@ impl StrPat {
     }
 }
 
-/// A pattern over the peer principal. Istio matches `spiffe://<TD>/ns/<NS>/sa/<SA>`; we match
-/// the part after `spiffe://` (config values are written without the scheme), which gives the
-/// same result for SPIFFE principals.
+/// A pattern over the peer principal (`spiffe://<TD>/ns/<NS>/sa/<SA>`). Config values are
+/// written without the scheme; Istio prefixes `spiffe://` when it builds the Envoy matcher,
+/// so a principal without that scheme only matches `*` and namespace patterns, as in Envoy.
 #[derive(Debug, Clone)]
 pub(crate) enum PrincipalPat {
-    /// `principals` / `source.principal`: exact, prefix, suffix on the principal without
-    /// scheme; `*` = any non-empty principal (Istio regex `.+`).
-    Str(StrPat),
-    /// Full-match regex over the principal without scheme (namespaces, service accounts,
-    /// wildcard trust domains).
+    /// `*`: any non-empty principal (Istio regex `.+`).
+    Any,
+    /// Exact / prefix / suffix over the part after `spiffe://` (principals, literal trust
+    /// domains).
+    Spiffe(StrPat),
+    /// Full-match regex over the part after `spiffe://` (service accounts, wildcard trust
+    /// domains).
+    SpiffeRegex(Regex),
+    /// Full-match regex over the whole principal (namespaces).
     Regex(Regex),
 }
 
 impl PrincipalPat {
+    /// `principals` / `source.principal` value (Istio `StringMatcherWithPrefix(v, "spiffe://")`).
+    pub(crate) fn principal(value: &str) -> PrincipalPat {
+        match StrPat::string(value) {
+            StrPat::NonEmpty | StrPat::Present => PrincipalPat::Any,
+            s => PrincipalPat::Spiffe(s),
+        }
+    }
+
     pub(crate) fn matches(&self, principal: Option<&str>) -> bool {
         let Some(p) = principal else {
             return false;
         };
-        let bare = p.strip_prefix("spiffe://").unwrap_or(p);
+        let bare = p.strip_prefix("spiffe://");
         match self {
-            PrincipalPat::Str(StrPat::NonEmpty) => !p.is_empty(),
-            PrincipalPat::Str(s) => s.matches(Some(bare)),
-            PrincipalPat::Regex(r) => r.is_match(bare),
+            PrincipalPat::Any => !p.is_empty(),
+            PrincipalPat::Spiffe(s) => s.matches(bare),
+            PrincipalPat::SpiffeRegex(r) => bare.is_some_and(|b| r.is_match(b)),
+            PrincipalPat::Regex(r) => r.is_match(p),
         }
     }
 
@@ -143,29 +156,34 @@ impl PrincipalPat {
             regex::escape(ns),
             regex::escape(sa)
         ))
-        .map(PrincipalPat::Regex)
+        .map(PrincipalPat::SpiffeRegex)
     }
 
-    /// `trustDomains` / `source.trustDomain` (`srcTrustDomainGenerator`): `*` = any SPIFFE
-    /// principal, a literal = prefix `<td>/`, one `*` inside = `<pre>[^/]*<post>/.*`.
+    /// `trustDomains` / `source.trustDomain` (`srcTrustDomainGenerator`): `*` = prefix
+    /// `spiffe://`, a literal = prefix `spiffe://<td>/`, one `*` inside =
+    /// `spiffe://<pre>[^/]*<post>/.*`.
     pub(crate) fn trust_domain(value: &str) -> Result<PrincipalPat, String> {
         if value == "*" {
-            return Ok(PrincipalPat::Str(StrPat::NonEmpty));
+            return Ok(PrincipalPat::Spiffe(StrPat::Prefix(String::new())));
         }
         match value.split_once('*') {
-            None => Ok(PrincipalPat::Str(StrPat::Prefix(format!("{value}/")))),
+            None => Ok(PrincipalPat::Spiffe(StrPat::Prefix(format!("{value}/")))),
             Some((pre, post)) => full_regex(&format!(
                 "{}[^/]*{}/.*",
                 regex::escape(pre),
                 regex::escape(post)
             ))
-            .map(PrincipalPat::Regex),
+            .map(PrincipalPat::SpiffeRegex),
         }
     }
 
     pub(crate) fn describe(&self) -> String {
         match self {
-            PrincipalPat::Str(s) => s.describe(),
+            PrincipalPat::Any => "non-empty".to_string(),
+            PrincipalPat::Spiffe(s) => format!("spiffe:// + {}", s.describe()),
+            PrincipalPat::SpiffeRegex(r) => {
+                format!("spiffe:// + regex {:?}", strip_anchors(r.as_str()))
+            }
             PrincipalPat::Regex(r) => format!("regex {:?}", strip_anchors(r.as_str())),
         }
     }
@@ -287,17 +305,11 @@ mod tests {
     fn principals() {
         let p = Some("spiffe://cluster.local/ns/foo/sa/bar");
         let cases: Vec<(PrincipalPat, bool)> = vec![
-            (
-                PrincipalPat::Str(StrPat::string("cluster.local/ns/foo/sa/bar")),
-                true,
-            ),
-            (
-                PrincipalPat::Str(StrPat::string("cluster.local/ns/foo/*")),
-                true,
-            ),
-            (PrincipalPat::Str(StrPat::string("*/sa/bar")), true),
-            (PrincipalPat::Str(StrPat::string("*")), true),
-            (PrincipalPat::Str(StrPat::string("td/ns/foo/sa/bar")), false),
+            (PrincipalPat::principal("cluster.local/ns/foo/sa/bar"), true),
+            (PrincipalPat::principal("cluster.local/ns/foo/*"), true),
+            (PrincipalPat::principal("*/sa/bar"), true),
+            (PrincipalPat::principal("*"), true),
+            (PrincipalPat::principal("td/ns/foo/sa/bar"), false),
             (PrincipalPat::namespace("foo").expect("ns"), true),
             (PrincipalPat::namespace("fo*").expect("ns"), true),
             (PrincipalPat::namespace("bar").expect("ns"), false),
