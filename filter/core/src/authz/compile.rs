@@ -72,6 +72,7 @@ pub fn compile_policy_with(
                 dry_run: dry_run(raw, Action::Deny, &mut Diagnostics::default()),
                 provider: None,
                 custom_mode: CustomMode::DenyOnMatch,
+                custom_shadow: false,
                 rules: vec![CompiledRule::match_all(usize::MAX)],
             };
             return (policy, diags);
@@ -90,6 +91,7 @@ pub fn compile_policy_with(
 
     let provider = spec.provider.as_ref().map(|p| p.name.clone());
     let mut custom_mode = CustomMode::AskProvider;
+    let mut custom_shadow = false;
     if action == Action::Custom {
         let name = provider.as_deref().unwrap_or("");
         let known = !name.is_empty() && opts.custom_providers.contains(&name);
@@ -112,6 +114,7 @@ pub fn compile_policy_with(
                  a DENY, and so do we",
             ));
             dry_run = false;
+            custom_shadow = true;
             custom_mode = CustomMode::DenyOnMatch;
         }
     }
@@ -148,6 +151,7 @@ pub fn compile_policy_with(
         dry_run,
         provider,
         custom_mode,
+        custom_shadow,
         rules,
     };
     (policy, diags)

@@ -273,6 +273,10 @@ pub fn evaluate<'p>(
                     if !matched {
                         continue;
                     }
+                    if multiple_providers && p.custom_shadow {
+                        // Only enforced CUSTOM rules become the bad-CUSTOM DENY.
+                        continue;
+                    }
                     if p.custom_mode == CustomMode::DenyOnMatch || multiple_providers {
                         denied_by_custom = true;
                     } else if custom.is_none() {

@@ -293,6 +293,21 @@ fn custom_action() {
     let out = run(&[&p, &p2], &r);
     assert!(!out.allowed);
     assert_eq!(out.custom, None);
+    // Dry-run CUSTOM (rejected by Istio validation): istiod puts its rules in the enforcing
+    // DENY RBAC in front of ext_authz, so matches are denied; with an unknown provider the
+    // dry-run rules are dropped entirely.
+    let dry_meta = "  annotations:\n    istio.io/dry-run: \"true\"\n";
+    let (dry, d) = compile_with(dry_meta, spec, &["ext"]);
+    assert!(d.has_errors());
+    assert!(!dry.dry_run);
+    assert!(!allowed(&dry, &r));
+    assert!(allowed(&dry, &Req::default()));
+    let (dry_bad, _) = compile_with(dry_meta, spec, &[]);
+    assert!(dry_bad.dry_run);
+    assert!(allowed(&dry_bad, &r));
+    // With several providers only enforced CUSTOM rules deny.
+    let out = run(&[&dry, &p2], &r);
+    assert!(out.allowed, "{}", out.trace.join("\n"));
     // DENY still applies when the provider would be asked.
     let deny = compile("  action: DENY\n  rules: [{to: [{operation: {paths: ['/admin/*']}}]}]\n");
     assert!(!run(&[&p, &deny], &r).allowed);

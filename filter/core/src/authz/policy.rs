@@ -75,6 +75,9 @@ pub struct CompiledPolicy {
     /// `spec.provider.name` (CUSTOM).
     pub provider: Option<String>,
     pub(crate) custom_mode: CustomMode,
+    /// A dry-run CUSTOM policy with a usable provider (enforced as DENY by Istio, but left
+    /// out when several providers force the bad-CUSTOM DENY).
+    pub(crate) custom_shadow: bool,
     pub(crate) rules: Vec<CompiledRule>,
 }
 
