@@ -1,0 +1,112 @@
+//! The decision output: one plain struct per request saying what the data path must do
+//! (local reply, or forward with mutations), and why (matched rule, policies, trace).
+
+use std::time::Duration;
+
+use crate::error::ResourceId;
+use crate::route::{
+    BackendRef, Cors, HeaderOps, Mirror, RetryPolicy, RuleId, TrafficPolicy, WeightedBackend,
+};
+use crate::service::{Endpoint, ServiceInfo};
+
+/// What the data path does with the request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Forward to `Decision::forward`.
+    Route,
+    /// AuthorizationPolicy denied: 403 `RBAC: access denied`.
+    Deny,
+    Redirect,
+    DirectResponse,
+    FaultAbort,
+    /// No rule of the service's route config matched: 404.
+    NotFound,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Route => "route",
+            Action::Deny => "deny",
+            Action::Redirect => "redirect",
+            Action::DirectResponse => "direct_response",
+            Action::FaultAbort => "fault_abort",
+            Action::NotFound => "not_found",
+        }
+    }
+}
+
+/// A response the waypoint generates itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalResponse {
+    pub status: u16,
+    pub body: String,
+    /// Response headers to send (e.g. `location`, content-type, route response headers).
+    pub headers: Vec<(String, String)>,
+    /// gRPC status for gRPC fault aborts.
+    pub grpc_status: Option<String>,
+}
+
+/// Forwarding instructions.
+#[derive(Debug, Clone)]
+pub struct Forwarding<'s> {
+    /// The chosen backend reference (service, subset, port as written/resolved).
+    pub backend: &'s BackendRef,
+    /// The resolved service, when it is known to the registry.
+    pub service: Option<&'s ServiceInfo>,
+    /// Service port to use.
+    pub port: u16,
+    /// Endpoints of the service (subset applied).
+    pub endpoints: Vec<&'s Endpoint>,
+    /// All candidates with weights (for splits), including the chosen one.
+    pub candidates: &'s [WeightedBackend],
+    /// Request header mutations, route level then backend level (apply in order).
+    pub request_headers: [&'s HeaderOps; 2],
+    /// Response header mutations, route level then backend level.
+    pub response_headers: [&'s HeaderOps; 2],
+    /// Path (with query) after rewrite, when rewritten.
+    pub path: Option<String>,
+    /// Authority after rewrite, when rewritten.
+    pub authority: Option<String>,
+    pub timeout: Option<Duration>,
+    pub backend_timeout: Option<Duration>,
+    pub retries: Option<&'s RetryPolicy>,
+    /// Delay to inject before forwarding (already rolled against its percentage).
+    pub fault_delay: Option<Duration>,
+    pub mirrors: &'s [Mirror],
+    pub cors: Option<&'s Cors>,
+    /// DestinationRule policy for this backend (subset policy merged over the top-level one).
+    pub traffic_policy: Option<TrafficPolicy>,
+}
+
+/// The decision for one request.
+#[derive(Debug, Clone)]
+pub struct Decision<'s> {
+    pub action: Action,
+    /// Set for every action but `Route`.
+    pub local: Option<LocalResponse>,
+    /// Set for `Route`.
+    pub forward: Option<Forwarding<'s>>,
+    /// The rule that matched, if any.
+    pub matched_rule: Option<&'s RuleId>,
+    /// The service the destination resolved to.
+    pub service: Option<&'s ServiceInfo>,
+    /// Policies that applied, with their verdicts.
+    pub policies: Vec<PolicyResult<'s>>,
+    /// A CUSTOM policy matched: the data path must also get an allow from this ext-authz
+    /// provider before forwarding (Istio runs ext_authz before RBAC; a provider allow never
+    /// overrides a DENY/ALLOW denial).
+    pub ext_authz: Option<&'s str>,
+    /// Why: which rules were tried (only when asked for).
+    pub trace: Vec<String>,
+}
+
+/// One AuthorizationPolicy that applied to the request, and whether its rules matched.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyResult<'s> {
+    pub policy: &'s ResourceId,
+    /// `ALLOW`, `DENY`, `AUDIT` or `CUSTOM`.
+    pub action: &'static str,
+    pub matched: bool,
+    pub dry_run: bool,
+}
