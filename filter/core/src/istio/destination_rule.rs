@@ -12,7 +12,7 @@ use crate::route::{
 use crate::service::ServiceLookup;
 
 use super::context::Ctx;
-use super::hosts::resolve_short_name;
+use super::hosts::{resolve_short_name, validate_export_to, validate_wildcard_domain};
 use super::http_match::is_dns1123_label;
 use super::types::{
     ConnectionPoolIn, DestinationRuleSpec, LoadBalancerIn, OutlierDetectionIn, TrafficPolicyIn,
@@ -49,8 +49,8 @@ pub fn compile_destination_rule(
     let host = if spec.host.is_empty() {
         ctx.err("spec.host", "host is required");
         String::new()
-    } else if spec.host == "*" {
-        ctx.err("spec.host", "invalid host *");
+    } else if let Err(e) = validate_wildcard_domain(&spec.host) {
+        ctx.err("spec.host", e);
         String::new()
     } else {
         let fqdn = resolve_short_name(&spec.host, &raw.namespace);
@@ -110,6 +110,19 @@ pub fn compile_destination_rule(
                 labels: s.labels.clone(),
                 traffic_policy,
             },
+        );
+    }
+    if let Err(e) = validate_export_to(&raw.namespace, &spec.export_to) {
+        ctx.err("spec.exportTo", e);
+    }
+    if spec.workload_selector.is_some()
+        && !spec.export_to.is_empty()
+        && !(spec.export_to.len() == 1
+            && (spec.export_to[0] == "." || spec.export_to[0] == raw.namespace))
+    {
+        ctx.err(
+            "spec.exportTo",
+            "destination rule with workload selector cannot have exportTo beyond current namespace",
         );
     }
     let workload_selector = spec.workload_selector.map(|w| {

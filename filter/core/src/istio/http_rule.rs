@@ -272,6 +272,8 @@ fn compile_destination(
         ctx.err(format!("{path}.host"), "destination host is required");
     } else if d.host == "*" {
         ctx.err(format!("{path}.host"), "invalid destination host *");
+    } else if let Err(e) = super::hosts::validate_wildcard_domain(&d.host) {
+        ctx.err(format!("{path}.host"), e);
     }
     if let Some(subset) = &d.subset {
         if !is_dns1123_label(subset) {

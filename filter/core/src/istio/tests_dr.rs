@@ -27,7 +27,10 @@ fn errors_name_field_paths() {
         ("host: reviews\ntrafficPolicy: {portLevelSettings: [{loadBalancer: {simple: RANDOM}}]}\n", "spec.trafficPolicy.portLevelSettings[0].port"),
         ("host: reviews\nsubsets:\n- name: v1\n- name: v1\n", "spec.subsets[1].name"),
         ("host: reviews\nsubsets:\n- labels: {version: v1}\n", "spec.subsets[0].name"),
-        ("host: reviews\nsubsets:\n- name: V1\n", "spec.subsets[0].name"),
+        ("host: reviews\nsubsets:\n- name: v_1\n", "spec.subsets[0].name"),
+        ("host: a..b\n", "spec.host"),
+        ("host: reviews\nexportTo: ['*', other]\n", "spec.exportTo"),
+        ("host: reviews\nexportTo: [other]\nworkloadSelector: {matchLabels: {app: a}}\n", "spec.exportTo"),
         ("host: reviews\nsubsets:\n- name: v1\n  trafficPolicy: {loadBalancer: {simple: NOPE}}\n", "spec.subsets[0].trafficPolicy.loadBalancer.simple"),
     ];
     for (spec, field) in cases {

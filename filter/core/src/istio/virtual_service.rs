@@ -10,7 +10,9 @@ use crate::route::{RequestMatch, RouteEntry, Rule, RuleId};
 use crate::service::ServiceLookup;
 
 use super::context::Ctx;
-use super::hosts::{host_matches, resolve_short_name};
+use super::hosts::{
+    host_matches, resolve_short_name, validate_export_to, validate_wildcard_domain,
+};
 use super::http_match::{compile_match, MatchOutcome, UriKind, MESH_GATEWAY};
 use super::http_rule::{compile_rule, RuleTemplate};
 use super::types::VirtualServiceSpec;
@@ -93,8 +95,11 @@ pub fn compile_virtual_service(
     }
     let mut resolved_hosts = Vec::new();
     for (i, h) in spec.hosts.iter().enumerate() {
-        if h.is_empty() {
-            ctx.err(format!("spec.hosts[{i}]"), "host must not be empty");
+        let is_ip = h.parse::<std::net::IpAddr>().is_ok();
+        if let Err(e) = validate_wildcard_domain(h).map_err(|e| (!is_ip).then_some(e)) {
+            if let Some(e) = e {
+                ctx.err(format!("spec.hosts[{i}]"), e);
+            }
         } else if h == "*" && applies_to_mesh {
             ctx.err(
                 format!("spec.hosts[{i}]"),
@@ -112,6 +117,9 @@ pub fn compile_virtual_service(
             );
         }
         resolved_hosts.push(r);
+    }
+    if let Err(e) = validate_export_to(&raw.namespace, &spec.export_to) {
+        ctx.err("spec.exportTo", e);
     }
     if spec.http.is_empty() && spec.tcp.is_empty() && spec.tls.is_empty() {
         ctx.err(
