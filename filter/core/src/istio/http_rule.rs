@@ -219,6 +219,13 @@ fn compile_header_ops(
                 ctx.err(&field, "header value must not contain CR, LF or NUL");
                 continue;
             }
+            if value.replace("%%", "").contains('%') {
+                // Istio passes values to Envoy, which expands `%VAR%` formatters.
+                ctx.warn(
+                    &field,
+                    "Envoy header formatters (%VAR%) are not expanded by the waypoint; the value is sent as written",
+                );
+            }
             let pair = (name.to_ascii_lowercase(), value.clone());
             if target == 0 {
                 out.set.push(pair);

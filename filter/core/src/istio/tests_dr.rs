@@ -173,3 +173,40 @@ fn hosts_selector_and_export() {
         .iter()
         .any(|w| w.field == "spec.workloadSelector"));
 }
+
+#[test]
+fn merging_rules_for_one_host() {
+    let compile = |name: &str, seq: usize, spec: &str| {
+        let mut r = raw(&dr_yaml(spec).replace("name: dr", &format!("name: {name}")));
+        r.seq = seq;
+        let (dr, d) = super::compile_destination_rule(&r, &bookinfo());
+        dr.unwrap_or_else(|| panic!("{:?}", d.errors))
+    };
+    let a = compile(
+        "a",
+        0,
+        "host: reviews\nsubsets:\n- name: v1\n  labels: {version: v1}\n",
+    );
+    let b = compile("b", 1, "host: reviews\ntrafficPolicy: {loadBalancer: {simple: RANDOM}}\nsubsets:\n- name: v1\n  labels: {version: other}\n- name: v2\n  labels: {version: v2}\n");
+    let c = compile(
+        "c",
+        2,
+        "host: reviews\ntrafficPolicy: {loadBalancer: {simple: ROUND_ROBIN}}\n",
+    );
+    let sel = compile(
+        "sel",
+        3,
+        "host: reviews\nworkloadSelector: {matchLabels: {app: x}}\nsubsets:\n- name: v9\n",
+    );
+    let m = super::merge_destination_rules(&[&c, &sel, &b, &a]).expect("merged");
+    assert_eq!(m.source, "DestinationRule/default/a");
+    // a has no policy, so the oldest one that has one (b) supplies it.
+    assert_eq!(m.traffic_policy.load_balancer, Some(LoadBalancer::Random));
+    let names: Vec<&str> = m.subsets.keys().map(String::as_str).collect();
+    assert_eq!(names, vec!["v1", "v2"]);
+    assert_eq!(
+        m.subsets["v1"].labels.get("version").map(String::as_str),
+        Some("v1")
+    );
+    assert!(super::merge_destination_rules(&[&sel]).is_none());
+}
