@@ -313,13 +313,10 @@ fn compile_destination(
             if port.is_none() && svc.ports.len() == 1 {
                 port = svc.ports.first().map(|p| p.port);
             }
-            if !d.host.contains('.')
-                || d.host.contains(".svc.")
-                || svc.aliases.iter().any(|a| a == &d.host)
+            let as_istio = !d.host.contains('.')
                 || svc.hostname == d.host
-            {
-                // Short names and FQDNs resolve the same way Istio resolves them.
-            } else {
+                || svc.aliases.iter().any(|a| a == &d.host);
+            if !as_istio {
                 ctx.warn(
                     format!("{path}.host"),
                     format!("host {:?} resolved to {} via the registry; Istio treats dotted names other than FQDNs literally, prefer the FQDN", d.host, svc.hostname),
@@ -356,6 +353,23 @@ pub(crate) fn compile_rule(
 
     let headers = compile_headers(ctx, &format!("{path}.headers"), rule.headers.as_ref());
 
+    if rule.redirect.is_some() || rule.direct_response.is_some() {
+        // Pilot only applies these in `applyHTTPRouteDestination` (forwarding routes).
+        for (field, set) in [
+            ("timeout", rule.timeout.is_some()),
+            ("retries", rule.retries.is_some()),
+            ("mirror", rule.mirror.is_some()),
+            ("mirrors", rule.mirrors.is_some()),
+            ("corsPolicy", rule.cors_policy.is_some()),
+        ] {
+            if set {
+                ctx.warn(
+                    format!("{path}.{field}"),
+                    "ignored on a redirect or directResponse rule",
+                );
+            }
+        }
+    }
     let template = if let Some(redirect) = &rule.redirect {
         compile_redirect(ctx, path, rule, redirect, headers.response.clone())
     } else if let Some(direct) = &rule.direct_response {

@@ -928,3 +928,26 @@ fn source_namespace_is_the_waypoints_namespace() {
     assert!(matches(&at_other[0].matcher, &Req::get("/b")));
     assert!(merge_for_host_at(&[&vs], "third").is_empty());
 }
+
+#[test]
+fn warnings_for_ignored_fields() {
+    // (spec, warned field)
+    let cases: Vec<(&str, &str)> = vec![
+        ("hosts: [reviews]\nhttp:\n- redirect: {uri: /x}\n  timeout: 1s\n", "spec.http[0].timeout"),
+        ("hosts: [reviews]\nhttp:\n- directResponse: {status: 200}\n  corsPolicy: {allowMethods: [GET]}\n", "spec.http[0].corsPolicy"),
+        ("hosts: [reviews]\nhttp:\n- headers: {request: {set: {x-ip: '%DOWNSTREAM_REMOTE_ADDRESS%'}}}\n  route:\n  - destination: {host: reviews}\n", "spec.http[0].headers.request.set.x-ip"),
+        ("hosts: [reviews]\nhttp:\n- retries: {attempts: 2, retryRemoteLocalities: true}\n  route:\n  - destination: {host: reviews}\n", "spec.http[0].retries.retryRemoteLocalities"),
+        ("hosts: [reviews]\nhttp:\n- corsPolicy: {unmatchedPreflights: IGNORE}\n  route:\n  - destination: {host: reviews}\n", "spec.http[0].corsPolicy.unmatchedPreflights"),
+        ("hosts: [reviews]\nhttp:\n- fault: {abort: {percentage: {value: 10}}}\n  route:\n  - destination: {host: reviews}\n", "spec.http[0].fault.abort"),
+        ("http:\n- route:\n  - destination: {host: reviews}\n", "spec.hosts"),
+    ];
+    for (spec, field) in cases {
+        let (vs, d) = compile_vs(spec);
+        assert!(vs.is_some(), "{spec}: {:?}", d.errors);
+        assert!(
+            d.warnings.iter().any(|w| w.field == field),
+            "expected a warning at {field}, got {:?}",
+            d.warnings
+        );
+    }
+}
