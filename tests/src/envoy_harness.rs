@@ -357,9 +357,49 @@ pub fn http_get(
         .map_err(|e| e.to_string())?;
     s.write_all(&request_bytes(authority, path, headers))
         .map_err(|e| e.to_string())?;
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).map_err(|e| e.to_string())?;
+    let raw = read_response(&mut s)?;
     parse_response(&raw)
+}
+
+/// Read one response, stopping when its body is complete: Envoy keeps a `connection: close`
+/// connection open for `delayed_close_timeout` (1 s), so waiting for EOF would be slow.
+fn read_response<R: Read>(r: &mut R) -> Result<Vec<u8>, String> {
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 16384];
+    loop {
+        if response_complete(&raw) {
+            return Ok(raw);
+        }
+        match r.read(&mut buf) {
+            Ok(0) => return Ok(raw),
+            Ok(n) => raw.extend_from_slice(&buf[..n]),
+            // Envoy may close TLS without close_notify.
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !raw.is_empty() => {
+                return Ok(raw)
+            }
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+}
+
+fn response_complete(raw: &[u8]) -> bool {
+    let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return false;
+    };
+    let head = String::from_utf8_lossy(&raw[..end]).to_ascii_lowercase();
+    let body = &raw[end + 4..];
+    for line in head.split("\r\n") {
+        if let Some(v) = line.strip_prefix("content-length:") {
+            return v.trim().parse::<usize>().is_ok_and(|n| body.len() >= n);
+        }
+        if line.starts_with("transfer-encoding:") && line.contains("chunked") {
+            return body.ends_with(b"0\r\n\r\n");
+        }
+    }
+    // 1xx/204/304 have no body; anything else without a length runs to EOF.
+    head.split_whitespace()
+        .nth(1)
+        .is_some_and(|s| s.starts_with('1') || s == "204" || s == "304")
 }
 
 /// GET over TLS (SNI `localhost`) to 127.0.0.1:`port` with the given client config.
@@ -380,13 +420,7 @@ pub fn https_get(
     let mut tls = rustls::StreamOwned::new(conn, sock);
     tls.write_all(&request_bytes(authority, path, headers))
         .map_err(|e| e.to_string())?;
-    let mut raw = Vec::new();
-    match tls.read_to_end(&mut raw) {
-        Ok(_) => {}
-        // Envoy may close without close_notify after `connection: close`.
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !raw.is_empty() => {}
-        Err(e) => return Err(e.to_string()),
-    }
+    let raw = read_response(&mut tls)?;
     parse_response(&raw)
 }
 
