@@ -156,7 +156,7 @@ fn parse_waypoint(s: &str) -> Result<WaypointName, FilterConfigError> {
 mod tests {
     use super::*;
 
-    const SVC: &str = "apiVersion: v1\nkind: Service\nmetadata: {name: reviews}\nspec: {ports: [{port: 9080, name: http}]}\n";
+    const SVC: &str = "apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {name: waypoint, namespace: bookinfo}\nspec: {gatewayClassName: istio-waypoint, listeners: [{name: mesh, port: 15008, protocol: HBONE}]}\n---\napiVersion: v1\nkind: Service\nmetadata: {name: reviews, namespace: bookinfo, labels: {istio.io/use-waypoint: waypoint}}\nspec: {clusterIP: 10.96.0.11, ports: [{port: 9080, name: http}]}\n";
 
     #[test]
     fn spec_errors_name_the_field() {
@@ -193,7 +193,17 @@ mod tests {
         let cfg = FilterConfig::from_bytes("wp", spec.to_string().as_bytes()).expect("config");
         assert_eq!(cfg.engine.waypoint.namespace, "bookinfo");
         assert_eq!(cfg.principal_key, DEFAULT_PRINCIPAL_KEY);
-        assert_eq!(cfg.engine.resource_count(), 1);
+        assert_eq!(cfg.engine.resource_count(), 2);
+        assert_eq!(cfg.engine.bound_services(), 1);
+    }
+
+    #[test]
+    fn unknown_waypoint_is_an_error() {
+        let spec = serde_json::json!({"waypoint": "bookinfo/other", "config_inline": SVC});
+        let err = FilterConfig::from_bytes("wp", spec.to_string().as_bytes())
+            .err()
+            .expect("error");
+        assert!(err.to_string().contains("other"), "{err}");
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! The one place that calls the policy core: build a snapshot from resources, and decide one
 //! request. Keeping it behind this seam lets the rest of the filter ignore core API churn.
 
-use waypoint_core::decision::{Action, Decision, LocalResponse};
+use waypoint_core::decision::Decision;
 use waypoint_core::resource::RawResource;
+use waypoint_core::snapshot::{BuildOptions, Snapshot};
 use waypoint_core::{Diagnostics, RandomSource, Request};
 
 /// Which waypoint this Envoy is (`namespace/name` of the waypoint Gateway).
@@ -16,19 +17,27 @@ pub struct WaypointName {
 #[derive(Debug)]
 pub struct Engine {
     pub waypoint: WaypointName,
+    snapshot: Snapshot,
     resources: usize,
 }
 
 impl Engine {
     /// Compile `resources` for `waypoint`. Diagnostics carry every error and warning.
     pub fn build(resources: &[RawResource], waypoint: &WaypointName) -> (Engine, Diagnostics) {
-        // Interim until waypoint_core::snapshot lands: no routes, everything is 404.
+        let opts = BuildOptions {
+            waypoint: Some((waypoint.namespace.clone(), waypoint.name.clone())),
+            // This data path has no ext_authz client; CUSTOM policies fail closed (see filter).
+            custom_providers: Vec::new(),
+            ..BuildOptions::default()
+        };
+        let (snapshot, diags) = Snapshot::build(resources, &opts);
         (
             Engine {
                 waypoint: waypoint.clone(),
+                snapshot,
                 resources: resources.len(),
             },
-            Diagnostics::default(),
+            diags,
         )
     }
 
@@ -37,21 +46,13 @@ impl Engine {
         self.resources
     }
 
+    /// Number of services bound to this waypoint.
+    pub fn bound_services(&self) -> usize {
+        self.snapshot.bound_services().count()
+    }
+
     /// Decide one request.
-    pub fn decide<'s>(&'s self, _req: &Request<'_>, _rng: &mut dyn RandomSource) -> Decision<'s> {
-        Decision {
-            action: Action::NotFound,
-            local: Some(LocalResponse {
-                status: 404,
-                body: String::new(),
-                headers: Vec::new(),
-                grpc_status: None,
-            }),
-            forward: None,
-            matched_rule: None,
-            service: None,
-            policies: Vec::new(),
-            trace: Vec::new(),
-        }
+    pub fn decide<'s>(&'s self, req: &Request<'_>, rng: &mut dyn RandomSource) -> Decision<'s> {
+        self.snapshot.decide(req, rng, false)
     }
 }

@@ -211,6 +211,25 @@ impl HttpFilter {
     ) -> HeadersStatus {
         self.phase = Phase::Applying(decision.action);
         self.record(s, decision);
+        if decision.action == Action::Route {
+            if let Some(provider) = decision.ext_authz {
+                // A CUSTOM AuthorizationPolicy matched. This module has no ext_authz client,
+                // so fail closed like Envoy's ext_authz filter with failure_mode_allow=false.
+                s.log(
+                    LogLevel::Warn,
+                    &format!("waypoint: CUSTOM provider {provider:?} unsupported; denying"),
+                );
+                let local = LocalResponse {
+                    status: 403,
+                    body: DENY_BODY.to_string(),
+                    headers: Vec::new(),
+                    grpc_status: None,
+                };
+                self.phase = Phase::Applying(Action::Deny);
+                self.reply(s, Action::Deny, &local);
+                return HeadersStatus::StopIteration;
+            }
+        }
         match (&decision.forward, &decision.local) {
             (Some(fwd), _) if decision.action == Action::Route => self.forward(s, fwd, headers),
             (_, Some(local)) => {

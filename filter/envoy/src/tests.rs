@@ -12,11 +12,29 @@ use crate::fake::FakeStream;
 use crate::filter::{HttpFilter, CLUSTER_HEADER, DENY_BODY, TEST_PANIC_HEADER};
 use crate::stream::{Attribute, HeaderKind, HeadersStatus, StreamHandle};
 
+/// A waypoint, one bound service, and a policy allowing only `sa/sleep` to call it.
+const MINI: &str = r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: waypoint, namespace: bookinfo}
+spec: {gatewayClassName: istio-waypoint, listeners: [{name: mesh, port: 15008, protocol: HBONE}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: reviews, namespace: bookinfo, labels: {istio.io/use-waypoint: waypoint}}
+spec: {clusterIP: 10.96.0.11, ports: [{port: 9080, name: http}]}
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: allow-sleep, namespace: bookinfo}
+spec:
+  targetRefs: [{kind: Service, group: "", name: reviews}]
+  action: ALLOW
+  rules: [{from: [{source: {principals: [cluster.local/ns/bookinfo/sa/sleep]}}]}]
+"#;
+
 fn config() -> Arc<FilterConfig> {
-    let spec = serde_json::json!({
-        "waypoint": "bookinfo/waypoint",
-        "config_inline": "apiVersion: v1\nkind: Service\nmetadata: {name: reviews}\n",
-    });
+    let spec = serde_json::json!({"waypoint": "bookinfo/waypoint", "config_inline": MINI});
     let mut cfg =
         FilterConfig::from_bytes("waypoint", spec.to_string().as_bytes()).expect("config");
     cfg.metrics.requests = Some(7);
@@ -39,6 +57,7 @@ fn local(action: Action, status: u16, body: &str, headers: &[(&str, &str)]) -> D
         matched_rule: None,
         service: None,
         policies: Vec::new(),
+        ext_authz: None,
         trace: Vec::new(),
     }
 }
@@ -72,7 +91,7 @@ fn local_replies_carry_status_headers_and_body() {
             "fault filter abort",
             None,
         ),
-        (local(Action::Error, 500, "", &[]), 500, "", None),
+        (local(Action::DirectResponse, 500, "", &[]), 500, "", None),
     ] {
         let mut s = FakeStream::request("GET", "reviews:9080", "/", &[]);
         let mut f = HttpFilter::new(config());
@@ -177,6 +196,7 @@ fn route<'s>(fx: &'s Fixture, delay: Option<Duration>) -> Decision<'s> {
         matched_rule: Some(&fx.rule),
         service: None,
         policies: Vec::new(),
+        ext_authz: None,
         trace: Vec::new(),
     }
 }
@@ -261,23 +281,112 @@ fn fault_delay_waits_on_the_shared_timer_then_continues() {
 
 #[test]
 fn decision_input_comes_from_the_connection() {
-    // The interim engine answers 404 for everything; this checks the adapter's plumbing.
-    let mut s = FakeStream::request("GET", "reviews:9080", "/", &[])
-        .with_attribute(
-            Attribute::PeerUriSan,
-            "spiffe://cluster.local/ns/bookinfo/sa/productpage",
-        )
-        .with_attribute(Attribute::SourceAddress, "10.0.0.7:40000");
-    let mut f = HttpFilter::new(config());
-    assert_eq!(f.on_request_headers(&mut s), HeadersStatus::StopIteration);
-    assert_eq!(s.reply.as_ref().map(|r| r.status), Some(404));
+    // (peer URI SAN, filter-state principal, destination header, expected status, cluster)
+    let cluster = "outbound|9080||reviews.bookinfo.svc.cluster.local";
+    for (san, fs_principal, dst, status, want_cluster) in [
+        // mTLS peer certificate SAN is the source principal.
+        (
+            Some("spiffe://cluster.local/ns/bookinfo/sa/sleep"),
+            None,
+            None,
+            None,
+            Some(cluster),
+        ),
+        (
+            Some("spiffe://cluster.local/ns/bookinfo/sa/other"),
+            None,
+            None,
+            Some(403),
+            None,
+        ),
+        // No identity at all: denied by the ALLOW policy.
+        (None, None, None, Some(403), None),
+        // Identity from filter state (HBONE-terminating listener in front).
+        (
+            None,
+            Some("spiffe://cluster.local/ns/bookinfo/sa/sleep"),
+            None,
+            None,
+            Some(cluster),
+        ),
+        // Destination from x-envoy-original-dst-host (VIP:port) when the authority is opaque.
+        (
+            Some("spiffe://cluster.local/ns/bookinfo/sa/sleep"),
+            None,
+            Some("10.96.0.11:9080"),
+            None,
+            Some(cluster),
+        ),
+    ] {
+        let authority = if dst.is_some() {
+            "opaque.example:80"
+        } else {
+            "reviews.bookinfo.svc.cluster.local:9080"
+        };
+        let extra: Vec<(&str, &str)> = dst
+            .map(|d| vec![("x-envoy-original-dst-host", d)])
+            .unwrap_or_default();
+        let mut s = FakeStream::request("GET", authority, "/", &extra)
+            .with_attribute(Attribute::SourceAddress, "10.0.0.7:40000");
+        if let Some(san) = san {
+            s = s.with_attribute(Attribute::PeerUriSan, san);
+        }
+        if let Some(p) = fs_principal {
+            s.filter_state.insert(
+                crate::config::DEFAULT_PRINCIPAL_KEY.to_string(),
+                p.to_string(),
+            );
+        }
+        let mut f = HttpFilter::new(config());
+        let st = f.on_request_headers(&mut s);
+        let case = format!("{san:?} {fs_principal:?} {dst:?}");
+        assert_eq!(
+            s.reply.as_ref().map(|r| r.status),
+            status,
+            "{case}: {:?}",
+            s.reply
+        );
+        if status == Some(403) {
+            assert_eq!(
+                s.reply.as_ref().map(|r| r.body.as_str()),
+                Some(DENY_BODY),
+                "{case}"
+            );
+            assert_eq!(s.meta("decision"), Some("deny"), "{case}");
+        }
+        assert_eq!(
+            s.header(HeaderKind::Request, CLUSTER_HEADER).as_deref(),
+            want_cluster,
+            "{case}"
+        );
+        let want_st = if status.is_some() {
+            HeadersStatus::StopIteration
+        } else {
+            HeadersStatus::Continue
+        };
+        assert_eq!(st, want_st, "{case}");
+    }
 }
 
 #[test]
 fn panics_fail_closed() {
-    for (trigger, status) in [("decide", 403), ("apply", 500)] {
-        let mut s =
-            FakeStream::request("GET", "reviews:9080", "/", &[(TEST_PANIC_HEADER, trigger)]);
+    // A panic before the decision is a 403; while applying, it is a 403 when the decision was
+    // a deny (no identity here) and a 500 for an allowed, routed request.
+    let sleep = Some("spiffe://cluster.local/ns/bookinfo/sa/sleep");
+    for (trigger, san, status) in [
+        ("decide", sleep, 403),
+        ("apply", None, 403),
+        ("apply", sleep, 500),
+    ] {
+        let mut s = FakeStream::request(
+            "GET",
+            "reviews.bookinfo.svc.cluster.local:9080",
+            "/",
+            &[(TEST_PANIC_HEADER, trigger)],
+        );
+        if let Some(san) = san {
+            s = s.with_attribute(Attribute::PeerUriSan, san);
+        }
         let mut f = HttpFilter::new(config());
         assert_eq!(
             f.on_request_headers(&mut s),
@@ -285,7 +394,7 @@ fn panics_fail_closed() {
             "{trigger}"
         );
         let reply = s.reply.clone().expect("reply");
-        assert_eq!(reply.status, status, "{trigger}");
+        assert_eq!(reply.status, status, "{trigger} {san:?}");
         assert_eq!(reply.details, "waypoint_failed_closed");
         assert!(s
             .logs

@@ -1,2 +1,28 @@
 //! Istio networking resources: VirtualService and DestinationRule compiled into the shared
 //! route model and destination policies.
+
+mod context;
+pub mod destination_rule;
+pub mod duration;
+pub mod hosts;
+mod http_match;
+mod http_rule;
+pub mod types;
+pub mod virtual_service;
+
+#[cfg(test)]
+mod test_support;
+#[cfg(test)]
+mod tests_dr;
+#[cfg(test)]
+mod tests_fixtures;
+#[cfg(test)]
+mod tests_vs;
+
+pub use destination_rule::{compile_destination_rule, CompiledDestinationRule};
+pub use duration::parse_duration;
+pub use http_match::MESH_GATEWAY;
+pub use http_rule::default_retry_policy;
+pub use virtual_service::{
+    compile_virtual_service, merge_for_host, merge_for_host_at, CompiledVirtualService,
+};
