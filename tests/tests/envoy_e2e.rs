@@ -44,7 +44,11 @@ fn envoy_applies_waypoint_decisions() {
         let started = Instant::now();
         let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| check(&b)))
             .unwrap_or_else(|p| Err(format!("panicked: {p:?}")));
-        eprintln!("{name}: {:?} in {:?}", r.as_ref().map(|_| "ok"), started.elapsed());
+        eprintln!(
+            "{name}: {:?} in {:?}",
+            r.as_ref().map(|_| "ok"),
+            started.elapsed()
+        );
         if let Err(e) = r {
             failures.push(format!("{name}: {e}"));
         }
@@ -83,16 +87,29 @@ fn split_90_10(b: &Bookinfo) -> Result<(), String> {
             _ => other.push(format!("{} {:?}", r.status, r.body)),
         }
     }
-    expect(other.is_empty(), || format!("{} requests went elsewhere: {:?}", other.len(), &other[..other.len().min(3)]))?;
+    expect(other.is_empty(), || {
+        format!(
+            "{} requests went elsewhere: {:?}",
+            other.len(),
+            &other[..other.len().min(3)]
+        )
+    })?;
     // Binomial(1000, 0.1): mean 100, sd 9.5; ±4.5 sd keeps false failures below 1e-5.
-    expect((57..=143).contains(&v3), || format!("v1={v1} v3={v3}, expected about 900/100"))
+    expect((57..=143).contains(&v3), || {
+        format!("v1={v1} v3={v3}, expected about 900/100")
+    })
 }
 
 fn header_routing(b: &Bookinfo) -> Result<(), String> {
     for _ in 0..20 {
         let r = get(b, REVIEWS, "/reviews/1", &[("end-user", "jason")]);
         expect(r.upstream().as_deref() == Some("reviews-v2"), || {
-            format!("end-user: jason went to {:?} ({} {})", r.upstream(), r.status, r.body)
+            format!(
+                "end-user: jason went to {:?} ({} {})",
+                r.upstream(),
+                r.status,
+                r.body
+            )
         })?;
     }
     Ok(())
@@ -100,17 +117,26 @@ fn header_routing(b: &Bookinfo) -> Result<(), String> {
 
 fn redirect(b: &Bookinfo) -> Result<(), String> {
     let r = get(b, DETAILS, "/old/page", &[]);
-    expect(r.status == 301, || format!("status {} {:?}", r.status, r.body))?;
+    expect(r.status == 301, || {
+        format!("status {} {:?}", r.status, r.body)
+    })?;
     let loc = r.header("location").unwrap_or("");
-    expect(loc.ends_with("/details") && loc.contains("details"), || format!("location {loc:?}"))
+    expect(loc.ends_with("/details") && loc.contains("details"), || {
+        format!("location {loc:?}")
+    })
 }
 
 fn rewrite(b: &Bookinfo) -> Result<(), String> {
     let r = get(b, DETAILS, "/v1/abc?x=1", &[]);
-    let path = r.json().get("path").and_then(|p| p.as_str()).map(str::to_string);
-    expect(r.status == 200 && path.as_deref() == Some("/details/abc?x=1"), || {
-        format!("status {} upstream path {path:?}", r.status)
-    })
+    let path = r
+        .json()
+        .get("path")
+        .and_then(|p| p.as_str())
+        .map(str::to_string);
+    expect(
+        r.status == 200 && path.as_deref() == Some("/details/abc?x=1"),
+        || format!("status {} upstream path {path:?}", r.status),
+    )
 }
 
 fn header_mutations(b: &Bookinfo) -> Result<(), String> {
@@ -118,16 +144,26 @@ fn header_mutations(b: &Bookinfo) -> Result<(), String> {
         b,
         DETAILS,
         "/details/1",
-        &[("x-set", "from-client"), ("x-add", "from-client"), ("x-remove", "secret")],
+        &[
+            ("x-set", "from-client"),
+            ("x-add", "from-client"),
+            ("x-remove", "secret"),
+        ],
     );
-    expect(r.status == 200, || format!("status {} {}", r.status, r.body))?;
-    expect(r.upstream_header("x-set") == vec!["set-by-waypoint"], || {
-        format!("x-set upstream: {:?}", r.upstream_header("x-set"))
+    expect(r.status == 200, || {
+        format!("status {} {}", r.status, r.body)
     })?;
-    expect(r.upstream_header("x-add") == vec!["from-client", "added-by-waypoint"], || {
-        format!("x-add upstream: {:?}", r.upstream_header("x-add"))
+    expect(
+        r.upstream_header("x-set") == vec!["set-by-waypoint"],
+        || format!("x-set upstream: {:?}", r.upstream_header("x-set")),
+    )?;
+    expect(
+        r.upstream_header("x-add") == vec!["from-client", "added-by-waypoint"],
+        || format!("x-add upstream: {:?}", r.upstream_header("x-add")),
+    )?;
+    expect(r.upstream_header("x-remove").is_empty(), || {
+        "x-remove reached the upstream".into()
     })?;
-    expect(r.upstream_header("x-remove").is_empty(), || "x-remove reached the upstream".into())?;
     expect(r.upstream_header("x-waypoint-cluster").is_empty(), || {
         "the cluster-selection header leaked upstream".into()
     })?;
@@ -138,17 +174,22 @@ fn header_mutations(b: &Bookinfo) -> Result<(), String> {
 
 fn fault_abort(b: &Bookinfo) -> Result<(), String> {
     let r = get(b, RATINGS, "/ratings/abort", &[]);
-    expect(r.status == 418 && r.upstream().is_none(), || format!("status {} {}", r.status, r.body))
+    expect(r.status == 418 && r.upstream().is_none(), || {
+        format!("status {} {}", r.status, r.body)
+    })
 }
 
 fn fault_delay(b: &Bookinfo) -> Result<(), String> {
     let t = Instant::now();
     let r = get(b, RATINGS, "/ratings/delay", &[]);
     let took = t.elapsed();
-    expect(r.status == 200 && r.upstream().as_deref() == Some("ratings-v1"), || {
-        format!("status {} {}", r.status, r.body)
+    expect(
+        r.status == 200 && r.upstream().as_deref() == Some("ratings-v1"),
+        || format!("status {} {}", r.status, r.body),
+    )?;
+    expect(took >= Duration::from_millis(300), || {
+        format!("delay took only {took:?}")
     })?;
-    expect(took >= Duration::from_millis(300), || format!("delay took only {took:?}"))?;
     let t = Instant::now();
     let r = get(b, RATINGS, "/ratings/1", &[]);
     let fast = t.elapsed();
@@ -159,17 +200,24 @@ fn fault_delay(b: &Bookinfo) -> Result<(), String> {
 
 fn not_found(b: &Bookinfo) -> Result<(), String> {
     let r = get(b, DETAILS, "/no-such-route", &[]);
-    expect(r.status == 404 && r.upstream().is_none(), || format!("status {} {}", r.status, r.body))
+    expect(r.status == 404 && r.upstream().is_none(), || {
+        format!("status {} {}", r.status, r.body)
+    })
 }
 
 fn spiffe_authz(b: &Bookinfo) -> Result<(), String> {
     let hdr = [("x-envoy-original-dst-host", PRODUCTPAGE.1)];
-    let sleep = b.pki.client(Some("spiffe://cluster.local/ns/bookinfo/sa/sleep"));
+    let sleep = b
+        .pki
+        .client(Some("spiffe://cluster.local/ns/bookinfo/sa/sleep"));
     let r = https_get(b.tls_port, sleep, PRODUCTPAGE.0, "/productpage", &hdr)?;
-    expect(r.status == 200 && r.upstream().as_deref() == Some("productpage-v1"), || {
-        format!("sleep: {} {}", r.status, r.body)
-    })?;
-    let other = b.pki.client(Some("spiffe://cluster.local/ns/bookinfo/sa/notsleep"));
+    expect(
+        r.status == 200 && r.upstream().as_deref() == Some("productpage-v1"),
+        || format!("sleep: {} {}", r.status, r.body),
+    )?;
+    let other = b
+        .pki
+        .client(Some("spiffe://cluster.local/ns/bookinfo/sa/notsleep"));
     let r = https_get(b.tls_port, other, PRODUCTPAGE.0, "/productpage", &hdr)?;
     expect(r.status == 403 && r.body == "RBAC: access denied", || {
         format!("notsleep: {} {:?}", r.status, r.body)
@@ -186,28 +234,62 @@ fn spiffe_authz(b: &Bookinfo) -> Result<(), String> {
 }
 
 fn panic_fails_closed(b: &Bookinfo) -> Result<(), String> {
-    let r = get(b, REVIEWS, "/reviews/1", &[("x-waypoint-test-panic", "decide")]);
-    expect(r.status == 403, || format!("panic before decision: {} {}", r.status, r.body))?;
-    let r = get(b, REVIEWS, "/reviews/1", &[("x-waypoint-test-panic", "apply")]);
-    expect(r.status == 500, || format!("panic while applying: {} {}", r.status, r.body))?;
+    let r = get(
+        b,
+        REVIEWS,
+        "/reviews/1",
+        &[("x-waypoint-test-panic", "decide")],
+    );
+    expect(r.status == 403, || {
+        format!("panic before decision: {} {}", r.status, r.body)
+    })?;
+    let r = get(
+        b,
+        REVIEWS,
+        "/reviews/1",
+        &[("x-waypoint-test-panic", "apply")],
+    );
+    expect(r.status == 500, || {
+        format!("panic while applying: {} {}", r.status, r.body)
+    })?;
     for _ in 0..5 {
         let r = get(b, REVIEWS, "/reviews/1", &[("end-user", "jason")]);
-        expect(r.status == 200 && r.upstream().as_deref() == Some("reviews-v2"), || {
-            format!("after panics: {} {}", r.status, r.body)
-        })?;
+        expect(
+            r.status == 200 && r.upstream().as_deref() == Some("reviews-v2"),
+            || format!("after panics: {} {}", r.status, r.body),
+        )?;
     }
     Ok(())
 }
 
 fn metrics_and_metadata(b: &Bookinfo) -> Result<(), String> {
-    let stats = http_get(b.envoy.admin_port, "127.0.0.1", "/stats?filter=waypoint_requests_total", &[])?;
+    let stats = http_get(
+        b.envoy.admin_port,
+        "127.0.0.1",
+        "/stats?filter=waypoint_requests_total",
+        &[],
+    )?;
     expect(
         stats.body.contains("waypoint_requests_total") && stats.body.contains("decision.route"),
         || format!("stats: {}", stats.body),
     )?;
-    let log = b.envoy.log_text();
-    expect(log.contains("decision=route route=VirtualService/bookinfo/reviews"), || {
-        "access log lacks waypoint metadata".into()
+    expect(stats.body.contains("decision.deny"), || {
+        format!("no deny counted: {}", stats.body)
     })?;
-    expect(log.contains("decision=deny"), || "access log lacks a deny".into())
+    // Envoy buffers the stdout access log; wait for it to flush.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let log = b.envoy.log_text();
+        let routed = log.contains("decision=route route=VirtualService/bookinfo/reviews#split");
+        let denied = log.contains("ACCESS GET /productpage 403 waypoint_deny decision=deny");
+        if routed && denied {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(format!(
+                "access log lacks waypoint metadata (route: {routed}, deny: {denied})"
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
