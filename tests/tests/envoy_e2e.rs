@@ -18,6 +18,9 @@ fn get(b: &Bookinfo, svc: (&str, &str), path: &str, extra: &[(&str, &str)]) -> R
     http_get(b.plain_port, svc.0, path, &h).unwrap_or_else(|e| panic!("GET {path}: {e}"))
 }
 
+/// One scenario against the running Envoy.
+type Check = fn(&Bookinfo) -> Result<(), String>;
+
 /// Runs every check against one Envoy and reports all failures together.
 #[test]
 fn envoy_applies_waypoint_decisions() {
@@ -26,7 +29,7 @@ fn envoy_applies_waypoint_decisions() {
         "config_paths": [repo_root().join("tests/data/envoy-bookinfo").display().to_string()],
     });
     let mut b = Bookinfo::start(&config).unwrap_or_else(|e| panic!("start: {e}"));
-    let checks: Vec<(&str, fn(&Bookinfo) -> Result<(), String>)> = vec![
+    let checks: Vec<(&str, Check)> = vec![
         ("weighted split 90/10", split_90_10),
         ("header routing", header_routing),
         ("redirect", redirect),

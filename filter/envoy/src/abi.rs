@@ -594,8 +594,10 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_new(
     }
 }
 
+/// # Safety
+/// Called by Envoy only: `fe`/`fm` are the live pointers of one stream on its worker thread.
 #[no_mangle]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_request_headers(
+pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_request_headers(
     fe: *mut c_void,
     fm: *const c_void,
     _end_of_stream: bool,
@@ -635,8 +637,10 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_request_trailers(
     0
 }
 
+/// # Safety
+/// Called by Envoy only: `fe`/`fm` are the live pointers of one stream on its worker thread.
 #[no_mangle]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_response_headers(
+pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_response_headers(
     fe: *mut c_void,
     fm: *const c_void,
     _end_of_stream: bool,
@@ -694,8 +698,10 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_destroy(fm: *const c_void)
     }
 }
 
+/// # Safety
+/// Called by Envoy only: `fe`/`fm` are the live pointers of one stream on its worker thread.
 #[no_mangle]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_scheduled(
+pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_scheduled(
     fe: *mut c_void,
     fm: *const c_void,
     event_id: u64,

@@ -200,18 +200,14 @@ mod tests {
     #[test]
     fn unknown_waypoint_is_an_error() {
         let spec = serde_json::json!({"waypoint": "bookinfo/other", "config_inline": SVC});
-        let err = FilterConfig::from_bytes("wp", spec.to_string().as_bytes())
-            .err()
-            .expect("error");
+        let err = FilterConfig::from_bytes("wp", spec.to_string().as_bytes()).expect_err("error");
         assert!(err.to_string().contains("other"), "{err}");
     }
 
     #[test]
     fn missing_path_names_the_file() {
         let spec = serde_json::json!({"waypoint": "a/b", "config_paths": ["/nonexistent/wp.yaml"]});
-        let err = FilterConfig::from_bytes("wp", spec.to_string().as_bytes())
-            .err()
-            .expect("error");
+        let err = FilterConfig::from_bytes("wp", spec.to_string().as_bytes()).expect_err("error");
         let msg = err.to_string();
         assert!(
             msg.contains("File") && msg.contains("/nonexistent/wp.yaml"),
@@ -222,9 +218,7 @@ mod tests {
     #[test]
     fn bad_manifest_names_the_resource() {
         let spec = serde_json::json!({"waypoint": "a/b", "config_inline": "kind: Service\nmetadata: {name: x}\n"});
-        let err = FilterConfig::from_bytes("wp", spec.to_string().as_bytes())
-            .err()
-            .expect("error");
+        let err = FilterConfig::from_bytes("wp", spec.to_string().as_bytes()).expect_err("error");
         assert!(err.to_string().contains("apiVersion"), "{err}");
     }
 }
