@@ -69,6 +69,29 @@ fn bootstrap_with(filter_config: &serde_json::Value) -> String {
     serde_yaml::to_string(&boot).unwrap_or_default()
 }
 
+/// A waypoint, a bound service, and a VirtualService with an invalid weight.
+const BAD_FIELD: &str = r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: waypoint, namespace: bookinfo}
+spec: {gatewayClassName: istio-waypoint, listeners: [{name: mesh, port: 15008, protocol: HBONE}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: reviews, namespace: bookinfo, labels: {istio.io/use-waypoint: waypoint}}
+spec: {clusterIP: 10.96.0.11, ports: [{port: 9080, name: http}]}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: broken, namespace: bookinfo}
+spec:
+  hosts: [reviews]
+  http:
+  - route:
+    - destination: {host: reviews}
+      weight: lots
+"#;
+
 #[test]
 fn bad_config_is_rejected_with_our_message() {
     let dir = scratch_dir("badconfig");
@@ -88,6 +111,11 @@ fn bad_config_is_rejected_with_our_message() {
             serde_json::json!({"waypoint": "bookinfo/waypoint",
                 "config_inline": "apiVersion: v1\nkind: Service\nmetadata: {name: reviews}\n---\nkind: VirtualService\nmetadata: {name: broken, namespace: bookinfo}\n"}),
             vec!["VirtualService", "broken", "apiVersion"],
+        ),
+        (
+            "bad-field",
+            serde_json::json!({"waypoint": "bookinfo/waypoint", "config_inline": BAD_FIELD}),
+            vec!["VirtualService bookinfo/broken", "field spec.http[0]"],
         ),
     ] {
         let path = dir.join(format!("{name}.yaml"));

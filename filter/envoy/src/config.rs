@@ -198,6 +198,18 @@ mod tests {
     }
 
     #[test]
+    fn core_errors_name_resource_and_field() {
+        let bad_vs = "---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: broken, namespace: bookinfo}\nspec: {hosts: [reviews], http: [{route: [{destination: {host: reviews}, weight: lots}]}]}\n";
+        let spec = serde_json::json!({"waypoint": "bookinfo/waypoint", "config_inline": format!("{SVC}{bad_vs}")});
+        let err = FilterConfig::from_bytes("wp", spec.to_string().as_bytes()).expect_err("error");
+        let msg = err.to_string();
+        assert!(
+            msg.contains("VirtualService bookinfo/broken") && msg.contains("spec.http"),
+            "{msg}"
+        );
+    }
+
+    #[test]
     fn unknown_waypoint_is_an_error() {
         let spec = serde_json::json!({"waypoint": "bookinfo/other", "config_inline": SVC});
         let err = FilterConfig::from_bytes("wp", spec.to_string().as_bytes()).expect_err("error");
