@@ -110,7 +110,19 @@ impl Snapshot {
         }
         idx.sort_unstable();
         idx.dedup();
-        idx.into_iter().map(|i| &self.policies[i]).collect()
+        let mut out: Vec<&CompiledPolicy> = idx.into_iter().map(|i| &self.policies[i]).collect();
+        // Report in evaluation order: CUSTOM, DENY, ALLOW, then AUDIT (istio.io authorization
+        // policy docs: "CUSTOM, DENY and then ALLOW").
+        out.sort_by_key(|p| {
+            let rank = match p.action {
+                AuthzAction::Custom => 0,
+                AuthzAction::Deny => 1,
+                AuthzAction::Allow => 2,
+                AuthzAction::Audit => 3,
+            };
+            (rank, &p.id.namespace, &p.id.name)
+        });
+        out
     }
 
     /// Decide what to do with `req`. `rng` drives weighted splits and fault percentages;
