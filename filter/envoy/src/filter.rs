@@ -65,6 +65,8 @@ pub struct HttpFilter {
     response_ops: Vec<HeaderOps>,
     /// Origin to allow on the response when a CORS policy matched.
     cors_allow_origin: Option<(String, Option<bool>, Vec<String>)>,
+    /// A fault abort waiting for its fault delay (Envoy's fault filter delays, then aborts).
+    delayed_reply: Option<(Action, LocalResponse)>,
 }
 
 thread_local! {
@@ -91,6 +93,7 @@ impl HttpFilter {
             phase: Phase::New,
             response_ops: Vec::new(),
             cors_allow_origin: None,
+            delayed_reply: None,
         }
     }
 
@@ -124,8 +127,13 @@ impl HttpFilter {
     /// The fault-delay wake-up fired on the worker thread: resume the request.
     pub fn on_scheduled<S: StreamHandle>(&mut self, s: &mut S, event_id: u64) {
         if event_id == DELAY_EVENT && self.phase == Phase::Delayed {
-            self.phase = Phase::Forwarded;
-            s.continue_decoding();
+            match self.delayed_reply.take() {
+                Some((action, local)) => self.reply(s, action, &local),
+                None => {
+                    self.phase = Phase::Forwarded;
+                    s.continue_decoding();
+                }
+            }
         }
     }
 
@@ -233,6 +241,17 @@ impl HttpFilter {
         match (&decision.forward, &decision.local) {
             (Some(fwd), _) if decision.action == Action::Route => self.forward(s, fwd, headers),
             (_, Some(local)) => {
+                let delay = decision
+                    .forward
+                    .as_ref()
+                    .and_then(|f| f.fault_delay)
+                    .filter(|d| !d.is_zero());
+                if let Some(delay) = delay.filter(|_| decision.action == Action::FaultAbort) {
+                    if self.delay(s, delay) {
+                        self.delayed_reply = Some((decision.action, local.clone()));
+                        return HeadersStatus::StopAllIterationAndBuffer;
+                    }
+                }
                 self.reply(s, decision.action, local);
                 HeadersStatus::StopIteration
             }
@@ -356,19 +375,28 @@ impl HttpFilter {
         // route sees our header (and the rewritten authority/path).
         s.clear_route_cache();
         if let Some(delay) = fwd.fault_delay.filter(|d| !d.is_zero()) {
-            if let Some(wake) = s.scheduler() {
-                if timer::schedule(delay, DELAY_EVENT, wake) {
-                    self.phase = Phase::Delayed;
-                    return HeadersStatus::StopAllIterationAndBuffer;
-                }
+            if self.delay(s, delay) {
+                return HeadersStatus::StopAllIterationAndBuffer;
             }
-            s.log(
-                LogLevel::Warn,
-                "waypoint: could not schedule fault delay; not delaying",
-            );
         }
         self.phase = Phase::Forwarded;
         HeadersStatus::Continue
+    }
+
+    /// Arm the shared timer to wake this stream after `delay`; false if that failed (the
+    /// caller then goes on without the delay).
+    fn delay<S: StreamHandle>(&mut self, s: &mut S, delay: std::time::Duration) -> bool {
+        if let Some(wake) = s.scheduler() {
+            if timer::schedule(delay, DELAY_EVENT, wake) {
+                self.phase = Phase::Delayed;
+                return true;
+            }
+        }
+        s.log(
+            LogLevel::Warn,
+            "waypoint: could not schedule fault delay; not delaying",
+        );
+        false
     }
 
     fn response_headers<S: StreamHandle>(&mut self, s: &mut S) -> HeadersStatus {

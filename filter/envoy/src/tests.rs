@@ -280,6 +280,31 @@ fn fault_delay_waits_on_the_shared_timer_then_continues() {
 }
 
 #[test]
+fn fault_abort_after_delay_replies_when_the_timer_fires() {
+    let fx = fixture();
+    let mut d = route(&fx, Some(Duration::from_millis(20)));
+    d.action = Action::FaultAbort;
+    d.local = Some(LocalResponse {
+        status: 500,
+        body: "fault filter abort".into(),
+        headers: Vec::new(),
+        grpc_status: None,
+    });
+    let mut s = FakeStream::request("GET", "reviews:9080", "/", &[]);
+    let mut f = HttpFilter::new(config());
+    let headers = s.headers(HeaderKind::Request);
+    assert_eq!(
+        f.apply(&mut s, &d, &headers),
+        HeadersStatus::StopAllIterationAndBuffer
+    );
+    assert!(s.reply.is_none(), "abort must wait for the delay");
+    f.on_scheduled(&mut s, 1);
+    assert_eq!(s.reply.as_ref().map(|r| r.status), Some(500));
+    assert_eq!(s.continued, 0);
+    assert!(s.header(HeaderKind::Request, CLUSTER_HEADER).is_none());
+}
+
+#[test]
 fn decision_input_comes_from_the_connection() {
     // (peer URI SAN, filter-state principal, destination header, expected status, cluster)
     let cluster = "outbound|9080||reviews.bookinfo.svc.cluster.local";
