@@ -496,10 +496,10 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_config_new(
                 log(
                     LogLevel::Info,
                     &format!(
-                        "waypoint filter {name}: config loaded for waypoint {}/{} ({} resources)",
-                        cfg.engine.waypoint.namespace,
-                        cfg.engine.waypoint.name,
-                        cfg.engine.resource_count()
+                        "waypoint filter {name}: config loaded for waypoint {} ({} resources, {} services bound)",
+                        cfg.engine.waypoint_name(),
+                        cfg.engine.resource_count(),
+                        cfg.engine.bound_services()
                     ),
                 );
                 Box::into_raw(Box::new(Arc::new(cfg)))

@@ -28,9 +28,12 @@ pub struct FilterConfigSpec {
     /// Manifests inline (multi-document YAML or JSON).
     #[serde(default)]
     pub config_inline: Option<String>,
-    /// `namespace/name` of the waypoint this Envoy runs as.
-    pub waypoint: String,
-    /// Namespace for resources that do not name one (default: the waypoint's namespace).
+    /// `namespace/name` of the waypoint this Envoy runs as; when absent, the config must hold
+    /// exactly one waypoint Gateway.
+    #[serde(default)]
+    pub waypoint: Option<String>,
+    /// Namespace for resources that do not name one (default: the waypoint's namespace, else
+    /// `default`, as `kubectl apply` would place them).
     #[serde(default)]
     pub default_namespace: Option<String>,
     /// Filter-state key with the peer principal (internal-listener deployments).
@@ -91,11 +94,12 @@ impl FilterConfig {
         filter_name: &str,
         spec: &FilterConfigSpec,
     ) -> Result<FilterConfig, FilterConfigError> {
-        let waypoint = parse_waypoint(&spec.waypoint)?;
+        let waypoint = spec.waypoint.as_deref().map(parse_waypoint).transpose()?;
         let default_ns = spec
             .default_namespace
             .clone()
-            .unwrap_or_else(|| waypoint.namespace.clone());
+            .or_else(|| waypoint.as_ref().map(|w| w.namespace.clone()))
+            .unwrap_or_else(|| "default".to_string());
         let mut loaded = match (&spec.config_inline, spec.config_paths.is_empty()) {
             (Some(_), false) => {
                 return Err(FilterConfigError::Spec(
@@ -110,7 +114,7 @@ impl FilterConfig {
             (Some(text), true) => waypoint_loader::load_text(text, "config_inline", &default_ns),
             (None, false) => waypoint_loader::load_paths(&spec.config_paths, &default_ns),
         };
-        let (engine, diags) = Engine::build(&loaded.resources, &waypoint);
+        let (engine, diags) = Engine::build(&loaded.resources, waypoint.as_ref());
         loaded.errors.extend(diags.errors);
         if !loaded.errors.is_empty() {
             return Err(FilterConfigError::Resources(loaded.errors));
@@ -161,7 +165,6 @@ mod tests {
     #[test]
     fn spec_errors_name_the_field() {
         for (json, want) in [
-            (r#"{"config_inline": "x"}"#, "missing field `waypoint`"),
             (
                 r#"{"waypoint": "bad", "config_inline": "x"}"#,
                 "field waypoint",
@@ -191,7 +194,7 @@ mod tests {
     fn inline_config_builds() {
         let spec = serde_json::json!({"waypoint": "bookinfo/waypoint", "config_inline": SVC});
         let cfg = FilterConfig::from_bytes("wp", spec.to_string().as_bytes()).expect("config");
-        assert_eq!(cfg.engine.waypoint.namespace, "bookinfo");
+        assert_eq!(cfg.engine.waypoint_name(), "bookinfo/waypoint");
         assert_eq!(cfg.principal_key, DEFAULT_PRINCIPAL_KEY);
         assert_eq!(cfg.engine.resource_count(), 2);
         assert_eq!(cfg.engine.bound_services(), 1);
@@ -207,6 +210,14 @@ mod tests {
             msg.contains("VirtualService bookinfo/broken") && msg.contains("spec.http"),
             "{msg}"
         );
+    }
+
+    #[test]
+    fn waypoint_defaults_to_the_only_one() {
+        let spec = serde_json::json!({"config_inline": SVC, "default_namespace": "bookinfo"});
+        let cfg = FilterConfig::from_bytes("wp", spec.to_string().as_bytes()).expect("config");
+        assert_eq!(cfg.engine.waypoint_name(), "bookinfo/waypoint");
+        assert_eq!(cfg.engine.bound_services(), 1);
     }
 
     #[test]

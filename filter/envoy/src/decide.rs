@@ -16,16 +16,19 @@ pub struct WaypointName {
 /// The compiled config, shared read-only by every worker thread.
 #[derive(Debug)]
 pub struct Engine {
-    pub waypoint: WaypointName,
     snapshot: Snapshot,
     resources: usize,
 }
 
 impl Engine {
     /// Compile `resources` for `waypoint`. Diagnostics carry every error and warning.
-    pub fn build(resources: &[RawResource], waypoint: &WaypointName) -> (Engine, Diagnostics) {
+    /// `None` = the only waypoint Gateway in the config.
+    pub fn build(
+        resources: &[RawResource],
+        waypoint: Option<&WaypointName>,
+    ) -> (Engine, Diagnostics) {
         let opts = BuildOptions {
-            waypoint: Some((waypoint.namespace.clone(), waypoint.name.clone())),
+            waypoint: waypoint.map(|w| (w.namespace.clone(), w.name.clone())),
             // This data path has no ext_authz client; CUSTOM policies fail closed (see filter).
             custom_providers: Vec::new(),
             ..BuildOptions::default()
@@ -33,7 +36,6 @@ impl Engine {
         let (snapshot, diags) = Snapshot::build(resources, &opts);
         (
             Engine {
-                waypoint: waypoint.clone(),
                 snapshot,
                 resources: resources.len(),
             },
@@ -44,6 +46,14 @@ impl Engine {
     /// Number of resources the engine was built from.
     pub fn resource_count(&self) -> usize {
         self.resources
+    }
+
+    /// `namespace/name` of the waypoint the snapshot was built for (`?` if none was found).
+    pub fn waypoint_name(&self) -> String {
+        match &self.snapshot.waypoint {
+            Some(w) => format!("{}/{}", w.namespace, w.name),
+            None => "?".to_string(),
+        }
     }
 
     /// Number of services bound to this waypoint.
