@@ -336,8 +336,8 @@ impl Response {
     }
 }
 
-fn request_bytes(authority: &str, path: &str, headers: &[(&str, &str)]) -> Vec<u8> {
-    let mut req = format!("GET {path} HTTP/1.1\r\nhost: {authority}\r\nconnection: close\r\n");
+fn request_bytes(method: &str, authority: &str, path: &str, headers: &[(&str, &str)]) -> Vec<u8> {
+    let mut req = format!("{method} {path} HTTP/1.1\r\nhost: {authority}\r\nconnection: close\r\n");
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
     }
@@ -352,10 +352,21 @@ pub fn http_get(
     path: &str,
     headers: &[(&str, &str)],
 ) -> Result<Response, String> {
+    http_request(port, "GET", authority, path, headers)
+}
+
+/// Any bodiless request over plaintext HTTP/1.1 to 127.0.0.1:`port`.
+pub fn http_request(
+    port: u16,
+    method: &str,
+    authority: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Result<Response, String> {
     let mut s = TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
     s.set_read_timeout(Some(Duration::from_secs(20)))
         .map_err(|e| e.to_string())?;
-    s.write_all(&request_bytes(authority, path, headers))
+    s.write_all(&request_bytes(method, authority, path, headers))
         .map_err(|e| e.to_string())?;
     let raw = read_response(&mut s)?;
     parse_response(&raw)
@@ -410,6 +421,18 @@ pub fn https_get(
     path: &str,
     headers: &[(&str, &str)],
 ) -> Result<Response, String> {
+    https_request(port, client, "GET", authority, path, headers)
+}
+
+/// Any bodiless request over TLS (SNI `localhost`) to 127.0.0.1:`port`.
+pub fn https_request(
+    port: u16,
+    client: Arc<rustls::ClientConfig>,
+    method: &str,
+    authority: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Result<Response, String> {
     let name = rustls::pki_types::ServerName::try_from("localhost")
         .map_err(|e| e.to_string())?
         .to_owned();
@@ -418,7 +441,7 @@ pub fn https_get(
     sock.set_read_timeout(Some(Duration::from_secs(20)))
         .map_err(|e| e.to_string())?;
     let mut tls = rustls::StreamOwned::new(conn, sock);
-    tls.write_all(&request_bytes(authority, path, headers))
+    tls.write_all(&request_bytes(method, authority, path, headers))
         .map_err(|e| e.to_string())?;
     let raw = read_response(&mut tls)?;
     parse_response(&raw)
@@ -512,14 +535,29 @@ pub const UPSTREAMS: [(&str, &str); 7] = [
 impl Bookinfo {
     /// Start upstreams and Envoy with the module loaded on `filter_config` (JSON object).
     pub fn start(filter_config: &serde_json::Value) -> Result<Bookinfo, String> {
-        let dir = scratch_dir("bookinfo");
+        let ups: Vec<(String, String)> = UPSTREAMS
+            .iter()
+            .map(|(n, c)| (n.to_string(), c.to_string()))
+            .collect();
+        Self::start_with(filter_config, &ups)
+    }
+
+    /// Start one upstream per `(upstream name, cluster name)` and Envoy in front of them.
+    pub fn start_with(
+        filter_config: &serde_json::Value,
+        ups: &[(String, String)],
+    ) -> Result<Bookinfo, String> {
+        let dir = scratch_dir("envoy");
         let pki = Pki::new(&dir);
         let mut upstreams = Vec::new();
-        for (name, _) in UPSTREAMS {
-            upstreams.push(Upstream::start(name).map_err(|e| e.to_string())?);
+        let mut clusters = Vec::new();
+        for (name, cluster) in ups {
+            let u = Upstream::start(name).map_err(|e| e.to_string())?;
+            clusters.push((cluster.clone(), u.port));
+            upstreams.push(u);
         }
         let (admin, plain, tls) = (free_port(), free_port(), free_port());
-        let yaml = bootstrap(filter_config, admin, plain, tls, &dir, &upstreams);
+        let yaml = bootstrap(filter_config, admin, plain, tls, &dir, &clusters);
         let path = dir.join("envoy.yaml");
         std::fs::write(&path, yaml).map_err(|e| e.to_string())?;
         let envoy = Envoy::start(&path, admin, &repo_root())?;
@@ -542,7 +580,7 @@ pub fn bootstrap(
     plain: u16,
     tls: u16,
     dir: &Path,
-    upstreams: &[Upstream],
+    clusters: &[(String, u16)],
 ) -> String {
     let filter = serde_json::json!({
         "name": "waypoint",
@@ -602,14 +640,13 @@ pub fn bootstrap(
             }
         }
     });
-    let clusters: Vec<serde_json::Value> = UPSTREAMS
+    let clusters: Vec<serde_json::Value> = clusters
         .iter()
-        .zip(upstreams)
-        .map(|((_, cluster), u)| {
+        .map(|(cluster, port)| {
             serde_json::json!({
                 "name": cluster, "type": "STATIC", "connect_timeout": "1s",
                 "load_assignment": {"cluster_name": cluster, "endpoints": [{"lb_endpoints": [
-                    {"endpoint": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": u.port}}}}]}]}
+                    {"endpoint": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": port}}}}]}]}
             })
         })
         .collect();
