@@ -428,3 +428,73 @@ fn panics_fail_closed() {
             .any(|(_, m)| m.contains("failing closed") && m.contains("test panic")));
     }
 }
+
+#[test]
+fn cors_preflight_is_answered_and_actual_requests_get_allow_origin() {
+    use waypoint_core::matchers::StringMatch;
+    use waypoint_core::route::Cors;
+    let fx = fixture();
+    let cors = Cors {
+        allow_origins: vec![StringMatch::Exact("https://shop.example".into())],
+        allow_methods: vec!["GET".into(), "POST".into()],
+        allow_headers: vec!["x-token".into()],
+        expose_headers: vec!["x-trace".into()],
+        max_age: Some(Duration::from_secs(600)),
+        allow_credentials: Some(true),
+    };
+    let with_cors = |d: &mut Decision<'_>, c: &'static Cors| {
+        if let Some(f) = d.forward.as_mut() {
+            f.cors = Some(c);
+        }
+    };
+    let cors: &'static Cors = Box::leak(Box::new(cors));
+    // (method, origin, request-method header, expect local 200, expect allow-origin on response)
+    for (method, origin, acrm, preflight, allow) in [
+        ("OPTIONS", "https://shop.example", Some("POST"), true, false),
+        (
+            "OPTIONS",
+            "https://evil.example",
+            Some("POST"),
+            false,
+            false,
+        ),
+        ("GET", "https://shop.example", None, false, true),
+        ("GET", "https://evil.example", None, false, false),
+    ] {
+        let mut extra = vec![("origin", origin)];
+        if let Some(m) = acrm {
+            extra.push(("access-control-request-method", m));
+        }
+        let mut s = FakeStream::request(method, "reviews:9080", "/", &extra);
+        let mut f = HttpFilter::new(config());
+        let mut d = route(&fx, None);
+        with_cors(&mut d, cors);
+        let headers = s.headers(HeaderKind::Request);
+        let st = f.apply(&mut s, &d, &headers);
+        let case = format!("{method} {origin}");
+        if preflight {
+            assert_eq!(st, HeadersStatus::StopIteration, "{case}");
+            let r = s.reply.clone().expect("preflight reply");
+            assert_eq!(r.status, 200, "{case}");
+            for (k, v) in [
+                ("access-control-allow-origin", "https://shop.example"),
+                ("access-control-allow-methods", "GET,POST"),
+                ("access-control-allow-headers", "x-token"),
+                ("access-control-max-age", "600"),
+                ("access-control-allow-credentials", "true"),
+            ] {
+                assert!(
+                    r.headers.contains(&(k.into(), v.into())),
+                    "{case}: {k} in {:?}",
+                    r.headers
+                );
+            }
+            continue;
+        }
+        assert_eq!(st, HeadersStatus::Continue, "{case}");
+        s.response = vec![(":status".into(), "200".into())];
+        f.on_response_headers(&mut s);
+        let got = s.header(HeaderKind::Response, "access-control-allow-origin");
+        assert_eq!(got.is_some(), allow, "{case}: {got:?}");
+    }
+}
