@@ -17,4 +17,5 @@ issue() { # name uri_san
 issue waypoint spiffe://cluster.local/ns/bookinfo/sa/waypoint
 issue sleep spiffe://cluster.local/ns/bookinfo/sa/sleep
 issue notsleep spiffe://cluster.local/ns/bookinfo/sa/notsleep
+issue curl spiffe://cluster.local/ns/default/sa/curl
 rm -f ca.srl
