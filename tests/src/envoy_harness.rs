@@ -495,10 +495,18 @@ pub struct Bookinfo {
     pub envoy: Envoy,
     pub plain_port: u16,
     pub tls_port: u16,
+    /// Plaintext listener that plays an HBONE-terminating hop: it puts the source principal
+    /// and original destination into filter state (see `FS_PRINCIPAL`, `FS_DESTINATION`).
+    pub fs_port: u16,
     pub pki: Pki,
     pub upstreams: Vec<Upstream>,
     pub dir: PathBuf,
 }
+
+/// Principal the `fs` listener puts into filter state.
+pub const FS_PRINCIPAL: &str = "spiffe://cluster.local/ns/bookinfo/sa/sleep";
+/// Original destination the `fs` listener puts into filter state (productpage's VIP).
+pub const FS_DESTINATION: &str = "10.96.0.10:9080";
 
 /// Names of the local upstreams and the clusters (Istio naming) that point at them.
 pub const UPSTREAMS: [(&str, &str); 7] = [
@@ -556,8 +564,8 @@ impl Bookinfo {
             clusters.push((cluster.clone(), u.port));
             upstreams.push(u);
         }
-        let (admin, plain, tls) = (free_port(), free_port(), free_port());
-        let yaml = bootstrap(filter_config, admin, plain, tls, &dir, &clusters);
+        let (admin, plain, tls, fs) = (free_port(), free_port(), free_port(), free_port());
+        let yaml = bootstrap(filter_config, admin, [plain, tls, fs], &dir, &clusters);
         let path = dir.join("envoy.yaml");
         std::fs::write(&path, yaml).map_err(|e| e.to_string())?;
         let envoy = Envoy::start(&path, admin, &repo_root())?;
@@ -565,6 +573,7 @@ impl Bookinfo {
             envoy,
             plain_port: plain,
             tls_port: tls,
+            fs_port: fs,
             pki,
             upstreams,
             dir,
@@ -577,8 +586,7 @@ impl Bookinfo {
 pub fn bootstrap(
     filter_config: &serde_json::Value,
     admin: u16,
-    plain: u16,
-    tls: u16,
+    [plain, tls, fs]: [u16; 3],
     dir: &Path,
     clusters: &[(String, u16)],
 ) -> String {
@@ -650,6 +658,21 @@ pub fn bootstrap(
             })
         })
         .collect();
+    // What an HBONE-terminating hop leaves for the module, with stock Envoy's network
+    // set_filter_state filter (the values would be %DOWNSTREAM_PEER_URI_SAN% / the CONNECT
+    // authority there; constants here).
+    let set_filter_state = serde_json::json!({
+        "name": "envoy.filters.network.set_filter_state",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.network.set_filter_state.v3.Config",
+            "on_new_connection": [
+                {"object_key": "io.istio.peer_principal", "factory_key": "envoy.string",
+                 "format_string": {"text_format_source": {"inline_string": FS_PRINCIPAL}}},
+                {"object_key": "waypoint.original_dst", "factory_key": "envoy.string",
+                 "format_string": {"text_format_source": {"inline_string": FS_DESTINATION}}}
+            ]
+        }
+    });
     let boot = serde_json::json!({
         "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": admin}}},
         "static_resources": {
@@ -657,7 +680,9 @@ pub fn bootstrap(
                 {"name": "plain", "address": {"socket_address": {"address": "127.0.0.1", "port_value": plain}},
                  "filter_chains": [{"filters": [hcm("plain")]}]},
                 {"name": "mtls", "address": {"socket_address": {"address": "127.0.0.1", "port_value": tls}},
-                 "filter_chains": [{"transport_socket": tls_socket, "filters": [hcm("mtls")]}]}
+                 "filter_chains": [{"transport_socket": tls_socket, "filters": [hcm("mtls")]}]},
+                {"name": "fs", "address": {"socket_address": {"address": "127.0.0.1", "port_value": fs}},
+                 "filter_chains": [{"filters": [set_filter_state, hcm("fs")]}]}
             ],
             "clusters": clusters,
         }

@@ -39,6 +39,10 @@ fn envoy_applies_waypoint_decisions() {
         ("fault delay", fault_delay),
         ("404 for unmatched", not_found),
         ("SPIFFE allow/deny", spiffe_authz),
+        (
+            "identity and destination from filter state",
+            filter_state_input,
+        ),
         ("panic fails closed", panic_fails_closed),
         ("metrics and metadata", metrics_and_metadata),
     ];
@@ -234,6 +238,17 @@ fn spiffe_authz(b: &Bookinfo) -> Result<(), String> {
     let anon = b.pki.client(None);
     let r = https_get(b.tls_port, anon, PRODUCTPAGE.0, "/productpage", &hdr);
     expect(r.is_err(), || format!("no client cert was accepted: {r:?}"))
+}
+
+/// The `fs` listener sets the principal (sa/sleep) and destination (productpage VIP) in
+/// filter state, as an HBONE-terminating hop would: productpage's ALLOW policy admits it even
+/// though the request names another host and carries no certificate.
+fn filter_state_input(b: &Bookinfo) -> Result<(), String> {
+    let r = http_get(b.fs_port, "opaque.example", "/productpage", &[])?;
+    expect(
+        r.status == 200 && r.upstream().as_deref() == Some("productpage-v1"),
+        || format!("fs listener: {} {:?}", r.status, r.body),
+    )
 }
 
 fn panic_fails_closed(b: &Bookinfo) -> Result<(), String> {

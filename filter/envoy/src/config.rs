@@ -13,9 +13,11 @@ use crate::decide::{Engine, WaypointName};
 /// `shared_with_upstream: ONCE`).
 pub const DEFAULT_PRINCIPAL_KEY: &str = "io.istio.peer_principal";
 /// Default filter-state key holding the original destination (`ip:port`, the CONNECT
-/// authority) set the same way with `format_string: "%REQ(:AUTHORITY)%"`. It is the key the
-/// internal listener's `original_dst` listener filter also reads.
-pub const DEFAULT_DESTINATION_KEY: &str = "envoy.filters.listener.original_dst.local_ip";
+/// authority), set the same way with `factory_key: envoy.string` and
+/// `format_string: "%REQ(:AUTHORITY)%"`. A string object on purpose: the module reads filter
+/// state as bytes, which works for `envoy.string` objects but not for the address object
+/// Envoy keeps under `envoy.filters.listener.original_dst.local_ip` (checked against 1.40).
+pub const DEFAULT_DESTINATION_KEY: &str = "waypoint.original_dst";
 
 /// The JSON the user writes in `filter_config` (a `google.protobuf.StringValue` holding JSON,
 /// or a `google.protobuf.Struct`, which Envoy hands us as JSON).
