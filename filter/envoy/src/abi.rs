@@ -427,14 +427,22 @@ unsafe impl Send for EnvoyScheduler {}
 
 impl Wake for EnvoyScheduler {
     fn wake(self: Box<Self>, event_id: u64) {
-        // SAFETY: the scheduler pointer is live (deleted only here, once, since `self` is
-        // consumed); commit is thread-safe per the ABI.
+        // SAFETY: the scheduler pointer is live (deleted only here or in cancel, once, since
+        // `self` is consumed); commit is thread-safe per the ABI.
         unsafe {
             envoy_dynamic_module_callback_http_filter_scheduler_commit(self.0, event_id);
             envoy_dynamic_module_callback_http_filter_scheduler_delete(self.0);
         }
     }
+
+    fn cancel(self: Box<Self>) {
+        // SAFETY: as in wake; deleting without a commit only frees the scheduler.
+        unsafe { envoy_dynamic_module_callback_http_filter_scheduler_delete(self.0) }
+    }
 }
+
+/// Filter configs alive (created by config_new, not yet destroyed).
+static LIVE_CONFIGS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
 fn status_code(s: HeadersStatus) -> u32 {
     s as u32
@@ -564,6 +572,16 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_config_destroy(config: *co
         // SAFETY: `config` is the Box<Arc<FilterConfig>> we leaked in config_new; Envoy calls
         // destroy exactly once, after which it never passes the pointer again.
         drop(unsafe { Box::from_raw(config.cast_mut().cast::<Arc<FilterConfig>>()) });
+        if LIVE_CONFIGS.fetch_sub(1, std::sync::atomic::Ordering::SeqCst) == 1 {
+            // The last config is gone, so are all its streams: quiesce the timer thread.
+            let n = crate::timer::cancel_all();
+            if n > 0 {
+                log(
+                    LogLevel::Debug,
+                    &format!("waypoint: cancelled {n} pending fault delays"),
+                );
+            }
+        }
     }));
     if r.is_err() {
         log(LogLevel::Error, "waypoint: panic while dropping config");

@@ -39,6 +39,8 @@ pub enum LogLevel {
 pub trait Wake: Send {
     /// Ask Envoy to call `on_scheduled(event_id)` on the stream's worker thread.
     fn wake(self: Box<Self>, event_id: u64);
+    /// Release without waking (nothing is left to wake: every filter config is gone).
+    fn cancel(self: Box<Self>) {}
 }
 
 /// What the filter logic may do to one HTTP stream.
