@@ -4,7 +4,7 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// One running upstream; stops accepting when dropped.
@@ -13,6 +13,7 @@ pub struct Upstream {
     pub name: String,
     pub port: u16,
     stop: Arc<AtomicBool>,
+    seen: Arc<Mutex<Vec<(String, String)>>>,
 }
 
 impl Upstream {
@@ -21,7 +22,8 @@ impl Upstream {
         let listener = TcpListener::bind("127.0.0.1:0")?;
         let port = listener.local_addr()?.port();
         let stop = Arc::new(AtomicBool::new(false));
-        let (n, st) = (name.to_string(), Arc::clone(&stop));
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let (n, st, sn) = (name.to_string(), Arc::clone(&stop), Arc::clone(&seen));
         std::thread::Builder::new()
             .name(format!("upstream-{name}"))
             .spawn(move || {
@@ -30,10 +32,10 @@ impl Upstream {
                         break;
                     }
                     if let Ok(conn) = conn {
-                        let n = n.clone();
+                        let (n, sn) = (n.clone(), Arc::clone(&sn));
                         let _ = std::thread::Builder::new()
                             .name(format!("upstream-{n}-conn"))
-                            .spawn(move || serve(conn, &n));
+                            .spawn(move || serve(conn, &n, &sn));
                     }
                 }
             })?;
@@ -41,7 +43,13 @@ impl Upstream {
             name: name.to_string(),
             port,
             stop,
+            seen,
         })
+    }
+
+    /// `(path, host)` of every request received so far.
+    pub fn seen(&self) -> Vec<(String, String)> {
+        self.seen.lock().map(|s| s.clone()).unwrap_or_default()
     }
 }
 
@@ -54,7 +62,7 @@ impl Drop for Upstream {
 }
 
 /// Serve keep-alive requests on one connection until the peer closes it.
-fn serve(conn: TcpStream, name: &str) {
+fn serve(conn: TcpStream, name: &str, seen: &Mutex<Vec<(String, String)>>) {
     let _ = conn.set_read_timeout(Some(Duration::from_secs(30)));
     let Ok(mut writer) = conn.try_clone() else {
         return;
@@ -94,6 +102,14 @@ fn serve(conn: TcpStream, name: &str) {
             if reader.read_exact(&mut body).is_err() {
                 return;
             }
+        }
+        if let Ok(mut s) = seen.lock() {
+            let host = headers
+                .iter()
+                .find(|(k, _)| k == "host")
+                .map(|(_, v)| v.clone())
+                .unwrap_or_default();
+            s.push((path.clone(), host));
         }
         let hdrs: Vec<serde_json::Value> = headers
             .iter()

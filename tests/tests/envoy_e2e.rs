@@ -43,6 +43,7 @@ fn envoy_applies_waypoint_decisions() {
             "identity and destination from filter state",
             filter_state_input,
         ),
+        ("mirror", mirror),
         ("panic fails closed", panic_fails_closed),
         ("metrics and metadata", metrics_and_metadata),
     ];
@@ -249,6 +250,33 @@ fn filter_state_input(b: &Bookinfo) -> Result<(), String> {
         r.status == 200 && r.upstream().as_deref() == Some("productpage-v1"),
         || format!("fs listener: {} {:?}", r.status, r.body),
     )
+}
+
+/// `/ratings/mirror` is answered by ratings and shadowed to reviews v2 with a `-shadow` host.
+fn mirror(b: &Bookinfo) -> Result<(), String> {
+    let r = get(b, RATINGS, "/ratings/mirror-1", &[]);
+    expect(
+        r.status == 200 && r.upstream().as_deref() == Some("ratings-v1"),
+        || format!("mirror main request: {} {}", r.status, r.body),
+    )?;
+    let v2 = b
+        .upstreams
+        .iter()
+        .find(|u| u.name == "reviews-v2")
+        .ok_or("no reviews-v2 upstream")?;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let seen = v2.seen();
+        if let Some((_, host)) = seen.iter().find(|(p, _)| p == "/ratings/mirror-1") {
+            return expect(host == "ratings-shadow:9080", || {
+                format!("shadow host {host:?}")
+            });
+        }
+        if Instant::now() > deadline {
+            return Err(format!("reviews-v2 never saw the mirror: {seen:?}"));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 fn panic_fails_closed(b: &Bookinfo) -> Result<(), String> {

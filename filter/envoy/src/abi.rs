@@ -72,6 +72,8 @@ const ATTR_SOURCE_ADDRESS: u32 = 24;
 const ATTR_DESTINATION_ADDRESS: u32 = 26;
 const ATTR_REQUESTED_SERVER_NAME: u32 = 30;
 const ATTR_URI_SAN_PEER_CERTIFICATE: u32 = 37;
+// `envoy_dynamic_module_type_http_callout_init_result`.
+const CALLOUT_SUCCESS: u32 = 0;
 // `envoy_dynamic_module_type_metrics_result`.
 const METRICS_SUCCESS: u32 = 0;
 
@@ -149,6 +151,15 @@ extern "C" {
     );
     fn envoy_dynamic_module_callback_http_filter_scheduler_delete(scheduler: *mut c_void);
     fn envoy_dynamic_module_callback_http_filter_continue_decoding(fe: *mut c_void);
+    fn envoy_dynamic_module_callback_http_filter_http_callout(
+        fe: *mut c_void,
+        callout_id: *mut u64,
+        cluster_name: ModuleBuffer,
+        headers: *mut HttpHeader,
+        headers_size: usize,
+        body: ModuleBuffer,
+        timeout_milliseconds: u64,
+    ) -> u32;
 }
 
 /// Log through Envoy's `dynamic_modules` logger.
@@ -407,6 +418,39 @@ impl StreamHandle for EnvoyStream {
         Some(Box::new(EnvoyScheduler(s)))
     }
 
+    fn callout(&mut self, cluster: &str, headers: &[(String, String)], timeout_ms: u64) -> bool {
+        let mut raw: Vec<HttpHeader> = headers
+            .iter()
+            .map(|(k, v)| HttpHeader {
+                key_ptr: k.as_ptr().cast(),
+                key_length: k.len(),
+                value_ptr: v.as_ptr().cast(),
+                value_length: v.len(),
+            })
+            .collect();
+        let mut id: u64 = 0;
+        // SAFETY: live `fe`; `id` is valid for writes; `raw`, the strings it points into and
+        // `cluster` outlive the call, and Envoy copies them into its own request message.
+        let r = unsafe {
+            envoy_dynamic_module_callback_http_filter_http_callout(
+                self.fe,
+                &mut id,
+                ModuleBuffer::of(cluster),
+                raw.as_mut_ptr(),
+                raw.len(),
+                ModuleBuffer::NULL,
+                timeout_ms,
+            )
+        };
+        if r != CALLOUT_SUCCESS {
+            log(
+                LogLevel::Debug,
+                &format!("waypoint: callout to {cluster} refused ({r})"),
+            );
+        }
+        r == CALLOUT_SUCCESS
+    }
+
     fn continue_decoding(&mut self) {
         // SAFETY: live `fe`, called on its worker thread from on_scheduled.
         unsafe { envoy_dynamic_module_callback_http_filter_continue_decoding(self.fe) }
@@ -618,7 +662,7 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_new(
 pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_request_headers(
     fe: *mut c_void,
     fm: *const c_void,
-    _end_of_stream: bool,
+    end_of_stream: bool,
 ) -> u32 {
     // SAFETY: `fm` is our filter, on its own worker thread.
     let Some(f) = (unsafe { filter(fm) }) else {
@@ -626,7 +670,9 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_request_headers(
     };
     let mut s = EnvoyStream { fe };
     // on_request_headers catches its own panics; this outer guard covers the rest.
-    match catch_unwind(AssertUnwindSafe(|| f.on_request_headers(&mut s))) {
+    match catch_unwind(AssertUnwindSafe(|| {
+        f.on_request_headers(&mut s, end_of_stream)
+    })) {
         Ok(st) => status_code(st),
         Err(p) => {
             let why = panic_message(&p);

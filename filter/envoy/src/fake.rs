@@ -27,6 +27,8 @@ pub struct FakeStream {
     pub counters: Vec<(usize, Vec<String>, u64)>,
     pub route_cache_cleared: usize,
     pub continued: usize,
+    /// Callouts started: (cluster, headers).
+    pub callouts: Vec<(String, Vec<(String, String)>)>,
     pub logs: std::cell::RefCell<Vec<(LogLevel, String)>>,
     /// Event ids fired by wake-ups (shared with the timer thread).
     pub woken: Arc<Mutex<Vec<u64>>>,
@@ -164,6 +166,10 @@ impl StreamHandle for FakeStream {
     }
     fn scheduler(&mut self) -> Option<Box<dyn Wake>> {
         Some(Box::new(FakeWake(Arc::clone(&self.woken))))
+    }
+    fn callout(&mut self, cluster: &str, headers: &[(String, String)], _timeout_ms: u64) -> bool {
+        self.callouts.push((cluster.to_string(), headers.to_vec()));
+        true
     }
     fn continue_decoding(&mut self) {
         self.continued += 1;

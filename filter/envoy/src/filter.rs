@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use waypoint_core::decision::{Action, Decision, Forwarding, LocalResponse};
 use waypoint_core::route::{Cors, HeaderOps};
-use waypoint_core::{Request, SplitMix64};
+use waypoint_core::{RandomSource, Request, SplitMix64};
 
 use crate::config::FilterConfig;
 use crate::stream::{Attribute, HeaderKind, HeadersStatus, LogLevel, StreamHandle};
@@ -35,6 +35,9 @@ const ROUTER_HEADERS: [&str; 5] = [
     "x-envoy-retry-on",
     "x-envoy-retriable-status-codes",
 ];
+
+/// Timeout of a mirrored request when the route sets none.
+const MIRROR_TIMEOUT_MS: u64 = 10_000;
 
 /// Event id used for the fault-delay wake-up.
 const DELAY_EVENT: u64 = 1;
@@ -67,6 +70,8 @@ pub struct HttpFilter {
     cors_allow_origin: Option<(String, Option<bool>, Vec<String>)>,
     /// A fault abort waiting for its fault delay (Envoy's fault filter delays, then aborts).
     delayed_reply: Option<(Action, LocalResponse)>,
+    /// The request headers ended the stream (no body), so mirrors can be sent headers-only.
+    bodiless: bool,
 }
 
 thread_local! {
@@ -94,12 +99,18 @@ impl HttpFilter {
             response_ops: Vec::new(),
             cors_allow_origin: None,
             delayed_reply: None,
+            bodiless: true,
         }
     }
 
     /// Request headers, with panics caught: a panic fails closed (403 before authorization
     /// was established or on a deny, 500 otherwise) and never unwinds into Envoy.
-    pub fn on_request_headers<S: StreamHandle>(&mut self, s: &mut S) -> HeadersStatus {
+    pub fn on_request_headers<S: StreamHandle>(
+        &mut self,
+        s: &mut S,
+        end_of_stream: bool,
+    ) -> HeadersStatus {
+        self.bodiless = end_of_stream;
         match catch_unwind(AssertUnwindSafe(|| self.request_headers(s))) {
             Ok(status) => status,
             Err(panic) => self.fail_closed(s, "request_headers", &panic_message(&panic)),
@@ -135,6 +146,11 @@ impl HttpFilter {
                 }
             }
         }
+    }
+
+    /// Whether the request has no body (normally set by `on_request_headers`).
+    pub fn set_bodiless(&mut self, bodiless: bool) {
+        self.bodiless = bodiless;
     }
 
     /// Send the fail-closed reply for a failure in `hook`.
@@ -368,6 +384,7 @@ impl HttpFilter {
         for (name, value) in router_headers(fwd) {
             s.set_header(HeaderKind::Request, name, &value);
         }
+        self.mirror(s, fwd);
         let cluster = cluster_name(fwd);
         s.set_metadata(METADATA_NS, "cluster", &cluster);
         s.set_header(HeaderKind::Request, CLUSTER_HEADER, &cluster);
@@ -381,6 +398,56 @@ impl HttpFilter {
         }
         self.phase = Phase::Forwarded;
         HeadersStatus::Continue
+    }
+
+    /// Send each mirror (after its percentage roll) as a fire-and-forget callout with the
+    /// mutated request headers and `-shadow` appended to the host, as Envoy's shadowing does.
+    /// Only bodiless requests are mirrored: a callout carries no streamed body.
+    fn mirror<S: StreamHandle>(&mut self, s: &mut S, fwd: &Forwarding<'_>) {
+        if fwd.mirrors.is_empty() {
+            return;
+        }
+        if !self.bodiless {
+            s.log(
+                LogLevel::Debug,
+                "waypoint: request has a body; mirror skipped",
+            );
+            return;
+        }
+        let base: Vec<(String, String)> = s
+            .headers(HeaderKind::Request)
+            .into_iter()
+            .filter(|(k, _)| !k.eq_ignore_ascii_case(CLUSTER_HEADER))
+            .map(|(k, v)| {
+                if k == ":authority" {
+                    let shadow = shadow_host(&v);
+                    (k, shadow)
+                } else {
+                    (k, v)
+                }
+            })
+            .collect();
+        for m in fwd.mirrors {
+            if !RNG.with(|r| r.borrow_mut().chance(m.percent)) {
+                continue;
+            }
+            let port = m.backend.port.unwrap_or(fwd.port);
+            let cluster = format!(
+                "outbound|{port}|{}|{}",
+                m.backend.subset.as_deref().unwrap_or(""),
+                m.backend.host
+            );
+            let timeout = fwd
+                .timeout
+                .map(|t| t.as_millis() as u64)
+                .unwrap_or(MIRROR_TIMEOUT_MS);
+            if !s.callout(&cluster, &base, timeout) {
+                s.log(
+                    LogLevel::Warn,
+                    &format!("waypoint: mirror to {cluster} not sent"),
+                );
+            }
+        }
     }
 
     /// Arm the shared timer to wake this stream after `delay`; false if that failed (the
@@ -461,6 +528,14 @@ impl ConnectionFacts {
             destination,
             sni,
         }
+    }
+}
+
+/// Envoy's shadow host: `-shadow` appended to the host, before any port.
+fn shadow_host(authority: &str) -> String {
+    match waypoint_core::request::split_host_port(authority) {
+        (host, Some(port)) if !host.contains(':') => format!("{host}-shadow:{port}"),
+        _ => format!("{authority}-shadow"),
     }
 }
 

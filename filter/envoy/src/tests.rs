@@ -252,6 +252,43 @@ fn route_applies_mutations_rewrites_cluster_and_router_headers() {
 }
 
 #[test]
+fn mirrors_are_sent_as_shadow_callouts_for_bodiless_requests() {
+    use waypoint_core::route::Mirror;
+    let fx = fixture();
+    let mirrors: &'static [Mirror] = Box::leak(Box::new([Mirror {
+        backend: BackendRef {
+            name: "shadow".into(),
+            namespace: "bookinfo".into(),
+            host: "shadow.bookinfo.svc.cluster.local".into(),
+            subset: None,
+            port: None,
+        },
+        percent: 100.0,
+    }]));
+    for (bodiless, want) in [(true, 1), (false, 0)] {
+        let mut s = FakeStream::request("GET", "reviews:9080", "/reviews", &[]);
+        let mut f = HttpFilter::new(config());
+        let mut d = route(&fx, None);
+        if let Some(fw) = d.forward.as_mut() {
+            fw.mirrors = mirrors;
+        }
+        let headers = s.headers(HeaderKind::Request);
+        // The body flag comes from on_request_headers; set it as Envoy would.
+        f.set_bodiless(bodiless);
+        assert_eq!(f.apply(&mut s, &d, &headers), HeadersStatus::Continue);
+        assert_eq!(s.callouts.len(), want, "bodiless={bodiless}");
+        if let Some((cluster, h)) = s.callouts.first() {
+            assert_eq!(cluster, "outbound|9080||shadow.bookinfo.svc.cluster.local");
+            let get = |n: &str| h.iter().find(|(k, _)| k == n).map(|(_, v)| v.as_str());
+            assert_eq!(get(":authority"), Some("reviews.internal-shadow"));
+            assert_eq!(get(":path"), Some("/v2/reviews?x=1"));
+            assert_eq!(get("x-set"), Some("one"));
+            assert_eq!(get(CLUSTER_HEADER), None);
+        }
+    }
+}
+
+#[test]
 fn fault_delay_waits_on_the_shared_timer_then_continues() {
     let fx = fixture();
     let mut s = FakeStream::request("GET", "reviews:9080", "/", &[]);
@@ -363,7 +400,7 @@ fn decision_input_comes_from_the_connection() {
             );
         }
         let mut f = HttpFilter::new(config());
-        let st = f.on_request_headers(&mut s);
+        let st = f.on_request_headers(&mut s, true);
         let case = format!("{san:?} {fs_principal:?} {dst:?}");
         assert_eq!(
             s.reply.as_ref().map(|r| r.status),
@@ -414,7 +451,7 @@ fn panics_fail_closed() {
         }
         let mut f = HttpFilter::new(config());
         assert_eq!(
-            f.on_request_headers(&mut s),
+            f.on_request_headers(&mut s, true),
             HeadersStatus::StopIteration,
             "{trigger}"
         );
