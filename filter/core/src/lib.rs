@@ -16,6 +16,8 @@ pub mod route;
 pub mod route_match;
 pub mod service;
 pub mod snapshot;
+#[cfg(test)]
+pub(crate) mod test_skip;
 
 pub use error::{ConfigError, ConfigErrors, Diagnostics, ResourceId};
 pub use random::{RandomSource, SplitMix64};

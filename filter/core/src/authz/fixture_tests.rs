@@ -21,8 +21,10 @@ fn fixture_dir() -> Option<PathBuf> {
     if dir.is_dir() {
         Some(dir.to_path_buf())
     } else {
-        println!("SKIP: ../shared/fixtures not present ({})", dir.display());
-        eprintln!("SKIP: ../shared/fixtures not present ({})", dir.display());
+        crate::test_skip::skip(&format!(
+            "../shared/fixtures not present ({})",
+            dir.display()
+        ));
         None
     }
 }

@@ -19,7 +19,7 @@ fn root() -> Option<PathBuf> {
     if p.join("conformance").is_dir() {
         Some(p)
     } else {
-        println!("SKIP: ../shared/fixtures not present ({FIXTURES})");
+        crate::test_skip::skip(&format!("../shared/fixtures not present ({FIXTURES})"));
         None
     }
 }

@@ -69,7 +69,7 @@ fn vs_from(all: &[(String, RawResource)], file: &str) -> CompiledVirtualService 
 fn istio_samples_compile() {
     let root = Path::new(ROOT);
     if !root.exists() {
-        println!("SKIP: ../shared/fixtures not present ({ROOT})");
+        crate::test_skip::skip(&format!("../shared/fixtures not present ({ROOT})"));
         return;
     }
     let all = load(root);
