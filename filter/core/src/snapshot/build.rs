@@ -152,12 +152,15 @@ impl Snapshot {
         for dr in &drs {
             by_host.entry(dr.host.as_str()).or_default().push(dr);
         }
-        let destination_policies: HashMap<String, crate::route::DestinationPolicy> = by_host
-            .into_iter()
-            .filter_map(|(host, list)| {
-                merge_destination_rules(&list).map(|p| (host.to_string(), p))
-            })
-            .collect();
+        let mut destination_policies: HashMap<String, usize> = HashMap::default();
+        let mut destination_list = Vec::new();
+        for (host, list) in by_host {
+            if let Some(p) = merge_destination_rules(&list) {
+                destination_policies.insert(host.to_string(), destination_list.len());
+                destination_list.push(p);
+            }
+        }
+        let backend_cache = backend_cache(&registry, &routes, &destination_policies);
 
         // Index policies by what they target.
         let mut waypoint_policies = Vec::new();
@@ -264,6 +267,8 @@ impl Snapshot {
             registry,
             routes,
             destination_policies,
+            destination_list,
+            backend_cache,
             policies,
             diagnostics: diags.clone(),
         };
@@ -476,4 +481,35 @@ fn service_routes(
         entries: Vec::new(),
         default_rule,
     }
+}
+
+/// Resolve every backend of every route table once (service index, DestinationRule index),
+/// keyed by the address of the `BackendRef` inside the immutable, shared rule.
+fn backend_cache(
+    registry: &Registry,
+    routes: &[Option<ServiceRoutes>],
+    destination_policies: &HashMap<String, usize>,
+) -> HashMap<usize, (Option<usize>, Option<usize>)> {
+    let mut cache: HashMap<usize, (Option<usize>, Option<usize>)> = HashMap::default();
+    let rules = routes.iter().flatten().flat_map(|r| {
+        r.entries
+            .iter()
+            .map(|e| &*e.rule)
+            .chain(std::iter::once(&*r.default_rule))
+    });
+    for rule in rules {
+        let RuleAction::Forward(f) = &rule.action else {
+            continue;
+        };
+        for b in &f.backends {
+            let backend = &b.backend;
+            let svc = registry.index_by_host(&backend.host, &backend.namespace);
+            let dp = svc
+                .and_then(|i| destination_policies.get(&registry.services[i].hostname))
+                .or_else(|| destination_policies.get(&backend.host))
+                .copied();
+            cache.insert(backend as *const BackendRef as usize, (svc, dp));
+        }
+    }
+    cache
 }

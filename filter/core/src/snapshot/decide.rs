@@ -14,7 +14,10 @@ use crate::decision::{Action, Decision, Forwarding, LocalResponse, PolicyResult}
 use crate::gateway::routes_apply_to_port;
 use crate::random::RandomSource;
 use crate::request::{split_host_port, Request};
-use crate::route::{Forward, Redirect, RedirectPort, RouteEntry, Rule, RuleAction, TrafficPolicy};
+use crate::route::{
+    BackendRef, DestinationPolicy, Forward, Redirect, RedirectPort, RouteEntry, Rule, RuleAction,
+    TrafficPolicy,
+};
 use crate::route_match::request_matches;
 use crate::service::ServiceInfo;
 
@@ -110,6 +113,33 @@ impl Snapshot {
             .iter()
             .map(|&i| &self.policies[i])
             .collect()
+    }
+
+    /// The service and DestinationRule policy of a backend reference: precomputed at build
+    /// time for every backend of every route (keyed by the reference's address), looked up by
+    /// name for anything else.
+    fn resolve_backend(
+        &self,
+        backend: &BackendRef,
+    ) -> (Option<&ServiceInfo>, Option<&DestinationPolicy>) {
+        let key = backend as *const BackendRef as usize;
+        let (svc, host) = match self.backend_cache.get(&key) {
+            Some(&(svc, dp)) => {
+                let svc = svc.map(|i| &self.registry.services[i]);
+                return (svc, dp.map(|i| &self.destination_list[i]));
+            }
+            None => (
+                self.registry
+                    .index_by_host(&backend.host, &backend.namespace)
+                    .map(|i| &self.registry.services[i]),
+                backend.host.as_str(),
+            ),
+        };
+        let dp = svc
+            .and_then(|s| self.destination_policies.get(&s.hostname))
+            .or_else(|| self.destination_policies.get(host))
+            .map(|&i| &self.destination_list[i]);
+        (svc, dp)
     }
 
     /// Decide what to do with `req`. `rng` drives weighted splits and fault percentages;
@@ -346,13 +376,7 @@ impl Snapshot {
         }
         let backend = &chosen.backend;
         let bport = backend.port.unwrap_or(port);
-        let bsvc = self
-            .registry
-            .index_by_host(&backend.host, &backend.namespace)
-            .map(|i| &self.registry.services[i]);
-        let dpol = bsvc
-            .and_then(|s| self.destination_policies.get(&s.hostname))
-            .or_else(|| self.destination_policies.get(&backend.host));
+        let (bsvc, dpol) = self.resolve_backend(backend);
         let mut traffic_policy: Option<&'s TrafficPolicy> =
             dpol.map(|p| p.port_policies.get(&bport).unwrap_or(&p.traffic_policy));
         let mut endpoints: Vec<_> = Vec::new();

@@ -64,7 +64,12 @@ pub struct Snapshot {
     /// Per service index: its routes when bound to this waypoint.
     pub(crate) routes: Vec<Option<ServiceRoutes>>,
     /// DestinationRules by service hostname.
-    pub(crate) destination_policies: HashMap<String, DestinationPolicy>,
+    pub(crate) destination_policies: HashMap<String, usize>,
+    /// The merged DestinationRule policies (indexed by `destination_policies`).
+    pub(crate) destination_list: Vec<DestinationPolicy>,
+    /// Backend reference address → (service index, destination policy index), for every
+    /// backend of every route table; saves two string-hash look-ups per request.
+    pub(crate) backend_cache: HashMap<usize, (Option<usize>, Option<usize>)>,
     pub(crate) policies: Vec<CompiledPolicy>,
     /// Per service index: every policy that applies (waypoint-wide and service-specific),
     /// in evaluation order (CUSTOM, DENY, ALLOW, AUDIT), computed once at build time.
@@ -89,7 +94,9 @@ impl Snapshot {
 
     /// DestinationRule policy for a hostname.
     pub fn destination_policy(&self, host: &str) -> Option<&DestinationPolicy> {
-        self.destination_policies.get(host)
+        self.destination_policies
+            .get(host)
+            .map(|&i| &self.destination_list[i])
     }
 
     /// All compiled policies.
