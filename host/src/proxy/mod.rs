@@ -1,0 +1,25 @@
+//! The waypoint proxy: CONNECT handling, protocol detection, per-request decisions from the
+//! policy core, and forwarding to upstreams (plain or HBONE).
+
+pub mod decide;
+pub mod handler;
+pub mod headers;
+pub mod http;
+pub mod io;
+pub mod plan;
+pub mod retry;
+pub mod sniff;
+pub mod upstream;
+
+use std::sync::Arc;
+
+use crate::admin::metrics::Metrics;
+use crate::config::ConfigStore;
+
+/// State every tunnel and request shares.
+#[derive(Debug)]
+pub struct Shared {
+    pub config: Arc<ConfigStore>,
+    pub upstreams: Arc<upstream::Upstreams>,
+    pub metrics: Arc<Metrics>,
+}
