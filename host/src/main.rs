@@ -1,14 +1,16 @@
-//! `waypoint`: the command-line entry point, one module per subcommand under `commands/`.
-//! Subcommands: `dev-ca` (local mesh CA), `run` (the standalone HBONE waypoint).
+//! `waypoint`: the command-line entry point; one module per subcommand.
+//! `explain` shows one decision; `dev-ca` makes a local mesh CA; `run` is the HBONE waypoint.
 
-use std::process::ExitCode;
-
-use clap::{Parser, Subcommand};
+mod explain;
 
 mod commands {
     pub mod dev_ca;
     pub mod run;
 }
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
 
 #[derive(Parser, Debug)]
 #[command(name = "waypoint", version, about = "Istio ambient L7 waypoint")]
@@ -19,25 +21,34 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Show the decision for one request under a config.
+    Explain(explain::ExplainArgs),
     /// Create a local mesh CA and workload certificates with SPIFFE URI SANs.
     DevCa(commands::dev_ca::Args),
     /// Run the standalone HBONE waypoint.
     Run(commands::run::Args),
 }
 
-fn main() -> ExitCode {
-    waypoint::logging::init();
-    let cli = Cli::parse();
-    let result = match cli.command {
-        Command::DevCa(args) => commands::dev_ca::main(args),
-        Command::Run(args) => commands::run::main(args),
-    };
+/// Report a subcommand's error and map it to an exit code.
+fn exit(result: anyhow::Result<()>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");
             eprintln!("waypoint: {e:#}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Explain(args) => ExitCode::from(explain::run(args).clamp(0, 255) as u8),
+        Command::DevCa(args) => exit(commands::dev_ca::main(args)),
+        Command::Run(args) => {
+            waypoint::logging::init();
+            exit(commands::run::main(args))
         }
     }
 }

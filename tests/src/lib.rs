@@ -1,9 +1,10 @@
 //! waypoint-tests: harness for end-to-end tests and the shared scenario suite.
-//! Host harness: PKI, upstream echo servers, HBONE client/server helpers, in-process waypoint.
+//! Each module holds one piece of the harness; tests live in `tests/tests/`.
 
 pub mod echo;
 pub mod hbone_client;
 pub mod hbone_server;
 pub mod netns;
 pub mod pki;
+pub mod scenario;
 pub mod waypoint;

@@ -4,15 +4,20 @@
 pub mod authz;
 pub mod decision;
 pub mod error;
+pub mod explain;
 pub mod gateway;
 pub mod istio;
 pub mod matchers;
 pub mod random;
+pub mod registry;
 pub mod request;
 pub mod resource;
 pub mod route;
+pub mod route_match;
 pub mod service;
+pub mod snapshot;
 
 pub use error::{ConfigError, ConfigErrors, Diagnostics, ResourceId};
 pub use random::{RandomSource, SplitMix64};
 pub use request::Request;
+pub use snapshot::{BuildOptions, Snapshot};

@@ -1,0 +1,461 @@
+//! Snapshot construction: compile every resource, bind services to the waypoint, pick each
+//! service's route source, and index policies by target.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use super::{BuildOptions, RouteSource, ServiceRoutes, Snapshot};
+use crate::authz::{compile_policy, PolicyTargets};
+use crate::error::{ConfigError, Diagnostics};
+use crate::gateway::{compile_grpc_route, compile_http_route, ordered_entries, CompiledRoute};
+use crate::istio::{
+    compile_destination_rule, compile_virtual_service, merge_for_host, CompiledDestinationRule,
+    CompiledVirtualService,
+};
+use crate::registry::binding::service_waypoint;
+use crate::registry::{find_waypoints, Registry, Waypoint};
+use crate::resource::RawResource;
+use crate::route::{BackendRef, Forward, Rule, RuleAction, RuleId, WeightedBackend};
+use crate::service::{ServiceInfo, ServiceKind};
+
+/// Kinds the waypoint reads; anything else is skipped with a note.
+fn known_kind(r: &RawResource) -> bool {
+    match r.group() {
+        "" => matches!(r.kind.as_str(), "Service" | "Namespace" | "Pod"),
+        "discovery.k8s.io" => r.kind == "EndpointSlice",
+        "networking.istio.io" => matches!(
+            r.kind.as_str(),
+            "VirtualService" | "DestinationRule" | "ServiceEntry"
+        ),
+        "security.istio.io" => r.kind == "AuthorizationPolicy",
+        "gateway.networking.k8s.io" => matches!(
+            r.kind.as_str(),
+            "HTTPRoute" | "GRPCRoute" | "Gateway" | "GatewayClass" | "ReferenceGrant"
+        ),
+        _ => false,
+    }
+}
+
+fn version_ok(r: &RawResource) -> bool {
+    let v = r.version();
+    match r.group() {
+        "networking.istio.io" => matches!(v, "v1" | "v1beta1" | "v1alpha3"),
+        "security.istio.io" => matches!(v, "v1" | "v1beta1"),
+        "gateway.networking.k8s.io" => match r.kind.as_str() {
+            "GRPCRoute" => matches!(v, "v1" | "v1alpha2"),
+            "ReferenceGrant" => matches!(v, "v1beta1" | "v1alpha2" | "v1"),
+            _ => matches!(v, "v1" | "v1beta1"),
+        },
+        "discovery.k8s.io" => v == "v1",
+        _ => v == "v1",
+    }
+}
+
+impl Snapshot {
+    /// Compile `resources` for one waypoint. Never fails: problems are in the returned
+    /// diagnostics (and in `snapshot.diagnostics`); bad resources are left out, except that a
+    /// bad AuthorizationPolicy fails closed for its targets.
+    pub fn build(resources: &[RawResource], opts: &BuildOptions) -> (Snapshot, Diagnostics) {
+        let mut diags = Diagnostics::default();
+        let mut kept: Vec<RawResource> = Vec::with_capacity(resources.len());
+        for r in resources {
+            if !known_kind(r) {
+                diags.warn(r.error(
+                    "",
+                    format!(
+                        "kind {} ({}) is not used by the waypoint; skipped",
+                        r.kind, r.api_version
+                    ),
+                ));
+            } else if !version_ok(r) {
+                diags.error(r.error(
+                    "apiVersion",
+                    format!("unsupported apiVersion {}", r.api_version),
+                ));
+            } else {
+                kept.push(r.clone());
+            }
+        }
+        let resources = &kept[..];
+        let registry = Registry::build(resources, &mut diags);
+        let waypoints = find_waypoints(resources, &mut diags);
+        let waypoint = select_waypoint(&waypoints, opts, &mut diags);
+
+        // Compile routes and rules.
+        let mut gw_routes: Vec<CompiledRoute> = Vec::new();
+        let mut vss: Vec<CompiledVirtualService> = Vec::new();
+        let mut drs: Vec<CompiledDestinationRule> = Vec::new();
+        let mut policies = Vec::new();
+        let providers: Vec<&str> = opts.custom_providers.iter().map(String::as_str).collect();
+        for r in resources {
+            match (r.group(), r.kind.as_str()) {
+                ("gateway.networking.k8s.io", "HTTPRoute") => {
+                    let (c, d) = compile_http_route(r, &registry);
+                    diags.extend(d);
+                    gw_routes.extend(c);
+                }
+                ("gateway.networking.k8s.io", "GRPCRoute") => {
+                    let (c, d) = compile_grpc_route(r, &registry);
+                    diags.extend(d);
+                    gw_routes.extend(c);
+                }
+                ("networking.istio.io", "VirtualService") => {
+                    let (c, d) = compile_virtual_service(r, &registry);
+                    diags.extend(d);
+                    vss.extend(c);
+                }
+                ("networking.istio.io", "DestinationRule") => {
+                    let (c, d) = compile_destination_rule(r, &registry);
+                    diags.extend(d);
+                    drs.extend(c);
+                }
+                ("security.istio.io", "AuthorizationPolicy") => {
+                    let (c, d) = compile_policy(r, &providers);
+                    diags.extend(d);
+                    policies.push(c);
+                }
+                _ => {}
+            }
+        }
+        // Oldest first (creationTimestamp, then read order): Istio's conflict resolution.
+        vss.sort_by(|a, b| (&a.creation_timestamp, a.seq).cmp(&(&b.creation_timestamp, b.seq)));
+        drs.sort_by(|a, b| (&a.creation_timestamp, a.seq).cmp(&(&b.creation_timestamp, b.seq)));
+
+        let mut routes: Vec<Option<ServiceRoutes>> = Vec::with_capacity(registry.services.len());
+        for (idx, svc) in registry.services.iter().enumerate() {
+            let bound = waypoint.as_ref().is_some_and(|w| {
+                service_waypoint(svc, &registry.namespaces)
+                    .is_some_and(|(ns, name)| ns == w.namespace && name == w.name)
+            });
+            if !bound {
+                routes.push(None);
+                continue;
+            }
+            routes.push(Some(service_routes(
+                idx,
+                svc,
+                &registry,
+                waypoint.as_ref(),
+                &gw_routes,
+                &vss,
+                &mut diags,
+            )));
+        }
+
+        // DestinationRules: the oldest one per host wins (Istio merges none for the same host
+        // in a waypoint unless exportTo differs).
+        let mut destination_policies = HashMap::new();
+        for dr in drs {
+            if destination_policies.contains_key(&dr.host) {
+                diags.warn(ConfigError::new(
+                    "DestinationRule",
+                    dr.id.namespace.clone(),
+                    dr.id.name.clone(),
+                    "spec.host",
+                    format!("another DestinationRule for {} is older and wins", dr.host),
+                ));
+                continue;
+            }
+            destination_policies.insert(dr.host.clone(), dr.policy);
+        }
+
+        // Index policies by what they target.
+        let mut waypoint_policies = Vec::new();
+        let mut service_policies: HashMap<usize, Vec<usize>> = HashMap::new();
+        for (pi, p) in policies.iter().enumerate() {
+            match &p.targets {
+                PolicyTargets::Refs(refs) => {
+                    for t in refs {
+                        let group = t.group.as_str();
+                        match (group, t.kind.as_str()) {
+                            ("gateway.networking.k8s.io", "Gateway") => {
+                                if waypoint
+                                    .as_ref()
+                                    .is_some_and(|w| w.name == t.name && w.namespace == t.namespace)
+                                {
+                                    waypoint_policies.push(pi);
+                                }
+                            }
+                            ("gateway.networking.k8s.io", "GatewayClass") => {
+                                // Mesh-wide only from the root namespace (istio.io: targetRefs).
+                                if p.id.namespace == opts.root_namespace
+                                    && waypoint.as_ref().is_some_and(|w| w.class == t.name)
+                                {
+                                    waypoint_policies.push(pi);
+                                }
+                            }
+                            ("" | "core", "Service") | ("networking.istio.io", "ServiceEntry") => {
+                                let kind = if t.kind == "Service" {
+                                    ServiceKind::Service
+                                } else {
+                                    ServiceKind::ServiceEntry
+                                };
+                                if let Some(si) = registry.index_by_name(&t.namespace, &t.name) {
+                                    if registry.services[si].kind == kind {
+                                        service_policies.entry(si).or_default().push(pi);
+                                    }
+                                }
+                            }
+                            _ => diags.warn(ConfigError::new(
+                                "AuthorizationPolicy",
+                                p.id.namespace.clone(),
+                                p.id.name.clone(),
+                                "spec.targetRefs",
+                                format!(
+                                    "target {}/{} is not enforced by a waypoint",
+                                    t.kind, t.name
+                                ),
+                            )),
+                        }
+                    }
+                }
+                // A policy we could not read: fail closed for every bound service of its
+                // namespace (and the waypoint itself when it lives there).
+                PolicyTargets::Unknown => {
+                    for (si, r) in routes.iter().enumerate() {
+                        if r.is_some() && registry.services[si].namespace == p.id.namespace {
+                            service_policies.entry(si).or_default().push(pi);
+                        }
+                    }
+                    if waypoint
+                        .as_ref()
+                        .is_some_and(|w| w.namespace == p.id.namespace)
+                    {
+                        waypoint_policies.push(pi);
+                    }
+                }
+                // selector / namespace-wide policies are enforced by ztunnel or sidecars.
+                PolicyTargets::Selector | PolicyTargets::Unscoped => {}
+            }
+        }
+        for v in service_policies.values_mut() {
+            v.sort_unstable();
+            v.dedup();
+        }
+        waypoint_policies.sort_unstable();
+        waypoint_policies.dedup();
+
+        let snapshot = Snapshot {
+            waypoint,
+            registry,
+            routes,
+            destination_policies,
+            policies,
+            waypoint_policies,
+            service_policies,
+            diagnostics: diags.clone(),
+        };
+        (snapshot, diags)
+    }
+}
+
+fn select_waypoint(
+    waypoints: &[Waypoint],
+    opts: &BuildOptions,
+    diags: &mut Diagnostics,
+) -> Option<Waypoint> {
+    match &opts.waypoint {
+        Some((ns, name)) => {
+            let w = waypoints
+                .iter()
+                .find(|w| &w.namespace == ns && &w.name == name)
+                .cloned();
+            if w.is_none() {
+                diags.error(ConfigError::new(
+                    "Gateway",
+                    ns.clone(),
+                    name.clone(),
+                    "spec.gatewayClassName",
+                    "no waypoint Gateway with this name (gatewayClassName istio-waypoint) in the config",
+                ));
+            }
+            w
+        }
+        None => match waypoints {
+            [one] => Some(one.clone()),
+            [] => {
+                diags.error(ConfigError::new(
+                    "Gateway",
+                    "",
+                    "",
+                    "spec.gatewayClassName",
+                    "the config has no waypoint Gateway (gatewayClassName: istio-waypoint)",
+                ));
+                None
+            }
+            many => {
+                let names: Vec<String> = many
+                    .iter()
+                    .map(|w| format!("{}/{}", w.namespace, w.name))
+                    .collect();
+                diags.error(ConfigError::new(
+                    "Gateway",
+                    "",
+                    "",
+                    "",
+                    format!(
+                        "several waypoints ({}); choose one with --waypoint NS/NAME",
+                        names.join(", ")
+                    ),
+                ));
+                None
+            }
+        },
+    }
+}
+
+/// Does a route's parent ref name this service (GAMMA)?
+fn parent_is_service(route: &CompiledRoute, svc: &ServiceInfo) -> bool {
+    route.parents.iter().any(|p| {
+        p.name == svc.name
+            && p.namespace == svc.namespace
+            && match svc.kind {
+                ServiceKind::Service => {
+                    p.kind == "Service" && (p.group.is_empty() || p.group == "core")
+                }
+                ServiceKind::ServiceEntry => {
+                    p.kind == "ServiceEntry" && p.group == "networking.istio.io"
+                }
+            }
+            && p.port.is_none_or(|port| svc.port(port).is_some())
+    })
+}
+
+/// Does a route attach to the waypoint Gateway and (by hostname) to this service?
+fn parent_is_waypoint(route: &CompiledRoute, w: &Waypoint, svc: &ServiceInfo) -> bool {
+    let attached = route.parents.iter().any(|p| {
+        p.kind == "Gateway"
+            && p.group == "gateway.networking.k8s.io"
+            && p.name == w.name
+            && p.namespace == w.namespace
+    });
+    attached
+        && (route.hostnames.is_empty()
+            || route.hostnames.iter().any(|h| {
+                hostname_matches(h, &svc.hostname)
+                    || svc.aliases.iter().any(|a| hostname_matches(h, a))
+            }))
+}
+
+/// Gateway API hostname match: exact, or `*.example.com` wildcard on one or more labels.
+fn hostname_matches(pattern: &str, host: &str) -> bool {
+    match pattern.strip_prefix('*') {
+        Some(suffix) => host.len() > suffix.len() && host.ends_with(suffix),
+        None => pattern.eq_ignore_ascii_case(host),
+    }
+}
+
+fn vs_names_service(vs: &CompiledVirtualService, svc: &ServiceInfo, registry: &Registry) -> bool {
+    let for_mesh = vs.gateways.is_empty() || vs.gateways.iter().any(|g| g == "mesh");
+    for_mesh
+        && vs.hosts.iter().any(|h| {
+            registry
+                .index_by_host(h, &vs.id.namespace)
+                .is_some_and(|i| std::ptr::eq(&registry.services[i], svc))
+        })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn service_routes(
+    _idx: usize,
+    svc: &ServiceInfo,
+    registry: &Registry,
+    waypoint: Option<&Waypoint>,
+    gw_routes: &[CompiledRoute],
+    vss: &[CompiledVirtualService],
+    diags: &mut Diagnostics,
+) -> ServiceRoutes {
+    let default_rule = Arc::new(Rule {
+        id: RuleId {
+            kind: "default",
+            namespace: svc.namespace.clone(),
+            name: svc.name.clone(),
+            rule: "default".to_string(),
+        },
+        action: RuleAction::Forward(Forward {
+            backends: vec![WeightedBackend {
+                backend: BackendRef {
+                    name: svc.name.clone(),
+                    namespace: svc.namespace.clone(),
+                    host: svc.hostname.clone(),
+                    subset: None,
+                    port: None,
+                },
+                weight: 1,
+                request_headers: Default::default(),
+                response_headers: Default::default(),
+                invalid: None,
+            }],
+            retries: Some(crate::route::RetryPolicy {
+                // Istio's default mesh retry policy (pilot route/retry: DefaultPolicy).
+                attempts: 2,
+                per_try_timeout: None,
+                retry_on: [
+                    "connect-failure",
+                    "refused-stream",
+                    "unavailable",
+                    "cancelled",
+                    "retriable-status-codes",
+                ]
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+                codes: vec![503],
+                backoff: None,
+            }),
+            ..Default::default()
+        }),
+    });
+    // 1. Gateway API routes attached to the Service itself (GAMMA) take precedence.
+    let attached: Vec<&CompiledRoute> = gw_routes
+        .iter()
+        .filter(|r| parent_is_service(r, svc))
+        .collect();
+    let attached = if attached.is_empty() {
+        // 2. Routes attached to the waypoint Gateway, filtered by hostname.
+        match waypoint {
+            Some(w) => gw_routes
+                .iter()
+                .filter(|r| parent_is_waypoint(r, w, svc))
+                .collect(),
+            None => Vec::new(),
+        }
+    } else {
+        attached
+    };
+    let matching_vs: Vec<&CompiledVirtualService> = vss
+        .iter()
+        .filter(|v| vs_names_service(v, svc, registry))
+        .collect();
+    if !attached.is_empty() {
+        if let Some(vs) = matching_vs.first() {
+            diags.warn(ConfigError::new(
+                "VirtualService",
+                vs.id.namespace.clone(),
+                vs.id.name.clone(),
+                "spec.hosts",
+                format!(
+                    "ignored for {}: Gateway API routes are attached to it and take precedence",
+                    svc.hostname
+                ),
+            ));
+        }
+        return ServiceRoutes {
+            source: RouteSource::GatewayApi,
+            entries: ordered_entries(&attached),
+            default_rule,
+        };
+    }
+    if !matching_vs.is_empty() {
+        return ServiceRoutes {
+            source: RouteSource::VirtualService,
+            entries: merge_for_host(&matching_vs),
+            default_rule,
+        };
+    }
+    ServiceRoutes {
+        source: RouteSource::Default,
+        entries: Vec::new(),
+        default_rule,
+    }
+}

@@ -1,0 +1,503 @@
+//! One decision per request, in the order a waypoint applies them: resolve the destination,
+//! authorize (CUSTOM → DENY → ALLOW), match a route (first match wins), then act on it.
+
+use std::net::IpAddr;
+
+use super::rewrite::rewrite_path;
+use super::{RouteSource, Snapshot};
+use crate::authz::{evaluate, normalize_path, Action as AuthzAction, AuthzInput, CompiledPolicy};
+use crate::decision::{Action, Decision, Forwarding, LocalResponse, PolicyResult};
+use crate::random::RandomSource;
+use crate::request::{split_host_port, Request};
+use crate::route::{Forward, Redirect, RedirectPort, RouteEntry, Rule, RuleAction, TrafficPolicy};
+use crate::route_match::request_matches;
+use crate::service::ServiceInfo;
+
+/// Why no service could be chosen for a request (reported as 404 with a trace line).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecideError {
+    #[error("destination {0:?} is not a known service, VIP or endpoint")]
+    UnknownDestination(String),
+    #[error("service {0} does not use this waypoint")]
+    NotBound(String),
+}
+
+/// Body Envoy's RBAC filter sends on deny; Istio users grep for it.
+pub const RBAC_DENIED_BODY: &str = "RBAC: access denied";
+
+struct Tracer {
+    on: bool,
+    lines: Vec<String>,
+}
+
+impl Tracer {
+    fn add(&mut self, f: impl FnOnce() -> String) {
+        if self.on {
+            self.lines.push(f());
+        }
+    }
+}
+
+fn local(status: u16, body: &str, headers: Vec<(String, String)>) -> LocalResponse {
+    LocalResponse {
+        status,
+        body: body.to_string(),
+        headers,
+        grpc_status: None,
+    }
+}
+
+fn action_name(a: AuthzAction) -> &'static str {
+    match a {
+        AuthzAction::Allow => "ALLOW",
+        AuthzAction::Deny => "DENY",
+        AuthzAction::Audit => "AUDIT",
+        AuthzAction::Custom => "CUSTOM",
+    }
+}
+
+impl Snapshot {
+    /// Resolve a destination (`ip:port` or `host:port`) to a service index and port.
+    pub fn resolve_destination(
+        &self,
+        destination: &str,
+    ) -> Result<(usize, u16, Option<IpAddr>), DecideError> {
+        let (host, port) = split_host_port(destination);
+        let port = port.unwrap_or(80);
+        if let Ok(ip) = host.parse::<IpAddr>() {
+            if let Some(i) = self.registry.index_by_vip(ip) {
+                return Ok((i, port, Some(ip)));
+            }
+            // Workload-addressed traffic: a pod IP. Prefer a bound service of that pod.
+            let eps = self.registry.indexes_by_endpoint(ip);
+            let pick = eps
+                .iter()
+                .copied()
+                .find(|i| self.routes[*i].is_some())
+                .or(eps.first().copied());
+            return pick
+                .map(|i| {
+                    // The pod port is a target port; map it back to the service port.
+                    let svc = &self.registry.services[i];
+                    let sport = svc
+                        .ports
+                        .iter()
+                        .find(|p| p.target_port == Some(port))
+                        .map(|p| p.port)
+                        .unwrap_or(port);
+                    (i, sport, Some(ip))
+                })
+                .ok_or_else(|| DecideError::UnknownDestination(destination.to_string()));
+        }
+        let ns = self
+            .waypoint
+            .as_ref()
+            .map(|w| w.namespace.as_str())
+            .unwrap_or("default");
+        self.registry
+            .index_by_host(host, ns)
+            .map(|i| (i, port, None))
+            .ok_or_else(|| DecideError::UnknownDestination(destination.to_string()))
+    }
+
+    fn applicable_policies(&self, svc_idx: usize) -> Vec<&CompiledPolicy> {
+        let mut idx: Vec<usize> = self.waypoint_policies.clone();
+        if let Some(v) = self.service_policies.get(&svc_idx) {
+            idx.extend(v.iter().copied());
+        }
+        idx.sort_unstable();
+        idx.dedup();
+        idx.into_iter().map(|i| &self.policies[i]).collect()
+    }
+
+    /// Decide what to do with `req`. `rng` drives weighted splits and fault percentages;
+    /// `want_trace` fills `Decision::trace` with the rules tried and why.
+    pub fn decide<'s>(
+        &'s self,
+        req: &Request<'_>,
+        rng: &mut dyn RandomSource,
+        want_trace: bool,
+    ) -> Decision<'s> {
+        let mut t = Tracer {
+            on: want_trace,
+            lines: Vec::new(),
+        };
+        let mut d = Decision {
+            action: Action::NotFound,
+            local: None,
+            forward: None,
+            matched_rule: None,
+            service: None,
+            policies: Vec::new(),
+            trace: Vec::new(),
+        };
+        let (svc_idx, port, dest_ip) = match self.resolve_destination(req.destination) {
+            Ok(v) => v,
+            Err(e) => {
+                t.add(|| e.to_string());
+                d.local = Some(local(404, "", Vec::new()));
+                d.trace = t.lines;
+                return d;
+            }
+        };
+        let svc = &self.registry.services[svc_idx];
+        d.service = Some(svc);
+        let Some(routes) = self.routes[svc_idx].as_ref() else {
+            let e = DecideError::NotBound(format!("{}/{}", svc.namespace, svc.name));
+            t.add(|| e.to_string());
+            d.local = Some(local(404, "", Vec::new()));
+            d.trace = t.lines;
+            return d;
+        };
+        t.add(|| {
+            format!(
+                "destination {} -> {} {}/{} port {port}",
+                req.destination,
+                kind_name(svc),
+                svc.namespace,
+                svc.name
+            )
+        });
+
+        // Envoy normalizes the path (Istio default pathNormalization BASE) before RBAC and routing.
+        let normalized = normalize_path(req.path);
+        if want_trace && normalized != req.path {
+            t.add(|| format!("path normalized: {} -> {}", req.path, normalized));
+        }
+        let path_only = match normalized.find('?') {
+            Some(i) => &normalized[..i],
+            None => &normalized[..],
+        };
+
+        // Authorization first: Envoy's RBAC filters run before the router.
+        let policies = self.applicable_policies(svc_idx);
+        if !policies.is_empty() {
+            let outcome = evaluate(
+                &policies,
+                &AuthzInput {
+                    request: req,
+                    path: &normalized,
+                    dest_ip,
+                    dest_port: Some(port),
+                },
+                want_trace,
+            );
+            t.lines.extend(outcome.trace);
+            d.policies = outcome
+                .verdicts
+                .iter()
+                .map(|v| PolicyResult {
+                    policy: v.policy,
+                    action: action_name(v.action),
+                    matched: v.matched,
+                    dry_run: v.dry_run,
+                })
+                .collect();
+            if !outcome.allowed {
+                t.add(|| "authz: denied (403)".to_string());
+                d.action = Action::Deny;
+                d.local = Some(local(
+                    403,
+                    RBAC_DENIED_BODY,
+                    vec![("content-type".into(), "text/plain".into())],
+                ));
+                d.trace = t.lines;
+                return d;
+            }
+            t.add(|| "authz: allowed".to_string());
+        } else {
+            t.add(|| "authz: no AuthorizationPolicy applies; allowed".to_string());
+        }
+
+        // Routing: first match wins over the ordered entries.
+        let (entry, rule): (Option<&RouteEntry>, &Rule) = if routes.source == RouteSource::Default {
+            t.add(|| {
+                format!(
+                    "no route config for {}; default route to the service",
+                    svc.hostname
+                )
+            });
+            (None, &routes.default_rule)
+        } else {
+            let mut found = None;
+            for (i, e) in routes.entries.iter().enumerate() {
+                let hit = request_matches(&e.matcher, req, path_only, Some(port));
+                t.add(|| {
+                    format!(
+                        "{} rule {} (entry {i}): {}",
+                        e.rule.id.resource(),
+                        e.rule.id.rule,
+                        if hit { "matched" } else { "no match" }
+                    )
+                });
+                if hit {
+                    found = Some(e);
+                    break;
+                }
+            }
+            match found {
+                Some(e) => (Some(e), &*e.rule),
+                None => {
+                    t.add(|| "no rule matched: 404".to_string());
+                    d.local = Some(local(404, "", Vec::new()));
+                    d.trace = t.lines;
+                    return d;
+                }
+            }
+        };
+        if rule.id.kind != "default" {
+            d.matched_rule = Some(&rule.id);
+        }
+        match &rule.action {
+            RuleAction::Redirect(r) => {
+                let location = redirect_location(r, req, entry);
+                t.add(|| format!("redirect {} to {location}", r.status));
+                let mut headers = vec![("location".to_string(), location)];
+                headers.extend(r.response_headers.set.iter().cloned());
+                headers.extend(r.response_headers.add.iter().cloned());
+                d.action = Action::Redirect;
+                d.local = Some(local(r.status, "", headers));
+            }
+            RuleAction::DirectResponse(dr) => {
+                t.add(|| format!("direct response {}", dr.status));
+                let mut headers: Vec<(String, String)> = dr.response_headers.set.clone();
+                headers.extend(dr.response_headers.add.iter().cloned());
+                d.action = Action::DirectResponse;
+                d.local = Some(local(dr.status, dr.body.as_deref().unwrap_or(""), headers));
+            }
+            RuleAction::Forward(f) => {
+                self.forward(&mut d, &mut t, f, entry, req, path_only, svc, port, rng)
+            }
+        }
+        d.trace = t.lines;
+        d
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn forward<'s>(
+        &'s self,
+        d: &mut Decision<'s>,
+        t: &mut Tracer,
+        f: &'s Forward,
+        entry: Option<&'s RouteEntry>,
+        req: &Request<'_>,
+        path_only: &str,
+        svc: &'s ServiceInfo,
+        port: u16,
+        rng: &mut dyn RandomSource,
+    ) {
+        let total: u64 = f.backends.iter().map(|b| u64::from(b.weight)).sum();
+        if total == 0 {
+            // Istio answers 500 when every backend weight is 0 or none is valid.
+            t.add(|| "no backend with a non-zero weight: 500".to_string());
+            d.action = Action::DirectResponse;
+            d.local = Some(local(500, "", Vec::new()));
+            return;
+        }
+        let mut draw = rng.below(total);
+        let mut chosen = &f.backends[0];
+        for b in &f.backends {
+            if draw < u64::from(b.weight) {
+                chosen = b;
+                break;
+            }
+            draw -= u64::from(b.weight);
+        }
+        if f.backends.len() > 1 {
+            t.add(|| {
+                format!(
+                    "weighted split over {} backends; picked {}{} (weight {}/{total})",
+                    f.backends.len(),
+                    chosen.backend.host,
+                    chosen
+                        .backend
+                        .subset
+                        .as_deref()
+                        .map(|s| format!(" subset {s}"))
+                        .unwrap_or_default(),
+                    chosen.weight
+                )
+            });
+        }
+        if let Some(reason) = &chosen.invalid {
+            t.add(|| format!("backend {} is invalid ({reason}): 500", chosen.backend.host));
+            d.action = Action::DirectResponse;
+            d.local = Some(local(500, "", Vec::new()));
+            return;
+        }
+        let backend = &chosen.backend;
+        let bport = backend.port.unwrap_or(port);
+        let bsvc = self
+            .registry
+            .index_by_host(&backend.host, &backend.namespace)
+            .map(|i| &self.registry.services[i]);
+        let dpol = bsvc
+            .and_then(|s| self.destination_policies.get(&s.hostname))
+            .or_else(|| self.destination_policies.get(&backend.host));
+        let mut traffic_policy: Option<TrafficPolicy> = dpol.map(|p| {
+            p.port_policies
+                .get(&bport)
+                .cloned()
+                .unwrap_or_else(|| p.traffic_policy.clone())
+        });
+        let mut endpoints: Vec<_> = Vec::new();
+        if let Some(subset) = &backend.subset {
+            match dpol.and_then(|p| p.subsets.get(subset)) {
+                Some(ss) => {
+                    if let Some(tp) = &ss.traffic_policy {
+                        traffic_policy = Some(tp.clone());
+                    }
+                    if let Some(s) = bsvc {
+                        endpoints.extend(s.endpoints_matching(&ss.labels));
+                    }
+                }
+                None => {
+                    // Envoy: route to a cluster that does not exist → 503 (NC).
+                    t.add(|| {
+                        format!(
+                            "subset {subset} of {} is not defined by any DestinationRule: 503",
+                            backend.host
+                        )
+                    });
+                    d.action = Action::DirectResponse;
+                    d.local = Some(local(503, "no healthy upstream", Vec::new()));
+                    return;
+                }
+            }
+        } else if let Some(s) = bsvc {
+            endpoints.extend(s.endpoints.iter());
+        }
+
+        // Fault injection: the fault filter delays, then aborts (Envoy HTTP fault filter).
+        let mut fault_delay = None;
+        if let Some(fault) = &f.fault {
+            if let Some((delay, pct)) = fault.delay {
+                if rng.chance(pct) {
+                    fault_delay = Some(delay);
+                    t.add(|| format!("fault delay {} ms", delay.as_millis()));
+                }
+            }
+            if let Some(abort) = &fault.abort {
+                if rng.chance(abort.percent) {
+                    t.add(|| format!("fault abort {}", abort.http_status));
+                    d.action = Action::FaultAbort;
+                    let mut lr = local(abort.http_status, "fault filter abort", Vec::new());
+                    lr.grpc_status = abort.grpc_status.clone();
+                    d.local = Some(lr);
+                    d.forward = Some(Forwarding {
+                        backend,
+                        service: bsvc,
+                        port: bport,
+                        endpoints,
+                        candidates: &f.backends,
+                        request_headers: [&chosen.request_headers, &f.request_headers],
+                        response_headers: [&chosen.response_headers, &f.response_headers],
+                        path: None,
+                        authority: None,
+                        timeout: f.timeout,
+                        backend_timeout: f.backend_timeout,
+                        retries: f.retries.as_ref(),
+                        fault_delay,
+                        mirrors: &f.mirrors,
+                        cors: f.cors.as_ref(),
+                        traffic_policy,
+                    });
+                    return;
+                }
+            }
+        }
+
+        let mut path = None;
+        let mut authority = None;
+        if let Some(rw) = &f.rewrite {
+            if let Some(prw) = &rw.path {
+                let new_path =
+                    rewrite_path(path_only, prw, entry.and_then(|e| e.matcher.path.as_ref()));
+                let full = match req.query() {
+                    Some(q) => format!("{new_path}?{q}"),
+                    None => new_path,
+                };
+                t.add(|| format!("path rewritten to {full}"));
+                path = Some(full);
+            }
+            if let Some(a) = &rw.authority {
+                t.add(|| format!("authority rewritten to {a}"));
+                authority = Some(a.clone());
+            }
+        }
+        t.add(|| {
+            format!(
+                "forward to {}{} port {bport} ({} endpoints)",
+                backend.host,
+                backend
+                    .subset
+                    .as_deref()
+                    .map(|s| format!(" subset {s}"))
+                    .unwrap_or_default(),
+                endpoints.len()
+            )
+        });
+        let _ = svc;
+        d.action = Action::Route;
+        d.forward = Some(Forwarding {
+            backend,
+            service: bsvc,
+            port: bport,
+            endpoints,
+            candidates: &f.backends,
+            request_headers: [&chosen.request_headers, &f.request_headers],
+            response_headers: [&chosen.response_headers, &f.response_headers],
+            path,
+            authority,
+            timeout: f.timeout,
+            backend_timeout: f.backend_timeout,
+            retries: f.retries.as_ref(),
+            fault_delay,
+            mirrors: &f.mirrors,
+            cors: f.cors.as_ref(),
+            traffic_policy,
+        });
+    }
+}
+
+fn kind_name(s: &ServiceInfo) -> &'static str {
+    match s.kind {
+        crate::service::ServiceKind::Service => "Service",
+        crate::service::ServiceKind::ServiceEntry => "ServiceEntry",
+    }
+}
+
+/// Build the `location` of a redirect from the request and the redirect spec.
+fn redirect_location(r: &Redirect, req: &Request<'_>, entry: Option<&RouteEntry>) -> String {
+    let scheme = r.scheme.as_deref().unwrap_or(req.scheme);
+    let (req_host, req_port) = split_host_port(req.authority);
+    let host = r.host.as_deref().unwrap_or(req_host);
+    let port = match &r.port {
+        RedirectPort::Set(p) => Some(*p),
+        RedirectPort::ProtocolDefault => None,
+        // Keep the request's port, unless the scheme changed (then the new scheme's default).
+        RedirectPort::Keep => {
+            if r.scheme.as_deref().is_some_and(|s| s != req.scheme) {
+                None
+            } else {
+                req_port
+            }
+        }
+    };
+    let default_port = if scheme == "https" { 443 } else { 80 };
+    let path_only = req.path_only();
+    let path = match &r.path {
+        Some(p) => rewrite_path(path_only, p, entry.and_then(|e| e.matcher.path.as_ref())),
+        None => path_only.to_string(),
+    };
+    let query = req.query().map(|q| format!("?{q}")).unwrap_or_default();
+    let host_fmt = if host.contains(':') {
+        format!("[{host}]")
+    } else {
+        host.to_string()
+    };
+    match port {
+        Some(p) if p != default_port => format!("{scheme}://{host_fmt}:{p}{path}{query}"),
+        _ => format!("{scheme}://{host_fmt}{path}{query}"),
+    }
+}

@@ -1,0 +1,100 @@
+//! The compiled, immutable config snapshot a waypoint decides with: bound services, their
+//! route tables, destination policies and authorization policies, all indexed once.
+
+mod build;
+mod decide;
+mod rewrite;
+
+pub use decide::DecideError;
+pub use rewrite::{apply_header_ops, rewrite_path};
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::authz::CompiledPolicy;
+use crate::error::Diagnostics;
+use crate::registry::{Registry, Waypoint, WaypointRef};
+use crate::route::{DestinationPolicy, RouteEntry, Rule};
+
+/// Options for building a snapshot.
+#[derive(Debug, Clone)]
+pub struct BuildOptions {
+    /// Which waypoint this is; `None` = the only waypoint Gateway in the config.
+    pub waypoint: Option<WaypointRef>,
+    /// Names of CUSTOM authorization providers the data path can call.
+    pub custom_providers: Vec<String>,
+    /// Istio's root namespace (mesh-wide policies).
+    pub root_namespace: String,
+}
+
+impl Default for BuildOptions {
+    fn default() -> Self {
+        BuildOptions {
+            waypoint: None,
+            custom_providers: Vec::new(),
+            root_namespace: "istio-system".to_string(),
+        }
+    }
+}
+
+/// Where a service's route table came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RouteSource {
+    /// HTTPRoute/GRPCRoute attached to the Service (GAMMA) or to the waypoint Gateway.
+    GatewayApi,
+    VirtualService,
+    /// No route config: forward to the service itself.
+    Default,
+}
+
+/// Routes of one bound service.
+#[derive(Debug)]
+pub struct ServiceRoutes {
+    pub source: RouteSource,
+    pub entries: Vec<RouteEntry>,
+    /// Used when `source == Default`.
+    pub default_rule: Arc<Rule>,
+}
+
+/// The immutable snapshot. Build once, share (`Arc`), swap atomically.
+#[derive(Debug)]
+pub struct Snapshot {
+    pub waypoint: Option<Waypoint>,
+    pub registry: Registry,
+    /// Per service index: its routes when bound to this waypoint.
+    pub(crate) routes: Vec<Option<ServiceRoutes>>,
+    /// DestinationRules by service hostname.
+    pub(crate) destination_policies: HashMap<String, DestinationPolicy>,
+    pub(crate) policies: Vec<CompiledPolicy>,
+    /// Policies for all traffic of this waypoint (Gateway / GatewayClass targets).
+    pub(crate) waypoint_policies: Vec<usize>,
+    /// Policies per service index.
+    pub(crate) service_policies: HashMap<usize, Vec<usize>>,
+    /// Everything compiling found.
+    pub diagnostics: Diagnostics,
+}
+
+impl Snapshot {
+    /// Indexes of services bound to this waypoint.
+    pub fn bound_services(&self) -> impl Iterator<Item = usize> + '_ {
+        self.routes
+            .iter()
+            .enumerate()
+            .filter_map(|(i, r)| r.as_ref().map(|_| i))
+    }
+
+    /// Routes of a bound service.
+    pub fn service_routes(&self, idx: usize) -> Option<&ServiceRoutes> {
+        self.routes.get(idx).and_then(Option::as_ref)
+    }
+
+    /// DestinationRule policy for a hostname.
+    pub fn destination_policy(&self, host: &str) -> Option<&DestinationPolicy> {
+        self.destination_policies.get(host)
+    }
+
+    /// All compiled policies.
+    pub fn policies(&self) -> &[CompiledPolicy] {
+        &self.policies
+    }
+}

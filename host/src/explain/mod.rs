@@ -1,0 +1,195 @@
+//! `waypoint explain`: load config, build one snapshot, decide one request, print the decision
+//! as JSON (a stable interface) or as aligned text for people.
+
+mod text;
+mod url;
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+use clap::{Args, ValueEnum};
+use serde_json::{json, Value};
+use waypoint_core::explain::decision_json;
+use waypoint_core::{BuildOptions, Request, Snapshot, SplitMix64};
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum Output {
+    Json,
+    Text,
+}
+
+#[derive(Args, Debug)]
+pub struct ExplainArgs {
+    /// Manifest file or directory (repeatable).
+    #[arg(long = "config", required = true)]
+    pub config: Vec<PathBuf>,
+    /// Waypoint Gateway as NS/NAME (optional when the config holds exactly one).
+    #[arg(long)]
+    pub waypoint: Option<String>,
+    /// Namespace for resources without metadata.namespace.
+    #[arg(long, default_value = "default")]
+    pub namespace: String,
+    /// The request: 'METHOD URL', e.g. 'GET http://reviews:9080/reviews/1'.
+    #[arg(long)]
+    pub request: String,
+    /// Request header 'Name: value' (repeatable).
+    #[arg(short = 'H', long = "header")]
+    pub headers: Vec<String>,
+    /// Source SPIFFE principal, e.g. spiffe://cluster.local/ns/default/sa/bookinfo-productpage.
+    #[arg(long)]
+    pub source_principal: Option<String>,
+    /// Source IP.
+    #[arg(long)]
+    pub source_ip: Option<IpAddr>,
+    /// Original destination HOST:PORT (default: the URL's host and port).
+    #[arg(long)]
+    pub dest: Option<String>,
+    /// Seed for weighted choices and fault percentages (default: random).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    #[arg(long, value_enum, default_value_t = Output::Text)]
+    pub output: Output,
+}
+
+/// Parsed request parts that the borrowed `Request` points into.
+struct Parsed {
+    method: String,
+    scheme: String,
+    authority: String,
+    path: String,
+    headers: Vec<(String, String)>,
+    dest: String,
+}
+
+fn parse_request(args: &ExplainArgs) -> anyhow::Result<Parsed> {
+    let (method, url) = args
+        .request
+        .trim()
+        .split_once(char::is_whitespace)
+        .context("--request must be 'METHOD URL', e.g. 'GET http://reviews:9080/'")?;
+    let u = url::parse(url.trim()).with_context(|| format!("--request: bad URL {url:?}"))?;
+    let mut headers = Vec::new();
+    for h in &args.headers {
+        let (k, v) = h
+            .split_once(':')
+            .with_context(|| format!("-H {h:?}: expected 'Name: value'"))?;
+        let k = k.trim();
+        if k.is_empty() {
+            bail!("-H {h:?}: empty header name");
+        }
+        headers.push((k.to_ascii_lowercase(), v.trim().to_string()));
+    }
+    let dest = match &args.dest {
+        Some(d) => d.clone(),
+        None => format!("{}:{}", u.host_for_authority(), u.port_or_default()),
+    };
+    Ok(Parsed {
+        method: method.to_ascii_uppercase(),
+        scheme: u.scheme.clone(),
+        authority: u.authority.clone(),
+        path: u.path_and_query.clone(),
+        headers,
+        dest,
+    })
+}
+
+fn parse_waypoint(s: &str) -> anyhow::Result<(String, String)> {
+    match s.split_once('/') {
+        Some((ns, name)) if !ns.is_empty() && !name.is_empty() && !name.contains('/') => {
+            Ok((ns.to_string(), name.to_string()))
+        }
+        _ => bail!("--waypoint {s:?}: expected NS/NAME"),
+    }
+}
+
+/// Run the subcommand; returns the process exit code.
+pub fn run(args: ExplainArgs) -> i32 {
+    match run_inner(&args) {
+        Ok(code) => code,
+        Err(e) => {
+            if args.output == Output::Json {
+                println!("{}", json!({"errors": [format!("{e:#}")]}));
+            } else {
+                eprintln!("error: {e:#}");
+            }
+            2
+        }
+    }
+}
+
+fn run_inner(args: &ExplainArgs) -> anyhow::Result<i32> {
+    let parsed = parse_request(args)?;
+    let waypoint = args.waypoint.as_deref().map(parse_waypoint).transpose()?;
+    let loaded = waypoint_loader::load_paths(&args.config, &args.namespace);
+    let opts = BuildOptions {
+        waypoint,
+        ..Default::default()
+    };
+    let (snapshot, mut diags) = Snapshot::build(&loaded.resources, &opts);
+    diags.errors.splice(0..0, loaded.errors.iter().cloned());
+    let header_refs: Vec<(&str, &str)> = parsed
+        .headers
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let req = Request {
+        method: &parsed.method,
+        scheme: &parsed.scheme,
+        authority: &parsed.authority,
+        path: &parsed.path,
+        headers: &header_refs,
+        source_principal: args.source_principal.as_deref(),
+        source_ip: args.source_ip,
+        destination: &parsed.dest,
+        sni: None,
+    };
+    let seed = args.seed.unwrap_or_else(random_seed);
+    let mut rng = SplitMix64(seed);
+    let decision = snapshot.decide(&req, &mut rng, true);
+    let mut out = decision_json(&decision, &req);
+    if let Value::Object(o) = &mut out {
+        o.insert("seed".into(), json!(seed));
+        if let Some(w) = &snapshot.waypoint {
+            o.insert(
+                "waypoint".into(),
+                json!(format!("{}/{}", w.namespace, w.name)),
+            );
+        }
+        o.insert(
+            "errors".into(),
+            json!(diags
+                .errors
+                .iter()
+                .map(|e| e.to_string())
+                .collect::<Vec<_>>()),
+        );
+        o.insert(
+            "warnings".into(),
+            json!(diags
+                .warnings
+                .iter()
+                .map(|e| e.to_string())
+                .collect::<Vec<_>>()),
+        );
+    }
+    match args.output {
+        Output::Json => println!("{out}"),
+        Output::Text => {
+            for e in &diags.errors {
+                eprintln!("error: {e}");
+            }
+            print!("{}", text::render(&out));
+        }
+    }
+    Ok(if diags.errors.is_empty() { 0 } else { 1 })
+}
+
+fn random_seed() -> u64 {
+    use std::time::{SystemTime, UNIX_EPOCH};
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    nanos ^ (u64::from(std::process::id()) << 32)
+}
