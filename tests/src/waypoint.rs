@@ -8,6 +8,23 @@ use waypoint::run::{start, RunOptions, Running};
 
 use crate::pki::{Pki, TempDir};
 
+/// The waypoint Gateway every test config starts with (as `istioctl waypoint apply`).
+pub const WAYPOINT_GATEWAY: &str = r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata:
+  name: waypoint
+  namespace: default
+  labels:
+    istio.io/waypoint-for: service
+spec:
+  gatewayClassName: istio-waypoint
+  listeners:
+  - name: mesh
+    port: 15008
+    protocol: HBONE
+"#;
+
 /// A running waypoint with its config directory.
 #[derive(Debug)]
 pub struct TestWaypoint {
@@ -16,9 +33,12 @@ pub struct TestWaypoint {
 }
 
 impl TestWaypoint {
-    /// Start with the manifests in `yaml` (may be empty: pass-through) as `ns/sa` of `pki`.
+    /// Start as `default/waypoint` of `pki` with the waypoint Gateway plus the manifests in
+    /// `yaml` (empty: every destination is an unknown address, forwarded as is).
     pub async fn start(pki: &Pki, yaml: &str, hbone_upstream_port: u16) -> TestWaypoint {
         let config_dir = TempDir::new("config");
+        std::fs::write(config_dir.path().join("gateway.yaml"), WAYPOINT_GATEWAY)
+            .expect("write gateway");
         std::fs::write(config_dir.path().join("config.yaml"), yaml).expect("write config");
         let certs = pki.issue("default", "waypoint");
         let mut opts = RunOptions::new(vec![config_dir.path().to_path_buf()], certs).loopback();

@@ -1,5 +1,6 @@
-//! The one place the host calls the policy core: compile config into a [`Policy`], and turn
-//! each request's core `Decision` into an owned [`Plan`] with concrete upstream targets.
+//! The one place the host calls the policy core: compile config into a [`Policy`] (the core's
+//! snapshot), and turn
+//! each request's `Decision` into an owned [`Plan`] with concrete upstream targets.
 
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
@@ -9,7 +10,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use waypoint_core::decision::{Action, Decision};
 use waypoint_core::resource::RawResource;
 use waypoint_core::route::{BackendRef, HashKey, LoadBalancer};
-use waypoint_core::service::{Endpoint, ServiceInfo};
+use waypoint_core::service::{Endpoint, ServiceInfo, ServiceLookup};
+use waypoint_core::snapshot::{BuildOptions, Snapshot};
 use waypoint_core::{Diagnostics, RandomSource, Request};
 
 use super::plan::{ForwardPlan, LocalReply, MirrorTarget, Plan, PlanKind, ServiceMeta};
@@ -26,10 +28,11 @@ pub struct PolicyOptions {
     pub hbone_port: u16,
 }
 
-/// Compiled policy (the core's snapshot, once it lands; today a pass-through).
+/// Compiled policy: the core's snapshot plus what the host needs to reach endpoints.
 #[derive(Debug)]
 pub struct Policy {
     pub options: PolicyOptions,
+    pub snapshot: Snapshot,
     /// How many resources the policy was built from.
     pub resource_count: usize,
 }
@@ -37,69 +40,195 @@ pub struct Policy {
 /// Where a CONNECT's destination leads.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Destination {
-    /// A service the waypoint knows: every request gets a decision.
+    /// A service the config knows: every request gets a decision.
     Service(ServiceMeta),
-    /// Not a known service: forward to the original destination itself.
+    /// Not a known service, VIP or endpoint: forward to the original destination itself
+    /// (workload-addressed pass-through; ztunnel only sends us what uses this waypoint).
     Passthrough(Target),
     /// Nothing to send to (a hostname authority that resolves to no service).
     Unknown,
 }
 
+/// Service-port protocols Istio treats as opaque TCP (no HTTP processing).
+fn is_tcp_protocol(p: &str) -> bool {
+    matches!(p, "tcp" | "tls" | "https" | "mongo" | "redis" | "mysql")
+}
+
 impl Policy {
     /// Compile `resources`; errors in the diagnostics mean the change must be rejected.
     pub fn compile(resources: &[RawResource], options: &PolicyOptions) -> (Policy, Diagnostics) {
+        let build = BuildOptions {
+            waypoint: options
+                .waypoint
+                .as_deref()
+                .and_then(|w| w.split_once('/'))
+                .map(|(ns, n)| (ns.to_string(), n.to_string())),
+            ..BuildOptions::default()
+        };
+        let (snapshot, diags) = Snapshot::build(resources, &build);
         (
             Policy {
                 options: options.clone(),
+                snapshot,
                 resource_count: resources.len(),
             },
-            Diagnostics::default(),
+            diags,
         )
     }
 
     /// Classify a CONNECT destination (`ip:port` or `host:port`).
     pub fn destination(&self, authority: &str, addr: Option<SocketAddr>) -> Destination {
-        let _ = authority;
-        match addr {
-            Some(a) => Destination::Passthrough(Target::plain(a)),
-            None => Destination::Unknown,
+        match self.snapshot.resolve_destination(authority) {
+            Ok((idx, _, _)) => Destination::Service(meta(&self.snapshot.registry.services[idx])),
+            Err(_) => match addr {
+                Some(a) => Destination::Passthrough(self.endpoint_target(a)),
+                None => Destination::Unknown,
+            },
         }
     }
 
-    /// L4 authorization of a tunnel (AuthorizationPolicy without L7 fields); `false` → 401.
-    pub fn allow_tcp(&self, _source: Option<&Identity>, _destination: &str) -> bool {
-        true
+    /// A pass-through target: HBONE when the IP is a known mesh endpoint.
+    fn endpoint_target(&self, addr: SocketAddr) -> Target {
+        let reg = &self.snapshot.registry;
+        reg.indexes_by_endpoint(addr.ip())
+            .first()
+            .and_then(|i| reg.services[*i].endpoints.iter().find(|e| e.ip == addr.ip()))
+            .map(|ep| {
+                let mut t = target_for(None, ep, addr.port(), &self.options);
+                t.addr = addr;
+                t
+            })
+            .unwrap_or_else(|| Target::plain(addr))
     }
 
-    /// Where opaque TCP to a service destination goes (first endpoint by load balancing).
+    /// Is the destination a service port Istio treats as opaque TCP?
+    pub fn is_tcp_port(&self, destination: &str) -> bool {
+        match self.snapshot.resolve_destination(destination) {
+            Ok((idx, port, _)) => self.snapshot.registry.services[idx]
+                .port(port)
+                .is_some_and(|p| is_tcp_protocol(&p.protocol)),
+            Err(_) => false,
+        }
+    }
+
+    /// L4 authorization of a tunnel: AuthorizationPolicies evaluated on what a TCP
+    /// connection carries (source principal and IP, destination); `false` → 401.
+    pub fn allow_tcp(
+        &self,
+        principal: Option<&str>,
+        source_ip: Option<std::net::IpAddr>,
+        destination: &str,
+    ) -> bool {
+        if self.snapshot.resolve_destination(destination).is_err() {
+            return true;
+        }
+        let req = Request {
+            method: "",
+            scheme: "",
+            authority: destination,
+            path: "",
+            headers: &[],
+            source_principal: principal,
+            source_ip,
+            destination,
+            sni: None,
+        };
+        let d = self
+            .snapshot
+            .decide(&req, &mut waypoint_core::SplitMix64(0), false);
+        d.action != Action::Deny
+    }
+
+    /// Where opaque TCP to a destination goes: an endpoint of its service by round robin
+    /// (the destination itself when it is not a service).
     pub fn tcp_target(&self, destination: &str) -> Option<Target> {
-        destination.parse().ok().map(Target::plain)
+        match self.snapshot.resolve_destination(destination) {
+            Ok((idx, port, _)) => {
+                let svc = &self.snapshot.registry.services[idx];
+                let n = svc.endpoints.len();
+                if n == 0 {
+                    return None;
+                }
+                let i = (ROUND_ROBIN.fetch_add(1, Ordering::Relaxed) % n as u64) as usize;
+                Some(target_for(Some(svc), &svc.endpoints[i], port, &self.options))
+            }
+            Err(_) => destination.parse().ok().map(|a| self.endpoint_target(a)),
+        }
     }
 
     /// Bound services, routes, policies and endpoints, for `/config_dump`.
     pub fn dump(&self) -> serde_json::Value {
-        serde_json::json!({
-            "mode": "passthrough",
-            "waypoint": self.options.waypoint,
+        use serde_json::json;
+        let snap = &self.snapshot;
+        let services: Vec<_> = snap
+            .registry
+            .services
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                let routes = snap.service_routes(i).map(|r| {
+                    json!({
+                        "source": format!("{:?}", r.source),
+                        "rules": r.entries.iter().map(|e| format!("{}#{}", e.rule.id.resource(), e.rule.id.rule)).collect::<Vec<_>>(),
+                    })
+                });
+                json!({
+                    "hostname": s.hostname,
+                    "namespace": s.namespace,
+                    "name": s.name,
+                    "kind": format!("{:?}", s.kind),
+                    "vips": s.vips.iter().map(|v| v.to_string()).collect::<Vec<_>>(),
+                    "ports": s.ports.iter().map(|p| json!({"name": p.name, "port": p.port, "target_port": p.target_port, "protocol": p.protocol})).collect::<Vec<_>>(),
+                    "endpoints": s.endpoints.iter().map(|e| json!({
+                        "ip": e.ip.to_string(), "mesh": e.mesh, "namespace": e.namespace,
+                        "service_account": e.service_account, "labels": e.labels,
+                    })).collect::<Vec<_>>(),
+                    "bound": routes.is_some(),
+                    "routes": routes,
+                })
+            })
+            .collect();
+        json!({
+            "waypoint": snap.waypoint.as_ref().map(|w| format!("{}/{}", w.namespace, w.name)),
             "resource_count": self.resource_count,
+            "services": services,
+            "policies": snap.policies().iter().map(|p| json!({
+                "policy": p.id.to_string(),
+                "action": format!("{:?}", p.action),
+                "dry_run": p.dry_run,
+            })).collect::<Vec<_>>(),
+            "diagnostics": {
+                "errors": snap.diagnostics.errors.iter().map(|e| e.to_string()).collect::<Vec<_>>(),
+                "warnings": snap.diagnostics.warnings.iter().map(|e| e.to_string()).collect::<Vec<_>>(),
+            },
         })
     }
 
     /// The plan for one request.
     pub fn plan(&self, req: &Request<'_>, rng: &mut dyn RandomSource) -> Plan {
-        let _ = rng;
-        match req.destination_addr() {
-            Some(addr) => Plan {
-                action: "passthrough",
-                rule: None,
-                service: None,
-                kind: PlanKind::Forward(Box::new(ForwardPlan {
-                    targets: vec![Target::plain(addr)],
-                    ..Default::default()
-                })),
-            },
-            None => Plan::local("error", 503, "no healthy upstream"),
+        if self.snapshot.resolve_destination(req.destination).is_err() {
+            if let Some(addr) = req.destination_addr() {
+                return Plan {
+                    action: "passthrough",
+                    rule: None,
+                    service: None,
+                    delay: None,
+                    kind: PlanKind::Forward(Box::new(ForwardPlan {
+                        targets: vec![self.endpoint_target(addr)],
+                        ..Default::default()
+                    })),
+                };
+            }
         }
+        let d = self.snapshot.decide(req, rng, false);
+        let reg = &self.snapshot.registry;
+        plan_from_decision(
+            &d,
+            req,
+            &self.options,
+            &|b: &BackendRef| reg.by_host(&b.host, &b.namespace),
+            rng,
+        )
     }
 }
 
@@ -189,10 +318,16 @@ pub fn plan_from_decision<'s>(
         // A decision without its payload: treat as the core's error (500).
         _ => local(500, "internal error: decision without payload"),
     };
+    // A fault abort still waits out its delay first (Envoy's fault filter order).
+    let delay = match (&kind, d.action, &d.forward) {
+        (PlanKind::Local(_), Action::FaultAbort, Some(f)) => f.fault_delay,
+        _ => None,
+    };
     Plan {
         action: d.action.as_str(),
         rule,
         service,
+        delay,
         kind,
     }
 }

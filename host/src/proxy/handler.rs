@@ -14,7 +14,7 @@ use super::decide::Destination;
 use super::headers::forwarded_for;
 use super::http::{handle, TunnelCtx};
 use super::io::UpstreamIo;
-use super::sniff::{detect, Protocol};
+use super::sniff::{detect, Protocol, Rewind};
 use super::Shared;
 use crate::admin::metrics::TcpLabels;
 use crate::hbone::server::{BoxFuture, ConnectHandler, ConnectRequest, Tunnel};
@@ -60,19 +60,37 @@ impl WaypointHandler {
             destination: req.authority.clone(),
             baggage: header(&req, "baggage"),
         };
-        if !cfg
-            .policy
-            .allow_tcp(req.peer_identity.as_ref(), &req.authority)
+        // L4 policy decides at CONNECT for TCP service ports; HTTP ports get L7 authz per
+        // request (as Istio's waypoint applies network vs HTTP RBAC).
+        if cfg.policy.is_tcp_port(&req.authority)
+            && !cfg
+                .policy
+                .allow_tcp(ctx.principal.as_deref(), ctx.source_ip, &req.authority)
         {
             info!(source = ?ctx.principal, destination = %req.authority, "hbone: denied by L4 policy (401)");
             return Err(StatusCode::UNAUTHORIZED);
         }
         let destination = cfg.policy.destination(&req.authority, req.destination);
-        // For pass-through destinations connect first, so an unreachable one gets 503.
+        let force_tcp = cfg.policy.is_tcp_port(&req.authority);
+        // Connect first where the upstream is fixed (pass-through, TCP service ports), so an
+        // unreachable one gets 503 before the tunnel is accepted.
         let upstream = match &destination {
             Destination::Unknown => {
                 info!(destination = %req.authority, "hbone: no upstream for destination (503)");
                 return Err(StatusCode::SERVICE_UNAVAILABLE);
+            }
+            Destination::Service(_) if force_tcp => {
+                let Some(t) = cfg.policy.tcp_target(&req.authority) else {
+                    info!(destination = %req.authority, "hbone: TCP service has no endpoints (503)");
+                    return Err(StatusCode::SERVICE_UNAVAILABLE);
+                };
+                match self.shared.upstreams.connect(&t).await {
+                    Ok(io) => Some(io),
+                    Err(e) => {
+                        info!(destination = %req.authority, error = %e, "hbone: upstream unreachable (503)");
+                        return Err(StatusCode::SERVICE_UNAVAILABLE);
+                    }
+                }
             }
             Destination::Service(_) => None,
             Destination::Passthrough(t) => match self.shared.upstreams.connect(t).await {
@@ -85,7 +103,14 @@ impl WaypointHandler {
         };
         let shared = self.shared.clone();
         Ok(Box::new(move |stream: H2Stream| {
-            Box::pin(serve_tunnel(shared, Arc::new(ctx), destination, upstream, stream))
+            Box::pin(serve_tunnel(
+                shared,
+                Arc::new(ctx),
+                destination,
+                upstream,
+                force_tcp,
+                stream,
+            ))
                 as BoxFuture<()>
         }))
     }
@@ -96,9 +121,15 @@ async fn serve_tunnel(
     ctx: Arc<TunnelCtx>,
     destination: Destination,
     upstream: Option<UpstreamIo>,
+    force_tcp: bool,
     stream: H2Stream,
 ) {
-    let (proto, stream) = match detect(stream, DETECT_TIMEOUT).await {
+    let detected = if force_tcp {
+        Ok((Protocol::Tcp, Rewind::new(bytes::Bytes::new(), stream)))
+    } else {
+        detect(stream, DETECT_TIMEOUT).await
+    };
+    let (proto, stream) = match detected {
         Ok(x) => x,
         Err(e) => {
             debug!(destination = %ctx.destination, error = %e, "tunnel: read failed during detection");
@@ -161,6 +192,14 @@ async fn serve_tunnel(
                 response_flags: "-".into(),
                 connection_security_policy: "mutual_tls".into(),
             };
+            // Opaque bytes on an HTTP port: L4 policy still applies before relaying.
+            if let Some(cfg) = shared.config.current() {
+                if !cfg.policy.allow_tcp(ctx.principal.as_deref(), ctx.source_ip, &ctx.destination) {
+                    info!(destination = %ctx.destination, "tunnel: opaque TCP denied by policy");
+                    let _ = downstream.shutdown().await;
+                    return;
+                }
+            }
             let mut upstream = match upstream {
                 Ok(u) => u,
                 Err(e) => {

@@ -135,6 +135,9 @@ pub async fn handle(
             None => Plan::local("error", 503, "no config loaded"),
         }
     };
+    if let Some(d) = plan.delay {
+        tokio::time::sleep(d).await;
+    }
     let (resp, outcome) = match &plan.kind {
         PlanKind::Local(reply) => (
             local_response(reply),

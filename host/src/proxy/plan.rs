@@ -23,6 +23,8 @@ pub struct Plan {
     /// Matched rule, `Kind/ns/name#rule`, for logs.
     pub rule: Option<String>,
     pub service: Option<ServiceMeta>,
+    /// Delay before a local reply (a fault abort after a fault delay).
+    pub delay: Option<Duration>,
     pub kind: PlanKind,
 }
 
@@ -76,6 +78,7 @@ impl Plan {
             action,
             rule: None,
             service: None,
+            delay: None,
             kind: PlanKind::Local(LocalReply {
                 status,
                 body: body.into(),
