@@ -146,14 +146,20 @@ pub fn core_decision(snap: &Snapshot, case: &Case) -> anyhow::Result<Value> {
     Ok(decision_json(&d, &req))
 }
 
-/// Check that `actual` contains `expected` (objects: every expected key, recursively;
-/// everything else: equal). Returns the first difference.
+/// Check that `actual` contains `expected` (objects: every expected key, recursively; arrays:
+/// same length, element-wise; everything else: equal). Returns the first difference.
 pub fn contains(actual: &Value, expected: &Value, path: &str) -> Result<(), String> {
     match (actual, expected) {
         (Value::Object(a), Value::Object(e)) => {
             for (k, ev) in e {
                 let av = a.get(k).unwrap_or(&Value::Null);
                 contains(av, ev, &format!("{path}.{k}"))?;
+            }
+            Ok(())
+        }
+        (Value::Array(a), Value::Array(e)) if a.len() == e.len() => {
+            for (i, (av, ev)) in a.iter().zip(e).enumerate() {
+                contains(av, ev, &format!("{path}[{i}]"))?;
             }
             Ok(())
         }
