@@ -1,5 +1,5 @@
 //! Upstream test servers: a plaintext HTTP echo (HTTP/1.1 and HTTP/2) that reports what it
-//! received, streams bodies back, and serves `/bytes/N` and `/status/N`; and a TCP echo.
+//! received, streams bodies back, serves `/bytes/N`, `/status/N` and `/delay/MS`; and a TCP echo.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -94,6 +94,10 @@ fn full(b: impl Into<Bytes>) -> Body {
 
 async fn serve_req(name: Arc<String>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
     let path = req.uri().path().to_string();
+    if let Some(ms) = path.strip_prefix("/delay/") {
+        let ms: u64 = ms.split('/').next().and_then(|m| m.parse().ok()).unwrap_or(0);
+        tokio::time::sleep(std::time::Duration::from_millis(ms.min(30_000))).await;
+    }
     let mut resp = if let Some(n) = path.strip_prefix("/bytes/") {
         let n: u64 = n.parse().unwrap_or(0);
         Response::new(Generated::new(n).boxed())
