@@ -85,17 +85,26 @@ impl http_body::Body for Generated {
 
 /// Check `data` is the generated pattern from offset 0.
 pub fn is_pattern(data: &[u8]) -> bool {
-    data.iter().enumerate().all(|(i, b)| *b == pattern(i as u64))
+    data.iter()
+        .enumerate()
+        .all(|(i, b)| *b == pattern(i as u64))
 }
 
 fn full(b: impl Into<Bytes>) -> Body {
     Full::new(b.into()).map_err(|e| match e {}).boxed()
 }
 
-async fn serve_req(name: Arc<String>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+async fn serve_req(
+    name: Arc<String>,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, Infallible> {
     let path = req.uri().path().to_string();
     if let Some(ms) = path.strip_prefix("/delay/") {
-        let ms: u64 = ms.split('/').next().and_then(|m| m.parse().ok()).unwrap_or(0);
+        let ms: u64 = ms
+            .split('/')
+            .next()
+            .and_then(|m| m.parse().ok())
+            .unwrap_or(0);
         tokio::time::sleep(std::time::Duration::from_millis(ms.min(30_000))).await;
     }
     let mut resp = if let Some(n) = path.strip_prefix("/bytes/") {
@@ -118,7 +127,10 @@ async fn serve_req(name: Arc<String>, req: Request<Incoming>) -> Result<Response
     } else {
         let mut lines = vec![
             format!("method={}", req.method()),
-            format!("path={}", req.uri().path_and_query().map_or("/", |p| p.as_str())),
+            format!(
+                "path={}",
+                req.uri().path_and_query().map_or("/", |p| p.as_str())
+            ),
             format!("version={:?}", req.version()),
         ];
         for (k, v) in req.headers() {
@@ -129,8 +141,10 @@ async fn serve_req(name: Arc<String>, req: Request<Incoming>) -> Result<Response
         copy_request_info(&parts, r.headers_mut());
         r
     };
-    resp.headers_mut()
-        .insert("x-echo-path", HeaderValue::from_str(&path).unwrap_or(HeaderValue::from_static("?")));
+    resp.headers_mut().insert(
+        "x-echo-path",
+        HeaderValue::from_str(&path).unwrap_or(HeaderValue::from_static("?")),
+    );
     Ok(tag(resp, &name))
 }
 

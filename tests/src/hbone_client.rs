@@ -22,7 +22,10 @@ pub fn ztunnel_headers(src: SocketAddr, host: &str) -> HeaderMap {
     if let Ok(v) = format!("for=\"{src}\";host={host}").parse() {
         h.insert("forwarded", v);
     }
-    if let Ok(v) = "k8s.namespace.name=default,k8s.deployment.name=sleep,service.name=sleep,service.version=v1".parse() {
+    if let Ok(v) =
+        "k8s.namespace.name=default,k8s.deployment.name=sleep,service.name=sleep,service.version=v1"
+            .parse()
+    {
         h.insert("baggage", v);
     }
     if let Ok(v) = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".parse() {
@@ -40,7 +43,12 @@ pub async fn tunnel(
 ) -> Result<H2Stream, HboneError> {
     let src: SocketAddr = "10.0.0.7:43210".parse().expect("addr");
     client
-        .connect(waypoint, expected, authority, ztunnel_headers(src, "echo.default.svc.cluster.local"))
+        .connect(
+            waypoint,
+            expected,
+            authority,
+            ztunnel_headers(src, "echo.default.svc.cluster.local"),
+        )
         .await
 }
 

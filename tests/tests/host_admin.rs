@@ -55,11 +55,15 @@ async fn readiness_metrics_and_config_dump() {
     tokio::time::timeout(LIMIT, async {
         let pki = Pki::new("cluster.local");
         let echo = http_echo("127.0.0.1:0".parse().expect("addr"), "echo").await;
-        let wp = TestWaypoint::start(&pki, &service("echo", "10.96.1.1", echo.addr.port()), 15008).await;
+        let wp =
+            TestWaypoint::start(&pki, &service("echo", "10.96.1.1", echo.addr.port()), 15008).await;
         let ready = wp.running.ready_addr.expect("ready addr");
         let stats = wp.running.stats_addr.expect("stats addr");
         let admin = wp.running.admin_addr.expect("admin addr");
-        assert_eq!(admin_get(ready, "/healthz/ready").await.expect("ready").0, 200);
+        assert_eq!(
+            admin_get(ready, "/healthz/ready").await.expect("ready").0,
+            200
+        );
 
         let client = HboneClient::new(pki.store("default", "sleep"));
         for _ in 0..2 {
@@ -72,7 +76,10 @@ async fn readiness_metrics_and_config_dump() {
         assert_eq!(code, 200);
         let line = text
             .lines()
-            .find(|l| l.starts_with("istio_requests_total{") && l.contains("destination_service=\"echo.default.svc.cluster.local\""))
+            .find(|l| {
+                l.starts_with("istio_requests_total{")
+                    && l.contains("destination_service=\"echo.default.svc.cluster.local\"")
+            })
             .unwrap_or_else(|| panic!("no istio_requests_total for echo:\n{text}"));
         for want in [
             "reporter=\"waypoint\"",
@@ -88,13 +95,19 @@ async fn readiness_metrics_and_config_dump() {
             assert!(line.contains(want), "missing {want} in {line}");
         }
         assert!(line.ends_with(" 2"), "two requests counted: {line}");
-        assert!(text.contains("istio_request_duration_milliseconds_bucket{"), "{text}");
+        assert!(
+            text.contains("istio_request_duration_milliseconds_bucket{"),
+            "{text}"
+        );
 
         let (code, dump) = admin_get(admin, "/config_dump").await.expect("dump");
         assert_eq!(code, 200);
         let v: serde_json::Value = serde_json::from_str(&dump).expect("json");
         assert_eq!(v["ready"], true);
-        assert_eq!(v["certificates"]["identity"], "spiffe://cluster.local/ns/default/sa/waypoint");
+        assert_eq!(
+            v["certificates"]["identity"],
+            "spiffe://cluster.local/ns/default/sa/waypoint"
+        );
         let services = v["policy"]["services"].as_array().expect("services");
         let echo_svc = services
             .iter()
@@ -169,22 +182,32 @@ async fn not_ready_until_config_is_valid() {
         // Remove the waypoint Gateway: the config is invalid from the start of a fresh host.
         std::fs::remove_file(wp.config_dir.path().join("gateway.yaml")).expect("rm");
         let certs = pki.issue("default", "waypoint");
-        let mut opts = waypoint::run::RunOptions::new(vec![wp.config_dir.path().to_path_buf()], certs).loopback();
+        let mut opts =
+            waypoint::run::RunOptions::new(vec![wp.config_dir.path().to_path_buf()], certs)
+                .loopback();
         opts.watch_interval = Duration::from_millis(200);
         let fresh = waypoint::run::start(opts).await.expect("start");
         let ready = fresh.ready_addr.expect("ready");
-        assert_eq!(admin_get(ready, "/healthz/ready").await.expect("ready").0, 503);
+        assert_eq!(
+            admin_get(ready, "/healthz/ready").await.expect("ready").0,
+            503
+        );
         // CONNECTs are refused while not ready.
         let client = HboneClient::new(pki.store("default", "sleep"));
-        let err = waypoint_tests::hbone_client::tunnel(&client, fresh.hbone_addr, &[], "127.0.0.1:9")
-            .await
-            .expect_err("not ready");
+        let err =
+            waypoint_tests::hbone_client::tunnel(&client, fresh.hbone_addr, &[], "127.0.0.1:9")
+                .await
+                .expect_err("not ready");
         assert_eq!(err.status().map(|s| s.as_u16()), Some(503));
         // Writing the Gateway makes it ready.
         std::fs::write(wp.config_dir.path().join("gateway.yaml"), WAYPOINT_GATEWAY).expect("write");
         assert!(
             eventually(Duration::from_secs(10), || async move {
-                admin_get(ready, "/healthz/ready").await.map(|r| r.0).unwrap_or(0) == 200
+                admin_get(ready, "/healthz/ready")
+                    .await
+                    .map(|r| r.0)
+                    .unwrap_or(0)
+                    == 200
             })
             .await,
             "must become ready"

@@ -22,22 +22,40 @@ async fn http1_through_waypoint_to_plaintext_upstream() {
         let wp = TestWaypoint::start(&pki, "", 15008).await;
         let echo = http_echo("127.0.0.1:0".parse().expect("addr"), "echo-1").await;
         let client = HboneClient::new(pki.store("default", "sleep"));
-        let r = http1_get(&client, wp.running.hbone_addr, &echo.addr.to_string(), "/hello?x=1")
-            .await
-            .expect("request");
+        let r = http1_get(
+            &client,
+            wp.running.hbone_addr,
+            &echo.addr.to_string(),
+            "/hello?x=1",
+        )
+        .await
+        .expect("request");
         assert_eq!(r.status, 200, "{}", r.text());
         assert_eq!(r.header("x-served-by"), Some("echo-1"));
         assert!(r.text().contains("path=/hello?x=1"), "{}", r.text());
-        assert!(r.text().contains(&format!("host={}", echo.addr)), "{}", r.text());
+        assert!(
+            r.text().contains(&format!("host={}", echo.addr)),
+            "{}",
+            r.text()
+        );
         // The waypoint must present its own identity; the client may require it.
         let wp_id = pki.id("default", "waypoint");
-        let s = tunnel(&client, wp.running.hbone_addr, &[wp_id], &echo.addr.to_string())
-            .await
-            .expect("tunnel with expected SAN");
+        let s = tunnel(
+            &client,
+            wp.running.hbone_addr,
+            &[wp_id],
+            &echo.addr.to_string(),
+        )
+        .await
+        .expect("tunnel with expected SAN");
         let mut send = http1_over(s).await.expect("h1");
-        let r = collect(send.send_request(get("echo", "/again")).await.expect("send"))
-            .await
-            .expect("collect");
+        let r = collect(
+            send.send_request(get("echo", "/again"))
+                .await
+                .expect("send"),
+        )
+        .await
+        .expect("collect");
         assert_eq!(r.status, 200);
         assert!(r.text().contains("host=echo"), "{}", r.text());
     })

@@ -119,12 +119,17 @@ async fn httproute_filters_timeouts_redirects_and_splits() {
         .concat();
         let wp = TestWaypoint::start(&pki, &yaml, 15008).await;
         let errs = wp.running.config.last_errors();
-        assert!(wp.running.config.current().is_some(), "config rejected: {errs:?}");
+        assert!(
+            wp.running.config.current().is_some(),
+            "config rejected: {errs:?}"
+        );
         let client = HboneClient::new(pki.store("default", "sleep"));
         let front = "10.96.5.1:80";
 
         // Header mutations, rewrite and mirror.
-        let s = tunnel(&client, wp.running.hbone_addr, &[], front).await.expect("tunnel");
+        let s = tunnel(&client, wp.running.hbone_addr, &[], front)
+            .await
+            .expect("tunnel");
         let mut send = http1_over(s).await.expect("h1");
         let req = http::Request::builder()
             .uri("/api/items?q=1")
@@ -134,7 +139,9 @@ async fn httproute_filters_timeouts_redirects_and_splits() {
             .header("x-add", "client")
             .body(waypoint_tests::echo::empty())
             .expect("req");
-        let r = collect(send.send_request(req).await.expect("send")).await.expect("collect");
+        let r = collect(send.send_request(req).await.expect("send"))
+            .await
+            .expect("collect");
         assert_eq!(r.status, 200, "{}", r.text());
         assert_eq!(r.header("x-served-by"), Some("one"));
         let body = r.text();
@@ -142,7 +149,10 @@ async fn httproute_filters_timeouts_redirects_and_splits() {
         assert!(body.contains("x-set=from-route"), "{body}");
         assert!(!body.contains("x-set=from-client"), "{body}");
         assert!(!body.contains("x-remove="), "{body}");
-        assert!(body.contains("x-add=client") && body.contains("x-add=added"), "{body}");
+        assert!(
+            body.contains("x-add=client") && body.contains("x-add=added"),
+            "{body}"
+        );
         assert_eq!(r.header("x-resp"), Some("by-waypoint"));
         assert!(
             eventually(Duration::from_secs(5), || async { shadow.hits() == 1 }).await,
@@ -151,27 +161,41 @@ async fn httproute_filters_timeouts_redirects_and_splits() {
 
         // Request timeout: the upstream takes 3 s, the route allows 300 ms.
         let started = std::time::Instant::now();
-        let r = http1_get(&client, wp.running.hbone_addr, front, "/delay/3000").await.expect("req");
+        let r = http1_get(&client, wp.running.hbone_addr, front, "/delay/3000")
+            .await
+            .expect("req");
         assert_eq!(r.status, 504, "{}", r.text());
         assert_eq!(r.text(), "upstream request timeout");
         assert!(started.elapsed() < Duration::from_secs(2));
 
         // Redirect.
-        let r = http1_get(&client, wp.running.hbone_addr, front, "/moved/x").await.expect("req");
+        let r = http1_get(&client, wp.running.hbone_addr, front, "/moved/x")
+            .await
+            .expect("req");
         assert_eq!(r.status, 301);
         let loc = r.header("location").unwrap_or_default().to_string();
-        assert!(loc.contains("example.com") && loc.ends_with("/moved/x"), "{loc}");
+        assert!(
+            loc.contains("example.com") && loc.ends_with("/moved/x"),
+            "{loc}"
+        );
 
         // Unmatched path: 404 from the route table.
-        let r = http1_get(&client, wp.running.hbone_addr, front, "/nothing").await.expect("req");
+        let r = http1_get(&client, wp.running.hbone_addr, front, "/nothing")
+            .await
+            .expect("req");
         assert_eq!(r.status, 404);
 
         // Weighted split 1:1 over 40 requests reaches both.
         let before = (one.hits(), two.hits());
         for i in 0..40 {
-            let r = http1_get(&client, wp.running.hbone_addr, front, &format!("/split/{i}"))
-                .await
-                .expect("req");
+            let r = http1_get(
+                &client,
+                wp.running.hbone_addr,
+                front,
+                &format!("/split/{i}"),
+            )
+            .await
+            .expect("req");
             assert_eq!(r.status, 200);
         }
         let (a, b) = (one.hits() - before.0, two.hits() - before.1);

@@ -40,7 +40,13 @@ async fn bad_client_certificates_are_rejected() {
 
         // Control: a good identity works.
         let good = HboneClient::new(pki.store("default", "sleep"));
-        assert_eq!(http1_get(&good, addr, &dest, "/").await.expect("good").status, 200);
+        assert_eq!(
+            http1_get(&good, addr, &dest, "/")
+                .await
+                .expect("good")
+                .status,
+            200
+        );
 
         // Untrusted CA: another CA issuing the same identity. The client trusts our root
         // (so the failure is the server's), but presents a foreign chain.
@@ -53,29 +59,39 @@ async fn bad_client_certificates_are_rejected() {
         )
         .expect("material");
         let untrusted = HboneClient::new(waypoint::tls::CertStore::new(mixed).expect("store"));
-        assert_rejected(tunnel(&untrusted, addr, &wp_id, &dest).await, "untrusted CA");
+        assert_rejected(
+            tunnel(&untrusted, addr, &wp_id, &dest).await,
+            "untrusted CA",
+        );
 
         // Wrong trust domain, signed by the right CA.
         let wrong_td = HboneClient::new(
             pki.store_for(&Identity::new("evil.example", "default", "sleep"), None),
         );
-        assert_rejected(tunnel(&wrong_td, addr, &wp_id, &dest).await, "wrong trust domain");
+        assert_rejected(
+            tunnel(&wrong_td, addr, &wp_id, &dest).await,
+            "wrong trust domain",
+        );
 
         // Expired certificate.
         let expired = HboneClient::new(pki.expired_store("default", "sleep"));
-        assert_rejected(tunnel(&expired, addr, &wp_id, &dest).await, "expired certificate");
+        assert_rejected(
+            tunnel(&expired, addr, &wp_id, &dest).await,
+            "expired certificate",
+        );
 
         // No client certificate at all: the server must refuse the handshake.
         let store = pki.store("default", "sleep");
-        let mut cfg = rustls::ClientConfig::builder_with_provider(waypoint::tls::config::provider())
-            .with_protocol_versions(&[&rustls::version::TLS13])
-            .expect("versions")
-            .dangerous()
-            .with_custom_certificate_verifier(waypoint::tls::verify::MeshServerVerifier::new(
-                store,
-                vec![],
-            ))
-            .with_no_client_auth();
+        let mut cfg =
+            rustls::ClientConfig::builder_with_provider(waypoint::tls::config::provider())
+                .with_protocol_versions(&[&rustls::version::TLS13])
+                .expect("versions")
+                .dangerous()
+                .with_custom_certificate_verifier(waypoint::tls::verify::MeshServerVerifier::new(
+                    store,
+                    vec![],
+                ))
+                .with_no_client_auth();
         cfg.alpn_protocols = vec![b"h2".to_vec()];
         let tcp = TcpStream::connect(addr).await.expect("tcp");
         let outcome = match tokio_rustls::TlsConnector::from(Arc::new(cfg))
@@ -97,7 +113,13 @@ async fn bad_client_certificates_are_rejected() {
         eprintln!("no client cert: rejected as expected: {outcome:?}");
 
         // The good client still works after all that.
-        assert_eq!(http1_get(&good, addr, &dest, "/").await.expect("good").status, 200);
+        assert_eq!(
+            http1_get(&good, addr, &dest, "/")
+                .await
+                .expect("good")
+                .status,
+            200
+        );
         assert_eq!(echo.hits(), 2, "no rejected attempt may reach the upstream");
     })
     .await
@@ -113,7 +135,13 @@ async fn client_refuses_unexpected_server_identity() {
         let client = HboneClient::new(pki.store("default", "sleep"));
         let wrong = pki.id("default", "not-the-waypoint");
         assert_rejected(
-            tunnel(&client, wp.running.hbone_addr, &[wrong], &echo.addr.to_string()).await,
+            tunnel(
+                &client,
+                wp.running.hbone_addr,
+                &[wrong],
+                &echo.addr.to_string(),
+            )
+            .await,
             "unexpected server SAN",
         );
         assert_eq!(echo.hits(), 0);

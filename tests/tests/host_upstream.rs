@@ -14,7 +14,14 @@ use waypoint_tests::waypoint::TestWaypoint;
 const LIMIT: Duration = Duration::from_secs(60);
 
 /// A Service with a VIP and one Pod per IP, in `ns` (ambient or not).
-pub fn service_yaml(ns: &str, ambient: bool, name: &str, vip: &str, target_port: u16, pods: &[&str]) -> String {
+pub fn service_yaml(
+    ns: &str,
+    ambient: bool,
+    name: &str,
+    vip: &str,
+    target_port: u16,
+    pods: &[&str],
+) -> String {
     let mut y = format!(
         r#"
 ---
@@ -74,14 +81,30 @@ async fn mesh_endpoint_is_reached_over_hbone_with_waypoint_identity() {
         let pki = Pki::new("cluster.local");
         let echo = http_echo("127.0.0.1:0".parse().expect("addr"), "echo-mesh").await;
         // The destination "ztunnel": its identity is the pod's service account.
-        let dest = HboneServer::start("127.0.0.1:0".parse().expect("addr"), pki.store("default", "echo")).await;
-        let yaml = service_yaml("default", true, "echo", "10.96.0.50", echo.addr.port(), &["127.0.0.1"]);
+        let dest = HboneServer::start(
+            "127.0.0.1:0".parse().expect("addr"),
+            pki.store("default", "echo"),
+        )
+        .await;
+        let yaml = service_yaml(
+            "default",
+            true,
+            "echo",
+            "10.96.0.50",
+            echo.addr.port(),
+            &["127.0.0.1"],
+        );
         let wp = TestWaypoint::start(&pki, &yaml, dest.addr.port()).await;
         let client = HboneClient::new(pki.store("default", "sleep"));
         for i in 0..3 {
-            let r = http1_get(&client, wp.running.hbone_addr, "10.96.0.50:80", &format!("/m/{i}"))
-                .await
-                .expect("request");
+            let r = http1_get(
+                &client,
+                wp.running.hbone_addr,
+                "10.96.0.50:80",
+                &format!("/m/{i}"),
+            )
+            .await
+            .expect("request");
             assert_eq!(r.status, 200, "{}", r.text());
             assert_eq!(r.header("x-served-by"), Some("echo-mesh"));
             assert!(r.text().contains(&format!("path=/m/{i}")));
@@ -90,14 +113,22 @@ async fn mesh_endpoint_is_reached_over_hbone_with_waypoint_identity() {
         let principals = dest.seen.principals.lock().expect("lock").clone();
         assert!(!principals.is_empty());
         assert!(
-            principals.iter().all(|p| p == "spiffe://cluster.local/ns/default/sa/waypoint"),
+            principals
+                .iter()
+                .all(|p| p == "spiffe://cluster.local/ns/default/sa/waypoint"),
             "the waypoint must present its own identity upstream: {principals:?}"
         );
         let authorities = dest.seen.authorities.lock().expect("lock").clone();
-        assert!(authorities.iter().all(|a| *a == echo.addr.to_string()), "{authorities:?}");
+        assert!(
+            authorities.iter().all(|a| *a == echo.addr.to_string()),
+            "{authorities:?}"
+        );
         // Upstream HTTP/1.1 connections (one CONNECT stream each) are reused when idle.
         let connects = dest.seen.connects.load(std::sync::atomic::Ordering::SeqCst);
-        assert!((1..=3).contains(&connects), "{connects} CONNECTs for 3 requests");
+        assert!(
+            (1..=3).contains(&connects),
+            "{connects} CONNECTs for 3 requests"
+        );
         assert_eq!(echo.hits(), 3);
     })
     .await
@@ -110,21 +141,38 @@ async fn plain_endpoints_and_dead_endpoint_is_retried() {
         let pki = Pki::new("cluster.local");
         let live = http_echo("127.0.0.2:0".parse().expect("addr"), "live").await;
         // 127.0.0.3 has nothing on the same port: connect failures, retried elsewhere.
-        let yaml = service_yaml("legacy", false, "web", "10.96.0.60", live.addr.port(), &["127.0.0.2", "127.0.0.3"]);
+        let yaml = service_yaml(
+            "legacy",
+            false,
+            "web",
+            "10.96.0.60",
+            live.addr.port(),
+            &["127.0.0.2", "127.0.0.3"],
+        );
         let wp = TestWaypoint::start(&pki, &yaml, 15008).await;
         let client = HboneClient::new(pki.store("default", "sleep"));
         for i in 0..10 {
-            let r = http1_get(&client, wp.running.hbone_addr, "10.96.0.60:80", &format!("/r/{i}"))
-                .await
-                .expect("request");
+            let r = http1_get(
+                &client,
+                wp.running.hbone_addr,
+                "10.96.0.60:80",
+                &format!("/r/{i}"),
+            )
+            .await
+            .expect("request");
             assert_eq!(r.status, 200, "request {i}: {}", r.text());
             assert_eq!(r.header("x-served-by"), Some("live"));
         }
         assert_eq!(live.hits(), 10);
         // The service is known by hostname too.
-        let r = http1_get(&client, wp.running.hbone_addr, "web.legacy.svc.cluster.local:80", "/byname")
-            .await
-            .expect("request");
+        let r = http1_get(
+            &client,
+            wp.running.hbone_addr,
+            "web.legacy.svc.cluster.local:80",
+            "/byname",
+        )
+        .await
+        .expect("request");
         assert_eq!(r.status, 200, "{}", r.text());
     })
     .await

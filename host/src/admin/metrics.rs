@@ -53,8 +53,8 @@ pub struct TcpLabels {
 
 /// Istio's default duration buckets, in milliseconds.
 const DURATION_BUCKETS: [f64; 19] = [
-    0.5, 1.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0,
-    30000.0, 60000.0, 300000.0, 600000.0, 1800000.0, 3600000.0,
+    0.5, 1.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0, 30000.0,
+    60000.0, 300000.0, 600000.0, 1800000.0, 3600000.0,
 ];
 
 fn duration_histogram() -> Histogram {
@@ -88,10 +88,9 @@ impl Metrics {
     pub fn new() -> Self {
         let mut registry = Registry::default();
         let requests = Family::<RequestLabels, Counter>::default();
-        let duration =
-            Family::<RequestLabels, Histogram, fn() -> Histogram>::new_with_constructor(
-                duration_histogram as fn() -> Histogram,
-            );
+        let duration = Family::<RequestLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+            duration_histogram as fn() -> Histogram,
+        );
         let tcp_opened = Family::<TcpLabels, Counter>::default();
         let tcp_closed = Family::<TcpLabels, Counter>::default();
         let tcp_sent = Family::<TcpLabels, Counter>::default();
@@ -165,8 +164,14 @@ mod tests {
         };
         m.record_request(&labels, 3.0);
         let text = m.encode();
-        assert!(text.contains("istio_requests_total{reporter=\"waypoint\""), "{text}");
-        assert!(text.contains("istio_request_duration_milliseconds_bucket{"), "{text}");
+        assert!(
+            text.contains("istio_requests_total{reporter=\"waypoint\""),
+            "{text}"
+        );
+        assert!(
+            text.contains("istio_request_duration_milliseconds_bucket{"),
+            "{text}"
+        );
         assert!(text.contains("response_code=\"200\""), "{text}");
     }
 }

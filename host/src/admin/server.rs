@@ -88,8 +88,10 @@ impl Admin {
         let text = |status: StatusCode, ct: &'static str, body: String| {
             let mut r = Response::new(Full::new(Bytes::from(body)));
             *r.status_mut() = status;
-            r.headers_mut()
-                .insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static(ct));
+            r.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static(ct),
+            );
             r
         };
         match req.uri().path() {

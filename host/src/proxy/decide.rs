@@ -92,7 +92,12 @@ impl Policy {
         let reg = &self.snapshot.registry;
         reg.indexes_by_endpoint(addr.ip())
             .first()
-            .and_then(|i| reg.services[*i].endpoints.iter().find(|e| e.ip == addr.ip()))
+            .and_then(|i| {
+                reg.services[*i]
+                    .endpoints
+                    .iter()
+                    .find(|e| e.ip == addr.ip())
+            })
             .map(|ep| {
                 let mut t = target_for(None, ep, addr.port(), &self.options);
                 t.addr = addr;
@@ -150,7 +155,12 @@ impl Policy {
                     return None;
                 }
                 let i = (ROUND_ROBIN.fetch_add(1, Ordering::Relaxed) % n as u64) as usize;
-                Some(target_for(Some(svc), &svc.endpoints[i], port, &self.options))
+                Some(target_for(
+                    Some(svc),
+                    &svc.endpoints[i],
+                    port,
+                    &self.options,
+                ))
             }
             Err(_) => destination.parse().ok().map(|a| self.endpoint_target(a)),
         }
@@ -491,7 +501,11 @@ mod tests {
     #[test]
     fn ordering_covers_every_endpoint_once() {
         let s = svc();
-        let eps = [ep("10.0.0.1", false), ep("10.0.0.2", false), ep("10.0.0.3", false)];
+        let eps = [
+            ep("10.0.0.1", false),
+            ep("10.0.0.2", false),
+            ep("10.0.0.3", false),
+        ];
         let refs: Vec<&Endpoint> = eps.iter().collect();
         let headers = [("x-user", "jason")];
         let r = req(&headers);
@@ -499,9 +513,13 @@ mod tests {
         for lb in [
             None,
             Some(LoadBalancer::Random),
-            Some(LoadBalancer::ConsistentHash(HashKey::Header("x-user".into()))),
+            Some(LoadBalancer::ConsistentHash(HashKey::Header(
+                "x-user".into(),
+            ))),
             Some(LoadBalancer::ConsistentHash(HashKey::SourceIp)),
-            Some(LoadBalancer::ConsistentHash(HashKey::QueryParameter("user".into()))),
+            Some(LoadBalancer::ConsistentHash(HashKey::QueryParameter(
+                "user".into(),
+            ))),
         ] {
             let ts = order_targets(Some(&s), &refs, 9080, &opts(), lb.as_ref(), &r, &mut rng);
             let mut ips: Vec<_> = ts.iter().map(|t| t.addr.ip().to_string()).collect();
@@ -509,7 +527,9 @@ mod tests {
             assert_eq!(ips, vec!["10.0.0.1", "10.0.0.2", "10.0.0.3"], "{lb:?}");
         }
         // Consistent hash is stable.
-        let lb = Some(LoadBalancer::ConsistentHash(HashKey::Header("x-user".into())));
+        let lb = Some(LoadBalancer::ConsistentHash(HashKey::Header(
+            "x-user".into(),
+        )));
         let a = order_targets(Some(&s), &refs, 9080, &opts(), lb.as_ref(), &r, &mut rng);
         let b = order_targets(Some(&s), &refs, 9080, &opts(), lb.as_ref(), &r, &mut rng);
         assert_eq!(a[0], b[0]);

@@ -110,8 +110,7 @@ impl WaypointHandler {
                 upstream,
                 force_tcp,
                 stream,
-            ))
-                as BoxFuture<()>
+            )) as BoxFuture<()>
         }))
     }
 }
@@ -172,7 +171,11 @@ async fn serve_tunnel(
                         .current()
                         .and_then(|c| c.policy.tcp_target(&ctx.destination))
                     {
-                        Some(t) => shared.upstreams.connect(&t).await.map_err(|e| e.to_string()),
+                        Some(t) => shared
+                            .upstreams
+                            .connect(&t)
+                            .await
+                            .map_err(|e| e.to_string()),
                         None => Err("no endpoint for TCP destination".to_string()),
                     }
                 }
@@ -194,7 +197,10 @@ async fn serve_tunnel(
             };
             // Opaque bytes on an HTTP port: L4 policy still applies before relaying.
             if let Some(cfg) = shared.config.current() {
-                if !cfg.policy.allow_tcp(ctx.principal.as_deref(), ctx.source_ip, &ctx.destination) {
+                if !cfg
+                    .policy
+                    .allow_tcp(ctx.principal.as_deref(), ctx.source_ip, &ctx.destination)
+                {
                     info!(destination = %ctx.destination, "tunnel: opaque TCP denied by policy");
                     let _ = downstream.shutdown().await;
                     return;
@@ -223,7 +229,11 @@ async fn serve_tunnel(
                         .tcp_received
                         .get_or_create(&labels)
                         .inc_by(from_down);
-                    shared.metrics.tcp_sent.get_or_create(&labels).inc_by(from_up);
+                    shared
+                        .metrics
+                        .tcp_sent
+                        .get_or_create(&labels)
+                        .inc_by(from_up);
                     info!(target: "access", destination = %ctx.destination, source = ctx.principal.as_deref().unwrap_or("-"), bytes_in = from_down, bytes_out = from_up, "tcp");
                 }
                 Err(e) => {

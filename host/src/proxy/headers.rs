@@ -116,7 +116,10 @@ mod tests {
     #[test]
     fn forwarded_values() {
         for (input, want) in [
-            (r#"for="10.0.0.7:43210";host=reviews.default.svc.cluster.local"#, Some("10.0.0.7")),
+            (
+                r#"for="10.0.0.7:43210";host=reviews.default.svc.cluster.local"#,
+                Some("10.0.0.7"),
+            ),
             ("for=10.1.2.3", Some("10.1.2.3")),
             (r#"for="[2001:db8::1]:80""#, Some("2001:db8::1")),
             ("for=1.1.1.1, for=2.2.2.2;proto=http", Some("2.2.2.2")),
@@ -160,7 +163,10 @@ mod tests {
     #[test]
     fn hop_by_hop_removed() {
         let mut h = HeaderMap::new();
-        h.insert("connection", HeaderValue::from_static("keep-alive, x-custom"));
+        h.insert(
+            "connection",
+            HeaderValue::from_static("keep-alive, x-custom"),
+        );
         h.insert("x-custom", HeaderValue::from_static("1"));
         h.insert("te", HeaderValue::from_static("trailers"));
         h.insert("x-keep", HeaderValue::from_static("1"));

@@ -208,7 +208,10 @@ async fn forward(
     for ops in &fp.request_headers {
         apply_ops(&mut parts.headers, ops);
     }
-    let authority = fp.authority.clone().unwrap_or_else(|| authority.to_string());
+    let authority = fp
+        .authority
+        .clone()
+        .unwrap_or_else(|| authority.to_string());
     let path = fp.path.clone().unwrap_or_else(|| path.to_string());
     let retries = fp.retries.as_ref().map_or(0, |r| r.attempts);
     let want_copy = retries > 0 || !fp.mirrors.is_empty();
@@ -333,9 +336,8 @@ async fn forward(
             },
             None => send.await,
         };
-        let can_retry = attempt < max_attempts
-            && replayable
-            && deadline.is_none_or(|d| Instant::now() < d);
+        let can_retry =
+            attempt < max_attempts && replayable && deadline.is_none_or(|d| Instant::now() < d);
         match result {
             Ok(resp) => {
                 if let (true, Some(policy)) = (can_retry, fp.retries.as_ref()) {
@@ -352,10 +354,8 @@ async fn forward(
                     apply_ops(&mut rp.headers, ops);
                 }
                 let status = rp.status.as_u16();
-                let resp = Response::from_parts(
-                    rp,
-                    rbody.map_err(|e| Box::new(e) as BoxError).boxed(),
-                );
+                let resp =
+                    Response::from_parts(rp, rbody.map_err(|e| Box::new(e) as BoxError).boxed());
                 return (
                     resp,
                     Outcome {

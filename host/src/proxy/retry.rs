@@ -113,7 +113,11 @@ mod tests {
         }
         let mut grpc = HeaderMap::new();
         grpc.insert("grpc-status", http::HeaderValue::from_static("14"));
-        assert!(retry_status(&policy(&["unavailable"], &[]), StatusCode::OK, &grpc));
+        assert!(retry_status(
+            &policy(&["unavailable"], &[]),
+            StatusCode::OK,
+            &grpc
+        ));
     }
 
     #[test]
@@ -124,7 +128,10 @@ mod tests {
         };
         let timeout = UpstreamError::Timeout("t".into());
         assert!(retry_error(&policy(&["connect-failure"], &[]), &connect));
-        assert!(!retry_error(&policy(&["retriable-status-codes"], &[503]), &connect));
+        assert!(!retry_error(
+            &policy(&["retriable-status-codes"], &[503]),
+            &connect
+        ));
         assert!(retry_error(&policy(&["5xx"], &[]), &timeout));
         assert!(!retry_error(&policy(&["connect-failure"], &[]), &timeout));
     }

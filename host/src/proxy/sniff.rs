@@ -32,7 +32,14 @@ impl Protocol {
 }
 
 const METHODS: &[&[u8]] = &[
-    b"GET ", b"POST ", b"PUT ", b"DELETE ", b"HEAD ", b"OPTIONS ", b"PATCH ", b"TRACE ",
+    b"GET ",
+    b"POST ",
+    b"PUT ",
+    b"DELETE ",
+    b"HEAD ",
+    b"OPTIONS ",
+    b"PATCH ",
+    b"TRACE ",
     b"CONNECT ",
 ];
 
@@ -149,7 +156,12 @@ mod tests {
             (b"SSH-2.0", Some(Protocol::Tcp)),
             (b"", None),
         ] {
-            assert_eq!(classify(input), want, "{:?}", String::from_utf8_lossy(input));
+            assert_eq!(
+                classify(input),
+                want,
+                "{:?}",
+                String::from_utf8_lossy(input)
+            );
         }
     }
 

@@ -191,7 +191,10 @@ impl Upstreams {
         pool.get(target).filter(|s| !s.is_closed()).cloned()
     }
 
-    async fn new_h1(&self, target: &Target) -> Result<http1::SendRequest<ProxyBody>, UpstreamError> {
+    async fn new_h1(
+        &self,
+        target: &Target,
+    ) -> Result<http1::SendRequest<ProxyBody>, UpstreamError> {
         let io = self.connect(target).await?;
         let (sender, conn) = http1::Builder::new()
             .handshake(TokioIo::new(io))
@@ -209,7 +212,10 @@ impl Upstreams {
         Ok(sender)
     }
 
-    async fn new_h2(&self, target: &Target) -> Result<http2::SendRequest<ProxyBody>, UpstreamError> {
+    async fn new_h2(
+        &self,
+        target: &Target,
+    ) -> Result<http2::SendRequest<ProxyBody>, UpstreamError> {
         let io = self.connect(target).await?;
         let (sender, conn) = http2::Builder::new(TokioExecutor::new())
             .initial_stream_window_size(4 * 1024 * 1024)
