@@ -317,6 +317,7 @@ pub fn plan_from_decision<'s>(
                     retries: f.retries.cloned(),
                     fault_delay: f.fault_delay,
                     mirrors,
+                    cors: f.cors.cloned(),
                 }))
             }
         }

@@ -13,6 +13,7 @@ use hyper::body::{Body, Incoming};
 use tracing::{debug, info};
 use waypoint_core::RandomSource;
 
+use super::cors::{self, CorsAction};
 use super::headers::{apply_ops, baggage_get, strip_hop_by_hop};
 use super::plan::{ForwardPlan, LocalReply, Plan, PlanKind};
 use super::retry::{backoff, retry_error, retry_status};
@@ -195,6 +196,26 @@ async fn forward(
     authority: &str,
     path: &str,
 ) -> (Response<ProxyBody>, Outcome) {
+    let cors = match &fp.cors {
+        Some(c) => cors::evaluate(c, req.method().as_str(), req.headers()),
+        None => CorsAction::None,
+    };
+    if let CorsAction::Preflight(headers) = cors {
+        let reply = LocalReply {
+            status: 200,
+            body: String::new(),
+            headers,
+        };
+        return (
+            local_response(&reply),
+            Outcome {
+                status: 200,
+                flags: "-",
+                target: None,
+                attempts: 0,
+            },
+        );
+    }
     if let Some(d) = fp.fault_delay {
         tokio::time::sleep(d).await;
     }
@@ -352,6 +373,9 @@ async fn forward(
                 strip_hop_by_hop(&mut rp.headers);
                 for ops in &fp.response_headers {
                     apply_ops(&mut rp.headers, ops);
+                }
+                if let CorsAction::Decorate(h) = &cors {
+                    cors::decorate(&mut rp.headers, h);
                 }
                 let status = rp.status.as_u16();
                 let resp =

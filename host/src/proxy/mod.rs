@@ -1,6 +1,7 @@
 //! The waypoint proxy: CONNECT handling, protocol detection, per-request decisions from the
 //! policy core, and forwarding to upstreams (plain or HBONE).
 
+pub mod cors;
 pub mod decide;
 pub mod handler;
 pub mod headers;

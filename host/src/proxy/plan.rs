@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use waypoint_core::route::{HeaderOps, RetryPolicy};
+use waypoint_core::route::{Cors, HeaderOps, RetryPolicy};
 
 use super::upstream::Target;
 
@@ -61,6 +61,7 @@ pub struct ForwardPlan {
     pub fault_delay: Option<Duration>,
     /// Mirror targets (already rolled against their percentages).
     pub mirrors: Vec<MirrorTarget>,
+    pub cors: Option<Cors>,
 }
 
 /// One mirror destination.
