@@ -129,6 +129,7 @@ pub async fn start(opts: RunOptions) -> anyhow::Result<Running> {
         config: config.clone(),
         upstreams: Upstreams::new(HboneClient::new(store.clone())),
         metrics,
+        outliers: crate::proxy::outlier::Outliers::new(),
     });
 
     let mut tasks = Vec::new();

@@ -24,9 +24,14 @@ async fn certificates_reload_without_dropping_connections() {
 
         // An open tunnel before the rotation.
         let before = HboneClient::new(pki.store("default", "sleep"));
-        let s = tunnel(&before, wp.running.hbone_addr, &[old_id.clone()], &dest)
-            .await
-            .expect("tunnel");
+        let s = tunnel(
+            &before,
+            wp.running.hbone_addr,
+            std::slice::from_ref(&old_id),
+            &dest,
+        )
+        .await
+        .expect("tunnel");
         let mut send = http1_over(s).await.expect("h1");
 
         // Rotate: write a certificate with another identity into the waypoint's files.
@@ -48,7 +53,13 @@ async fn certificates_reload_without_dropping_connections() {
         let after = HboneClient::new(pki.store("default", "sleep"));
         let s = tunnel(&after, wp.running.hbone_addr, &[new_id], &dest).await;
         assert!(s.is_ok(), "new identity: {:?}", s.err());
-        let r = tunnel(&after, wp.running.hbone_addr, &[old_id.clone()], &dest).await;
+        let r = tunnel(
+            &after,
+            wp.running.hbone_addr,
+            std::slice::from_ref(&old_id),
+            &dest,
+        )
+        .await;
         assert!(r.is_err(), "old identity must be gone for new connections");
         // The tunnel opened before the rotation still carries requests.
         let r = collect(

@@ -318,6 +318,10 @@ pub fn plan_from_decision<'s>(
                     fault_delay: f.fault_delay,
                     mirrors,
                     cors: f.cors.cloned(),
+                    outlier: f
+                        .traffic_policy
+                        .as_ref()
+                        .and_then(|t| t.outlier_detection.clone()),
                 }))
             }
         }

@@ -15,6 +15,7 @@ use waypoint_core::RandomSource;
 
 use super::cors::{self, CorsAction};
 use super::headers::{apply_ops, baggage_get, strip_hop_by_hop};
+use super::outlier::AttemptResult;
 use super::plan::{ForwardPlan, LocalReply, Plan, PlanKind};
 use super::retry::{backoff, retry_error, retry_status};
 use super::upstream::{BoxError, ProxyBody, Target, UpstreamError, Wire};
@@ -313,11 +314,22 @@ async fn forward(
         }
     }
 
+    // Ejected endpoints go last; the attempt loop walks the list in order.
+    let mut targets = fp.targets.clone();
+    let peers: Vec<std::net::SocketAddr> = targets.iter().map(|t| t.addr).collect();
+    if fp.outlier.is_some() {
+        shared.outliers.order(&mut targets);
+    }
+    let record = |addr, result| {
+        if let Some(od) = &fp.outlier {
+            shared.outliers.record(od, addr, &peers, result);
+        }
+    };
     let deadline = fp.timeout.map(|t| Instant::now() + t);
     let max_attempts = 1 + retries;
     let mut attempt: u32 = 0;
     loop {
-        let target = &fp.targets[attempt as usize % fp.targets.len()];
+        let target = &targets[attempt as usize % targets.len()];
         attempt += 1;
         let replayable = matches!(body, ReqBody::Replayable(_));
         let req_body = match &mut body {
@@ -359,6 +371,13 @@ async fn forward(
         };
         let can_retry =
             attempt < max_attempts && replayable && deadline.is_none_or(|d| Instant::now() < d);
+        record(
+            target.addr,
+            match &result {
+                Ok(r) => AttemptResult::Status(r.status().as_u16()),
+                Err(_) => AttemptResult::LocalFailure,
+            },
+        );
         match result {
             Ok(resp) => {
                 if let (true, Some(policy)) = (can_retry, fp.retries.as_ref()) {

@@ -7,6 +7,7 @@ pub mod handler;
 pub mod headers;
 pub mod http;
 pub mod io;
+pub mod outlier;
 pub mod plan;
 pub mod retry;
 pub mod sniff;
@@ -23,4 +24,5 @@ pub struct Shared {
     pub config: Arc<ConfigStore>,
     pub upstreams: Arc<upstream::Upstreams>,
     pub metrics: Arc<Metrics>,
+    pub outliers: outlier::Outliers,
 }

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use waypoint_core::route::{Cors, HeaderOps, RetryPolicy};
+use waypoint_core::route::{Cors, HeaderOps, OutlierDetection, RetryPolicy};
 
 use super::upstream::Target;
 
@@ -62,6 +62,8 @@ pub struct ForwardPlan {
     /// Mirror targets (already rolled against their percentages).
     pub mirrors: Vec<MirrorTarget>,
     pub cors: Option<Cors>,
+    /// DestinationRule outlier detection for the chosen backend.
+    pub outlier: Option<OutlierDetection>,
 }
 
 /// One mirror destination.
