@@ -18,6 +18,9 @@ use waypoint::tls::{config::server_config, CertStore};
 pub struct Seen {
     pub principals: Mutex<Vec<String>>,
     pub authorities: Mutex<Vec<String>>,
+    /// `forwarded` and `traceparent` of each accepted CONNECT (empty string when absent).
+    pub forwarded: Mutex<Vec<String>>,
+    pub traceparents: Mutex<Vec<String>>,
     pub connects: AtomicUsize,
 }
 
@@ -52,6 +55,23 @@ impl ConnectHandler for Relay {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .push(req.authority.clone());
+            let h = |n: &str| {
+                req.headers
+                    .get(n)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("")
+                    .to_string()
+            };
+            self.seen
+                .forwarded
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(h("forwarded"));
+            self.seen
+                .traceparents
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(h("traceparent"));
             Ok(Box::new(move |mut s: H2Stream| {
                 Box::pin(async move {
                     let mut up = up;

@@ -195,3 +195,54 @@ async fn service_without_endpoints_answers_503() {
     .await
     .expect("test timed out");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tcp_service_port_is_relayed_over_hbone_keeping_forwarded() {
+    tokio::time::timeout(LIMIT, async {
+        let pki = Pki::new("cluster.local");
+        let echo = waypoint_tests::echo::tcp_echo("127.0.0.1:0".parse().expect("addr")).await;
+        let dest = HboneServer::start(
+            "127.0.0.1:0".parse().expect("addr"),
+            pki.store("default", "db"),
+        )
+        .await;
+        // Port named tcp-*: opaque TCP, relayed without HTTP detection.
+        let yaml = service_yaml(
+            "default",
+            true,
+            "db",
+            "10.96.0.80",
+            echo.addr.port(),
+            &["127.0.0.1"],
+        )
+        .replace("- name: http", "- name: tcp-db");
+        let wp = TestWaypoint::start(&pki, &yaml, dest.addr.port()).await;
+        let client = HboneClient::new(pki.store("default", "sleep"));
+        let mut s = waypoint_tests::hbone_client::tunnel(
+            &client,
+            wp.running.hbone_addr,
+            &[],
+            "10.96.0.80:80",
+        )
+        .await
+        .expect("tunnel");
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        // Bytes that look like HTTP are still relayed verbatim on a TCP port.
+        s.write_all(b"GET / HTTP/1.1\r\n\r\n").await.expect("write");
+        s.shutdown().await.expect("shutdown");
+        let mut got = Vec::new();
+        s.read_to_end(&mut got).await.expect("read");
+        assert_eq!(&got, b"GET / HTTP/1.1\r\n\r\n");
+        let fwd = dest.seen.forwarded.lock().expect("lock").clone();
+        assert_eq!(fwd.len(), 1);
+        assert!(fwd[0].contains("for=\"10.0.0.7:43210\""), "{fwd:?}");
+        let tp = dest.seen.traceparents.lock().expect("lock").clone();
+        assert!(
+            tp[0].starts_with("00-0af7651916cd43dd8448eb211c80319c"),
+            "{tp:?}"
+        );
+        assert_eq!(echo.hits(), 1);
+    })
+    .await
+    .expect("test timed out");
+}

@@ -36,6 +36,23 @@ impl ConnectHandler for WaypointHandler {
     }
 }
 
+/// Headers of an incoming CONNECT to repeat on the upstream CONNECT of an L4 relay:
+/// `forwarded` (synthesized from the peer address when absent), `baggage`, `traceparent`.
+fn relay_headers(req: &ConnectRequest) -> http::HeaderMap {
+    let mut out = http::HeaderMap::new();
+    for name in ["forwarded", "baggage", "traceparent"] {
+        for v in req.headers.get_all(name) {
+            out.append(name, v.clone());
+        }
+    }
+    if !out.contains_key("forwarded") {
+        if let Ok(v) = http::HeaderValue::from_str(&format!("for=\"{}\"", req.peer_addr)) {
+            out.insert("forwarded", v);
+        }
+    }
+    out
+}
+
 fn header(req: &ConnectRequest, name: &str) -> Option<String> {
     req.headers
         .get(name)
@@ -59,6 +76,7 @@ impl WaypointHandler {
                 .or(Some(req.peer_addr.ip())),
             destination: req.authority.clone(),
             baggage: header(&req, "baggage"),
+            relay_headers: relay_headers(&req),
         };
         // L4 policy decides at CONNECT for TCP service ports; HTTP ports get L7 authz per
         // request (as Istio's waypoint applies network vs HTTP RBAC).
@@ -84,7 +102,12 @@ impl WaypointHandler {
                     info!(destination = %req.authority, "hbone: TCP service has no endpoints (503)");
                     return Err(StatusCode::SERVICE_UNAVAILABLE);
                 };
-                match self.shared.upstreams.connect(&t).await {
+                match self
+                    .shared
+                    .upstreams
+                    .connect_with(&t, ctx.relay_headers.clone())
+                    .await
+                {
                     Ok(io) => Some(io),
                     Err(e) => {
                         info!(destination = %req.authority, error = %e, "hbone: upstream unreachable (503)");
@@ -93,7 +116,12 @@ impl WaypointHandler {
                 }
             }
             Destination::Service(_) => None,
-            Destination::Passthrough(t) => match self.shared.upstreams.connect(t).await {
+            Destination::Passthrough(t) => match self
+                .shared
+                .upstreams
+                .connect_with(t, ctx.relay_headers.clone())
+                .await
+            {
                 Ok(io) => Some(io),
                 Err(e) => {
                     info!(destination = %req.authority, error = %e, "hbone: upstream unreachable (503)");
@@ -173,15 +201,17 @@ async fn serve_tunnel(
                     {
                         Some(t) => shared
                             .upstreams
-                            .connect(&t)
+                            .connect_with(&t, ctx.relay_headers.clone())
                             .await
                             .map_err(|e| e.to_string()),
                         None => Err("no endpoint for TCP destination".to_string()),
                     }
                 }
-                (None, Destination::Passthrough(t)) => {
-                    shared.upstreams.connect(t).await.map_err(|e| e.to_string())
-                }
+                (None, Destination::Passthrough(t)) => shared
+                    .upstreams
+                    .connect_with(t, ctx.relay_headers.clone())
+                    .await
+                    .map_err(|e| e.to_string()),
             };
             let labels = TcpLabels {
                 reporter: "waypoint".into(),

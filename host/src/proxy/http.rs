@@ -37,6 +37,9 @@ pub struct TunnelCtx {
     pub destination: String,
     /// The CONNECT's `baggage`, used for source telemetry labels.
     pub baggage: Option<String>,
+    /// `forwarded`, `baggage` and `traceparent` to carry onto an upstream HBONE CONNECT that
+    /// relays this tunnel, so the destination still sees the original source.
+    pub relay_headers: http::HeaderMap,
 }
 
 /// A fresh random source per request.

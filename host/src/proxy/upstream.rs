@@ -109,6 +109,16 @@ impl Upstreams {
 
     /// Open a byte stream to `target` (TCP, or an HBONE CONNECT to `target.addr`).
     pub async fn connect(&self, target: &Target) -> Result<UpstreamIo, UpstreamError> {
+        self.connect_with(target, http::HeaderMap::new()).await
+    }
+
+    /// As [`Upstreams::connect`], sending `headers` on an HBONE CONNECT (`forwarded`,
+    /// `baggage`, `traceparent` of the tunnel being relayed).
+    pub async fn connect_with(
+        &self,
+        target: &Target,
+        headers: http::HeaderMap,
+    ) -> Result<UpstreamIo, UpstreamError> {
         let err = |message: String| UpstreamError::Connect {
             target: target.to_string(),
             message,
@@ -129,7 +139,7 @@ impl Upstreams {
                         hop.gateway,
                         &hop.expected,
                         &target.addr.to_string(),
-                        http::HeaderMap::new(),
+                        headers,
                     )
                     .await
                     .map_err(|e| err(e.to_string()))?;
