@@ -21,8 +21,6 @@ pub enum Action {
     FaultAbort,
     /// No rule of the service's route config matched: 404.
     NotFound,
-    /// Route matched but no usable backend (all weights 0, invalid ref, unsupported filter): 500.
-    Error,
 }
 
 impl Action {
@@ -34,7 +32,6 @@ impl Action {
             Action::DirectResponse => "direct_response",
             Action::FaultAbort => "fault_abort",
             Action::NotFound => "not_found",
-            Action::Error => "error",
         }
     }
 }
@@ -96,6 +93,10 @@ pub struct Decision<'s> {
     pub service: Option<&'s ServiceInfo>,
     /// Policies that applied, with their verdicts.
     pub policies: Vec<PolicyResult<'s>>,
+    /// A CUSTOM policy matched: the data path must also get an allow from this ext-authz
+    /// provider before forwarding (Istio runs ext_authz before RBAC; a provider allow never
+    /// overrides a DENY/ALLOW denial).
+    pub ext_authz: Option<&'s str>,
     /// Why: which rules were tried (only when asked for).
     pub trace: Vec<String>,
 }

@@ -125,7 +125,14 @@ mod tests {
             ignore_uri_case: true,
             ..Default::default()
         };
-        let cases: Vec<(&RequestMatch, &str, Vec<(&str, &str)>, Option<u16>, bool)> = vec![
+        type Case<'a> = (
+            &'a RequestMatch,
+            &'a str,
+            Vec<(&'a str, &'a str)>,
+            Option<u16>,
+            bool,
+        );
+        let cases: Vec<Case> = vec![
             (&jason, "/", vec![("End-User", "jason")], None, true),
             (&jason, "/", vec![("end-user", "bob")], None, false),
             (&jason, "/", vec![], None, false),

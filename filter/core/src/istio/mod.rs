@@ -1,40 +1,28 @@
 //! Istio networking resources: VirtualService and DestinationRule compiled into the shared
 //! route model and destination policies.
 
-// TEMPORARY STUB (lead): replaced by the istio branch.
-use crate::error::{Diagnostics, ResourceId};
-use crate::resource::RawResource;
-use crate::route::{DestinationPolicy, RouteEntry};
-use crate::service::ServiceLookup;
-#[derive(Debug)]
-pub struct CompiledVirtualService {
-    pub id: ResourceId,
-    pub hosts: Vec<String>,
-    pub gateways: Vec<String>,
-    pub entries: Vec<RouteEntry>,
-    pub creation_timestamp: Option<String>,
-    pub seq: usize,
-}
-pub fn compile_virtual_service(
-    _raw: &RawResource,
-    _s: &dyn ServiceLookup,
-) -> (Option<CompiledVirtualService>, Diagnostics) {
-    (None, Diagnostics::default())
-}
-pub fn merge_for_host(vss: &[&CompiledVirtualService]) -> Vec<RouteEntry> {
-    vss.iter().flat_map(|v| v.entries.iter().cloned()).collect()
-}
-#[derive(Debug)]
-pub struct CompiledDestinationRule {
-    pub id: ResourceId,
-    pub host: String,
-    pub policy: DestinationPolicy,
-    pub creation_timestamp: Option<String>,
-    pub seq: usize,
-}
-pub fn compile_destination_rule(
-    _raw: &RawResource,
-    _s: &dyn ServiceLookup,
-) -> (Option<CompiledDestinationRule>, Diagnostics) {
-    (None, Diagnostics::default())
-}
+mod context;
+pub mod destination_rule;
+pub mod duration;
+pub mod hosts;
+mod http_match;
+mod http_rule;
+pub mod types;
+pub mod virtual_service;
+
+#[cfg(test)]
+mod test_support;
+#[cfg(test)]
+mod tests_dr;
+#[cfg(test)]
+mod tests_fixtures;
+#[cfg(test)]
+mod tests_vs;
+
+pub use destination_rule::{compile_destination_rule, CompiledDestinationRule};
+pub use duration::parse_duration;
+pub use http_match::MESH_GATEWAY;
+pub use http_rule::default_retry_policy;
+pub use virtual_service::{
+    compile_virtual_service, merge_for_host, merge_for_host_at, CompiledVirtualService,
+};

@@ -7,7 +7,10 @@ use std::sync::Arc;
 use super::{BuildOptions, RouteSource, ServiceRoutes, Snapshot};
 use crate::authz::{compile_policy, PolicyTargets};
 use crate::error::{ConfigError, Diagnostics};
-use crate::gateway::{compile_grpc_route, compile_http_route, ordered_entries, CompiledRoute};
+use crate::gateway::{
+    compile_grpc_route_with_grants, compile_http_route_with_grants, ordered_entries_for_parent,
+    routes_for_host, CompiledRoute, ParentKey, ReferenceGrants,
+};
 use crate::istio::{
     compile_destination_rule, compile_virtual_service, merge_for_host, CompiledDestinationRule,
     CompiledVirtualService,
@@ -87,15 +90,17 @@ impl Snapshot {
         let mut drs: Vec<CompiledDestinationRule> = Vec::new();
         let mut policies = Vec::new();
         let providers: Vec<&str> = opts.custom_providers.iter().map(String::as_str).collect();
+        let (grants, grant_diags) = ReferenceGrants::from_resources(resources);
+        diags.extend(grant_diags);
         for r in resources {
             match (r.group(), r.kind.as_str()) {
                 ("gateway.networking.k8s.io", "HTTPRoute") => {
-                    let (c, d) = compile_http_route(r, &registry);
+                    let (c, d) = compile_http_route_with_grants(r, &registry, &grants);
                     diags.extend(d);
                     gw_routes.extend(c);
                 }
                 ("gateway.networking.k8s.io", "GRPCRoute") => {
-                    let (c, d) = compile_grpc_route(r, &registry);
+                    let (c, d) = compile_grpc_route_with_grants(r, &registry, &grants);
                     diags.extend(d);
                     gw_routes.extend(c);
                 }
@@ -304,44 +309,16 @@ fn select_waypoint(
     }
 }
 
-/// Does a route's parent ref name this service (GAMMA)?
-fn parent_is_service(route: &CompiledRoute, svc: &ServiceInfo) -> bool {
-    route.parents.iter().any(|p| {
-        p.name == svc.name
-            && p.namespace == svc.namespace
-            && match svc.kind {
-                ServiceKind::Service => {
-                    p.kind == "Service" && (p.group.is_empty() || p.group == "core")
-                }
-                ServiceKind::ServiceEntry => {
-                    p.kind == "ServiceEntry" && p.group == "networking.istio.io"
-                }
-            }
-            && p.port.is_none_or(|port| svc.port(port).is_some())
-    })
-}
-
-/// Does a route attach to the waypoint Gateway and (by hostname) to this service?
-fn parent_is_waypoint(route: &CompiledRoute, w: &Waypoint, svc: &ServiceInfo) -> bool {
-    let attached = route.parents.iter().any(|p| {
-        p.kind == "Gateway"
-            && p.group == "gateway.networking.k8s.io"
-            && p.name == w.name
-            && p.namespace == w.namespace
-    });
-    attached
-        && (route.hostnames.is_empty()
-            || route.hostnames.iter().any(|h| {
-                hostname_matches(h, &svc.hostname)
-                    || svc.aliases.iter().any(|a| hostname_matches(h, a))
-            }))
-}
-
-/// Gateway API hostname match: exact, or `*.example.com` wildcard on one or more labels.
-fn hostname_matches(pattern: &str, host: &str) -> bool {
-    match pattern.strip_prefix('*') {
-        Some(suffix) => host.len() > suffix.len() && host.ends_with(suffix),
-        None => pattern.eq_ignore_ascii_case(host),
+/// The parent key a GAMMA route uses to attach to this service.
+fn service_parent_key(svc: &ServiceInfo) -> ParentKey {
+    match svc.kind {
+        ServiceKind::Service => ParentKey::service(&svc.namespace, &svc.name),
+        ServiceKind::ServiceEntry => ParentKey {
+            group: "networking.istio.io".into(),
+            kind: "ServiceEntry".into(),
+            namespace: svc.namespace.clone(),
+            name: svc.name.clone(),
+        },
     }
 }
 
@@ -407,27 +384,49 @@ fn service_routes(
         }),
     });
     // 1. Gateway API routes attached to the Service itself (GAMMA) take precedence.
-    let attached: Vec<&CompiledRoute> = gw_routes
+    // Consumer routes (route namespace != service namespace) only affect clients in the
+    // route's namespace, which a producer-side waypoint cannot tell apart: Istio's waypoints
+    // apply producer routes only.
+    let key = service_parent_key(svc);
+    let (producer, consumer): (Vec<&CompiledRoute>, Vec<&CompiledRoute>) = gw_routes
         .iter()
-        .filter(|r| parent_is_service(r, svc))
-        .collect();
-    let attached = if attached.is_empty() {
-        // 2. Routes attached to the waypoint Gateway, filtered by hostname.
-        match waypoint {
-            Some(w) => gw_routes
+        .filter(|r| r.parents.iter().any(|p| p.key() == key))
+        .partition(|r| r.id.namespace == svc.namespace);
+    for r in consumer {
+        diags.warn(ConfigError::new(
+            r.id.kind.clone(),
+            r.id.namespace.clone(),
+            r.id.name.clone(),
+            "spec.parentRefs",
+            format!(
+                "consumer route for {} is not applied by the waypoint (producer routes only)",
+                svc.hostname
+            ),
+        ));
+    }
+    let mut entries = ordered_entries_for_parent(&key, &producer);
+    if entries.is_empty() {
+        // 2. Routes attached to the waypoint Gateway, the most specific hostname winning.
+        if let Some(w) = waypoint {
+            let gw_key = ParentKey::gateway(&w.namespace, &w.name);
+            let on_gateway: Vec<&CompiledRoute> = gw_routes
                 .iter()
-                .filter(|r| parent_is_waypoint(r, w, svc))
-                .collect(),
-            None => Vec::new(),
+                .filter(|r| r.parents.iter().any(|p| p.key() == gw_key))
+                .collect();
+            let mut for_host = routes_for_host(&on_gateway, &svc.hostname);
+            for alias in &svc.aliases {
+                if for_host.is_empty() {
+                    for_host = routes_for_host(&on_gateway, alias);
+                }
+            }
+            entries = ordered_entries_for_parent(&gw_key, &for_host);
         }
-    } else {
-        attached
-    };
+    }
     let matching_vs: Vec<&CompiledVirtualService> = vss
         .iter()
         .filter(|v| vs_names_service(v, svc, registry))
         .collect();
-    if !attached.is_empty() {
+    if !entries.is_empty() {
         if let Some(vs) = matching_vs.first() {
             diags.warn(ConfigError::new(
                 "VirtualService",
@@ -442,7 +441,7 @@ fn service_routes(
         }
         return ServiceRoutes {
             source: RouteSource::GatewayApi,
-            entries: ordered_entries(&attached),
+            entries,
             default_rule,
         };
     }

@@ -5,8 +5,11 @@ use std::net::IpAddr;
 
 use super::rewrite::rewrite_path;
 use super::{RouteSource, Snapshot};
-use crate::authz::{evaluate, normalize_path, Action as AuthzAction, AuthzInput, CompiledPolicy};
+use crate::authz::{
+    evaluate, try_normalize_path, Action as AuthzAction, AuthzInput, CompiledPolicy,
+};
 use crate::decision::{Action, Decision, Forwarding, LocalResponse, PolicyResult};
+use crate::gateway::routes_apply_to_port;
 use crate::random::RandomSource;
 use crate::request::{split_host_port, Request};
 use crate::route::{Forward, Redirect, RedirectPort, RouteEntry, Rule, RuleAction, TrafficPolicy};
@@ -107,7 +110,19 @@ impl Snapshot {
         }
         idx.sort_unstable();
         idx.dedup();
-        idx.into_iter().map(|i| &self.policies[i]).collect()
+        let mut out: Vec<&CompiledPolicy> = idx.into_iter().map(|i| &self.policies[i]).collect();
+        // Report in evaluation order: CUSTOM, DENY, ALLOW, then AUDIT (istio.io authorization
+        // policy docs: "CUSTOM, DENY and then ALLOW").
+        out.sort_by_key(|p| {
+            let rank = match p.action {
+                AuthzAction::Custom => 0,
+                AuthzAction::Deny => 1,
+                AuthzAction::Allow => 2,
+                AuthzAction::Audit => 3,
+            };
+            (rank, &p.id.namespace, &p.id.name)
+        });
+        out
     }
 
     /// Decide what to do with `req`. `rng` drives weighted splits and fault percentages;
@@ -129,6 +144,7 @@ impl Snapshot {
             matched_rule: None,
             service: None,
             policies: Vec::new(),
+            ext_authz: None,
             trace: Vec::new(),
         };
         let (svc_idx, port, dest_ip) = match self.resolve_destination(req.destination) {
@@ -160,7 +176,14 @@ impl Snapshot {
         });
 
         // Envoy normalizes the path (Istio default pathNormalization BASE) before RBAC and routing.
-        let normalized = normalize_path(req.path);
+        let Some(normalized) = try_normalize_path(req.path) else {
+            // Envoy rejects paths it cannot normalize (e.g. an encoded NUL) with 400.
+            t.add(|| format!("path {:?} cannot be normalized: 400", req.path));
+            d.action = Action::DirectResponse;
+            d.local = Some(local(400, "Bad Request", Vec::new()));
+            d.trace = t.lines;
+            return d;
+        };
         if want_trace && normalized != req.path {
             t.add(|| format!("path normalized: {} -> {}", req.path, normalized));
         }
@@ -193,6 +216,10 @@ impl Snapshot {
                     dry_run: v.dry_run,
                 })
                 .collect();
+            d.ext_authz = outcome.custom;
+            if let Some(p) = outcome.custom {
+                t.add(|| format!("authz: CUSTOM provider {p} must also allow the request"));
+            }
             if !outcome.allowed {
                 t.add(|| "authz: denied (403)".to_string());
                 d.action = Action::Deny;
@@ -210,41 +237,46 @@ impl Snapshot {
         }
 
         // Routing: first match wins over the ordered entries.
-        let (entry, rule): (Option<&RouteEntry>, &Rule) = if routes.source == RouteSource::Default {
-            t.add(|| {
-                format!(
-                    "no route config for {}; default route to the service",
-                    svc.hostname
-                )
-            });
-            (None, &routes.default_rule)
-        } else {
-            let mut found = None;
-            for (i, e) in routes.entries.iter().enumerate() {
-                let hit = request_matches(&e.matcher, req, path_only, Some(port));
+        // Gateway API routes whose parentRefs name other ports do not cover this one: the
+        // service's default route applies (Istio augmentPortMatch; mesh-ports conformance).
+        let uncovered_port = routes.source == RouteSource::GatewayApi
+            && !routes_apply_to_port(&routes.entries, Some(port));
+        let (entry, rule): (Option<&RouteEntry>, &Rule) =
+            if routes.source == RouteSource::Default || uncovered_port {
                 t.add(|| {
                     format!(
-                        "{} rule {} (entry {i}): {}",
-                        e.rule.id.resource(),
-                        e.rule.id.rule,
-                        if hit { "matched" } else { "no match" }
+                        "no route config for {} port {port}; default route to the service",
+                        svc.hostname
                     )
                 });
-                if hit {
-                    found = Some(e);
-                    break;
+                (None, &routes.default_rule)
+            } else {
+                let mut found = None;
+                for (i, e) in routes.entries.iter().enumerate() {
+                    let hit = request_matches(&e.matcher, req, path_only, Some(port));
+                    t.add(|| {
+                        format!(
+                            "{} rule {} (entry {i}): {}",
+                            e.rule.id.resource(),
+                            e.rule.id.rule,
+                            if hit { "matched" } else { "no match" }
+                        )
+                    });
+                    if hit {
+                        found = Some(e);
+                        break;
+                    }
                 }
-            }
-            match found {
-                Some(e) => (Some(e), &*e.rule),
-                None => {
-                    t.add(|| "no rule matched: 404".to_string());
-                    d.local = Some(local(404, "", Vec::new()));
-                    d.trace = t.lines;
-                    return d;
+                match found {
+                    Some(e) => (Some(e), &*e.rule),
+                    None => {
+                        t.add(|| "no rule matched: 404".to_string());
+                        d.local = Some(local(404, "", Vec::new()));
+                        d.trace = t.lines;
+                        return d;
+                    }
                 }
-            }
-        };
+            };
         if rule.id.kind != "default" {
             d.matched_rule = Some(&rule.id);
         }
