@@ -257,3 +257,39 @@ pub fn empty() -> Body {
 pub fn body(bytes: impl Into<Bytes>) -> Body {
     full(bytes)
 }
+
+/// Start an HTTP server answering every request with `status` (a failing endpoint).
+pub async fn http_fixed_status(bind: SocketAddr, status: u16) -> EchoServer {
+    let listener = TcpListener::bind(bind).await.expect("bind fixed");
+    let addr = listener.local_addr().expect("addr");
+    let hits = Arc::new(AtomicUsize::new(0));
+    let h = hits.clone();
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                continue;
+            };
+            let h = h.clone();
+            tokio::spawn(async move {
+                let svc = service_fn(move |_req: Request<Incoming>| {
+                    h.fetch_add(1, Ordering::SeqCst);
+                    async move {
+                        let mut r = Response::new(full(format!("fixed {status}\n")));
+                        *r.status_mut() = StatusCode::from_u16(status)
+                            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+                        Ok::<_, Infallible>(r)
+                    }
+                });
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(tcp), svc)
+                    .await;
+            });
+        }
+    });
+    EchoServer {
+        addr,
+        name: format!("fixed-{status}"),
+        hits,
+        task,
+    }
+}

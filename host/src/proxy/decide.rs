@@ -266,6 +266,15 @@ pub fn plan_from_decision<'s>(
         })
     };
     let kind = match (d.action, &d.local, &d.forward) {
+        // A CUSTOM (ext_authz) provider must approve first; the host has no ext_authz
+        // client, so it fails closed as Envoy does with failure_mode_allow: false.
+        (Action::Route, _, Some(_)) if d.ext_authz.is_some() => {
+            tracing::warn!(
+                provider = d.ext_authz.unwrap_or(""),
+                "ext_authz provider not supported by the host; denying"
+            );
+            local(403, "RBAC: access denied")
+        }
         (Action::Route, _, Some(f)) => {
             let port = f.port;
             let targets = order_targets(
