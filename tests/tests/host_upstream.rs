@@ -246,3 +246,54 @@ async fn tcp_service_port_is_relayed_over_hbone_keeping_forwarded() {
     .await
     .expect("test timed out");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_protocol_follows_the_service_port() {
+    tokio::time::timeout(LIMIT, async {
+        let pki = Pki::new("cluster.local");
+        let echo = http_echo("127.0.0.41:0".parse().expect("addr"), "proto").await;
+        let http = service_yaml(
+            "legacy",
+            false,
+            "plain",
+            "10.96.0.91",
+            echo.addr.port(),
+            &["127.0.0.41"],
+        );
+        let h2 = service_yaml(
+            "legacy",
+            false,
+            "fast",
+            "10.96.0.92",
+            echo.addr.port(),
+            &["127.0.0.41"],
+        )
+        .replace("- name: http", "- name: http2-api");
+        let wp = TestWaypoint::start(&pki, &format!("{http}{h2}"), 15008).await;
+        let client = HboneClient::new(pki.store("default", "sleep"));
+        for (vip, want) in [
+            ("10.96.0.91:80", "version=HTTP/1.1"),
+            ("10.96.0.92:80", "version=HTTP/2.0"),
+        ] {
+            // The client speaks HTTP/2 prior knowledge in both cases.
+            let s = waypoint_tests::hbone_client::tunnel(&client, wp.running.hbone_addr, &[], vip)
+                .await
+                .expect("tunnel");
+            let mut send = waypoint_tests::hbone_client::http2_over(s)
+                .await
+                .expect("h2");
+            let req = http::Request::builder()
+                .uri(format!("http://{vip}/proto"))
+                .body(waypoint_tests::echo::empty())
+                .expect("req");
+            let r =
+                waypoint_tests::hbone_client::collect(send.send_request(req).await.expect("send"))
+                    .await
+                    .expect("collect");
+            assert_eq!(r.status, 200, "{}", r.text());
+            assert!(r.text().contains(want), "{vip}: {}", r.text());
+        }
+    })
+    .await
+    .expect("test timed out");
+}

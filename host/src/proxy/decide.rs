@@ -49,6 +49,11 @@ pub enum Destination {
     Unknown,
 }
 
+/// Service-port protocols whose upstream is HTTP/2 (Istio: `http2`, `grpc`, `grpc-web`).
+fn is_h2_protocol(p: &str) -> bool {
+    matches!(p, "http2" | "grpc" | "grpc-web")
+}
+
 /// Service-port protocols Istio treats as opaque TCP (no HTTP processing).
 fn is_tcp_protocol(p: &str) -> bool {
     matches!(p, "tcp" | "tls" | "https" | "mongo" | "redis" | "mysql")
@@ -327,6 +332,10 @@ pub fn plan_from_decision<'s>(
                     fault_delay: f.fault_delay,
                     mirrors,
                     cors: f.cors.cloned(),
+                    upstream_h2: f
+                        .service
+                        .and_then(|s| s.port(port))
+                        .map(|p| is_h2_protocol(&p.protocol)),
                     outlier: f
                         .traffic_policy
                         .as_ref()

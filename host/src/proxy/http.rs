@@ -224,11 +224,17 @@ async fn forward(
         tokio::time::sleep(d).await;
     }
     let (mut parts, body) = req.into_parts();
-    let wire = if parts.version == Version::HTTP_2 {
-        Wire::Http2
-    } else {
-        Wire::Http1
+    // Istio picks the upstream protocol from the service port; gRPC always needs HTTP/2.
+    let grpc = parts
+        .headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/grpc"));
+    let h2 = match fp.upstream_h2 {
+        Some(h2) => h2 || grpc,
+        None => parts.version == Version::HTTP_2,
     };
+    let wire = if h2 { Wire::Http2 } else { Wire::Http1 };
     strip_hop_by_hop(&mut parts.headers);
     for ops in &fp.request_headers {
         apply_ops(&mut parts.headers, ops);

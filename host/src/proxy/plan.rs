@@ -62,6 +62,9 @@ pub struct ForwardPlan {
     /// Mirror targets (already rolled against their percentages).
     pub mirrors: Vec<MirrorTarget>,
     pub cors: Option<Cors>,
+    /// Upstream wire protocol from the service port (`http2`/`grpc` ports: HTTP/2; `http`:
+    /// HTTP/1.1); `None` means "same as downstream" (pass-through).
+    pub upstream_h2: Option<bool>,
     /// DestinationRule outlier detection for the chosen backend.
     pub outlier: Option<OutlierDetection>,
 }
