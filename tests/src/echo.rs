@@ -96,9 +96,29 @@ fn full(b: impl Into<Bytes>) -> Body {
 
 async fn serve_req(
     name: Arc<String>,
-    req: Request<Incoming>,
+    mut req: Request<Incoming>,
 ) -> Result<Response<Body>, Infallible> {
     let path = req.uri().path().to_string();
+    if req.headers().contains_key(http::header::UPGRADE) {
+        // Accept any upgrade and echo bytes on the upgraded connection.
+        let on = hyper::upgrade::on(&mut req);
+        tokio::spawn(async move {
+            if let Ok(up) = on.await {
+                let (mut r, mut w) = tokio::io::split(TokioIo::new(up));
+                let _ = tokio::io::copy(&mut r, &mut w).await;
+                let _ = tokio::io::AsyncWriteExt::shutdown(&mut w).await;
+            }
+        });
+        let mut r = Response::new(empty());
+        *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+        r.headers_mut().insert(
+            http::header::CONNECTION,
+            HeaderValue::from_static("upgrade"),
+        );
+        r.headers_mut()
+            .insert(http::header::UPGRADE, HeaderValue::from_static("echo"));
+        return Ok(tag(r, &name));
+    }
     if let Some(ms) = path.strip_prefix("/delay/") {
         let ms: u64 = ms
             .split('/')
@@ -200,7 +220,7 @@ pub async fn http_echo(bind: SocketAddr, name: &str) -> EchoServer {
                     serve_req(n.clone(), req)
                 });
                 let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(tcp), svc)
+                    .serve_connection_with_upgrades(TokioIo::new(tcp), svc)
                     .await;
             });
         }

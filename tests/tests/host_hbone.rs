@@ -151,3 +151,36 @@ async fn refusals_400_and_503() {
     .await
     .expect("test timed out");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_upgrade_is_spliced() {
+    tokio::time::timeout(LIMIT, async {
+        let pki = Pki::new("cluster.local");
+        let wp = TestWaypoint::start(&pki, "", 15008).await;
+        let echo = http_echo("127.0.0.1:0".parse().expect("addr"), "ws").await;
+        let client = HboneClient::new(pki.store("default", "sleep"));
+        let mut s = tunnel(&client, wp.running.hbone_addr, &[], &echo.addr.to_string())
+            .await
+            .expect("tunnel");
+        s.write_all(b"GET /chat HTTP/1.1\r\nhost: echo\r\nconnection: Upgrade\r\nupgrade: websocket\r\n\r\n")
+            .await
+            .expect("write");
+        // Read the 101 head.
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            s.read_exact(&mut byte).await.expect("read head");
+            head.push(byte[0]);
+        }
+        let head = String::from_utf8_lossy(&head).to_lowercase();
+        assert!(head.starts_with("http/1.1 101"), "{head}");
+        assert!(head.contains("upgrade: echo"), "{head}");
+        // Bytes now flow both ways verbatim.
+        s.write_all(b"\x81\x05hello").await.expect("write frame");
+        let mut got = [0u8; 7];
+        s.read_exact(&mut got).await.expect("read frame");
+        assert_eq!(&got, b"\x81\x05hello");
+    })
+    .await
+    .expect("test timed out");
+}

@@ -173,6 +173,7 @@ async fn serve_tunnel(
             drop(upstream);
             if let Err(e) = hyper::server::conn::http1::Builder::new()
                 .serve_connection(io, svc)
+                .with_upgrades()
                 .await
             {
                 debug!(destination = %ctx.destination, error = %e, "tunnel: http1 ended");

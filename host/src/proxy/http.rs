@@ -18,6 +18,7 @@ use super::headers::{apply_ops, baggage_get, strip_hop_by_hop};
 use super::outlier::AttemptResult;
 use super::plan::{ForwardPlan, LocalReply, Plan, PlanKind};
 use super::retry::{backoff, retry_error, retry_status};
+use super::upgrade;
 use super::upstream::{BoxError, ProxyBody, Target, UpstreamError, Wire};
 use super::Shared;
 use crate::admin::metrics::RequestLabels;
@@ -222,6 +223,9 @@ async fn forward(
     }
     if let Some(d) = fp.fault_delay {
         tokio::time::sleep(d).await;
+    }
+    if upgrade::is_upgrade(&req) {
+        return forward_upgrade(shared, fp, req, authority, path).await;
     }
     let (mut parts, body) = req.into_parts();
     // Istio picks the upstream protocol from the service port; gRPC always needs HTTP/2.
@@ -454,6 +458,64 @@ async fn forward(
                     },
                 );
             }
+        }
+    }
+}
+
+/// An upgrade request: header mutations and rewrites apply, then one attempt on the first
+/// target (upgrades are not retried, as in Envoy).
+async fn forward_upgrade(
+    shared: &Shared,
+    fp: &ForwardPlan,
+    mut req: Request<Incoming>,
+    authority: &str,
+    path: &str,
+) -> (Response<ProxyBody>, Outcome) {
+    for ops in &fp.request_headers {
+        apply_ops(req.headers_mut(), ops);
+    }
+    let authority = fp
+        .authority
+        .clone()
+        .unwrap_or_else(|| authority.to_string());
+    let path = fp.path.clone().unwrap_or_else(|| path.to_string());
+    let mut targets = fp.targets.clone();
+    if fp.outlier.is_some() {
+        shared.outliers.order(&mut targets);
+    }
+    let target = targets[0].clone();
+    match upgrade::forward(&shared.upstreams, &target, req, &authority, &path).await {
+        Ok(mut resp) => {
+            for ops in &fp.response_headers {
+                apply_ops(resp.headers_mut(), ops);
+            }
+            let status = resp.status().as_u16();
+            (
+                resp,
+                Outcome {
+                    status,
+                    flags: "-",
+                    target: Some(target),
+                    attempts: 1,
+                },
+            )
+        }
+        Err(e) => {
+            info!(target = %target, error = %e, "upgrade: upstream failed");
+            let reply = LocalReply {
+                status: 503,
+                body: "upstream connect error or disconnect/reset before headers. reset reason: connection failure".into(),
+                headers: vec![],
+            };
+            (
+                local_response(&reply),
+                Outcome {
+                    status: 503,
+                    flags: e.response_flag(),
+                    target: Some(target),
+                    attempts: 1,
+                },
+            )
         }
     }
 }

@@ -11,6 +11,7 @@ pub mod outlier;
 pub mod plan;
 pub mod retry;
 pub mod sniff;
+pub mod upgrade;
 pub mod upstream;
 
 use std::sync::Arc;
