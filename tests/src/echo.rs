@@ -313,3 +313,48 @@ pub async fn http_fixed_status(bind: SocketAddr, status: u16) -> EchoServer {
         task,
     }
 }
+
+/// A TCP server that reads one byte, sends `len` pattern bytes, half-closes first, then
+/// waits for the client to close (the upstream-finishes-first case).
+pub async fn tcp_download(bind: SocketAddr, len: u64) -> EchoServer {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = TcpListener::bind(bind).await.expect("bind tcp download");
+    let addr = listener.local_addr().expect("addr");
+    let hits = Arc::new(AtomicUsize::new(0));
+    let h = hits.clone();
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((mut tcp, _)) = listener.accept().await else {
+                continue;
+            };
+            h.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut one = [0u8; 1];
+                if tcp.read_exact(&mut one).await.is_err() {
+                    return;
+                }
+                let mut off = 0u64;
+                let mut buf = vec![0u8; 256 * 1024];
+                while off < len {
+                    let n = (buf.len() as u64).min(len - off) as usize;
+                    for (i, b) in buf[..n].iter_mut().enumerate() {
+                        *b = pattern(off + i as u64);
+                    }
+                    if tcp.write_all(&buf[..n]).await.is_err() {
+                        return;
+                    }
+                    off += n as u64;
+                }
+                let _ = tcp.shutdown().await;
+                let mut rest = Vec::new();
+                let _ = tcp.read_to_end(&mut rest).await;
+            });
+        }
+    });
+    EchoServer {
+        addr,
+        name: "tcp-download".into(),
+        hits,
+        task,
+    }
+}

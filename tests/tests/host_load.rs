@@ -137,3 +137,32 @@ async fn hundred_parallel_streams_share_one_connection() {
     .await
     .expect("test timed out");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_finishing_first_flushes_fifty_megabytes_then_half_closes() {
+    tokio::time::timeout(LIMIT, async {
+        let pki = Pki::new("cluster.local");
+        let wp = TestWaypoint::start(&pki, "", 15008).await;
+        let server =
+            waypoint_tests::echo::tcp_download("127.0.0.1:0".parse().expect("addr"), BIG).await;
+        let client = HboneClient::new(pki.store("default", "sleep"));
+        let mut s = tunnel(
+            &client,
+            wp.running.hbone_addr,
+            &[],
+            &server.addr.to_string(),
+        )
+        .await
+        .expect("tunnel");
+        s.write_all(b"\x00").await.expect("write");
+        // Read everything while our side stays open: the upstream's FIN must arrive as
+        // END_STREAM after the last byte, not as a reset.
+        let mut got = Vec::with_capacity(BIG as usize);
+        s.read_to_end(&mut got).await.expect("read to a clean end");
+        assert_eq!(got.len() as u64, BIG, "download truncated");
+        assert!(is_pattern(&got), "download corrupted");
+        s.shutdown().await.expect("close our side");
+    })
+    .await
+    .expect("test timed out");
+}
