@@ -71,6 +71,47 @@ struct PooledConn {
     alive: Arc<AtomicBool>,
 }
 
+/// PING the server every [`limits::PING_INTERVAL`]; a missing PONG within
+/// [`limits::PING_TIMEOUT`] retires the connection, as does [`limits::POOL_IDLE`] without
+/// streams (the pool then drops its handle and h2 closes the connection).
+async fn keepalive(
+    addr: SocketAddr,
+    mut ping: h2::PingPong,
+    alive: Arc<AtomicBool>,
+    streams: Arc<AtomicUsize>,
+) {
+    let mut idle = std::time::Duration::ZERO;
+    loop {
+        tokio::time::sleep(limits::PING_INTERVAL).await;
+        if !alive.load(Ordering::Acquire) {
+            return;
+        }
+        if streams.load(Ordering::Acquire) == 0 {
+            idle += limits::PING_INTERVAL;
+            if idle >= limits::POOL_IDLE {
+                debug!(%addr, "hbone client: retiring idle connection");
+                alive.store(false, Ordering::Release);
+                return;
+            }
+        } else {
+            idle = std::time::Duration::ZERO;
+        }
+        match tokio::time::timeout(limits::PING_TIMEOUT, ping.ping(h2::Ping::opaque())).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                debug!(%addr, error = %e, "hbone client: ping failed");
+                alive.store(false, Ordering::Release);
+                return;
+            }
+            Err(_) => {
+                warn!(%addr, "hbone client: no PING reply; retiring connection");
+                alive.store(false, Ordering::Release);
+                return;
+            }
+        }
+    }
+}
+
 /// A pooling HBONE client for one certificate store (identity).
 #[derive(Debug)]
 pub struct HboneClient {
@@ -128,8 +169,12 @@ impl HboneClient {
     async fn checkout(&self, key: &PoolKey) -> Result<PooledConn, HboneError> {
         {
             let mut pool = self.pool.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some(conns) = pool.get_mut(key) {
+            // Sweep dead and retired connections of every key (pools are small).
+            pool.retain(|_, conns| {
                 conns.retain(|c| c.alive.load(Ordering::Acquire));
+                !conns.is_empty()
+            });
+            if let Some(conns) = pool.get_mut(key) {
                 if let Some(c) = conns
                     .iter()
                     .find(|c| c.streams.load(Ordering::Acquire) < limits::CLIENT_MAX_STREAMS)
@@ -177,6 +222,8 @@ impl HboneClient {
             .await
             .map_err(|source| HboneError::H2 { addr, source })?;
         self.opened.fetch_add(1, Ordering::Relaxed);
+        let mut conn = conn;
+        let ping = conn.ping_pong();
         let alive = Arc::new(AtomicBool::new(true));
         let alive2 = alive.clone();
         tokio::spawn(async move {
@@ -185,9 +232,13 @@ impl HboneClient {
             }
             alive2.store(false, Ordering::Release);
         });
+        let streams = Arc::new(AtomicUsize::new(0));
+        if let Some(ping) = ping {
+            tokio::spawn(keepalive(addr, ping, alive.clone(), streams.clone()));
+        }
         Ok(PooledConn {
             send,
-            streams: Arc::new(AtomicUsize::new(0)),
+            streams,
             alive,
         })
     }

@@ -15,3 +15,8 @@ pub const MAX_HEADER_LIST: u32 = 64 * 1024;
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// TCP connect deadline for outbound HBONE.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Client keepalive: PING every 10 s, give up after 20 s without a reply (ztunnel's values).
+pub const PING_INTERVAL: Duration = Duration::from_secs(10);
+pub const PING_TIMEOUT: Duration = Duration::from_secs(20);
+/// A pooled outbound connection without streams for this long is closed.
+pub const POOL_IDLE: Duration = Duration::from_secs(60);
