@@ -120,13 +120,18 @@ pub fn parse_manifests(
             match <Value as serde::Deserialize>::deserialize(doc) {
                 Ok(Value::Null) => {}
                 Ok(v) => docs.push(v),
-                Err(e) => errors.push(ConfigError::new(
-                    "Manifest",
-                    "",
-                    format!("{origin}#{i}"),
-                    "",
-                    format!("invalid YAML: {e}"),
-                )),
+                Err(e) => {
+                    errors.push(ConfigError::new(
+                        "Manifest",
+                        "",
+                        format!("{origin}#{i}"),
+                        "",
+                        format!("invalid YAML: {e}"),
+                    ));
+                    // serde_yaml cannot resynchronise after a syntax error: its document
+                    // iterator would keep yielding the same error forever.
+                    break;
+                }
             }
         }
     }
@@ -253,6 +258,15 @@ mod tests {
         assert_eq!(rs[0].labels.get("a").map(String::as_str), Some("b"));
         assert_eq!(errs.len(), 1);
         assert_eq!(errs[0].field, "apiVersion");
+    }
+
+    #[test]
+    fn malformed_yaml_is_one_error_and_terminates() {
+        let text = "apiVersion: v1\nkind: Service\nmetadata: {name: a}\n---\nkind: [unclosed\n---\napiVersion: v1\n";
+        let (rs, errs) = parse_manifests(text, "bad.yaml", "default", 0);
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert!(errs[0].message.contains("invalid YAML"), "{errs:?}");
+        assert!(rs.len() <= 1);
     }
 
     #[test]

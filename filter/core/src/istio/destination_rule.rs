@@ -12,7 +12,7 @@ use crate::route::{
 use crate::service::ServiceLookup;
 
 use super::context::Ctx;
-use super::hosts::resolve_short_name;
+use super::hosts::{resolve_short_name, validate_export_to, validate_wildcard_domain};
 use super::http_match::is_dns1123_label;
 use super::types::{
     ConnectionPoolIn, DestinationRuleSpec, LoadBalancerIn, OutlierDetectionIn, TrafficPolicyIn,
@@ -49,8 +49,8 @@ pub fn compile_destination_rule(
     let host = if spec.host.is_empty() {
         ctx.err("spec.host", "host is required");
         String::new()
-    } else if spec.host == "*" {
-        ctx.err("spec.host", "invalid host *");
+    } else if let Err(e) = validate_wildcard_domain(&spec.host) {
+        ctx.err("spec.host", e);
         String::new()
     } else {
         let fqdn = resolve_short_name(&spec.host, &raw.namespace);
@@ -112,6 +112,19 @@ pub fn compile_destination_rule(
             },
         );
     }
+    if let Err(e) = validate_export_to(&raw.namespace, &spec.export_to) {
+        ctx.err("spec.exportTo", e);
+    }
+    if spec.workload_selector.is_some()
+        && !spec.export_to.is_empty()
+        && !(spec.export_to.len() == 1
+            && (spec.export_to[0] == "." || spec.export_to[0] == raw.namespace))
+    {
+        ctx.err(
+            "spec.exportTo",
+            "destination rule with workload selector cannot have exportTo beyond current namespace",
+        );
+    }
     let workload_selector = spec.workload_selector.map(|w| {
         ctx.warn(
             "spec.workloadSelector",
@@ -132,6 +145,48 @@ pub fn compile_destination_rule(
         seq: raw.seq,
     };
     (Some(compiled), ctx.diags)
+}
+
+/// Several DestinationRules for one host (same visibility, no workload selector) combined as
+/// pilot `mergeDestinationRule` does, oldest first: the first rule with a top-level traffic
+/// policy (or port-level settings) supplies it, and subsets are concatenated, a later subset
+/// whose name already exists being dropped. Rules with a `workloadSelector` are skipped (they
+/// only apply to the proxies they select). Subsets keep the policy merged with their own
+/// rule's top level. `None` when nothing applies.
+pub fn merge_destination_rules(drs: &[&CompiledDestinationRule]) -> Option<DestinationPolicy> {
+    let mut ordered: Vec<&CompiledDestinationRule> = drs
+        .iter()
+        .copied()
+        .filter(|d| d.workload_selector.is_none())
+        .collect();
+    ordered.sort_by(|a, b| {
+        let key = |d: &CompiledDestinationRule| {
+            (d.creation_timestamp.is_none(), d.creation_timestamp.clone())
+        };
+        key(a)
+            .cmp(&key(b))
+            .then(a.seq.cmp(&b.seq))
+            .then_with(|| a.id.name.cmp(&b.id.name))
+            .then_with(|| a.id.namespace.cmp(&b.id.namespace))
+    });
+    let (first, rest) = ordered.split_first()?;
+    let mut merged = first.policy.clone();
+    let has_policy = |p: &DestinationPolicy| {
+        p.traffic_policy != TrafficPolicy::default() || !p.port_policies.is_empty()
+    };
+    for dr in rest {
+        if !has_policy(&merged) && has_policy(&dr.policy) {
+            merged.traffic_policy = dr.policy.traffic_policy.clone();
+            merged.port_policies = dr.policy.port_policies.clone();
+        }
+        for (name, subset) in &dr.policy.subsets {
+            merged
+                .subsets
+                .entry(name.clone())
+                .or_insert_with(|| subset.clone());
+        }
+    }
+    Some(merged)
 }
 
 /// `base` with every field `own` sets replacing it.

@@ -84,7 +84,7 @@ pub fn check_min_1ms(d: Duration) -> Result<(), String> {
     if d < Duration::from_millis(1) {
         return Err("duration must be at least 1ms".to_string());
     }
-    if d.subsec_nanos() % 1_000_000 != 0 {
+    if d.subsec_millis() * 1_000_000 != d.subsec_nanos() {
         return Err("only durations to ms precision are supported".to_string());
     }
     Ok(())

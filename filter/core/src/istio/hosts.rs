@@ -40,6 +40,78 @@ pub fn split_service_fqdn(host: &str) -> Option<(&str, &str)> {
     Some((name, ns))
 }
 
+/// Istio `agent.ValidateWildcardDomain`: 1..=255 characters, DNS-1123 labels, a wildcard only
+/// in the first label (`*`, `*foo`, `*-foo`), and a top-level label that is not all digits.
+pub fn validate_wildcard_domain(domain: &str) -> Result<(), String> {
+    use super::http_match::is_dns1123_label;
+    if domain.is_empty() {
+        return Err("empty domain name not allowed".to_string());
+    }
+    if domain.len() > 255 {
+        return Err(format!("domain name {domain:?} too long (max 255)"));
+    }
+    let (first, rest) = match domain.split_once('.') {
+        Some((f, r)) => (f, Some(r)),
+        None => (domain, None),
+    };
+    let first_ok = first == "*"
+        || is_dns1123_label(
+            first
+                .strip_prefix("*-")
+                .or_else(|| first.strip_prefix('*'))
+                .unwrap_or(first),
+        );
+    if !first_ok {
+        return Err(format!(
+            "domain name {domain:?} invalid (label {first:?} invalid)"
+        ));
+    }
+    let Some(rest) = rest else { return Ok(()) };
+    let labels: Vec<&str> = rest.split('.').collect();
+    if let Some(tld) = labels.last() {
+        if !tld.is_empty() && tld.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(format!(
+                "domain name {domain:?} invalid (top level domain {tld:?} cannot be all-numeric)"
+            ));
+        }
+    }
+    for (i, label) in labels.iter().enumerate() {
+        // A trailing dot (`istio.io.`) is allowed.
+        if i + 1 == labels.len() && label.is_empty() {
+            break;
+        }
+        if !is_dns1123_label(label) {
+            return Err(format!(
+                "domain name {domain:?} invalid (label {label:?} invalid)"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Istio `validateExportTo` for VirtualService / DestinationRule: `.`, `*`, `~` or namespace
+/// names, no duplicates (`.` counts as the own namespace), `*` and `~` only alone.
+pub fn validate_export_to(namespace: &str, export_to: &[String]) -> Result<(), String> {
+    use super::http_match::is_dns1123_label;
+    let mut seen: Vec<&str> = Vec::new();
+    for e in export_to {
+        let key = if e == "." { namespace } else { e.as_str() };
+        if seen.contains(&key) {
+            return Err(format!("duplicate entries in exportTo for entry {e}"));
+        }
+        if !(key == "*" || key == "~" || is_dns1123_label(key)) {
+            return Err(format!("invalid exportTo value {e:?}"));
+        }
+        seen.push(key);
+    }
+    if export_to.len() > 1 && seen.iter().any(|k| *k == "*" || *k == "~") {
+        return Err(
+            "cannot have both public (*) or none (~) and other exportTo values".to_string(),
+        );
+    }
+    Ok(())
+}
+
 /// A destination host resolved against the registry.
 #[derive(Debug)]
 pub(crate) struct ResolvedHost<'a> {
@@ -127,6 +199,43 @@ mod tests {
         ] {
             assert_eq!(host_matches(pattern, host), want, "{pattern} vs {host}");
         }
+    }
+
+    #[test]
+    fn wildcard_domains() {
+        for ok in [
+            "reviews",
+            "reviews.default.svc.cluster.local",
+            "*.example.com",
+            "*",
+            "*foo.example.com",
+            "Api.Example.com",
+            "istio.io.",
+        ] {
+            assert!(validate_wildcard_domain(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "a..b",
+            "foo.*.com",
+            "-a.com",
+            "10.0.0.1",
+            "a_b.com",
+            "**.com",
+        ] {
+            assert!(validate_wildcard_domain(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn export_to() {
+        let v = |xs: &[&str]| xs.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert!(validate_export_to("ns", &v(&["."])).is_ok());
+        assert!(validate_export_to("ns", &v(&["*"])).is_ok());
+        assert!(validate_export_to("ns", &v(&[".", "other"])).is_ok());
+        assert!(validate_export_to("ns", &v(&[".", "ns"])).is_err());
+        assert!(validate_export_to("ns", &v(&["*", "other"])).is_err());
+        assert!(validate_export_to("ns", &v(&["bad_ns"])).is_err());
     }
 
     #[test]

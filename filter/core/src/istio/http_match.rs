@@ -101,7 +101,7 @@ pub(crate) fn compile_regex(ctx: &mut Ctx, path: &str, pattern: &str) -> Result<
 /// Result of compiling one match block.
 #[derive(Debug)]
 pub(crate) enum MatchOutcome {
-    Entry(CompiledMatch),
+    Entry(Box<CompiledMatch>),
     /// Valid, but never applies to a waypoint.
     Dropped,
     Invalid,
@@ -234,7 +234,7 @@ pub(crate) fn compile_match(ctx: &mut Ctx, path: &str, m: &MatchIn) -> MatchOutc
         );
         return MatchOutcome::Dropped;
     }
-    MatchOutcome::Entry(CompiledMatch {
+    MatchOutcome::Entry(Box::new(CompiledMatch {
         matcher: out,
         uri: uri_kind,
         source_namespace: if m.gateways.is_empty() {
@@ -243,7 +243,7 @@ pub(crate) fn compile_match(ctx: &mut Ctx, path: &str, m: &MatchIn) -> MatchOutc
             // With `gateways` naming mesh, pilot skips the sourceNamespace check.
             None
         },
-    })
+    }))
 }
 
 /// Header names in matches: an HTTP token; JWT claim routing (`@request.auth.claims...`) is
@@ -270,12 +270,12 @@ pub(crate) fn is_http_token(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
-/// Kubernetes DNS-1123 label.
+/// Istio's `labels.IsDNS1123Label`: `[a-zA-Z0-9]([-a-zA-Z0-9]*[a-zA-Z0-9])?`, at most 63 long
+/// (Istio allows upper case, unlike Kubernetes).
 pub(crate) fn is_dns1123_label(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 63
-        && s.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
         && !s.starts_with('-')
         && !s.ends_with('-')
 }

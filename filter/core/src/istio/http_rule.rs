@@ -97,7 +97,7 @@ fn is_known_http_status(code: u16) -> bool {
 #[derive(Debug)]
 pub(crate) enum RuleTemplate {
     Forward {
-        forward: Forward,
+        forward: Box<Forward>,
         /// `rewrite.uri` (without `uriRegexRewrite`).
         rewrite_uri: Option<String>,
     },
@@ -131,7 +131,7 @@ impl RuleTemplate {
                 forward,
                 rewrite_uri,
             } => {
-                let mut f = forward.clone();
+                let mut f = Forward::clone(forward);
                 if let Some(replacement) = rewrite_uri {
                     let path = prefix_swap(uri, replacement);
                     let rw = f.rewrite.get_or_insert_with(Rewrite::default);
@@ -219,6 +219,13 @@ fn compile_header_ops(
                 ctx.err(&field, "header value must not contain CR, LF or NUL");
                 continue;
             }
+            if value.replace("%%", "").contains('%') {
+                // Istio passes values to Envoy, which expands `%VAR%` formatters.
+                ctx.warn(
+                    &field,
+                    "Envoy header formatters (%VAR%) are not expanded by the waypoint; the value is sent as written",
+                );
+            }
             let pair = (name.to_ascii_lowercase(), value.clone());
             if target == 0 {
                 out.set.push(pair);
@@ -272,6 +279,8 @@ fn compile_destination(
         ctx.err(format!("{path}.host"), "destination host is required");
     } else if d.host == "*" {
         ctx.err(format!("{path}.host"), "invalid destination host *");
+    } else if let Err(e) = super::hosts::validate_wildcard_domain(&d.host) {
+        ctx.err(format!("{path}.host"), e);
     }
     if let Some(subset) = &d.subset {
         if !is_dns1123_label(subset) {
@@ -304,13 +313,10 @@ fn compile_destination(
             if port.is_none() && svc.ports.len() == 1 {
                 port = svc.ports.first().map(|p| p.port);
             }
-            if !d.host.contains('.')
-                || d.host.contains(".svc.")
-                || svc.aliases.iter().any(|a| a == &d.host)
+            let as_istio = !d.host.contains('.')
                 || svc.hostname == d.host
-            {
-                // Short names and FQDNs resolve the same way Istio resolves them.
-            } else {
+                || svc.aliases.iter().any(|a| a == &d.host);
+            if !as_istio {
                 ctx.warn(
                     format!("{path}.host"),
                     format!("host {:?} resolved to {} via the registry; Istio treats dotted names other than FQDNs literally, prefer the FQDN", d.host, svc.hostname),
@@ -347,6 +353,23 @@ pub(crate) fn compile_rule(
 
     let headers = compile_headers(ctx, &format!("{path}.headers"), rule.headers.as_ref());
 
+    if rule.redirect.is_some() || rule.direct_response.is_some() {
+        // Pilot only applies these in `applyHTTPRouteDestination` (forwarding routes).
+        for (field, set) in [
+            ("timeout", rule.timeout.is_some()),
+            ("retries", rule.retries.is_some()),
+            ("mirror", rule.mirror.is_some()),
+            ("mirrors", rule.mirrors.is_some()),
+            ("corsPolicy", rule.cors_policy.is_some()),
+        ] {
+            if set {
+                ctx.warn(
+                    format!("{path}.{field}"),
+                    "ignored on a redirect or directResponse rule",
+                );
+            }
+        }
+    }
     let template = if let Some(redirect) = &rule.redirect {
         compile_redirect(ctx, path, rule, redirect, headers.response.clone())
     } else if let Some(direct) = &rule.direct_response {
@@ -774,7 +797,7 @@ fn compile_forward(
         forward.cors = compile_cors(ctx, &format!("{path}.corsPolicy"), c);
     }
     Some(RuleTemplate::Forward {
-        forward,
+        forward: Box::new(forward),
         rewrite_uri,
     })
 }

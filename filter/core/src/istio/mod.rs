@@ -19,7 +19,9 @@ mod tests_fixtures;
 #[cfg(test)]
 mod tests_vs;
 
-pub use destination_rule::{compile_destination_rule, CompiledDestinationRule};
+pub use destination_rule::{
+    compile_destination_rule, merge_destination_rules, CompiledDestinationRule,
+};
 pub use duration::parse_duration;
 pub use http_match::MESH_GATEWAY;
 pub use http_rule::default_retry_policy;

@@ -10,7 +10,9 @@ use crate::route::{RequestMatch, RouteEntry, Rule, RuleId};
 use crate::service::ServiceLookup;
 
 use super::context::Ctx;
-use super::hosts::{host_matches, resolve_short_name};
+use super::hosts::{
+    host_matches, resolve_short_name, validate_export_to, validate_wildcard_domain,
+};
 use super::http_match::{compile_match, MatchOutcome, UriKind, MESH_GATEWAY};
 use super::http_rule::{compile_rule, RuleTemplate};
 use super::types::VirtualServiceSpec;
@@ -93,8 +95,11 @@ pub fn compile_virtual_service(
     }
     let mut resolved_hosts = Vec::new();
     for (i, h) in spec.hosts.iter().enumerate() {
-        if h.is_empty() {
-            ctx.err(format!("spec.hosts[{i}]"), "host must not be empty");
+        let is_ip = h.parse::<std::net::IpAddr>().is_ok();
+        if let Err(e) = validate_wildcard_domain(h).map_err(|e| (!is_ip).then_some(e)) {
+            if let Some(e) = e {
+                ctx.err(format!("spec.hosts[{i}]"), e);
+            }
         } else if h == "*" && applies_to_mesh {
             ctx.err(
                 format!("spec.hosts[{i}]"),
@@ -112,6 +117,9 @@ pub fn compile_virtual_service(
             );
         }
         resolved_hosts.push(r);
+    }
+    if let Err(e) = validate_export_to(&raw.namespace, &spec.export_to) {
+        ctx.err("spec.exportTo", e);
     }
     if spec.http.is_empty() && spec.tcp.is_empty() && spec.tls.is_empty() {
         ctx.err(
@@ -139,7 +147,7 @@ pub fn compile_virtual_service(
         let matches = rule.matches.as_deref().unwrap_or_default();
         for (j, m) in matches.iter().enumerate() {
             match compile_match(&mut ctx, &format!("{path}.match[{j}]"), m) {
-                MatchOutcome::Entry(c) => blocks.push(c),
+                MatchOutcome::Entry(c) => blocks.push(*c),
                 MatchOutcome::Dropped | MatchOutcome::Invalid => {}
             }
         }
@@ -259,13 +267,13 @@ fn creation_order(a: &CompiledVirtualService, b: &CompiledVirtualService) -> Ord
 /// Entries with a `sourceNamespace` are kept when it equals the VirtualService's own namespace
 /// (the usual case of a waypoint in the application namespace); use [`merge_for_host_at`] when
 /// the waypoint's namespace is known. VirtualServices not bound to the mesh are skipped.
-pub fn merge_for_host<'a>(vss: &[&'a CompiledVirtualService]) -> Vec<RouteEntry> {
+pub fn merge_for_host(vss: &[&CompiledVirtualService]) -> Vec<RouteEntry> {
     merge(vss, None)
 }
 
 /// [`merge_for_host`] for a waypoint running in `waypoint_namespace`.
-pub fn merge_for_host_at<'a>(
-    vss: &[&'a CompiledVirtualService],
+pub fn merge_for_host_at(
+    vss: &[&CompiledVirtualService],
     waypoint_namespace: &str,
 ) -> Vec<RouteEntry> {
     merge(vss, Some(waypoint_namespace))

@@ -12,8 +12,8 @@ use crate::gateway::{
     routes_for_host, CompiledRoute, ParentKey, ReferenceGrants,
 };
 use crate::istio::{
-    compile_destination_rule, compile_virtual_service, merge_for_host, CompiledDestinationRule,
-    CompiledVirtualService,
+    compile_destination_rule, compile_virtual_service, merge_destination_rules, merge_for_host_at,
+    CompiledDestinationRule, CompiledVirtualService,
 };
 use crate::registry::binding::service_waypoint;
 use crate::registry::{find_waypoints, Registry, Waypoint};
@@ -139,7 +139,6 @@ impl Snapshot {
             routes.push(Some(service_routes(
                 idx,
                 svc,
-                &registry,
                 waypoint.as_ref(),
                 &gw_routes,
                 &vss,
@@ -147,22 +146,18 @@ impl Snapshot {
             )));
         }
 
-        // DestinationRules: the oldest one per host wins (Istio merges none for the same host
-        // in a waypoint unless exportTo differs).
-        let mut destination_policies = HashMap::new();
-        for dr in drs {
-            if destination_policies.contains_key(&dr.host) {
-                diags.warn(ConfigError::new(
-                    "DestinationRule",
-                    dr.id.namespace.clone(),
-                    dr.id.name.clone(),
-                    "spec.host",
-                    format!("another DestinationRule for {} is older and wins", dr.host),
-                ));
-                continue;
-            }
-            destination_policies.insert(dr.host.clone(), dr.policy);
+        // DestinationRules for one host merge as pilot's mergeDestinationRule does.
+        let mut by_host: std::collections::BTreeMap<&str, Vec<&CompiledDestinationRule>> =
+            Default::default();
+        for dr in &drs {
+            by_host.entry(dr.host.as_str()).or_default().push(dr);
         }
+        let destination_policies: HashMap<String, crate::route::DestinationPolicy> = by_host
+            .into_iter()
+            .filter_map(|(host, list)| {
+                merge_destination_rules(&list).map(|p| (host.to_string(), p))
+            })
+            .collect();
 
         // Index policies by what they target.
         let mut waypoint_policies = Vec::new();
@@ -322,21 +317,10 @@ fn service_parent_key(svc: &ServiceInfo) -> ParentKey {
     }
 }
 
-fn vs_names_service(vs: &CompiledVirtualService, svc: &ServiceInfo, registry: &Registry) -> bool {
-    let for_mesh = vs.gateways.is_empty() || vs.gateways.iter().any(|g| g == "mesh");
-    for_mesh
-        && vs.hosts.iter().any(|h| {
-            registry
-                .index_by_host(h, &vs.id.namespace)
-                .is_some_and(|i| std::ptr::eq(&registry.services[i], svc))
-        })
-}
-
 #[allow(clippy::too_many_arguments)]
 fn service_routes(
     _idx: usize,
     svc: &ServiceInfo,
-    registry: &Registry,
     waypoint: Option<&Waypoint>,
     gw_routes: &[CompiledRoute],
     vss: &[CompiledVirtualService],
@@ -422,9 +406,18 @@ fn service_routes(
             entries = ordered_entries_for_parent(&gw_key, &for_host);
         }
     }
+    let waypoint_ns = waypoint
+        .map(|w| w.namespace.as_str())
+        .unwrap_or(svc.namespace.as_str());
     let matching_vs: Vec<&CompiledVirtualService> = vss
         .iter()
-        .filter(|v| vs_names_service(v, svc, registry))
+        .filter(|v| {
+            v.selected_for(&svc.hostname, &svc.namespace, waypoint_ns)
+                || svc
+                    .aliases
+                    .iter()
+                    .any(|a| v.selected_for(a, &svc.namespace, waypoint_ns))
+        })
         .collect();
     if !entries.is_empty() {
         if let Some(vs) = matching_vs.first() {
@@ -446,11 +439,15 @@ fn service_routes(
         };
     }
     if !matching_vs.is_empty() {
-        return ServiceRoutes {
-            source: RouteSource::VirtualService,
-            entries: merge_for_host(&matching_vs),
-            default_rule,
-        };
+        let entries = merge_for_host_at(&matching_vs, waypoint_ns);
+        // A VirtualService with no HTTP routes (e.g. only tcp) leaves the default route.
+        if !entries.is_empty() {
+            return ServiceRoutes {
+                source: RouteSource::VirtualService,
+                entries,
+                default_rule,
+            };
+        }
     }
     ServiceRoutes {
         source: RouteSource::Default,
