@@ -187,6 +187,10 @@ fn copy_request_info(parts: &http::request::Parts, out: &mut http::HeaderMap) {
     if let Ok(v) = HeaderValue::from_str(parts.method.as_str()) {
         out.insert("x-echo-method", v);
     }
+    let pq = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    if let Ok(v) = HeaderValue::from_str(pq) {
+        out.insert("x-echo-pathq", v);
+    }
     for (k, v) in &parts.headers {
         if let Ok(n) = http::HeaderName::from_bytes(format!("x-echo-h-{k}").as_bytes()) {
             out.append(n, v.clone());

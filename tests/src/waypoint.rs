@@ -51,6 +51,24 @@ impl TestWaypoint {
         }
     }
 
+    /// Start as `default/waypoint` with the manifests already in `dir` (watched).
+    pub async fn start_in(
+        pki: &Pki,
+        dir: &std::path::Path,
+        hbone_upstream_port: u16,
+    ) -> TestWaypoint {
+        let config_dir = TempDir::new("config-unused");
+        let certs = pki.issue("default", "waypoint");
+        let mut opts = RunOptions::new(vec![dir.to_path_buf()], certs).loopback();
+        opts.hbone_upstream_port = hbone_upstream_port;
+        opts.watch_interval = Duration::from_millis(500);
+        let running = start(opts).await.expect("start waypoint");
+        TestWaypoint {
+            running,
+            config_dir,
+        }
+    }
+
     pub fn config_file(&self) -> PathBuf {
         self.config_dir.path().join("config.yaml")
     }

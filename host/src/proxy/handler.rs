@@ -93,10 +93,9 @@ impl WaypointHandler {
         // Connect first where the upstream is fixed (pass-through, TCP service ports), so an
         // unreachable one gets 503 before the tunnel is accepted.
         let upstream = match &destination {
-            Destination::Unknown => {
-                info!(destination = %req.authority, "hbone: no upstream for destination (503)");
-                return Err(StatusCode::SERVICE_UNAVAILABLE);
-            }
+            // A hostname the config does not know: HTTP requests get the core's 404; opaque
+            // bytes are closed (there is nothing to relay them to).
+            Destination::Unknown => None,
             Destination::Service(_) if force_tcp => {
                 let Some(t) = cfg.policy.tcp_target(&req.authority) else {
                     info!(destination = %req.authority, "hbone: TCP service has no endpoints (503)");
