@@ -14,6 +14,7 @@ use tracing::{debug, info};
 use waypoint_core::RandomSource;
 
 use super::cors::{self, CorsAction};
+use super::deadline::DeadlineBody;
 use super::headers::{apply_ops, baggage_get, strip_hop_by_hop};
 use super::outlier::AttemptResult;
 use super::plan::{ForwardPlan, LocalReply, Plan, PlanKind};
@@ -410,8 +411,11 @@ async fn forward(
                     cors::decorate(&mut rp.headers, h);
                 }
                 let status = rp.status.as_u16();
-                let resp =
-                    Response::from_parts(rp, rbody.map_err(|e| Box::new(e) as BoxError).boxed());
+                let mut body = rbody.map_err(|e| Box::new(e) as BoxError).boxed();
+                if let Some(d) = deadline {
+                    body = DeadlineBody::new(body, d).boxed();
+                }
+                let resp = Response::from_parts(rp, body);
                 return (
                     resp,
                     Outcome {

@@ -2,6 +2,7 @@
 //! policy core, and forwarding to upstreams (plain or HBONE).
 
 pub mod cors;
+pub mod deadline;
 pub mod decide;
 pub mod handler;
 pub mod headers;
