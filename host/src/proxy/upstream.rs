@@ -153,7 +153,7 @@ impl Upstreams {
         &self,
         target: &Target,
         wire: Wire,
-        req: http::Request<ProxyBody>,
+        mut req: http::Request<ProxyBody>,
     ) -> Result<http::Response<Incoming>, UpstreamError> {
         let reset = |e: hyper::Error| UpstreamError::Reset {
             target: target.to_string(),
@@ -161,10 +161,24 @@ impl Upstreams {
         };
         match wire {
             Wire::Http1 => {
-                let mut sender = match self.idle_h1(target) {
-                    Some(s) => s,
-                    None => self.new_h1(target).await?,
-                };
+                // A pooled keep-alive connection may be closed by the server just as we pick
+                // it; when hyper hands the unsent request back, use a fresh connection.
+                if let Some(mut sender) = self.idle_h1(target) {
+                    match sender.try_send_request(req).await {
+                        Ok(resp) => {
+                            self.put_h1(target, sender);
+                            return Ok(resp);
+                        }
+                        Err(mut e) => match e.take_message() {
+                            Some(unsent) => {
+                                debug!(target = %target, error = %e.error(), "pooled connection unusable; reconnecting");
+                                req = unsent;
+                            }
+                            None => return Err(reset(e.into_error())),
+                        },
+                    }
+                }
+                let mut sender = self.new_h1(target).await?;
                 let resp = sender.send_request(req).await.map_err(reset)?;
                 self.put_h1(target, sender);
                 Ok(resp)
