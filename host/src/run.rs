@@ -130,6 +130,7 @@ pub async fn start(opts: RunOptions) -> anyhow::Result<Running> {
         upstreams: Upstreams::new(HboneClient::new(store.clone())),
         metrics,
         outliers: crate::proxy::outlier::Outliers::new(),
+        active: Default::default(),
     });
 
     let mut tasks = Vec::new();

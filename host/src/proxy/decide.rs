@@ -336,6 +336,12 @@ pub fn plan_from_decision<'s>(
                         .service
                         .and_then(|s| s.port(port))
                         .map(|p| is_h2_protocol(&p.protocol)),
+                    least_request: matches!(
+                        f.traffic_policy
+                            .as_ref()
+                            .and_then(|t| t.load_balancer.as_ref()),
+                        Some(LoadBalancer::LeastRequest)
+                    ),
                     outlier: f
                         .traffic_policy
                         .as_ref()
@@ -414,7 +420,7 @@ fn order_targets(
             Some(h) => (h % n as u64) as usize,
             None => rng.below(n as u64) as usize,
         },
-        // Without per-endpoint load data least-request degrades to round robin.
+        // Least request is applied by the data path (in-flight counts); start round robin.
         _ => (ROUND_ROBIN.fetch_add(1, Ordering::Relaxed) % n as u64) as usize,
     };
     (0..n)

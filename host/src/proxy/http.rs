@@ -331,6 +331,9 @@ async fn forward(
     // Ejected endpoints go last; the attempt loop walks the list in order.
     let mut targets = fp.targets.clone();
     let peers: Vec<std::net::SocketAddr> = targets.iter().map(|t| t.addr).collect();
+    if fp.least_request {
+        shared.active.pick(&mut targets, &mut rng());
+    }
     if fp.outlier.is_some() {
         shared.outliers.order(&mut targets);
     }
@@ -375,6 +378,7 @@ async fn forward(
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
+        let _active = shared.active.start(target.addr);
         let send = shared.upstreams.send(target, wire, up_req);
         let result = match limit {
             Some(l) => match tokio::time::timeout(l, send).await {

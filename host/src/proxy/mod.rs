@@ -8,6 +8,7 @@ pub mod handler;
 pub mod headers;
 pub mod http;
 pub mod io;
+pub mod least_request;
 pub mod outlier;
 pub mod plan;
 pub mod retry;
@@ -27,4 +28,5 @@ pub struct Shared {
     pub upstreams: Arc<upstream::Upstreams>,
     pub metrics: Arc<Metrics>,
     pub outliers: outlier::Outliers,
+    pub active: Arc<least_request::ActiveRequests>,
 }

@@ -65,6 +65,8 @@ pub struct ForwardPlan {
     /// Upstream wire protocol from the service port (`http2`/`grpc` ports: HTTP/2; `http`:
     /// HTTP/1.1); `None` means "same as downstream" (pass-through).
     pub upstream_h2: Option<bool>,
+    /// DestinationRule `LEAST_REQUEST` balancing: pick by in-flight requests at send time.
+    pub least_request: bool,
     /// DestinationRule outlier detection for the chosen backend.
     pub outlier: Option<OutlierDetection>,
 }
