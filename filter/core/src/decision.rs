@@ -76,7 +76,7 @@ pub struct Forwarding<'s> {
     pub mirrors: &'s [Mirror],
     pub cors: Option<&'s Cors>,
     /// DestinationRule policy for this backend (subset policy merged over the top-level one).
-    pub traffic_policy: Option<TrafficPolicy>,
+    pub traffic_policy: Option<&'s TrafficPolicy>,
 }
 
 /// The decision for one request.

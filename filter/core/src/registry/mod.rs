@@ -7,7 +7,9 @@ mod service_entry;
 
 pub use binding::{find_waypoints, Waypoint, WaypointRef};
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+use rustc_hash::FxHashMap as HashMap;
 use std::net::IpAddr;
 
 use crate::error::Diagnostics;

@@ -1,7 +1,7 @@
 //! Snapshot construction: compile every resource, bind services to the waypoint, pick each
 //! service's route source, and index policies by target.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 use std::sync::Arc;
 
 use super::{BuildOptions, RouteSource, ServiceRoutes, Snapshot};
@@ -161,7 +161,7 @@ impl Snapshot {
 
         // Index policies by what they target.
         let mut waypoint_policies = Vec::new();
-        let mut service_policies: HashMap<usize, Vec<usize>> = HashMap::new();
+        let mut service_policies: HashMap<usize, Vec<usize>> = HashMap::default();
         for (pi, p) in policies.iter().enumerate() {
             match &p.targets {
                 PolicyTargets::Refs(refs) => {
@@ -235,14 +235,36 @@ impl Snapshot {
         waypoint_policies.sort_unstable();
         waypoint_policies.dedup();
 
+        let policy_order: Vec<Box<[usize]>> = (0..registry.services.len())
+            .map(|si| {
+                let mut idx: Vec<usize> = waypoint_policies.clone();
+                if let Some(v) = service_policies.get(&si) {
+                    idx.extend(v.iter().copied());
+                }
+                idx.sort_unstable();
+                idx.dedup();
+                // Report and evaluate in Istio's order: CUSTOM, DENY, ALLOW, then AUDIT
+                // (istio.io authorization-policy reference).
+                idx.sort_by_key(|&i| {
+                    let p: &crate::authz::CompiledPolicy = &policies[i];
+                    let rank = match p.action {
+                        crate::authz::Action::Custom => 0,
+                        crate::authz::Action::Deny => 1,
+                        crate::authz::Action::Allow => 2,
+                        crate::authz::Action::Audit => 3,
+                    };
+                    (rank, p.id.namespace.clone(), p.id.name.clone())
+                });
+                idx.into_boxed_slice()
+            })
+            .collect();
         let snapshot = Snapshot {
+            policy_order,
             waypoint,
             registry,
             routes,
             destination_policies,
             policies,
-            waypoint_policies,
-            service_policies,
             diagnostics: diags.clone(),
         };
         (snapshot, diags)

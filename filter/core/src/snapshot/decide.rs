@@ -3,6 +3,8 @@
 
 use std::net::IpAddr;
 
+use smallvec::SmallVec;
+
 use super::rewrite::rewrite_path;
 use super::{RouteSource, Snapshot};
 use crate::authz::{
@@ -103,26 +105,11 @@ impl Snapshot {
             .ok_or_else(|| DecideError::UnknownDestination(destination.to_string()))
     }
 
-    fn applicable_policies(&self, svc_idx: usize) -> Vec<&CompiledPolicy> {
-        let mut idx: Vec<usize> = self.waypoint_policies.clone();
-        if let Some(v) = self.service_policies.get(&svc_idx) {
-            idx.extend(v.iter().copied());
-        }
-        idx.sort_unstable();
-        idx.dedup();
-        let mut out: Vec<&CompiledPolicy> = idx.into_iter().map(|i| &self.policies[i]).collect();
-        // Report in evaluation order: CUSTOM, DENY, ALLOW, then AUDIT (istio.io authorization
-        // policy docs: "CUSTOM, DENY and then ALLOW").
-        out.sort_by_key(|p| {
-            let rank = match p.action {
-                AuthzAction::Custom => 0,
-                AuthzAction::Deny => 1,
-                AuthzAction::Allow => 2,
-                AuthzAction::Audit => 3,
-            };
-            (rank, &p.id.namespace, &p.id.name)
-        });
-        out
+    fn applicable_policies(&self, svc_idx: usize) -> SmallVec<[&CompiledPolicy; 8]> {
+        self.policy_order[svc_idx]
+            .iter()
+            .map(|&i| &self.policies[i])
+            .collect()
     }
 
     /// Decide what to do with `req`. `rng` drives weighted splits and fault percentages;
@@ -366,18 +353,14 @@ impl Snapshot {
         let dpol = bsvc
             .and_then(|s| self.destination_policies.get(&s.hostname))
             .or_else(|| self.destination_policies.get(&backend.host));
-        let mut traffic_policy: Option<TrafficPolicy> = dpol.map(|p| {
-            p.port_policies
-                .get(&bport)
-                .cloned()
-                .unwrap_or_else(|| p.traffic_policy.clone())
-        });
+        let mut traffic_policy: Option<&'s TrafficPolicy> =
+            dpol.map(|p| p.port_policies.get(&bport).unwrap_or(&p.traffic_policy));
         let mut endpoints: Vec<_> = Vec::new();
         if let Some(subset) = &backend.subset {
             match dpol.and_then(|p| p.subsets.get(subset)) {
                 Some(ss) => {
                     if let Some(tp) = &ss.traffic_policy {
-                        traffic_policy = Some(tp.clone());
+                        traffic_policy = Some(tp);
                     }
                     if let Some(s) = bsvc {
                         endpoints.extend(s.endpoints_matching(&ss.labels));

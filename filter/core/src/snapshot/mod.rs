@@ -8,7 +8,7 @@ mod rewrite;
 pub use decide::DecideError;
 pub use rewrite::{apply_header_ops, rewrite_path};
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 use std::sync::Arc;
 
 use crate::authz::CompiledPolicy;
@@ -66,10 +66,9 @@ pub struct Snapshot {
     /// DestinationRules by service hostname.
     pub(crate) destination_policies: HashMap<String, DestinationPolicy>,
     pub(crate) policies: Vec<CompiledPolicy>,
-    /// Policies for all traffic of this waypoint (Gateway / GatewayClass targets).
-    pub(crate) waypoint_policies: Vec<usize>,
-    /// Policies per service index.
-    pub(crate) service_policies: HashMap<usize, Vec<usize>>,
+    /// Per service index: every policy that applies (waypoint-wide and service-specific),
+    /// in evaluation order (CUSTOM, DENY, ALLOW, AUDIT), computed once at build time.
+    pub(crate) policy_order: Vec<Box<[usize]>>,
     /// Everything compiling found.
     pub diagnostics: Diagnostics,
 }

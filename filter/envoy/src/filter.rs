@@ -1,0 +1,671 @@
+//! Per-stream filter logic over the safe `StreamHandle` trait: build the decision input, call
+//! the core, and apply the decision (local reply, or mutations + cluster choice + delay).
+
+use std::cell::RefCell;
+use std::net::{IpAddr, SocketAddr};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
+
+use waypoint_core::decision::{Action, Decision, Forwarding, LocalResponse};
+use waypoint_core::route::{Cors, HeaderOps};
+use waypoint_core::{RandomSource, Request, SplitMix64};
+
+use crate::config::FilterConfig;
+use crate::stream::{Attribute, HeaderKind, HeadersStatus, LogLevel, StreamHandle};
+use crate::timer;
+
+/// Dynamic-metadata namespace for `%DYNAMIC_METADATA(waypoint:decision)%` and friends.
+pub const METADATA_NS: &str = "waypoint";
+/// Request header the filter writes the chosen cluster into. The Envoy route table has a
+/// route matching on its presence with `cluster_header: x-waypoint-cluster` (and removes it
+/// before the request goes upstream with `request_headers_to_remove`).
+pub const CLUSTER_HEADER: &str = "x-waypoint-cluster";
+/// Body of an authorization deny, the same as Envoy's RBAC filter sends.
+pub const DENY_BODY: &str = "RBAC: access denied";
+/// Request header that makes the filter panic (only with the `test-panic` feature).
+#[cfg(any(test, feature = "test-panic"))]
+pub const TEST_PANIC_HEADER: &str = "x-waypoint-test-panic";
+
+/// Envoy router headers we own: removed from every request, then set from the decision, so a
+/// client cannot pick its own timeout or retries (Envoy only strips them for external clients).
+const ROUTER_HEADERS: [&str; 5] = [
+    "x-envoy-upstream-rq-timeout-ms",
+    "x-envoy-upstream-rq-per-try-timeout-ms",
+    "x-envoy-max-retries",
+    "x-envoy-retry-on",
+    "x-envoy-retriable-status-codes",
+];
+
+/// Timeout of a mirrored request when the route sets none.
+const MIRROR_TIMEOUT_MS: u64 = 10_000;
+
+/// Event id used for the fault-delay wake-up.
+const DELAY_EVENT: u64 = 1;
+
+/// Where the stream is; decides the status when a panic has to fail closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Nothing done yet.
+    New,
+    /// Building the input or deciding: authorization is not established, a failure is a 403.
+    Deciding,
+    /// Applying a decision (`Deny` stays a 403, everything else a 500).
+    Applying(Action),
+    /// Waiting for the fault delay.
+    Delayed,
+    /// Request side done.
+    Forwarded,
+    /// A local reply was sent (by the decision or by a failure).
+    Replied,
+}
+
+/// Per-stream state. One per HTTP stream; lives on one Envoy worker thread.
+#[derive(Debug)]
+pub struct HttpFilter {
+    config: Arc<FilterConfig>,
+    phase: Phase,
+    /// Response header mutations to apply on the response path (owned copies).
+    response_ops: Vec<HeaderOps>,
+    /// Origin to allow on the response when a CORS policy matched.
+    cors_allow_origin: Option<(String, Option<bool>, Vec<String>)>,
+    /// A fault abort waiting for its fault delay (Envoy's fault filter delays, then aborts).
+    delayed_reply: Option<(Action, LocalResponse)>,
+    /// The request headers ended the stream (no body), so mirrors can be sent headers-only.
+    bodiless: bool,
+}
+
+thread_local! {
+    static RNG: RefCell<SplitMix64> = RefCell::new(SplitMix64(seed()));
+}
+
+fn seed() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    // RandomState is randomly keyed per process and thread; mix in the clock for good measure.
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
+    h.finish()
+}
+
+impl HttpFilter {
+    pub fn new(config: Arc<FilterConfig>) -> Self {
+        HttpFilter {
+            config,
+            phase: Phase::New,
+            response_ops: Vec::new(),
+            cors_allow_origin: None,
+            delayed_reply: None,
+            bodiless: true,
+        }
+    }
+
+    /// Request headers, with panics caught: a panic fails closed (403 before authorization
+    /// was established or on a deny, 500 otherwise) and never unwinds into Envoy.
+    pub fn on_request_headers<S: StreamHandle>(
+        &mut self,
+        s: &mut S,
+        end_of_stream: bool,
+    ) -> HeadersStatus {
+        self.bodiless = end_of_stream;
+        match catch_unwind(AssertUnwindSafe(|| self.request_headers(s))) {
+            Ok(status) => status,
+            Err(panic) => self.fail_closed(s, "request_headers", &panic_message(&panic)),
+        }
+    }
+
+    /// Response headers, with panics caught (logged; the response goes on unchanged, since
+    /// the request was authorized and the upstream already answered).
+    pub fn on_response_headers<S: StreamHandle>(&mut self, s: &mut S) -> HeadersStatus {
+        match catch_unwind(AssertUnwindSafe(|| self.response_headers(s))) {
+            Ok(status) => status,
+            Err(panic) => {
+                s.log(
+                    LogLevel::Error,
+                    &format!(
+                        "waypoint: panic in response_headers: {}",
+                        panic_message(&panic)
+                    ),
+                );
+                HeadersStatus::Continue
+            }
+        }
+    }
+
+    /// The fault-delay wake-up fired on the worker thread: resume the request.
+    pub fn on_scheduled<S: StreamHandle>(&mut self, s: &mut S, event_id: u64) {
+        if event_id == DELAY_EVENT && self.phase == Phase::Delayed {
+            match self.delayed_reply.take() {
+                Some((action, local)) => self.reply(s, action, &local),
+                None => {
+                    self.phase = Phase::Forwarded;
+                    s.continue_decoding();
+                }
+            }
+        }
+    }
+
+    /// Whether the request has no body (normally set by `on_request_headers`).
+    pub fn set_bodiless(&mut self, bodiless: bool) {
+        self.bodiless = bodiless;
+    }
+
+    /// Send the fail-closed reply for a failure in `hook`.
+    pub fn fail_closed<S: StreamHandle>(
+        &mut self,
+        s: &mut S,
+        hook: &str,
+        why: &str,
+    ) -> HeadersStatus {
+        let (status, body) = match self.phase {
+            Phase::New | Phase::Deciding | Phase::Applying(Action::Deny) => (403, DENY_BODY),
+            _ => (500, "waypoint: internal error"),
+        };
+        s.log(
+            LogLevel::Error,
+            &format!("waypoint: {hook} failed ({why}); failing closed with {status}"),
+        );
+        if self.phase == Phase::Replied {
+            return HeadersStatus::StopIteration;
+        }
+        self.phase = Phase::Replied;
+        let replied = catch_unwind(AssertUnwindSafe(|| {
+            s.set_metadata(METADATA_NS, "decision", "error");
+            s.send_local_reply(status, &[], body, "waypoint_failed_closed");
+        }));
+        if replied.is_err() {
+            s.log(LogLevel::Error, "waypoint: local reply failed");
+        }
+        HeadersStatus::StopIteration
+    }
+
+    fn request_headers<S: StreamHandle>(&mut self, s: &mut S) -> HeadersStatus {
+        self.phase = Phase::Deciding;
+        let headers = s.headers(HeaderKind::Request);
+        #[cfg(any(test, feature = "test-panic"))]
+        if find(&headers, TEST_PANIC_HEADER) == Some("decide") {
+            panic!("test panic requested before the decision");
+        }
+        let conn = ConnectionFacts::read(s, &self.config);
+        let pairs: Vec<(&str, &str)> = headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let authority = find(&headers, ":authority")
+            .or_else(|| find(&headers, "host"))
+            .unwrap_or("");
+        let destination = conn
+            .destination
+            .as_deref()
+            .or_else(|| find(&headers, "x-envoy-original-dst-host"))
+            .unwrap_or(authority);
+        let req = Request {
+            method: find(&headers, ":method").unwrap_or("GET"),
+            scheme: find(&headers, ":scheme").unwrap_or("http"),
+            authority,
+            path: find(&headers, ":path").unwrap_or("/"),
+            headers: &pairs,
+            source_principal: conn.principal.as_deref(),
+            source_ip: conn.source_ip,
+            destination,
+            sni: conn.sni.as_deref(),
+        };
+        let config = Arc::clone(&self.config);
+        let decision = RNG.with(|r| {
+            let mut rng = r.borrow_mut();
+            config.engine.decide(&req, &mut *rng)
+        });
+        self.phase = Phase::Applying(decision.action);
+        #[cfg(any(test, feature = "test-panic"))]
+        if find(&headers, TEST_PANIC_HEADER) == Some("apply") {
+            panic!("test panic requested while applying the decision");
+        }
+        self.apply(s, &decision, &headers)
+    }
+
+    /// Apply a decision to the stream: metadata and counters, then forward or reply.
+    pub(crate) fn apply<S: StreamHandle>(
+        &mut self,
+        s: &mut S,
+        decision: &Decision<'_>,
+        headers: &[(String, String)],
+    ) -> HeadersStatus {
+        self.phase = Phase::Applying(decision.action);
+        self.record(s, decision);
+        if decision.action == Action::Route {
+            if let Some(provider) = decision.ext_authz {
+                // A CUSTOM AuthorizationPolicy matched. This module has no ext_authz client,
+                // so fail closed like Envoy's ext_authz filter with failure_mode_allow=false.
+                s.log(
+                    LogLevel::Warn,
+                    &format!("waypoint: CUSTOM provider {provider:?} unsupported; denying"),
+                );
+                let local = LocalResponse {
+                    status: 403,
+                    body: DENY_BODY.to_string(),
+                    headers: Vec::new(),
+                    grpc_status: None,
+                };
+                self.phase = Phase::Applying(Action::Deny);
+                self.reply(s, Action::Deny, &local);
+                return HeadersStatus::StopIteration;
+            }
+        }
+        match (&decision.forward, &decision.local) {
+            (Some(fwd), _) if decision.action == Action::Route => self.forward(s, fwd, headers),
+            (_, Some(local)) => {
+                let delay = decision
+                    .forward
+                    .as_ref()
+                    .and_then(|f| f.fault_delay)
+                    .filter(|d| !d.is_zero());
+                if let Some(delay) = delay.filter(|_| decision.action == Action::FaultAbort) {
+                    if self.delay(s, delay) {
+                        self.delayed_reply = Some((decision.action, local.clone()));
+                        return HeadersStatus::StopAllIterationAndBuffer;
+                    }
+                }
+                self.reply(s, decision.action, local);
+                HeadersStatus::StopIteration
+            }
+            _ => {
+                // A decision without its payload is a core bug: fail closed.
+                let local = LocalResponse {
+                    status: if decision.action == Action::Deny {
+                        403
+                    } else {
+                        500
+                    },
+                    body: if decision.action == Action::Deny {
+                        DENY_BODY.to_string()
+                    } else {
+                        String::new()
+                    },
+                    headers: Vec::new(),
+                    grpc_status: None,
+                };
+                self.reply(s, decision.action, &local);
+                HeadersStatus::StopIteration
+            }
+        }
+    }
+
+    /// Dynamic metadata and counters for one decision.
+    fn record<S: StreamHandle>(&self, s: &mut S, d: &Decision<'_>) {
+        let route = d
+            .matched_rule
+            .map(|r| format!("{}#{}", r.resource(), r.rule))
+            .unwrap_or_else(|| "none".to_string());
+        s.set_metadata(METADATA_NS, "decision", d.action.as_str());
+        s.set_metadata(METADATA_NS, "route", &route);
+        if let Some(svc) = d.service {
+            s.set_metadata(METADATA_NS, "service", &svc.hostname);
+        }
+        if !d.policies.is_empty() {
+            let policies = d
+                .policies
+                .iter()
+                .map(|p| {
+                    format!(
+                        "{} {}/{} {}{}",
+                        p.action,
+                        p.policy.namespace,
+                        p.policy.name,
+                        if p.matched { "matched" } else { "not-matched" },
+                        if p.dry_run { " dry-run" } else { "" }
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(", ");
+            s.set_metadata(METADATA_NS, "policy", &policies);
+        }
+        if let Some(id) = self.config.metrics.requests {
+            s.increment_counter(id, &[d.action.as_str(), &route], 1);
+        }
+    }
+
+    fn reply<S: StreamHandle>(&mut self, s: &mut S, action: Action, local: &LocalResponse) {
+        let mut headers = local.headers.clone();
+        if let Some(g) = &local.grpc_status {
+            headers.push(("grpc-status".to_string(), g.clone()));
+        }
+        let body = if action == Action::Deny && local.body.is_empty() {
+            DENY_BODY
+        } else {
+            local.body.as_str()
+        };
+        self.phase = Phase::Replied;
+        s.send_local_reply(
+            local.status,
+            &headers,
+            body,
+            &format!("waypoint_{}", action.as_str()),
+        );
+    }
+
+    fn forward<S: StreamHandle>(
+        &mut self,
+        s: &mut S,
+        fwd: &Forwarding<'_>,
+        headers: &[(String, String)],
+    ) -> HeadersStatus {
+        // CORS preflight is answered here, as Envoy's CORS filter does before routing.
+        if let Some(cors) = fwd.cors {
+            if let Some(reply) = cors_preflight(cors, headers) {
+                self.reply(s, Action::DirectResponse, &reply);
+                return HeadersStatus::StopIteration;
+            }
+            if let Some(origin) = find(headers, "origin") {
+                if origin_allowed(cors, origin) {
+                    self.cors_allow_origin = Some((
+                        origin.to_string(),
+                        cors.allow_credentials,
+                        cors.expose_headers.clone(),
+                    ));
+                }
+            }
+        }
+        for ops in fwd.request_headers {
+            apply_ops(s, HeaderKind::Request, ops);
+        }
+        self.response_ops = fwd.response_headers.iter().map(|o| (*o).clone()).collect();
+        if let Some(path) = &fwd.path {
+            s.set_header(HeaderKind::Request, ":path", path);
+        }
+        if let Some(authority) = &fwd.authority {
+            s.set_header(HeaderKind::Request, ":authority", authority);
+        }
+        for h in ROUTER_HEADERS {
+            s.remove_header(HeaderKind::Request, h);
+        }
+        for (name, value) in router_headers(fwd) {
+            s.set_header(HeaderKind::Request, name, &value);
+        }
+        self.mirror(s, fwd);
+        let cluster = cluster_name(fwd);
+        s.set_metadata(METADATA_NS, "cluster", &cluster);
+        s.set_header(HeaderKind::Request, CLUSTER_HEADER, &cluster);
+        // Envoy picked the route before this filter ran; re-match so the cluster_header
+        // route sees our header (and the rewritten authority/path).
+        s.clear_route_cache();
+        if let Some(delay) = fwd.fault_delay.filter(|d| !d.is_zero()) {
+            if self.delay(s, delay) {
+                return HeadersStatus::StopAllIterationAndBuffer;
+            }
+        }
+        self.phase = Phase::Forwarded;
+        HeadersStatus::Continue
+    }
+
+    /// Send each mirror (after its percentage roll) as a fire-and-forget callout with the
+    /// mutated request headers and `-shadow` appended to the host, as Envoy's shadowing does.
+    /// Only bodiless requests are mirrored: a callout carries no streamed body.
+    fn mirror<S: StreamHandle>(&mut self, s: &mut S, fwd: &Forwarding<'_>) {
+        if fwd.mirrors.is_empty() {
+            return;
+        }
+        if !self.bodiless {
+            s.log(
+                LogLevel::Debug,
+                "waypoint: request has a body; mirror skipped",
+            );
+            return;
+        }
+        let base: Vec<(String, String)> = s
+            .headers(HeaderKind::Request)
+            .into_iter()
+            .filter(|(k, _)| !k.eq_ignore_ascii_case(CLUSTER_HEADER))
+            .map(|(k, v)| {
+                if k == ":authority" {
+                    let shadow = shadow_host(&v);
+                    (k, shadow)
+                } else {
+                    (k, v)
+                }
+            })
+            .collect();
+        for m in fwd.mirrors {
+            if !RNG.with(|r| r.borrow_mut().chance(m.percent)) {
+                continue;
+            }
+            let port = m.backend.port.unwrap_or(fwd.port);
+            let cluster = format!(
+                "outbound|{port}|{}|{}",
+                m.backend.subset.as_deref().unwrap_or(""),
+                m.backend.host
+            );
+            let timeout = fwd
+                .timeout
+                .map(|t| t.as_millis() as u64)
+                .unwrap_or(MIRROR_TIMEOUT_MS);
+            if !s.callout(&cluster, &base, timeout) {
+                s.log(
+                    LogLevel::Warn,
+                    &format!("waypoint: mirror to {cluster} not sent"),
+                );
+            }
+        }
+    }
+
+    /// Arm the shared timer to wake this stream after `delay`; false if that failed (the
+    /// caller then goes on without the delay).
+    fn delay<S: StreamHandle>(&mut self, s: &mut S, delay: std::time::Duration) -> bool {
+        if let Some(wake) = s.scheduler() {
+            if timer::schedule(delay, DELAY_EVENT, wake) {
+                self.phase = Phase::Delayed;
+                return true;
+            }
+        }
+        s.log(
+            LogLevel::Warn,
+            "waypoint: could not schedule fault delay; not delaying",
+        );
+        false
+    }
+
+    fn response_headers<S: StreamHandle>(&mut self, s: &mut S) -> HeadersStatus {
+        for ops in &self.response_ops {
+            apply_ops(s, HeaderKind::Response, ops);
+        }
+        if let Some((origin, creds, expose)) = &self.cors_allow_origin {
+            s.set_header(HeaderKind::Response, "access-control-allow-origin", origin);
+            if *creds == Some(true) {
+                s.set_header(
+                    HeaderKind::Response,
+                    "access-control-allow-credentials",
+                    "true",
+                );
+            }
+            if !expose.is_empty() {
+                s.set_header(
+                    HeaderKind::Response,
+                    "access-control-expose-headers",
+                    &expose.join(","),
+                );
+            }
+        }
+        HeadersStatus::Continue
+    }
+}
+
+/// What the connection says about the source and destination.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct ConnectionFacts {
+    principal: Option<String>,
+    source_ip: Option<IpAddr>,
+    destination: Option<String>,
+    sni: Option<String>,
+}
+
+impl ConnectionFacts {
+    fn read<S: StreamHandle>(s: &S, cfg: &FilterConfig) -> Self {
+        // mTLS terminated by this listener: the peer certificate's SPIFFE URI SAN. Otherwise
+        // an HBONE-terminating listener put the principal into filter state.
+        let principal = s
+            .attribute(Attribute::PeerUriSan)
+            .and_then(|sans| {
+                sans.split(',')
+                    .map(str::trim)
+                    .find(|san| san.starts_with("spiffe://"))
+                    .map(str::to_string)
+            })
+            .or_else(|| s.filter_state(&cfg.principal_key).filter(|p| !p.is_empty()));
+        let source_ip = s
+            .attribute(Attribute::SourceAddress)
+            .and_then(|a| parse_ip(&a));
+        let destination = s
+            .filter_state(&cfg.destination_key)
+            .filter(|d| !d.is_empty());
+        let sni = s
+            .attribute(Attribute::RequestedServerName)
+            .filter(|n| !n.is_empty());
+        ConnectionFacts {
+            principal,
+            source_ip,
+            destination,
+            sni,
+        }
+    }
+}
+
+/// Envoy's shadow host: `-shadow` appended to the host, before any port.
+fn shadow_host(authority: &str) -> String {
+    match waypoint_core::request::split_host_port(authority) {
+        (host, Some(port)) if !host.contains(':') => format!("{host}-shadow:{port}"),
+        _ => format!("{authority}-shadow"),
+    }
+}
+
+/// `1.2.3.4:80`, `[::1]:80`, or a bare IP.
+fn parse_ip(s: &str) -> Option<IpAddr> {
+    s.parse::<SocketAddr>()
+        .map(|a| a.ip())
+        .or_else(|_| s.parse::<IpAddr>())
+        .ok()
+}
+
+fn find<'h>(headers: &'h [(String, String)], name: &str) -> Option<&'h str> {
+    headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
+}
+
+/// Header mutations in Envoy's order: set, then add, then remove (Gateway API
+/// RequestHeaderModifier; Istio `headers.request` has the same set/add/remove fields).
+fn apply_ops<S: StreamHandle>(s: &mut S, kind: HeaderKind, ops: &HeaderOps) {
+    for (k, v) in &ops.set {
+        s.set_header(kind, k, v);
+    }
+    for (k, v) in &ops.add {
+        s.add_header(kind, k, v);
+    }
+    for k in &ops.remove {
+        s.remove_header(kind, k);
+    }
+}
+
+/// Istio's cluster name for a backend: `outbound|<port>|<subset>|<host>`. We keep Istio's
+/// convention so one Envoy config (or an xDS server generating it) can hold one cluster per
+/// service/port/subset and this filter selects among them with `cluster_header`; the router
+/// then does load balancing, timeouts, retries, outlier detection per cluster as in Istio.
+/// (Alternatives: a host override would bypass Envoy's LB and health; the dynamic-module
+/// cluster specifier has no verified signatures in our ABI notes.)
+pub fn cluster_name(fwd: &Forwarding<'_>) -> String {
+    format!(
+        "outbound|{}|{}|{}",
+        fwd.port,
+        fwd.backend.subset.as_deref().unwrap_or(""),
+        fwd.backend.host
+    )
+}
+
+/// Router control headers carrying the decision's timeout and retry policy.
+fn router_headers(fwd: &Forwarding<'_>) -> Vec<(&'static str, String)> {
+    let mut out = Vec::new();
+    if let Some(t) = fwd.timeout {
+        out.push(("x-envoy-upstream-rq-timeout-ms", t.as_millis().to_string()));
+    }
+    let per_try = fwd
+        .retries
+        .and_then(|r| r.per_try_timeout)
+        .or(fwd.backend_timeout);
+    if let Some(t) = per_try {
+        out.push((
+            "x-envoy-upstream-rq-per-try-timeout-ms",
+            t.as_millis().to_string(),
+        ));
+    }
+    if let Some(r) = fwd.retries {
+        out.push(("x-envoy-max-retries", r.attempts.to_string()));
+        let mut on = r.retry_on.clone();
+        if !r.codes.is_empty() {
+            if !on.iter().any(|c| c == "retriable-status-codes") {
+                on.push("retriable-status-codes".to_string());
+            }
+            let codes: Vec<String> = r.codes.iter().map(u16::to_string).collect();
+            out.push(("x-envoy-retriable-status-codes", codes.join(",")));
+        }
+        if !on.is_empty() {
+            out.push(("x-envoy-retry-on", on.join(",")));
+        }
+    }
+    out
+}
+
+fn origin_allowed(cors: &Cors, origin: &str) -> bool {
+    cors.allow_origins.iter().any(|m| m.matches(origin))
+}
+
+/// A CORS preflight (OPTIONS with Origin and Access-Control-Request-Method) from an allowed
+/// origin gets a 200 with the policy's headers, as Envoy's CORS filter answers it.
+fn cors_preflight(cors: &Cors, headers: &[(String, String)]) -> Option<LocalResponse> {
+    let method = find(headers, ":method")?;
+    let origin = find(headers, "origin")?;
+    find(headers, "access-control-request-method")?;
+    if !method.eq_ignore_ascii_case("OPTIONS") || !origin_allowed(cors, origin) {
+        return None;
+    }
+    let mut h = vec![(
+        "access-control-allow-origin".to_string(),
+        origin.to_string(),
+    )];
+    if !cors.allow_methods.is_empty() {
+        h.push((
+            "access-control-allow-methods".into(),
+            cors.allow_methods.join(","),
+        ));
+    }
+    if !cors.allow_headers.is_empty() {
+        h.push((
+            "access-control-allow-headers".into(),
+            cors.allow_headers.join(","),
+        ));
+    }
+    if let Some(age) = cors.max_age {
+        h.push(("access-control-max-age".into(), age.as_secs().to_string()));
+    }
+    if cors.allow_credentials == Some(true) {
+        h.push(("access-control-allow-credentials".into(), "true".into()));
+    }
+    Some(LocalResponse {
+        status: 200,
+        body: String::new(),
+        headers: h,
+        grpc_status: None,
+    })
+}
+
+/// Text of a caught panic payload.
+pub fn panic_message(p: &Box<dyn std::any::Any + Send>) -> String {
+    if let Some(s) = p.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = p.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "non-string panic".to_string()
+    }
+}
