@@ -50,6 +50,13 @@ status:
     )
 }
 
+/// Replace a file in one step (temp file + rename), as config management tools do.
+fn write_atomic(path: &std::path::Path, text: &str) {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text).expect("write temp");
+    std::fs::rename(&tmp, path).expect("rename");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readiness_metrics_and_config_dump() {
     tokio::time::timeout(LIMIT, async {
@@ -136,10 +143,10 @@ async fn bad_change_keeps_last_good_config_and_good_change_applies() {
             "{}\n---\napiVersion: networking.istio.io/v0alpha9\nkind: VirtualService\nmetadata: {{name: broken, namespace: default}}\nspec: {{}}\n",
             service("svc-b", "10.96.2.2", b.addr.port())
         );
-        std::fs::write(wp.config_file(), bad).expect("write bad");
+        write_atomic(&wp.config_file(), &bad);
         let cfg = wp.running.config.clone();
         assert!(
-            eventually(Duration::from_secs(10), || {
+            eventually(Duration::from_secs(30), || {
                 let cfg = cfg.clone();
                 async move { !cfg.last_errors().is_empty() }
             })
@@ -157,9 +164,9 @@ async fn bad_change_keeps_last_good_config_and_good_change_applies() {
 
         // A good change is picked up.
         let good = format!("{}{}", service("svc-a", "10.96.2.1", a.addr.port()), service("svc-b", "10.96.2.2", b.addr.port()));
-        std::fs::write(wp.config_file(), good).expect("write good");
+        write_atomic(&wp.config_file(), &good);
         assert!(
-            eventually(Duration::from_secs(10), || {
+            eventually(Duration::from_secs(30), || {
                 let cfg = cfg.clone();
                 async move { cfg.current().is_some_and(|c| c.generation > gen0) }
             })
@@ -202,7 +209,7 @@ async fn not_ready_until_config_is_valid() {
         // Writing the Gateway makes it ready.
         std::fs::write(wp.config_dir.path().join("gateway.yaml"), WAYPOINT_GATEWAY).expect("write");
         assert!(
-            eventually(Duration::from_secs(10), || async move {
+            eventually(Duration::from_secs(30), || async move {
                 admin_get(ready, "/healthz/ready")
                     .await
                     .map(|r| r.0)

@@ -28,14 +28,24 @@ fn walk(p: &Path, out: &mut Vec<(PathBuf, u64, Option<SystemTime>)>) {
     }
 }
 
-/// Poll `paths` every `interval` and call `on_change` when their fingerprint changes.
+/// Poll `paths` every `interval` and call `on_change` when their fingerprint changes (and has
+/// then stayed the same for 100 ms, so half-written files are not read).
 /// Runs until the task is aborted.
 pub async fn poll<F: FnMut() + Send>(paths: Vec<PathBuf>, interval: Duration, mut on_change: F) {
     let mut last = fingerprint(&paths);
     loop {
         tokio::time::sleep(interval).await;
-        let now = fingerprint(&paths);
+        let mut now = fingerprint(&paths);
         if now != last {
+            // Let a writer finish: wait until two looks 100 ms apart agree (bounded).
+            for _ in 0..50 {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                let again = fingerprint(&paths);
+                if again == now {
+                    break;
+                }
+                now = again;
+            }
             last = now;
             on_change();
         }
