@@ -1,7 +1,14 @@
 //! `waypoint`: the command-line entry point; one module per subcommand.
-//! `explain` shows the decision the policy core makes for one request.
+//! `explain` shows one decision; `dev-ca` makes a local mesh CA; `run` is the HBONE waypoint.
 
 mod explain;
+
+mod commands {
+    pub mod dev_ca;
+    pub mod run;
+}
+
+use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
@@ -16,12 +23,32 @@ struct Cli {
 enum Command {
     /// Show the decision for one request under a config.
     Explain(explain::ExplainArgs),
+    /// Create a local mesh CA and workload certificates with SPIFFE URI SANs.
+    DevCa(commands::dev_ca::Args),
+    /// Run the standalone HBONE waypoint.
+    Run(commands::run::Args),
 }
 
-fn main() {
+/// Report a subcommand's error and map it to an exit code.
+fn exit(result: anyhow::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("waypoint: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn main() -> ExitCode {
     let cli = Cli::parse();
-    let code = match cli.command {
-        Command::Explain(args) => explain::run(args),
-    };
-    std::process::exit(code);
+    match cli.command {
+        Command::Explain(args) => ExitCode::from(explain::run(args).clamp(0, 255) as u8),
+        Command::DevCa(args) => exit(commands::dev_ca::main(args)),
+        Command::Run(args) => {
+            waypoint::logging::init();
+            exit(commands::run::main(args))
+        }
+    }
 }

@@ -1,5 +1,11 @@
 //! waypoint-tests: harness for end-to-end tests and the shared scenario suite.
 //! Each module holds one piece of the harness; tests live in `tests/tests/`.
 
+pub mod echo;
 pub mod envoy_harness;
+pub mod hbone_client;
+pub mod hbone_server;
+pub mod netns;
+pub mod pki;
 pub mod scenario;
+pub mod waypoint;

@@ -1,0 +1,10 @@
+//! waypoint host library: the standalone HBONE waypoint (TLS, HBONE server and client, L7
+//! proxy, config and admin) used by the `waypoint` binary and by the end-to-end tests.
+
+pub mod admin;
+pub mod config;
+pub mod hbone;
+pub mod logging;
+pub mod proxy;
+pub mod run;
+pub mod tls;

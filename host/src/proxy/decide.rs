@@ -1,0 +1,566 @@
+//! The one place the host calls the policy core: compile config into a [`Policy`] (the core's
+//! snapshot), and turn
+//! each request's `Decision` into an owned [`Plan`] with concrete upstream targets.
+
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use waypoint_core::decision::{Action, Decision};
+use waypoint_core::resource::RawResource;
+use waypoint_core::route::{BackendRef, HashKey, LoadBalancer};
+use waypoint_core::service::{Endpoint, ServiceInfo, ServiceLookup};
+use waypoint_core::snapshot::{BuildOptions, Snapshot};
+use waypoint_core::{Diagnostics, RandomSource, Request};
+
+use super::plan::{ForwardPlan, LocalReply, MirrorTarget, Plan, PlanKind, ServiceMeta};
+use super::upstream::{HboneHop, Target};
+use crate::tls::Identity;
+
+/// Options the policy needs besides the manifests.
+#[derive(Debug, Clone)]
+pub struct PolicyOptions {
+    /// `namespace/name` of the waypoint Gateway this host serves, if set.
+    pub waypoint: Option<String>,
+    pub trust_domain: String,
+    /// Port mesh endpoints accept HBONE on (15008 in a cluster).
+    pub hbone_port: u16,
+}
+
+/// Compiled policy: the core's snapshot plus what the host needs to reach endpoints.
+#[derive(Debug)]
+pub struct Policy {
+    pub options: PolicyOptions,
+    pub snapshot: Snapshot,
+    /// How many resources the policy was built from.
+    pub resource_count: usize,
+}
+
+/// Where a CONNECT's destination leads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Destination {
+    /// A service the config knows: every request gets a decision.
+    Service(ServiceMeta),
+    /// Not a known service, VIP or endpoint: forward to the original destination itself
+    /// (workload-addressed pass-through; ztunnel only sends us what uses this waypoint).
+    Passthrough(Target),
+    /// Nothing to send to (a hostname authority that resolves to no service).
+    Unknown,
+}
+
+/// Service-port protocols whose upstream is HTTP/2 (Istio: `http2`, `grpc`, `grpc-web`).
+fn is_h2_protocol(p: &str) -> bool {
+    matches!(p, "http2" | "grpc" | "grpc-web")
+}
+
+/// Service-port protocols Istio treats as opaque TCP (no HTTP processing).
+fn is_tcp_protocol(p: &str) -> bool {
+    matches!(p, "tcp" | "tls" | "https" | "mongo" | "redis" | "mysql")
+}
+
+impl Policy {
+    /// Compile `resources`; errors in the diagnostics mean the change must be rejected.
+    pub fn compile(resources: &[RawResource], options: &PolicyOptions) -> (Policy, Diagnostics) {
+        let build = BuildOptions {
+            waypoint: options
+                .waypoint
+                .as_deref()
+                .and_then(|w| w.split_once('/'))
+                .map(|(ns, n)| (ns.to_string(), n.to_string())),
+            ..BuildOptions::default()
+        };
+        let (snapshot, diags) = Snapshot::build(resources, &build);
+        (
+            Policy {
+                options: options.clone(),
+                snapshot,
+                resource_count: resources.len(),
+            },
+            diags,
+        )
+    }
+
+    /// Classify a CONNECT destination (`ip:port` or `host:port`).
+    pub fn destination(&self, authority: &str, addr: Option<SocketAddr>) -> Destination {
+        match self.snapshot.resolve_destination(authority) {
+            Ok((idx, _, _)) => Destination::Service(meta(&self.snapshot.registry.services[idx])),
+            Err(_) => match addr {
+                Some(a) => Destination::Passthrough(self.endpoint_target(a)),
+                None => Destination::Unknown,
+            },
+        }
+    }
+
+    /// A pass-through target: HBONE when the IP is a known mesh endpoint.
+    fn endpoint_target(&self, addr: SocketAddr) -> Target {
+        let reg = &self.snapshot.registry;
+        reg.indexes_by_endpoint(addr.ip())
+            .first()
+            .and_then(|i| {
+                reg.services[*i]
+                    .endpoints
+                    .iter()
+                    .find(|e| e.ip == addr.ip())
+            })
+            .map(|ep| {
+                let mut t = target_for(None, ep, addr.port(), &self.options);
+                t.addr = addr;
+                t
+            })
+            .unwrap_or_else(|| Target::plain(addr))
+    }
+
+    /// Is the destination a service port Istio treats as opaque TCP?
+    pub fn is_tcp_port(&self, destination: &str) -> bool {
+        match self.snapshot.resolve_destination(destination) {
+            Ok((idx, port, _)) => self.snapshot.registry.services[idx]
+                .port(port)
+                .is_some_and(|p| is_tcp_protocol(&p.protocol)),
+            Err(_) => false,
+        }
+    }
+
+    /// L4 authorization of a tunnel: AuthorizationPolicies evaluated on what a TCP
+    /// connection carries (source principal and IP, destination); `false` → 401.
+    pub fn allow_tcp(
+        &self,
+        principal: Option<&str>,
+        source_ip: Option<std::net::IpAddr>,
+        destination: &str,
+    ) -> bool {
+        if self.snapshot.resolve_destination(destination).is_err() {
+            return true;
+        }
+        let req = Request {
+            method: "",
+            scheme: "",
+            authority: destination,
+            path: "",
+            headers: &[],
+            source_principal: principal,
+            source_ip,
+            destination,
+            sni: None,
+        };
+        let d = self
+            .snapshot
+            .decide(&req, &mut waypoint_core::SplitMix64(0), false);
+        d.action != Action::Deny
+    }
+
+    /// Where opaque TCP to a destination goes: an endpoint of its service by round robin
+    /// (the destination itself when it is not a service).
+    pub fn tcp_target(&self, destination: &str) -> Option<Target> {
+        match self.snapshot.resolve_destination(destination) {
+            Ok((idx, port, _)) => {
+                let svc = &self.snapshot.registry.services[idx];
+                let n = svc.endpoints.len();
+                if n == 0 {
+                    return None;
+                }
+                let i = (ROUND_ROBIN.fetch_add(1, Ordering::Relaxed) % n as u64) as usize;
+                Some(target_for(
+                    Some(svc),
+                    &svc.endpoints[i],
+                    port,
+                    &self.options,
+                ))
+            }
+            Err(_) => destination.parse().ok().map(|a| self.endpoint_target(a)),
+        }
+    }
+
+    /// Bound services, routes, policies and endpoints, for `/config_dump`.
+    pub fn dump(&self) -> serde_json::Value {
+        use serde_json::json;
+        let snap = &self.snapshot;
+        let services: Vec<_> = snap
+            .registry
+            .services
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                let routes = snap.service_routes(i).map(|r| {
+                    json!({
+                        "source": format!("{:?}", r.source),
+                        "rules": r.entries.iter().map(|e| format!("{}#{}", e.rule.id.resource(), e.rule.id.rule)).collect::<Vec<_>>(),
+                    })
+                });
+                json!({
+                    "hostname": s.hostname,
+                    "namespace": s.namespace,
+                    "name": s.name,
+                    "kind": format!("{:?}", s.kind),
+                    "vips": s.vips.iter().map(|v| v.to_string()).collect::<Vec<_>>(),
+                    "ports": s.ports.iter().map(|p| json!({"name": p.name, "port": p.port, "target_port": p.target_port, "protocol": p.protocol})).collect::<Vec<_>>(),
+                    "endpoints": s.endpoints.iter().map(|e| json!({
+                        "ip": e.ip.to_string(), "mesh": e.mesh, "namespace": e.namespace,
+                        "service_account": e.service_account, "labels": e.labels,
+                    })).collect::<Vec<_>>(),
+                    "bound": routes.is_some(),
+                    "routes": routes,
+                })
+            })
+            .collect();
+        json!({
+            "waypoint": snap.waypoint.as_ref().map(|w| format!("{}/{}", w.namespace, w.name)),
+            "resource_count": self.resource_count,
+            "services": services,
+            "policies": snap.policies().iter().map(|p| json!({
+                "policy": p.id.to_string(),
+                "action": format!("{:?}", p.action),
+                "dry_run": p.dry_run,
+            })).collect::<Vec<_>>(),
+            "diagnostics": {
+                "errors": snap.diagnostics.errors.iter().map(|e| e.to_string()).collect::<Vec<_>>(),
+                "warnings": snap.diagnostics.warnings.iter().map(|e| e.to_string()).collect::<Vec<_>>(),
+            },
+        })
+    }
+
+    /// The plan for one request.
+    pub fn plan(&self, req: &Request<'_>, rng: &mut dyn RandomSource) -> Plan {
+        if self.snapshot.resolve_destination(req.destination).is_err() {
+            if let Some(addr) = req.destination_addr() {
+                return Plan {
+                    action: "passthrough",
+                    rule: None,
+                    service: None,
+                    delay: None,
+                    kind: PlanKind::Forward(Box::new(ForwardPlan {
+                        targets: vec![self.endpoint_target(addr)],
+                        ..Default::default()
+                    })),
+                };
+            }
+        }
+        let d = self.snapshot.decide(req, rng, false);
+        let reg = &self.snapshot.registry;
+        plan_from_decision(
+            &d,
+            req,
+            &self.options,
+            &|b: &BackendRef| reg.by_host(&b.host, &b.namespace),
+            rng,
+        )
+    }
+}
+
+/// Round-robin cursor shared by every request (Envoy keeps one per cluster; one global
+/// counter spreads load the same way over time).
+static ROUND_ROBIN: AtomicU64 = AtomicU64::new(0);
+
+/// Convert the core's decision into a plan. `lookup` resolves mirror backends.
+pub fn plan_from_decision<'s>(
+    d: &Decision<'s>,
+    req: &Request<'_>,
+    options: &PolicyOptions,
+    lookup: &dyn Fn(&BackendRef) -> Option<&'s ServiceInfo>,
+    rng: &mut dyn RandomSource,
+) -> Plan {
+    let service = d.service.map(meta);
+    let rule = d
+        .matched_rule
+        .map(|r| format!("{}#{}", r.resource(), r.rule));
+    let local = |status: u16, body: &str| {
+        PlanKind::Local(LocalReply {
+            status,
+            body: body.to_string(),
+            headers: Vec::new(),
+        })
+    };
+    let kind = match (d.action, &d.local, &d.forward) {
+        // A CUSTOM (ext_authz) provider must approve first; the host has no ext_authz
+        // client, so it fails closed as Envoy does with failure_mode_allow: false.
+        (Action::Route, _, Some(_)) if d.ext_authz.is_some() => {
+            tracing::warn!(
+                provider = d.ext_authz.unwrap_or(""),
+                "ext_authz provider not supported by the host; denying"
+            );
+            local(403, "RBAC: access denied")
+        }
+        (Action::Route, _, Some(f)) => {
+            let port = f.port;
+            let targets = order_targets(
+                f.service,
+                &f.endpoints,
+                port,
+                options,
+                f.traffic_policy
+                    .as_ref()
+                    .and_then(|t| t.load_balancer.as_ref()),
+                req,
+                rng,
+            );
+            if targets.is_empty() {
+                // Envoy's reply when a cluster has no healthy host (flag UH).
+                local(503, "no healthy upstream")
+            } else {
+                let mut mirrors = Vec::new();
+                for m in f.mirrors {
+                    if !rng.chance(m.percent) {
+                        continue;
+                    }
+                    let Some(svc) = lookup(&m.backend) else {
+                        continue;
+                    };
+                    let mport = m.backend.port.unwrap_or(port);
+                    let eps: Vec<&Endpoint> = svc.endpoints.iter().collect();
+                    if let Some(t) = order_targets(Some(svc), &eps, mport, options, None, req, rng)
+                        .into_iter()
+                        .next()
+                    {
+                        mirrors.push(MirrorTarget {
+                            target: t,
+                            authority: format!("{}:{}", svc.hostname, mport),
+                        });
+                    }
+                }
+                PlanKind::Forward(Box::new(ForwardPlan {
+                    targets,
+                    request_headers: f.request_headers.iter().map(|h| (*h).clone()).collect(),
+                    response_headers: f.response_headers.iter().map(|h| (*h).clone()).collect(),
+                    path: f.path.clone(),
+                    authority: f.authority.clone(),
+                    timeout: f.timeout,
+                    per_try_timeout: f
+                        .retries
+                        .and_then(|r| r.per_try_timeout)
+                        .or(f.backend_timeout),
+                    retries: f.retries.cloned(),
+                    fault_delay: f.fault_delay,
+                    mirrors,
+                    cors: f.cors.cloned(),
+                    upstream_h2: f
+                        .service
+                        .and_then(|s| s.port(port))
+                        .map(|p| is_h2_protocol(&p.protocol)),
+                    least_request: matches!(
+                        f.traffic_policy
+                            .as_ref()
+                            .and_then(|t| t.load_balancer.as_ref()),
+                        Some(LoadBalancer::LeastRequest)
+                    ),
+                    outlier: f
+                        .traffic_policy
+                        .as_ref()
+                        .and_then(|t| t.outlier_detection.clone()),
+                }))
+            }
+        }
+        (_, Some(l), _) => PlanKind::Local(LocalReply {
+            status: l.status,
+            body: l.body.clone(),
+            headers: l.headers.clone(),
+        }),
+        // A decision without its payload: treat as the core's error (500).
+        _ => local(500, "internal error: decision without payload"),
+    };
+    // A fault abort still waits out its delay first (Envoy's fault filter order).
+    let delay = match (&kind, d.action, &d.forward) {
+        (PlanKind::Local(_), Action::FaultAbort, Some(f)) => f.fault_delay,
+        _ => None,
+    };
+    Plan {
+        action: d.action.as_str(),
+        rule,
+        service,
+        delay,
+        kind,
+    }
+}
+
+fn meta(s: &ServiceInfo) -> ServiceMeta {
+    ServiceMeta {
+        name: s.name.clone(),
+        namespace: s.namespace.clone(),
+        hostname: s.hostname.clone(),
+    }
+}
+
+/// The upstream target for one endpoint of `service` on service port `port`.
+pub fn target_for(
+    service: Option<&ServiceInfo>,
+    ep: &Endpoint,
+    port: u16,
+    options: &PolicyOptions,
+) -> Target {
+    let target_port = service.map_or(port, |s| s.target_port(port, ep));
+    let addr = SocketAddr::new(ep.ip, target_port);
+    let hbone = ep.mesh.then(|| HboneHop {
+        gateway: SocketAddr::new(ep.ip, options.hbone_port),
+        expected: vec![Identity::new(
+            &options.trust_domain,
+            &ep.namespace,
+            ep.service_account.as_deref().unwrap_or("default"),
+        )],
+    });
+    Target { addr, hbone }
+}
+
+/// Endpoints as targets, first the one the load balancer picks, then the rest in ring order
+/// (retries move on to the next).
+fn order_targets(
+    service: Option<&ServiceInfo>,
+    endpoints: &[&Endpoint],
+    port: u16,
+    options: &PolicyOptions,
+    lb: Option<&LoadBalancer>,
+    req: &Request<'_>,
+    rng: &mut dyn RandomSource,
+) -> Vec<Target> {
+    let n = endpoints.len();
+    if n == 0 {
+        return Vec::new();
+    }
+    let start = match lb {
+        Some(LoadBalancer::Random) => rng.below(n as u64) as usize,
+        Some(LoadBalancer::ConsistentHash(key)) => match hash_key(key, req) {
+            Some(h) => (h % n as u64) as usize,
+            None => rng.below(n as u64) as usize,
+        },
+        // Least request is applied by the data path (in-flight counts); start round robin.
+        _ => (ROUND_ROBIN.fetch_add(1, Ordering::Relaxed) % n as u64) as usize,
+    };
+    (0..n)
+        .map(|i| target_for(service, endpoints[(start + i) % n], port, options))
+        .collect()
+}
+
+fn hash_key(key: &HashKey, req: &Request<'_>) -> Option<u64> {
+    let mut h = DefaultHasher::new();
+    match key {
+        HashKey::Header(name) => req.header_joined(name)?.hash(&mut h),
+        HashKey::Cookie(name) => {
+            let cookies = req.header_joined("cookie")?;
+            let v = cookies.split(';').find_map(|c| {
+                let (k, v) = c.trim().split_once('=')?;
+                (k == name).then(|| v.to_string())
+            })?;
+            v.hash(&mut h)
+        }
+        HashKey::SourceIp => req.source_ip?.hash(&mut h),
+        HashKey::QueryParameter(name) => {
+            let v = waypoint_core::request::query_pairs(req.query()?)
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v)?;
+            v.hash(&mut h)
+        }
+    }
+    Some(h.finish())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+    use waypoint_core::service::{ServiceKind, ServicePort};
+    use waypoint_core::SplitMix64;
+
+    fn ep(ip: &str, mesh: bool) -> Endpoint {
+        Endpoint {
+            ip: ip.parse().expect("ip"),
+            labels: BTreeMap::new(),
+            service_account: Some("bookinfo-reviews".into()),
+            namespace: "default".into(),
+            named_ports: BTreeMap::new(),
+            mesh,
+        }
+    }
+
+    fn svc() -> ServiceInfo {
+        ServiceInfo {
+            kind: ServiceKind::Service,
+            name: "reviews".into(),
+            namespace: "default".into(),
+            hostname: "reviews.default.svc.cluster.local".into(),
+            aliases: vec![],
+            vips: vec![],
+            ports: vec![ServicePort {
+                name: "http".into(),
+                port: 9080,
+                target_port: Some(8080),
+                target_port_name: None,
+                protocol: "http".into(),
+            }],
+            labels: BTreeMap::new(),
+            selector: BTreeMap::new(),
+            endpoints: vec![],
+        }
+    }
+
+    fn opts() -> PolicyOptions {
+        PolicyOptions {
+            waypoint: None,
+            trust_domain: "cluster.local".into(),
+            hbone_port: 15008,
+        }
+    }
+
+    fn req<'a>(headers: &'a [(&'a str, &'a str)]) -> Request<'a> {
+        Request {
+            method: "GET",
+            scheme: "http",
+            authority: "reviews:9080",
+            path: "/?user=jason",
+            headers,
+            source_principal: None,
+            source_ip: Some("10.0.0.9".parse().expect("ip")),
+            destination: "10.96.0.1:9080",
+            sni: None,
+        }
+    }
+
+    #[test]
+    fn mesh_endpoint_goes_over_hbone_with_its_identity() {
+        let s = svc();
+        let t = target_for(Some(&s), &ep("10.1.0.5", true), 9080, &opts());
+        assert_eq!(t.addr, "10.1.0.5:8080".parse().expect("addr"));
+        let hop = t.hbone.expect("mesh");
+        assert_eq!(hop.gateway, "10.1.0.5:15008".parse().expect("addr"));
+        assert_eq!(
+            hop.expected[0].to_string(),
+            "spiffe://cluster.local/ns/default/sa/bookinfo-reviews"
+        );
+        let plain = target_for(Some(&s), &ep("10.1.0.6", false), 9080, &opts());
+        assert!(plain.hbone.is_none());
+    }
+
+    #[test]
+    fn ordering_covers_every_endpoint_once() {
+        let s = svc();
+        let eps = [
+            ep("10.0.0.1", false),
+            ep("10.0.0.2", false),
+            ep("10.0.0.3", false),
+        ];
+        let refs: Vec<&Endpoint> = eps.iter().collect();
+        let headers = [("x-user", "jason")];
+        let r = req(&headers);
+        let mut rng = SplitMix64(1);
+        for lb in [
+            None,
+            Some(LoadBalancer::Random),
+            Some(LoadBalancer::ConsistentHash(HashKey::Header(
+                "x-user".into(),
+            ))),
+            Some(LoadBalancer::ConsistentHash(HashKey::SourceIp)),
+            Some(LoadBalancer::ConsistentHash(HashKey::QueryParameter(
+                "user".into(),
+            ))),
+        ] {
+            let ts = order_targets(Some(&s), &refs, 9080, &opts(), lb.as_ref(), &r, &mut rng);
+            let mut ips: Vec<_> = ts.iter().map(|t| t.addr.ip().to_string()).collect();
+            ips.sort();
+            assert_eq!(ips, vec!["10.0.0.1", "10.0.0.2", "10.0.0.3"], "{lb:?}");
+        }
+        // Consistent hash is stable.
+        let lb = Some(LoadBalancer::ConsistentHash(HashKey::Header(
+            "x-user".into(),
+        )));
+        let a = order_targets(Some(&s), &refs, 9080, &opts(), lb.as_ref(), &r, &mut rng);
+        let b = order_targets(Some(&s), &refs, 9080, &opts(), lb.as_ref(), &r, &mut rng);
+        assert_eq!(a[0], b[0]);
+    }
+}

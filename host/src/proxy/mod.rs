@@ -1,0 +1,32 @@
+//! The waypoint proxy: CONNECT handling, protocol detection, per-request decisions from the
+//! policy core, and forwarding to upstreams (plain or HBONE).
+
+pub mod cors;
+pub mod deadline;
+pub mod decide;
+pub mod handler;
+pub mod headers;
+pub mod http;
+pub mod io;
+pub mod least_request;
+pub mod outlier;
+pub mod plan;
+pub mod retry;
+pub mod sniff;
+pub mod upgrade;
+pub mod upstream;
+
+use std::sync::Arc;
+
+use crate::admin::metrics::Metrics;
+use crate::config::ConfigStore;
+
+/// State every tunnel and request shares.
+#[derive(Debug)]
+pub struct Shared {
+    pub config: Arc<ConfigStore>,
+    pub upstreams: Arc<upstream::Upstreams>,
+    pub metrics: Arc<Metrics>,
+    pub outliers: outlier::Outliers,
+    pub active: Arc<least_request::ActiveRequests>,
+}

@@ -1,0 +1,198 @@
+//! Start the standalone waypoint in-process: certificates, config (watched), the HBONE
+//! listener, and the admin listeners; the returned handle stops everything when dropped.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tracing::{info, warn};
+
+use crate::admin::{self, metrics::Metrics, Admin};
+use crate::config::{watch, ConfigSource, ConfigStore};
+use crate::hbone::{self, HboneClient};
+use crate::proxy::decide::PolicyOptions;
+use crate::proxy::handler::WaypointHandler;
+use crate::proxy::upstream::Upstreams;
+use crate::proxy::Shared;
+use crate::tls::{certs, config::server_config, CertPaths, CertStore};
+
+/// Everything `waypoint run` needs.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Manifest files or directories.
+    pub config_paths: Vec<PathBuf>,
+    /// Namespace for resources without one.
+    pub default_namespace: String,
+    /// `namespace/name` of the waypoint Gateway this host serves.
+    pub waypoint: Option<String>,
+    pub certs: CertPaths,
+    /// HBONE listener (`0.0.0.0:15008` in a cluster).
+    pub hbone_addr: SocketAddr,
+    /// Readiness listener (`:15021`), stats (`:15020`), admin (`:15000`); `None` disables.
+    pub ready_addr: Option<SocketAddr>,
+    pub stats_addr: Option<SocketAddr>,
+    pub admin_addr: Option<SocketAddr>,
+    /// Port mesh endpoints accept HBONE on.
+    pub hbone_upstream_port: u16,
+    /// How often config and certificate files are checked for changes.
+    pub watch_interval: Duration,
+}
+
+impl RunOptions {
+    /// Defaults for a cluster: Istio's ports on all interfaces.
+    pub fn new(config_paths: Vec<PathBuf>, certs: CertPaths) -> Self {
+        let any = |p| SocketAddr::from(([0, 0, 0, 0], p));
+        RunOptions {
+            config_paths,
+            default_namespace: "default".into(),
+            waypoint: None,
+            certs,
+            hbone_addr: any(15008),
+            ready_addr: Some(any(15021)),
+            stats_addr: Some(any(15020)),
+            admin_addr: Some(any(15000)),
+            hbone_upstream_port: 15008,
+            watch_interval: Duration::from_secs(1),
+        }
+    }
+
+    /// Ephemeral ports on 127.0.0.1 for every listener (tests).
+    pub fn loopback(mut self) -> Self {
+        let lo = SocketAddr::from(([127, 0, 0, 1], 0));
+        self.hbone_addr = lo;
+        self.ready_addr = Some(lo);
+        self.stats_addr = Some(lo);
+        self.admin_addr = Some(lo);
+        self
+    }
+}
+
+/// A running waypoint; dropping it stops every task.
+#[derive(Debug)]
+pub struct Running {
+    pub hbone_addr: SocketAddr,
+    pub ready_addr: Option<SocketAddr>,
+    pub stats_addr: Option<SocketAddr>,
+    pub admin_addr: Option<SocketAddr>,
+    pub admin: Arc<Admin>,
+    pub config: Arc<ConfigStore>,
+    pub certs: Arc<CertStore>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding the {what} listener on {addr}"))
+}
+
+/// Start the waypoint on the current tokio runtime.
+pub async fn start(opts: RunOptions) -> anyhow::Result<Running> {
+    let material = certs::load(&opts.certs)?;
+    let identity = material.identity.clone();
+    let store = CertStore::new(material)?;
+    info!(identity = %identity, "certificates loaded");
+
+    let config = ConfigStore::new();
+    let source = ConfigSource {
+        paths: opts.config_paths.clone(),
+        default_namespace: opts.default_namespace.clone(),
+        options: PolicyOptions {
+            waypoint: opts.waypoint.clone(),
+            trust_domain: identity.trust_domain.clone(),
+            hbone_port: opts.hbone_upstream_port,
+        },
+    };
+    if !config.reload(&source) {
+        warn!("initial config rejected; not ready until a valid config is written");
+    }
+
+    let metrics = Arc::new(Metrics::new());
+    let admin = Arc::new(Admin {
+        config: config.clone(),
+        certs: arc_swap::ArcSwapOption::from(Some(store.clone())),
+        metrics: metrics.clone(),
+    });
+    let shared = Arc::new(Shared {
+        config: config.clone(),
+        upstreams: Upstreams::new(HboneClient::new(store.clone())),
+        metrics,
+        outliers: crate::proxy::outlier::Outliers::new(),
+        active: Default::default(),
+    });
+
+    let mut tasks = Vec::new();
+    let hbone_listener = bind(opts.hbone_addr, "HBONE").await?;
+    let hbone_addr = hbone_listener.local_addr()?;
+    let handler = Arc::new(WaypointHandler { shared });
+    tasks.push(tokio::spawn(hbone::server::serve(
+        hbone_listener,
+        server_config(store.clone())?,
+        handler,
+    )));
+    info!(addr = %hbone_addr, "HBONE listener up");
+
+    let admin_listener = |addr: Option<SocketAddr>, what: &'static str| {
+        let admin = admin.clone();
+        async move {
+            match addr {
+                None => Ok::<_, anyhow::Error>((None, None)),
+                Some(a) => {
+                    let l = bind(a, what).await?;
+                    let local = l.local_addr()?;
+                    info!(addr = %local, what, "admin listener up");
+                    Ok((Some(local), Some(tokio::spawn(admin::serve(l, admin)))))
+                }
+            }
+        }
+    };
+    let (ready_addr, t1) = admin_listener(opts.ready_addr, "readiness").await?;
+    let (stats_addr, t2) = admin_listener(opts.stats_addr, "stats").await?;
+    let (admin_addr, t3) = admin_listener(opts.admin_addr, "admin").await?;
+    tasks.extend([t1, t2, t3].into_iter().flatten());
+
+    // Config watcher.
+    let cfg = config.clone();
+    tasks.push(tokio::spawn(watch::poll(
+        opts.config_paths.clone(),
+        opts.watch_interval,
+        move || {
+            info!("config files changed; reloading");
+            cfg.reload(&source);
+        },
+    )));
+    // Certificate watcher.
+    let cert_store = store.clone();
+    let cert_paths = opts.certs.clone();
+    tasks.push(tokio::spawn(watch::poll(
+        cert_paths.all().iter().map(|p| p.to_path_buf()).collect(),
+        opts.watch_interval,
+        move || match certs::load(&cert_paths).and_then(|m| cert_store.replace(m)) {
+            Ok(()) => info!(identity = %cert_store.identity(), "certificates reloaded"),
+            Err(e) => warn!(error = %format!("{e:#}"), "certificate reload failed; keeping the previous ones"),
+        },
+    )));
+
+    Ok(Running {
+        hbone_addr,
+        ready_addr,
+        stats_addr,
+        admin_addr,
+        admin,
+        config,
+        certs: store,
+        tasks,
+    })
+}

@@ -1,0 +1,13 @@
+//! Mesh TLS: SPIFFE identities, the dev CA, certificate files, live store, verifiers and
+//! the rustls configurations HBONE uses on both sides.
+
+pub mod certs;
+pub mod config;
+pub mod dev_ca;
+pub mod identity;
+pub mod store;
+pub mod verify;
+
+pub use certs::{CertPaths, Material};
+pub use identity::Identity;
+pub use store::CertStore;

@@ -1,0 +1,299 @@
+//! End-to-end with config: requests to a service VIP are decided by the policy core and sent
+//! to its endpoints, over HBONE (presenting the waypoint's identity) for mesh pods and plain
+//! HTTP otherwise; a dead endpoint is retried on another (Istio's default retry policy).
+
+use std::time::Duration;
+
+use waypoint::hbone::HboneClient;
+use waypoint_tests::echo::http_echo;
+use waypoint_tests::hbone_client::http1_get;
+use waypoint_tests::hbone_server::HboneServer;
+use waypoint_tests::pki::Pki;
+use waypoint_tests::waypoint::TestWaypoint;
+
+const LIMIT: Duration = Duration::from_secs(60);
+
+/// A Service with a VIP and one Pod per IP, in `ns` (ambient or not).
+pub fn service_yaml(
+    ns: &str,
+    ambient: bool,
+    name: &str,
+    vip: &str,
+    target_port: u16,
+    pods: &[&str],
+) -> String {
+    let mut y = format!(
+        r#"
+---
+apiVersion: v1
+kind: Namespace
+metadata:
+  name: {ns}
+  labels:
+    istio.io/dataplane-mode: {mode}
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: {name}
+  namespace: {ns}
+  labels:
+    istio.io/use-waypoint: waypoint
+    istio.io/use-waypoint-namespace: default
+spec:
+  clusterIP: {vip}
+  ports:
+  - name: http
+    port: 80
+    targetPort: {target_port}
+  selector:
+    app: {name}
+"#,
+        mode = if ambient { "ambient" } else { "none" }
+    );
+    for (i, ip) in pods.iter().enumerate() {
+        y.push_str(&format!(
+            r#"
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: {name}-{i}
+  namespace: {ns}
+  labels:
+    app: {name}
+spec:
+  serviceAccountName: {name}
+  containers:
+  - name: app
+    image: example
+status:
+  podIP: {ip}
+"#
+        ));
+    }
+    y
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mesh_endpoint_is_reached_over_hbone_with_waypoint_identity() {
+    tokio::time::timeout(LIMIT, async {
+        let pki = Pki::new("cluster.local");
+        let echo = http_echo("127.0.0.1:0".parse().expect("addr"), "echo-mesh").await;
+        // The destination "ztunnel": its identity is the pod's service account.
+        let dest = HboneServer::start(
+            "127.0.0.1:0".parse().expect("addr"),
+            pki.store("default", "echo"),
+        )
+        .await;
+        let yaml = service_yaml(
+            "default",
+            true,
+            "echo",
+            "10.96.0.50",
+            echo.addr.port(),
+            &["127.0.0.1"],
+        );
+        let wp = TestWaypoint::start(&pki, &yaml, dest.addr.port()).await;
+        let client = HboneClient::new(pki.store("default", "sleep"));
+        for i in 0..3 {
+            let r = http1_get(
+                &client,
+                wp.running.hbone_addr,
+                "10.96.0.50:80",
+                &format!("/m/{i}"),
+            )
+            .await
+            .expect("request");
+            assert_eq!(r.status, 200, "{}", r.text());
+            assert_eq!(r.header("x-served-by"), Some("echo-mesh"));
+            assert!(r.text().contains(&format!("path=/m/{i}")));
+            assert!(r.text().contains("host=10.96.0.50:80"), "{}", r.text());
+        }
+        let principals = dest.seen.principals.lock().expect("lock").clone();
+        assert!(!principals.is_empty());
+        assert!(
+            principals
+                .iter()
+                .all(|p| p == "spiffe://cluster.local/ns/default/sa/waypoint"),
+            "the waypoint must present its own identity upstream: {principals:?}"
+        );
+        let authorities = dest.seen.authorities.lock().expect("lock").clone();
+        assert!(
+            authorities.iter().all(|a| *a == echo.addr.to_string()),
+            "{authorities:?}"
+        );
+        // Upstream HTTP/1.1 connections (one CONNECT stream each) are reused when idle.
+        let connects = dest.seen.connects.load(std::sync::atomic::Ordering::SeqCst);
+        assert!(
+            (1..=3).contains(&connects),
+            "{connects} CONNECTs for 3 requests"
+        );
+        assert_eq!(echo.hits(), 3);
+    })
+    .await
+    .expect("test timed out");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_endpoints_and_dead_endpoint_is_retried() {
+    tokio::time::timeout(LIMIT, async {
+        let pki = Pki::new("cluster.local");
+        let live = http_echo("127.0.0.2:0".parse().expect("addr"), "live").await;
+        // 127.0.0.3 has nothing on the same port: connect failures, retried elsewhere.
+        let yaml = service_yaml(
+            "legacy",
+            false,
+            "web",
+            "10.96.0.60",
+            live.addr.port(),
+            &["127.0.0.2", "127.0.0.3"],
+        );
+        let wp = TestWaypoint::start(&pki, &yaml, 15008).await;
+        let client = HboneClient::new(pki.store("default", "sleep"));
+        for i in 0..10 {
+            let r = http1_get(
+                &client,
+                wp.running.hbone_addr,
+                "10.96.0.60:80",
+                &format!("/r/{i}"),
+            )
+            .await
+            .expect("request");
+            assert_eq!(r.status, 200, "request {i}: {}", r.text());
+            assert_eq!(r.header("x-served-by"), Some("live"));
+        }
+        assert_eq!(live.hits(), 10);
+        // The service is known by hostname too.
+        let r = http1_get(
+            &client,
+            wp.running.hbone_addr,
+            "web.legacy.svc.cluster.local:80",
+            "/byname",
+        )
+        .await
+        .expect("request");
+        assert_eq!(r.status, 200, "{}", r.text());
+    })
+    .await
+    .expect("test timed out");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn service_without_endpoints_answers_503() {
+    tokio::time::timeout(LIMIT, async {
+        let pki = Pki::new("cluster.local");
+        let yaml = service_yaml("default", true, "empty", "10.96.0.70", 8080, &[]);
+        let wp = TestWaypoint::start(&pki, &yaml, 15008).await;
+        let client = HboneClient::new(pki.store("default", "sleep"));
+        let r = http1_get(&client, wp.running.hbone_addr, "10.96.0.70:80", "/")
+            .await
+            .expect("request");
+        assert_eq!(r.status, 503);
+        assert_eq!(r.text(), "no healthy upstream");
+    })
+    .await
+    .expect("test timed out");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tcp_service_port_is_relayed_over_hbone_keeping_forwarded() {
+    tokio::time::timeout(LIMIT, async {
+        let pki = Pki::new("cluster.local");
+        let echo = waypoint_tests::echo::tcp_echo("127.0.0.1:0".parse().expect("addr")).await;
+        let dest = HboneServer::start(
+            "127.0.0.1:0".parse().expect("addr"),
+            pki.store("default", "db"),
+        )
+        .await;
+        // Port named tcp-*: opaque TCP, relayed without HTTP detection.
+        let yaml = service_yaml(
+            "default",
+            true,
+            "db",
+            "10.96.0.80",
+            echo.addr.port(),
+            &["127.0.0.1"],
+        )
+        .replace("- name: http", "- name: tcp-db");
+        let wp = TestWaypoint::start(&pki, &yaml, dest.addr.port()).await;
+        let client = HboneClient::new(pki.store("default", "sleep"));
+        let mut s = waypoint_tests::hbone_client::tunnel(
+            &client,
+            wp.running.hbone_addr,
+            &[],
+            "10.96.0.80:80",
+        )
+        .await
+        .expect("tunnel");
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        // Bytes that look like HTTP are still relayed verbatim on a TCP port.
+        s.write_all(b"GET / HTTP/1.1\r\n\r\n").await.expect("write");
+        s.shutdown().await.expect("shutdown");
+        let mut got = Vec::new();
+        s.read_to_end(&mut got).await.expect("read");
+        assert_eq!(&got, b"GET / HTTP/1.1\r\n\r\n");
+        let fwd = dest.seen.forwarded.lock().expect("lock").clone();
+        assert_eq!(fwd.len(), 1);
+        assert!(fwd[0].contains("for=\"10.0.0.7:43210\""), "{fwd:?}");
+        let tp = dest.seen.traceparents.lock().expect("lock").clone();
+        assert!(
+            tp[0].starts_with("00-0af7651916cd43dd8448eb211c80319c"),
+            "{tp:?}"
+        );
+        assert_eq!(echo.hits(), 1);
+    })
+    .await
+    .expect("test timed out");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_protocol_follows_the_service_port() {
+    tokio::time::timeout(LIMIT, async {
+        let pki = Pki::new("cluster.local");
+        let echo = http_echo("127.0.0.41:0".parse().expect("addr"), "proto").await;
+        let http = service_yaml(
+            "legacy",
+            false,
+            "plain",
+            "10.96.0.91",
+            echo.addr.port(),
+            &["127.0.0.41"],
+        );
+        let h2 = service_yaml(
+            "legacy",
+            false,
+            "fast",
+            "10.96.0.92",
+            echo.addr.port(),
+            &["127.0.0.41"],
+        )
+        .replace("- name: http", "- name: http2-api");
+        let wp = TestWaypoint::start(&pki, &format!("{http}{h2}"), 15008).await;
+        let client = HboneClient::new(pki.store("default", "sleep"));
+        for (vip, want) in [
+            ("10.96.0.91:80", "version=HTTP/1.1"),
+            ("10.96.0.92:80", "version=HTTP/2.0"),
+        ] {
+            // The client speaks HTTP/2 prior knowledge in both cases.
+            let s = waypoint_tests::hbone_client::tunnel(&client, wp.running.hbone_addr, &[], vip)
+                .await
+                .expect("tunnel");
+            let mut send = waypoint_tests::hbone_client::http2_over(s)
+                .await
+                .expect("h2");
+            let req = http::Request::builder()
+                .uri(format!("http://{vip}/proto"))
+                .body(waypoint_tests::echo::empty())
+                .expect("req");
+            let r =
+                waypoint_tests::hbone_client::collect(send.send_request(req).await.expect("send"))
+                    .await
+                    .expect("collect");
+            assert_eq!(r.status, 200, "{}", r.text());
+            assert!(r.text().contains(want), "{vip}: {}", r.text());
+        }
+    })
+    .await
+    .expect("test timed out");
+}
