@@ -399,7 +399,7 @@ async fn burst_with_progress(
 ) -> Tally {
     let step = (n / 20).max(1);
     let t = traffic::burst(caller, call, n, concurrency, move |t: &Tally| {
-        if live && (t.total() % step == 0 || t.total() == n) {
+        if live && (t.total().is_multiple_of(step) || t.total() == n) {
             let mut out = std::io::stdout().lock();
             let _ = write!(out, "\r      {}/{n}: {}", t.total(), t.line());
             let _ = out.flush();
