@@ -43,7 +43,11 @@ fn demo_runs_bookinfo_end_to_end() {
     assert!(ratings.contains("GET -> 200 from ratings-v1"), "{ratings}");
     assert!(ratings.contains("jason -> 500 after"), "{ratings}");
 
-    let policy = line("[6/6]");
+    // The policy phase prints one indented line per request after its header.
+    let policy = stdout
+        .split("[6/6]")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no [6/6] section in:\n{stdout}"));
     for want in [
         "curl GET /productpage -> 200 from productpage-v1",
         "notsleep GET /productpage -> 403",

@@ -160,14 +160,18 @@ async fn demo(args: Args) -> anyhow::Result<Checks> {
     };
     let registry = &state.policy.snapshot.registry;
     say(&format!(
-        "[1/6] dev CA in {}; waypoint {} on {} (admin {}), config {:?} ({} resources)",
+        "[1/6] dev CA in {}; waypoint {} on {} (admin {}), config {} ({} resources)",
         tmp.0.display(),
         waypoint_id,
         running.hbone_addr,
         running
             .admin_addr
             .map_or_else(|| "off".into(), |a| a.to_string()),
-        args.config,
+        args.config
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", "),
         state.resources.len()
     ));
 
@@ -344,7 +348,7 @@ async fn demo(args: Args) -> anyhow::Result<Checks> {
         let a = who.once(c).await;
         let got = a.as_ref().map(|a| a.status).ok();
         parts.push(format!(
-            "{} {} {} -> {} ({why})",
+            "\n      {} {} {} -> {} ({why})",
             who.name,
             c.method,
             c.path,
@@ -358,7 +362,7 @@ async fn demo(args: Args) -> anyhow::Result<Checks> {
             ),
         );
     }
-    say(&format!("[6/6] productpage policy: {}", parts.join("; ")));
+    say(&format!("[6/6] productpage policy:{}", parts.concat()));
 
     let peers: Vec<String> = backends
         .iter()
