@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
-# `make demo`: a complete local mesh (dev CA, bookinfo backends behind HBONE, the waypoint,
-# a client). The standalone host lands with issue 4; until then this says so.
+# `make demo`: a complete local mesh in one process — dev CA, bookinfo backends behind HBONE on
+# their pod IPs (127.10.0.x:15008), the waypoint, workload clients — with a per-phase summary.
 set -euo pipefail
-echo "make demo: not yet — the standalone HBONE host (issue 4) is not built yet."
-echo "Meanwhile, see a decision: cargo run -p waypoint -- explain --config examples/bookinfo \\"
-echo "  --request 'GET http://reviews:9080/reviews/1' -H 'end-user: jason' --output text"
+cd "$(dirname "$0")/.."
+CARGO=${CARGO:-cargo}
+echo "make demo: building the waypoint (debug)..."
+"$CARGO" build -q -p waypoint --bin waypoint
+TARGET_DIR=${CARGO_TARGET_DIR:-$("$CARGO" metadata --format-version 1 --no-deps \
+  | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')}
+exec "$TARGET_DIR/debug/waypoint" demo --config examples/bookinfo "$@"

@@ -4,6 +4,7 @@
 mod explain;
 
 mod commands {
+    pub mod demo;
     pub mod dev_ca;
     pub mod run;
 }
@@ -27,6 +28,8 @@ enum Command {
     DevCa(commands::dev_ca::Args),
     /// Run the standalone HBONE waypoint.
     Run(commands::run::Args),
+    /// Run bookinfo on loopback through the waypoint and summarise what happened.
+    Demo(commands::demo::Args),
 }
 
 /// Report a subcommand's error and map it to an exit code.
@@ -46,6 +49,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Explain(args) => ExitCode::from(explain::run(args).clamp(0, 255) as u8),
         Command::DevCa(args) => exit(commands::dev_ca::main(args)),
+        Command::Demo(args) => exit(commands::demo::main(args)),
         Command::Run(args) => {
             waypoint::logging::init();
             exit(commands::run::main(args))
