@@ -16,7 +16,7 @@
 # Output: the Markdown table on stdout and in benches/envoy/results-<UTC date>.md (--out FILE),
 # raw wrk output under the scratch dir.
 #
-# Options (defaults in brackets): --rounds N [3]  --duration S [10]  --warmup S [2]  --conns N [32]
+# Options (defaults in brackets): --rounds N [5]  --duration S [10]  --warmup S [2]  --conns N [32]
 #   --envoy-cpus LIST [1]  --load-cpus LIST [0]  --no-pin  --no-build  --out FILE
 #   --scratch DIR [${TMPDIR:-/tmp}/waypoint-envoy-bench]
 # Environment: WAYPOINT_ENVOY (envoy binary; default: scripts/install-envoy.sh),
@@ -27,7 +27,7 @@ set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$HERE/../.." && pwd)
 
-ROUNDS=3 DURATION=10 WARMUP=2 CONNS=32 ENVOY_CPUS=1 LOAD_CPUS=0 PIN=1 BUILD=1 OUT=""
+ROUNDS=5 DURATION=10 WARMUP=2 CONNS=32 ENVOY_CPUS=1 LOAD_CPUS=0 PIN=1 BUILD=1 OUT=""
 SCRATCH=${TMPDIR:-/tmp}/waypoint-envoy-bench
 while [ $# -gt 0 ]; do
   case $1 in
@@ -164,21 +164,23 @@ check_variant() { # check_variant VARIANT: split and RBAC must behave (module an
 to_ms() { # wrk latency "1.23ms" / "850.00us" / "1.02s" -> ms
   awk -v x="$1" 'BEGIN { n = x + 0; if (x ~ /us$/) n /= 1000; else if (x ~ /ms$/) n += 0; else if (x ~ /s$/) n *= 1000; printf "%.3f", n }'
 }
-declare -A RPS P99 CPU
+declare -A RPS P99 CPU NON2XX
+# wrk: "Host" must be capitalised, or wrk adds its own Host header next to ours.
 run_variant() { # run_variant VARIANT ROUND
   local v=$1 r=$2 out=$RUN/wrk-r$2-$1.txt t0 t1 rps p99 non2xx
   start_envoy "$v"
   curl -s -o /dev/null -H "host: $HOST_HDR" -H "x-bench-principal: $ALLOWED" http://127.0.0.1:18000/
-  "${TS_LOAD[@]}" wrk -t1 -c"$CONNS" -d"${WARMUP}s" -H "host: $HOST_HDR" \
+  "${TS_LOAD[@]}" wrk -t1 -c"$CONNS" -d"${WARMUP}s" -H "Host: $HOST_HDR" \
     -H "x-bench-principal: $ALLOWED" http://127.0.0.1:18000/ >/dev/null
   t0=$(cpu_ticks "$ENVOY_PID")
-  "${TS_LOAD[@]}" wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency -H "host: $HOST_HDR" \
+  "${TS_LOAD[@]}" wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency -H "Host: $HOST_HDR" \
     -H "x-bench-principal: $ALLOWED" http://127.0.0.1:18000/ >"$out"
   t1=$(cpu_ticks "$ENVOY_PID")
   stop_envoy
   rps=$(awk '/^Requests\/sec:/ {print $2}' "$out")
   p99=$(to_ms "$(awk '$1 == "99%" {print $2}' "$out")")
   non2xx=$(awk '/Non-2xx/ {print $NF}' "$out")
+  NON2XX[$v,$r]=${non2xx:-0}
   [ -z "$non2xx" ] || log "WARNING: $v round $r had $non2xx non-2xx responses"
   # Envoy CPU µs per request (ticks are 10 ms)
   CPU[$v,$r]=$(awk -v a="$t0" -v b="$t1" -v rps="$rps" -v d="$DURATION" \
@@ -209,9 +211,9 @@ for v in "${VARIANTS[@]}"; do
   table+="| $v | ${MRPS[$v]} [$(range "${rs[@]}")] | ${MP99[$v]} [$(range "${ps[@]}")] | $(median "${cs[@]}") |"$'\n'
 done
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", a / b }'; }
-rounds=$'| round | plain req/s | native req/s | module req/s | module/native req/s | module/native p99 |\n|---|---|---|---|---|---|\n'
+rounds=$'| round | plain req/s | native req/s | module req/s | module/native req/s | module/native p99 | non-2xx (plain/native/module) |\n|---|---|---|---|---|---|---|\n'
 for ((r = 1; r <= ROUNDS; r++)); do
-  rounds+="| $r | ${RPS[plain,$r]} | ${RPS[native,$r]} | ${RPS[module,$r]} | $(ratio "${RPS[module,$r]}" "${RPS[native,$r]}") | $(ratio "${P99[module,$r]}" "${P99[native,$r]}") |"$'\n'
+  rounds+="| $r | ${RPS[plain,$r]} | ${RPS[native,$r]} | ${RPS[module,$r]} | $(ratio "${RPS[module,$r]}" "${RPS[native,$r]}") | $(ratio "${P99[module,$r]}" "${P99[native,$r]}") | ${NON2XX[plain,$r]}/${NON2XX[native,$r]}/${NON2XX[module,$r]} |"$'\n'
 done
 RATIO_RPS=$(ratio "${MRPS[module]}" "${MRPS[native]}")
 RATIO_P99=$(ratio "${MP99[module]}" "${MP99[native]}")
