@@ -211,13 +211,19 @@ for v in "${VARIANTS[@]}"; do
   table+="| $v | ${MRPS[$v]} [$(range "${rs[@]}")] | ${MP99[$v]} [$(range "${ps[@]}")] | $(median "${cs[@]}") |"$'\n'
 done
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", a / b }'; }
-rounds=$'| round | plain req/s | native req/s | module req/s | module/native req/s | module/native p99 | non-2xx (plain/native/module) |\n|---|---|---|---|---|---|---|\n'
+rounds=$'| round | plain req/s | native req/s | module req/s | module/native req/s | module/native p99 | Envoy CPU µs/req (plain/native/module) | non-2xx (plain/native/module) |\n|---|---|---|---|---|---|---|---|\n'
 for ((r = 1; r <= ROUNDS; r++)); do
-  rounds+="| $r | ${RPS[plain,$r]} | ${RPS[native,$r]} | ${RPS[module,$r]} | $(ratio "${RPS[module,$r]}" "${RPS[native,$r]}") | $(ratio "${P99[module,$r]}" "${P99[native,$r]}") | ${NON2XX[plain,$r]}/${NON2XX[native,$r]}/${NON2XX[module,$r]} |"$'\n'
+  rounds+="| $r | ${RPS[plain,$r]} | ${RPS[native,$r]} | ${RPS[module,$r]} | $(ratio "${RPS[module,$r]}" "${RPS[native,$r]}") | $(ratio "${P99[module,$r]}" "${P99[native,$r]}") | ${CPU[plain,$r]}/${CPU[native,$r]}/${CPU[module,$r]} | ${NON2XX[plain,$r]}/${NON2XX[native,$r]}/${NON2XX[module,$r]} |"$'\n'
 done
 RATIO_RPS=$(ratio "${MRPS[module]}" "${MRPS[native]}")
 RATIO_P99=$(ratio "${MP99[module]}" "${MP99[native]}")
 RATIO_PLAIN=$(ratio "${MRPS[module]}" "${MRPS[plain]}")
+declare -A MCPU
+for v in "${VARIANTS[@]}"; do
+  cs=(); for ((r = 1; r <= ROUNDS; r++)); do cs+=("${CPU[$v,$r]}"); done
+  MCPU[$v]=$(median "${cs[@]}")
+done
+RATIO_CPU=$(ratio "${MCPU[native]}" "${MCPU[module]}")
 TARGET_MET=$(awk -v x="$RATIO_RPS" 'BEGIN { print (x >= 0.97) ? "met" : "NOT met" }')
 
 report=$(
@@ -227,7 +233,8 @@ report=$(
 Command: \`benches/envoy/run.sh --rounds $ROUNDS --duration $DURATION --conns $CONNS\` (see benches/README.md).
 
 **module/native req/s = $RATIO_RPS** (target ≥ 0.97: $TARGET_MET), module/native p99 = $RATIO_P99,
-module/plain req/s = $RATIO_PLAIN.
+module/plain req/s = $RATIO_PLAIN; native/module Envoy CPU per request = $RATIO_CPU
+(the req/s ratio Envoy would reach if it alone limited throughput).
 
 $table
 Per round (the variant order rotates every round; a fresh Envoy for every run):
