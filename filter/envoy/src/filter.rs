@@ -295,10 +295,7 @@ impl HttpFilter {
 
     /// Dynamic metadata and counters for one decision.
     fn record<S: StreamHandle>(&self, s: &mut S, d: &Decision<'_>) {
-        let route = d
-            .matched_rule
-            .map(|r| format!("{}#{}", r.resource(), r.rule))
-            .unwrap_or_else(|| "none".to_string());
+        let route = self.config.engine.route_label(d.matched_rule);
         s.set_metadata(METADATA_NS, "decision", d.action.as_str());
         s.set_metadata(METADATA_NS, "route", &route);
         if let Some(svc) = d.service {
@@ -378,8 +375,12 @@ impl HttpFilter {
         if let Some(authority) = &fwd.authority {
             s.set_header(HeaderKind::Request, ":authority", authority);
         }
+        // Router control headers a client sent must not steer Envoy's router; removing is a
+        // host call, so only for headers that are actually present.
         for h in ROUTER_HEADERS {
-            s.remove_header(HeaderKind::Request, h);
+            if find(headers, h).is_some() {
+                s.remove_header(HeaderKind::Request, h);
+            }
         }
         for (name, value) in router_headers(fwd) {
             s.set_header(HeaderKind::Request, name, &value);
