@@ -213,12 +213,16 @@ pub async fn http_echo(bind: SocketAddr, name: &str) -> EchoServer {
     let name = Arc::new(name.to_string());
     let (h, n) = (hits.clone(), name.clone());
     let task = tokio::spawn(async move {
+        // Connections live in this task's JoinSet: aborting the server (drop) also kills
+        // every open connection, as a crashed endpoint would.
+        let mut conns = tokio::task::JoinSet::new();
         loop {
+            while conns.try_join_next().is_some() {}
             let Ok((tcp, _)) = listener.accept().await else {
                 continue;
             };
             let (h, n) = (h.clone(), n.clone());
-            tokio::spawn(async move {
+            conns.spawn(async move {
                 let svc = service_fn(move |req| {
                     h.fetch_add(1, Ordering::SeqCst);
                     serve_req(n.clone(), req)

@@ -180,6 +180,63 @@ async fn plain_endpoints_and_dead_endpoint_is_retried() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn endpoint_killed_mid_test_is_retried_on_another() {
+    tokio::time::timeout(LIMIT, async {
+        let pki = Pki::new("cluster.local");
+        let first = http_echo("127.0.0.4:0".parse().expect("addr"), "first").await;
+        let port = first.addr.port();
+        let second = http_echo(format!("127.0.0.5:{port}").parse().expect("addr"), "second").await;
+        let yaml = service_yaml(
+            "killed",
+            false,
+            "shop",
+            "10.96.0.61",
+            port,
+            &["127.0.0.4", "127.0.0.5"],
+        );
+        let wp = TestWaypoint::start(&pki, &yaml, 15008).await;
+        let client = HboneClient::new(pki.store("default", "sleep"));
+        let mut served = std::collections::BTreeMap::new();
+        for i in 0..20 {
+            let r = http1_get(
+                &client,
+                wp.running.hbone_addr,
+                "10.96.0.61:80",
+                &format!("/before/{i}"),
+            )
+            .await
+            .expect("request");
+            assert_eq!(r.status, 200, "request {i}: {}", r.text());
+            *served
+                .entry(r.header("x-served-by").unwrap_or("").to_string())
+                .or_insert(0) += 1;
+        }
+        assert_eq!(
+            served.len(),
+            2,
+            "both endpoints serve before the kill: {served:?}"
+        );
+        // Kill the first endpoint: its listener and every open (pooled) connection go away.
+        drop(first);
+        for i in 0..20 {
+            let r = http1_get(
+                &client,
+                wp.running.hbone_addr,
+                "10.96.0.61:80",
+                &format!("/after/{i}"),
+            )
+            .await
+            .expect("request");
+            assert_eq!(r.status, 200, "request {i} after the kill: {}", r.text());
+            assert_eq!(r.header("x-served-by"), Some("second"));
+        }
+        assert!(second.hits() >= 20);
+    })
+    .await
+    .expect("test timed out");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn service_without_endpoints_answers_503() {
     tokio::time::timeout(LIMIT, async {
         let pki = Pki::new("cluster.local");
