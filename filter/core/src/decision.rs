@@ -56,8 +56,8 @@ pub struct Forwarding<'s> {
     pub service: Option<&'s ServiceInfo>,
     /// Service port to use.
     pub port: u16,
-    /// Endpoints of the service (subset applied).
-    pub endpoints: Vec<&'s Endpoint>,
+    /// Endpoints of the service (subset applied), without copying them.
+    pub endpoints: Endpoints<'s>,
     /// All candidates with weights (for splits), including the chosen one.
     pub candidates: &'s [WeightedBackend],
     /// Request header mutations, route level then backend level (apply in order).
@@ -92,7 +92,8 @@ pub struct Decision<'s> {
     /// The service the destination resolved to.
     pub service: Option<&'s ServiceInfo>,
     /// Policies that applied, with their verdicts.
-    pub policies: Vec<PolicyResult<'s>>,
+    /// Inline for up to 4 policies (no allocation on the common path).
+    pub policies: smallvec::SmallVec<[PolicyResult<'s>; 4]>,
     /// A CUSTOM policy matched: the data path must also get an allow from this ext-authz
     /// provider before forwarding (Istio runs ext_authz before RBAC; a provider allow never
     /// overrides a DENY/ALLOW denial).
@@ -109,4 +110,66 @@ pub struct PolicyResult<'s> {
     pub action: &'static str,
     pub matched: bool,
     pub dry_run: bool,
+}
+
+/// The endpoints a forward may use: a view into the snapshot (subset membership computed at
+/// build time), so deciding allocates nothing for them.
+#[derive(Debug, Clone, Copy)]
+pub enum Endpoints<'s> {
+    /// None known.
+    None,
+    /// Every endpoint of the service.
+    All(&'s [Endpoint]),
+    /// The endpoints at these indexes (a DestinationRule subset, precomputed).
+    Indexed(&'s [Endpoint], &'s [u32]),
+    /// The endpoints whose labels include these (subset not precomputed).
+    Filtered(
+        &'s [Endpoint],
+        &'s std::collections::BTreeMap<String, String>,
+    ),
+}
+
+impl<'s> Endpoints<'s> {
+    /// Number of endpoints.
+    pub fn len(&self) -> usize {
+        match self {
+            Endpoints::None => 0,
+            Endpoints::All(all) => all.len(),
+            Endpoints::Indexed(_, idx) => idx.len(),
+            Endpoints::Filtered(..) => self.iter().count(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The `i`-th endpoint.
+    pub fn get(&self, i: usize) -> Option<&'s Endpoint> {
+        match *self {
+            Endpoints::None => None,
+            Endpoints::All(all) => all.get(i),
+            Endpoints::Indexed(all, idx) => idx.get(i).and_then(|&j| all.get(j as usize)),
+            Endpoints::Filtered(..) => self.iter().nth(i),
+        }
+    }
+
+    /// All endpoints in order.
+    pub fn iter(&self) -> impl Iterator<Item = &'s Endpoint> + 's {
+        let this = *self;
+        (0..).map_while(move |i| match this {
+            Endpoints::Filtered(all, labels) => {
+                // Walk from the i-th match: O(n) per step is fine for the uncached path.
+                all.iter()
+                    .filter(|e| labels.iter().all(|(k, v)| e.labels.get(k) == Some(v)))
+                    .nth(i)
+            }
+            other => other.get(i),
+        })
+    }
+
+    /// Collected as references (for adapters that index or shuffle them).
+    pub fn to_vec(&self) -> Vec<&'s Endpoint> {
+        self.iter().collect()
+    }
 }

@@ -56,7 +56,7 @@ fn local(action: Action, status: u16, body: &str, headers: &[(&str, &str)]) -> D
         forward: None,
         matched_rule: None,
         service: None,
-        policies: Vec::new(),
+        policies: Default::default(),
         ext_authz: None,
         trace: Vec::new(),
     }
@@ -179,7 +179,7 @@ fn route<'s>(fx: &'s Fixture, delay: Option<Duration>) -> Decision<'s> {
             backend: &fx.backend,
             service: None,
             port: 9080,
-            endpoints: Vec::new(),
+            endpoints: waypoint_core::decision::Endpoints::None,
             candidates: &[],
             request_headers: [&fx.route_ops, &fx.backend_ops],
             response_headers: [&fx.resp_ops, &fx.empty],
@@ -195,7 +195,7 @@ fn route<'s>(fx: &'s Fixture, delay: Option<Duration>) -> Decision<'s> {
         }),
         matched_rule: Some(&fx.rule),
         service: None,
-        policies: Vec::new(),
+        policies: Default::default(),
         ext_authz: None,
         trace: Vec::new(),
     }

@@ -284,7 +284,7 @@ pub fn plan_from_decision<'s>(
             let port = f.port;
             let targets = order_targets(
                 f.service,
-                &f.endpoints,
+                &f.endpoints.to_vec(),
                 port,
                 options,
                 f.traffic_policy

@@ -48,7 +48,8 @@ pub struct AuthzOutcome<'p> {
     /// denial). `None`: no provider is consulted. Only meaningful when `allowed`.
     pub custom: Option<&'p str>,
     /// One entry per policy given, in the order given.
-    pub verdicts: Vec<PolicyVerdict<'p>>,
+    /// Inline for up to 4 policies: no heap allocation on the common path.
+    pub verdicts: smallvec::SmallVec<[PolicyVerdict<'p>; 4]>,
     /// Human-readable evaluation steps (empty unless asked for).
     pub trace: Vec<String>,
 }
@@ -203,7 +204,8 @@ impl CompiledPolicy {
 
 /// Evaluate the policies that apply to this request (the caller selects them by target).
 /// Order of `policies` does not change the decision; CUSTOM, DENY and ALLOW are combined as
-/// Envoy's filter order does. Without `want_trace` nothing is allocated but `verdicts`.
+/// Envoy's filter order does. Without `want_trace` nothing is allocated (verdicts stay inline
+/// for up to four policies).
 pub fn evaluate<'p>(
     policies: &[&'p CompiledPolicy],
     input: &AuthzInput<'_>,
@@ -238,7 +240,7 @@ pub fn evaluate<'p>(
         );
     }
 
-    let mut verdicts = Vec::with_capacity(policies.len());
+    let mut verdicts = smallvec::SmallVec::with_capacity(policies.len());
     let mut custom: Option<&'p str> = None;
     let mut denied_by_custom = false;
     let mut denied = false;

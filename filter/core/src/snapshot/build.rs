@@ -161,6 +161,29 @@ impl Snapshot {
             }
         }
         let backend_cache = backend_cache(&registry, &routes, &destination_policies);
+        // Subset membership of every service with a DestinationRule, computed once.
+        let mut subset_endpoints: HashMap<(usize, usize), Box<[u32]>> = HashMap::default();
+        for svc in &registry.services {
+            let Some(&di) = destination_policies.get(&svc.hostname) else {
+                continue;
+            };
+            for ss in destination_list[di].subsets.values() {
+                let idx: Box<[u32]> = svc
+                    .endpoints
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, e)| ss.labels.iter().all(|(k, v)| e.labels.get(k) == Some(v)))
+                    .map(|(i, _)| i as u32)
+                    .collect();
+                subset_endpoints.insert(
+                    (
+                        svc as *const ServiceInfo as usize,
+                        ss as *const crate::route::Subset as usize,
+                    ),
+                    idx,
+                );
+            }
+        }
 
         // Index policies by what they target.
         let mut waypoint_policies = Vec::new();
@@ -269,6 +292,7 @@ impl Snapshot {
             destination_policies,
             destination_list,
             backend_cache,
+            subset_endpoints,
             policies,
             diagnostics: diags.clone(),
         };

@@ -10,10 +10,11 @@ use super::{RouteSource, Snapshot};
 use crate::authz::{
     evaluate, try_normalize_path, Action as AuthzAction, AuthzInput, CompiledPolicy,
 };
-use crate::decision::{Action, Decision, Forwarding, LocalResponse, PolicyResult};
+use crate::decision::{Action, Decision, Endpoints, Forwarding, LocalResponse, PolicyResult};
 use crate::gateway::routes_apply_to_port;
 use crate::random::RandomSource;
 use crate::request::{split_host_port, Request};
+use crate::route::Subset;
 use crate::route::{
     BackendRef, DestinationPolicy, Forward, Redirect, RedirectPort, RouteEntry, Rule, RuleAction,
     TrafficPolicy,
@@ -160,7 +161,7 @@ impl Snapshot {
             forward: None,
             matched_rule: None,
             service: None,
-            policies: Vec::new(),
+            policies: SmallVec::new(),
             ext_authz: None,
             trace: Vec::new(),
         };
@@ -379,7 +380,7 @@ impl Snapshot {
         let (bsvc, dpol) = self.resolve_backend(backend);
         let mut traffic_policy: Option<&'s TrafficPolicy> =
             dpol.map(|p| p.port_policies.get(&bport).unwrap_or(&p.traffic_policy));
-        let mut endpoints: Vec<_> = Vec::new();
+        let mut endpoints = Endpoints::None;
         if let Some(subset) = &backend.subset {
             match dpol.and_then(|p| p.subsets.get(subset)) {
                 Some(ss) => {
@@ -387,7 +388,14 @@ impl Snapshot {
                         traffic_policy = Some(tp);
                     }
                     if let Some(s) = bsvc {
-                        endpoints.extend(s.endpoints_matching(&ss.labels));
+                        let key = (
+                            s as *const ServiceInfo as usize,
+                            ss as *const Subset as usize,
+                        );
+                        endpoints = match self.subset_endpoints.get(&key) {
+                            Some(idx) => Endpoints::Indexed(&s.endpoints, idx),
+                            None => Endpoints::Filtered(&s.endpoints, &ss.labels),
+                        };
                     }
                 }
                 None => {
@@ -404,7 +412,7 @@ impl Snapshot {
                 }
             }
         } else if let Some(s) = bsvc {
-            endpoints.extend(s.endpoints.iter());
+            endpoints = Endpoints::All(&s.endpoints);
         }
 
         // Fault injection: the fault filter delays, then aborts (Envoy HTTP fault filter).

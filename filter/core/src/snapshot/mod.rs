@@ -70,6 +70,8 @@ pub struct Snapshot {
     /// Backend reference address → (service index, destination policy index), for every
     /// backend of every route table; saves two string-hash look-ups per request.
     pub(crate) backend_cache: HashMap<usize, (Option<usize>, Option<usize>)>,
+    /// (service address, subset address) → indexes of the service's endpoints in the subset.
+    pub(crate) subset_endpoints: HashMap<(usize, usize), Box<[u32]>>,
     pub(crate) policies: Vec<CompiledPolicy>,
     /// Per service index: every policy that applies (waypoint-wide and service-specific),
     /// in evaluation order (CUSTOM, DENY, ALLOW, AUDIT), computed once at build time.
