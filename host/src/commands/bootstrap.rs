@@ -1,0 +1,87 @@
+//! `waypoint bootstrap`: load the config, build the snapshot, print a static Envoy bootstrap.
+//! Config errors are reported on stderr and fail the command (no half-right bootstrap).
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+use clap::Args as ClapArgs;
+use waypoint::bootstrap::{render, Options};
+use waypoint_core::{BuildOptions, Snapshot};
+
+#[derive(ClapArgs, Debug)]
+pub struct Args {
+    /// Manifest file or directory (repeatable); passed to the module as given.
+    #[arg(long = "config", required = true)]
+    pub config: Vec<PathBuf>,
+    /// Waypoint Gateway as NS/NAME (optional when the config holds exactly one).
+    #[arg(long)]
+    pub waypoint: Option<String>,
+    /// Directory with waypoint.pem, waypoint-key.pem and ca.pem (as Envoy will see it).
+    #[arg(long)]
+    pub certs: String,
+    /// Path of the module (lib<name>.so); only its name is used, its directory must be on
+    /// $ENVOY_DYNAMIC_MODULES_SEARCH_PATH.
+    #[arg(long)]
+    pub module: Option<PathBuf>,
+    /// SPIFFE trust domain.
+    #[arg(long, default_value = "cluster.local")]
+    pub trust_domain: String,
+    /// Namespace for resources without metadata.namespace.
+    #[arg(long, default_value = "default")]
+    pub namespace: String,
+}
+
+fn module_name(path: Option<&PathBuf>) -> anyhow::Result<String> {
+    let Some(p) = path else {
+        return Ok("waypoint".to_string());
+    };
+    let file = p
+        .file_name()
+        .and_then(|f| f.to_str())
+        .with_context(|| format!("--module {}: no file name", p.display()))?;
+    match file.strip_prefix("lib").and_then(|f| f.strip_suffix(".so")) {
+        Some(n) if !n.is_empty() => Ok(n.to_string()),
+        _ => bail!("--module {}: expected lib<name>.so", p.display()),
+    }
+}
+
+pub fn main(args: Args) -> anyhow::Result<()> {
+    let waypoint = match args.waypoint.as_deref() {
+        Some(s) => match s.split_once('/') {
+            Some((ns, name)) if !ns.is_empty() && !name.is_empty() => {
+                Some((ns.to_string(), name.to_string()))
+            }
+            _ => bail!("--waypoint {s:?}: expected NS/NAME"),
+        },
+        None => None,
+    };
+    let loaded = waypoint_loader::load_paths(&args.config, &args.namespace);
+    let opts = BuildOptions {
+        waypoint,
+        ..Default::default()
+    };
+    let (snapshot, mut diags) = Snapshot::build(&loaded.resources, &opts);
+    diags.errors.splice(0..0, loaded.errors.iter().cloned());
+    if !diags.errors.is_empty() {
+        for e in &diags.errors {
+            eprintln!("waypoint bootstrap: {e}");
+        }
+        bail!("{} config error(s)", diags.errors.len());
+    }
+    let Some(w) = &snapshot.waypoint else {
+        bail!("no waypoint Gateway found in the config (use --waypoint NS/NAME)");
+    };
+    let o = Options {
+        waypoint: format!("{}/{}", w.namespace, w.name),
+        config_paths: args
+            .config
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect(),
+        certs_dir: args.certs.clone(),
+        module_name: module_name(args.module.as_ref())?,
+        trust_domain: args.trust_domain.clone(),
+    };
+    print!("{}", render(&snapshot, &o)?);
+    Ok(())
+}
