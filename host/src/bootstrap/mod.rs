@@ -5,9 +5,12 @@ pub mod clusters;
 pub mod listeners;
 
 use std::collections::BTreeSet;
+use std::path::PathBuf;
+
+use anyhow::bail;
 
 use serde_json::{json, Value};
-use waypoint_core::Snapshot;
+use waypoint_core::{BuildOptions, Snapshot};
 
 use clusters::{internal_upstream_socket, Target};
 use listeners::{BUFFER_LIMIT, MAIN_INTERNAL};
@@ -93,4 +96,55 @@ pub fn render(snapshot: &Snapshot, o: &Options) -> anyhow::Result<String> {
         m = o.module_name,
         c = o.certs_dir,
     ))
+}
+
+/// Everything `waypoint bootstrap` takes; `config` paths are written into the bootstrap as
+/// given and read relative to `root`.
+#[derive(Debug, Clone)]
+pub struct Inputs {
+    pub config: Vec<PathBuf>,
+    pub root: PathBuf,
+    pub namespace: String,
+    /// `NS/NAME`; `None` when the config holds exactly one waypoint.
+    pub waypoint: Option<String>,
+    pub certs_dir: String,
+    pub module_name: String,
+    pub trust_domain: String,
+}
+
+/// Load the config, build the snapshot and render the bootstrap. Config errors fail the
+/// whole run (each is listed), so a bootstrap is never generated from a partial config.
+pub fn from_config(i: &Inputs) -> anyhow::Result<String> {
+    let waypoint = match i.waypoint.as_deref() {
+        Some(s) => match s.split_once('/') {
+            Some((ns, name)) if !ns.is_empty() && !name.is_empty() => {
+                Some((ns.to_string(), name.to_string()))
+            }
+            _ => bail!("--waypoint {s:?}: expected NS/NAME"),
+        },
+        None => None,
+    };
+    let paths: Vec<PathBuf> = i.config.iter().map(|p| i.root.join(p)).collect();
+    let loaded = waypoint_loader::load_paths(&paths, &i.namespace);
+    let opts = BuildOptions {
+        waypoint,
+        ..Default::default()
+    };
+    let (snapshot, mut diags) = Snapshot::build(&loaded.resources, &opts);
+    diags.errors.splice(0..0, loaded.errors.iter().cloned());
+    if !diags.errors.is_empty() {
+        let list: Vec<String> = diags.errors.iter().map(|e| e.to_string()).collect();
+        bail!("{} config error(s):\n  {}", list.len(), list.join("\n  "));
+    }
+    let Some(w) = &snapshot.waypoint else {
+        bail!("no waypoint Gateway found in the config (use --waypoint NS/NAME)");
+    };
+    let o = Options {
+        waypoint: format!("{}/{}", w.namespace, w.name),
+        config_paths: i.config.iter().map(|p| p.display().to_string()).collect(),
+        certs_dir: i.certs_dir.clone(),
+        module_name: i.module_name.clone(),
+        trust_domain: i.trust_domain.clone(),
+    };
+    render(&snapshot, &o)
 }

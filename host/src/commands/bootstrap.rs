@@ -5,8 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 use clap::Args as ClapArgs;
-use waypoint::bootstrap::{render, Options};
-use waypoint_core::{BuildOptions, Snapshot};
+use waypoint::bootstrap::{from_config, Inputs};
 
 #[derive(ClapArgs, Debug)]
 pub struct Args {
@@ -46,42 +45,15 @@ fn module_name(path: Option<&PathBuf>) -> anyhow::Result<String> {
 }
 
 pub fn main(args: Args) -> anyhow::Result<()> {
-    let waypoint = match args.waypoint.as_deref() {
-        Some(s) => match s.split_once('/') {
-            Some((ns, name)) if !ns.is_empty() && !name.is_empty() => {
-                Some((ns.to_string(), name.to_string()))
-            }
-            _ => bail!("--waypoint {s:?}: expected NS/NAME"),
-        },
-        None => None,
-    };
-    let loaded = waypoint_loader::load_paths(&args.config, &args.namespace);
-    let opts = BuildOptions {
-        waypoint,
-        ..Default::default()
-    };
-    let (snapshot, mut diags) = Snapshot::build(&loaded.resources, &opts);
-    diags.errors.splice(0..0, loaded.errors.iter().cloned());
-    if !diags.errors.is_empty() {
-        for e in &diags.errors {
-            eprintln!("waypoint bootstrap: {e}");
-        }
-        bail!("{} config error(s)", diags.errors.len());
-    }
-    let Some(w) = &snapshot.waypoint else {
-        bail!("no waypoint Gateway found in the config (use --waypoint NS/NAME)");
-    };
-    let o = Options {
-        waypoint: format!("{}/{}", w.namespace, w.name),
-        config_paths: args
-            .config
-            .iter()
-            .map(|p| p.display().to_string())
-            .collect(),
-        certs_dir: args.certs.clone(),
+    let inputs = Inputs {
+        config: args.config,
+        root: PathBuf::from("."),
+        namespace: args.namespace,
+        waypoint: args.waypoint,
+        certs_dir: args.certs,
         module_name: module_name(args.module.as_ref())?,
-        trust_domain: args.trust_domain.clone(),
+        trust_domain: args.trust_domain,
     };
-    print!("{}", render(&snapshot, &o)?);
+    print!("{}", from_config(&inputs)?);
     Ok(())
 }
