@@ -44,6 +44,11 @@ fn generated_bootstraps_have_no_drift() {
                 .take(10)
                 .map(|(n, (a, b))| format!("line {}:\n  - {a}\n  + {b}", n + 1))
                 .collect();
+            let diff = if diff.is_empty() {
+                vec!["(the common lines agree; one file has extra lines at the end)".to_string()]
+            } else {
+                diff
+            };
             panic!(
                 "{file} is out of date ({} committed lines, {} generated); first differences:\n{}\n\
                  Regenerate with: cargo run -p waypoint -- bootstrap --config {} --certs {CERTS} > {file}",
