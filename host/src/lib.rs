@@ -2,6 +2,7 @@
 //! proxy, config and admin) used by the `waypoint` binary and by the end-to-end tests.
 
 pub mod admin;
+pub mod bootstrap;
 pub mod config;
 pub mod hbone;
 pub mod logging;

@@ -4,6 +4,7 @@
 mod explain;
 
 mod commands {
+    pub mod bootstrap;
     pub mod demo;
     pub mod dev_ca;
     pub mod run;
@@ -30,6 +31,8 @@ enum Command {
     Run(commands::run::Args),
     /// Run bookinfo on loopback through the waypoint and summarise what happened.
     Demo(commands::demo::Args),
+    /// Print a static Envoy bootstrap for the waypoint (HBONE in and out, our module).
+    Bootstrap(commands::bootstrap::Args),
 }
 
 /// Report a subcommand's error and map it to an exit code.
@@ -50,6 +53,7 @@ fn main() -> ExitCode {
         Command::Explain(args) => ExitCode::from(explain::run(args).clamp(0, 255) as u8),
         Command::DevCa(args) => exit(commands::dev_ca::main(args)),
         Command::Demo(args) => exit(commands::demo::main(args)),
+        Command::Bootstrap(args) => exit(commands::bootstrap::main(args)),
         Command::Run(args) => {
             waypoint::logging::init();
             exit(commands::run::main(args))

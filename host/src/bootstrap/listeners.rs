@@ -1,0 +1,202 @@
+//! Envoy listeners of the waypoint bootstrap: HBONE termination on :15008, the internal L7
+//! listener with our module, per-pod HBONE origination, readiness :15021 and stats :15020.
+
+use serde_json::{json, Value};
+
+use super::clusters::{hbone_cluster_name, host_port, originate_listener_name, Target};
+use super::Options;
+
+const HCM: &str = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager";
+const ROUTER: &str = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router";
+/// The internal listener the :15008 listener hands terminated CONNECT streams to.
+pub const MAIN_INTERNAL: &str = "main_internal";
+/// Buffer limit on the HBONE path (envoy-hbone-notes.md: with the 64 KiB / 1 MiB windows this
+/// made the terminate design pass 7/7 runs of the 50 MiB download; a mitigation, not a fix).
+pub const BUFFER_LIMIT: u32 = 32768;
+
+fn router() -> Value {
+    json!({"name": "envoy.filters.http.router", "typed_config": {"@type": ROUTER}})
+}
+
+fn string_state(key: &str, format: &str) -> Value {
+    json!({
+        "object_key": key,
+        "factory_key": "envoy.string",
+        "format_string": {"text_format_source": {"inline_string": format}},
+        // Copied once onto the internal connection to main_internal, where the module reads it.
+        "shared_with_upstream": "ONCE",
+    })
+}
+
+/// TLS context shared by the HBONE server and client sides: our cert, the mesh CA, TLS 1.3.
+fn common_tls(o: &Options, san: Value) -> Value {
+    json!({
+        "tls_params": {"tls_minimum_protocol_version": "TLSv1_3", "tls_maximum_protocol_version": "TLSv1_3"},
+        "alpn_protocols": ["h2"],
+        "tls_certificates": [{
+            "certificate_chain": {"filename": o.cert_path("waypoint.pem")},
+            "private_key": {"filename": o.cert_path("waypoint-key.pem")}}],
+        "validation_context": {
+            "trusted_ca": {"filename": o.cert_path("ca.pem")},
+            "match_typed_subject_alt_names": [{"san_type": "URI", "matcher": san}]},
+    })
+}
+
+/// :15008: mTLS (client cert from our trust domain), HTTP/2 CONNECT terminated, the stream's
+/// bytes handed to `main_internal` with the peer principal and original destination.
+pub fn connect_terminate(o: &Options) -> Value {
+    json!({
+        "name": "connect_terminate",
+        "address": {"socket_address": {"address": "0.0.0.0", "port_value": 15008}},
+        "per_connection_buffer_limit_bytes": BUFFER_LIMIT,
+        "filter_chains": [{
+            "transport_socket": {"name": "envoy.transport_sockets.tls", "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext",
+                "require_client_certificate": true,
+                "common_tls_context": common_tls(o, json!({"prefix": format!("spiffe://{}/", o.trust_domain)}))}},
+            "filters": [{"name": "envoy.filters.network.http_connection_manager", "typed_config": {
+                "@type": HCM,
+                "stat_prefix": "connect_terminate",
+                "codec_type": "HTTP2",
+                // Tunnels live as long as the client wants (Istio sets the same).
+                "stream_idle_timeout": "0s",
+                "upgrade_configs": [{"upgrade_type": "CONNECT"}],
+                "http2_protocol_options": {
+                    "allow_connect": true,
+                    // ztunnel fails refused streams instead of opening another connection.
+                    "max_concurrent_streams": 100,
+                    // Small windows keep backpressure upstream, so the upstream EOF stays behind
+                    // the data (envoy-hbone-notes.md, cause 1: the 256 MiB default truncates).
+                    "initial_stream_window_size": 65536,
+                    "initial_connection_window_size": 1048576,
+                    "connection_keepalive": {"interval": "10s", "timeout": "20s"}},
+                "route_config": {"name": "connect_terminate", "virtual_hosts": [{
+                    "name": "connect", "domains": ["*"],
+                    "routes": [{
+                        "match": {"connect_matcher": {}},
+                        "route": {
+                            "cluster": MAIN_INTERNAL,
+                            "upgrade_configs": [{"upgrade_type": "CONNECT", "connect_config": {}}],
+                            "timeout": "0s"}}]}]},
+                "http_filters": [
+                    {"name": "envoy.filters.http.set_filter_state", "typed_config": {
+                        "@type": "type.googleapis.com/envoy.extensions.filters.http.set_filter_state.v3.Config",
+                        "on_request_headers": [
+                            string_state("io.istio.peer_principal", "%DOWNSTREAM_PEER_URI_SAN%"),
+                            string_state("waypoint.original_dst", "%REQ(:AUTHORITY)%")]}},
+                    router()]}}]}],
+    })
+}
+
+/// The route table of the L7 listener: the module picks the cluster via `x-waypoint-cluster`.
+fn waypoint_routes() -> Value {
+    json!({"name": "waypoint", "virtual_hosts": [{"name": "all", "domains": ["*"], "routes": [
+        {"match": {"prefix": "/", "headers": [{"name": "x-waypoint-cluster", "present_match": true}]},
+         "route": {"cluster_header": "x-waypoint-cluster", "timeout": "0s"},
+         "request_headers_to_remove": ["x-waypoint-cluster"]},
+        {"match": {"prefix": "/"},
+         "direct_response": {"status": 500, "body": {"inline_string": "waypoint: the module chose no cluster\n"}}}]}]})
+}
+
+/// The internal HTTP listener: our dynamic module filter, then the router.
+pub fn main_internal(o: &Options) -> Value {
+    json!({
+        "name": MAIN_INTERNAL,
+        "internal_listener": {},
+        "per_connection_buffer_limit_bytes": BUFFER_LIMIT,
+        "filter_chains": [{"filters": [{"name": "envoy.filters.network.http_connection_manager", "typed_config": {
+            "@type": HCM,
+            "stat_prefix": MAIN_INTERNAL,
+            "stream_idle_timeout": "0s",
+            "access_log": [{"name": "envoy.access_loggers.stdout", "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog",
+                "log_format": {"text_format_source": {"inline_string":
+                    "[%START_TIME%] \"%REQ(:METHOD)% %REQ(:PATH)%\" %RESPONSE_CODE% %RESPONSE_CODE_DETAILS% peer=%FILTER_STATE(io.istio.peer_principal:PLAIN)% dst=%FILTER_STATE(waypoint.original_dst:PLAIN)% decision=%DYNAMIC_METADATA(waypoint:decision)% route=%DYNAMIC_METADATA(waypoint:route)% cluster=%UPSTREAM_CLUSTER%\n"}}}}],
+            "route_config": waypoint_routes(),
+            "http_filters": [
+                {"name": "waypoint", "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter",
+                    // Loaded as lib<name>.so from $ENVOY_DYNAMIC_MODULES_SEARCH_PATH.
+                    "dynamic_module_config": {"name": o.module_name, "metrics_namespace": "waypoint"},
+                    "filter_name": "waypoint",
+                    "filter_config": {"@type": "type.googleapis.com/google.protobuf.Struct", "value": {
+                        "waypoint": o.waypoint,
+                        "config_paths": o.config_paths}}}},
+                router()]}}]}],
+    })
+}
+
+/// One internal listener per mesh pod and target port: a tcp_proxy that opens an HTTP/2
+/// CONNECT to `<pod IP>:15008` with `:authority <pod IP>:<targetPort>` (Istio's
+/// `connect_originate`, made static: the address is fixed per listener).
+pub fn connect_originate(t: &Target) -> Value {
+    let name = originate_listener_name(t.ip, t.target_port);
+    json!({
+        "name": name,
+        "internal_listener": {},
+        "filter_chains": [{"filters": [{"name": "envoy.filters.network.tcp_proxy", "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy",
+            "stat_prefix": name,
+            "cluster": hbone_cluster_name(t.ip),
+            "tunneling_config": {"hostname": host_port(t.ip, t.target_port)}}}]}],
+    })
+}
+
+/// The HBONE cluster of one pod: HTTP/2 over mTLS to `<pod IP>:15008`, the pod's identity
+/// checked when known (else any SPIFFE identity of our trust domain).
+pub fn hbone_cluster(o: &Options, t: &Target) -> Value {
+    let name = hbone_cluster_name(t.ip);
+    let san = match &t.identity {
+        Some(id) => json!({"exact": id}),
+        None => json!({"prefix": format!("spiffe://{}/", o.trust_domain)}),
+    };
+    json!({
+        "name": name,
+        "type": "STATIC",
+        "connect_timeout": "10s",
+        "load_assignment": {"cluster_name": name, "endpoints": [{"lb_endpoints": [{"endpoint": {
+            "address": {"socket_address": {"address": t.ip.to_string(), "port_value": 15008}}}}]}]},
+        "typed_extension_protocol_options": {"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+            "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+            "explicit_http_config": {"http2_protocol_options": {
+                "initial_stream_window_size": 65536,
+                "initial_connection_window_size": 1048576}}}},
+        "transport_socket": {"name": "envoy.transport_sockets.tls", "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+            "common_tls_context": common_tls(o, san)}},
+    })
+}
+
+/// :15021 readiness: `/healthz/ready` answered directly with 200.
+pub fn readiness() -> Value {
+    simple_listener(
+        "readiness",
+        15021,
+        json!([
+        {"match": {"path": "/healthz/ready"}, "direct_response": {"status": 200, "body": {"inline_string": "ready\n"}}},
+        {"match": {"prefix": "/"}, "direct_response": {"status": 404}}]),
+    )
+}
+
+/// :15020 Prometheus stats: `/stats/prometheus` forwarded to the admin interface.
+pub fn stats() -> Value {
+    simple_listener(
+        "stats",
+        15020,
+        json!([
+        {"match": {"prefix": "/stats/prometheus"}, "route": {"cluster": "prometheus_stats"}},
+        {"match": {"prefix": "/"}, "direct_response": {"status": 404}}]),
+    )
+}
+
+fn simple_listener(name: &str, port: u16, routes: Value) -> Value {
+    json!({
+        "name": name,
+        "address": {"socket_address": {"address": "0.0.0.0", "port_value": port}},
+        "filter_chains": [{"filters": [{"name": "envoy.filters.network.http_connection_manager", "typed_config": {
+            "@type": HCM,
+            "stat_prefix": name,
+            "route_config": {"name": name, "virtual_hosts": [{"name": name, "domains": ["*"], "routes": routes}]},
+            "http_filters": [router()]}}]}],
+    })
+}

@@ -1,0 +1,59 @@
+//! `waypoint bootstrap`: load the config, build the snapshot, print a static Envoy bootstrap.
+//! Config errors are reported on stderr and fail the command (no half-right bootstrap).
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+use clap::Args as ClapArgs;
+use waypoint::bootstrap::{from_config, Inputs};
+
+#[derive(ClapArgs, Debug)]
+pub struct Args {
+    /// Manifest file or directory (repeatable); passed to the module as given.
+    #[arg(long = "config", required = true)]
+    pub config: Vec<PathBuf>,
+    /// Waypoint Gateway as NS/NAME (optional when the config holds exactly one).
+    #[arg(long)]
+    pub waypoint: Option<String>,
+    /// Directory with waypoint.pem, waypoint-key.pem and ca.pem (as Envoy will see it).
+    #[arg(long)]
+    pub certs: String,
+    /// Path of the module (lib<name>.so); only its name is used, its directory must be on
+    /// $ENVOY_DYNAMIC_MODULES_SEARCH_PATH.
+    #[arg(long)]
+    pub module: Option<PathBuf>,
+    /// SPIFFE trust domain.
+    #[arg(long, default_value = "cluster.local")]
+    pub trust_domain: String,
+    /// Namespace for resources without metadata.namespace.
+    #[arg(long, default_value = "default")]
+    pub namespace: String,
+}
+
+fn module_name(path: Option<&PathBuf>) -> anyhow::Result<String> {
+    let Some(p) = path else {
+        return Ok("waypoint".to_string());
+    };
+    let file = p
+        .file_name()
+        .and_then(|f| f.to_str())
+        .with_context(|| format!("--module {}: no file name", p.display()))?;
+    match file.strip_prefix("lib").and_then(|f| f.strip_suffix(".so")) {
+        Some(n) if !n.is_empty() => Ok(n.to_string()),
+        _ => bail!("--module {}: expected lib<name>.so", p.display()),
+    }
+}
+
+pub fn main(args: Args) -> anyhow::Result<()> {
+    let inputs = Inputs {
+        config: args.config,
+        root: PathBuf::from("."),
+        namespace: args.namespace,
+        waypoint: args.waypoint,
+        certs_dir: args.certs,
+        module_name: module_name(args.module.as_ref())?,
+        trust_domain: args.trust_domain,
+    };
+    print!("{}", from_config(&inputs)?);
+    Ok(())
+}
