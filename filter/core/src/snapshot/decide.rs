@@ -415,12 +415,29 @@ impl Snapshot {
             endpoints = Endpoints::All(&s.endpoints);
         }
 
+        let mut fwd = Forwarding {
+            backend,
+            service: bsvc,
+            port: bport,
+            endpoints,
+            candidates: &f.backends,
+            request_headers: [&chosen.request_headers, &f.request_headers],
+            response_headers: [&chosen.response_headers, &f.response_headers],
+            path: None,
+            authority: None,
+            timeout: f.timeout,
+            backend_timeout: f.backend_timeout,
+            retries: f.retries.as_ref(),
+            fault_delay: None,
+            mirrors: &f.mirrors,
+            cors: f.cors.as_ref(),
+            traffic_policy,
+        };
         // Fault injection: the fault filter delays, then aborts (Envoy HTTP fault filter).
-        let mut fault_delay = None;
         if let Some(fault) = &f.fault {
             if let Some((delay, pct)) = fault.delay {
                 if rng.chance(pct) {
-                    fault_delay = Some(delay);
+                    fwd.fault_delay = Some(delay);
                     t.add(|| format!("fault delay {} ms", delay.as_millis()));
                 }
             }
@@ -431,24 +448,7 @@ impl Snapshot {
                     let mut lr = local(abort.http_status, "fault filter abort", Vec::new());
                     lr.grpc_status = abort.grpc_status.clone();
                     d.local = Some(lr);
-                    d.forward = Some(Forwarding {
-                        backend,
-                        service: bsvc,
-                        port: bport,
-                        endpoints,
-                        candidates: &f.backends,
-                        request_headers: [&chosen.request_headers, &f.request_headers],
-                        response_headers: [&chosen.response_headers, &f.response_headers],
-                        path: None,
-                        authority: None,
-                        timeout: f.timeout,
-                        backend_timeout: f.backend_timeout,
-                        retries: f.retries.as_ref(),
-                        fault_delay,
-                        mirrors: &f.mirrors,
-                        cors: f.cors.as_ref(),
-                        traffic_policy,
-                    });
+                    d.forward = Some(fwd);
                     return;
                 }
             }
@@ -485,25 +485,10 @@ impl Snapshot {
             )
         });
         let _ = svc;
+        fwd.path = path;
+        fwd.authority = authority;
         d.action = Action::Route;
-        d.forward = Some(Forwarding {
-            backend,
-            service: bsvc,
-            port: bport,
-            endpoints,
-            candidates: &f.backends,
-            request_headers: [&chosen.request_headers, &f.request_headers],
-            response_headers: [&chosen.response_headers, &f.response_headers],
-            path,
-            authority,
-            timeout: f.timeout,
-            backend_timeout: f.backend_timeout,
-            retries: f.retries.as_ref(),
-            fault_delay,
-            mirrors: &f.mirrors,
-            cors: f.cors.as_ref(),
-            traffic_policy,
-        });
+        d.forward = Some(fwd);
     }
 }
 
