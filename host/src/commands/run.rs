@@ -38,7 +38,8 @@ pub struct Args {
     ready_addr: SocketAddr,
     #[arg(long, default_value = "0.0.0.0:15020")]
     stats_addr: SocketAddr,
-    #[arg(long, default_value = "0.0.0.0:15000")]
+    /// Admin (`/config_dump`): loopback only by default, as Envoy's admin in a waypoint.
+    #[arg(long, default_value = "127.0.0.1:15000")]
     admin_addr: SocketAddr,
     /// Port mesh endpoints accept HBONE on.
     #[arg(long, default_value_t = 15008)]
