@@ -5,6 +5,7 @@ pub mod echo;
 pub mod envoy_harness;
 pub mod hbone_client;
 pub mod hbone_server;
+pub mod manifests;
 pub mod netns;
 pub mod pki;
 pub mod scenario;

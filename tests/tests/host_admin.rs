@@ -3,6 +3,7 @@
 //! rejected while the last good config keeps serving.
 
 use std::time::Duration;
+use waypoint_tests::manifests::plain_service;
 
 use waypoint::hbone::HboneClient;
 use waypoint_tests::echo::http_echo;
@@ -12,42 +13,9 @@ use waypoint_tests::waypoint::{admin_get, eventually, TestWaypoint, WAYPOINT_GAT
 
 const LIMIT: Duration = Duration::from_secs(60);
 
+/// A non-mesh Service `name` with one pod on 127.0.0.1 at `port`.
 fn service(name: &str, vip: &str, port: u16) -> String {
-    format!(
-        r#"
----
-apiVersion: v1
-kind: Service
-metadata:
-  name: {name}
-  namespace: default
-  labels:
-    istio.io/use-waypoint: waypoint
-spec:
-  clusterIP: {vip}
-  ports:
-  - name: http
-    port: 80
-    targetPort: {port}
-  selector:
-    app: {name}
----
-apiVersion: v1
-kind: Pod
-metadata:
-  name: {name}-0
-  namespace: default
-  labels:
-    app: {name}
-spec:
-  serviceAccountName: {name}
-  containers:
-  - name: app
-    image: example
-status:
-  podIP: 127.0.0.1
-"#
-    )
+    plain_service(name, vip, "127.0.0.1", port)
 }
 
 /// Replace a file in one step (temp file + rename), as config management tools do.

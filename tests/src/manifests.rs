@@ -1,0 +1,42 @@
+//! Manifest builders shared by the end-to-end tests (Services and their pods as YAML).
+//! Tests compose these instead of repeating the same Kubernetes boilerplate.
+
+/// A non-mesh Service `name` (VIP `vip`, port 80) with one pod at `ip:port`.
+pub fn plain_service(name: &str, vip: &str, ip: &str, port: u16) -> String {
+    format!(
+        r#"
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: {name}
+  namespace: default
+  labels:
+    istio.io/use-waypoint: waypoint
+spec:
+  clusterIP: {vip}
+  ports:
+  - name: http
+    port: 80
+    targetPort: {port}
+  selector:
+    app: {name}
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: {name}-0
+  namespace: default
+  labels:
+    app: {name}
+    istio.io/dataplane-mode: none
+spec:
+  serviceAccountName: {name}
+  containers:
+  - name: app
+    image: example
+status:
+  podIP: {ip}
+"#
+    )
+}
