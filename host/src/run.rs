@@ -100,6 +100,10 @@ async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
 
 /// Start the waypoint on the current tokio runtime.
 pub async fn start(opts: RunOptions) -> anyhow::Result<Running> {
+    // Baselines for the watchers, taken before the first read so no change is missed.
+    let cert_paths: Vec<_> = opts.certs.all().iter().map(|p| p.to_path_buf()).collect();
+    let certs_seen = watch::fingerprint(&cert_paths);
+    let config_seen = watch::fingerprint(&opts.config_paths);
     let material = certs::load(&opts.certs)?;
     let identity = material.identity.clone();
     let store = CertStore::new(material)?;
@@ -167,6 +171,7 @@ pub async fn start(opts: RunOptions) -> anyhow::Result<Running> {
     let cfg = config.clone();
     tasks.push(tokio::spawn(watch::poll(
         opts.config_paths.clone(),
+        config_seen,
         opts.watch_interval,
         move || {
             info!("config files changed; reloading");
@@ -175,11 +180,12 @@ pub async fn start(opts: RunOptions) -> anyhow::Result<Running> {
     )));
     // Certificate watcher.
     let cert_store = store.clone();
-    let cert_paths = opts.certs.clone();
+    let cert_files = opts.certs.clone();
     tasks.push(tokio::spawn(watch::poll(
-        cert_paths.all().iter().map(|p| p.to_path_buf()).collect(),
+        cert_paths,
+        certs_seen,
         opts.watch_interval,
-        move || match certs::load(&cert_paths).and_then(|m| cert_store.replace(m)) {
+        move || match certs::load(&cert_files).and_then(|m| cert_store.replace(m)) {
             Ok(()) => info!(identity = %cert_store.identity(), "certificates reloaded"),
             Err(e) => warn!(error = %format!("{e:#}"), "certificate reload failed; keeping the previous ones"),
         },
