@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use crate::config::FilterConfig;
 use crate::filter::{panic_message, HttpFilter};
+use crate::header_block::HeaderBlock;
 use crate::stream::{Attribute, HeaderKind, HeadersStatus, LogLevel, StreamHandle, Wake};
 
 /// ABI version string of Envoy 1.40.0's dynamic modules (NUL-terminated).
@@ -43,7 +44,8 @@ impl ModuleBuffer {
     };
 }
 
-/// `envoy_dynamic_module_type_{module,envoy}_http_header` (same layout).
+/// `envoy_dynamic_module_type_{module,envoy}_http_header` and `..._module_key_value_pair`
+/// (all three have this layout).
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct HttpHeader {
@@ -119,6 +121,12 @@ extern "C" {
         key: ModuleBuffer,
         value: ModuleBuffer,
     );
+    fn envoy_dynamic_module_callback_http_set_dynamic_metadata_string_batch(
+        fe: *mut c_void,
+        namespace: ModuleBuffer,
+        entries: *const HttpHeader,
+        entries_size: usize,
+    );
     fn envoy_dynamic_module_callback_http_filter_get_attribute_string(
         fe: *mut c_void,
         id: u32,
@@ -177,6 +185,18 @@ pub fn log(level: LogLevel, msg: &str) {
 }
 
 /// Copy an Envoy-owned buffer into a String (lossy on invalid UTF-8).
+/// Bytes Envoy lent us for the current hook.
+///
+/// # Safety
+/// `ptr` must be null or point at `len` readable bytes that stay valid while the result is used.
+unsafe fn borrow<'a>(ptr: *const c_char, len: usize) -> &'a [u8] {
+    if ptr.is_null() || len == 0 {
+        return &[];
+    }
+    // SAFETY: guaranteed by the caller.
+    unsafe { std::slice::from_raw_parts(ptr.cast::<u8>(), len) }
+}
+
 fn copy(buf: EnvoyBuffer) -> String {
     if buf.ptr.is_null() || buf.length == 0 {
         return String::new();
@@ -240,13 +260,13 @@ impl StreamHandle for EnvoyStream {
         out
     }
 
-    fn headers(&self, kind: HeaderKind) -> Vec<(String, String)> {
+    fn headers(&self, kind: HeaderKind) -> HeaderBlock {
         // SAFETY: `fe` is the live filter pointer of the current hook.
         let n = unsafe {
             envoy_dynamic_module_callback_http_get_headers_size(self.fe, header_kind(kind))
         };
         if n == 0 {
-            return Vec::new();
+            return HeaderBlock::default();
         }
         let mut raw = vec![EMPTY_HEADER; n];
         // SAFETY: `raw` has room for exactly the `n` entries Envoy said it would write.
@@ -258,22 +278,22 @@ impl StreamHandle for EnvoyStream {
             )
         };
         if !ok {
-            return Vec::new();
+            return HeaderBlock::default();
         }
-        raw.into_iter()
-            .map(|h| {
+        let bytes = raw.iter().map(|h| h.key_length + h.value_length).sum();
+        let mut block = HeaderBlock::with_capacity(n, bytes);
+        for h in &raw {
+            // SAFETY: Envoy wrote these (ptr, length) pairs for header memory it keeps valid
+            // until the end of the current hook; they are copied into `block` right here.
+            let (k, v) = unsafe {
                 (
-                    copy(EnvoyBuffer {
-                        ptr: h.key_ptr,
-                        length: h.key_length,
-                    }),
-                    copy(EnvoyBuffer {
-                        ptr: h.value_ptr,
-                        length: h.value_length,
-                    }),
+                    borrow(h.key_ptr, h.key_length),
+                    borrow(h.value_ptr, h.value_length),
                 )
-            })
-            .collect()
+            };
+            block.push(&String::from_utf8_lossy(k), &String::from_utf8_lossy(v));
+        }
+        block
     }
 
     fn set_header(&mut self, kind: HeaderKind, name: &str, value: &str) {
@@ -340,6 +360,31 @@ impl StreamHandle for EnvoyStream {
                 ModuleBuffer::of(body),
                 ModuleBuffer::of(details),
             );
+        }
+    }
+
+    fn set_metadata_batch(&mut self, ns: &str, entries: &[(&str, &str)]) {
+        let mut pairs = [EMPTY_HEADER; 8];
+        for chunk in entries.chunks(pairs.len()) {
+            for (slot, (k, v)) in pairs.iter_mut().zip(chunk) {
+                *slot = HttpHeader {
+                    key_ptr: k.as_ptr().cast(),
+                    key_length: k.len(),
+                    value_ptr: v.as_ptr().cast(),
+                    value_length: v.len(),
+                };
+            }
+            // SAFETY: live `fe`; `pairs[..chunk.len()]` are key/value pairs (the ABI's
+            // module_key_value_pair has the module_http_header layout) pointing at strs that
+            // outlive the call; Envoy copies them.
+            unsafe {
+                envoy_dynamic_module_callback_http_set_dynamic_metadata_string_batch(
+                    self.fe,
+                    ModuleBuffer::of(ns),
+                    pairs.as_ptr(),
+                    chunk.len(),
+                );
+            }
         }
     }
 

@@ -44,6 +44,23 @@ pub struct FilterConfigSpec {
     /// Filter-state key with the original destination `ip:port`.
     #[serde(default)]
     pub destination_filter_state: Option<String>,
+    /// How much dynamic metadata to write per request (each key costs Envoy a metadata merge,
+    /// about 3k instructions): `none`, `decision` (default) or `full`.
+    #[serde(default)]
+    pub metadata: MetadataLevel,
+}
+
+/// Which `waypoint` dynamic-metadata keys the filter writes.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum MetadataLevel {
+    /// Nothing.
+    None,
+    /// `decision` and `route` on every request, plus `policy` when the request is denied.
+    #[default]
+    Decision,
+    /// Also `service`, `cluster` and `policy` on every request.
+    Full,
 }
 
 /// Why a filter config was rejected. Every variant names the resource and field.
@@ -78,6 +95,7 @@ pub struct FilterConfig {
     pub principal_key: String,
     pub destination_key: String,
     pub metrics: Metrics,
+    pub metadata: MetadataLevel,
     /// Warnings from compiling the config (already logged).
     pub warnings: Vec<ConfigError>,
 }
@@ -133,6 +151,7 @@ impl FilterConfig {
                 .clone()
                 .unwrap_or_else(|| DEFAULT_DESTINATION_KEY.to_string()),
             metrics: Metrics::default(),
+            metadata: spec.metadata,
             warnings: diags.warnings,
         })
     }
@@ -140,8 +159,15 @@ impl FilterConfig {
 
 /// Parse the JSON of `filter_config`, naming the field on error.
 pub fn parse_spec(text: &str) -> Result<FilterConfigSpec, FilterConfigError> {
-    serde_json::from_str(text.trim())
-        .map_err(|e| FilterConfigError::Spec(format!("invalid JSON: {e}")))
+    let de = &mut serde_json::Deserializer::from_str(text.trim());
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        if path.is_empty() || path == "." {
+            FilterConfigError::Spec(format!("invalid JSON: {}", e.inner()))
+        } else {
+            FilterConfigError::Spec(format!("field {path}: {}", e.inner()))
+        }
+    })
 }
 
 fn parse_waypoint(s: &str) -> Result<WaypointName, FilterConfigError> {

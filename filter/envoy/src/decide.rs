@@ -1,11 +1,12 @@
 //! The one place that calls the policy core: build a snapshot from resources, and decide one
 //! request. Keeping it behind this seam lets the rest of the filter ignore core API churn.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
-use waypoint_core::decision::Decision;
+use waypoint_core::decision::{Decision, Forwarding};
 use waypoint_core::resource::RawResource;
-use waypoint_core::route::RuleId;
+use waypoint_core::route::{BackendRef, RuleAction, RuleId, WeightedBackend};
 use waypoint_core::snapshot::{BuildOptions, Snapshot};
 use waypoint_core::{Diagnostics, RandomSource, Request};
 
@@ -24,6 +25,23 @@ pub struct Engine {
     /// `Kind/ns/name#rule` of every rule, built once (keyed by the rule id's address in the
     /// immutable snapshot) so the per-request metadata and counters do not format strings.
     route_labels: HashMap<usize, String>,
+    /// Router control headers of every forwarding rule, formatted once (keyed by the address
+    /// of the rule's backend list, which every `Forwarding` of that rule borrows).
+    router_headers: HashMap<usize, Vec<(&'static str, String)>>,
+    /// Istio cluster name of every (backend address in the snapshot, service port).
+    cluster_names: HashMap<(usize, u16), String>,
+}
+
+fn rule_key(id: &RuleId) -> usize {
+    id as *const RuleId as usize
+}
+
+fn forward_key(backends: &[WeightedBackend]) -> usize {
+    backends.as_ptr() as usize
+}
+
+fn backend_key(b: &BackendRef, port: u16) -> (usize, u16) {
+    (b as *const BackendRef as usize, port)
 }
 
 impl Engine {
@@ -41,13 +59,58 @@ impl Engine {
         };
         let (snapshot, diags) = Snapshot::build(resources, &opts);
         let mut route_labels = HashMap::new();
+        let mut router_headers = HashMap::new();
+        let mut cluster_names = HashMap::new();
         for idx in snapshot.bound_services() {
-            if let Some(routes) = snapshot.service_routes(idx) {
-                for e in &routes.entries {
-                    let id = &e.rule.id;
-                    route_labels
-                        .entry(id as *const RuleId as usize)
-                        .or_insert_with(|| format!("{}#{}", id.resource(), id.rule));
+            let Some(routes) = snapshot.service_routes(idx) else {
+                continue;
+            };
+            let ports: Vec<u16> = snapshot
+                .registry
+                .services
+                .get(idx)
+                .map(|s| s.ports.iter().map(|p| p.port).collect())
+                .unwrap_or_default();
+            let rules = routes
+                .entries
+                .iter()
+                .map(|e| &*e.rule)
+                .chain(std::iter::once(&*routes.default_rule));
+            for rule in rules {
+                let id = &rule.id;
+                route_labels
+                    .entry(rule_key(id))
+                    .or_insert_with(|| format!("{}#{}", id.resource(), id.rule));
+                let RuleAction::Forward(f) = &rule.action else {
+                    continue;
+                };
+                if f.backends.is_empty() {
+                    continue;
+                }
+                router_headers
+                    .entry(forward_key(&f.backends))
+                    .or_insert_with(|| {
+                        crate::filter::router_header_values(
+                            f.timeout,
+                            f.retries.as_ref(),
+                            f.backend_timeout,
+                        )
+                    });
+                let backends = f
+                    .backends
+                    .iter()
+                    .map(|wb| &wb.backend)
+                    .chain(f.mirrors.iter().map(|m| &m.backend));
+                for b in backends {
+                    let candidates: Vec<u16> = match b.port {
+                        Some(p) => vec![p],
+                        None => ports.clone(),
+                    };
+                    for port in candidates {
+                        cluster_names
+                            .entry(backend_key(b, port))
+                            .or_insert_with(|| cluster_name_of(b, port));
+                    }
                 }
             }
         }
@@ -56,6 +119,8 @@ impl Engine {
                 snapshot,
                 resources: resources.len(),
                 route_labels,
+                router_headers,
+                cluster_names,
             },
             diags,
         )
@@ -83,15 +148,156 @@ impl Engine {
     pub fn route_label(&self, rule: Option<&RuleId>) -> std::borrow::Cow<'_, str> {
         match rule {
             None => "none".into(),
-            Some(id) => match self.route_labels.get(&(id as *const RuleId as usize)) {
+            Some(id) => match self.route_labels.get(&rule_key(id)) {
                 Some(label) => label.as_str().into(),
                 None => format!("{}#{}", id.resource(), id.rule).into(),
             },
         }
     }
 
+    /// Istio's cluster name for the forwarding's backend and port (precomputed).
+    pub fn cluster_name(&self, fwd: &Forwarding<'_>) -> Cow<'_, str> {
+        match self.cluster_names.get(&backend_key(fwd.backend, fwd.port)) {
+            Some(name) => Cow::Borrowed(name.as_str()),
+            None => Cow::Owned(cluster_name_of(fwd.backend, fwd.port)),
+        }
+    }
+
+    /// Router control headers for a forwarding (precomputed per rule).
+    pub fn router_headers(&self, fwd: &Forwarding<'_>) -> Cow<'_, [(&'static str, String)]> {
+        let cached = (!fwd.candidates.is_empty())
+            .then(|| self.router_headers.get(&forward_key(fwd.candidates)))
+            .flatten();
+        match cached {
+            Some(h) => Cow::Borrowed(h.as_slice()),
+            None => Cow::Owned(crate::filter::router_header_values(
+                fwd.timeout,
+                fwd.retries,
+                fwd.backend_timeout,
+            )),
+        }
+    }
+
     /// Decide one request.
     pub fn decide<'s>(&'s self, req: &Request<'_>, rng: &mut dyn RandomSource) -> Decision<'s> {
         self.snapshot.decide(req, rng, false)
+    }
+}
+
+/// Istio's cluster name: `outbound|<port>|<subset>|<host>`. We keep Istio's convention so one
+/// Envoy config (or an xDS server generating it) can hold one cluster per service/port/subset
+/// and the filter selects among them with `cluster_header`; the router then does load
+/// balancing, timeouts, retries and outlier detection per cluster as in Istio.
+pub fn cluster_name_of(b: &BackendRef, port: u16) -> String {
+    format!(
+        "outbound|{port}|{}|{}",
+        b.subset.as_deref().unwrap_or(""),
+        b.host
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::filter::router_header_values;
+    use waypoint_core::SplitMix64;
+
+    const CONFIG: &str = r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: waypoint, namespace: shop}
+spec: {gatewayClassName: istio-waypoint, listeners: [{name: mesh, port: 15008, protocol: HBONE}]}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: shop, labels: {istio.io/use-waypoint: waypoint}}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: cart, namespace: shop}
+spec: {clusterIP: 10.96.9.1, ports: [{port: 80, name: http}, {port: 8080, name: http-alt}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: plain, namespace: shop}
+spec: {clusterIP: 10.96.9.2, ports: [{port: 80, name: http}]}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: cart, namespace: shop}
+spec:
+  hosts: [cart]
+  http:
+  - match: [{uri: {prefix: /slow}}]
+    timeout: 3s
+    retries: {attempts: 4, perTryTimeout: 500ms, retryOn: "5xx,reset", }
+    route: [{destination: {host: cart, subset: v2}}]
+  - route:
+    - {destination: {host: cart, subset: v1}, weight: 90}
+    - {destination: {host: cart, subset: v2, port: {number: 8080}}, weight: 10}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: cart, namespace: shop}
+spec:
+  host: cart
+  subsets: [{name: v1, labels: {version: v1}}, {name: v2, labels: {version: v2}}]
+"#;
+
+    /// The per-rule caches give exactly what formatting at request time would, and they are
+    /// hits (borrowed) for every decision the snapshot makes.
+    #[test]
+    fn cached_cluster_names_and_router_headers_match_the_decisions() {
+        let loaded = waypoint_loader::load_text(CONFIG, "test", "shop");
+        assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);
+        let resources = loaded.resources;
+        let (engine, diags) = Engine::build(&resources, None);
+        assert!(diags.errors.is_empty(), "{:?}", diags.errors);
+        let mut rng = SplitMix64(7);
+        let mut seen = std::collections::BTreeSet::new();
+        for (authority, path) in [
+            ("cart.shop.svc.cluster.local", "/slow/x"),
+            ("cart.shop.svc.cluster.local", "/"),
+            ("cart:8080", "/"),
+            ("plain.shop.svc.cluster.local", "/"),
+        ] {
+            for _ in 0..200 {
+                let req = waypoint_core::Request {
+                    method: "GET",
+                    scheme: "http",
+                    authority,
+                    path,
+                    headers: &[],
+                    source_principal: None,
+                    source_ip: None,
+                    destination: authority,
+                    sni: None,
+                };
+                let d = engine.decide(&req, &mut rng);
+                let fwd = d.forward.as_ref().expect("routed");
+                let name = engine.cluster_name(fwd);
+                assert!(matches!(name, Cow::Borrowed(_)), "cache miss for {name}");
+                assert_eq!(name, cluster_name_of(fwd.backend, fwd.port));
+                let hdrs = engine.router_headers(fwd);
+                assert!(
+                    matches!(hdrs, Cow::Borrowed(_)),
+                    "router headers not cached"
+                );
+                assert_eq!(
+                    hdrs.as_ref(),
+                    router_header_values(fwd.timeout, fwd.retries, fwd.backend_timeout)
+                );
+                seen.insert(name.into_owned());
+            }
+        }
+        let want = [
+            "outbound|80|v1|cart.shop.svc.cluster.local",
+            "outbound|80|v2|cart.shop.svc.cluster.local",
+            "outbound|8080|v2|cart.shop.svc.cluster.local",
+            "outbound|80||plain.shop.svc.cluster.local",
+        ];
+        for w in want {
+            assert!(seen.contains(w), "{w} never chosen: {seen:?}");
+        }
     }
 }

@@ -1,6 +1,7 @@
 //! A fake `StreamHandle` that records every effect, for unit tests of the filter logic
 //! without Envoy.
 
+use crate::header_block::HeaderBlock;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
@@ -24,6 +25,8 @@ pub struct FakeStream {
     pub filter_state: BTreeMap<String, String>,
     pub reply: Option<SentReply>,
     pub metadata: BTreeMap<(String, String), String>,
+    /// Number of batched metadata writes (the filter writes once per decision).
+    pub metadata_calls: usize,
     pub counters: Vec<(usize, Vec<String>, u64)>,
     pub route_cache_cleared: usize,
     pub continued: usize,
@@ -106,8 +109,11 @@ impl StreamHandle for FakeStream {
             .map(|(_, v)| v.clone())
             .collect()
     }
-    fn headers(&self, kind: HeaderKind) -> Vec<(String, String)> {
-        self.map(kind).clone()
+    fn headers(&self, kind: HeaderKind) -> HeaderBlock {
+        self.map(kind)
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect()
     }
     fn set_header(&mut self, kind: HeaderKind, name: &str, value: &str) {
         let m = self.map_mut(kind);
@@ -150,6 +156,13 @@ impl StreamHandle for FakeStream {
     fn set_metadata(&mut self, ns: &str, key: &str, value: &str) {
         self.metadata
             .insert((ns.to_string(), key.to_string()), value.to_string());
+    }
+    fn set_metadata_batch(&mut self, ns: &str, entries: &[(&str, &str)]) {
+        self.metadata_calls += 1;
+        for (k, v) in entries {
+            self.metadata
+                .insert((ns.to_string(), k.to_string()), v.to_string());
+        }
     }
     fn attribute(&self, attr: Attribute) -> Option<String> {
         self.attributes.get(attr_key(attr)).cloned()

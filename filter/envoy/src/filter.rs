@@ -1,16 +1,20 @@
 //! Per-stream filter logic over the safe `StreamHandle` trait: build the decision input, call
 //! the core, and apply the decision (local reply, or mutations + cluster choice + delay).
 
+use std::borrow::Cow;
 use std::cell::RefCell;
 use std::net::{IpAddr, SocketAddr};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
 use waypoint_core::decision::{Action, Decision, Forwarding, LocalResponse};
-use waypoint_core::route::{Cors, HeaderOps};
+use waypoint_core::route::{Cors, HeaderOps, RetryPolicy};
 use waypoint_core::{RandomSource, Request, SplitMix64};
 
-use crate::config::FilterConfig;
+use smallvec::SmallVec;
+
+use crate::config::{FilterConfig, MetadataLevel};
+use crate::header_block::HeaderBlock;
 use crate::stream::{Attribute, HeaderKind, HeadersStatus, LogLevel, StreamHandle};
 use crate::timer;
 
@@ -186,27 +190,25 @@ impl HttpFilter {
         self.phase = Phase::Deciding;
         let headers = s.headers(HeaderKind::Request);
         #[cfg(any(test, feature = "test-panic"))]
-        if find(&headers, TEST_PANIC_HEADER) == Some("decide") {
+        if headers.get(TEST_PANIC_HEADER) == Some("decide") {
             panic!("test panic requested before the decision");
         }
         let conn = ConnectionFacts::read(s, &self.config);
-        let pairs: Vec<(&str, &str)> = headers
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
-        let authority = find(&headers, ":authority")
-            .or_else(|| find(&headers, "host"))
+        let pairs: SmallVec<[(&str, &str); 24]> = headers.iter().collect();
+        let authority = headers
+            .get(":authority")
+            .or_else(|| headers.get("host"))
             .unwrap_or("");
         let destination = conn
             .destination
             .as_deref()
-            .or_else(|| find(&headers, "x-envoy-original-dst-host"))
+            .or_else(|| headers.get("x-envoy-original-dst-host"))
             .unwrap_or(authority);
         let req = Request {
-            method: find(&headers, ":method").unwrap_or("GET"),
-            scheme: find(&headers, ":scheme").unwrap_or("http"),
+            method: headers.get(":method").unwrap_or("GET"),
+            scheme: headers.get(":scheme").unwrap_or("http"),
             authority,
-            path: find(&headers, ":path").unwrap_or("/"),
+            path: headers.get(":path").unwrap_or("/"),
             headers: &pairs,
             source_principal: conn.principal.as_deref(),
             source_ip: conn.source_ip,
@@ -220,7 +222,7 @@ impl HttpFilter {
         });
         self.phase = Phase::Applying(decision.action);
         #[cfg(any(test, feature = "test-panic"))]
-        if find(&headers, TEST_PANIC_HEADER) == Some("apply") {
+        if headers.get(TEST_PANIC_HEADER) == Some("apply") {
             panic!("test panic requested while applying the decision");
         }
         self.apply(s, &decision, &headers)
@@ -231,10 +233,12 @@ impl HttpFilter {
         &mut self,
         s: &mut S,
         decision: &Decision<'_>,
-        headers: &[(String, String)],
+        headers: &HeaderBlock,
     ) -> HeadersStatus {
         self.phase = Phase::Applying(decision.action);
-        self.record(s, decision);
+        let config = Arc::clone(&self.config);
+        let mut meta = Meta::default();
+        record(&config, s, decision, &mut meta);
         if decision.action == Action::Route {
             if let Some(provider) = decision.ext_authz {
                 // A CUSTOM AuthorizationPolicy matched. This module has no ext_authz client,
@@ -250,13 +254,17 @@ impl HttpFilter {
                     grpc_status: None,
                 };
                 self.phase = Phase::Applying(Action::Deny);
+                meta.flush(s);
                 self.reply(s, Action::Deny, &local);
                 return HeadersStatus::StopIteration;
             }
         }
         match (&decision.forward, &decision.local) {
-            (Some(fwd), _) if decision.action == Action::Route => self.forward(s, fwd, headers),
+            (Some(fwd), _) if decision.action == Action::Route => {
+                self.forward(s, fwd, headers, meta)
+            }
             (_, Some(local)) => {
+                meta.flush(s);
                 let delay = decision
                     .forward
                     .as_ref()
@@ -272,6 +280,7 @@ impl HttpFilter {
                 HeadersStatus::StopIteration
             }
             _ => {
+                meta.flush(s);
                 // A decision without its payload is a core bug: fail closed.
                 let local = LocalResponse {
                     status: if decision.action == Action::Deny {
@@ -290,37 +299,6 @@ impl HttpFilter {
                 self.reply(s, decision.action, &local);
                 HeadersStatus::StopIteration
             }
-        }
-    }
-
-    /// Dynamic metadata and counters for one decision.
-    fn record<S: StreamHandle>(&self, s: &mut S, d: &Decision<'_>) {
-        let route = self.config.engine.route_label(d.matched_rule);
-        s.set_metadata(METADATA_NS, "decision", d.action.as_str());
-        s.set_metadata(METADATA_NS, "route", &route);
-        if let Some(svc) = d.service {
-            s.set_metadata(METADATA_NS, "service", &svc.hostname);
-        }
-        if !d.policies.is_empty() {
-            let policies = d
-                .policies
-                .iter()
-                .map(|p| {
-                    format!(
-                        "{} {}/{} {}{}",
-                        p.action,
-                        p.policy.namespace,
-                        p.policy.name,
-                        if p.matched { "matched" } else { "not-matched" },
-                        if p.dry_run { " dry-run" } else { "" }
-                    )
-                })
-                .collect::<Vec<_>>()
-                .join(", ");
-            s.set_metadata(METADATA_NS, "policy", &policies);
-        }
-        if let Some(id) = self.config.metrics.requests {
-            s.increment_counter(id, &[d.action.as_str(), &route], 1);
         }
     }
 
@@ -347,15 +325,17 @@ impl HttpFilter {
         &mut self,
         s: &mut S,
         fwd: &Forwarding<'_>,
-        headers: &[(String, String)],
+        headers: &HeaderBlock,
+        mut meta: Meta<'_>,
     ) -> HeadersStatus {
         // CORS preflight is answered here, as Envoy's CORS filter does before routing.
         if let Some(cors) = fwd.cors {
             if let Some(reply) = cors_preflight(cors, headers) {
+                meta.flush(s);
                 self.reply(s, Action::DirectResponse, &reply);
                 return HeadersStatus::StopIteration;
             }
-            if let Some(origin) = find(headers, "origin") {
+            if let Some(origin) = headers.get("origin") {
                 if origin_allowed(cors, origin) {
                     self.cors_allow_origin = Some((
                         origin.to_string(),
@@ -378,17 +358,20 @@ impl HttpFilter {
         // Router control headers a client sent must not steer Envoy's router; removing is a
         // host call, so only for headers that are actually present.
         for h in ROUTER_HEADERS {
-            if find(headers, h).is_some() {
+            if headers.get(h).is_some() {
                 s.remove_header(HeaderKind::Request, h);
             }
         }
-        for (name, value) in router_headers(fwd) {
-            s.set_header(HeaderKind::Request, name, &value);
+        for (name, value) in self.config.engine.router_headers(fwd).iter() {
+            s.set_header(HeaderKind::Request, name, value);
         }
         self.mirror(s, fwd);
-        let cluster = cluster_name(fwd);
-        s.set_metadata(METADATA_NS, "cluster", &cluster);
+        let cluster = self.config.engine.cluster_name(fwd);
         s.set_header(HeaderKind::Request, CLUSTER_HEADER, &cluster);
+        if self.config.metadata == MetadataLevel::Full {
+            meta.push("cluster", Cow::Owned(cluster.into_owned()));
+        }
+        meta.flush(s);
         // Envoy picked the route before this filter ran; re-match so the cluster_header
         // route sees our header (and the rewritten authority/path).
         s.clear_route_cache();
@@ -417,15 +400,15 @@ impl HttpFilter {
         }
         let base: Vec<(String, String)> = s
             .headers(HeaderKind::Request)
-            .into_iter()
+            .iter()
             .filter(|(k, _)| !k.eq_ignore_ascii_case(CLUSTER_HEADER))
             .map(|(k, v)| {
-                if k == ":authority" {
-                    let shadow = shadow_host(&v);
-                    (k, shadow)
+                let v = if k == ":authority" {
+                    shadow_host(v)
                 } else {
-                    (k, v)
-                }
+                    v.to_string()
+                };
+                (k.to_string(), v)
             })
             .collect();
         for m in fwd.mirrors {
@@ -548,13 +531,6 @@ fn parse_ip(s: &str) -> Option<IpAddr> {
         .ok()
 }
 
-fn find<'h>(headers: &'h [(String, String)], name: &str) -> Option<&'h str> {
-    headers
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case(name))
-        .map(|(_, v)| v.as_str())
-}
-
 /// Header mutations in Envoy's order: set, then add, then remove (Gateway API
 /// RequestHeaderModifier; Istio `headers.request` has the same set/add/remove fields).
 fn apply_ops<S: StreamHandle>(s: &mut S, kind: HeaderKind, ops: &HeaderOps) {
@@ -569,38 +545,30 @@ fn apply_ops<S: StreamHandle>(s: &mut S, kind: HeaderKind, ops: &HeaderOps) {
     }
 }
 
-/// Istio's cluster name for a backend: `outbound|<port>|<subset>|<host>`. We keep Istio's
-/// convention so one Envoy config (or an xDS server generating it) can hold one cluster per
-/// service/port/subset and this filter selects among them with `cluster_header`; the router
-/// then does load balancing, timeouts, retries, outlier detection per cluster as in Istio.
-/// (Alternatives: a host override would bypass Envoy's LB and health; the dynamic-module
-/// cluster specifier has no verified signatures in our ABI notes.)
+/// Istio's cluster name for the forwarding (see `decide::cluster_name_of`).
 pub fn cluster_name(fwd: &Forwarding<'_>) -> String {
-    format!(
-        "outbound|{}|{}|{}",
-        fwd.port,
-        fwd.backend.subset.as_deref().unwrap_or(""),
-        fwd.backend.host
-    )
+    crate::decide::cluster_name_of(fwd.backend, fwd.port)
 }
 
-/// Router control headers carrying the decision's timeout and retry policy.
-fn router_headers(fwd: &Forwarding<'_>) -> Vec<(&'static str, String)> {
+/// Router control headers carrying a route's timeout and retry policy (Envoy's
+/// `x-envoy-upstream-rq-timeout-ms` and friends).
+pub fn router_header_values(
+    timeout: Option<std::time::Duration>,
+    retries: Option<&RetryPolicy>,
+    backend_timeout: Option<std::time::Duration>,
+) -> Vec<(&'static str, String)> {
     let mut out = Vec::new();
-    if let Some(t) = fwd.timeout {
+    if let Some(t) = timeout {
         out.push(("x-envoy-upstream-rq-timeout-ms", t.as_millis().to_string()));
     }
-    let per_try = fwd
-        .retries
-        .and_then(|r| r.per_try_timeout)
-        .or(fwd.backend_timeout);
+    let per_try = retries.and_then(|r| r.per_try_timeout).or(backend_timeout);
     if let Some(t) = per_try {
         out.push((
             "x-envoy-upstream-rq-per-try-timeout-ms",
             t.as_millis().to_string(),
         ));
     }
-    if let Some(r) = fwd.retries {
+    if let Some(r) = retries {
         out.push(("x-envoy-max-retries", r.attempts.to_string()));
         let mut on = r.retry_on.clone();
         if !r.codes.is_empty() {
@@ -623,10 +591,10 @@ fn origin_allowed(cors: &Cors, origin: &str) -> bool {
 
 /// A CORS preflight (OPTIONS with Origin and Access-Control-Request-Method) from an allowed
 /// origin gets a 200 with the policy's headers, as Envoy's CORS filter answers it.
-fn cors_preflight(cors: &Cors, headers: &[(String, String)]) -> Option<LocalResponse> {
-    let method = find(headers, ":method")?;
-    let origin = find(headers, "origin")?;
-    find(headers, "access-control-request-method")?;
+fn cors_preflight(cors: &Cors, headers: &HeaderBlock) -> Option<LocalResponse> {
+    let method = headers.get(":method")?;
+    let origin = headers.get("origin")?;
+    headers.get("access-control-request-method")?;
     if !method.eq_ignore_ascii_case("OPTIONS") || !origin_allowed(cors, origin) {
         return None;
     }
@@ -668,5 +636,75 @@ pub fn panic_message(p: &Box<dyn std::any::Any + Send>) -> String {
         s.clone()
     } else {
         "non-string panic".to_string()
+    }
+}
+
+/// Dynamic metadata (collected into `meta`, written once) and counters for one decision.
+fn record<'m, 'd: 'm, S: StreamHandle>(
+    config: &'m FilterConfig,
+    s: &mut S,
+    d: &Decision<'d>,
+    meta: &mut Meta<'m>,
+) {
+    let route = config.engine.route_label(d.matched_rule);
+    if let Some(id) = config.metrics.requests {
+        s.increment_counter(id, &[d.action.as_str(), &route], 1);
+    }
+    let level = config.metadata;
+    if level == MetadataLevel::None {
+        return;
+    }
+    meta.push("decision", Cow::Borrowed(d.action.as_str()));
+    meta.push("route", route);
+    if level == MetadataLevel::Full {
+        if let Some(svc) = d.service {
+            meta.push("service", Cow::Borrowed(svc.hostname.as_str()));
+        }
+    }
+    // Which policies decided is what one needs to debug a deny; on allowed requests it is
+    // written only at `full` (each key is a metadata merge in Envoy).
+    if !d.policies.is_empty() && (level == MetadataLevel::Full || d.action == Action::Deny) {
+        let policies = d
+            .policies
+            .iter()
+            .map(|p| {
+                format!(
+                    "{} {}/{} {}{}",
+                    p.action,
+                    p.policy.namespace,
+                    p.policy.name,
+                    if p.matched { "matched" } else { "not-matched" },
+                    if p.dry_run { " dry-run" } else { "" }
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        meta.push("policy", Cow::Owned(policies));
+    }
+}
+
+/// Dynamic metadata of one decision, written with one batched call (one metadata merge in
+/// Envoy instead of one per key).
+#[derive(Debug, Default)]
+pub(crate) struct Meta<'a> {
+    entries: SmallVec<[(&'static str, Cow<'a, str>); 6]>,
+}
+
+impl<'a> Meta<'a> {
+    fn push(&mut self, key: &'static str, value: Cow<'a, str>) {
+        self.entries.push((key, value));
+    }
+
+    /// Write everything collected so far (a no-op when empty).
+    fn flush<S: StreamHandle>(&mut self, s: &mut S) {
+        if self.entries.is_empty() {
+            return;
+        }
+        {
+            let pairs: SmallVec<[(&str, &str); 6]> =
+                self.entries.iter().map(|(k, v)| (*k, v.as_ref())).collect();
+            s.set_metadata_batch(METADATA_NS, &pairs);
+        }
+        self.entries.clear();
     }
 }

@@ -10,6 +10,7 @@ pub mod decide;
 #[cfg(test)]
 pub mod fake;
 pub mod filter;
+pub mod header_block;
 pub mod stream;
 pub mod timer;
 

@@ -1,6 +1,7 @@
 //! The stream handle: everything the filter logic asks of Envoy for one HTTP stream, as a
 //! safe trait. `abi::EnvoyStream` implements it over the C ABI; `fake::FakeStream` in tests.
 
+use crate::header_block::HeaderBlock;
 use std::time::Duration;
 
 /// Which header map a call works on.
@@ -52,7 +53,7 @@ pub trait StreamHandle {
         self.header_values(kind, name).into_iter().next()
     }
     /// Every header, pseudo-headers included, in order.
-    fn headers(&self, kind: HeaderKind) -> Vec<(String, String)>;
+    fn headers(&self, kind: HeaderKind) -> HeaderBlock;
     /// Replace all values of `name` with `value`.
     fn set_header(&mut self, kind: HeaderKind, name: &str, value: &str);
     /// Append a value to `name`.
@@ -69,6 +70,8 @@ pub trait StreamHandle {
     );
     /// Set a string under the dynamic-metadata namespace `ns`.
     fn set_metadata(&mut self, ns: &str, key: &str, value: &str);
+    /// Set several strings under `ns` in one call (one metadata merge in Envoy).
+    fn set_metadata_batch(&mut self, ns: &str, entries: &[(&str, &str)]);
     /// A connection or request attribute as a string.
     fn attribute(&self, attr: Attribute) -> Option<String>;
     /// A filter-state object (as bytes / its string form).

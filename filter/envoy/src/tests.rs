@@ -535,3 +535,55 @@ fn cors_preflight_is_answered_and_actual_requests_get_allow_origin() {
         assert_eq!(got.is_some(), allow, "{case}: {got:?}");
     }
 }
+
+#[test]
+fn metadata_level_chooses_the_keys_written_in_one_batch() {
+    let sleep = "spiffe://cluster.local/ns/bookinfo/sa/sleep";
+    let other = "spiffe://cluster.local/ns/bookinfo/sa/other";
+    // (level, principal, keys expected)
+    for (level, principal, want) in [
+        ("none", sleep, vec![]),
+        ("none", other, vec![]),
+        ("decision", sleep, vec!["decision", "route"]),
+        ("decision", other, vec!["decision", "policy", "route"]),
+        (
+            "full",
+            sleep,
+            vec!["cluster", "decision", "policy", "route", "service"],
+        ),
+        (
+            "full",
+            other,
+            vec!["decision", "policy", "route", "service"],
+        ),
+    ] {
+        let spec = serde_json::json!({
+            "waypoint": "bookinfo/waypoint", "config_inline": MINI, "metadata": level});
+        let cfg =
+            FilterConfig::from_bytes("waypoint", spec.to_string().as_bytes()).expect("config");
+        let mut s = FakeStream::request("GET", "reviews.bookinfo.svc.cluster.local:9080", "/", &[])
+            .with_attribute(Attribute::PeerUriSan, principal);
+        HttpFilter::new(Arc::new(cfg)).on_request_headers(&mut s, true);
+        let keys: Vec<&str> = s.metadata.keys().map(|(_, k)| k.as_str()).collect();
+        assert_eq!(keys, want, "{level} {principal}");
+        assert_eq!(
+            s.metadata_calls,
+            usize::from(!want.is_empty()),
+            "{level}: one batch"
+        );
+        if principal == other && level != "none" {
+            assert_eq!(s.meta("decision"), Some("deny"));
+            assert!(
+                s.meta("policy")
+                    .is_some_and(|p| p.contains("bookinfo/allow-sleep")),
+                "{:?}",
+                s.meta("policy")
+            );
+        }
+    }
+    // An unknown level is a config error naming the field.
+    let spec = serde_json::json!({"config_inline": MINI, "metadata": "verbose"});
+    let err =
+        FilterConfig::from_bytes("waypoint", spec.to_string().as_bytes()).expect_err("bad level");
+    assert!(err.to_string().contains("metadata"), "{err}");
+}

@@ -1,0 +1,119 @@
+#!/usr/bin/env bash
+# benches/envoy/instructions.sh — Envoy's instructions per request for the plain / native /
+# module variants of run.sh, counted by valgrind's callgrind. Unlike wrk's req/s on a shared VM,
+# instruction counts repeat to within a fraction of a percent, so small per-request costs of the
+# module show up (they drown in the noise of run.sh).
+#
+#   curl (one keep-alive connection, N requests) -> Envoy under callgrind :18000 -> nginx
+#
+# Per variant: start Envoy under `valgrind --tool=callgrind --instr-atstart=no`, send WARM
+# requests, switch instrumentation on, send N requests, switch it off and dump. The figure is
+# the dump's total Ir ÷ N (curl and nginx are not counted). Prints a Markdown table and writes
+# the top inclusive costs of the module's functions per variant under the scratch dir.
+#
+# Options: --requests N [2000]  --warm N [200]  --variants "plain native module"
+#          --scratch DIR [${TMPDIR:-/tmp}/waypoint-envoy-instr]  --no-build
+# Environment: WAYPOINT_ENVOY, CARGO_TARGET_DIR (as run.sh).
+set -euo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO=$(cd "$HERE/../.." && pwd)
+N=2000 WARM=200 VARIANTS="plain native module" BUILD=1
+SCRATCH=${TMPDIR:-/tmp}/waypoint-envoy-instr
+while [ $# -gt 0 ]; do
+  case $1 in
+    --requests) N=$2; shift ;;
+    --warm) WARM=$2; shift ;;
+    --variants) VARIANTS=$2; shift ;;
+    --scratch) SCRATCH=$2; shift ;;
+    --no-build) BUILD=0 ;;
+    -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+    *) echo "instructions.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
+  esac
+  shift
+done
+log() { echo "[$(date -u +%T)] $*" >&2; }
+
+command -v valgrind >/dev/null || { apt-get install -y valgrind >/dev/null 2>&1 || { apt-get update >/dev/null && apt-get install -y valgrind >/dev/null; }; }
+command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || apt-get install -y nginx-light >/dev/null
+NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+ENVOY=${WAYPOINT_ENVOY:-}
+if [ -z "$ENVOY" ]; then ENVOY=$("$REPO/scripts/install-envoy.sh"); fi
+TARGET=${CARGO_TARGET_DIR:-$REPO/target}
+if [ "$BUILD" = 1 ]; then (cd "$REPO" && cargo build --release -q -p waypoint-envoy); fi
+MODULE_DIR=$TARGET/release
+
+RUN=$SCRATCH/run-$(date -u +%Y%m%dT%H%M%S)
+mkdir -p "$RUN/nginx-tmp"
+ENVOY_PID="" NGINX_PID=""
+stop_pid() { kill -TERM "$1" 2>/dev/null || return 0; for _ in $(seq 100); do kill -0 "$1" 2>/dev/null || break; sleep 0.2; done; kill -KILL "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
+cleanup() { [ -z "$ENVOY_PID" ] || stop_pid "$ENVOY_PID"; [ -z "$NGINX_PID" ] || stop_pid "$NGINX_PID"; }
+trap cleanup EXIT
+listening() { ss -ltnH "sport = :$1" | grep -q .; }
+wait_port() { for _ in $(seq 600); do listening "$1" && return 0; kill -0 "$2" 2>/dev/null || break; sleep 0.2; done; echo "nothing on :$1" >&2; tail -20 "$3" >&2; return 1; }
+
+body() { local s="reviews-$1 "; while [ ${#s} -lt 127 ]; do s+=x; done; printf '%s\\n' "$s"; }
+cat >"$RUN/nginx.conf" <<EOF
+daemon off;
+worker_processes 1;
+pid $RUN/nginx.pid;
+error_log $RUN/nginx-error.log warn;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  keepalive_requests 10000000;
+  client_body_temp_path $RUN/nginx-tmp/body;
+  proxy_temp_path $RUN/nginx-tmp/proxy;
+  fastcgi_temp_path $RUN/nginx-tmp/fastcgi;
+  uwsgi_temp_path $RUN/nginx-tmp/uwsgi;
+  scgi_temp_path $RUN/nginx-tmp/scgi;
+  default_type text/plain;
+  server { listen 127.0.0.1:18081; location / { return 200 "$(body v1)"; } }
+  server { listen 127.0.0.1:18082; location / { return 200 "$(body v2)"; } }
+}
+EOF
+"$NGINX" -c "$RUN/nginx.conf" >"$RUN/nginx.log" 2>&1 &
+NGINX_PID=$!
+wait_port 18082 "$NGINX_PID" "$RUN/nginx.log"
+
+HOST_HDR="reviews.default.svc.cluster.local:9080"
+ALLOWED="spiffe://cluster.local/ns/default/sa/productpage"
+send() { # send COUNT: COUNT requests on one keep-alive connection; prints the number of 200s
+  local urls=() i
+  for i in $(seq "$1"); do urls+=(http://127.0.0.1:18000/); done
+  curl -s -o /dev/null -m 600 -H "host: $HOST_HDR" -H "x-bench-principal: $ALLOWED" -w '%{http_code}\n' "${urls[@]}" | grep -cx 200 || true
+}
+
+declare -A IR
+for v in $VARIANTS; do
+  out=$RUN/callgrind-$v.out
+  (cd "$REPO" && ENVOY_DYNAMIC_MODULES_SEARCH_PATH=$MODULE_DIR exec valgrind --tool=callgrind \
+    --instr-atstart=no --callgrind-out-file="$out" "$ENVOY" -c "$HERE/envoy-$v.yaml" \
+    --concurrency 1 --disable-hot-restart --log-level warn --base-id $((RANDOM % 1000 + 100)) \
+    >"$RUN/envoy-$v.log" 2>&1) &
+  ENVOY_PID=$!
+  wait_port 18000 "$ENVOY_PID" "$RUN/envoy-$v.log"
+  ok=$(send "$WARM"); log "$v: warm-up $ok/$WARM ok"
+  callgrind_control -i on "$ENVOY_PID" >/dev/null
+  ok=$(send "$N")
+  callgrind_control -i off "$ENVOY_PID" >/dev/null
+  callgrind_control -d "$ENVOY_PID" >/dev/null
+  stop_pid "$ENVOY_PID"; ENVOY_PID=""
+  [ "$ok" = "$N" ] || { log "$v: only $ok of $N requests returned 200"; exit 1; }
+  # Sum the totals of every dump part of this run.
+  total=0
+  for f in "$out"*; do
+    t=$(awk '/^totals:/ {print $2}' "$f"); total=$((total + ${t:-0}))
+  done
+  IR[$v]=$total
+  callgrind_annotate --inclusive=yes "$out"* 2>/dev/null | grep -E 'waypoint' | head -25 >"$RUN/top-$v.txt" || true
+  log "$v: $((total / N)) instructions per request"
+done
+
+echo "| variant | Envoy instructions / request |"
+echo "|---|---|"
+for v in $VARIANTS; do echo "| $v | $((IR[$v] / N)) |"; done
+if [ -n "${IR[native]:-}" ] && [ -n "${IR[module]:-}" ]; then
+  awk -v n="${IR[native]}" -v m="${IR[module]}" 'BEGIN { printf "\nmodule/native instructions per request: %.3f\n", m / n }'
+fi
+echo "(requests per variant: $N after $WARM warm-up; scratch: $RUN)"
