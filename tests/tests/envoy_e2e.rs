@@ -309,18 +309,68 @@ fn panic_fails_closed(b: &Bookinfo) -> Result<(), String> {
 }
 
 fn metrics_and_metadata(b: &Bookinfo) -> Result<(), String> {
-    let stats = http_get(
-        b.envoy.admin_port,
-        "127.0.0.1",
-        "/stats?filter=waypoint_requests_total",
-        &[],
-    )?;
-    expect(
-        stats.body.contains("waypoint_requests_total") && stats.body.contains("decision.route"),
-        || format!("stats: {}", stats.body),
-    )?;
-    expect(stats.body.contains("decision.deny"), || {
-        format!("no deny counted: {}", stats.body)
+    // The module counts in memory and flushes to Envoy's counter every 0.5 s (main thread).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let stats = http_get(
+            b.envoy.admin_port,
+            "127.0.0.1",
+            "/stats?filter=waypoint_requests_total",
+            &[],
+        )?;
+        let routed =
+            stats.body.contains("waypoint_requests_total") && stats.body.contains("decision.route");
+        let denied = stats.body.contains("decision.deny");
+        if routed && denied {
+            break;
+        }
+        if Instant::now() > deadline {
+            return Err(format!(
+                "counters missing (route: {routed}, deny: {denied}): {}",
+                stats.body
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // Exact counts: every request is counted once, after at most one flush interval.
+    let total = |b: &Bookinfo| -> Result<u64, String> {
+        let stats = http_get(
+            b.envoy.admin_port,
+            "127.0.0.1",
+            "/stats?filter=waypoint_requests_total",
+            &[],
+        )?;
+        Ok(stats
+            .body
+            .lines()
+            .filter_map(|l| {
+                l.rsplit_once(": ")
+                    .and_then(|(_, v)| v.trim().parse::<u64>().ok())
+            })
+            .sum())
+    };
+    let settled = |b: &Bookinfo| -> Result<u64, String> {
+        // Two reads 0.7 s apart (longer than the flush interval) that agree.
+        let mut last = total(b)?;
+        loop {
+            std::thread::sleep(Duration::from_millis(700));
+            let now = total(b)?;
+            if now == last {
+                return Ok(now);
+            }
+            last = now;
+        }
+    };
+    let before = settled(b)?;
+    for i in 0..25 {
+        let r = get(b, REVIEWS, &format!("/reviews/count-{i}"), &[]);
+        expect(r.status == 200, || {
+            format!("count request {i}: {}", r.status)
+        })?;
+    }
+    let after = settled(b)?;
+    expect(after == before + 25, || {
+        format!("waypoint_requests_total went {before} -> {after}, expected +25")
     })?;
     // Envoy buffers the stdout access log; wait for it to flush.
     let deadline = Instant::now() + Duration::from_secs(15);

@@ -152,6 +152,21 @@ extern "C" {
         label_values_size: usize,
         value: u64,
     ) -> u32;
+    fn envoy_dynamic_module_callback_http_filter_config_increment_counter(
+        config_envoy: *mut c_void,
+        id: usize,
+        label_values: *mut ModuleBuffer,
+        label_values_size: usize,
+        value: u64,
+    ) -> u32;
+    fn envoy_dynamic_module_callback_http_filter_config_scheduler_new(
+        config_envoy: *mut c_void,
+    ) -> *mut c_void;
+    fn envoy_dynamic_module_callback_http_filter_config_scheduler_commit(
+        scheduler: *mut c_void,
+        event_id: u64,
+    );
+    fn envoy_dynamic_module_callback_http_filter_config_scheduler_delete(scheduler: *mut c_void);
     fn envoy_dynamic_module_callback_http_filter_scheduler_new(fe: *mut c_void) -> *mut c_void;
     fn envoy_dynamic_module_callback_http_filter_scheduler_commit(
         scheduler: *mut c_void,
@@ -530,6 +545,61 @@ impl Wake for EnvoyScheduler {
     }
 }
 
+/// Envoy's main-thread scheduler of one filter config, shared by the config's flush closure and
+/// the timer thread's pending wake-up; deleted when the last holder lets go.
+struct ConfigScheduler(*mut c_void);
+
+// SAFETY: Envoy's config scheduler may be committed from any thread (it posts to the main
+// dispatcher and holds only a weak reference to the config, so a commit after the config is
+// gone does nothing) and deleted from any thread; `Drop` deletes it exactly once.
+unsafe impl Send for ConfigScheduler {}
+// SAFETY: as above; commit takes no lock of ours and Envoy's post is thread-safe.
+unsafe impl Sync for ConfigScheduler {}
+
+impl Drop for ConfigScheduler {
+    fn drop(&mut self) {
+        // SAFETY: the pointer came from config_scheduler_new and is deleted only here, once.
+        unsafe { envoy_dynamic_module_callback_http_filter_config_scheduler_delete(self.0) }
+    }
+}
+
+/// The timer's wake-up for a counter flush: commits the config scheduler.
+struct FlushWake(Arc<ConfigScheduler>);
+
+impl Wake for FlushWake {
+    fn wake(self: Box<Self>, event_id: u64) {
+        // SAFETY: the scheduler is alive while this Arc holds it; commit is thread-safe.
+        unsafe {
+            envoy_dynamic_module_callback_http_filter_config_scheduler_commit(self.0 .0, event_id)
+        }
+    }
+}
+
+/// Event id of the counter flush on the config's main-thread scheduler.
+const FLUSH_EVENT: u64 = 1;
+
+/// Make `cfg.counts` schedule its flushes through a main-thread scheduler of `config_envoy`.
+fn install_counter_flush(config_envoy: *mut c_void, cfg: &FilterConfig) {
+    // SAFETY: `config_envoy` is Envoy's live config pointer in the running config_new hook.
+    let raw =
+        unsafe { envoy_dynamic_module_callback_http_filter_config_scheduler_new(config_envoy) };
+    if raw.is_null() {
+        log(
+            LogLevel::Warn,
+            "waypoint: no config scheduler; requests are counted one by one",
+        );
+        return;
+    }
+    let sched = Arc::new(ConfigScheduler(raw));
+    cfg.counts.set_arm(Box::new(move || {
+        crate::timer::schedule(
+            crate::counts::FLUSH_DELAY,
+            FLUSH_EVENT,
+            Box::new(FlushWake(sched.clone())),
+        )
+    }));
+}
+
 /// Filter configs alive (created by config_new, not yet destroyed).
 static LIVE_CONFIGS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
@@ -590,6 +660,9 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_config_new(
                     "waypoint_requests_total",
                     &["decision", "route"],
                 );
+                if cfg.metrics.requests.is_some() {
+                    install_counter_flush(config_envoy, &cfg);
+                }
                 log(
                     LogLevel::Info,
                     &format!(
@@ -649,6 +722,55 @@ fn define_counter(config_envoy: *mut c_void, name: &str, labels: &[&str]) -> Opt
             &format!("waypoint: define_counter({name}) returned {r}"),
         );
         None
+    }
+}
+
+/// Main thread, after a `FLUSH_EVENT` commit: move the module's request counts into Envoy's
+/// `waypoint_requests_total{decision, route}`.
+///
+/// # Safety
+/// Called by Envoy only, on the main thread, with the live config pointers.
+#[no_mangle]
+pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_config_scheduled(
+    config_envoy: *mut c_void,
+    config: *const c_void,
+    event_id: u64,
+) {
+    if event_id != FLUSH_EVENT {
+        return;
+    }
+    let r = catch_unwind(AssertUnwindSafe(|| {
+        // SAFETY: `config` is our live Box<Arc<FilterConfig>>: Envoy runs this hook only
+        // while the config exists (its scheduler holds a weak reference to it).
+        let Some(cfg) = (unsafe { config.cast::<Arc<FilterConfig>>().as_ref() }) else {
+            return;
+        };
+        let Some(id) = cfg.metrics.requests else {
+            return;
+        };
+        cfg.counts.drain(|decision, route, n| {
+            let mut labels = [ModuleBuffer::of(decision), ModuleBuffer::of(route)];
+            // SAFETY: live config pointer of this hook; `id` was defined with two labels;
+            // `labels` and the strs it points at outlive the call.
+            let r = unsafe {
+                envoy_dynamic_module_callback_http_filter_config_increment_counter(
+                    config_envoy,
+                    id,
+                    labels.as_mut_ptr(),
+                    labels.len(),
+                    n,
+                )
+            };
+            if r != METRICS_SUCCESS {
+                log(
+                    LogLevel::Debug,
+                    &format!("waypoint: config increment_counter returned {r}"),
+                );
+            }
+        });
+    }));
+    if r.is_err() {
+        log(LogLevel::Error, "waypoint: panic while flushing counters");
     }
 }
 

@@ -4,6 +4,7 @@
 use serde::Deserialize;
 use waypoint_core::ConfigError;
 
+use crate::counts::RequestCounts;
 use crate::decide::{Engine, WaypointName};
 
 /// Default filter-state key holding the peer SPIFFE principal when an HBONE-terminating
@@ -95,6 +96,8 @@ pub struct FilterConfig {
     pub principal_key: String,
     pub destination_key: String,
     pub metrics: Metrics,
+    /// Request counts waiting to be flushed to `metrics.requests`.
+    pub counts: RequestCounts,
     pub metadata: MetadataLevel,
     /// Warnings from compiling the config (already logged).
     pub warnings: Vec<ConfigError>,
@@ -139,6 +142,7 @@ impl FilterConfig {
         if !loaded.errors.is_empty() {
             return Err(FilterConfigError::Resources(loaded.errors));
         }
+        let counts = RequestCounts::new(engine.route_labels().to_vec());
         Ok(FilterConfig {
             filter_name: filter_name.to_string(),
             engine,
@@ -151,6 +155,7 @@ impl FilterConfig {
                 .clone()
                 .unwrap_or_else(|| DEFAULT_DESTINATION_KEY.to_string()),
             metrics: Metrics::default(),
+            counts,
             metadata: spec.metadata,
             warnings: diags.warnings,
         })

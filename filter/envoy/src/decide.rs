@@ -24,7 +24,9 @@ pub struct Engine {
     resources: usize,
     /// `Kind/ns/name#rule` of every rule, built once (keyed by the rule id's address in the
     /// immutable snapshot) so the per-request metadata and counters do not format strings.
-    route_labels: HashMap<usize, String>,
+    route_labels: HashMap<usize, usize>,
+    /// The labels by route index; index 0 is `none` (no rule matched).
+    labels: Vec<String>,
     /// Router control headers of every forwarding rule, formatted once (keyed by the address
     /// of the rule's backend list, which every `Forwarding` of that rule borrows).
     router_headers: HashMap<usize, Vec<(&'static str, String)>>,
@@ -59,6 +61,7 @@ impl Engine {
         };
         let (snapshot, diags) = Snapshot::build(resources, &opts);
         let mut route_labels = HashMap::new();
+        let mut labels = vec!["none".to_string()];
         let mut router_headers = HashMap::new();
         let mut cluster_names = HashMap::new();
         for idx in snapshot.bound_services() {
@@ -78,9 +81,10 @@ impl Engine {
                 .chain(std::iter::once(&*routes.default_rule));
             for rule in rules {
                 let id = &rule.id;
-                route_labels
-                    .entry(rule_key(id))
-                    .or_insert_with(|| format!("{}#{}", id.resource(), id.rule));
+                route_labels.entry(rule_key(id)).or_insert_with(|| {
+                    labels.push(format!("{}#{}", id.resource(), id.rule));
+                    labels.len() - 1
+                });
                 let RuleAction::Forward(f) = &rule.action else {
                     continue;
                 };
@@ -119,6 +123,7 @@ impl Engine {
                 snapshot,
                 resources: resources.len(),
                 route_labels,
+                labels,
                 router_headers,
                 cluster_names,
             },
@@ -144,15 +149,23 @@ impl Engine {
         self.snapshot.bound_services().count()
     }
 
-    /// `Kind/namespace/name#rule` of a matched rule (`none` when no rule matched).
-    pub fn route_label(&self, rule: Option<&RuleId>) -> std::borrow::Cow<'_, str> {
-        match rule {
-            None => "none".into(),
-            Some(id) => match self.route_labels.get(&rule_key(id)) {
-                Some(label) => label.as_str().into(),
-                None => format!("{}#{}", id.resource(), id.rule).into(),
-            },
+    /// `Kind/namespace/name#rule` of a matched rule (`none` when no rule matched) and its route
+    /// index (None for a rule outside the snapshot's route tables).
+    pub fn route(&self, rule: Option<&RuleId>) -> (Cow<'_, str>, Option<usize>) {
+        let idx = match rule {
+            None => Some(0),
+            Some(id) => self.route_labels.get(&rule_key(id)).copied(),
+        };
+        match (idx.and_then(|i| self.labels.get(i)), rule) {
+            (Some(label), _) => (Cow::Borrowed(label.as_str()), idx),
+            (None, Some(id)) => (format!("{}#{}", id.resource(), id.rule).into(), None),
+            (None, None) => ("none".into(), None),
         }
+    }
+
+    /// Every route label, by route index (index 0 is `none`).
+    pub fn route_labels(&self) -> &[String] {
+        &self.labels
     }
 
     /// Istio's cluster name for the forwarding's backend and port (precomputed).

@@ -646,9 +646,13 @@ fn record<'m, 'd: 'm, S: StreamHandle>(
     d: &Decision<'d>,
     meta: &mut Meta<'m>,
 ) {
-    let route = config.engine.route_label(d.matched_rule);
+    let (route, idx) = config.engine.route(d.matched_rule);
     if let Some(id) = config.metrics.requests {
-        s.increment_counter(id, &[d.action.as_str(), &route], 1);
+        // Counted in the module and flushed in batches; Envoy's own labelled counter only for
+        // a route the snapshot does not know (never expected).
+        if !idx.is_some_and(|i| config.counts.add(d.action, i)) {
+            s.increment_counter(id, &[d.action.as_str(), &route], 1);
+        }
     }
     let level = config.metadata;
     if level == MetadataLevel::None {

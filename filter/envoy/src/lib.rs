@@ -6,6 +6,7 @@
 #[cfg(not(test))]
 pub mod abi;
 pub mod config;
+pub mod counts;
 pub mod decide;
 #[cfg(test)]
 pub mod fake;

@@ -47,6 +47,10 @@ pub struct Args {
     /// Seconds between checks of config and certificate files.
     #[arg(long, default_value_t = 1.0)]
     watch_interval: f64,
+    /// Worker threads (like Envoy's `--concurrency`); 1 runs everything on one thread.
+    /// Default: the CPUs this process may run on.
+    #[arg(long, value_name = "N")]
+    threads: Option<usize>,
 }
 
 fn cert_paths(args: &Args) -> anyhow::Result<CertPaths> {
@@ -73,10 +77,22 @@ pub fn main(args: Args) -> anyhow::Result<()> {
     opts.admin_addr = Some(args.admin_addr);
     opts.hbone_upstream_port = args.hbone_upstream_port;
     opts.watch_interval = Duration::from_secs_f64(args.watch_interval.clamp(0.1, 60.0));
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the tokio runtime")?;
+    let threads = args
+        .threads
+        .or_else(|| std::thread::available_parallelism().ok().map(|n| n.get()))
+        .unwrap_or(1);
+    let rt = match threads {
+        0 => anyhow::bail!("--threads must be at least 1"),
+        // One thread: no work stealing and no cross-thread wake-ups.
+        1 => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build(),
+        n => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(n)
+            .enable_all()
+            .build(),
+    }
+    .context("starting the tokio runtime")?;
     rt.block_on(async move {
         let running = start(opts).await?;
         tracing::info!(hbone = %running.hbone_addr, "waypoint running");

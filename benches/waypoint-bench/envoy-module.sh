@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# benches/waypoint-bench/envoy-module.sh — stock Envoy 1.40 with our module under
+# ../shared/bench/waypoint-bench.sh's waypoint contract: renders our config for the bench
+# scenario, generates the bootstrap with `waypoint bootstrap` (the product's own generator) and
+# execs Envoy with $WAYPOINT_CONCURRENCY workers.
+# Needs HOST_BIN (release `waypoint`), MODULE_DIR (holding libwaypoint.so) and ENVOY_BIN.
+set -euo pipefail
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+: "${CERT_DIR:?}" "${RUN_DIR:?}" "${HOST_BIN:?}" "${MODULE_DIR:?}" "${ENVOY_BIN:?}"
+cfg=$RUN_DIR/module-config certs=$RUN_DIR/module-certs
+mkdir -p "$cfg" "$certs"
+"$here/manifests.sh" >"$cfg/bench.yaml"
+# `waypoint bootstrap` reads waypoint.pem / waypoint-key.pem / ca.pem from one directory.
+ln -sf "$CERT_DIR/waypoint.crt" "$certs/waypoint.pem"
+ln -sf "$CERT_DIR/waypoint.key" "$certs/waypoint-key.pem"
+ln -sf "$CERT_DIR/root.pem" "$certs/ca.pem"
+"$HOST_BIN" bootstrap --config "$cfg" --waypoint default/waypoint --certs "$certs" \
+  --trust-domain "${TRUST_DOMAIN:-cluster.local}" >"$RUN_DIR/envoy-module.json"
+export ENVOY_DYNAMIC_MODULES_SEARCH_PATH=$MODULE_DIR
+exec "$ENVOY_BIN" -c "$RUN_DIR/envoy-module.json" --concurrency "${WAYPOINT_CONCURRENCY:-1}" \
+  --disable-hot-restart --log-level "${WAYPOINT_LOG_LEVEL:-warn}"
