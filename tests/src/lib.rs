@@ -2,6 +2,7 @@
 //! Each module holds one piece of the harness; tests live in `tests/tests/`.
 
 pub mod echo;
+pub mod envoy_generated;
 pub mod envoy_harness;
 pub mod hbone_client;
 pub mod hbone_server;

@@ -24,6 +24,7 @@ fn regenerate(config: &[&str]) -> String {
         certs_dir: CERTS.into(),
         module_name: "waypoint".into(),
         trust_domain: "cluster.local".into(),
+        originator: None,
     };
     from_config(&inputs).unwrap_or_else(|e| panic!("bootstrap for {config:?}: {e:#}"))
 }
