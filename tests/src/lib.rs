@@ -10,4 +10,5 @@ pub mod manifests;
 pub mod netns;
 pub mod pki;
 pub mod scenario;
+pub mod scenario_hbone;
 pub mod waypoint;

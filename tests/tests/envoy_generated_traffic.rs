@@ -205,6 +205,34 @@ async fn ten_with_connection_close(layout: Layout, base: u8) {
     env.assert_clean_ends(10, true).await;
 }
 
+/// Every CONNECT is decided on its own destination, also when many share one HBONE connection
+/// (as ztunnel pools them): alternate two services, ending each tunnel as a client that just
+/// drops it. Before the filter state was hashable, Envoy reused the internal connection of a
+/// finished CONNECT, with its copied filter state, for the next one.
+async fn each_connect_decided_alone(layout: Layout, base: u8) {
+    let env = start(layout, false, base).await;
+    let c = client(&env.pki, "default", "sleep");
+    let mut wrong = Vec::new();
+    for i in 0..30 {
+        let (vip, want) = if i % 3 == 0 {
+            (MESH_VIP, "echo")
+        } else {
+            (PLAIN_VIP, "plain")
+        };
+        let r = waypoint_tests::hbone_client::http1_get(&c, env.wp.hbone_addr, vip, "/who")
+            .await
+            .unwrap_or_else(|e| panic!("request {i}: {e}"));
+        if r.header("x-served-by") != Some(want) {
+            wrong.push(format!(
+                "request {i} to {vip}: served by {:?} (status {})",
+                r.header("x-served-by"),
+                r.status
+            ));
+        }
+    }
+    assert!(wrong.is_empty(), "{wrong:#?}");
+}
+
 macro_rules! case {
     ($name:ident, $f:ident, $layout:expr, $base:expr) => {
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -261,4 +289,16 @@ case!(
     Layout::Envoy,
     156,
     "stock Envoy 1.40 resets 1-7 of 10 upstream streams (envoy-hbone-notes.md, cause 2)"
+);
+case!(
+    originator_each_connect_decided_alone,
+    each_connect_decided_alone,
+    Layout::Originator,
+    157
+);
+case!(
+    envoy_each_connect_decided_alone,
+    each_connect_decided_alone,
+    Layout::Envoy,
+    158
 );

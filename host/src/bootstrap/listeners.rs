@@ -23,7 +23,13 @@ fn router() -> Value {
 fn string_state(key: &str, format: &str) -> Value {
     json!({
         "object_key": key,
-        "factory_key": "envoy.string",
+        // Hashable: the value becomes part of the upstream pool key, so an internal connection
+        // to main_internal is reused only by a CONNECT with the same peer and destination.
+        // With `envoy.string` Envoy handed a finished CONNECT's internal connection (and the
+        // filter state copied onto it) to the next CONNECT on the same HBONE connection, which
+        // the module then decided as the earlier one (envoy_generated_traffic.rs,
+        // each_connect_decided_alone).
+        "factory_key": "envoy.hashable_string",
         "format_string": {"text_format_source": {"inline_string": format}},
         // Copied once onto the internal connection to main_internal, where the module reads it.
         "shared_with_upstream": "ONCE",
