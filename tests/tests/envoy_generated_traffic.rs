@@ -42,6 +42,12 @@ fn port_on(ip: IpAddr) -> u16 {
 /// Mesh service `echo` (pod 127.`base`.0.2, HBONE server in front) and plaintext service
 /// `plain` (pod 127.`base`.0.3), both bound to the waypoint; Envoy on the generated bootstrap.
 async fn start(layout: Layout, closing_app: bool, base: u8) -> Env {
+    start_as(layout, closing_app, base, "echo").await
+}
+
+/// [`start`] with the pod's HBONE server presenting service account `pod_sa` (the config
+/// says the pod runs as `echo`).
+async fn start_as(layout: Layout, closing_app: bool, base: u8, pod_sa: &str) -> Env {
     let pki = Pki::new("cluster.local");
     let mesh_ip = IpAddr::from([127, base, 0, 2]);
     let plain_ip = IpAddr::from([127, base, 0, 3]);
@@ -54,7 +60,7 @@ async fn start(layout: Layout, closing_app: bool, base: u8) -> Env {
     let hbone_port = port_on(mesh_ip);
     let pod = HboneServer::start(
         SocketAddr::new(mesh_ip, hbone_port),
-        pki.store("default", "echo"),
+        pki.store("default", pod_sa),
     )
     .await;
     let config = TempDir::new("gen-traffic");
@@ -233,6 +239,22 @@ async fn each_connect_decided_alone(layout: Layout, base: u8) {
     assert!(wrong.is_empty(), "{wrong:#?}");
 }
 
+/// A pod whose HBONE server does not present the identity the config gives the pod is not
+/// sent any request: the TLS handshake fails, Envoy answers 503, and no tunnel is opened.
+async fn wrong_pod_identity_is_refused(layout: Layout, base: u8) {
+    let env = start_as(layout, false, base, "impostor").await;
+    let c = client(&env.pki, "default", "sleep");
+    let r = exchange(&c, env.wp.hbone_addr, MESH_VIP, "GET", "/secret", 0)
+        .await
+        .unwrap_or_else(|e| panic!("request: {e}"));
+    assert_eq!(r.status, 503, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(env.pod.seen.connects.load(Ordering::SeqCst), 0);
+    assert_eq!(env.app.hits(), 0);
+    if let Some(o) = &env.wp.originator {
+        assert!(o.stats.refused.load(Ordering::Relaxed) >= 1, "{:?}", o.stats);
+    }
+}
+
 macro_rules! case {
     ($name:ident, $f:ident, $layout:expr, $base:expr) => {
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -301,4 +323,16 @@ case!(
     each_connect_decided_alone,
     Layout::Envoy,
     158
+);
+case!(
+    originator_wrong_pod_identity_is_refused,
+    wrong_pod_identity_is_refused,
+    Layout::Originator,
+    159
+);
+case!(
+    envoy_wrong_pod_identity_is_refused,
+    wrong_pod_identity_is_refused,
+    Layout::Envoy,
+    160
 );
