@@ -251,7 +251,11 @@ async fn wrong_pod_identity_is_refused(layout: Layout, base: u8) {
     assert_eq!(env.pod.seen.connects.load(Ordering::SeqCst), 0);
     assert_eq!(env.app.hits(), 0);
     if let Some(o) = &env.wp.originator {
-        assert!(o.stats.refused.load(Ordering::Relaxed) >= 1, "{:?}", o.stats);
+        assert!(
+            o.stats.refused.load(Ordering::Relaxed) >= 1,
+            "{:?}",
+            o.stats
+        );
     }
 }
 
