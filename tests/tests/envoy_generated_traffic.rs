@@ -239,6 +239,39 @@ async fn each_connect_decided_alone(layout: Layout, base: u8) {
     assert!(wrong.is_empty(), "{wrong:#?}");
 }
 
+/// 20 requests in parallel to an app that closes after each response: all complete, no
+/// stream reset; with the originator they share one HBONE connection to the pod.
+async fn parallel_with_connection_close(layout: Layout, base: u8) {
+    let env = start(layout, true, base).await;
+    let c = client(&env.pki, "default", "sleep");
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let (c, addr) = (c.clone(), env.wp.hbone_addr);
+        tasks.push(tokio::spawn(async move {
+            exchange(&c, addr, MESH_VIP, "GET", &format!("/p/{i}"), 0)
+                .await
+                .map(|r| r.status)
+        }));
+    }
+    let mut failures = Vec::new();
+    for (i, t) in tasks.into_iter().enumerate() {
+        match t.await.expect("task") {
+            Ok(200) => {}
+            other => failures.push(format!("request {i}: {other:?}")),
+        }
+    }
+    assert!(failures.is_empty(), "client side: {failures:#?}");
+    assert_eq!(env.app.hits(), 20);
+    env.assert_clean_ends(20, true).await;
+    if let Some(o) = &env.wp.originator {
+        assert_eq!(
+            o.client.connections_opened(),
+            1,
+            "one HBONE connection to the pod"
+        );
+    }
+}
+
 /// A pod whose HBONE server does not present the identity the config gives the pod is not
 /// sent any request: the TLS handshake fails, Envoy answers 503, and no tunnel is opened.
 async fn wrong_pod_identity_is_refused(layout: Layout, base: u8) {
@@ -339,4 +372,17 @@ case!(
     wrong_pod_identity_is_refused,
     Layout::Envoy,
     160
+);
+case!(
+    originator_twenty_parallel_with_connection_close,
+    parallel_with_connection_close,
+    Layout::Originator,
+    161
+);
+case!(
+    envoy_twenty_parallel_with_connection_close,
+    parallel_with_connection_close,
+    Layout::Envoy,
+    162,
+    "stock Envoy 1.40 resets upstream streams with Connection: close apps (cause 2)"
 );
