@@ -58,7 +58,8 @@ impl Options {
 /// The bootstrap as a JSON value (object keys come out sorted, so the output is deterministic).
 pub fn generate(snapshot: &Snapshot, o: &Options) -> Value {
     let plans = clusters::plan(snapshot, &o.trust_domain);
-    // Every distinct mesh pod/target port gets an originating listener; every pod an HBONE cluster.
+    // Every distinct mesh pod/target port gets an originating listener; every pod a cluster
+    // (HBONE from Envoy, or the local originator with the pod in the PROXY header).
     let mesh: BTreeSet<Target> = plans
         .iter()
         .flat_map(|p| p.targets.iter())
