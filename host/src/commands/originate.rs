@@ -1,10 +1,13 @@
-//! `waypoint originate`: the local HBONE originator Envoy hands mesh upstream connections to
-//! (PROXY v2 in, HBONE to the pod out), for bootstraps made with `bootstrap --originator`.
+//! `waypoint originate`: the local HBONE originator for `bootstrap --originator` bootstraps
+//! (PROXY v2 in from Envoy, HBONE to the pod out), with its certificate files watched.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use std::time::Duration;
+
 use anyhow::Context;
+use waypoint::config::watch;
 use waypoint::tls::{certs, CertPaths, CertStore};
 
 #[derive(clap::Args, Debug)]
@@ -19,6 +22,9 @@ pub struct Args {
     /// Port mesh endpoints accept HBONE on.
     #[arg(long, default_value_t = 15008)]
     hbone_port: u16,
+    /// Seconds between checks of the certificate files (new connections use new ones).
+    #[arg(long, default_value_t = 1.0)]
+    watch_interval: f64,
 }
 
 /// The certificate files of a bootstrap certificate directory.
@@ -32,6 +38,9 @@ pub fn bootstrap_cert_paths(dir: &std::path::Path) -> CertPaths {
 
 pub fn main(args: Args) -> anyhow::Result<()> {
     let paths = bootstrap_cert_paths(&args.certs);
+    let files: Vec<_> = paths.all().iter().map(|p| p.to_path_buf()).collect();
+    // Taken before the first read, so a change in between is still seen.
+    let seen = watch::fingerprint(&files);
     let material = certs::load(&paths)
         .with_context(|| format!("loading certificates from {}", args.certs.display()))?;
     let store = CertStore::new(material)?;
@@ -40,11 +49,19 @@ pub fn main(args: Args) -> anyhow::Result<()> {
         .build()
         .context("starting the tokio runtime")?;
     rt.block_on(async move {
-        let o = waypoint::originate::start(args.listen, store, args.hbone_port)
+        let o = waypoint::originate::start(args.listen, store.clone(), args.hbone_port)
             .await
             .with_context(|| format!("listening on {}", args.listen))?;
-        tracing::info!(listen = %o.addr, "originator running");
+        tracing::info!(listen = %o.addr, identity = %store.identity(), "originator running");
+        let interval = Duration::from_secs_f64(args.watch_interval.clamp(0.1, 60.0));
+        let reload = tokio::spawn(watch::poll(files, seen, interval, move || {
+            match certs::load(&paths).and_then(|m| store.replace(m)) {
+                Ok(()) => tracing::info!(identity = %store.identity(), "certificates reloaded"),
+                Err(e) => tracing::warn!(error = %format!("{e:#}"), "certificate reload failed; keeping the previous ones"),
+            }
+        }));
         super::run::wait_for_signal().await;
+        reload.abort();
         Ok(())
     })
 }
