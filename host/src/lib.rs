@@ -6,6 +6,7 @@ pub mod bootstrap;
 pub mod config;
 pub mod hbone;
 pub mod logging;
+pub mod originate;
 pub mod proxy;
 pub mod run;
 pub mod tls;

@@ -7,6 +7,7 @@ mod commands {
     pub mod bootstrap;
     pub mod demo;
     pub mod dev_ca;
+    pub mod originate;
     pub mod run;
 }
 
@@ -33,6 +34,8 @@ enum Command {
     Demo(commands::demo::Args),
     /// Print a static Envoy bootstrap for the waypoint (HBONE in and out, our module).
     Bootstrap(commands::bootstrap::Args),
+    /// Local HBONE originator for an Envoy bootstrap made with `bootstrap --originator`.
+    Originate(commands::originate::Args),
 }
 
 /// Report a subcommand's error and map it to an exit code.
@@ -54,6 +57,10 @@ fn main() -> ExitCode {
         Command::DevCa(args) => exit(commands::dev_ca::main(args)),
         Command::Demo(args) => exit(commands::demo::main(args)),
         Command::Bootstrap(args) => exit(commands::bootstrap::main(args)),
+        Command::Originate(args) => {
+            waypoint::logging::init();
+            exit(commands::originate::main(args))
+        }
         Command::Run(args) => {
             waypoint::logging::init();
             exit(commands::run::main(args))

@@ -366,3 +366,41 @@ pub async fn tcp_download(bind: SocketAddr, len: u64) -> EchoServer {
         task,
     }
 }
+
+/// Start an HTTP/1.1 echo server that answers every request with `Connection: close` and
+/// closes its connection after the response (the app of the upstream-reset race).
+pub async fn http_echo_closing(bind: SocketAddr, name: &str) -> EchoServer {
+    let listener = TcpListener::bind(bind).await.expect("bind closing echo");
+    let addr = listener.local_addr().expect("addr");
+    let hits = Arc::new(AtomicUsize::new(0));
+    let name = Arc::new(name.to_string());
+    let (h, n) = (hits.clone(), name.clone());
+    let task = tokio::spawn(async move {
+        let mut conns = tokio::task::JoinSet::new();
+        loop {
+            while conns.try_join_next().is_some() {}
+            let Ok((tcp, _)) = listener.accept().await else {
+                continue;
+            };
+            let (h, n) = (h.clone(), n.clone());
+            conns.spawn(async move {
+                let svc = service_fn(move |req| {
+                    h.fetch_add(1, Ordering::SeqCst);
+                    serve_req(n.clone(), req)
+                });
+                // keep_alive(false): hyper adds `connection: close` and closes after the
+                // response is written.
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .keep_alive(false)
+                    .serve_connection(TokioIo::new(tcp), svc)
+                    .await;
+            });
+        }
+    });
+    EchoServer {
+        addr,
+        name: name.to_string(),
+        hits,
+        task,
+    }
+}

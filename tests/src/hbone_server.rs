@@ -1,6 +1,7 @@
 //! A destination-side HBONE server for tests, standing in for the destination ztunnel:
 //! mTLS, CONNECT `<ip>:<port>` with the IP equal to the one dialled (else 400), then a TCP
-//! relay to that port on loopback; 503 when nothing listens there.
+//! relay to that port on loopback; 503 when nothing listens there. Stream resets and other
+//! stream errors seen on a tunnel are recorded, so tests can require clean ends.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -22,6 +23,70 @@ pub struct Seen {
     pub forwarded: Mutex<Vec<String>>,
     pub traceparents: Mutex<Vec<String>>,
     pub connects: AtomicUsize,
+    /// One entry per tunnel that saw RST_STREAM or another stream error (never a clean end).
+    pub stream_errors: Mutex<Vec<String>>,
+    /// Tunnels that ended cleanly (END_STREAM both ways).
+    pub clean_ends: AtomicUsize,
+}
+
+impl Seen {
+    pub fn stream_errors(&self) -> Vec<String> {
+        self.stream_errors
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}
+
+/// Relay one tunnel to the app, as a destination ztunnel: the app's end (FIN or even a reset)
+/// becomes END_STREAM after its last byte; the waypoint's END_STREAM becomes FIN; data the
+/// app can no longer take is read and dropped so the stream still ends cleanly. Returns the
+/// stream errors seen (a reset from the waypoint shows up as a read or write error).
+async fn relay(s: H2Stream, app: TcpStream) -> Vec<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (mut sr, mut sw) = tokio::io::split(s);
+    let (mut ar, mut aw) = app.into_split();
+    let to_app = async {
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut app_open = true;
+        loop {
+            match sr.read(&mut buf).await {
+                Ok(0) => {
+                    if app_open {
+                        let _ = aw.shutdown().await;
+                    }
+                    return None;
+                }
+                Ok(n) => {
+                    if app_open && aw.write_all(&buf[..n]).await.is_err() {
+                        app_open = false;
+                    }
+                }
+                Err(e) => return Some(format!("reading the stream: {e}")),
+            }
+        }
+    };
+    let from_app = async {
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            match ar.read(&mut buf).await {
+                Ok(0) | Err(_) => {
+                    return sw
+                        .shutdown()
+                        .await
+                        .err()
+                        .map(|e| format!("sending END_STREAM: {e}"))
+                }
+                Ok(n) => {
+                    if let Err(e) = sw.write_all(&buf[..n]).await {
+                        return Some(format!("writing the stream: {e}"));
+                    }
+                }
+            }
+        }
+    };
+    let (a, b) = tokio::join!(to_app, from_app);
+    a.into_iter().chain(b).collect()
 }
 
 #[derive(Debug)]
@@ -72,10 +137,19 @@ impl ConnectHandler for Relay {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .push(h("traceparent"));
-            Ok(Box::new(move |mut s: H2Stream| {
+            let seen = self.seen.clone();
+            let authority = req.authority.clone();
+            Ok(Box::new(move |s: H2Stream| {
                 Box::pin(async move {
-                    let mut up = up;
-                    let _ = tokio::io::copy_bidirectional(&mut s, &mut up).await;
+                    let errors = relay(s, up).await;
+                    if errors.is_empty() {
+                        seen.clean_ends.fetch_add(1, Ordering::SeqCst);
+                    } else {
+                        seen.stream_errors
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .push(format!("{authority}: {}", errors.join("; ")));
+                    }
                 }) as BoxFuture<()>
             }) as Tunnel)
         })

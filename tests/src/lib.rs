@@ -2,6 +2,7 @@
 //! Each module holds one piece of the harness; tests live in `tests/tests/`.
 
 pub mod echo;
+pub mod envoy_generated;
 pub mod envoy_harness;
 pub mod hbone_client;
 pub mod hbone_server;
@@ -9,4 +10,5 @@ pub mod manifests;
 pub mod netns;
 pub mod pki;
 pub mod scenario;
+pub mod scenario_hbone;
 pub mod waypoint;

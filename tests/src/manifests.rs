@@ -3,6 +3,13 @@
 
 /// A non-mesh Service `name` (VIP `vip`, port 80) with one pod at `ip:port`.
 pub fn plain_service(name: &str, vip: &str, ip: &str, port: u16) -> String {
+    service(name, vip, ip, port, false)
+}
+
+/// A Service `name` (VIP `vip`, port 80, bound to the waypoint) with one pod at `ip:port`
+/// running as service account `name`; `mesh`: the pod is ambient (reached over HBONE).
+pub fn service(name: &str, vip: &str, ip: &str, port: u16, mesh: bool) -> String {
+    let mode = if mesh { "ambient" } else { "none" };
     format!(
         r#"
 ---
@@ -29,7 +36,7 @@ metadata:
   namespace: default
   labels:
     app: {name}
-    istio.io/dataplane-mode: none
+    istio.io/dataplane-mode: {mode}
 spec:
   serviceAccountName: {name}
   containers:

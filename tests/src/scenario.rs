@@ -1,6 +1,8 @@
 //! The shared scenario suite: data files (config + request + expected decision) that every
 //! mode (core, Envoy module, standalone host) runs, so all modes must decide the same.
 
+use std::collections::BTreeMap;
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -166,5 +168,51 @@ pub fn contains(actual: &Value, expected: &Value, path: &str) -> Result<(), Stri
         (Value::Number(a), Value::Number(e)) if a.as_f64() == e.as_f64() => Ok(()),
         (a, e) if a == e => Ok(()),
         (a, e) => Err(format!("{path}: expected {e}, got {a}")),
+    }
+}
+
+/// Replace `podIP: <old>` (not followed by another digit or dot) with the new address.
+pub fn remap_text(text: &str, map: &BTreeMap<IpAddr, IpAddr>) -> String {
+    let mut out = text.to_string();
+    for (old, new) in map {
+        let needle = old.to_string();
+        let replacement = new.to_string();
+        let mut res = String::with_capacity(out.len());
+        let mut rest = out.as_str();
+        while let Some(i) = rest.find(&needle) {
+            let end = i + needle.len();
+            let next = rest[end..].chars().next();
+            let prev = rest[..i].chars().last();
+            let boundary = !next.is_some_and(|c| c.is_ascii_digit() || c == '.')
+                && !prev.is_some_and(|c| c.is_ascii_digit() || c == '.');
+            res.push_str(&rest[..i]);
+            res.push_str(if boundary { &replacement } else { &needle });
+            rest = &rest[end..];
+        }
+        res.push_str(rest);
+        out = res;
+    }
+    out
+}
+
+/// Copy every manifest of `config` into `dir` with pod IPs remapped.
+pub fn write_config(config: &[String], map: &BTreeMap<IpAddr, IpAddr>, dir: &std::path::Path) {
+    let mut n = 0;
+    let mut stack: Vec<std::path::PathBuf> = config.iter().map(|c| repo_root().join(c)).collect();
+    while let Some(p) = stack.pop() {
+        if p.is_dir() {
+            for e in std::fs::read_dir(&p).expect("read dir").flatten() {
+                stack.push(e.path());
+            }
+        } else if p
+            .extension()
+            .is_some_and(|e| e == "yaml" || e == "yml" || e == "json")
+        {
+            let text = std::fs::read_to_string(&p).expect("read manifest");
+            n += 1;
+            let ext = p.extension().and_then(|e| e.to_str()).unwrap_or("yaml");
+            std::fs::write(dir.join(format!("m{n:03}.{ext}")), remap_text(&text, map))
+                .expect("write manifest");
+        }
     }
 }

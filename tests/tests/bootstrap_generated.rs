@@ -9,13 +9,24 @@ use waypoint_tests::envoy_harness::{repo_root, scratch_dir, validate};
 /// Fixed certificate directory of the committed bootstraps (as mounted in a deployment).
 const CERTS: &str = "/etc/waypoint/certs";
 
-/// (committed file, config paths relative to the repository root).
-const GENERATED: &[(&str, &[&str])] = &[(
-    "envoy-configs/generated/bookinfo.yaml",
-    &["examples/bookinfo"],
-)];
+/// Address of the local HBONE originator in the committed originator bootstrap.
+const ORIGINATOR: &str = "127.0.0.1:15009";
 
-fn regenerate(config: &[&str]) -> String {
+/// (committed file, config paths relative to the repository root, with `--originator`).
+const GENERATED: &[(&str, &[&str], bool)] = &[
+    (
+        "envoy-configs/generated/bookinfo.yaml",
+        &["examples/bookinfo"],
+        false,
+    ),
+    (
+        "envoy-configs/generated/bookinfo-originator.yaml",
+        &["examples/bookinfo"],
+        true,
+    ),
+];
+
+fn regenerate(config: &[&str], originator: bool) -> String {
     let inputs = Inputs {
         config: config.iter().map(PathBuf::from).collect(),
         root: repo_root(),
@@ -24,17 +35,18 @@ fn regenerate(config: &[&str]) -> String {
         certs_dir: CERTS.into(),
         module_name: "waypoint".into(),
         trust_domain: "cluster.local".into(),
+        originator: originator.then(|| ORIGINATOR.parse().expect("address")),
     };
     from_config(&inputs).unwrap_or_else(|e| panic!("bootstrap for {config:?}: {e:#}"))
 }
 
 #[test]
 fn generated_bootstraps_have_no_drift() {
-    for (file, config) in GENERATED {
+    for (file, config, originator) in GENERATED {
         let path = repo_root().join(file);
         let committed = std::fs::read_to_string(&path)
             .unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
-        let fresh = regenerate(config);
+        let fresh = regenerate(config, *originator);
         if committed != fresh {
             let diff: Vec<String> = committed
                 .lines()
@@ -51,11 +63,12 @@ fn generated_bootstraps_have_no_drift() {
             };
             panic!(
                 "{file} is out of date ({} committed lines, {} generated); first differences:\n{}\n\
-                 Regenerate with: cargo run -p waypoint -- bootstrap --config {} --certs {CERTS} > {file}",
+                 Regenerate with: cargo run -p waypoint -- bootstrap --config {} --certs {CERTS}{} > {file}",
                 committed.lines().count(),
                 fresh.lines().count(),
                 diff.join("\n"),
-                config.join(" --config ")
+                config.join(" --config "),
+                if *originator { format!(" --originator {ORIGINATOR}") } else { String::new() }
             );
         }
     }
@@ -65,10 +78,10 @@ fn generated_bootstraps_have_no_drift() {
 fn generated_bootstraps_validate() {
     let certs = repo_root().join("envoy-configs/certs");
     let dir = scratch_dir("bootstrap");
-    for (file, config) in GENERATED {
+    for (file, config, originator) in GENERATED {
         // The committed certificate paths exist only in a deployment: point them at the
         // example certificates; everything else is validated exactly as generated.
-        let text = regenerate(config).replace(CERTS, &certs.display().to_string());
+        let text = regenerate(config, *originator).replace(CERTS, &certs.display().to_string());
         let name = file.rsplit('/').next().unwrap_or("bootstrap.yaml");
         let path = dir.join(name);
         std::fs::write(&path, &text).expect("write bootstrap");
@@ -90,7 +103,7 @@ fn generated_bootstraps_validate() {
 /// loopback, the SPIFFE check on :15008, and mesh pods reached over HBONE.
 #[test]
 fn bookinfo_bootstrap_has_the_waypoint_shape() {
-    let text = regenerate(&["examples/bookinfo"]);
+    let text = regenerate(&["examples/bookinfo"], false);
     let boot: serde_json::Value = serde_yaml::from_str(&text).expect("YAML");
     assert_eq!(
         boot["admin"]["address"]["socket_address"],
@@ -154,5 +167,59 @@ fn bookinfo_bootstrap_has_the_waypoint_shape() {
         hbone["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]
             ["socket_address"]["port_value"],
         15008
+    );
+}
+
+/// With `--originator`, mesh pods are reached through the local originator: the originating
+/// listener restores the pod address with `original_dst` and proxies raw TCP to a cluster
+/// that writes a PROXY v2 header (with the pod identity TLV) to the originator.
+#[test]
+fn originator_bootstrap_hands_mesh_pods_to_the_originator() {
+    let text = regenerate(&["examples/bookinfo"], true);
+    assert!(text.contains(&format!("waypoint originate --listen {ORIGINATOR}")));
+    let boot: serde_json::Value = serde_yaml::from_str(&text).expect("YAML");
+    let listeners = boot["static_resources"]["listeners"]
+        .as_array()
+        .expect("listeners");
+    let clusters = boot["static_resources"]["clusters"]
+        .as_array()
+        .expect("clusters");
+    let orig = listeners
+        .iter()
+        .find(|l| l["name"] == "connect_originate|127.10.0.22:9080")
+        .expect("originating listener");
+    assert_eq!(
+        orig["listener_filters"][0]["name"],
+        "envoy.filters.listener.original_dst"
+    );
+    let proxy = &orig["filter_chains"][0]["filters"][0]["typed_config"];
+    assert_eq!(proxy["cluster"], "originate|127.10.0.22");
+    assert!(proxy.get("tunneling_config").is_none());
+    let v2 = clusters
+        .iter()
+        .find(|c| c["name"] == "outbound|9080|v2|reviews.default.svc.cluster.local")
+        .expect("reviews v2 cluster");
+    assert_eq!(
+        v2["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["metadata"]["filter_metadata"]
+            ["envoy.filters.listener.original_dst"]["local"],
+        "127.10.0.22:9080"
+    );
+    let c = clusters
+        .iter()
+        .find(|c| c["name"] == "originate|127.10.0.22")
+        .expect("originator cluster");
+    assert_eq!(
+        c["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]
+            ["socket_address"]["port_value"],
+        15009
+    );
+    let pp = &c["transport_socket"]["typed_config"]["config"];
+    assert_eq!(pp["version"], "V2");
+    assert_eq!(pp["added_tlvs"][0]["type"], 0xE0);
+    assert!(
+        !clusters
+            .iter()
+            .any(|c| c["name"].as_str().is_some_and(|n| n.starts_with("hbone|"))),
+        "no Envoy-side HBONE clusters with the originator"
     );
 }

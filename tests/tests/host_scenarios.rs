@@ -4,310 +4,14 @@
 //! or a forward that reaches an endpoint of the chosen backend with the decided path and
 //! request headers. Pod IPs are remapped to loopback; binding their ports needs root (SKIP).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
+use std::collections::HashMap;
 use std::time::Duration;
 
-use waypoint::hbone::HboneClient;
-use waypoint::tls::{CertStore, Identity};
-use waypoint_core::decision::Action;
-use waypoint_core::explain::decision_json;
-use waypoint_core::{Request, Snapshot, SplitMix64};
-use waypoint_tests::echo::{http_echo, EchoServer};
-use waypoint_tests::hbone_client::{collect, http1_over};
-use waypoint_tests::hbone_server::HboneServer;
 use waypoint_tests::netns::skip_unless_root;
-use waypoint_tests::pki::{Pki, TempDir};
-use waypoint_tests::scenario::{build_snapshot, load, repo_root, scenario_files, split_url, Case};
+use waypoint_tests::pki::Pki;
+use waypoint_tests::scenario::{build_snapshot, load, scenario_files};
+use waypoint_tests::scenario_hbone::{run_case, start_pods};
 use waypoint_tests::waypoint::TestWaypoint;
-
-/// Replace `podIP: <old>` (not followed by another digit or dot) with the new address.
-fn remap_text(text: &str, map: &BTreeMap<IpAddr, IpAddr>) -> String {
-    let mut out = text.to_string();
-    for (old, new) in map {
-        let needle = old.to_string();
-        let replacement = new.to_string();
-        let mut res = String::with_capacity(out.len());
-        let mut rest = out.as_str();
-        while let Some(i) = rest.find(&needle) {
-            let end = i + needle.len();
-            let next = rest[end..].chars().next();
-            let prev = rest[..i].chars().last();
-            let boundary = !next.is_some_and(|c| c.is_ascii_digit() || c == '.')
-                && !prev.is_some_and(|c| c.is_ascii_digit() || c == '.');
-            res.push_str(&rest[..i]);
-            res.push_str(if boundary { &replacement } else { &needle });
-            rest = &rest[end..];
-        }
-        res.push_str(rest);
-        out = res;
-    }
-    out
-}
-
-/// Copy every manifest of `config` into `dir` with pod IPs remapped.
-fn write_config(config: &[String], map: &BTreeMap<IpAddr, IpAddr>, dir: &std::path::Path) {
-    let mut n = 0;
-    let mut stack: Vec<std::path::PathBuf> = config.iter().map(|c| repo_root().join(c)).collect();
-    while let Some(p) = stack.pop() {
-        if p.is_dir() {
-            for e in std::fs::read_dir(&p).expect("read dir").flatten() {
-                stack.push(e.path());
-            }
-        } else if p
-            .extension()
-            .is_some_and(|e| e == "yaml" || e == "yml" || e == "json")
-        {
-            let text = std::fs::read_to_string(&p).expect("read manifest");
-            n += 1;
-            let ext = p.extension().and_then(|e| e.to_str()).unwrap_or("yaml");
-            std::fs::write(dir.join(format!("m{n:03}.{ext}")), remap_text(&text, map))
-                .expect("write manifest");
-        }
-    }
-}
-
-/// Endpoint IPs the core may pick for `case` (union over seeds, covering weighted splits).
-fn allowed_ips(snap: &Snapshot, req: &Request<'_>) -> BTreeSet<IpAddr> {
-    let mut out = BTreeSet::new();
-    for seed in 0..64 {
-        let d = snap.decide(req, &mut SplitMix64(seed), false);
-        if let Some(f) = &d.forward {
-            out.extend(f.endpoints.iter().map(|e| e.ip));
-        }
-    }
-    out
-}
-
-struct Env {
-    _servers: Vec<EchoServer>,
-    _hbone: Vec<HboneServer>,
-    wp: TestWaypoint,
-}
-
-async fn start_env(
-    pki: &Pki,
-    snap: &Snapshot,
-    config: &[String],
-    base: u8,
-) -> (Env, BTreeMap<IpAddr, IpAddr>, TempDir) {
-    // Map each endpoint IP to 127.<base>.0.<n>.
-    let mut map = BTreeMap::new();
-    let mut mesh = BTreeSet::new();
-    let mut ports: HashMap<IpAddr, BTreeSet<u16>> = HashMap::new();
-    for svc in &snap.registry.services {
-        for ep in &svc.endpoints {
-            let n = map.len() as u8 + 2;
-            let new = *map.entry(ep.ip).or_insert(IpAddr::from([127, base, 0, n]));
-            if ep.mesh {
-                mesh.insert(new);
-            }
-            for p in &svc.ports {
-                ports
-                    .entry(new)
-                    .or_default()
-                    .insert(svc.target_port(p.port, ep));
-            }
-        }
-    }
-    let reverse: HashMap<IpAddr, IpAddr> = map.iter().map(|(o, n)| (*n, *o)).collect();
-    let mut servers = Vec::new();
-    for (ip, ps) in &ports {
-        for p in ps {
-            servers.push(http_echo(SocketAddr::new(*ip, *p), &reverse[ip].to_string()).await);
-        }
-    }
-    // HBONE "ztunnels" for mesh pods, all on one port number.
-    let probe = std::net::TcpListener::bind((IpAddr::from([127, base, 0, 1]), 0)).expect("probe");
-    let hbone_port = probe.local_addr().expect("addr").port();
-    drop(probe);
-    let mut hbone = Vec::new();
-    for ip in &mesh {
-        // Every pod's ztunnel presents the pod's identity; the waypoint checks it.
-        let svc_ep = snap
-            .registry
-            .services
-            .iter()
-            .flat_map(|s| s.endpoints.iter())
-            .find(|e| map.get(&e.ip) == Some(ip))
-            .expect("endpoint");
-        let store = pki.store(
-            &svc_ep.namespace,
-            svc_ep.service_account.as_deref().unwrap_or("default"),
-        );
-        hbone.push(HboneServer::start(SocketAddr::new(*ip, hbone_port), store).await);
-    }
-    let dir = TempDir::new("scenario-config");
-    write_config(config, &map, dir.path());
-    let wp = TestWaypoint::start_in(pki, dir.path(), hbone_port).await;
-    (
-        Env {
-            _servers: servers,
-            _hbone: hbone,
-            wp,
-        },
-        map,
-        dir,
-    )
-}
-
-/// Run one case through the host; compare with the core. Returns a difference, if any.
-async fn run_case(
-    env: &Env,
-    snap: &Snapshot,
-    map: &BTreeMap<IpAddr, IpAddr>,
-    clients: &mut HashMap<String, Arc<HboneClient>>,
-    pki: &Pki,
-    case: &Case,
-) -> Result<(), String> {
-    let r = &case.request;
-    let (scheme, authority, path) = split_url(&r.url).map_err(|e| e.to_string())?;
-    let dest = match &r.dest {
-        Some(d) => d.clone(),
-        None if authority.contains(':') => authority.clone(),
-        None => format!("{authority}:80"),
-    };
-    let headers: Vec<(&str, &str)> = r
-        .headers
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
-    let source_ip: Option<IpAddr> = r.source_ip.as_deref().and_then(|s| s.parse().ok());
-    // HBONE always carries a client identity: cases without one use a neutral identity, for
-    // the core decision too (the inputs of both sides are identical).
-    let principal = r
-        .source_principal
-        .clone()
-        .unwrap_or_else(|| "spiffe://cluster.local/ns/scenario/sa/client".to_string());
-    let req = Request {
-        method: &r.method,
-        scheme: &scheme,
-        authority: &authority,
-        path: &path,
-        headers: &headers,
-        source_principal: Some(&principal),
-        source_ip,
-        destination: &dest,
-        sni: None,
-    };
-    let d = snap.decide(&req, &mut SplitMix64(r.seed), false);
-    let core = decision_json(&d, &req);
-    let id: Identity = principal.parse().map_err(|e| format!("{e}"))?;
-    let client = clients
-        .entry(principal.clone())
-        .or_insert_with(|| {
-            let store: Arc<CertStore> = pki.store_for(&id, None);
-            HboneClient::new(store)
-        })
-        .clone();
-    let mut connect_headers = http::HeaderMap::new();
-    let src = source_ip.unwrap_or(IpAddr::from([10, 0, 0, 7]));
-    if let Ok(v) = format!("for=\"{}\"", SocketAddr::new(src, 40000)).parse() {
-        connect_headers.insert("forwarded", v);
-    }
-    // The host's config has the pod IPs remapped to loopback; so does its destination.
-    let host_dest = match dest.parse::<SocketAddr>() {
-        Ok(a) => match map.get(&a.ip()) {
-            Some(ip) => SocketAddr::new(*ip, a.port()).to_string(),
-            None => dest.clone(),
-        },
-        Err(_) => dest.clone(),
-    };
-    let stream = client
-        .connect(env.wp.running.hbone_addr, &[], &host_dest, connect_headers)
-        .await;
-    let stream = match stream {
-        Ok(s) => s,
-        Err(e) => return Err(format!("CONNECT failed: {e}; core: {core}")),
-    };
-    let mut send = http1_over(stream).await.map_err(|e| e.to_string())?;
-    let mut hreq = http::Request::builder()
-        .method(r.method.as_str())
-        .uri(&path)
-        .header("host", &authority);
-    for (k, v) in &r.headers {
-        hreq = hreq.header(k, v);
-    }
-    let hreq = hreq
-        .body(waypoint_tests::echo::empty())
-        .map_err(|e| e.to_string())?;
-    let resp = send.send_request(hreq).await.map_err(|e| e.to_string())?;
-    let got = collect(resp).await.map_err(|e| e.to_string())?;
-    if d.action == Action::Route && d.ext_authz.is_none() {
-        let allowed = allowed_ips(snap, &req);
-        if allowed.is_empty() {
-            // The core routes, but the backend has no endpoints: Envoy's 503 (UH).
-            if got.status != 503 || got.text() != "no healthy upstream" {
-                return Err(format!(
-                    "backend without endpoints: want 503, got {} {:?}",
-                    got.status,
-                    got.text()
-                ));
-            }
-            return Ok(());
-        }
-        let served = got.header("x-served-by").ok_or_else(|| {
-            format!(
-                "not forwarded: status {} body {:?}; core: {core}",
-                got.status,
-                got.text()
-            )
-        })?;
-        let served: IpAddr = served
-            .parse()
-            .map_err(|_| format!("bad served-by {served}"))?;
-        if !allowed.contains(&served) {
-            return Err(format!("served by {served}, core allows {allowed:?}"));
-        }
-        let want_path = core["path"].as_str().unwrap_or(&path).to_string();
-        if got.header("x-echo-pathq") != Some(want_path.as_str()) {
-            return Err(format!(
-                "upstream path: want {want_path}, saw {:?}",
-                got.header("x-echo-pathq")
-            ));
-        }
-        if let Some(hs) = core["request_headers"].as_object() {
-            for (k, v) in hs {
-                let seen: Vec<&str> = got
-                    .headers
-                    .get_all(format!("x-echo-h-{k}").as_str())
-                    .iter()
-                    .filter_map(|v| v.to_str().ok())
-                    .collect();
-                let want = v.as_str().unwrap_or("");
-                if seen.join(",") != want {
-                    return Err(format!("header {k}: want {want:?}, upstream saw {seen:?}"));
-                }
-            }
-        }
-    } else if let Some(l) = &d.local {
-        if got.status != l.status {
-            return Err(format!(
-                "status {} != core {}; body {:?}",
-                got.status,
-                l.status,
-                got.text()
-            ));
-        }
-        if !l.body.is_empty() && got.text() != l.body {
-            return Err(format!("body {:?} != core {:?}", got.text(), l.body));
-        }
-        if let Some((_, loc)) = l
-            .headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case("location"))
-        {
-            if got.header("location") != Some(loc.as_str()) {
-                return Err(format!(
-                    "location {:?} != core {loc:?}",
-                    got.header("location")
-                ));
-            }
-        }
-    }
-    Ok(())
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scenario_suite_through_the_host() {
@@ -320,19 +24,27 @@ async fn scenario_suite_through_the_host() {
     for (i, f) in scenario_files().iter().enumerate() {
         let file = load(f).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
         let snap = build_snapshot(&file).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
-        let (env, map, _dir) = start_env(&pki, &snap, &file.config, 90 + i as u8).await;
+        let pods = start_pods(&pki, &snap, &file.config, 90 + i as u8).await;
+        let wp = TestWaypoint::start_in(&pki, pods.config_dir.path(), pods.hbone_port).await;
         assert!(
-            env.wp.running.config.current().is_some(),
+            wp.running.config.current().is_some(),
             "{}: host rejected the config: {:?}",
             f.display(),
-            env.wp.running.config.last_errors()
+            wp.running.config.last_errors()
         );
         let mut clients = HashMap::new();
         for case in &file.cases {
             count += 1;
             let outcome = tokio::time::timeout(
                 Duration::from_secs(30),
-                run_case(&env, &snap, &map, &mut clients, &pki, case),
+                run_case(
+                    wp.running.hbone_addr,
+                    &snap,
+                    &pods.map,
+                    &mut clients,
+                    &pki,
+                    case,
+                ),
             )
             .await
             .unwrap_or_else(|_| Err("timed out".into()));

@@ -2,7 +2,7 @@
 //! `outbound|<port>|<subset>|<fqdn>`, with static endpoints from the snapshot.
 
 use std::collections::BTreeMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use serde_json::{json, Value};
 use waypoint_core::service::ServiceInfo;
@@ -17,6 +17,18 @@ pub fn cluster_name(port: u16, subset: &str, fqdn: &str) -> String {
 pub fn originate_listener_name(ip: IpAddr, target_port: u16) -> String {
     format!("connect_originate|{}", host_port(ip, target_port))
 }
+
+/// Name of the cluster that reaches one pod through the local originator.
+pub fn originator_cluster_name(ip: IpAddr) -> String {
+    format!("originate|{ip}")
+}
+
+/// PROXY v2 TLV type carrying the pod's expected SPIFFE identity to the originator (in the
+/// custom range 0xE0-0xEF of the PROXY protocol spec).
+pub const TLV_IDENTITY: u8 = 0xE0;
+
+/// Endpoint metadata namespace `original_dst` reads the restored local address from.
+const ORIGINAL_DST: &str = "envoy.filters.listener.original_dst";
 
 /// Name of the HBONE (pod :15008) cluster of one pod.
 pub fn hbone_cluster_name(ip: IpAddr) -> String {
@@ -107,17 +119,29 @@ pub fn targets(
 /// The Envoy cluster for a plan: plaintext socket addresses, or internal addresses of the
 /// per-pod HBONE originating listener for mesh endpoints.
 pub fn outbound_cluster(p: &ClusterPlan) -> Value {
+    outbound_cluster_via(p, false)
+}
+
+/// [`outbound_cluster`]; with `originator`, mesh endpoints also carry the pod address as
+/// `original_dst` metadata, passed through to the originating listener.
+pub fn outbound_cluster_via(p: &ClusterPlan, originator: bool) -> Value {
     let lb_endpoints: Vec<Value> = p
         .targets
         .iter()
         .map(|t| {
-            let address = if t.mesh {
-                json!({"envoy_internal_address": {
-                    "server_listener_name": originate_listener_name(t.ip, t.target_port)}})
-            } else {
-                json!({"socket_address": {"address": t.ip.to_string(), "port_value": t.target_port}})
-            };
-            json!({"endpoint": {"address": address}})
+            if !t.mesh {
+                let address = json!({"socket_address": {
+                    "address": t.ip.to_string(), "port_value": t.target_port}});
+                return json!({"endpoint": {"address": address}});
+            }
+            let address = json!({"envoy_internal_address": {
+                "server_listener_name": originate_listener_name(t.ip, t.target_port)}});
+            let mut e = json!({"endpoint": {"address": address}});
+            if originator {
+                e["metadata"] = json!({"filter_metadata": {
+                    ORIGINAL_DST: {"local": host_port(t.ip, t.target_port)}}});
+            }
+            e
         })
         .collect();
     let mut c = json!({
@@ -127,7 +151,7 @@ pub fn outbound_cluster(p: &ClusterPlan) -> Value {
         "load_assignment": {"cluster_name": p.name, "endpoints": [{"lb_endpoints": lb_endpoints}]},
         // Internal addresses need the internal_upstream socket; it wraps raw_buffer, so the
         // plaintext endpoints of the same cluster are unaffected.
-        "transport_socket": internal_upstream_socket(),
+        "transport_socket": if originator { internal_upstream_passing_dst() } else { internal_upstream_socket() },
     });
     if matches!(p.protocol.as_str(), "http2" | "grpc" | "grpc-web" | "h2c") {
         c["typed_extension_protocol_options"] = json!({
@@ -147,6 +171,55 @@ pub fn internal_upstream_socket() -> Value {
             "transport_socket": {
                 "name": "envoy.transport_sockets.raw_buffer",
                 "typed_config": {"@type": "type.googleapis.com/envoy.extensions.transport_sockets.raw_buffer.v3.RawBuffer"}}}})
+}
+
+/// `internal_upstream` that also passes each endpoint's `original_dst` metadata on.
+fn internal_upstream_passing_dst() -> Value {
+    let mut s = internal_upstream_socket();
+    s["typed_config"]["passthrough_metadata"] =
+        json!([{"kind": {"host": {}}, "name": ORIGINAL_DST}]);
+    s
+}
+
+/// The cluster of one mesh pod behind the local originator at `addr`: raw TCP
+/// with an upstream PROXY v2 header (source = client, destination = pod IP:target port) and,
+/// when known, the pod's identity in TLV [`TLV_IDENTITY`].
+pub fn originator_cluster(addr: SocketAddr, t: &Target) -> Value {
+    let name = originator_cluster_name(t.ip);
+    let mut pp = json!({"version": "V2"});
+    if let Some(id) = &t.identity {
+        pp["added_tlvs"] = json!([{"type": TLV_IDENTITY, "value": base64(id.as_bytes())}]);
+    }
+    json!({
+        "name": name,
+        "type": "STATIC",
+        "connect_timeout": "10s",
+        "load_assignment": {"cluster_name": name, "endpoints": [{"lb_endpoints": [{"endpoint": {
+            "address": {"socket_address": {"address": addr.ip().to_string(), "port_value": addr.port()}}}}]}]},
+        "transport_socket": {"name": "envoy.transport_sockets.upstream_proxy_protocol", "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.transport_sockets.proxy_protocol.v3.ProxyProtocolUpstreamTransport",
+            "config": pp,
+            "transport_socket": {"name": "envoy.transport_sockets.raw_buffer", "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.transport_sockets.raw_buffer.v3.RawBuffer"}}}},
+    })
+}
+
+/// Standard base64 with padding (protobuf `bytes` in JSON/YAML).
+pub fn base64(data: &[u8]) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
+    for c in data.chunks(3) {
+        let b = [c[0], *c.get(1).unwrap_or(&0), *c.get(2).unwrap_or(&0)];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= c.len() {
+                out.push(A[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -277,6 +350,55 @@ mod tests {
         assert_eq!(
             eps[1]["endpoint"]["address"]["envoy_internal_address"]["server_listener_name"],
             json!("connect_originate|10.0.0.2:9081")
+        );
+    }
+
+    #[test]
+    fn base64_matches_rfc4648() {
+        for (input, want) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg=="),
+            ("fooba", "Zm9vYmE="),
+            ("foobar", "Zm9vYmFy"),
+        ] {
+            assert_eq!(base64(input.as_bytes()), want, "{input}");
+        }
+    }
+
+    #[test]
+    fn originator_layout_passes_the_pod_address_and_identity() {
+        let s = svc();
+        let p = ClusterPlan {
+            name: cluster_name(9080, "", &s.hostname),
+            protocol: "http".into(),
+            targets: targets(&s, 9080, &BTreeMap::new(), "cluster.local"),
+        };
+        let c = outbound_cluster_via(&p, true);
+        let eps = &c["load_assignment"]["endpoints"][0]["lb_endpoints"];
+        assert_eq!(eps[0]["metadata"], Value::Null, "plaintext endpoint");
+        assert_eq!(
+            eps[1]["metadata"]["filter_metadata"][ORIGINAL_DST]["local"],
+            json!("10.0.0.2:9081")
+        );
+        assert_eq!(
+            c["transport_socket"]["typed_config"]["passthrough_metadata"][0]["name"],
+            json!(ORIGINAL_DST)
+        );
+        let o = originator_cluster("127.0.0.1:15009".parse().expect("addr"), &p.targets[1]);
+        assert_eq!(o["name"], json!("originate|10.0.0.2"));
+        let addr = &o["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"];
+        assert_eq!(
+            addr["socket_address"],
+            json!({"address": "127.0.0.1", "port_value": 15009})
+        );
+        let tlv = &o["transport_socket"]["typed_config"]["config"]["added_tlvs"][0];
+        assert_eq!(tlv["type"], json!(TLV_IDENTITY));
+        assert_eq!(
+            tlv["value"],
+            json!(base64(b"spiffe://cluster.local/ns/bookinfo/sa/reviews"))
         );
     }
 }

@@ -3,7 +3,9 @@
 
 use serde_json::{json, Value};
 
-use super::clusters::{hbone_cluster_name, host_port, originate_listener_name, Target};
+use super::clusters::{
+    hbone_cluster_name, host_port, originate_listener_name, originator_cluster_name, Target,
+};
 use super::Options;
 
 const HCM: &str = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager";
@@ -21,12 +23,24 @@ fn router() -> Value {
 fn string_state(key: &str, format: &str) -> Value {
     json!({
         "object_key": key,
-        "factory_key": "envoy.string",
+        // Hashable: the value becomes part of the upstream pool key, so an internal connection
+        // to main_internal is reused only by a CONNECT with the same peer and destination.
+        // With `envoy.string` Envoy handed a finished CONNECT's internal connection (and the
+        // filter state copied onto it) to the next CONNECT on the same HBONE connection, which
+        // the module then decided as the earlier one (envoy_generated_traffic.rs,
+        // each_connect_decided_alone).
+        "factory_key": "envoy.hashable_string",
         "format_string": {"text_format_source": {"inline_string": format}},
         // Copied once onto the internal connection to main_internal, where the module reads it.
         "shared_with_upstream": "ONCE",
     })
 }
+
+/// Filter state read by `original_dst` on an internal listener as the connection's remote
+/// address. With the local originator the client's address travels through main_internal
+/// down to `connect_originate`, so the upstream PROXY v2 header has IP addresses on both
+/// sides (Envoy writes no PROXY header for internal addresses).
+const ORIGINAL_SRC_KEY: &str = "envoy.filters.listener.original_dst.remote_ip";
 
 /// TLS context shared by the HBONE server and client sides: our cert, the mesh CA, TLS 1.3.
 fn common_tls(o: &Options, san: Value) -> Value {
@@ -81,11 +95,26 @@ pub fn connect_terminate(o: &Options) -> Value {
                 "http_filters": [
                     {"name": "envoy.filters.http.set_filter_state", "typed_config": {
                         "@type": "type.googleapis.com/envoy.extensions.filters.http.set_filter_state.v3.Config",
-                        "on_request_headers": [
-                            string_state("io.istio.peer_principal", "%DOWNSTREAM_PEER_URI_SAN%"),
-                            string_state("waypoint.original_dst", "%REQ(:AUTHORITY)%")]}},
+                        "on_request_headers": terminate_state(o)}},
                     router()]}}]}],
     })
+}
+
+/// Filter state set per CONNECT on :15008.
+fn terminate_state(o: &Options) -> Value {
+    let mut states = vec![
+        string_state("io.istio.peer_principal", "%DOWNSTREAM_PEER_URI_SAN%"),
+        string_state("waypoint.original_dst", "%REQ(:AUTHORITY)%"),
+    ];
+    if o.originator.is_some() {
+        states.push(json!({
+            "object_key": ORIGINAL_SRC_KEY,
+            "format_string": {"text_format_source": {"inline_string": "%DOWNSTREAM_REMOTE_ADDRESS%"}},
+            // Through main_internal and its upstream connection to connect_originate.
+            "shared_with_upstream": "TRANSITIVE",
+        }));
+    }
+    Value::Array(states)
 }
 
 /// The route table of the L7 listener: the module picks the cluster via `x-waypoint-cluster`.
@@ -139,6 +168,25 @@ pub fn connect_originate(t: &Target) -> Value {
             "stat_prefix": name,
             "cluster": hbone_cluster_name(t.ip),
             "tunneling_config": {"hostname": host_port(t.ip, t.target_port)}}}]}],
+    })
+}
+
+/// With the local originator: one internal listener per mesh pod and target port, a plain
+/// tcp_proxy to the originator. `original_dst` restores the pod address (endpoint metadata
+/// passed through by `internal_upstream`) and the client address (filter state), and the
+/// originator cluster's upstream PROXY v2 socket writes them; TCP half-close is clean both
+/// ways, unlike the HTTP/2 tunnelling upstream (envoy-hbone-notes.md, cause 2).
+pub fn connect_originate_local(t: &Target) -> Value {
+    let name = originate_listener_name(t.ip, t.target_port);
+    json!({
+        "name": name,
+        "internal_listener": {},
+        "listener_filters": [{"name": "envoy.filters.listener.original_dst", "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.listener.original_dst.v3.OriginalDst"}}],
+        "filter_chains": [{"filters": [{"name": "envoy.filters.network.tcp_proxy", "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy",
+            "stat_prefix": name,
+            "cluster": originator_cluster_name(t.ip)}}]}],
     })
 }
 

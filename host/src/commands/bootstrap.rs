@@ -1,6 +1,7 @@
 //! `waypoint bootstrap`: load the config, build the snapshot, print a static Envoy bootstrap.
 //! Config errors are reported on stderr and fail the command (no half-right bootstrap).
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context};
@@ -28,6 +29,11 @@ pub struct Args {
     /// Namespace for resources without metadata.namespace.
     #[arg(long, default_value = "default")]
     pub namespace: String,
+    /// Reach mesh endpoints through the local HBONE originator at this address
+    /// (`waypoint originate --listen ADDR`, run next to Envoy) instead of Envoy's own HTTP/2
+    /// tunnelling, which resets upstream streams with `Connection: close` backends.
+    #[arg(long, value_name = "ADDR")]
+    pub originator: Option<SocketAddr>,
 }
 
 fn module_name(path: Option<&PathBuf>) -> anyhow::Result<String> {
@@ -53,7 +59,14 @@ pub fn main(args: Args) -> anyhow::Result<()> {
         certs_dir: args.certs,
         module_name: module_name(args.module.as_ref())?,
         trust_domain: args.trust_domain,
+        originator: args.originator,
     };
     print!("{}", from_config(&inputs)?);
+    if let Some(addr) = args.originator {
+        eprintln!(
+            "waypoint bootstrap: run the originator next to Envoy: waypoint originate --listen {addr} --certs {}",
+            inputs.certs_dir
+        );
+    }
     Ok(())
 }

@@ -103,7 +103,7 @@ pub fn main(args: Args) -> anyhow::Result<()> {
     })
 }
 
-async fn wait_for_signal() {
+pub async fn wait_for_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {

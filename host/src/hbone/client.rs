@@ -117,6 +117,9 @@ async fn keepalive(
 pub struct HboneClient {
     store: Arc<CertStore>,
     pool: Mutex<HashMap<PoolKey, Vec<PooledConn>>>,
+    /// One dial at a time per key: concurrent first streams wait for that connection instead
+    /// of each opening their own (ztunnel keeps one connection per key up to its stream limit).
+    dialing: Mutex<HashMap<PoolKey, Arc<tokio::sync::Mutex<()>>>>,
     /// Connections opened so far (tests check multiplexing with it).
     opened: AtomicUsize,
 }
@@ -126,6 +129,7 @@ impl HboneClient {
         Arc::new(HboneClient {
             store,
             pool: Mutex::new(HashMap::new()),
+            dialing: Mutex::new(HashMap::new()),
             opened: AtomicUsize::new(0),
         })
     }
@@ -166,25 +170,48 @@ impl HboneClient {
         Err(HboneError::Request("no usable connection".into()))
     }
 
+    /// A pooled connection of `key` with a free stream slot (the slot taken).
+    fn pooled(&self, key: &PoolKey) -> Option<PooledConn> {
+        let mut pool = self.pool.lock().unwrap_or_else(|p| p.into_inner());
+        // Sweep dead and retired connections of every key (pools are small).
+        pool.retain(|_, conns| {
+            conns.retain(|c| c.alive.load(Ordering::Acquire));
+            !conns.is_empty()
+        });
+        let c = pool
+            .get_mut(key)?
+            .iter()
+            .find(|c| c.streams.load(Ordering::Acquire) < limits::CLIENT_MAX_STREAMS)?;
+        c.streams.fetch_add(1, Ordering::AcqRel);
+        Some(c.clone())
+    }
+
     async fn checkout(&self, key: &PoolKey) -> Result<PooledConn, HboneError> {
+        if let Some(c) = self.pooled(key) {
+            return Ok(c);
+        }
+        let gate = self
+            .dialing
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(key.clone())
+            .or_default()
+            .clone();
+        let dialing = gate.lock().await;
+        // Another caller may have dialled while we waited.
+        if let Some(c) = self.pooled(key) {
+            return Ok(c);
+        }
+        let dialed = self.dial(key).await;
+        drop(dialing);
         {
-            let mut pool = self.pool.lock().unwrap_or_else(|p| p.into_inner());
-            // Sweep dead and retired connections of every key (pools are small).
-            pool.retain(|_, conns| {
-                conns.retain(|c| c.alive.load(Ordering::Acquire));
-                !conns.is_empty()
-            });
-            if let Some(conns) = pool.get_mut(key) {
-                if let Some(c) = conns
-                    .iter()
-                    .find(|c| c.streams.load(Ordering::Acquire) < limits::CLIENT_MAX_STREAMS)
-                {
-                    c.streams.fetch_add(1, Ordering::AcqRel);
-                    return Ok(c.clone());
-                }
+            // Forget the gate once nobody else holds it (keys come and go with pods).
+            let mut gates = self.dialing.lock().unwrap_or_else(|p| p.into_inner());
+            if Arc::strong_count(&gate) <= 2 {
+                gates.remove(key);
             }
         }
-        let conn = self.dial(key).await?;
+        let conn = dialed?;
         conn.streams.fetch_add(1, Ordering::AcqRel);
         let mut pool = self.pool.lock().unwrap_or_else(|p| p.into_inner());
         pool.entry(key.clone()).or_default().push(conn.clone());
