@@ -366,3 +366,45 @@ pub async fn tcp_download(bind: SocketAddr, len: u64) -> EchoServer {
         task,
     }
 }
+
+/// An HTTP/1.1-only echo (same routes as [`http_echo`]) that answers every request with
+/// `Connection: close` and then closes the connection, as an app without keep-alive does.
+pub async fn http_echo_close(bind: SocketAddr, name: &str) -> EchoServer {
+    let listener = TcpListener::bind(bind).await.expect("bind echo");
+    let addr = listener.local_addr().expect("addr");
+    let hits = Arc::new(AtomicUsize::new(0));
+    let name = Arc::new(name.to_string());
+    let (h, n) = (hits.clone(), name.clone());
+    let task = tokio::spawn(async move {
+        let mut conns = tokio::task::JoinSet::new();
+        loop {
+            while conns.try_join_next().is_some() {}
+            let Ok((tcp, _)) = listener.accept().await else {
+                continue;
+            };
+            let (h, n) = (h.clone(), n.clone());
+            conns.spawn(async move {
+                let svc = service_fn(move |req| {
+                    h.fetch_add(1, Ordering::SeqCst);
+                    let n = n.clone();
+                    async move {
+                        let mut r = serve_req(n, req).await?;
+                        r.headers_mut()
+                            .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+                        Ok::<_, Infallible>(r)
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .keep_alive(false)
+                    .serve_connection(TokioIo::new(tcp), svc)
+                    .await;
+            });
+        }
+    });
+    EchoServer {
+        addr,
+        name: name.to_string(),
+        hits,
+        task,
+    }
+}

@@ -10,3 +10,4 @@ pub mod netns;
 pub mod pki;
 pub mod scenario;
 pub mod waypoint;
+pub mod ztunnel;
