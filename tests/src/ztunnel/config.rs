@@ -84,7 +84,8 @@ pub fn local_config(
             a.name, a.namespace
         );
         for p in &a.principals {
-            let _ = writeln!(y, "        - Exact: \"{p}\"");
+            // serde_yaml 0.9 spells enum variants as tags.
+            let _ = writeln!(y, "        - !Exact \"{p}\"");
         }
     }
     y
@@ -145,8 +146,13 @@ mod tests {
             v["services"][0]["waypoint"]["destination"],
             serde_yaml::Value::from("/10.0.0.9")
         );
+        let serde_yaml::Value::Tagged(t) = &v["policies"][0]["rules"][0][0][0]["principals"][0]
+        else {
+            panic!("principal must be a tagged enum value: {y}");
+        };
+        assert_eq!(t.tag, "Exact");
         assert_eq!(
-            v["policies"][0]["rules"][0][0][0]["principals"][0]["Exact"],
+            t.value,
             serde_yaml::Value::from("cluster.local/ns/default/sa/waypoint")
         );
     }
