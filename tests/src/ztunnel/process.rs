@@ -23,8 +23,9 @@ pub fn binary_or_skip(test: &str) -> Option<PathBuf> {
         let why = format!(
             "SKIP {test}: set {ZTUNNEL_ENV}=/path/to/ztunnel (a ztunnel binary built from istio/ztunnel) to run"
         );
-        println!("{why}");
-        eprintln!("{why}");
+        // Straight to stderr: the test harness captures `println!`/`eprintln!` of passing tests.
+        use std::io::Write;
+        let _ = writeln!(std::io::stderr().lock(), "{why}");
     }
     bin
 }
