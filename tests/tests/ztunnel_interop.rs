@@ -18,7 +18,8 @@
 //!
 //! Cases: (1) L7 policy through the waypoint: header route to v2, 90/10 split v1/v2, DENY by the
 //! client's SPIFFE identity (403), no stream errors in any ztunnel log; (2) 50 MiB download and
-//! 20 MiB upload intact; (3) 20 parallel requests. The server ztunnels must log the waypoint's
+//! 20 MiB upload intact; (3) 20 parallel requests; (4) 50 MiB over an opaque TCP port (L4
+//! relay), server finishing first. The server ztunnels must log the waypoint's
 //! identity as the source and `CONNECT <pod IP>:8080`.
 //!
 //! The ztunnel binary is not built by this repository. Build istio/ztunnel yourself (see the
@@ -43,6 +44,9 @@ use waypoint_tests::ztunnel::process::{binary_or_skip, error_lines, Ztunnel, Ztu
 const NODE: &str = env!("CARGO_BIN_EXE_wp-netns-node");
 const HOST: &str = "web.default.svc.cluster.local";
 const VIP: &str = "10.96.0.10";
+/// `raw`: an opaque TCP service (port 9000) on the same pods, relayed at L4 by the waypoint.
+const RAW_HOST: &str = "raw.default.svc.cluster.local";
+const RAW_VIP: &str = "10.96.0.11";
 const MIB: u64 = 1024 * 1024;
 
 /// Children killed on drop, whatever the test outcome.
@@ -121,6 +125,21 @@ spec:
   - name: http
     port: 80
     targetPort: 8080
+  selector:
+    app: web
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: raw
+  namespace: default
+spec:
+  clusterIP: {RAW_VIP}
+  ports:
+  - name: tcp
+    appProtocol: tcp
+    port: 9000
+    targetPort: 9000
   selector:
     app: web
 ---
@@ -222,7 +241,12 @@ fn ztunnel_yaml(client: IpAddr, waypoint: IpAddr, v1: IpAddr, v2: IpAddr) -> Str
         ip,
         services,
     };
-    let web = || vec![(HOST.to_string(), 80, 8080)];
+    let web = || {
+        vec![
+            (HOST.to_string(), 80, 8080),
+            (RAW_HOST.to_string(), 9000, 9000),
+        ]
+    };
     local_config(
         &[
             wl("sleep", "sleep", client, vec![]),
@@ -230,14 +254,24 @@ fn ztunnel_yaml(client: IpAddr, waypoint: IpAddr, v1: IpAddr, v2: IpAddr) -> Str
             wl("web-v1", "web", v1, web()),
             wl("web-v2", "web", v2, web()),
         ],
-        &[ZtService {
-            namespace: "default".into(),
-            name: "web".into(),
-            hostname: HOST.into(),
-            vip: VIP.parse().expect("vip"),
-            ports: vec![(80, 8080)],
-            waypoint: Some(waypoint),
-        }],
+        &[
+            ZtService {
+                namespace: "default".into(),
+                name: "web".into(),
+                hostname: HOST.into(),
+                vip: VIP.parse().expect("vip"),
+                ports: vec![(80, 8080)],
+                waypoint: Some(waypoint),
+            },
+            ZtService {
+                namespace: "default".into(),
+                name: "raw".into(),
+                hostname: RAW_HOST.into(),
+                vip: RAW_VIP.parse().expect("vip"),
+                ports: vec![(9000, 9000)],
+                waypoint: Some(waypoint),
+            },
+        ],
         // Istio's advice for waypoints: the destination admits only its waypoint.
         &[ZtAllow {
             namespace: "default".into(),
@@ -382,6 +416,17 @@ async fn run(bin: std::path::PathBuf) {
                 name.into(),
             ],
         );
+        spawn_ready(
+            &mut children,
+            ns,
+            &[
+                "tcp-app".into(),
+                "--bind".into(),
+                format!("{ip}:9000"),
+                "--len".into(),
+                (50 * MIB).to_string(),
+            ],
+        );
     }
     let wp_config = TempDir::new("ztunnel-interop-config");
     std::fs::write(
@@ -503,6 +548,22 @@ async fn run(bin: std::path::PathBuf) {
     let par = call(&client_ns, "/delay/200", &["--parallel", "20"], &diag);
     assert_eq!(par.len(), 20);
     assert!(par.iter().all(|r| r.status == 200), "parallel: {par:?}");
+
+    // Case 4: an opaque TCP port, relayed at L4; the server finishes first (half-close) after
+    // 50 MiB, the case that truncated downloads through a stock-Envoy waypoint.
+    let out = Command::new("ip")
+        .args(["netns", "exec", &client_ns, NODE, "tcp-get"])
+        .args(["--to", &format!("{RAW_VIP}:9000")])
+        .output()
+        .expect("run tcp-get");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        stdout.trim(),
+        format!("tcp {} true", 50 * MIB),
+        "TCP 50 MiB download:\n{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        diag()
+    );
 
     // The servers saw the waypoint, not the client, and the pod-addressed CONNECT.
     for z in &zts {

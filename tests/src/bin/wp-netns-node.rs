@@ -1,6 +1,7 @@
 //! One node of the multi-host tests, run inside a network namespace: `server` (HTTP echo plus
 //! its HBONE "ztunnel"), `waypoint` (the host on Istio's ports), `client` (HBONE requests),
-//! `app` (an HTTP/1.1 echo closing after every response) or `call` (plain HTTP requests).
+//! `app` (an HTTP/1.1 echo closing after every response), `call` (plain HTTP requests),
+//! `tcp-app` (a server-first TCP download) or `tcp-get` (reads that download).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -9,7 +10,7 @@ use std::time::Duration;
 use waypoint::hbone::HboneClient;
 use waypoint::run::{start, RunOptions};
 use waypoint::tls::CertPaths;
-use waypoint_tests::echo::{http_echo, http_echo_close};
+use waypoint_tests::echo::{http_echo, http_echo_close, pattern, tcp_download};
 use waypoint_tests::hbone_client::http1_get;
 use waypoint_tests::hbone_server::HboneServer;
 use waypoint_tests::pki::store_from;
@@ -30,6 +31,8 @@ async fn main() -> anyhow::Result<()> {
     match mode.as_str() {
         "app" => return app(&args).await,
         "call" => return call(&args).await,
+        "tcp-app" => return tcp_app(&args).await,
+        "tcp-get" => return tcp_get(&args).await,
         _ => {}
     }
     let certs = CertPaths::from_dir(&PathBuf::from(arg(&args, "--certs")?));
@@ -65,7 +68,9 @@ async fn main() -> anyhow::Result<()> {
             }
         }
         other => {
-            anyhow::bail!("unknown mode {other:?}: server | waypoint | client | app | call")
+            anyhow::bail!(
+                "unknown mode {other:?}: server | waypoint | client | app | call | tcp-app | tcp-get"
+            )
         }
     }
     Ok(())
@@ -117,6 +122,48 @@ async fn call(args: &[String]) -> anyhow::Result<()> {
                 Err(e) => println!("fail {e}"),
             }
         }
+    }
+    Ok(())
+}
+
+/// `tcp-app --bind IP:PORT --len N`: after one byte from the client, send N pattern bytes,
+/// half-close first and wait for the client to close (at most 10 minutes).
+async fn tcp_app(args: &[String]) -> anyhow::Result<()> {
+    let bind: SocketAddr = arg(args, "--bind")?.parse()?;
+    let _app = tcp_download(bind, arg(args, "--len")?.parse()?).await;
+    println!("ready");
+    tokio::time::sleep(Duration::from_secs(600)).await;
+    Ok(())
+}
+
+/// `tcp-get --to ADDR`: send one byte, read to EOF, then close; prints
+/// `tcp LEN PATTERN_OK` (or `fail ERROR`).
+async fn tcp_get(args: &[String]) -> anyhow::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let to: SocketAddr = arg(args, "--to")?.parse()?;
+    let run = async {
+        let mut tcp = tokio::net::TcpStream::connect(to).await?;
+        tcp.write_all(b"g").await?;
+        let (mut len, mut ok) = (0u64, true);
+        let mut buf = vec![0u8; 256 * 1024];
+        loop {
+            let n = tcp.read(&mut buf).await?;
+            if n == 0 {
+                break;
+            }
+            ok &= buf[..n]
+                .iter()
+                .enumerate()
+                .all(|(i, b)| *b == pattern(len + i as u64));
+            len += n as u64;
+        }
+        tcp.shutdown().await?;
+        anyhow::Ok((len, ok))
+    };
+    match tokio::time::timeout(Duration::from_secs(180), run).await {
+        Ok(Ok((len, ok))) => println!("tcp {len} {ok}"),
+        Ok(Err(e)) => println!("fail {e:#}"),
+        Err(_) => println!("fail timed out"),
     }
     Ok(())
 }
