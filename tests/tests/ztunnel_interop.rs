@@ -17,7 +17,7 @@
 //! request with `Connection: close` and closes, the case that broke stock-Envoy waypoints.
 //!
 //! Cases: (1) L7 policy through the waypoint: header route to v2, 90/10 split v1/v2, DENY by the
-//! client's SPIFFE identity (403), no stream errors in any ztunnel log; (2) 50 MiB download and
+//! client's SPIFFE identity (403), 10 requests on one keep-alive client connection, no stream errors in any ztunnel log; (2) 50 MiB download and
 //! 20 MiB upload intact; (3) 20 parallel requests; (4) 50 MiB over an opaque TCP port (L4
 //! relay), server finishing first. The server ztunnels must log the waypoint's
 //! identity as the source and `CONNECT <pod IP>:8080`.
@@ -498,6 +498,15 @@ async fn run(bin: std::path::PathBuf) {
     assert!(
         mine.iter().all(|r| r.status == 200),
         "a DENY for another identity must not match sleep: {mine:?}"
+    );
+    // A keep-alive client: one client connection (one tunnel) carries 10 requests while the
+    // app closes after each, so the waypoint opens a new upstream tunnel per request.
+    let reused = call(&client_ns, "/", &["--keepalive", "10"], &diag);
+    assert_eq!(reused.len(), 10);
+    assert!(
+        reused.iter().all(|r| r.status == 200),
+        "keep-alive client: {reused:?}\n{}",
+        diag()
     );
     for z in &zts {
         let errors = error_lines(&z.log_text());

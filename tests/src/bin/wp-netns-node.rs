@@ -14,7 +14,7 @@ use waypoint_tests::echo::{http_echo, http_echo_close, pattern, tcp_download};
 use waypoint_tests::hbone_client::http1_get;
 use waypoint_tests::hbone_server::HboneServer;
 use waypoint_tests::pki::store_from;
-use waypoint_tests::ztunnel::client::{send, Call};
+use waypoint_tests::ztunnel::client::{send_keepalive, Call};
 
 fn arg(args: &[String], name: &str) -> anyhow::Result<String> {
     args.iter()
@@ -86,7 +86,8 @@ async fn app(args: &[String]) -> anyhow::Result<()> {
 }
 
 /// `call --to ADDR --host H --path P [--header k:v]... [--upload N] [--count N]
-/// [--parallel N]`: `count` rounds of `parallel` concurrent requests, one reply line each
+/// [--parallel N] [--keepalive N]`: `count` rounds of `parallel` concurrent connections, each
+/// sending `keepalive` (default 1) requests in turn; one reply line per request
 /// (`reply STATUS SERVED_BY LEN PATTERN_OK CLOSE`, or `fail ERROR`).
 async fn call(args: &[String]) -> anyhow::Result<()> {
     let num = |name: &str, default: u64| -> anyhow::Result<u64> {
@@ -109,15 +110,20 @@ async fn call(args: &[String]) -> anyhow::Result<()> {
         upload: num("--upload", 0)?,
         timeout: Duration::from_secs(num("--timeout", 60)?),
     };
+    let keepalive = usize::try_from(num("--keepalive", 1)?)?;
     for _ in 0..num("--count", 1)? {
         let mut set = tokio::task::JoinSet::new();
         for _ in 0..num("--parallel", 1)? {
             let c = c.clone();
-            set.spawn(async move { send(&c).await });
+            set.spawn(async move { send_keepalive(&c, keepalive).await });
         }
         while let Some(r) = set.join_next().await {
             match r {
-                Ok(Ok(reply)) => println!("{}", reply.line()),
+                Ok(Ok(replies)) => {
+                    for reply in replies {
+                        println!("{}", reply.line());
+                    }
+                }
                 Ok(Err(e)) => println!("fail {}", format!("{e:#}").replace('\n', " ")),
                 Err(e) => println!("fail {e}"),
             }

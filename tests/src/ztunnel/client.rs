@@ -59,17 +59,37 @@ pub struct Call {
 
 /// Send `call` on a fresh TCP connection and read the whole response.
 pub async fn send(call: &Call) -> anyhow::Result<Reply> {
-    tokio::time::timeout(call.timeout, send_inner(call))
+    let mut replies = send_keepalive(call, 1).await?;
+    replies.pop().ok_or_else(|| anyhow::anyhow!("no reply"))
+}
+
+/// Send `call` `n` times, one after the other, on ONE keep-alive TCP connection.
+pub async fn send_keepalive(call: &Call, n: usize) -> anyhow::Result<Vec<Reply>> {
+    tokio::time::timeout(call.timeout, send_inner(call, n))
         .await
         .map_err(|_| anyhow::anyhow!("{} {} timed out", call.to, call.path))?
 }
 
-async fn send_inner(call: &Call) -> anyhow::Result<Reply> {
+async fn send_inner(call: &Call, n: usize) -> anyhow::Result<Vec<Reply>> {
     let tcp = TcpStream::connect(call.to).await?;
     let _ = tcp.set_nodelay(true);
     let (mut sender, conn) =
         hyper::client::conn::http1::handshake::<_, Body>(TokioIo::new(tcp)).await?;
     let conn = tokio::spawn(conn);
+    let mut replies = Vec::with_capacity(n);
+    for _ in 0..n {
+        sender.ready().await?;
+        replies.push(one(&mut sender, call).await?);
+    }
+    drop(sender);
+    let _ = conn.await;
+    Ok(replies)
+}
+
+async fn one(
+    sender: &mut hyper::client::conn::http1::SendRequest<Body>,
+    call: &Call,
+) -> anyhow::Result<Reply> {
     let mut req = http::Request::builder()
         .uri(&call.path)
         .header("host", &call.host);
@@ -107,8 +127,6 @@ async fn send_inner(call: &Call) -> anyhow::Result<Reply> {
             len += data.len() as u64;
         }
     }
-    drop(sender);
-    let _ = conn.await;
     Ok(Reply {
         status,
         served_by,
@@ -158,5 +176,24 @@ mod tests {
         call.upload = 70_000;
         let r = send(&call).await.expect("upload");
         assert_eq!((r.status, r.len, r.pattern_ok), (200, 70_000, true));
+    }
+
+    #[tokio::test]
+    async fn keepalive_requests_share_one_connection() {
+        let app = crate::echo::http_echo("127.0.0.1:0".parse().expect("addr"), "app").await;
+        let call = Call {
+            to: app.addr,
+            host: "app".into(),
+            path: "/bytes/1000".into(),
+            headers: vec![],
+            upload: 0,
+            timeout: Duration::from_secs(10),
+        };
+        let r = send_keepalive(&call, 3).await.expect("keep-alive");
+        assert_eq!(r.len(), 3);
+        assert!(r
+            .iter()
+            .all(|r| r.status == 200 && r.len == 1000 && r.pattern_ok));
+        assert_eq!(app.hits(), 3);
     }
 }
