@@ -19,7 +19,7 @@
 //! Cases: (1) L7 policy through the waypoint: header route to v2, 90/10 split v1/v2, DENY by the
 //! client's SPIFFE identity (403), 10 requests on one keep-alive client connection, no stream errors in any ztunnel log; (2) 50 MiB download and
 //! 20 MiB upload intact; (3) 20 parallel requests; (4) 50 MiB over an opaque TCP port (L4
-//! relay), server finishing first. The server ztunnels must log the waypoint's
+//! relay), server finishing first; (5) an L4 deny at the waypoint (401 to the CONNECT). The server ztunnels must log the waypoint's
 //! identity as the source and `CONNECT <pod IP>:8080`.
 //!
 //! The ztunnel binary is not built by this repository. Build istio/ztunnel yourself (see the
@@ -47,6 +47,9 @@ const VIP: &str = "10.96.0.10";
 /// `raw`: an opaque TCP service (port 9000) on the same pods, relayed at L4 by the waypoint.
 const RAW_HOST: &str = "raw.default.svc.cluster.local";
 const RAW_VIP: &str = "10.96.0.11";
+/// `locked`: a TCP service whose only ALLOW policy names another identity (L4 deny → 401).
+const LOCKED_HOST: &str = "locked.default.svc.cluster.local";
+const LOCKED_VIP: &str = "10.96.0.12";
 const MIB: u64 = 1024 * 1024;
 
 /// Children killed on drop, whatever the test outcome.
@@ -142,6 +145,37 @@ spec:
     targetPort: 9000
   selector:
     app: web
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: locked
+  namespace: default
+spec:
+  clusterIP: {LOCKED_VIP}
+  ports:
+  - name: tcp
+    appProtocol: tcp
+    port: 9100
+    targetPort: 9000
+  selector:
+    app: web
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata:
+  name: locked-nobody
+  namespace: default
+spec:
+  targetRefs:
+  - kind: Service
+    group: ""
+    name: locked
+  action: ALLOW
+  rules:
+  - from:
+    - source:
+        principals: ["cluster.local/ns/default/sa/nobody"]
 ---
 apiVersion: networking.istio.io/v1
 kind: DestinationRule
@@ -245,6 +279,7 @@ fn ztunnel_yaml(client: IpAddr, waypoint: IpAddr, v1: IpAddr, v2: IpAddr) -> Str
         vec![
             (HOST.to_string(), 80, 8080),
             (RAW_HOST.to_string(), 9000, 9000),
+            (LOCKED_HOST.to_string(), 9100, 9000),
         ]
     };
     local_config(
@@ -269,6 +304,14 @@ fn ztunnel_yaml(client: IpAddr, waypoint: IpAddr, v1: IpAddr, v2: IpAddr) -> Str
                 hostname: RAW_HOST.into(),
                 vip: RAW_VIP.parse().expect("vip"),
                 ports: vec![(9000, 9000)],
+                waypoint: Some(waypoint),
+            },
+            ZtService {
+                namespace: "default".into(),
+                name: "locked".into(),
+                hostname: LOCKED_HOST.into(),
+                vip: LOCKED_VIP.parse().expect("vip"),
+                ports: vec![(9100, 9000)],
                 waypoint: Some(waypoint),
             },
         ],
@@ -299,6 +342,18 @@ fn call(client_ns: &str, path: &str, extra: &[&str], diag: &dyn Fn() -> String) 
         diag()
     );
     replies
+}
+
+/// Poll `f` every 100 ms until it is true or `timeout` passes.
+fn eventually_sync(timeout: Duration, f: impl Fn() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + timeout;
+    while std::time::Instant::now() < deadline {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    f()
 }
 
 fn served(replies: &[Reply], by: &str) -> usize {
@@ -613,6 +668,27 @@ async fn run(bin: std::path::PathBuf) {
     assert!(
         client_log.contains(&format!("{wp_ip}:15008")),
         "the client ztunnel never dialled the waypoint:\n{client_log}"
+    );
+    // Case 5 (last: the client's ztunnel logs the refusal as an error): an L4 deny at the
+    // waypoint answers the CONNECT with 401; no byte of the service reaches the client.
+    let out = Command::new("ip")
+        .args(["netns", "exec", &client_ns, NODE, "tcp-get"])
+        .args(["--to", &format!("{LOCKED_VIP}:9100")])
+        .output()
+        .expect("run tcp-get");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.trim() == "tcp 0 true" || stdout.starts_with("fail"),
+        "L4 deny must deliver nothing: {stdout}"
+    );
+    let denied_line = |log: &str| {
+        log.lines()
+            .any(|l| l.contains(&format!("dst.hbone_addr={LOCKED_VIP}:9100")) && l.contains("401"))
+    };
+    assert!(
+        eventually_sync(Duration::from_secs(5), || denied_line(&zts[0].log_text())),
+        "the client's ztunnel did not log the waypoint's 401:\n{}",
+        diag()
     );
     if std::env::var_os("WAYPOINT_ZTUNNEL_KEEP_LOGS").is_some() {
         for z in &zts {
