@@ -27,7 +27,7 @@
 //! point `WAYPOINT_ZTUNNEL` at it; `WAYPOINT_ZTUNNEL_LOG` overrides its `RUST_LOG`.
 
 use std::io::{BufRead, BufReader};
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
@@ -35,21 +35,12 @@ use std::time::Duration;
 use waypoint::tls::dev_ca::DevCa;
 use waypoint_tests::netns::{skip_unless_root, Topology};
 use waypoint_tests::pki::{Pki, TempDir};
-use waypoint_tests::waypoint::WAYPOINT_GATEWAY;
 use waypoint_tests::ztunnel::ca::CaServer;
 use waypoint_tests::ztunnel::client::Reply;
-use waypoint_tests::ztunnel::config::{local_config, ZtAllow, ZtService, ZtWorkload};
+use waypoint_tests::ztunnel::mesh::{waypoint_yaml, ztunnel_yaml, HOST, LOCKED_VIP, RAW_VIP, VIP};
 use waypoint_tests::ztunnel::process::{binary_or_skip, error_lines, Ztunnel, ZtunnelSpec};
 
 const NODE: &str = env!("CARGO_BIN_EXE_wp-netns-node");
-const HOST: &str = "web.default.svc.cluster.local";
-const VIP: &str = "10.96.0.10";
-/// `raw`: an opaque TCP service (port 9000) on the same pods, relayed at L4 by the waypoint.
-const RAW_HOST: &str = "raw.default.svc.cluster.local";
-const RAW_VIP: &str = "10.96.0.11";
-/// `locked`: a TCP service whose only ALLOW policy names another identity (L4 deny → 401).
-const LOCKED_HOST: &str = "locked.default.svc.cluster.local";
-const LOCKED_VIP: &str = "10.96.0.12";
 const MIB: u64 = 1024 * 1024;
 
 /// Children killed on drop, whatever the test outcome.
@@ -101,227 +92,6 @@ fn sh(args: &[&str]) {
         "{args:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-}
-
-/// The waypoint's manifests: web (VIP:80 → 8080) with pods v1 and v2 in the ambient mesh,
-/// subsets, a header route and a 90/10 split, and two identity-based DENY policies.
-fn waypoint_yaml(v1: IpAddr, v2: IpAddr) -> String {
-    let mut y = format!(
-        r#"{WAYPOINT_GATEWAY}
----
-apiVersion: v1
-kind: Namespace
-metadata:
-  name: default
-  labels:
-    istio.io/dataplane-mode: ambient
-    istio.io/use-waypoint: waypoint
----
-apiVersion: v1
-kind: Service
-metadata:
-  name: web
-  namespace: default
-spec:
-  clusterIP: {VIP}
-  ports:
-  - name: http
-    port: 80
-    targetPort: 8080
-  selector:
-    app: web
----
-apiVersion: v1
-kind: Service
-metadata:
-  name: raw
-  namespace: default
-spec:
-  clusterIP: {RAW_VIP}
-  ports:
-  - name: tcp
-    appProtocol: tcp
-    port: 9000
-    targetPort: 9000
-  selector:
-    app: web
----
-apiVersion: v1
-kind: Service
-metadata:
-  name: locked
-  namespace: default
-spec:
-  clusterIP: {LOCKED_VIP}
-  ports:
-  - name: tcp
-    appProtocol: tcp
-    port: 9100
-    targetPort: 9000
-  selector:
-    app: web
----
-apiVersion: security.istio.io/v1
-kind: AuthorizationPolicy
-metadata:
-  name: locked-nobody
-  namespace: default
-spec:
-  targetRefs:
-  - kind: Service
-    group: ""
-    name: locked
-  action: ALLOW
-  rules:
-  - from:
-    - source:
-        principals: ["cluster.local/ns/default/sa/nobody"]
----
-apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata:
-  name: web
-  namespace: default
-spec:
-  host: {HOST}
-  subsets:
-  - name: v1
-    labels:
-      version: v1
-  - name: v2
-    labels:
-      version: v2
----
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata:
-  name: web
-  namespace: default
-spec:
-  hosts:
-  - {HOST}
-  http:
-  - match:
-    - headers:
-        x-canary:
-          exact: "yes"
-    route:
-    - destination:
-        host: {HOST}
-        subset: v2
-  - route:
-    - destination:
-        host: {HOST}
-        subset: v1
-      weight: 90
-    - destination:
-        host: {HOST}
-        subset: v2
-      weight: 10
----
-apiVersion: security.istio.io/v1
-kind: AuthorizationPolicy
-metadata:
-  name: sleep-no-private
-  namespace: default
-spec:
-  targetRefs:
-  - kind: Service
-    group: ""
-    name: web
-  action: DENY
-  rules:
-  - from:
-    - source:
-        principals: ["cluster.local/ns/default/sa/sleep"]
-    to:
-    - operation:
-        paths: ["/private*"]
----
-apiVersion: security.istio.io/v1
-kind: AuthorizationPolicy
-metadata:
-  name: other-no-mine
-  namespace: default
-spec:
-  targetRefs:
-  - kind: Service
-    group: ""
-    name: web
-  action: DENY
-  rules:
-  - from:
-    - source:
-        principals: ["cluster.local/ns/default/sa/other"]
-    to:
-    - operation:
-        paths: ["/mine*"]
-"#
-    );
-    for (name, ip) in [("v1", v1), ("v2", v2)] {
-        y.push_str(&format!(
-            "---\napiVersion: v1\nkind: Pod\nmetadata:\n  name: web-{name}\n  namespace: default\n  labels:\n    app: web\n    version: {name}\nspec:\n  serviceAccountName: web\n  containers:\n  - name: web\n    image: example\nstatus:\n  podIP: {ip}\n"
-        ));
-    }
-    y
-}
-
-/// The mesh as ztunnel sees it.
-fn ztunnel_yaml(client: IpAddr, waypoint: IpAddr, v1: IpAddr, v2: IpAddr) -> String {
-    let wl = |name: &str, sa: &str, ip: IpAddr, services: Vec<(String, u16, u16)>| ZtWorkload {
-        namespace: "default".into(),
-        name: name.into(),
-        service_account: sa.into(),
-        ip,
-        services,
-    };
-    let web = || {
-        vec![
-            (HOST.to_string(), 80, 8080),
-            (RAW_HOST.to_string(), 9000, 9000),
-            (LOCKED_HOST.to_string(), 9100, 9000),
-        ]
-    };
-    local_config(
-        &[
-            wl("sleep", "sleep", client, vec![]),
-            wl("waypoint", "waypoint", waypoint, vec![]),
-            wl("web-v1", "web", v1, web()),
-            wl("web-v2", "web", v2, web()),
-        ],
-        &[
-            ZtService {
-                namespace: "default".into(),
-                name: "web".into(),
-                hostname: HOST.into(),
-                vip: VIP.parse().expect("vip"),
-                ports: vec![(80, 8080)],
-                waypoint: Some(waypoint),
-            },
-            ZtService {
-                namespace: "default".into(),
-                name: "raw".into(),
-                hostname: RAW_HOST.into(),
-                vip: RAW_VIP.parse().expect("vip"),
-                ports: vec![(9000, 9000)],
-                waypoint: Some(waypoint),
-            },
-            ZtService {
-                namespace: "default".into(),
-                name: "locked".into(),
-                hostname: LOCKED_HOST.into(),
-                vip: LOCKED_VIP.parse().expect("vip"),
-                ports: vec![(9100, 9000)],
-                waypoint: Some(waypoint),
-            },
-        ],
-        // Istio's advice for waypoints: the destination admits only its waypoint.
-        &[ZtAllow {
-            namespace: "default".into(),
-            name: "only-waypoint".into(),
-            principals: vec!["cluster.local/ns/default/sa/waypoint".into()],
-        }],
-    )
 }
 
 /// Run `call` in the client namespace; one parsed reply per request (failures panic).

@@ -4,5 +4,6 @@
 pub mod ca;
 pub mod client;
 pub mod config;
+pub mod mesh;
 pub mod process;
 pub mod proto;
