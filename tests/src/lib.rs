@@ -12,3 +12,4 @@ pub mod pki;
 pub mod scenario;
 pub mod scenario_hbone;
 pub mod waypoint;
+pub mod ztunnel;

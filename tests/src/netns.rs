@@ -20,8 +20,12 @@ pub fn skip_unless_root(test: &str) -> bool {
     if is_root() && Command::new("ip").arg("-V").output().is_ok() {
         return false;
     }
-    println!("SKIP {test}: needs root and iproute2 for network namespaces");
-    eprintln!("SKIP {test}: needs root and iproute2 for network namespaces");
+    // Straight to stderr: the test harness captures `println!`/`eprintln!` of passing tests.
+    use std::io::Write;
+    let _ = writeln!(
+        std::io::stderr().lock(),
+        "SKIP {test}: needs root and iproute2 for network namespaces"
+    );
     true
 }
 

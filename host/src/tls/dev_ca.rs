@@ -134,25 +134,8 @@ impl DevCa {
         not_after: SystemTime,
     ) -> anyhow::Result<IssuedCert> {
         let key = KeyPair::generate().context("generating workload key")?;
-        let mut params = CertificateParams::default();
         let uri = id.to_string();
-        params.subject_alt_names = vec![SanType::URI(
-            uri.clone()
-                .try_into()
-                .with_context(|| format!("URI SAN {uri}"))?,
-        )];
-        // Istio workload certificates carry an empty subject and the SPIFFE URI SAN only.
-        params.distinguished_name = DistinguishedName::new();
-        params.key_usages = vec![
-            KeyUsagePurpose::DigitalSignature,
-            KeyUsagePurpose::KeyEncipherment,
-        ];
-        params.extended_key_usages = vec![
-            ExtendedKeyUsagePurpose::ServerAuth,
-            ExtendedKeyUsagePurpose::ClientAuth,
-        ];
-        params.not_before = not_before.into();
-        params.not_after = not_after.into();
+        let params = workload_params(id, not_before, not_after)?;
         let cert = params
             .signed_by(&key, &self.cert, &self.key)
             .with_context(|| format!("signing certificate for {uri}"))?;
@@ -160,6 +143,46 @@ impl DevCa {
             cert_pem: cert.pem(),
             key_pem: key.serialize_pem(),
         })
+    }
+
+    /// Sign a PEM certificate signing request as istiod's CA does for ztunnel
+    /// (`istio.v1.auth.IstioCertificateService/CreateCertificate`): the certificate keeps the
+    /// CSR's public key and exactly one SAN, the SPIFFE URI the CSR asks for, which must be an
+    /// identity of this CA's trust domain. Returns that identity and the leaf, PEM.
+    pub fn sign_csr(&self, csr_pem: &str) -> anyhow::Result<(Identity, String)> {
+        let csr = rcgen::CertificateSigningRequestParams::from_pem(csr_pem)
+            .context("parsing certificate signing request")?;
+        let uris: Vec<String> = csr
+            .params
+            .subject_alt_names
+            .iter()
+            .filter_map(|s| match s {
+                SanType::URI(u) => Some(u.as_str().to_string()),
+                _ => None,
+            })
+            .collect();
+        let [uri] = uris.as_slice() else {
+            anyhow::bail!("CSR must carry exactly one URI SAN, found {uris:?}");
+        };
+        let id: Identity = uri
+            .parse()
+            .with_context(|| format!("CSR URI SAN {uri} is not a SPIFFE identity"))?;
+        if id.trust_domain != self.trust_domain {
+            anyhow::bail!(
+                "CSR identity {id} is outside trust domain {}",
+                self.trust_domain
+            );
+        }
+        let now = SystemTime::now();
+        let params = workload_params(
+            &id,
+            now - Duration::from_secs(3600),
+            now + WORKLOAD_VALIDITY,
+        )?;
+        let cert = params
+            .signed_by(&csr.public_key, &self.cert, &self.key)
+            .with_context(|| format!("signing CSR for {id}"))?;
+        Ok((id, cert.pem()))
     }
 
     /// Issue a certificate for `id` and write it as `dir/<ns>.<sa>/{cert,key,ca}.pem`.
@@ -170,6 +193,34 @@ impl DevCa {
         write_issued(&wdir, &issued, &self.ca_pem())?;
         Ok(wdir)
     }
+}
+
+/// Parameters of a workload certificate for `id`.
+fn workload_params(
+    id: &Identity,
+    not_before: SystemTime,
+    not_after: SystemTime,
+) -> anyhow::Result<CertificateParams> {
+    let mut params = CertificateParams::default();
+    let uri = id.to_string();
+    params.subject_alt_names = vec![SanType::URI(
+        uri.clone()
+            .try_into()
+            .with_context(|| format!("URI SAN {uri}"))?,
+    )];
+    // Istio workload certificates carry an empty subject and the SPIFFE URI SAN only.
+    params.distinguished_name = DistinguishedName::new();
+    params.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
+    ];
+    params.extended_key_usages = vec![
+        ExtendedKeyUsagePurpose::ServerAuth,
+        ExtendedKeyUsagePurpose::ClientAuth,
+    ];
+    params.not_before = not_before.into();
+    params.not_after = not_after.into();
+    Ok(params)
 }
 
 /// Write one workload's `cert.pem`, `key.pem` and `ca.pem` into `wdir`.
@@ -206,5 +257,46 @@ mod tests {
         let again = DevCa::load_or_generate(&dir, "example.org").expect("reload");
         assert_eq!(again.ca_pem(), ca.ca_pem());
         std::fs::remove_dir_all(&dir).ok();
+    }
+
+    fn csr_for(uris: &[&str]) -> (KeyPair, String) {
+        let key = KeyPair::generate().expect("key");
+        let mut params = CertificateParams::default();
+        params.subject_alt_names = uris
+            .iter()
+            .map(|u| SanType::URI((*u).to_string().try_into().expect("ia5")))
+            .collect();
+        let csr = params.serialize_request(&key).expect("csr");
+        (key, csr.pem().expect("pem"))
+    }
+
+    #[test]
+    fn signs_csrs_of_its_trust_domain_only() {
+        let ca = DevCa::generate("cluster.local").expect("ca");
+        let good = "spiffe://cluster.local/ns/default/sa/sleep";
+        for (uris, ok) in [
+            (vec![good], true),
+            (vec!["spiffe://other.td/ns/default/sa/sleep"], false),
+            (vec![], false),
+            (vec![good, "spiffe://cluster.local/ns/default/sa/x"], false),
+            (vec!["https://example.com/x"], false),
+        ] {
+            let (key, pem) = csr_for(&uris);
+            let r = ca.sign_csr(&pem);
+            assert_eq!(r.is_ok(), ok, "{uris:?}: {r:?}");
+            if let Ok((id, leaf)) = r {
+                assert_eq!(id.to_string(), good);
+                let certs = crate::tls::certs::parse_certs(&leaf).expect("parse");
+                assert_eq!(crate::tls::verify::spiffe_sans(&certs[0]), vec![id]);
+                // The certificate certifies the CSR's key.
+                let (_, x509) =
+                    x509_parser::parse_x509_certificate(certs[0].as_ref()).expect("x509");
+                assert_eq!(
+                    x509.public_key().subject_public_key.data.as_ref(),
+                    key.public_key_raw()
+                );
+            }
+        }
+        assert!(ca.sign_csr("not a csr").is_err());
     }
 }
