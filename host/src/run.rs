@@ -133,6 +133,7 @@ pub async fn start(opts: RunOptions) -> anyhow::Result<Running> {
         config: config.clone(),
         upstreams: Upstreams::new(HboneClient::new(store.clone())),
         metrics,
+        request_metrics: Default::default(),
         outliers: crate::proxy::outlier::Outliers::new(),
         active: Default::default(),
     });

@@ -51,6 +51,9 @@ pub struct Args {
     /// Default: the CPUs this process may run on.
     #[arg(long, value_name = "N")]
     threads: Option<usize>,
+    /// Log every request (tracing target `access`): off by default, as in Istio.
+    #[arg(long)]
+    pub access_log: bool,
 }
 
 fn cert_paths(args: &Args) -> anyhow::Result<CertPaths> {

@@ -18,6 +18,7 @@ use super::deadline::DeadlineBody;
 use super::headers::{apply_ops, baggage_get, strip_hop_by_hop};
 use super::outlier::AttemptResult;
 use super::plan::{ForwardPlan, LocalReply, Plan, PlanKind};
+use super::request_metrics::RequestFacts;
 use super::retry::{backoff, retry_error, retry_status};
 use super::upgrade;
 use super::upstream::{BoxError, ProxyBody, Target, UpstreamError, Wire};
@@ -548,6 +549,45 @@ fn record(
     grpc: bool,
     elapsed: Duration,
 ) {
+    let identity = outcome
+        .target
+        .as_ref()
+        .and_then(|t| t.hbone.as_ref())
+        .and_then(|h| h.expected.first());
+    let facts = RequestFacts {
+        baggage: ctx.baggage.as_deref().unwrap_or(""),
+        peer_namespace: ctx.peer_identity.as_ref().map(|i| i.namespace.as_str()),
+        principal: ctx.principal.as_deref(),
+        service: plan
+            .service
+            .as_ref()
+            .map_or(ctx.destination.as_str(), |s| s.hostname.as_str()),
+        has_service: plan.service.is_some(),
+        service_id: plan
+            .service
+            .as_ref()
+            .map(|s| (s.name.as_str(), s.namespace.as_str())),
+        destination_identity: identity.map(|i| {
+            (
+                i.trust_domain.as_str(),
+                i.namespace.as_str(),
+                i.service_account.as_str(),
+            )
+        }),
+        status: outcome.status,
+        flags: outcome.flags,
+        grpc,
+    };
+    let millis = elapsed.as_secs_f64() * 1000.0;
+    shared
+        .request_metrics
+        .record(&shared.metrics, facts, millis, || {
+            request_labels(ctx, plan, outcome, grpc)
+        });
+}
+
+/// Istio's standard request labels (`reporter="waypoint"`), built on a metrics cache miss.
+fn request_labels(ctx: &TunnelCtx, plan: &Plan, outcome: &Outcome, grpc: bool) -> RequestLabels {
     let unknown = || "unknown".to_string();
     let bag = ctx.baggage.as_deref().unwrap_or("");
     let bag_get = |k: &str| baggage_get(bag, k).map(str::to_string);
@@ -598,9 +638,7 @@ fn record(
         response_flags: outcome.flags.into(),
         connection_security_policy: "mutual_tls".into(),
     };
-    shared
-        .metrics
-        .record_request(&labels, elapsed.as_secs_f64() * 1000.0);
+    labels
 }
 
 #[cfg(test)]

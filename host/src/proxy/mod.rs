@@ -11,6 +11,7 @@ pub mod io;
 pub mod least_request;
 pub mod outlier;
 pub mod plan;
+pub mod request_metrics;
 pub mod retry;
 pub mod sniff;
 pub mod upgrade;
@@ -27,6 +28,8 @@ pub struct Shared {
     pub config: Arc<ConfigStore>,
     pub upstreams: Arc<upstream::Upstreams>,
     pub metrics: Arc<Metrics>,
+    /// Metric handles cached per label set (see `request_metrics`).
+    pub request_metrics: request_metrics::RequestMetrics,
     pub outliers: outlier::Outliers,
     pub active: Arc<least_request::ActiveRequests>,
 }

@@ -46,7 +46,7 @@ async fn main() -> anyhow::Result<()> {
             tokio::time::sleep(Duration::from_secs(120)).await;
         }
         "waypoint" => {
-            waypoint::logging::init();
+            waypoint::logging::init(true);
             let ip: std::net::IpAddr = arg(&args, "--ip")?.parse()?;
             let mut opts = RunOptions::new(vec![PathBuf::from(arg(&args, "--config")?)], certs);
             opts.hbone_addr = SocketAddr::new(ip, 15008);
