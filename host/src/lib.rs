@@ -9,3 +9,4 @@ pub mod logging;
 pub mod proxy;
 pub mod run;
 pub mod tls;
+pub mod xds;
