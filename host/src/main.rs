@@ -8,6 +8,7 @@ mod commands {
     pub mod demo;
     pub mod dev_ca;
     pub mod run;
+    pub mod xds;
 }
 
 use std::process::ExitCode;
@@ -33,6 +34,8 @@ enum Command {
     Demo(commands::demo::Args),
     /// Print a static Envoy bootstrap for the waypoint (HBONE in and out, our module).
     Bootstrap(commands::bootstrap::Args),
+    /// Serve the Envoy resources over ADS (SotW and delta xDS), pushing config changes.
+    Xds(commands::xds::Args),
 }
 
 /// Report a subcommand's error and map it to an exit code.
@@ -54,6 +57,10 @@ fn main() -> ExitCode {
         Command::DevCa(args) => exit(commands::dev_ca::main(args)),
         Command::Demo(args) => exit(commands::demo::main(args)),
         Command::Bootstrap(args) => exit(commands::bootstrap::main(args)),
+        Command::Xds(args) => {
+            waypoint::logging::init();
+            exit(commands::xds::main(args))
+        }
         Command::Run(args) => {
             waypoint::logging::init();
             exit(commands::run::main(args))

@@ -28,9 +28,15 @@ pub struct Args {
     /// Namespace for resources without metadata.namespace.
     #[arg(long, default_value = "default")]
     pub namespace: String,
+    /// Write the minimal bootstrap that gets everything from `waypoint xds` at ADDR.
+    #[arg(long, value_name = "ADDR")]
+    pub xds: Option<std::net::SocketAddr>,
+    /// With --xds: use delta ADS (DELTA_GRPC) instead of state-of-the-world.
+    #[arg(long, requires = "xds")]
+    pub delta: bool,
 }
 
-fn module_name(path: Option<&PathBuf>) -> anyhow::Result<String> {
+pub fn module_name(path: Option<&PathBuf>) -> anyhow::Result<String> {
     let Some(p) = path else {
         return Ok("waypoint".to_string());
     };
@@ -54,6 +60,9 @@ pub fn main(args: Args) -> anyhow::Result<()> {
         module_name: module_name(args.module.as_ref())?,
         trust_domain: args.trust_domain,
     };
-    print!("{}", from_config(&inputs)?);
+    match args.xds {
+        Some(addr) => print!("{}", waypoint::xds::render_bootstrap(&inputs, addr, args.delta)?),
+        None => print!("{}", from_config(&inputs)?),
+    }
     Ok(())
 }
