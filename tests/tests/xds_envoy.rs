@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use waypoint::bootstrap::Inputs;
 use waypoint::hbone::HboneClient;
-use waypoint::xds::proto::{CLUSTER, ENDPOINT, LISTENER, ROUTE, SECRET};
+use waypoint::xds::proto::{CLUSTER, ENDPOINT, EXTENSION, LISTENER, ROUTE, SECRET};
 use waypoint::xds::{server, Cache, Snapshot, Source};
 use waypoint_tests::envoy_harness::{free_port, http_get, repo_root, scratch_dir, Envoy, Upstream};
 use waypoint_tests::hbone_client::http1_get;
@@ -193,7 +193,7 @@ fn initial_config_is_served_over_sotw_and_delta() {
         let s = Setup::start(delta);
         assert_eq!(s.request(), Ok("up-alpha".to_string()), "delta={delta}");
         let pushes = s.server.cache.pushes();
-        for t in [LISTENER, ROUTE, CLUSTER, ENDPOINT, SECRET] {
+        for t in [LISTENER, ROUTE, CLUSTER, ENDPOINT, SECRET, EXTENSION] {
             assert!(
                 pushes.iter().any(|p| p.type_url == t && p.delta == delta && !p.names.is_empty()),
                 "delta={delta}: no {t} pushed: {pushes:?}"
@@ -241,14 +241,12 @@ fn reroute_without_failures(delta: bool) {
     let first_beta = results.iter().position(|r| r.as_deref() == Ok("up-beta")).unwrap_or(0);
     assert!(results[first_beta..].iter().all(|r| r.as_deref() == Ok("up-beta")), "flapped: {results:?}");
     println!("delta={delta}: {} requests, routing switched {switched:?} after the file change", results.len());
-    // Only the listener with the module's config changed: nothing else was resent.
+    // Only the module's filter config (ECDS) changed: no listener, route or cluster resent.
     let pushes = s.pushes_after(mark);
     assert!(!pushes.is_empty());
     for p in &pushes {
-        assert_eq!(p.type_url, LISTENER, "{pushes:?}");
-        if delta {
-            assert_eq!(p.names, ["main_internal"], "{pushes:?}");
-        }
+        assert_eq!(p.type_url, EXTENSION, "{pushes:?}");
+        assert_eq!(p.names, ["waypoint"], "{pushes:?}");
     }
 }
 

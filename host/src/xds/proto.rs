@@ -13,10 +13,13 @@ pub const ROUTE: &str = "type.googleapis.com/envoy.config.route.v3.RouteConfigur
 pub const CLUSTER: &str = "type.googleapis.com/envoy.config.cluster.v3.Cluster";
 pub const ENDPOINT: &str = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment";
 pub const SECRET: &str = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret";
+/// ECDS: the module's HTTP filter config, updated in place without touching its listener.
+pub const EXTENSION: &str = "type.googleapis.com/envoy.config.core.v3.TypedExtensionConfig";
 
 /// Every type we serve, in the order a change is pushed: secrets and clusters (with their
-/// endpoints) before the listeners and routes that use them (Envoy's make-before-break).
-pub const PUSH_ORDER: [&str; 5] = [SECRET, CLUSTER, ENDPOINT, LISTENER, ROUTE];
+/// endpoints) before the filter configs, listeners and routes that use them (Envoy's
+/// make-before-break).
+pub const PUSH_ORDER: [&str; 6] = [SECRET, CLUSTER, ENDPOINT, EXTENSION, LISTENER, ROUTE];
 
 /// Short name of a type URL for logs (`Listener`, `Cluster`, ...).
 pub fn short(type_url: &str) -> &str {

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 
 use serde_json::{json, Map, Value};
 
-use super::proto::{CLUSTER, ENDPOINT, LISTENER, ROUTE, SECRET};
+use super::proto::{CLUSTER, ENDPOINT, EXTENSION, LISTENER, ROUTE, SECRET};
 use super::XdsError;
 
 const HCM: &str = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager";
@@ -41,7 +41,9 @@ pub struct SplitOptions {
 pub type ReadFile<'a> = &'a dyn Fn(&str) -> std::io::Result<String>;
 
 /// Split a generated bootstrap into xDS resources. Inline route tables become RDS, inline
-/// endpoints EDS, certificate files SDS secrets (read through `read`).
+/// endpoints EDS, certificate files SDS secrets (read through `read`), and the module's HTTP
+/// filter config ECDS: a policy change then updates the filter config in place (new streams
+/// get it, streams in flight keep theirs) instead of replacing and draining the listener.
 pub fn split(bootstrap: &Value, o: &SplitOptions, read: ReadFile) -> Result<JsonResources, XdsError> {
     let statics = &bootstrap["static_resources"];
     let mut out: JsonResources = BTreeMap::new();
@@ -52,6 +54,7 @@ pub fn split(bootstrap: &Value, o: &SplitOptions, read: ReadFile) -> Result<Json
             l["address"] = json!({"socket_address": {"address": addr.ip().to_string(), "port_value": addr.port()}});
         }
         let mut routes = Vec::new();
+        let mut filters = Vec::new();
         walk(&mut l, &mut |obj| {
             if obj.get("@type").and_then(Value::as_str) == Some(HCM) {
                 if let Some(rc) = obj.remove("route_config") {
@@ -63,10 +66,33 @@ pub fn split(bootstrap: &Value, o: &SplitOptions, read: ReadFile) -> Result<Json
                     routes.push((rname, rc));
                 }
             }
-            if obj.get("@type").and_then(Value::as_str) == Some(DYNAMIC_MODULE) {
-                inline_module_config(obj, o);
+            // An HTTP filter entry with our module → an ECDS reference.
+            let is_module = obj
+                .get("typed_config")
+                .and_then(|t| t.get("@type"))
+                .and_then(Value::as_str)
+                == Some(DYNAMIC_MODULE);
+            if is_module {
+                if let (Some(fname), Some(mut tc)) = (
+                    obj.get("name").and_then(Value::as_str).map(str::to_string),
+                    obj.remove("typed_config"),
+                ) {
+                    if let Some(m) = tc.as_object_mut() {
+                        inline_module_config(m, o);
+                    }
+                    obj.insert(
+                        "config_discovery".into(),
+                        json!({"config_source": ads(), "type_urls": [DYNAMIC_MODULE]}),
+                    );
+                    filters.push((fname.clone(), json!({"name": fname, "typed_config": tc})));
+                }
             }
         });
+        for (fname, ext) in filters {
+            if out.entry(EXTENSION).or_default().insert(fname.clone(), ext).is_some() {
+                return Err(XdsError::Duplicate("TypedExtensionConfig", fname));
+            }
+        }
         secrets.rewrite(&mut l, read)?;
         for (rname, mut rc) in routes {
             rc["name"] = json!(rname);
@@ -311,7 +337,11 @@ mod tests {
         assert_eq!(hcm["rds"]["route_config_name"], "r1");
         assert!(hcm.get("route_config").is_none());
         assert_eq!(l["address"]["socket_address"]["port_value"], 9);
-        let module = &hcm["http_filters"][0]["typed_config"]["filter_config"]["value"];
+        assert_eq!(
+            hcm["http_filters"][0],
+            json!({"name": "waypoint", "config_discovery": {"config_source": ads(), "type_urls": [DYNAMIC_MODULE]}})
+        );
+        let module = &r[EXTENSION]["waypoint"]["typed_config"]["filter_config"]["value"];
         assert_eq!(module, &json!({"waypoint": "a/b", "config_inline": "kind: X", "default_namespace": "ns"}));
         let tls = &l["filter_chains"][0]["transport_socket"]["typed_config"]["common_tls_context"];
         assert_eq!(tls["tls_certificate_sds_secret_configs"][0]["name"], CERT_SECRET);
