@@ -24,8 +24,15 @@ fn candidates() -> Vec<PathBuf> {
     // Vendored sources (`cargo vendor`) next to the workspace.
     if let Some(dir) = std::env::var_os("CARGO_MANIFEST_DIR") {
         let ws = PathBuf::from(dir).join("..");
-        out.push(ws.join("vendor").join("envoy-types/src/generated/types.bin"));
-        out.push(ws.join("vendor").join(ENVOY_TYPES).join("src/generated/types.bin"));
+        out.push(
+            ws.join("vendor")
+                .join("envoy-types/src/generated/types.bin"),
+        );
+        out.push(
+            ws.join("vendor")
+                .join(ENVOY_TYPES)
+                .join("src/generated/types.bin"),
+        );
     }
     out
 }

@@ -61,7 +61,10 @@ pub fn main(args: Args) -> anyhow::Result<()> {
         trust_domain: args.trust_domain,
     };
     match args.xds {
-        Some(addr) => print!("{}", waypoint::xds::render_bootstrap(&inputs, addr, args.delta)?),
+        Some(addr) => print!(
+            "{}",
+            waypoint::xds::render_bootstrap(&inputs, addr, args.delta)?
+        ),
         None => print!("{}", from_config(&inputs)?),
     }
     Ok(())

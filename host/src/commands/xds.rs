@@ -73,9 +73,14 @@ pub fn main(args: Args) -> anyhow::Result<()> {
     let cache = Cache::from_source(source);
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async move {
-        let running = server::start(cache, args.listen, watched, Duration::from_millis(args.poll_ms))
-            .await
-            .with_context(|| format!("bind {}", args.listen))?;
+        let running = server::start(
+            cache,
+            args.listen,
+            watched,
+            Duration::from_millis(args.poll_ms),
+        )
+        .await
+        .with_context(|| format!("bind {}", args.listen))?;
         tracing::info!(addr = %running.addr, "waypoint xds serving");
         tokio::signal::ctrl_c().await?;
         drop(running);

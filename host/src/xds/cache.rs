@@ -102,8 +102,10 @@ impl Cache {
                 _ => None,
             });
         meta.or_else(|| {
-            node.map(|n| n.cluster.clone())
-                .filter(|c| c.split_once('/').is_some_and(|(a, b)| !a.is_empty() && !b.is_empty()))
+            node.map(|n| n.cluster.clone()).filter(|c| {
+                c.split_once('/')
+                    .is_some_and(|(a, b)| !a.is_empty() && !b.is_empty())
+            })
         })
         .or_else(|| self.default_waypoint.clone())
         .unwrap_or_default()
@@ -116,7 +118,11 @@ impl Cache {
             return Ok(tx.subscribe());
         }
         let snap = (self.builder)(non_empty(waypoint))?;
-        info!(waypoint, resources = snap.types.values().map(|m| m.len()).sum::<usize>(), "xds: snapshot built");
+        info!(
+            waypoint,
+            resources = snap.types.values().map(|m| m.len()).sum::<usize>(),
+            "xds: snapshot built"
+        );
         let (tx, rx) = watch::channel(Arc::new(snap));
         nodes.insert(waypoint.to_string(), tx);
         Ok(rx)
@@ -136,7 +142,9 @@ impl Cache {
                         tx.send_replace(Arc::new(snap));
                     }
                 }
-                Err(e) => warn!(waypoint = %w, "xds: config change rejected, last good snapshot stays: {e}"),
+                Err(e) => {
+                    warn!(waypoint = %w, "xds: config change rejected, last good snapshot stays: {e}")
+                }
             }
         }
         changed
@@ -157,7 +165,9 @@ impl Cache {
 
     /// The current snapshot of a waypoint.
     pub fn current(&self, waypoint: &str) -> Option<Arc<Snapshot>> {
-        lock(&self.nodes).get(waypoint).map(|tx| Arc::clone(&tx.borrow()))
+        lock(&self.nodes)
+            .get(waypoint)
+            .map(|tx| Arc::clone(&tx.borrow()))
     }
 
     pub fn record_push(&self, p: Push) {

@@ -98,7 +98,11 @@ mod tests {
     fn every_type_we_use_is_in_the_pool() {
         let pool = pool().expect("pool");
         for t in PUSH_ORDER {
-            assert!(pool.get_message_by_name(t.trim_start_matches("type.googleapis.com/")).is_some(), "{t}");
+            assert!(
+                pool.get_message_by_name(t.trim_start_matches("type.googleapis.com/"))
+                    .is_some(),
+                "{t}"
+            );
         }
         for t in [
             "envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter",

@@ -44,7 +44,11 @@ pub type ReadFile<'a> = &'a dyn Fn(&str) -> std::io::Result<String>;
 /// endpoints EDS, certificate files SDS secrets (read through `read`), and the module's HTTP
 /// filter config ECDS: a policy change then updates the filter config in place (new streams
 /// get it, streams in flight keep theirs) instead of replacing and draining the listener.
-pub fn split(bootstrap: &Value, o: &SplitOptions, read: ReadFile) -> Result<JsonResources, XdsError> {
+pub fn split(
+    bootstrap: &Value,
+    o: &SplitOptions,
+    read: ReadFile,
+) -> Result<JsonResources, XdsError> {
     let statics = &bootstrap["static_resources"];
     let mut out: JsonResources = BTreeMap::new();
     let mut secrets = Secrets::default();
@@ -89,18 +93,33 @@ pub fn split(bootstrap: &Value, o: &SplitOptions, read: ReadFile) -> Result<Json
             }
         });
         for (fname, ext) in filters {
-            if out.entry(EXTENSION).or_default().insert(fname.clone(), ext).is_some() {
+            if out
+                .entry(EXTENSION)
+                .or_default()
+                .insert(fname.clone(), ext)
+                .is_some()
+            {
                 return Err(XdsError::Duplicate("TypedExtensionConfig", fname));
             }
         }
         secrets.rewrite(&mut l, read)?;
         for (rname, mut rc) in routes {
             rc["name"] = json!(rname);
-            if out.entry(ROUTE).or_default().insert(rname.clone(), rc).is_some() {
+            if out
+                .entry(ROUTE)
+                .or_default()
+                .insert(rname.clone(), rc)
+                .is_some()
+            {
                 return Err(XdsError::Duplicate("RouteConfiguration", rname));
             }
         }
-        if out.entry(LISTENER).or_default().insert(name.clone(), l).is_some() {
+        if out
+            .entry(LISTENER)
+            .or_default()
+            .insert(name.clone(), l)
+            .is_some()
+        {
             return Err(XdsError::Duplicate("Listener", name));
         }
     }
@@ -115,7 +134,12 @@ pub fn split(bootstrap: &Value, o: &SplitOptions, read: ReadFile) -> Result<Json
             }
         }
         secrets.rewrite(&mut c, read)?;
-        if out.entry(CLUSTER).or_default().insert(name.clone(), c).is_some() {
+        if out
+            .entry(CLUSTER)
+            .or_default()
+            .insert(name.clone(), c)
+            .is_some()
+        {
             return Err(XdsError::Duplicate("Cluster", name));
         }
     }
@@ -129,7 +153,9 @@ fn array(v: &Value, key: &str) -> Result<Vec<Value>, XdsError> {
     match &v[key] {
         Value::Array(a) => Ok(a.clone()),
         Value::Null => Ok(Vec::new()),
-        _ => Err(XdsError::Shape(format!("static_resources.{key} is not a list"))),
+        _ => Err(XdsError::Shape(format!(
+            "static_resources.{key} is not a list"
+        ))),
     }
 }
 
@@ -197,7 +223,11 @@ impl Secrets {
         err.map_or(Ok(()), Err)
     }
 
-    fn rewrite_obj(&mut self, obj: &mut Map<String, Value>, read: ReadFile) -> Result<(), XdsError> {
+    fn rewrite_obj(
+        &mut self,
+        obj: &mut Map<String, Value>,
+        read: ReadFile,
+    ) -> Result<(), XdsError> {
         if let Some(Value::Array(certs)) = obj.get("tls_certificates").cloned() {
             let mut refs = Vec::new();
             for c in &certs {
@@ -212,7 +242,11 @@ impl Secrets {
                     .certs
                     .entry((chain.to_string(), key.to_string()))
                     .or_insert_with(|| {
-                        if n == 0 { CERT_SECRET.to_string() } else { format!("file-cert:{chain}") }
+                        if n == 0 {
+                            CERT_SECRET.to_string()
+                        } else {
+                            format!("file-cert:{chain}")
+                        }
                     })
                     .clone();
                 if !self.by_name.contains_key(&name) {
@@ -238,7 +272,11 @@ impl Secrets {
                 .roots
                 .entry(ca.clone())
                 .or_insert_with(|| {
-                    if n == 0 { ROOT_SECRET.to_string() } else { format!("file-root:{ca}") }
+                    if n == 0 {
+                        ROOT_SECRET.to_string()
+                    } else {
+                        format!("file-root:{ca}")
+                    }
                 })
                 .clone();
             if !self.by_name.contains_key(&name) {
@@ -246,7 +284,9 @@ impl Secrets {
                     "trusted_ca": {"inline_string": read_pem(read, &ca)?}}});
                 self.by_name.insert(name.clone(), secret);
             }
-            let mut rest = obj.remove("validation_context").unwrap_or_else(|| json!({}));
+            let mut rest = obj
+                .remove("validation_context")
+                .unwrap_or_else(|| json!({}));
             if let Some(m) = rest.as_object_mut() {
                 m.remove("trusted_ca");
             }
@@ -342,9 +382,15 @@ mod tests {
             json!({"name": "waypoint", "config_discovery": {"config_source": ads(), "type_urls": [DYNAMIC_MODULE]}})
         );
         let module = &r[EXTENSION]["waypoint"]["typed_config"]["filter_config"]["value"];
-        assert_eq!(module, &json!({"waypoint": "a/b", "config_inline": "kind: X", "default_namespace": "ns"}));
+        assert_eq!(
+            module,
+            &json!({"waypoint": "a/b", "config_inline": "kind: X", "default_namespace": "ns"})
+        );
         let tls = &l["filter_chains"][0]["transport_socket"]["typed_config"]["common_tls_context"];
-        assert_eq!(tls["tls_certificate_sds_secret_configs"][0]["name"], CERT_SECRET);
+        assert_eq!(
+            tls["tls_certificate_sds_secret_configs"][0]["name"],
+            CERT_SECRET
+        );
         assert_eq!(
             tls["combined_validation_context"]["validation_context_sds_secret_config"]["name"],
             ROOT_SECRET

@@ -48,13 +48,20 @@ impl AggregatedDiscoveryService for Ads {
     ) -> Result<Response<Self::DeltaAggregatedResourcesStream>, Status> {
         let (tx, rx) = mpsc::channel(16);
         info!(peer = ?request.remote_addr(), "xds: delta stream opened");
-        tokio::spawn(delta::run(Arc::clone(&self.cache), request.into_inner(), tx));
+        tokio::spawn(delta::run(
+            Arc::clone(&self.cache),
+            request.into_inner(),
+            tx,
+        ));
         Ok(Response::new(ReceiverStream::new(rx)))
     }
 }
 
 /// Serve ADS on `listener` until the process ends.
-pub async fn serve(cache: Arc<Cache>, listener: TcpListener) -> Result<(), tonic::transport::Error> {
+pub async fn serve(
+    cache: Arc<Cache>,
+    listener: TcpListener,
+) -> Result<(), tonic::transport::Error> {
     tonic::transport::Server::builder()
         .add_service(AggregatedDiscoveryServiceServer::new(Ads { cache }))
         .serve_with_incoming(TcpListenerStream::new(listener))

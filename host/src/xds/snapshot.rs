@@ -1,5 +1,5 @@
-//! Versioned xDS snapshots: every resource encoded once, versioned by a hash of its bytes; a
-//! type's state-of-the-world version is the hash of its (name, version) set.
+//! Versioned xDS snapshots: every resource encoded once, versioned by a hash of its canonical
+//! JSON; a type's state-of-the-world version is the hash of its (name, version) set.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -12,13 +12,24 @@ use super::resources::{self, JsonResources, SplitOptions};
 use super::XdsError;
 
 /// One encoded resource.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Resource {
     pub name: String,
-    /// Hash of `body`.
+    /// Hash of the resource's canonical JSON (sorted keys). Not of `body`: protobuf map
+    /// fields (`google.protobuf.Struct`) encode in no fixed order, so equal resources may
+    /// have different bytes.
     pub version: String,
     pub body: Arc<Vec<u8>>,
 }
+
+/// Equal when name and version are: the version is the content.
+impl PartialEq for Resource {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name && self.version == other.version
+    }
+}
+
+impl Eq for Resource {}
 
 /// All resources for one node, by type URL and name.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -51,7 +62,8 @@ impl Snapshot {
             let mut out = BTreeMap::new();
             for (name, v) in by_name {
                 let body = proto::encode(type_url, name, v)?;
-                let version = format!("{:016x}", fnv64(&[&body]));
+                let canonical = serde_json::to_vec(v).unwrap_or_default();
+                let version = format!("{:016x}", fnv64(&[&canonical]));
                 out.insert(
                     name.clone(),
                     Resource {
@@ -74,7 +86,10 @@ impl Snapshot {
 
     /// Resources of one type (empty when the snapshot has none).
     pub fn of(&self, type_url: &str) -> impl Iterator<Item = &Resource> {
-        self.types.get(type_url).into_iter().flat_map(|m| m.values())
+        self.types
+            .get(type_url)
+            .into_iter()
+            .flat_map(|m| m.values())
     }
 
     pub fn get(&self, type_url: &str, name: &str) -> Option<&Resource> {
@@ -166,8 +181,14 @@ mod tests {
             BTreeMap::from([(
                 proto::CLUSTER,
                 BTreeMap::from([
-                    ("a".to_string(), json!({"name": "a", "connect_timeout": "1s"})),
-                    ("b".to_string(), json!({"name": "b", "load_assignment": {"cluster_name": "b", "endpoints": [{"lb_endpoints": [{"endpoint": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": port}}}}]}]}})),
+                    (
+                        "a".to_string(),
+                        json!({"name": "a", "connect_timeout": "1s"}),
+                    ),
+                    (
+                        "b".to_string(),
+                        json!({"name": "b", "load_assignment": {"cluster_name": "b", "endpoints": [{"lb_endpoints": [{"endpoint": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": port}}}}]}]}}),
+                    ),
                 ]),
             )])
         };
