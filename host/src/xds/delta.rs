@@ -19,6 +19,10 @@ use super::sotw::{changed, is_wildcard_type};
 
 type Tx = mpsc::Sender<Result<DeltaDiscoveryResponse, Status>>;
 
+/// One resource of an unacknowledged response: name, the version Envoy held before (None:
+/// none) and the version sent (None: removed).
+type Sent = (String, Option<String>, Option<String>);
+
 #[derive(Debug, Default)]
 struct TypeState {
     wildcard: bool,
@@ -28,7 +32,7 @@ struct TypeState {
     /// (name, version) pairs Envoy rejected: never sent again.
     rejected: BTreeSet<(String, String)>,
     /// Unacknowledged responses: nonce → (name → version Envoy held before, sent version).
-    pending: BTreeMap<String, Vec<(String, Option<String>, Option<String>)>>,
+    pending: BTreeMap<String, Vec<Sent>>,
 }
 
 struct Stream {
