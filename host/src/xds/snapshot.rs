@@ -101,6 +101,27 @@ impl Snapshot {
         self.versions.get(type_url).map_or("", String::as_str)
     }
 
+    /// What a delta push from `older` to `self` carries: (type, name, encoded bytes) of every
+    /// added or changed resource, and (type, name, 0) of every removed one.
+    pub fn diff(&self, older: &Snapshot) -> Vec<(&'static str, String, usize)> {
+        let mut out = Vec::new();
+        for (t, by_name) in &self.types {
+            for r in by_name.values() {
+                if older.get(t, &r.name) != Some(r) {
+                    out.push((*t, r.name.clone(), r.body.len()));
+                }
+            }
+        }
+        for (t, by_name) in &older.types {
+            for name in by_name.keys() {
+                if self.get(t, name).is_none() {
+                    out.push((*t, name.clone(), 0));
+                }
+            }
+        }
+        out
+    }
+
     /// Total encoded bytes (bench figure).
     pub fn bytes(&self) -> usize {
         self.types
@@ -203,5 +224,9 @@ mod tests {
         );
         assert_ne!(s1.version(proto::CLUSTER), s2.version(proto::CLUSTER));
         assert_eq!(s1.version(proto::LISTENER), "");
+        let d = s2.diff(&s1);
+        assert_eq!(d.len(), 1);
+        assert_eq!((d[0].0, d[0].1.as_str()), (proto::CLUSTER, "b"));
+        assert!(s1.diff(&s1b).is_empty());
     }
 }
