@@ -18,7 +18,11 @@ fn manifests(n: usize, backend_of_0: &str) -> String {
     );
     for i in 0..n {
         let (a, b) = (i / 250, i % 250);
-        let backend = if i == 0 { backend_of_0.to_string() } else { format!("svc{i}") };
+        let backend = if i == 0 {
+            backend_of_0.to_string()
+        } else {
+            format!("svc{i}")
+        };
         s.push_str(&format!(
             "---\napiVersion: v1\nkind: Service\nmetadata: {{name: svc{i}, namespace: default, labels: {{istio.io/use-waypoint: waypoint}}}}\n\
              spec: {{clusterIP: 10.96.{a}.{b}, ports: [{{name: http, port: 80, targetPort: 8080}}], selector: {{app: svc{i}}}}}\n\
@@ -35,8 +39,11 @@ fn source(dir: &Path) -> Source {
     let certs = dir.join("certs");
     std::fs::create_dir_all(&certs).expect("certs dir");
     for f in ["waypoint.pem", "waypoint-key.pem", "ca.pem"] {
-        std::fs::write(certs.join(f), "-----BEGIN CERTIFICATE-----\nMA==\n-----END CERTIFICATE-----\n")
-            .expect("write");
+        std::fs::write(
+            certs.join(f),
+            "-----BEGIN CERTIFICATE-----\nMA==\n-----END CERTIFICATE-----\n",
+        )
+        .expect("write");
     }
     Source {
         inputs: Inputs {
@@ -54,7 +61,8 @@ fn source(dir: &Path) -> Source {
 
 fn bench(c: &mut Criterion) {
     for n in [1_000usize, 10_000] {
-        let dir = std::env::temp_dir().join(format!("waypoint-xds-bench-{n}-{}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("waypoint-xds-bench-{n}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("dir");
         let config = dir.join("config.yaml");
         std::fs::write(&config, manifests(n, "svc0")).expect("write");
@@ -73,7 +81,9 @@ fn bench(c: &mut Criterion) {
             counts.iter().sum::<usize>(),
             after.bytes(),
             diff.len(),
-            diff.iter().map(|d| (waypoint::xds::proto::short(d.0), d.1.as_str(), d.2)).collect::<Vec<_>>()
+            diff.iter()
+                .map(|d| (waypoint::xds::proto::short(d.0), d.1.as_str(), d.2))
+                .collect::<Vec<_>>()
         );
         // A change to one RouteConfiguration (what RDS granularity costs): the readiness table.
         let mut json = src.json(None).expect("json");

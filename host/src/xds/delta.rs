@@ -29,7 +29,7 @@ struct TypeState {
     names: BTreeSet<String>,
     /// What Envoy holds: name → version.
     known: BTreeMap<String, String>,
-    /// (name, version) pairs Envoy rejected: never sent again.
+    /// (name, version) pairs Envoy rejected: never sent again ("" = a rejected removal).
     rejected: BTreeSet<(String, String)>,
     /// Unacknowledged responses: nonce → (name → version Envoy held before, sent version).
     pending: BTreeMap<String, Vec<Sent>>,
@@ -117,9 +117,9 @@ impl Stream {
                         );
                         // Envoy keeps what it had: roll back, and never re-send these versions.
                         for (name, before, version) in sent {
-                            if let Some(v) = version {
-                                st.rejected.insert((name.clone(), v));
-                            }
+                            // A rejected removal is remembered as the empty version.
+                            st.rejected
+                                .insert((name.clone(), version.unwrap_or_default()));
                             match before {
                                 Some(b) => st.known.insert(name, b),
                                 None => st.known.remove(&name),
@@ -174,6 +174,7 @@ impl Stream {
             if !(st.wildcard || st.names.contains(&r.name)) {
                 continue;
             }
+            st.rejected.remove(&(r.name.clone(), String::new()));
             if st.known.get(&r.name) == Some(&r.version)
                 || st.rejected.contains(&(r.name.clone(), r.version.clone()))
             {
@@ -184,7 +185,10 @@ impl Stream {
         let removed: Vec<String> = st
             .known
             .keys()
-            .filter(|n| snap.get(type_url, n).is_none())
+            .filter(|n| {
+                snap.get(type_url, n).is_none()
+                    && !st.rejected.contains(&((*n).clone(), String::new()))
+            })
             .cloned()
             .collect();
         if changed.is_empty() && removed.is_empty() && !force {
