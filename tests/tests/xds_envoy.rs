@@ -139,23 +139,7 @@ impl Setup {
 
     /// One request to `alpha` over HBONE: the upstream that answered, or the error.
     fn request(&self) -> Result<String, String> {
-        let r = self
-            .rt
-            .block_on(async {
-                tokio::time::timeout(
-                    Duration::from_secs(5),
-                    http1_get(&self.client, self.hbone, ALPHA, "/"),
-                )
-                .await
-            })
-            .map_err(|_| "timed out".to_string())?
-            .map_err(|e| format!("{e:#}"))?;
-        if r.status != 200 {
-            return Err(format!("status {}: {}", r.status, r.text()));
-        }
-        r.header("x-upstream")
-            .map(str::to_string)
-            .ok_or_else(|| "no x-upstream header".to_string())
+        self.rt.block_on(request(&self.client, self.hbone))
     }
 
     fn route_to(&self, backend: &str) {
@@ -188,6 +172,20 @@ impl Setup {
     fn pushes_after(&self, n: usize) -> Vec<waypoint::xds::Push> {
         self.server.cache.pushes().into_iter().skip(n).collect()
     }
+}
+
+/// One request to `alpha` over a new HBONE tunnel: the upstream that answered, or the error.
+async fn request(client: &HboneClient, hbone: SocketAddr) -> Result<String, String> {
+    let r = tokio::time::timeout(Duration::from_secs(5), http1_get(client, hbone, ALPHA, "/"))
+        .await
+        .map_err(|_| "timed out".to_string())?
+        .map_err(|e| format!("{e:#}"))?;
+    if r.status != 200 {
+        return Err(format!("status {}: {}", r.status, r.text()));
+    }
+    r.header("x-upstream")
+        .map(str::to_string)
+        .ok_or_else(|| "no x-upstream header".to_string())
 }
 
 /// The waypoint's certificate, key and root in the layout the bootstrap names.
@@ -231,57 +229,68 @@ fn initial_config_is_served_over_sotw_and_delta() {
     }
 }
 
-/// A routing change through ADS applies within 2 s while a request loop runs, and not one
-/// request fails: before the switch `alpha`, after it `beta`, nothing else.
+/// A routing change through ADS applies within 2 s while four request loops run (requests are
+/// in flight at the moment of the switch), and not one request fails; every request started
+/// after the switch point goes to `beta`.
 fn reroute_without_failures(delta: bool) {
     let s = Setup::start(delta);
     assert_eq!(s.request(), Ok("up-alpha".to_string()));
     let mark = s.server.cache.pushes().len();
-    let mut changed_at = None;
-    let mut switched_at = None;
-    let start = Instant::now();
-    let mut results = Vec::new();
-    while start.elapsed() < Duration::from_secs(8) {
-        if changed_at.is_none() && start.elapsed() > Duration::from_millis(500) {
-            s.route_to("beta");
-            changed_at = Some(Instant::now());
-        }
-        let r = s.request();
-        if let (Some(c), None, Ok("up-beta")) = (changed_at, switched_at, r.as_deref()) {
-            switched_at = Some(c.elapsed());
-        }
-        results.push(r);
-        if switched_at.is_some_and(|_| results.len() > 20)
-            && start.elapsed() > Duration::from_secs(3)
-        {
-            break;
-        }
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let t0 = Instant::now();
+    let workers: Vec<_> = (0..4)
+        .map(|_| {
+            let (client, hbone, stop) = (Arc::clone(&s.client), s.hbone, Arc::clone(&stop));
+            s.rt.spawn(async move {
+                let mut out = Vec::new();
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let started = t0.elapsed();
+                    let r = request(&client, hbone).await;
+                    out.push((started, r));
+                }
+                out
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(700));
+    let changed = t0.elapsed();
+    s.route_to("beta");
+    std::thread::sleep(Duration::from_secs(3));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut results: Vec<(Duration, Result<String, String>)> = Vec::new();
+    for w in workers {
+        results.extend(s.rt.block_on(w).expect("worker"));
     }
-    let failures: Vec<&String> = results.iter().filter_map(|r| r.as_ref().err()).collect();
+    results.sort_by_key(|r| r.0);
+    let failures: Vec<_> = results.iter().filter(|r| r.1.is_err()).collect();
     assert!(
         failures.is_empty(),
         "delta={delta}: {} of {} failed: {failures:?}",
         failures.len(),
         results.len()
     );
-    let switched = switched_at.unwrap_or_else(|| panic!("delta={delta}: never routed to beta"));
+    // Requests that started before the change went to alpha; from some point on, all to beta.
+    assert!(results
+        .iter()
+        .filter(|r| r.0 < changed)
+        .all(|r| r.1.as_deref() == Ok("up-alpha")));
+    let last_alpha = results
+        .iter()
+        .filter(|r| r.1.as_deref() == Ok("up-alpha"))
+        .map(|r| r.0)
+        .max()
+        .unwrap_or_default();
+    let switched = last_alpha.saturating_sub(changed);
+    assert!(
+        results.iter().any(|r| r.1.as_deref() == Ok("up-beta")),
+        "delta={delta}: never routed to beta"
+    );
     assert!(
         switched < Duration::from_secs(2),
         "delta={delta}: took {switched:?}"
     );
-    // Once on beta, always beta.
-    let first_beta = results
-        .iter()
-        .position(|r| r.as_deref() == Ok("up-beta"))
-        .unwrap_or(0);
-    assert!(
-        results[first_beta..]
-            .iter()
-            .all(|r| r.as_deref() == Ok("up-beta")),
-        "flapped: {results:?}"
-    );
     println!(
-        "delta={delta}: {} requests, routing switched {switched:?} after the file change",
+        "delta={delta}: {} requests (4 loops), none failed; last request to the old backend started {switched:?} after the file change",
         results.len()
     );
     // Only the module's filter config (ECDS) changed: no listener, route or cluster resent.
