@@ -56,6 +56,7 @@ fn source(dir: &Path) -> Source {
             trust_domain: "cluster.local".into(),
         },
         rebind: Default::default(),
+        extra_listeners: Vec::new(),
     }
 }
 

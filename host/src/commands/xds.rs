@@ -64,6 +64,7 @@ pub fn main(args: Args) -> anyhow::Result<()> {
             trust_domain: args.trust_domain,
         },
         rebind,
+        extra_listeners: Vec::new(),
     };
     // Fail fast on a config that cannot serve at all.
     source

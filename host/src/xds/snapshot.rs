@@ -137,6 +137,9 @@ impl Snapshot {
 pub struct Source {
     pub inputs: Inputs,
     pub rebind: BTreeMap<String, std::net::SocketAddr>,
+    /// Listeners added to the generated ones before the split (tests: a plaintext entry into
+    /// the internal L7 listener).
+    pub extra_listeners: Vec<serde_json::Value>,
 }
 
 impl Source {
@@ -176,7 +179,10 @@ impl Source {
             }
             text.push_str(&t);
         }
-        let generated = bootstrap::generate(&loaded.snapshot, &loaded.options);
+        let mut generated = bootstrap::generate(&loaded.snapshot, &loaded.options);
+        if let Some(l) = generated["static_resources"]["listeners"].as_array_mut() {
+            l.extend(self.extra_listeners.iter().cloned());
+        }
         let root = self.inputs.root.clone();
         let read = move |p: &str| std::fs::read_to_string(root.join(Path::new(p)));
         resources::split(
@@ -211,6 +217,7 @@ mod tests {
                 trust_domain: "cluster.local".into(),
             },
             rebind: BTreeMap::new(),
+            extra_listeners: Vec::new(),
         };
         let snap = source.build(None).expect("bookinfo snapshot");
         let count = |t: &str| snap.of(t).count();
