@@ -1,6 +1,8 @@
 //! waypoint-benches: synthetic config generators for the decision benchmarks.
 //! Each generator returns manifest YAML that the core parses like any user config.
 
+pub mod xds_fixture;
+
 use std::fmt::Write;
 
 /// A mesh of `services` services bound to one waypoint, each with a VirtualService of

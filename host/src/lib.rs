@@ -10,3 +10,4 @@ pub mod originate;
 pub mod proxy;
 pub mod run;
 pub mod tls;
+pub mod xds;

@@ -9,6 +9,7 @@ mod commands {
     pub mod dev_ca;
     pub mod originate;
     pub mod run;
+    pub mod xds;
 }
 
 use std::process::ExitCode;
@@ -42,6 +43,8 @@ enum Command {
     Bootstrap(commands::bootstrap::Args),
     /// Local HBONE originator for an Envoy bootstrap made with `bootstrap --originator`.
     Originate(commands::originate::Args),
+    /// Serve the Envoy resources over ADS (SotW and delta xDS), pushing config changes.
+    Xds(commands::xds::Args),
 }
 
 /// Report a subcommand's error and map it to an exit code.
@@ -66,6 +69,10 @@ fn main() -> ExitCode {
         Command::Originate(args) => {
             waypoint::logging::init(false);
             exit(commands::originate::main(args))
+        }
+        Command::Xds(args) => {
+            waypoint::logging::init(false);
+            exit(commands::xds::main(args))
         }
         Command::Run(args) => {
             waypoint::logging::init(args.access_log);

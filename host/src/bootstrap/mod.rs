@@ -162,6 +162,20 @@ pub struct Inputs {
 /// Load the config, build the snapshot and render the bootstrap. Config errors fail the
 /// whole run (each is listed), so a bootstrap is never generated from a partial config.
 pub fn from_config(i: &Inputs) -> anyhow::Result<String> {
+    let l = load(i)?;
+    render(&l.snapshot, &l.options)
+}
+
+/// A validated config: the snapshot, the generator options and the files it was read from.
+#[derive(Debug)]
+pub struct Loaded {
+    pub snapshot: Snapshot,
+    pub options: Options,
+    pub files: Vec<PathBuf>,
+}
+
+/// Load and validate the config (shared by `waypoint bootstrap` and `waypoint xds`).
+pub fn load(i: &Inputs) -> anyhow::Result<Loaded> {
     let waypoint = match i.waypoint.as_deref() {
         Some(s) => match s.split_once('/') {
             Some((ns, name)) if !ns.is_empty() && !name.is_empty() => {
@@ -194,5 +208,9 @@ pub fn from_config(i: &Inputs) -> anyhow::Result<String> {
         trust_domain: i.trust_domain.clone(),
         originator: i.originator,
     };
-    render(&snapshot, &o)
+    Ok(Loaded {
+        snapshot,
+        options: o,
+        files: loaded.files,
+    })
 }

@@ -34,9 +34,15 @@ pub struct Args {
     /// tunnelling, which resets upstream streams with `Connection: close` backends.
     #[arg(long, value_name = "ADDR")]
     pub originator: Option<SocketAddr>,
+    /// Write the minimal bootstrap that gets everything from `waypoint xds` at ADDR.
+    #[arg(long, value_name = "ADDR")]
+    pub xds: Option<SocketAddr>,
+    /// With --xds: use delta ADS (DELTA_GRPC) instead of state-of-the-world.
+    #[arg(long, requires = "xds")]
+    pub delta: bool,
 }
 
-fn module_name(path: Option<&PathBuf>) -> anyhow::Result<String> {
+pub fn module_name(path: Option<&PathBuf>) -> anyhow::Result<String> {
     let Some(p) = path else {
         return Ok("waypoint".to_string());
     };
@@ -61,7 +67,13 @@ pub fn main(args: Args) -> anyhow::Result<()> {
         trust_domain: args.trust_domain,
         originator: args.originator,
     };
-    print!("{}", from_config(&inputs)?);
+    match args.xds {
+        Some(addr) => print!(
+            "{}",
+            waypoint::xds::render_bootstrap(&inputs, addr, args.delta)?
+        ),
+        None => print!("{}", from_config(&inputs)?),
+    }
     if let Some(addr) = args.originator {
         eprintln!(
             "waypoint bootstrap: run the originator next to Envoy: waypoint originate --listen {addr} --certs {}",
