@@ -15,7 +15,7 @@ ln -sf "$CERT_DIR/waypoint.crt" "$certs/waypoint.pem"
 ln -sf "$CERT_DIR/waypoint.key" "$certs/waypoint-key.pem"
 ln -sf "$CERT_DIR/root.pem" "$certs/ca.pem"
 "$HOST_BIN" bootstrap --config "$cfg" --waypoint default/waypoint --certs "$certs" \
-  --trust-domain "${TRUST_DOMAIN:-cluster.local}" >"$RUN_DIR/envoy-module.json"
+  --trust-domain "${TRUST_DOMAIN:-cluster.local}" >"$RUN_DIR/envoy-module.yaml"
 export ENVOY_DYNAMIC_MODULES_SEARCH_PATH=$MODULE_DIR
-exec "$ENVOY_BIN" -c "$RUN_DIR/envoy-module.json" --concurrency "${WAYPOINT_CONCURRENCY:-1}" \
+exec "$ENVOY_BIN" -c "$RUN_DIR/envoy-module.yaml" --concurrency "${WAYPOINT_CONCURRENCY:-1}" \
   --disable-hot-restart --log-level "${WAYPOINT_LOG_LEVEL:-warn}"

@@ -62,13 +62,12 @@ pub struct ClusterPlan {
     pub targets: Vec<Target>,
 }
 
-/// Every outbound cluster of the bound services, sorted by name.
+/// Every outbound cluster, sorted by name: one per service, port and DestinationRule subset,
+/// for every service of the registry, not only the bound ones, because a bound service's
+/// routes may forward or mirror to any service (Istio's waypoint gets the same full CDS).
 pub fn plan(snapshot: &Snapshot, trust_domain: &str) -> Vec<ClusterPlan> {
     let mut out = Vec::new();
-    for idx in snapshot.bound_services() {
-        let Some(svc) = snapshot.registry.services.get(idx) else {
-            continue;
-        };
+    for svc in &snapshot.registry.services {
         // Subset names of the DestinationRule for this host (Istio: one cluster per subset).
         let mut subsets: Vec<(String, BTreeMap<String, String>)> =
             vec![(String::new(), BTreeMap::new())];
@@ -400,5 +399,62 @@ mod tests {
             tlv["value"],
             json!(base64(b"spiffe://cluster.local/ns/bookinfo/sa/reviews"))
         );
+    }
+}
+
+#[cfg(test)]
+mod plan_tests {
+    use super::*;
+    use waypoint_core::BuildOptions;
+
+    /// A bound service whose route forwards to services that are not bound themselves (the
+    /// waypoint-bench layout): their clusters must exist, or Envoy answers `cluster_not_found`.
+    #[test]
+    fn clusters_exist_for_unbound_route_backends() {
+        let yaml = r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: waypoint, namespace: default}
+spec: {gatewayClassName: istio-waypoint, listeners: [{name: mesh, port: 15008, protocol: HBONE}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: reviews, namespace: default, labels: {istio.io/use-waypoint: waypoint}}
+spec: {clusterIP: 10.96.0.10, ports: [{name: http, port: 9080}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: reviews-v1, namespace: default}
+spec: {ports: [{name: http, port: 9080, targetPort: 28081}], selector: {app: reviews-v1}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: reviews-v1-0, namespace: default, labels: {app: reviews-v1}}
+spec: {serviceAccountName: reviews, containers: [{name: app, image: x}]}
+status: {podIP: 10.1.0.5}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews, namespace: default}
+spec:
+  hosts: [reviews]
+  http: [{route: [{destination: {host: reviews-v1}}]}]
+"#;
+        let loaded = waypoint_loader::load_text(yaml, "test", "default");
+        assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);
+        let (snapshot, diags) = Snapshot::build(&loaded.resources, &BuildOptions::default());
+        assert!(diags.errors.is_empty(), "{:?}", diags.errors);
+        let plans = plan(&snapshot, "cluster.local");
+        let names: Vec<&str> = plans.iter().map(|p| p.name.as_str()).collect();
+        assert!(
+            names.contains(&"outbound|9080||reviews-v1.default.svc.cluster.local"),
+            "{names:?}"
+        );
+        let v1 = plans
+            .iter()
+            .find(|p| p.name == "outbound|9080||reviews-v1.default.svc.cluster.local")
+            .expect("plan");
+        assert_eq!(v1.targets.len(), 1);
+        assert_eq!(v1.targets[0].target_port, 28081);
     }
 }
