@@ -52,6 +52,7 @@ pub fn source(dir: &Path) -> Source {
             module_name: "waypoint".into(),
             trust_domain: "cluster.local".into(),
             originator: None,
+            access_log: false,
         },
         rebind: Default::default(),
         extra_listeners: Vec::new(),

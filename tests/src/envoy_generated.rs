@@ -122,6 +122,8 @@ impl GeneratedWaypoint {
             module_name: "waypoint".into(),
             trust_domain: pki.trust_domain.clone(),
             originator: originator.as_ref().map(|o| o.addr),
+            // Shown by `log_tail` when a test fails.
+            access_log: true,
         };
         let mut boot = bootstrap::generate(snapshot, &opts);
         let (terminate, admin) = relocate(&mut boot, pod_hbone_port);

@@ -36,6 +36,7 @@ fn regenerate(config: &[&str], originator: bool) -> String {
         module_name: "waypoint".into(),
         trust_domain: "cluster.local".into(),
         originator: originator.then(|| ORIGINATOR.parse().expect("address")),
+        access_log: false,
     };
     from_config(&inputs).unwrap_or_else(|e| panic!("bootstrap for {config:?}: {e:#}"))
 }

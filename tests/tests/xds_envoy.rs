@@ -89,6 +89,7 @@ impl Setup {
             module_name: "waypoint".into(),
             trust_domain: "cluster.local".into(),
             originator: None,
+            access_log: false,
         };
         let hbone_addr: SocketAddr = format!("127.0.0.1:{hbone}").parse().expect("addr");
         let rebind = BTreeMap::from([
@@ -521,6 +522,7 @@ fn xds_bootstrap_validates() {
             module_name: "waypoint".into(),
             trust_domain: "cluster.local".into(),
             originator: None,
+            access_log: false,
         };
         let yaml = waypoint::xds::render_bootstrap(
             &inputs,

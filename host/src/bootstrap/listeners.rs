@@ -129,7 +129,7 @@ fn waypoint_routes() -> Value {
 
 /// The internal HTTP listener: our dynamic module filter, then the router.
 pub fn main_internal(o: &Options) -> Value {
-    json!({
+    let mut listener = json!({
         "name": MAIN_INTERNAL,
         "internal_listener": {},
         "per_connection_buffer_limit_bytes": BUFFER_LIMIT,
@@ -137,10 +137,6 @@ pub fn main_internal(o: &Options) -> Value {
             "@type": HCM,
             "stat_prefix": MAIN_INTERNAL,
             "stream_idle_timeout": "0s",
-            "access_log": [{"name": "envoy.access_loggers.stdout", "typed_config": {
-                "@type": "type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog",
-                "log_format": {"text_format_source": {"inline_string":
-                    "[%START_TIME%] \"%REQ(:METHOD)% %REQ(:PATH)%\" %RESPONSE_CODE% %RESPONSE_CODE_DETAILS% peer=%FILTER_STATE(io.istio.peer_principal:PLAIN)% dst=%FILTER_STATE(waypoint.original_dst:PLAIN)% decision=%DYNAMIC_METADATA(waypoint:decision)% route=%DYNAMIC_METADATA(waypoint:route)% cluster=%UPSTREAM_CLUSTER%\n"}}}}],
             "route_config": waypoint_routes(),
             "http_filters": [
                 {"name": "waypoint", "typed_config": {
@@ -152,7 +148,19 @@ pub fn main_internal(o: &Options) -> Value {
                         "waypoint": o.waypoint,
                         "config_paths": o.config_paths}}}},
                 router()]}}]}],
-    })
+    });
+    if o.access_log {
+        listener["filter_chains"][0]["filters"][0]["typed_config"]["access_log"] = access_log();
+    }
+    listener
+}
+
+/// Stdout access log of the L7 listener: why each request went where it did.
+fn access_log() -> Value {
+    json!([{"name": "envoy.access_loggers.stdout", "typed_config": {
+        "@type": "type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog",
+        "log_format": {"text_format_source": {"inline_string":
+            "[%START_TIME%] \"%REQ(:METHOD)% %REQ(:PATH)%\" %RESPONSE_CODE% %RESPONSE_CODE_DETAILS% peer=%FILTER_STATE(io.istio.peer_principal:PLAIN)% dst=%FILTER_STATE(waypoint.original_dst:PLAIN)% decision=%DYNAMIC_METADATA(waypoint:decision)% route=%DYNAMIC_METADATA(waypoint:route)% cluster=%UPSTREAM_CLUSTER%\n"}}}}])
 }
 
 /// One internal listener per mesh pod and target port: a tcp_proxy that opens an HTTP/2
@@ -247,4 +255,25 @@ fn simple_listener(name: &str, port: u16, routes: Value) -> Value {
             "route_config": {"name": name, "virtual_hosts": [{"name": name, "domains": ["*"], "routes": routes}]},
             "http_filters": [router()]}}]}],
     })
+}
+
+#[cfg(test)]
+mod access_log_tests {
+    use super::*;
+
+    #[test]
+    fn the_access_log_is_written_only_when_asked_for() {
+        for on in [false, true] {
+            let o = Options {
+                access_log: on,
+                ..Options::default()
+            };
+            let l = main_internal(&o);
+            let hcm = &l["filter_chains"][0]["filters"][0]["typed_config"];
+            assert_eq!(hcm["access_log"].is_array(), on, "{hcm}");
+            // Everything else is the same listener.
+            assert_eq!(hcm["stat_prefix"], MAIN_INTERNAL);
+            assert!(hcm["http_filters"].is_array());
+        }
+    }
 }

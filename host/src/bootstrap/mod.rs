@@ -33,6 +33,10 @@ pub struct Options {
     /// `tunneling_config` per pod); `Some("127.0.0.1:15009")` hands each upstream connection to
     /// our local originator (`waypoint originate`) with a PROXY v2 header naming the pod.
     pub originator: Option<SocketAddr>,
+    /// Write an access log line per request on the L7 listener (stdout). Off by default, as in
+    /// Istio (`meshConfig.accessLogFile` is empty unless set): formatting a line per request
+    /// costs CPU on every request.
+    pub access_log: bool,
 }
 
 impl Default for Options {
@@ -44,6 +48,7 @@ impl Default for Options {
             module_name: "waypoint".into(),
             trust_domain: "cluster.local".into(),
             originator: None,
+            access_log: false,
         }
     }
 }
@@ -157,6 +162,10 @@ pub struct Inputs {
     pub trust_domain: String,
     /// See [`Options::originator`].
     pub originator: Option<SocketAddr>,
+    /// Write an access log line per request on the L7 listener (stdout). Off by default, as in
+    /// Istio (`meshConfig.accessLogFile` is empty unless set): formatting a line per request
+    /// costs CPU on every request.
+    pub access_log: bool,
 }
 
 /// Load the config, build the snapshot and render the bootstrap. Config errors fail the
@@ -207,6 +216,7 @@ pub fn load(i: &Inputs) -> anyhow::Result<Loaded> {
         module_name: i.module_name.clone(),
         trust_domain: i.trust_domain.clone(),
         originator: i.originator,
+        access_log: i.access_log,
     };
     Ok(Loaded {
         snapshot,

@@ -40,6 +40,9 @@ pub struct Args {
     /// With --xds: use delta ADS (DELTA_GRPC) instead of state-of-the-world.
     #[arg(long, requires = "xds")]
     pub delta: bool,
+    /// Write an Envoy access log line per request (stdout): off by default, as in Istio.
+    #[arg(long)]
+    pub access_log: bool,
 }
 
 pub fn module_name(path: Option<&PathBuf>) -> anyhow::Result<String> {
@@ -66,6 +69,7 @@ pub fn main(args: Args) -> anyhow::Result<()> {
         module_name: module_name(args.module.as_ref())?,
         trust_domain: args.trust_domain,
         originator: args.originator,
+        access_log: args.access_log,
     };
     match args.xds {
         Some(addr) => print!(

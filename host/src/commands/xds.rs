@@ -44,6 +44,9 @@ pub struct Args {
     /// --originator`).
     #[arg(long, value_name = "ADDR")]
     pub originator: Option<SocketAddr>,
+    /// Write an Envoy access log line per request (stdout): off by default, as in Istio.
+    #[arg(long)]
+    pub access_log: bool,
 }
 
 pub fn main(args: Args) -> anyhow::Result<()> {
@@ -67,6 +70,7 @@ pub fn main(args: Args) -> anyhow::Result<()> {
             module_name: super::bootstrap::module_name(args.module.as_ref())?,
             trust_domain: args.trust_domain,
             originator: args.originator,
+            access_log: args.access_log,
         },
         rebind,
         extra_listeners: Vec::new(),

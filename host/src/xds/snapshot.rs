@@ -216,6 +216,7 @@ mod tests {
                 module_name: "waypoint".into(),
                 trust_domain: "cluster.local".into(),
                 originator: None,
+                access_log: false,
             },
             rebind: BTreeMap::new(),
             extra_listeners: Vec::new(),
