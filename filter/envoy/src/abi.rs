@@ -138,6 +138,7 @@ extern "C" {
         result: *mut EnvoyBuffer,
     ) -> bool;
     fn envoy_dynamic_module_callback_http_clear_route_cache(fe: *mut c_void);
+    fn envoy_dynamic_module_callback_http_clear_route_cluster_cache(fe: *mut c_void);
     fn envoy_dynamic_module_callback_http_filter_config_define_counter(
         config_envoy: *mut c_void,
         name: ModuleBuffer,
@@ -210,6 +211,17 @@ unsafe fn borrow<'a>(ptr: *const c_char, len: usize) -> &'a [u8] {
     }
     // SAFETY: guaranteed by the caller.
     unsafe { std::slice::from_raw_parts(ptr.cast::<u8>(), len) }
+}
+
+/// Header bytes as text: ASCII (nearly every header) is checked a word at a time and taken as
+/// is; anything else goes through UTF-8 validation, invalid bytes becoming U+FFFD.
+fn text(b: &[u8]) -> std::borrow::Cow<'_, str> {
+    if b.is_ascii() {
+        // SAFETY: every ASCII byte sequence is valid UTF-8.
+        std::borrow::Cow::Borrowed(unsafe { std::str::from_utf8_unchecked(b) })
+    } else {
+        String::from_utf8_lossy(b)
+    }
 }
 
 fn copy(buf: EnvoyBuffer) -> String {
@@ -306,7 +318,7 @@ impl StreamHandle for EnvoyStream {
                     borrow(h.value_ptr, h.value_length),
                 )
             };
-            block.push(&String::from_utf8_lossy(k), &String::from_utf8_lossy(v));
+            block.push(&text(k), &text(v));
         }
         block
     }
@@ -446,6 +458,11 @@ impl StreamHandle for EnvoyStream {
     fn clear_route_cache(&mut self) {
         // SAFETY: live `fe`.
         unsafe { envoy_dynamic_module_callback_http_clear_route_cache(self.fe) }
+    }
+
+    fn refresh_route_cluster(&mut self) {
+        // SAFETY: live `fe`.
+        unsafe { envoy_dynamic_module_callback_http_clear_route_cluster_cache(self.fe) }
     }
 
     fn increment_counter(&mut self, id: usize, labels: &[&str], by: u64) {

@@ -49,6 +49,30 @@ pub struct FilterConfigSpec {
     /// about 3k instructions): `none`, `decision` (default) or `full`.
     #[serde(default)]
     pub metadata: MetadataLevel,
+    /// The route table Envoy has in front of the router: `rematch` (default) or
+    /// `waypoint` (the one `waypoint bootstrap` generates); see `RouteTable`.
+    #[serde(default)]
+    pub route_table: RouteTable,
+}
+
+/// What the route table after this filter looks like, which decides how the filter hands
+/// Envoy's router its cluster, timeout and retry policy.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum RouteTable {
+    /// Any table with a route that matches `x-waypoint-cluster` being present and forwards
+    /// with `cluster_header: x-waypoint-cluster` and no retry policy. Every timeout and retry
+    /// goes in router headers and Envoy matches the table again (`clearRouteCache`).
+    #[default]
+    Rematch,
+    /// The generated table: first a route for requests carrying `x-waypoint-retry` whose
+    /// retry policy has no conditions (Istio's retry host predicates only), then a catch-all
+    /// route with Istio's default retry policy; both take the cluster from a
+    /// `weighted_clusters` entry with `cluster_header: x-waypoint-cluster`. A rule with
+    /// Istio's default retries (nearly all) needs no retry headers and no re-match: Envoy
+    /// only re-reads the cluster of the route it already matched (`refreshRouteCluster`).
+    /// Other rules add `x-waypoint-retry` and their retry headers and re-match.
+    Waypoint,
 }
 
 /// Which `waypoint` dynamic-metadata keys the filter writes.
@@ -99,6 +123,7 @@ pub struct FilterConfig {
     /// Request counts waiting to be flushed to `metrics.requests`.
     pub counts: RequestCounts,
     pub metadata: MetadataLevel,
+    pub route_table: RouteTable,
     /// Warnings from compiling the config (already logged).
     pub warnings: Vec<ConfigError>,
 }
@@ -157,6 +182,7 @@ impl FilterConfig {
             metrics: Metrics::default(),
             counts,
             metadata: spec.metadata,
+            route_table: spec.route_table,
             warnings: diags.warnings,
         })
     }

@@ -2,12 +2,14 @@
 //! request. Keeping it behind this seam lets the rest of the filter ignore core API churn.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
+// Keys are addresses inside the immutable snapshot, not peer input: FxHash is safe and cheap.
+use rustc_hash::FxHashMap as HashMap;
 
 use waypoint_core::decision::{Decision, Forwarding};
+use waypoint_core::istio::is_default_retry_policy;
 use waypoint_core::resource::RawResource;
-use waypoint_core::route::{BackendRef, RuleAction, RuleId, WeightedBackend};
-use waypoint_core::snapshot::{BuildOptions, Snapshot};
+use waypoint_core::route::{BackendRef, RetryPolicy, RuleAction, RuleId, WeightedBackend};
+use waypoint_core::snapshot::{BuildOptions, ConnectionInputs, Snapshot};
 use waypoint_core::{Diagnostics, RandomSource, Request};
 
 /// Which waypoint this Envoy is (`namespace/name` of the waypoint Gateway).
@@ -29,9 +31,52 @@ pub struct Engine {
     labels: Vec<String>,
     /// Router control headers of every forwarding rule, formatted once (keyed by the address
     /// of the rule's backend list, which every `Forwarding` of that rule borrows).
-    router_headers: HashMap<usize, Vec<(&'static str, String)>>,
+    router_headers: HashMap<usize, RouterPlan>,
     /// Istio cluster name of every (backend address in the snapshot, service port).
     cluster_names: HashMap<(usize, u16), String>,
+    /// Connection facts the snapshot's policies read; the others are not fetched from Envoy.
+    inputs: ConnectionInputs,
+}
+
+/// The router control headers of one forwarding rule, for both route-table layouts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouterPlan {
+    /// `RouteTable::Rematch`: every timeout and retry header.
+    pub all: Vec<(&'static str, String)>,
+    /// `RouteTable::Waypoint`: the headers to send ...
+    pub waypoint: Vec<(&'static str, String)>,
+    /// ... and whether Envoy must match the table again (to reach the `x-waypoint-retry`
+    /// route, for a retry policy other than Istio's default).
+    pub waypoint_rematch: bool,
+}
+
+impl RouterPlan {
+    pub fn new(
+        timeout: Option<std::time::Duration>,
+        retries: Option<&RetryPolicy>,
+        backend_timeout: Option<std::time::Duration>,
+    ) -> RouterPlan {
+        let all = crate::filter::router_header_values(timeout, retries, backend_timeout);
+        let (waypoint, waypoint_rematch) = match retries {
+            // The catch-all route carries this very policy (and Istio's host predicates).
+            Some(r) if is_default_retry_policy(r) => (
+                crate::filter::router_header_values(timeout, None, backend_timeout),
+                false,
+            ),
+            // No retries, or other conditions than the route's: the retry route has none, so
+            // the headers say everything (no x-envoy-retry-on there = no retries).
+            _ => {
+                let mut h = vec![(crate::filter::RETRY_HEADER, "1".to_string())];
+                h.extend(all.iter().cloned());
+                (h, true)
+            }
+        };
+        RouterPlan {
+            all,
+            waypoint,
+            waypoint_rematch,
+        }
+    }
 }
 
 fn rule_key(id: &RuleId) -> usize {
@@ -60,10 +105,10 @@ impl Engine {
             ..BuildOptions::default()
         };
         let (snapshot, diags) = Snapshot::build(resources, &opts);
-        let mut route_labels = HashMap::new();
+        let mut route_labels = HashMap::default();
         let mut labels = vec!["none".to_string()];
-        let mut router_headers = HashMap::new();
-        let mut cluster_names = HashMap::new();
+        let mut router_headers = HashMap::default();
+        let mut cluster_names = HashMap::default();
         for idx in snapshot.bound_services() {
             let Some(routes) = snapshot.service_routes(idx) else {
                 continue;
@@ -94,11 +139,7 @@ impl Engine {
                 router_headers
                     .entry(forward_key(&f.backends))
                     .or_insert_with(|| {
-                        crate::filter::router_header_values(
-                            f.timeout,
-                            f.retries.as_ref(),
-                            f.backend_timeout,
-                        )
+                        RouterPlan::new(f.timeout, f.retries.as_ref(), f.backend_timeout)
                     });
                 let backends = f
                     .backends
@@ -118,6 +159,7 @@ impl Engine {
                 }
             }
         }
+        let snapshot_inputs = snapshot.connection_inputs();
         (
             Engine {
                 snapshot,
@@ -126,6 +168,7 @@ impl Engine {
                 labels,
                 router_headers,
                 cluster_names,
+                inputs: snapshot_inputs,
             },
             diags,
         )
@@ -177,18 +220,23 @@ impl Engine {
     }
 
     /// Router control headers for a forwarding (precomputed per rule).
-    pub fn router_headers(&self, fwd: &Forwarding<'_>) -> Cow<'_, [(&'static str, String)]> {
+    pub fn router_plan(&self, fwd: &Forwarding<'_>) -> Cow<'_, RouterPlan> {
         let cached = (!fwd.candidates.is_empty())
             .then(|| self.router_headers.get(&forward_key(fwd.candidates)))
             .flatten();
         match cached {
-            Some(h) => Cow::Borrowed(h.as_slice()),
-            None => Cow::Owned(crate::filter::router_header_values(
+            Some(plan) => Cow::Borrowed(plan),
+            None => Cow::Owned(RouterPlan::new(
                 fwd.timeout,
                 fwd.retries,
                 fwd.backend_timeout,
             )),
         }
+    }
+
+    /// Connection facts the decisions can depend on.
+    pub fn connection_inputs(&self) -> ConnectionInputs {
+        self.inputs
     }
 
     /// Decide one request.
@@ -291,13 +339,13 @@ spec:
                 let name = engine.cluster_name(fwd);
                 assert!(matches!(name, Cow::Borrowed(_)), "cache miss for {name}");
                 assert_eq!(name, cluster_name_of(fwd.backend, fwd.port));
-                let hdrs = engine.router_headers(fwd);
+                let plan = engine.router_plan(fwd);
                 assert!(
-                    matches!(hdrs, Cow::Borrowed(_)),
+                    matches!(plan, Cow::Borrowed(_)),
                     "router headers not cached"
                 );
                 assert_eq!(
-                    hdrs.as_ref(),
+                    plan.all,
                     router_header_values(fwd.timeout, fwd.retries, fwd.backend_timeout)
                 );
                 seen.insert(name.into_owned());
@@ -312,5 +360,43 @@ spec:
         for w in want {
             assert!(seen.contains(w), "{w} never chosen: {seen:?}");
         }
+    }
+
+    #[test]
+    fn router_plan_restates_only_what_the_waypoint_table_lacks() {
+        use std::time::Duration;
+        let default = waypoint_core::istio::default_retry_policy();
+        let custom = RetryPolicy {
+            attempts: 3,
+            retry_on: vec!["5xx".into()],
+            ..default.clone()
+        };
+        let timeout = Some(Duration::from_millis(1500));
+        // Istio's default retries: the catch-all route has them; only the timeout is sent.
+        let p = RouterPlan::new(timeout, Some(&default), None);
+        assert!(!p.waypoint_rematch);
+        assert_eq!(
+            p.waypoint,
+            vec![("x-envoy-upstream-rq-timeout-ms", "1500".to_string())]
+        );
+        assert!(p.all.iter().any(|(k, _)| *k == "x-envoy-retry-on"));
+        // Other retries: steer to the retry route and state them in headers.
+        let p = RouterPlan::new(None, Some(&custom), None);
+        assert!(p.waypoint_rematch);
+        assert_eq!(
+            p.waypoint[0],
+            (crate::filter::RETRY_HEADER, "1".to_string())
+        );
+        assert_eq!(&p.waypoint[1..], p.all.as_slice());
+        assert!(p.all.contains(&("x-envoy-max-retries", "3".to_string())));
+        assert!(p.all.contains(&("x-envoy-retry-on", "5xx".to_string())));
+        // No retries (Istio: attempts 0 means no retry policy): the retry route, no conditions.
+        let p = RouterPlan::new(None, None, None);
+        assert!(p.waypoint_rematch);
+        assert_eq!(
+            p.waypoint,
+            vec![(crate::filter::RETRY_HEADER, "1".to_string())]
+        );
+        assert!(p.all.is_empty());
     }
 }

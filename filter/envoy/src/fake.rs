@@ -29,6 +29,8 @@ pub struct FakeStream {
     pub metadata_calls: usize,
     pub counters: Vec<(usize, Vec<String>, u64)>,
     pub route_cache_cleared: usize,
+    /// Calls of `refresh_route_cluster`.
+    pub route_cluster_refreshed: usize,
     pub continued: usize,
     /// Callouts started: (cluster, headers).
     pub callouts: Vec<(String, Vec<(String, String)>)>,
@@ -172,6 +174,9 @@ impl StreamHandle for FakeStream {
     }
     fn clear_route_cache(&mut self) {
         self.route_cache_cleared += 1;
+    }
+    fn refresh_route_cluster(&mut self) {
+        self.route_cluster_refreshed += 1;
     }
     fn increment_counter(&mut self, id: usize, labels: &[&str], by: u64) {
         self.counters

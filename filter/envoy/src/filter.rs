@@ -13,8 +13,8 @@ use waypoint_core::{RandomSource, Request, SplitMix64};
 
 use smallvec::SmallVec;
 
-use crate::config::{FilterConfig, MetadataLevel};
-use crate::header_block::HeaderBlock;
+use crate::config::{FilterConfig, MetadataLevel, RouteTable};
+use crate::header_block::{HeaderBlock, Known};
 use crate::stream::{Attribute, HeaderKind, HeadersStatus, LogLevel, StreamHandle};
 use crate::timer;
 
@@ -24,6 +24,9 @@ pub const METADATA_NS: &str = "waypoint";
 /// route matching on its presence with `cluster_header: x-waypoint-cluster` (and removes it
 /// before the request goes upstream with `request_headers_to_remove`).
 pub const CLUSTER_HEADER: &str = "x-waypoint-cluster";
+/// Request header that steers the `waypoint` route table to its route without retry
+/// conditions, for rules whose retry policy is not Istio's default (removed upstream too).
+pub const RETRY_HEADER: &str = "x-waypoint-retry";
 /// Body of an authorization deny, the same as Envoy's RBAC filter sends.
 pub const DENY_BODY: &str = "RBAC: access denied";
 /// Request header that makes the filter panic (only with the `test-panic` feature).
@@ -196,19 +199,24 @@ impl HttpFilter {
         let conn = ConnectionFacts::read(s, &self.config);
         let pairs: SmallVec<[(&str, &str); 24]> = headers.iter().collect();
         let authority = headers
-            .get(":authority")
-            .or_else(|| headers.get("host"))
+            .known(Known::Authority)
+            .or_else(|| headers.known(Known::Host))
             .unwrap_or("");
         let destination = conn
             .destination
             .as_deref()
-            .or_else(|| headers.get("x-envoy-original-dst-host"))
+            .or_else(|| {
+                headers
+                    .has_control_headers()
+                    .then(|| headers.get("x-envoy-original-dst-host"))
+                    .flatten()
+            })
             .unwrap_or(authority);
         let req = Request {
-            method: headers.get(":method").unwrap_or("GET"),
-            scheme: headers.get(":scheme").unwrap_or("http"),
+            method: headers.known(Known::Method).unwrap_or("GET"),
+            scheme: headers.known(Known::Scheme).unwrap_or("http"),
             authority,
-            path: headers.get(":path").unwrap_or("/"),
+            path: headers.known(Known::Path).unwrap_or("/"),
             headers: &pairs,
             source_principal: conn.principal.as_deref(),
             source_ip: conn.source_ip,
@@ -357,24 +365,53 @@ impl HttpFilter {
         }
         // Router control headers a client sent must not steer Envoy's router; removing is a
         // host call, so only for headers that are actually present.
-        for h in ROUTER_HEADERS {
-            if headers.get(h).is_some() {
-                s.remove_header(HeaderKind::Request, h);
+        let control = headers.has_control_headers();
+        if control {
+            for h in ROUTER_HEADERS {
+                if headers.get(h).is_some() {
+                    s.remove_header(HeaderKind::Request, h);
+                }
             }
         }
-        for (name, value) in self.config.engine.router_headers(fwd).iter() {
-            s.set_header(HeaderKind::Request, name, value);
+        // When neither the client nor the route's header ops can have put one of these
+        // headers in, appending is enough (Envoy's set is a remove plus an append); otherwise
+        // set replaces, e.g. a client-sent x-waypoint-cluster.
+        let append = !control
+            && fwd
+                .request_headers
+                .iter()
+                .all(|o| o.set.is_empty() && o.add.is_empty());
+        let put = |s: &mut S, name: &str, value: &str| {
+            if append {
+                s.add_header(HeaderKind::Request, name, value)
+            } else {
+                s.set_header(HeaderKind::Request, name, value)
+            }
+        };
+        let plan = self.config.engine.router_plan(fwd);
+        let (router_headers, rematch) = match self.config.route_table {
+            RouteTable::Rematch => (&plan.all, true),
+            RouteTable::Waypoint => (&plan.waypoint, plan.waypoint_rematch),
+        };
+        for (name, value) in router_headers {
+            put(s, name, value);
         }
         self.mirror(s, fwd);
         let cluster = self.config.engine.cluster_name(fwd);
-        s.set_header(HeaderKind::Request, CLUSTER_HEADER, &cluster);
+        put(s, CLUSTER_HEADER, &cluster);
         if self.config.metadata == MetadataLevel::Full {
             meta.push("cluster", Cow::Owned(cluster.into_owned()));
         }
         meta.flush(s);
-        // Envoy picked the route before this filter ran; re-match so the cluster_header
-        // route sees our header (and the rewritten authority/path).
-        s.clear_route_cache();
+        // Envoy picked the route before this filter ran: re-match so the route table sees
+        // our headers (and the rewritten authority/path), or, in the generated table whose
+        // catch-all route reads x-waypoint-cluster itself, only recompute that route's
+        // cluster (Envoy's refreshRouteCluster: no second match).
+        if rematch {
+            s.clear_route_cache();
+        } else {
+            s.refresh_route_cluster();
+        }
         if let Some(delay) = fwd.fault_delay.filter(|d| !d.is_zero()) {
             if self.delay(s, delay) {
                 return HeadersStatus::StopAllIterationAndBuffer;
@@ -497,14 +534,20 @@ impl ConnectionFacts {
                     .map(str::to_string)
             })
             .or_else(|| s.filter_state(&cfg.principal_key).filter(|p| !p.is_empty()));
-        let source_ip = s
-            .attribute(Attribute::SourceAddress)
+        // Only the facts some policy reads: each is a call into Envoy and a copy.
+        let needs = cfg.engine.connection_inputs();
+        let source_ip = needs
+            .source_ip
+            .then(|| s.attribute(Attribute::SourceAddress))
+            .flatten()
             .and_then(|a| parse_ip(&a));
         let destination = s
             .filter_state(&cfg.destination_key)
             .filter(|d| !d.is_empty());
-        let sni = s
-            .attribute(Attribute::RequestedServerName)
+        let sni = needs
+            .sni
+            .then(|| s.attribute(Attribute::RequestedServerName))
+            .flatten()
             .filter(|n| !n.is_empty());
         ConnectionFacts {
             principal,
@@ -592,7 +635,7 @@ fn origin_allowed(cors: &Cors, origin: &str) -> bool {
 /// A CORS preflight (OPTIONS with Origin and Access-Control-Request-Method) from an allowed
 /// origin gets a 200 with the policy's headers, as Envoy's CORS filter answers it.
 fn cors_preflight(cors: &Cors, headers: &HeaderBlock) -> Option<LocalResponse> {
-    let method = headers.get(":method")?;
+    let method = headers.known(Known::Method)?;
     let origin = headers.get("origin")?;
     headers.get("access-control-request-method")?;
     if !method.eq_ignore_ascii_case("OPTIONS") || !origin_allowed(cors, origin) {

@@ -1,12 +1,49 @@
 //! A copy of one Envoy header map in a single buffer: every name and value is a span of one
 //! `String`, so reading the request headers costs two allocations, not two per header.
 
+/// Headers looked up on every request, indexed while copying so a look-up is one array read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Known {
+    Authority = 0,
+    Method = 1,
+    Scheme = 2,
+    Path = 3,
+    Host = 4,
+}
+
+const KNOWN: [(&str, Known); 5] = [
+    (":authority", Known::Authority),
+    (":method", Known::Method),
+    (":scheme", Known::Scheme),
+    (":path", Known::Path),
+    ("host", Known::Host),
+];
+
+/// No header of that kind.
+const ABSENT: u32 = u32::MAX;
+
 /// Header names and values, in Envoy's order, copied out of a header map.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HeaderBlock {
     buf: String,
     /// End offsets in `buf` of each (name, value).
     ends: Vec<(u32, u32)>,
+    /// Position in `ends` of the first header of each `Known` kind.
+    known: [u32; 5],
+    /// Some name starts with `x-envoy-` or `x-waypoint-` (router control headers and ours,
+    /// which the filter must strip when a client sends them; usually none is present).
+    control: bool,
+}
+
+impl Default for HeaderBlock {
+    fn default() -> Self {
+        HeaderBlock {
+            buf: String::new(),
+            ends: Vec::new(),
+            known: [ABSENT; 5],
+            control: false,
+        }
+    }
 }
 
 impl HeaderBlock {
@@ -15,15 +52,46 @@ impl HeaderBlock {
         HeaderBlock {
             buf: String::with_capacity(bytes),
             ends: Vec::with_capacity(headers),
+            ..HeaderBlock::default()
         }
     }
 
     /// Append one header. Blocks are bounded by Envoy's header limits (far below 4 GiB).
     pub fn push(&mut self, name: &str, value: &str) {
+        let at = self.ends.len() as u32;
+        if name.starts_with(':') || name.len() == 4 {
+            if let Some((_, k)) = KNOWN.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)) {
+                let slot = &mut self.known[*k as usize];
+                if *slot == ABSENT {
+                    *slot = at;
+                }
+            }
+        } else if starts_with_ignore_case(name, "x-envoy-")
+            || starts_with_ignore_case(name, "x-waypoint-")
+        {
+            self.control = true;
+        }
         self.buf.push_str(name);
         let name_end = self.buf.len() as u32;
         self.buf.push_str(value);
         self.ends.push((name_end, self.buf.len() as u32));
+    }
+
+    /// First value of a header indexed while copying.
+    pub fn known(&self, which: Known) -> Option<&str> {
+        let at = self.known[which as usize];
+        (at != ABSENT).then(|| self.value_at(at as usize))
+    }
+
+    /// Whether a header named `x-envoy-*` or `x-waypoint-*` may be present; when false,
+    /// none is.
+    pub fn has_control_headers(&self) -> bool {
+        self.control
+    }
+
+    fn value_at(&self, i: usize) -> &str {
+        let (name_end, value_end) = self.ends[i];
+        &self.buf[name_end as usize..value_end as usize]
     }
 
     /// Number of headers.
@@ -60,6 +128,10 @@ impl HeaderBlock {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
     }
+}
+
+fn starts_with_ignore_case(s: &str, prefix: &str) -> bool {
+    s.len() >= prefix.len() && s.as_bytes()[..prefix.len()].eq_ignore_ascii_case(prefix.as_bytes())
 }
 
 impl<'a> FromIterator<(&'a str, &'a str)> for HeaderBlock {
@@ -103,5 +175,31 @@ mod tests {
         assert_eq!(b.get("x-empty"), Some(""));
         assert_eq!(b.get("absent"), None);
         assert!(HeaderBlock::default().is_empty());
+        assert!(!b.has_control_headers());
+    }
+
+    #[test]
+    fn known_headers_are_indexed_first_wins_any_case() {
+        let b: HeaderBlock = [
+            (":method", "GET"),
+            ("Host", "a"),
+            ("host", "b"),
+            (":path", "/x"),
+            ("x-other", "1"),
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(b.known(Known::Method), Some("GET"));
+        assert_eq!(b.known(Known::Host), Some("a"));
+        assert_eq!(b.known(Known::Path), Some("/x"));
+        assert_eq!(b.known(Known::Authority), None);
+        assert_eq!(b.known(Known::Scheme), None);
+        assert!(!b.has_control_headers());
+        for name in ["X-Envoy-Retry-On", "x-waypoint-cluster"] {
+            let b: HeaderBlock = [(name, "1")].into_iter().collect();
+            assert!(b.has_control_headers(), "{name}");
+        }
+        let b: HeaderBlock = [("x-envoyx", "1"), ("x-way", "1")].into_iter().collect();
+        assert!(!b.has_control_headers());
     }
 }

@@ -78,6 +78,8 @@ pub trait StreamHandle {
     fn filter_state(&self, key: &str) -> Option<String>;
     /// Re-run route matching after header changes.
     fn clear_route_cache(&mut self);
+    /// Make Envoy recompute the cluster of the route it already matched (no re-match).
+    fn refresh_route_cluster(&mut self);
     /// Add `by` to counter `id` with the given label values.
     fn increment_counter(&mut self, id: usize, labels: &[&str], by: u64);
     /// A wake-up handle for this stream (None if Envoy could not make one).

@@ -9,7 +9,7 @@ use waypoint_core::route::{BackendRef, HeaderOps, RetryPolicy, RuleId};
 
 use crate::config::FilterConfig;
 use crate::fake::FakeStream;
-use crate::filter::{HttpFilter, CLUSTER_HEADER, DENY_BODY, TEST_PANIC_HEADER};
+use crate::filter::{HttpFilter, CLUSTER_HEADER, DENY_BODY, RETRY_HEADER, TEST_PANIC_HEADER};
 use crate::stream::{Attribute, HeaderKind, HeadersStatus, StreamHandle};
 
 /// A waypoint, one bound service, and a policy allowing only `sa/sleep` to call it.
@@ -588,4 +588,136 @@ fn metadata_level_chooses_the_keys_written_in_one_batch() {
     let err =
         FilterConfig::from_bytes("waypoint", spec.to_string().as_bytes()).expect_err("bad level");
     assert!(err.to_string().contains("metadata"), "{err}");
+}
+
+#[test]
+fn client_sent_control_headers_never_steer_the_router() {
+    let cluster = "outbound|9080||reviews.bookinfo.svc.cluster.local";
+    let sleep = "spiffe://cluster.local/ns/bookinfo/sa/sleep";
+    for extra in [
+        vec![],
+        vec![("x-other", "1")],
+        vec![
+            (
+                CLUSTER_HEADER,
+                "outbound|9080||evil.bookinfo.svc.cluster.local",
+            ),
+            ("x-envoy-max-retries", "9"),
+            ("x-envoy-upstream-rq-timeout-ms", "1"),
+        ],
+        vec![("X-Waypoint-Cluster", "evil")],
+    ] {
+        let mut s = FakeStream::request(
+            "GET",
+            "reviews.bookinfo.svc.cluster.local:9080",
+            "/",
+            &extra,
+        )
+        .with_attribute(Attribute::PeerUriSan, sleep);
+        let st = HttpFilter::new(config()).on_request_headers(&mut s, true);
+        assert_eq!(st, HeadersStatus::Continue, "{extra:?}");
+        // Exactly our value, whether it was appended (nothing there) or set (replacing).
+        assert_eq!(
+            s.header_values(HeaderKind::Request, CLUSTER_HEADER),
+            vec![cluster],
+            "{extra:?}"
+        );
+        for h in ["x-envoy-max-retries", "x-envoy-upstream-rq-timeout-ms"] {
+            let v = s.header_values(HeaderKind::Request, h);
+            assert!(
+                v.len() <= 1 && !v.contains(&"9".to_string()) && !v.contains(&"1".to_string()),
+                "{extra:?} {h}: {v:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn route_table_chooses_how_envoy_picks_up_cluster_and_retries() {
+    let sleep = "spiffe://cluster.local/ns/bookinfo/sa/sleep";
+    // MINI's service has no VirtualService: Istio's default retry policy applies.
+    for (table, cleared, refreshed, retry_headers) in [
+        (None, 1, 0, true),
+        (Some("rematch"), 1, 0, true),
+        (Some("waypoint"), 0, 1, false),
+    ] {
+        let mut spec = serde_json::json!({"waypoint": "bookinfo/waypoint", "config_inline": MINI});
+        if let Some(t) = table {
+            spec["route_table"] = t.into();
+        }
+        let cfg =
+            FilterConfig::from_bytes("waypoint", spec.to_string().as_bytes()).expect("config");
+        let mut s = FakeStream::request("GET", "reviews.bookinfo.svc.cluster.local:9080", "/", &[])
+            .with_attribute(Attribute::PeerUriSan, sleep);
+        HttpFilter::new(Arc::new(cfg)).on_request_headers(&mut s, true);
+        assert_eq!(
+            (s.route_cache_cleared, s.route_cluster_refreshed),
+            (cleared, refreshed),
+            "{table:?}"
+        );
+        let retry_on = s.header_values(HeaderKind::Request, "x-envoy-retry-on");
+        assert_eq!(
+            !retry_on.is_empty(),
+            retry_headers,
+            "{table:?}: {retry_on:?}"
+        );
+        assert!(s
+            .header_values(HeaderKind::Request, RETRY_HEADER)
+            .is_empty());
+        assert_eq!(
+            s.header_values(HeaderKind::Request, CLUSTER_HEADER).len(),
+            1
+        );
+    }
+    // A VirtualService with its own retries: the waypoint table needs the retry route.
+    let vs = format!(
+        "{MINI}---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: reviews, namespace: bookinfo}}\nspec:\n  hosts: [reviews]\n  http: [{{route: [{{destination: {{host: reviews}}}}], retries: {{attempts: 4, retryOn: 5xx}}}}]\n"
+    );
+    let spec = serde_json::json!({"waypoint": "bookinfo/waypoint", "config_inline": vs, "route_table": "waypoint"});
+    let cfg = FilterConfig::from_bytes("waypoint", spec.to_string().as_bytes()).expect("config");
+    let mut s = FakeStream::request("GET", "reviews.bookinfo.svc.cluster.local:9080", "/", &[])
+        .with_attribute(Attribute::PeerUriSan, sleep);
+    HttpFilter::new(Arc::new(cfg)).on_request_headers(&mut s, true);
+    assert_eq!((s.route_cache_cleared, s.route_cluster_refreshed), (1, 0));
+    assert_eq!(
+        s.header_values(HeaderKind::Request, RETRY_HEADER),
+        vec!["1"]
+    );
+    assert_eq!(
+        s.header_values(HeaderKind::Request, "x-envoy-max-retries"),
+        vec!["4"]
+    );
+    assert_eq!(
+        s.header_values(HeaderKind::Request, "x-envoy-retry-on"),
+        vec!["5xx"]
+    );
+
+    let spec = serde_json::json!({"config_inline": MINI, "route_table": "fancy"});
+    let err = FilterConfig::from_bytes("waypoint", spec.to_string().as_bytes())
+        .expect_err("bad route_table");
+    assert!(err.to_string().contains("route_table"), "{err}");
+}
+
+#[test]
+fn source_address_decides_when_a_policy_matches_on_it() {
+    let ip_policy = format!(
+        "{MINI}---\napiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {{name: no-10, namespace: bookinfo}}\nspec:\n  targetRefs: [{{kind: Service, group: \"\", name: reviews}}]\n  action: DENY\n  rules: [{{from: [{{source: {{ipBlocks: [10.0.0.0/8]}}}}]}}]\n"
+    );
+    let sleep = "spiffe://cluster.local/ns/bookinfo/sa/sleep";
+    for (config_text, source, status) in [
+        (MINI.to_string(), "10.0.0.7:40000", None),
+        (ip_policy.clone(), "10.0.0.7:40000", Some(403)),
+        (ip_policy.clone(), "192.168.0.7:40000", None),
+        (ip_policy, "[fd00::7]:40000", None),
+    ] {
+        let spec =
+            serde_json::json!({"waypoint": "bookinfo/waypoint", "config_inline": config_text});
+        let cfg =
+            FilterConfig::from_bytes("waypoint", spec.to_string().as_bytes()).expect("config");
+        let mut s = FakeStream::request("GET", "reviews.bookinfo.svc.cluster.local:9080", "/", &[])
+            .with_attribute(Attribute::PeerUriSan, sleep)
+            .with_attribute(Attribute::SourceAddress, source);
+        HttpFilter::new(Arc::new(cfg)).on_request_headers(&mut s, true);
+        assert_eq!(s.reply.as_ref().map(|r| r.status), status, "{source}");
+    }
 }

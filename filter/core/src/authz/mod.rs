@@ -24,5 +24,6 @@ pub use eval::{evaluate, AuthzInput, AuthzOutcome, PolicyVerdict};
 pub use path::{
     compile_path_template, is_path_template, normalize_path, path_without_query, try_normalize_path,
 };
+pub(crate) use policy::Attr;
 pub use policy::{Action, CompiledPolicy, PolicyTargets, TargetRef};
 pub use trust_domain::TrustDomainBundle;

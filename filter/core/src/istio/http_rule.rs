@@ -31,6 +31,20 @@ pub fn default_retry_policy() -> RetryPolicy {
     }
 }
 
+/// Whether `policy` is exactly Istio's default (what a route without `retries` gets), so a
+/// data path whose route table already carries that policy need not restate it per request.
+pub fn is_default_retry_policy(policy: &RetryPolicy) -> bool {
+    policy.attempts == 2
+        && policy.per_try_timeout.is_none()
+        && policy.codes.is_empty()
+        && policy.backoff.is_none()
+        && policy
+            .retry_on
+            .iter()
+            .map(String::as_str)
+            .eq(DEFAULT_RETRY_ON)
+}
+
 const DEFAULT_RETRY_ON: [&str; 5] = [
     "connect-failure",
     "refused-stream",

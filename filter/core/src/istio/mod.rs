@@ -24,7 +24,7 @@ pub use destination_rule::{
 };
 pub use duration::parse_duration;
 pub use http_match::MESH_GATEWAY;
-pub use http_rule::default_retry_policy;
+pub use http_rule::{default_retry_policy, is_default_retry_policy};
 pub use virtual_service::{
     compile_virtual_service, merge_for_host, merge_for_host_at, CompiledVirtualService,
 };

@@ -7,11 +7,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::matchers::StringMatch;
-use crate::route::{PathRewrite, RedirectPort, RuleAction};
+use crate::route::{PathRewrite, RedirectPort, RetryPolicy, RuleAction};
 
 use super::test_support::*;
 use super::virtual_service::{merge_for_host, merge_for_host_at, CompiledVirtualService};
-use super::{compile_virtual_service, default_retry_policy};
+use super::{compile_virtual_service, default_retry_policy, is_default_retry_policy};
 
 const ROUTE: &str = "  route:\n  - destination:\n      host: reviews\n";
 
@@ -703,6 +703,31 @@ fn timeout_and_retries() {
     // No `retries`: Istio's default policy.
     assert_eq!(f.retries, Some(default_retry_policy()));
     let d = default_retry_policy();
+    assert!(is_default_retry_policy(&d));
+    for changed in [
+        RetryPolicy {
+            attempts: 3,
+            ..d.clone()
+        },
+        RetryPolicy {
+            codes: vec![503],
+            ..d.clone()
+        },
+        RetryPolicy {
+            per_try_timeout: Some(std::time::Duration::from_secs(1)),
+            ..d.clone()
+        },
+        RetryPolicy {
+            retry_on: vec!["5xx".into()],
+            ..d.clone()
+        },
+        RetryPolicy {
+            backoff: Some(std::time::Duration::from_millis(10)),
+            ..d.clone()
+        },
+    ] {
+        assert!(!is_default_retry_policy(&changed), "{changed:?}");
+    }
     assert_eq!(d.attempts, 2);
     assert_eq!(
         d.retry_on,

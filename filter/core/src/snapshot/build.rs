@@ -398,23 +398,9 @@ fn service_routes(
                 response_headers: Default::default(),
                 invalid: None,
             }],
-            retries: Some(crate::route::RetryPolicy {
-                // Istio's default mesh retry policy (pilot route/retry: DefaultPolicy).
-                attempts: 2,
-                per_try_timeout: None,
-                retry_on: [
-                    "connect-failure",
-                    "refused-stream",
-                    "unavailable",
-                    "cancelled",
-                    "retriable-status-codes",
-                ]
-                .iter()
-                .map(|s| s.to_string())
-                .collect(),
-                codes: vec![503],
-                backoff: None,
-            }),
+            // Istio's default mesh retry policy (pilot route/retry DefaultPolicy; current Istio
+            // lists no retriable status codes, older releases also retried 503s).
+            retries: Some(crate::istio::default_retry_policy()),
             ..Default::default()
         }),
     });

@@ -3,9 +3,11 @@
 
 mod build;
 mod decide;
+mod inputs;
 mod rewrite;
 
 pub use decide::DecideError;
+pub use inputs::ConnectionInputs;
 pub use rewrite::{apply_header_ops, rewrite_path};
 
 use rustc_hash::FxHashMap as HashMap;
