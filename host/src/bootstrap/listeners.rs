@@ -117,14 +117,41 @@ fn terminate_state(o: &Options) -> Value {
     Value::Array(states)
 }
 
-/// The route table of the L7 listener: the module picks the cluster via `x-waypoint-cluster`.
+/// Istio's default retry policy (pilot `route/retry.DefaultPolicy`), which Istio puts on every
+/// waypoint route; `conditions: false` keeps only its host predicates (the retry route, whose
+/// conditions come from the module's `x-envoy-retry-on`).
+fn istio_retry_policy(conditions: bool) -> Value {
+    let mut p = json!({
+        "num_retries": 0,
+        "retry_host_predicate": [{"name": "envoy.retry_host_predicates.previous_hosts", "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate"}}],
+        "host_selection_retry_max_attempts": 5,
+    });
+    if conditions {
+        p["retry_on"] =
+            json!("connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes");
+        p["num_retries"] = json!(2);
+    }
+    p
+}
+
+/// The route table of the L7 listener (the module's `route_table: waypoint`): the module
+/// writes the cluster into `x-waypoint-cluster`, which a `weighted_clusters` entry reads so
+/// the module can make Envoy re-read it without a second route match. Rules with Istio's
+/// default retries (nearly all) take the catch-all route carrying that policy; the module
+/// sends others to the `x-waypoint-retry` route with their retries in router headers.
 fn waypoint_routes() -> Value {
+    let forward = |retry: bool| {
+        json!({"timeout": "0s", "retry_policy": istio_retry_policy(!retry),
+               "weighted_clusters": {"clusters": [{"cluster_header": "x-waypoint-cluster", "weight": 1}]}})
+    };
     json!({"name": "waypoint", "virtual_hosts": [{"name": "all", "domains": ["*"], "routes": [
-        {"match": {"prefix": "/", "headers": [{"name": "x-waypoint-cluster", "present_match": true}]},
-         "route": {"cluster_header": "x-waypoint-cluster", "timeout": "0s"},
-         "request_headers_to_remove": ["x-waypoint-cluster"]},
+        {"match": {"prefix": "/", "headers": [{"name": "x-waypoint-retry", "present_match": true}]},
+         "route": forward(true),
+         "request_headers_to_remove": ["x-waypoint-cluster", "x-waypoint-retry"]},
         {"match": {"prefix": "/"},
-         "direct_response": {"status": 500, "body": {"inline_string": "waypoint: the module chose no cluster\n"}}}]}]})
+         "route": forward(false),
+         "request_headers_to_remove": ["x-waypoint-cluster"]}]}]})
 }
 
 /// The internal HTTP listener: our dynamic module filter, then the router.
@@ -146,7 +173,11 @@ pub fn main_internal(o: &Options) -> Value {
                     "filter_name": "waypoint",
                     "filter_config": {"@type": "type.googleapis.com/google.protobuf.Struct", "value": {
                         "waypoint": o.waypoint,
-                        "config_paths": o.config_paths}}}},
+                        "config_paths": o.config_paths,
+                        "route_table": "waypoint",
+                        // Dynamic metadata only feeds the access log; without one, none
+                        // is written (each key is a metadata merge in Envoy).
+                        "metadata": if o.access_log { "decision" } else { "none" }}}}},
                 router()]}}]}],
     });
     if o.access_log {
