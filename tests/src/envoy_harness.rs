@@ -363,11 +363,30 @@ pub fn http_request(
     path: &str,
     headers: &[(&str, &str)],
 ) -> Result<Response, String> {
+    http_request_with_body(port, method, authority, path, headers, &[])
+}
+
+/// A request with a body (sent with `content-length` when not empty) over plaintext
+/// HTTP/1.1 to 127.0.0.1:`port`.
+pub fn http_request_with_body(
+    port: u16,
+    method: &str,
+    authority: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Result<Response, String> {
     let mut s = TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
     s.set_read_timeout(Some(Duration::from_secs(20)))
         .map_err(|e| e.to_string())?;
-    s.write_all(&request_bytes(method, authority, path, headers))
-        .map_err(|e| e.to_string())?;
+    let len = body.len().to_string();
+    let mut all: Vec<(&str, &str)> = headers.to_vec();
+    if !body.is_empty() {
+        all.push(("content-length", &len));
+    }
+    let mut bytes = request_bytes(method, authority, path, &all);
+    bytes.extend_from_slice(body);
+    s.write_all(&bytes).map_err(|e| e.to_string())?;
     let raw = read_response(&mut s)?;
     parse_response(&raw)
 }

@@ -7,6 +7,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+/// (path, body) of one request that had a body.
+pub type PathBody = (String, Vec<u8>);
+
 /// One running upstream; stops accepting when dropped.
 #[derive(Debug)]
 pub struct Upstream {
@@ -14,6 +17,7 @@ pub struct Upstream {
     pub port: u16,
     stop: Arc<AtomicBool>,
     seen: Arc<Mutex<Vec<(String, String)>>>,
+    bodies: Arc<Mutex<Vec<PathBody>>>,
 }
 
 impl Upstream {
@@ -23,7 +27,9 @@ impl Upstream {
         let port = listener.local_addr()?.port();
         let stop = Arc::new(AtomicBool::new(false));
         let seen = Arc::new(Mutex::new(Vec::new()));
+        let bodies = Arc::new(Mutex::new(Vec::new()));
         let (n, st, sn) = (name.to_string(), Arc::clone(&stop), Arc::clone(&seen));
+        let bn = Arc::clone(&bodies);
         std::thread::Builder::new()
             .name(format!("upstream-{name}"))
             .spawn(move || {
@@ -32,10 +38,10 @@ impl Upstream {
                         break;
                     }
                     if let Ok(conn) = conn {
-                        let (n, sn) = (n.clone(), Arc::clone(&sn));
+                        let (n, sn, bn) = (n.clone(), Arc::clone(&sn), Arc::clone(&bn));
                         let _ = std::thread::Builder::new()
                             .name(format!("upstream-{n}-conn"))
-                            .spawn(move || serve(conn, &n, &sn));
+                            .spawn(move || serve(conn, &n, &sn, &bn));
                     }
                 }
             })?;
@@ -44,7 +50,13 @@ impl Upstream {
             port,
             stop,
             seen,
+            bodies,
         })
+    }
+
+    /// `(path, body)` of every request with a body received so far.
+    pub fn bodies(&self) -> Vec<PathBody> {
+        self.bodies.lock().map(|b| b.clone()).unwrap_or_default()
     }
 
     /// `(path, host)` of every request received so far.
@@ -62,7 +74,12 @@ impl Drop for Upstream {
 }
 
 /// Serve keep-alive requests on one connection until the peer closes it.
-fn serve(conn: TcpStream, name: &str, seen: &Mutex<Vec<(String, String)>>) {
+fn serve(
+    conn: TcpStream,
+    name: &str,
+    seen: &Mutex<Vec<(String, String)>>,
+    bodies: &Mutex<Vec<PathBody>>,
+) {
     let _ = conn.set_read_timeout(Some(Duration::from_secs(30)));
     let Ok(mut writer) = conn.try_clone() else {
         return;
@@ -101,6 +118,9 @@ fn serve(conn: TcpStream, name: &str, seen: &Mutex<Vec<(String, String)>>) {
             let mut body = vec![0u8; len];
             if reader.read_exact(&mut body).is_err() {
                 return;
+            }
+            if let Ok(mut b) = bodies.lock() {
+                b.push((path.clone(), body));
             }
         }
         if let Ok(mut s) = seen.lock() {

@@ -3,7 +3,9 @@
 
 use std::time::{Duration, Instant};
 
-use waypoint_tests::envoy_harness::{http_get, https_get, repo_root, Bookinfo, Response};
+use waypoint_tests::envoy_harness::{
+    http_get, http_request_with_body, https_get, repo_root, Bookinfo, Response,
+};
 
 /// Service VIPs from tests/data/envoy-bookinfo/bookinfo.yaml; the destination reaches the
 /// module as `x-envoy-original-dst-host` (what an HBONE hop gives as the original destination).
@@ -44,6 +46,7 @@ fn envoy_applies_waypoint_decisions() {
             filter_state_input,
         ),
         ("mirror", mirror),
+        ("mirror with a body", mirror_with_body),
         ("panic fails closed", panic_fails_closed),
         ("metrics and metadata", metrics_and_metadata),
     ];
@@ -274,6 +277,45 @@ fn mirror(b: &Bookinfo) -> Result<(), String> {
         }
         if Instant::now() > deadline {
             return Err(format!("reviews-v2 never saw the mirror: {seen:?}"));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A POST to the mirrored route: ratings answers, and reviews v2 gets the same 200 kB body
+/// once the body has passed (the module copies it as it streams).
+fn mirror_with_body(b: &Bookinfo) -> Result<(), String> {
+    let body: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+    let r = http_request_with_body(
+        b.plain_port,
+        "POST",
+        RATINGS.0,
+        "/ratings/mirror-body",
+        &[("x-envoy-original-dst-host", RATINGS.1)],
+        &body,
+    )?;
+    expect(
+        r.status == 200 && r.upstream().as_deref() == Some("ratings-v1"),
+        || format!("mirror main request: {} {}", r.status, r.body),
+    )?;
+    let v2 = b
+        .upstreams
+        .iter()
+        .find(|u| u.name == "reviews-v2")
+        .ok_or("no reviews-v2 upstream")?;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let bodies = v2.bodies();
+        if let Some((_, got)) = bodies.iter().find(|(p, _)| p == "/ratings/mirror-body") {
+            return expect(got == &body, || {
+                format!("mirrored body: {} bytes, want {}", got.len(), body.len())
+            });
+        }
+        if Instant::now() > deadline {
+            return Err(format!(
+                "reviews-v2 never saw the mirrored body: {:?}",
+                v2.seen()
+            ));
         }
         std::thread::sleep(Duration::from_millis(50));
     }

@@ -66,6 +66,9 @@ const EMPTY_HEADER: HttpHeader = HttpHeader {
     value_length: 0,
 };
 
+// `envoy_dynamic_module_type_http_body_type`: the data of the current request-body call.
+const RECEIVED_REQUEST_BODY: u32 = 0;
+
 // `envoy_dynamic_module_type_http_header_type`.
 const REQUEST_HEADER: u32 = 0;
 const RESPONSE_HEADER: u32 = 2;
@@ -139,6 +142,13 @@ extern "C" {
     ) -> bool;
     fn envoy_dynamic_module_callback_http_clear_route_cache(fe: *mut c_void);
     fn envoy_dynamic_module_callback_http_clear_route_cluster_cache(fe: *mut c_void);
+    fn envoy_dynamic_module_callback_http_get_body_chunks_size(fe: *mut c_void, kind: u32)
+        -> usize;
+    fn envoy_dynamic_module_callback_http_get_body_chunks(
+        fe: *mut c_void,
+        kind: u32,
+        out: *mut EnvoyBuffer,
+    ) -> bool;
     fn envoy_dynamic_module_callback_http_filter_config_define_counter(
         config_envoy: *mut c_void,
         name: ModuleBuffer,
@@ -231,7 +241,7 @@ fn copy(buf: EnvoyBuffer) -> String {
     // SAFETY: Envoy returned this (ptr, length) pair for memory it keeps valid until the end
     // of the current hook; we copy it out immediately and never keep the pointer.
     let bytes = unsafe { std::slice::from_raw_parts(buf.ptr.cast::<u8>(), buf.length) };
-    String::from_utf8_lossy(bytes).into_owned()
+    text(bytes).into_owned()
 }
 
 fn header_kind(kind: HeaderKind) -> u32 {
@@ -295,7 +305,8 @@ impl StreamHandle for EnvoyStream {
         if n == 0 {
             return HeaderBlock::default();
         }
-        let mut raw = vec![EMPTY_HEADER; n];
+        // On the stack for ordinary requests (Envoy's default limit is 100 headers).
+        let mut raw: smallvec::SmallVec<[HttpHeader; 32]> = smallvec::smallvec![EMPTY_HEADER; n];
         // SAFETY: `raw` has room for exactly the `n` entries Envoy said it would write.
         let ok = unsafe {
             envoy_dynamic_module_callback_http_get_headers(
@@ -460,6 +471,33 @@ impl StreamHandle for EnvoyStream {
         unsafe { envoy_dynamic_module_callback_http_clear_route_cache(self.fe) }
     }
 
+    fn append_received_request_body(&self, out: &mut Vec<u8>) {
+        // SAFETY: live `fe` inside its on_request_body hook.
+        let n = unsafe {
+            envoy_dynamic_module_callback_http_get_body_chunks_size(self.fe, RECEIVED_REQUEST_BODY)
+        };
+        if n == 0 {
+            return;
+        }
+        let mut chunks = vec![EMPTY; n];
+        // SAFETY: `chunks` has room for exactly the `n` buffers Envoy said it would write.
+        let ok = unsafe {
+            envoy_dynamic_module_callback_http_get_body_chunks(
+                self.fe,
+                RECEIVED_REQUEST_BODY,
+                chunks.as_mut_ptr(),
+            )
+        };
+        if !ok {
+            return;
+        }
+        for c in &chunks {
+            // SAFETY: Envoy wrote these (ptr, length) pairs for body memory it keeps valid
+            // until the end of the current hook; they are copied right here.
+            out.extend_from_slice(unsafe { borrow(c.ptr, c.length) });
+        }
+    }
+
     fn refresh_route_cluster(&mut self) {
         // SAFETY: live `fe`.
         unsafe { envoy_dynamic_module_callback_http_clear_route_cluster_cache(self.fe) }
@@ -495,7 +533,13 @@ impl StreamHandle for EnvoyStream {
         Some(Box::new(EnvoyScheduler(s)))
     }
 
-    fn callout(&mut self, cluster: &str, headers: &[(String, String)], timeout_ms: u64) -> bool {
+    fn callout(
+        &mut self,
+        cluster: &str,
+        headers: &[(String, String)],
+        body: &[u8],
+        timeout_ms: u64,
+    ) -> bool {
         let mut raw: Vec<HttpHeader> = headers
             .iter()
             .map(|(k, v)| HttpHeader {
@@ -506,8 +550,17 @@ impl StreamHandle for EnvoyStream {
             })
             .collect();
         let mut id: u64 = 0;
-        // SAFETY: live `fe`; `id` is valid for writes; `raw`, the strings it points into and
-        // `cluster` outlive the call, and Envoy copies them into its own request message.
+        let body = if body.is_empty() {
+            ModuleBuffer::NULL
+        } else {
+            ModuleBuffer {
+                ptr: body.as_ptr().cast(),
+                length: body.len(),
+            }
+        };
+        // SAFETY: live `fe`; `id` is valid for writes; `raw`, the strings it points into,
+        // `cluster` and `body` outlive the call, and Envoy copies them into its own request
+        // message.
         let r = unsafe {
             envoy_dynamic_module_callback_http_filter_http_callout(
                 self.fe,
@@ -515,7 +568,7 @@ impl StreamHandle for EnvoyStream {
                 ModuleBuffer::of(cluster),
                 raw.as_mut_ptr(),
                 raw.len(),
-                ModuleBuffer::NULL,
+                body,
                 timeout_ms,
             )
         };
@@ -868,20 +921,35 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_request_headers(
     }
 }
 
+/// # Safety
+/// Called by Envoy only: `fe`/`fm` are the live pointers of one stream on its worker thread.
 #[no_mangle]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_request_body(
-    _fe: *mut c_void,
-    _fm: *const c_void,
-    _end_of_stream: bool,
+pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_request_body(
+    fe: *mut c_void,
+    fm: *const c_void,
+    end_of_stream: bool,
 ) -> u32 {
+    // SAFETY: `fm` is our filter, on its own worker thread.
+    if let Some(f) = unsafe { filter(fm) } {
+        let mut s = EnvoyStream { fe };
+        f.on_request_body(&mut s, end_of_stream);
+    }
+    // Continue: the body streams on; only a copy is kept for a mirror.
     0
 }
 
+/// # Safety
+/// Called by Envoy only: `fe`/`fm` are the live pointers of one stream on its worker thread.
 #[no_mangle]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_request_trailers(
-    _fe: *mut c_void,
-    _fm: *const c_void,
+pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_request_trailers(
+    fe: *mut c_void,
+    fm: *const c_void,
 ) -> u32 {
+    // SAFETY: `fm` is our filter, on its own worker thread.
+    if let Some(f) = unsafe { filter(fm) } {
+        let mut s = EnvoyStream { fe };
+        f.on_request_trailers(&mut s);
+    }
     0
 }
 

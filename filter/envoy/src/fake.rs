@@ -17,6 +17,9 @@ pub struct SentReply {
 }
 
 /// Recorded stream state and effects.
+/// One callout: (cluster, headers, body).
+pub type Callout = (String, Vec<(String, String)>, Vec<u8>);
+
 #[derive(Debug, Default)]
 pub struct FakeStream {
     pub request: Vec<(String, String)>,
@@ -32,8 +35,10 @@ pub struct FakeStream {
     /// Calls of `refresh_route_cluster`.
     pub route_cluster_refreshed: usize,
     pub continued: usize,
-    /// Callouts started: (cluster, headers).
-    pub callouts: Vec<(String, Vec<(String, String)>)>,
+    /// Callouts started.
+    pub callouts: Vec<Callout>,
+    /// Request body data of the current body call.
+    pub received_body: Vec<u8>,
     pub logs: std::cell::RefCell<Vec<(LogLevel, String)>>,
     /// Event ids fired by wake-ups (shared with the timer thread).
     pub woken: Arc<Mutex<Vec<u64>>>,
@@ -175,6 +180,9 @@ impl StreamHandle for FakeStream {
     fn clear_route_cache(&mut self) {
         self.route_cache_cleared += 1;
     }
+    fn append_received_request_body(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.received_body);
+    }
     fn refresh_route_cluster(&mut self) {
         self.route_cluster_refreshed += 1;
     }
@@ -185,8 +193,15 @@ impl StreamHandle for FakeStream {
     fn scheduler(&mut self) -> Option<Box<dyn Wake>> {
         Some(Box::new(FakeWake(Arc::clone(&self.woken))))
     }
-    fn callout(&mut self, cluster: &str, headers: &[(String, String)], _timeout_ms: u64) -> bool {
-        self.callouts.push((cluster.to_string(), headers.to_vec()));
+    fn callout(
+        &mut self,
+        cluster: &str,
+        headers: &[(String, String)],
+        body: &[u8],
+        _timeout_ms: u64,
+    ) -> bool {
+        self.callouts
+            .push((cluster.to_string(), headers.to_vec(), body.to_vec()));
         true
     }
     fn continue_decoding(&mut self) {

@@ -45,6 +45,9 @@ const ROUTER_HEADERS: [&str; 5] = [
 
 /// Timeout of a mirrored request when the route sets none.
 const MIRROR_TIMEOUT_MS: u64 = 10_000;
+/// Largest request body copied for a mirror (Envoy's default per-connection buffer limit);
+/// a larger request goes upstream as usual but is not mirrored.
+pub const MIRROR_BODY_LIMIT: usize = 1024 * 1024;
 
 /// Event id used for the fault-delay wake-up.
 const DELAY_EVENT: u64 = 1;
@@ -79,6 +82,44 @@ pub struct HttpFilter {
     delayed_reply: Option<(Action, LocalResponse)>,
     /// The request headers ended the stream (no body), so mirrors can be sent headers-only.
     bodiless: bool,
+    /// Mirrors waiting for the request body.
+    pending_mirror: Option<Box<PendingMirror>>,
+}
+
+/// Mirror callouts decided at request headers, sent once the body is complete.
+#[derive(Debug)]
+struct PendingMirror {
+    /// (cluster, timeout ms) of every mirror whose percentage roll passed.
+    targets: Vec<(String, u64)>,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl PendingMirror {
+    fn send<S: StreamHandle>(mut self, s: &mut S) {
+        if !self.body.is_empty() {
+            // The copy is whole: state its length (a chunked original's framing is gone).
+            self.headers.retain(|(k, _)| {
+                !k.eq_ignore_ascii_case("content-length")
+                    && !k.eq_ignore_ascii_case("transfer-encoding")
+            });
+            self.headers
+                .push(("content-length".to_string(), self.body.len().to_string()));
+        }
+        for (cluster, timeout) in &self.targets {
+            if !s.callout(cluster, &self.headers, &self.body, *timeout) {
+                s.log(
+                    LogLevel::Warn,
+                    &format!("waypoint: mirror to {cluster} not sent"),
+                );
+            }
+        }
+    }
+}
+
+/// Headers only this filter and its route table use (never sent upstream or to mirrors).
+fn is_own_header(name: &str) -> bool {
+    name.len() > 11 && name.as_bytes()[..11].eq_ignore_ascii_case(b"x-waypoint-")
 }
 
 thread_local! {
@@ -107,6 +148,7 @@ impl HttpFilter {
             cors_allow_origin: None,
             delayed_reply: None,
             bodiless: true,
+            pending_mirror: None,
         }
     }
 
@@ -423,22 +465,37 @@ impl HttpFilter {
 
     /// Send each mirror (after its percentage roll) as a fire-and-forget callout with the
     /// mutated request headers and `-shadow` appended to the host, as Envoy's shadowing does.
-    /// Only bodiless requests are mirrored: a callout carries no streamed body.
+    /// A request with a body is mirrored when its body has arrived: a copy is collected as it
+    /// streams upstream (up to `MIRROR_BODY_LIMIT`; the main request is never held back).
     fn mirror<S: StreamHandle>(&mut self, s: &mut S, fwd: &Forwarding<'_>) {
         if fwd.mirrors.is_empty() {
             return;
         }
-        if !self.bodiless {
-            s.log(
-                LogLevel::Debug,
-                "waypoint: request has a body; mirror skipped",
-            );
+        let timeout = fwd
+            .timeout
+            .map(|t| t.as_millis() as u64)
+            .unwrap_or(MIRROR_TIMEOUT_MS);
+        let targets: Vec<(String, u64)> = fwd
+            .mirrors
+            .iter()
+            .filter(|m| RNG.with(|r| r.borrow_mut().chance(m.percent)))
+            .map(|m| {
+                let port = m.backend.port.unwrap_or(fwd.port);
+                let cluster = format!(
+                    "outbound|{port}|{}|{}",
+                    m.backend.subset.as_deref().unwrap_or(""),
+                    m.backend.host
+                );
+                (cluster, timeout)
+            })
+            .collect();
+        if targets.is_empty() {
             return;
         }
-        let base: Vec<(String, String)> = s
+        let headers: Vec<(String, String)> = s
             .headers(HeaderKind::Request)
             .iter()
-            .filter(|(k, _)| !k.eq_ignore_ascii_case(CLUSTER_HEADER))
+            .filter(|(k, _)| !is_own_header(k))
             .map(|(k, v)| {
                 let v = if k == ":authority" {
                     shadow_host(v)
@@ -448,24 +505,59 @@ impl HttpFilter {
                 (k.to_string(), v)
             })
             .collect();
-        for m in fwd.mirrors {
-            if !RNG.with(|r| r.borrow_mut().chance(m.percent)) {
-                continue;
-            }
-            let port = m.backend.port.unwrap_or(fwd.port);
-            let cluster = format!(
-                "outbound|{port}|{}|{}",
-                m.backend.subset.as_deref().unwrap_or(""),
-                m.backend.host
-            );
-            let timeout = fwd
-                .timeout
-                .map(|t| t.as_millis() as u64)
-                .unwrap_or(MIRROR_TIMEOUT_MS);
-            if !s.callout(&cluster, &base, timeout) {
+        let pending = PendingMirror {
+            targets,
+            headers,
+            body: Vec::new(),
+        };
+        if self.bodiless {
+            pending.send(s);
+        } else {
+            self.pending_mirror = Some(Box::new(pending));
+        }
+    }
+
+    /// Request body data: copied for a pending mirror, sent with it at the end of the body.
+    /// Never changes the main request; a panic only drops the mirror.
+    pub fn on_request_body<S: StreamHandle>(&mut self, s: &mut S, end_of_stream: bool) {
+        if self.pending_mirror.is_none() {
+            return;
+        }
+        let r = catch_unwind(AssertUnwindSafe(|| {
+            let Some(p) = self.pending_mirror.as_mut() else {
+                return;
+            };
+            s.append_received_request_body(&mut p.body);
+            if p.body.len() > MIRROR_BODY_LIMIT {
                 s.log(
-                    LogLevel::Warn,
-                    &format!("waypoint: mirror to {cluster} not sent"),
+                    LogLevel::Debug,
+                    &format!(
+                        "waypoint: request body over {MIRROR_BODY_LIMIT} bytes; mirror skipped"
+                    ),
+                );
+                self.pending_mirror = None;
+            } else if end_of_stream {
+                if let Some(p) = self.pending_mirror.take() {
+                    p.send(s);
+                }
+            }
+        }));
+        if r.is_err() {
+            self.pending_mirror = None;
+            s.log(
+                LogLevel::Error,
+                "waypoint: panic while mirroring; mirror dropped",
+            );
+        }
+    }
+
+    /// Request trailers end the body: send a pending mirror (without the trailers).
+    pub fn on_request_trailers<S: StreamHandle>(&mut self, s: &mut S) {
+        if let Some(p) = self.pending_mirror.take() {
+            if catch_unwind(AssertUnwindSafe(|| p.send(s))).is_err() {
+                s.log(
+                    LogLevel::Error,
+                    "waypoint: panic while mirroring; mirror dropped",
                 );
             }
         }

@@ -59,17 +59,22 @@ impl HeaderBlock {
     /// Append one header. Blocks are bounded by Envoy's header limits (far below 4 GiB).
     pub fn push(&mut self, name: &str, value: &str) {
         let at = self.ends.len() as u32;
-        if name.starts_with(':') || name.len() == 4 {
-            if let Some((_, k)) = KNOWN.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)) {
-                let slot = &mut self.known[*k as usize];
-                if *slot == ABSENT {
-                    *slot = at;
+        match name.as_bytes() {
+            [b':' | b'h' | b'H', ..] => {
+                if let Some(k) = known_kind(name) {
+                    let slot = &mut self.known[k as usize];
+                    if *slot == ABSENT {
+                        *slot = at;
+                    }
                 }
             }
-        } else if starts_with_ignore_case(name, "x-envoy-")
-            || starts_with_ignore_case(name, "x-waypoint-")
-        {
-            self.control = true;
+            [b'x' | b'X', b'-', rest @ ..]
+                if starts_with_ignore_case(rest, b"envoy-")
+                    || starts_with_ignore_case(rest, b"waypoint-") =>
+            {
+                self.control = true;
+            }
+            _ => {}
         }
         self.buf.push_str(name);
         let name_end = self.buf.len() as u32;
@@ -130,8 +135,23 @@ impl HeaderBlock {
     }
 }
 
-fn starts_with_ignore_case(s: &str, prefix: &str) -> bool {
-    s.len() >= prefix.len() && s.as_bytes()[..prefix.len()].eq_ignore_ascii_case(prefix.as_bytes())
+fn starts_with_ignore_case(s: &[u8], prefix: &[u8]) -> bool {
+    s.len() >= prefix.len() && s[..prefix.len()].eq_ignore_ascii_case(prefix)
+}
+
+/// Which `Known` header `name` is. Envoy hands names over lowercased (HTTP/2 requires it, its
+/// HTTP/1 codec lowercases), so the exact comparison nearly always decides; other casings
+/// (tests, future codecs) still match.
+fn known_kind(name: &str) -> Option<Known> {
+    let exact = KNOWN.iter().find(|(n, _)| *n == name);
+    exact
+        .or_else(|| {
+            name.bytes()
+                .any(|c| c.is_ascii_uppercase())
+                .then(|| KNOWN.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)))
+                .flatten()
+        })
+        .map(|(_, k)| *k)
 }
 
 impl<'a> FromIterator<(&'a str, &'a str)> for HeaderBlock {

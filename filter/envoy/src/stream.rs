@@ -84,9 +84,17 @@ pub trait StreamHandle {
     fn increment_counter(&mut self, id: usize, labels: &[&str], by: u64);
     /// A wake-up handle for this stream (None if Envoy could not make one).
     fn scheduler(&mut self) -> Option<Box<dyn Wake>>;
-    /// Fire-and-forget HTTP request to `cluster` (headers only; pseudo-headers included).
-    /// Returns false when Envoy refused to start it.
-    fn callout(&mut self, cluster: &str, headers: &[(String, String)], timeout_ms: u64) -> bool;
+    /// Fire-and-forget HTTP request to `cluster` (pseudo-headers included; `body` may be
+    /// empty). Returns false when Envoy refused to start it.
+    fn callout(
+        &mut self,
+        cluster: &str,
+        headers: &[(String, String)],
+        body: &[u8],
+        timeout_ms: u64,
+    ) -> bool;
+    /// Append the request body data of the current `on_request_body` call to `out`.
+    fn append_received_request_body(&self, out: &mut Vec<u8>);
     /// Resume a request stopped with StopAllIterationAndBuffer.
     fn continue_decoding(&mut self);
     /// Log through Envoy's logger.

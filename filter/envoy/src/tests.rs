@@ -254,7 +254,7 @@ fn route_applies_mutations_rewrites_cluster_and_router_headers() {
 }
 
 #[test]
-fn mirrors_are_sent_as_shadow_callouts_for_bodiless_requests() {
+fn mirrors_are_sent_as_shadow_callouts_with_the_whole_body() {
     use waypoint_core::route::Mirror;
     let fx = fixture();
     let mirrors: &'static [Mirror] = Box::leak(Box::new([Mirror {
@@ -267,8 +267,31 @@ fn mirrors_are_sent_as_shadow_callouts_for_bodiless_requests() {
         },
         percent: 100.0,
     }]));
-    for (bodiless, want) in [(true, 1), (false, 0)] {
-        let mut s = FakeStream::request("GET", "reviews:9080", "/reviews", &[]);
+    let big = vec![b'z'; crate::filter::MIRROR_BODY_LIMIT];
+    // (body chunks, trailers end the body, expected mirrored body; None = no mirror)
+    type Case<'a> = (Vec<&'a [u8]>, bool, Option<Vec<u8>>);
+    let cases: Vec<Case> = vec![
+        (vec![], false, Some(Vec::new())),
+        (
+            vec![b"hello ", b"world"],
+            false,
+            Some(b"hello world".to_vec()),
+        ),
+        (
+            vec![b"with ", b"trailers"],
+            true,
+            Some(b"with trailers".to_vec()),
+        ),
+        (vec![&big, b"!"], false, None),
+    ];
+    for (chunks, trailers, want) in cases {
+        let case = format!("{} chunks, trailers {trailers}", chunks.len());
+        let extra: &[(&str, &str)] = if chunks.is_empty() {
+            &[]
+        } else {
+            &[("content-length", "999"), ("x-waypoint-retry", "1")]
+        };
+        let mut s = FakeStream::request("POST", "reviews:9080", "/reviews", extra);
         let mut f = HttpFilter::new(config());
         let mut d = route(&fx, None);
         if let Some(fw) = d.forward.as_mut() {
@@ -276,17 +299,40 @@ fn mirrors_are_sent_as_shadow_callouts_for_bodiless_requests() {
         }
         let headers = s.headers(HeaderKind::Request);
         // The body flag comes from on_request_headers; set it as Envoy would.
-        f.set_bodiless(bodiless);
+        f.set_bodiless(chunks.is_empty());
         assert_eq!(f.apply(&mut s, &d, &headers), HeadersStatus::Continue);
-        assert_eq!(s.callouts.len(), want, "bodiless={bodiless}");
-        if let Some((cluster, h)) = s.callouts.first() {
-            assert_eq!(cluster, "outbound|9080||shadow.bookinfo.svc.cluster.local");
-            let get = |n: &str| h.iter().find(|(k, _)| k == n).map(|(_, v)| v.as_str());
-            assert_eq!(get(":authority"), Some("reviews.internal-shadow"));
-            assert_eq!(get(":path"), Some("/v2/reviews?x=1"));
-            assert_eq!(get("x-set"), Some("one"));
-            assert_eq!(get(CLUSTER_HEADER), None);
+        for (i, c) in chunks.iter().enumerate() {
+            assert!(s.callouts.is_empty(), "{case}: sent before the body ended");
+            s.received_body = c.to_vec();
+            f.on_request_body(&mut s, !trailers && i + 1 == chunks.len());
         }
+        if trailers {
+            f.on_request_trailers(&mut s);
+        }
+        match &want {
+            None => assert!(
+                s.callouts.is_empty(),
+                "{case}: over the limit, not mirrored"
+            ),
+            Some(body) => {
+                assert_eq!(s.callouts.len(), 1, "{case}");
+                let (cluster, h, sent) = &s.callouts[0];
+                assert_eq!(cluster, "outbound|9080||shadow.bookinfo.svc.cluster.local");
+                assert_eq!(sent, body, "{case}");
+                let get = |n: &str| h.iter().find(|(k, _)| k == n).map(|(_, v)| v.as_str());
+                assert_eq!(get(":authority"), Some("reviews.internal-shadow"));
+                assert_eq!(get(":path"), Some("/v2/reviews?x=1"));
+                assert_eq!(get("x-set"), Some("one"));
+                assert_eq!(get(CLUSTER_HEADER), None);
+                assert_eq!(get(RETRY_HEADER), None);
+                let len = body.len().to_string();
+                let want_len = (!body.is_empty()).then_some(len.as_str());
+                assert_eq!(get("content-length"), want_len, "{case}");
+            }
+        }
+        // Later body calls change nothing.
+        f.on_request_body(&mut s, true);
+        assert!(s.callouts.len() <= 1, "{case}");
     }
 }
 
