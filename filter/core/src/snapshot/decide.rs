@@ -73,7 +73,11 @@ impl Snapshot {
     ) -> Result<(usize, u16, Option<IpAddr>), DecideError> {
         let (host, port) = split_host_port(destination);
         let port = port.unwrap_or(80);
-        if let Ok(ip) = host.parse::<IpAddr>() {
+        // Only an IPv6 literal has a ':' and only an IPv4 one starts with a digit; skip the
+        // address parser for the usual service hostname.
+        let maybe_ip =
+            host.contains(':') || host.as_bytes().first().is_some_and(u8::is_ascii_digit);
+        if let Some(ip) = maybe_ip.then(|| host.parse::<IpAddr>().ok()).flatten() {
             if let Some(i) = self.registry.index_by_vip(ip) {
                 return Ok((i, port, Some(ip)));
             }
