@@ -8,14 +8,14 @@ use envoy_types::pb::envoy::service::discovery::v3::{
     DeltaDiscoveryRequest, DeltaDiscoveryResponse, Resource as PbResource,
 };
 use envoy_types::pb::google::protobuf::Any;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 use tonic::{Status, Streaming};
 use tracing::{debug, warn};
 
-use super::cache::{Cache, Nack, Push};
-use super::proto::{self, PUSH_ORDER};
-use super::snapshot::Snapshot;
-use super::sotw::{changed, is_wildcard_type};
+use super::cache::{Cache, Push};
+use super::proto;
+use super::sotw::is_wildcard_type;
+use super::stream_loop::{self, Protocol, Session};
 
 type Tx = mpsc::Sender<Result<DeltaDiscoveryResponse, Status>>;
 
@@ -36,64 +36,35 @@ struct TypeState {
 }
 
 struct Stream {
-    cache: Arc<Cache>,
-    tx: Tx,
-    node: String,
-    snap: Option<watch::Receiver<Arc<Snapshot>>>,
+    s: Session<DeltaDiscoveryResponse>,
     types: BTreeMap<String, TypeState>,
-    nonce: u64,
 }
 
 /// Serve one delta stream until either side ends it.
-pub async fn run(cache: Arc<Cache>, mut inbound: Streaming<DeltaDiscoveryRequest>, tx: Tx) {
-    let mut s = Stream {
-        cache,
-        tx,
-        node: String::new(),
-        snap: None,
+pub async fn run(cache: Arc<Cache>, inbound: Streaming<DeltaDiscoveryRequest>, tx: Tx) {
+    let s = Stream {
+        s: Session::new(cache, tx),
         types: BTreeMap::new(),
-        nonce: 0,
     };
-    loop {
-        tokio::select! {
-            req = inbound.message() => match req {
-                Ok(Some(r)) => {
-                    if !s.on_request(r).await {
-                        break;
-                    }
-                }
-                Ok(None) => break,
-                Err(e) => {
-                    debug!(node = %s.node, "xds: delta stream ended: {e}");
-                    break;
-                }
-            },
-            ok = changed(&mut s.snap) => {
-                if !ok {
-                    break;
-                }
-                for t in PUSH_ORDER {
-                    if s.types.contains_key(t) && !s.respond(t, false).await {
-                        return;
-                    }
-                }
-            }
-        }
-    }
+    stream_loop::run(s, inbound).await;
 }
 
-impl Stream {
+impl Protocol for Stream {
+    type Request = DeltaDiscoveryRequest;
+    type Response = DeltaDiscoveryResponse;
+    const KIND: &'static str = "delta stream";
+
+    fn session(&mut self) -> &mut Session<DeltaDiscoveryResponse> {
+        &mut self.s
+    }
+
+    fn serves(&self, type_url: &str) -> bool {
+        self.types.contains_key(type_url)
+    }
+
     async fn on_request(&mut self, r: DeltaDiscoveryRequest) -> bool {
-        if self.snap.is_none() {
-            self.node = self.cache.waypoint_of(r.node.as_ref());
-            match self.cache.subscribe(&self.node) {
-                Ok(rx) => self.snap = Some(rx),
-                Err(e) => {
-                    warn!(waypoint = %self.node, "xds: no snapshot for node: {e}");
-                    let _ = self.tx.send(Err(Status::unavailable(e.to_string()))).await;
-                    return false;
-                }
-            }
+        if !self.s.subscribe(r.node.as_ref()).await {
+            return false;
         }
         if r.type_url.is_empty() {
             return true;
@@ -110,7 +81,7 @@ impl Stream {
                 Some(sent) => {
                     if let Some(err) = &r.error_detail {
                         warn!(
-                            node = %self.node,
+                            node = %self.s.node,
                             resource_type = proto::short(&r.type_url),
                             resources = ?sent.iter().map(|(n, _, _)| n.as_str()).collect::<Vec<_>>(),
                             "xds: NACK from Envoy: {}", err.message
@@ -125,17 +96,13 @@ impl Stream {
                                 None => st.known.remove(&name),
                             };
                         }
-                        self.cache.record_nack(Nack {
-                            node: self.node.clone(),
-                            type_url: r.type_url.clone(),
-                            nonce: r.response_nonce.clone(),
-                            message: err.message.clone(),
-                        });
+                        self.s
+                            .record_nack(&r.type_url, &r.response_nonce, &err.message);
                     } else {
-                        debug!(node = %self.node, type_url = %r.type_url, "xds: delta ACK");
+                        debug!(node = %self.s.node, type_url = %r.type_url, "xds: delta ACK");
                     }
                 }
-                None => debug!(node = %self.node, type_url = %r.type_url, "xds: unknown nonce"),
+                None => debug!(node = %self.s.node, type_url = %r.type_url, "xds: unknown nonce"),
             }
         }
         for n in &r.resource_names_subscribe {
@@ -163,7 +130,7 @@ impl Stream {
     /// Send what changed for `type_url` since what Envoy holds; `force` sends even an empty
     /// response (the first answer for a type ends Envoy's initial fetch).
     async fn respond(&mut self, type_url: &str, force: bool) -> bool {
-        let Some(snap) = self.snap.as_ref().map(|rx| Arc::clone(&rx.borrow())) else {
+        let Some(snap) = self.s.snap.as_ref().map(|rx| Arc::clone(&rx.borrow())) else {
             return true;
         };
         let Some(st) = self.types.get_mut(type_url) else {
@@ -194,8 +161,8 @@ impl Stream {
         if changed.is_empty() && removed.is_empty() && !force {
             return true;
         }
-        self.nonce += 1;
-        let nonce = self.nonce.to_string();
+        self.s.nonce += 1;
+        let nonce = self.s.nonce.to_string();
         let mut undo = Vec::new();
         for r in &changed {
             let before = st.known.insert(r.name.clone(), r.version.clone());
@@ -207,8 +174,8 @@ impl Stream {
         }
         st.pending.insert(nonce.clone(), undo);
         let version = snap.version(type_url).to_string();
-        self.cache.record_push(Push {
-            node: self.node.clone(),
+        self.s.cache.record_push(Push {
+            node: self.s.node.clone(),
             type_url: type_url.to_string(),
             delta: true,
             version: version.clone(),
@@ -217,7 +184,7 @@ impl Stream {
             removed: removed.clone(),
             bytes: changed.iter().map(|r| r.body.len()).sum(),
         });
-        debug!(node = %self.node, resource_type = proto::short(type_url), changed = changed.len(), removed = removed.len(), "xds: delta push");
+        debug!(node = %self.s.node, resource_type = proto::short(type_url), changed = changed.len(), removed = removed.len(), "xds: delta push");
         let resp = DeltaDiscoveryResponse {
             system_version_info: version,
             resources: changed
@@ -237,6 +204,6 @@ impl Stream {
             nonce,
             ..Default::default()
         };
-        self.tx.send(Ok(resp)).await.is_ok()
+        self.s.tx.send(Ok(resp)).await.is_ok()
     }
 }

@@ -6,13 +6,13 @@ use std::sync::Arc;
 
 use envoy_types::pb::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse};
 use envoy_types::pb::google::protobuf::Any;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 use tonic::{Status, Streaming};
 use tracing::{debug, warn};
 
-use super::cache::{Cache, Nack, Push};
-use super::proto::{self, PUSH_ORDER};
-use super::snapshot::Snapshot;
+use super::cache::{Cache, Push};
+use super::proto;
+use super::stream_loop::{self, Protocol, Session};
 
 type Tx = mpsc::Sender<Result<DiscoveryResponse, Status>>;
 
@@ -32,73 +32,36 @@ struct TypeState {
 }
 
 struct Stream {
-    cache: Arc<Cache>,
-    tx: Tx,
-    node: String,
-    snap: Option<watch::Receiver<Arc<Snapshot>>>,
+    s: Session<DiscoveryResponse>,
     types: BTreeMap<String, TypeState>,
-    nonce: u64,
 }
 
 /// Serve one SotW stream until either side ends it.
-pub async fn run(cache: Arc<Cache>, mut inbound: Streaming<DiscoveryRequest>, tx: Tx) {
-    let mut s = Stream {
-        cache,
-        tx,
-        node: String::new(),
-        snap: None,
+pub async fn run(cache: Arc<Cache>, inbound: Streaming<DiscoveryRequest>, tx: Tx) {
+    let s = Stream {
+        s: Session::new(cache, tx),
         types: BTreeMap::new(),
-        nonce: 0,
     };
-    loop {
-        tokio::select! {
-            req = inbound.message() => match req {
-                Ok(Some(r)) => {
-                    if !s.on_request(r).await {
-                        break;
-                    }
-                }
-                Ok(None) => break,
-                Err(e) => {
-                    debug!(node = %s.node, "xds: stream ended: {e}");
-                    break;
-                }
-            },
-            ok = changed(&mut s.snap) => {
-                if !ok {
-                    break;
-                }
-                for t in PUSH_ORDER {
-                    if s.types.contains_key(t) && !s.respond(t, false).await {
-                        return;
-                    }
-                }
-            }
-        }
-    }
+    stream_loop::run(s, inbound).await;
 }
 
-/// Wait for a new snapshot (pending forever before the first request names the node).
-pub async fn changed(rx: &mut Option<watch::Receiver<Arc<Snapshot>>>) -> bool {
-    match rx {
-        Some(rx) => rx.changed().await.is_ok(),
-        None => std::future::pending().await,
-    }
-}
+impl Protocol for Stream {
+    type Request = DiscoveryRequest;
+    type Response = DiscoveryResponse;
+    const KIND: &'static str = "stream";
 
-impl Stream {
+    fn session(&mut self) -> &mut Session<DiscoveryResponse> {
+        &mut self.s
+    }
+
+    fn serves(&self, type_url: &str) -> bool {
+        self.types.contains_key(type_url)
+    }
+
     /// Handle one request; false ends the stream.
     async fn on_request(&mut self, r: DiscoveryRequest) -> bool {
-        if self.snap.is_none() {
-            self.node = self.cache.waypoint_of(r.node.as_ref());
-            match self.cache.subscribe(&self.node) {
-                Ok(rx) => self.snap = Some(rx),
-                Err(e) => {
-                    warn!(waypoint = %self.node, "xds: no snapshot for node: {e}");
-                    let _ = self.tx.send(Err(Status::unavailable(e.to_string()))).await;
-                    return false;
-                }
-            }
+        if !self.s.subscribe(r.node.as_ref()).await {
+            return false;
         }
         if r.type_url.is_empty() {
             return true;
@@ -106,26 +69,22 @@ impl Stream {
         let first = !self.types.contains_key(&r.type_url);
         let st = self.types.entry(r.type_url.clone()).or_default();
         if !r.response_nonce.is_empty() && r.response_nonce != st.nonce {
-            debug!(node = %self.node, type_url = %r.type_url, "xds: stale nonce ignored");
+            debug!(node = %self.s.node, type_url = %r.type_url, "xds: stale nonce ignored");
             return true;
         }
         if let Some(err) = &r.error_detail {
             warn!(
-                node = %self.node,
+                node = %self.s.node,
                 resource_type = proto::short(&r.type_url),
                 rejected_version = ?st.sent_version,
                 kept_version = %r.version_info,
                 "xds: NACK from Envoy: {}", err.message
             );
             st.rejected = st.sent_version.clone();
-            self.cache.record_nack(Nack {
-                node: self.node.clone(),
-                type_url: r.type_url.clone(),
-                nonce: r.response_nonce.clone(),
-                message: err.message.clone(),
-            });
+            self.s
+                .record_nack(&r.type_url, &r.response_nonce, &err.message);
         } else if !r.response_nonce.is_empty() {
-            debug!(node = %self.node, type_url = %r.type_url, version = %r.version_info, "xds: ACK");
+            debug!(node = %self.s.node, type_url = %r.type_url, version = %r.version_info, "xds: ACK");
         }
         let wildcard = is_wildcard_type(&r.type_url)
             && (r.resource_names.is_empty() || r.resource_names.iter().any(|n| n == "*"));
@@ -142,7 +101,7 @@ impl Stream {
     /// Send the current resources of `type_url` if they differ from what was sent (or when
     /// `force`d by a new subscription). False when the stream is gone.
     async fn respond(&mut self, type_url: &str, force: bool) -> bool {
-        let Some(snap) = self.snap.as_ref().map(|rx| Arc::clone(&rx.borrow())) else {
+        let Some(snap) = self.s.snap.as_ref().map(|rx| Arc::clone(&rx.borrow())) else {
             return true;
         };
         let Some(st) = self.types.get_mut(type_url) else {
@@ -159,11 +118,11 @@ impl Stream {
             .of(type_url)
             .filter(|r| st.wildcard || st.names.contains(&r.name))
             .collect();
-        self.nonce += 1;
-        st.nonce = self.nonce.to_string();
+        self.s.nonce += 1;
+        st.nonce = self.s.nonce.to_string();
         st.sent_version = Some(version.clone());
         let push = Push {
-            node: self.node.clone(),
+            node: self.s.node.clone(),
             type_url: type_url.to_string(),
             delta: false,
             version: version.clone(),
@@ -185,8 +144,8 @@ impl Stream {
             nonce: st.nonce.clone(),
             ..Default::default()
         };
-        debug!(node = %self.node, resource_type = proto::short(type_url), count = push.names.len(), "xds: push");
-        self.cache.record_push(push);
-        self.tx.send(Ok(resp)).await.is_ok()
+        debug!(node = %self.s.node, resource_type = proto::short(type_url), count = push.names.len(), "xds: push");
+        self.s.cache.record_push(push);
+        self.s.tx.send(Ok(resp)).await.is_ok()
     }
 }
