@@ -8,23 +8,20 @@ use envoy_types::pb::envoy::service::discovery::v3::{
     DeltaDiscoveryRequest, DeltaDiscoveryResponse, Resource as PbResource,
 };
 use envoy_types::pb::google::protobuf::Any;
-use tokio::sync::mpsc;
-use tonic::{Status, Streaming};
 use tracing::{debug, warn};
 
-use super::cache::{Cache, Push};
+use super::cache::{Nack, Push};
 use super::proto;
 use super::sotw::is_wildcard_type;
-use super::stream_loop::{self, Protocol, Session};
-
-type Tx = mpsc::Sender<Result<DeltaDiscoveryResponse, Status>>;
+use super::stream_loop::{Protocol, Stream};
 
 /// One resource of an unacknowledged response: name, the version Envoy held before (None:
 /// none) and the version sent (None: removed).
 type Sent = (String, Option<String>, Option<String>);
 
+/// What a delta stream tracks of one type.
 #[derive(Debug, Default)]
-struct TypeState {
+pub struct TypeState {
     wildcard: bool,
     names: BTreeSet<String>,
     /// What Envoy holds: name → version.
@@ -35,35 +32,12 @@ struct TypeState {
     pending: BTreeMap<String, Vec<Sent>>,
 }
 
-struct Stream {
-    s: Session<DeltaDiscoveryResponse>,
-    types: BTreeMap<String, TypeState>,
-}
-
-/// Serve one delta stream until either side ends it.
-pub async fn run(cache: Arc<Cache>, inbound: Streaming<DeltaDiscoveryRequest>, tx: Tx) {
-    let s = Stream {
-        s: Session::new(cache, tx),
-        types: BTreeMap::new(),
-    };
-    stream_loop::run(s, inbound).await;
-}
-
-impl Protocol for Stream {
+impl Protocol for Stream<TypeState, DeltaDiscoveryResponse> {
     type Request = DeltaDiscoveryRequest;
-    type Response = DeltaDiscoveryResponse;
     const KIND: &'static str = "delta stream";
 
-    fn session(&mut self) -> &mut Session<DeltaDiscoveryResponse> {
-        &mut self.s
-    }
-
-    fn serves(&self, type_url: &str) -> bool {
-        self.types.contains_key(type_url)
-    }
-
     async fn on_request(&mut self, r: DeltaDiscoveryRequest) -> bool {
-        if !self.s.subscribe(r.node.as_ref()).await {
+        if !self.subscribe(r.node.as_ref()).await {
             return false;
         }
         if r.type_url.is_empty() {
@@ -81,7 +55,7 @@ impl Protocol for Stream {
                 Some(sent) => {
                     if let Some(err) = &r.error_detail {
                         warn!(
-                            node = %self.s.node,
+                            node = %self.node,
                             resource_type = proto::short(&r.type_url),
                             resources = ?sent.iter().map(|(n, _, _)| n.as_str()).collect::<Vec<_>>(),
                             "xds: NACK from Envoy: {}", err.message
@@ -96,13 +70,17 @@ impl Protocol for Stream {
                                 None => st.known.remove(&name),
                             };
                         }
-                        self.s
-                            .record_nack(&r.type_url, &r.response_nonce, &err.message);
+                        self.cache.record_nack(Nack {
+                            node: self.node.clone(),
+                            type_url: r.type_url.clone(),
+                            nonce: r.response_nonce.clone(),
+                            message: err.message.clone(),
+                        });
                     } else {
-                        debug!(node = %self.s.node, type_url = %r.type_url, "xds: delta ACK");
+                        debug!(node = %self.node, type_url = %r.type_url, "xds: delta ACK");
                     }
                 }
-                None => debug!(node = %self.s.node, type_url = %r.type_url, "xds: unknown nonce"),
+                None => debug!(node = %self.node, type_url = %r.type_url, "xds: unknown nonce"),
             }
         }
         for n in &r.resource_names_subscribe {
@@ -130,7 +108,7 @@ impl Protocol for Stream {
     /// Send what changed for `type_url` since what Envoy holds; `force` sends even an empty
     /// response (the first answer for a type ends Envoy's initial fetch).
     async fn respond(&mut self, type_url: &str, force: bool) -> bool {
-        let Some(snap) = self.s.snap.as_ref().map(|rx| Arc::clone(&rx.borrow())) else {
+        let Some(snap) = self.snap.as_ref().map(|rx| Arc::clone(&rx.borrow())) else {
             return true;
         };
         let Some(st) = self.types.get_mut(type_url) else {
@@ -161,8 +139,8 @@ impl Protocol for Stream {
         if changed.is_empty() && removed.is_empty() && !force {
             return true;
         }
-        self.s.nonce += 1;
-        let nonce = self.s.nonce.to_string();
+        self.nonce += 1;
+        let nonce = self.nonce.to_string();
         let mut undo = Vec::new();
         for r in &changed {
             let before = st.known.insert(r.name.clone(), r.version.clone());
@@ -174,8 +152,8 @@ impl Protocol for Stream {
         }
         st.pending.insert(nonce.clone(), undo);
         let version = snap.version(type_url).to_string();
-        self.s.cache.record_push(Push {
-            node: self.s.node.clone(),
+        self.cache.record_push(Push {
+            node: self.node.clone(),
             type_url: type_url.to_string(),
             delta: true,
             version: version.clone(),
@@ -184,7 +162,7 @@ impl Protocol for Stream {
             removed: removed.clone(),
             bytes: changed.iter().map(|r| r.body.len()).sum(),
         });
-        debug!(node = %self.s.node, resource_type = proto::short(type_url), changed = changed.len(), removed = removed.len(), "xds: delta push");
+        debug!(node = %self.node, resource_type = proto::short(type_url), changed = changed.len(), removed = removed.len(), "xds: delta push");
         let resp = DeltaDiscoveryResponse {
             system_version_info: version,
             resources: changed
@@ -204,6 +182,6 @@ impl Protocol for Stream {
             nonce,
             ..Default::default()
         };
-        self.s.tx.send(Ok(resp)).await.is_ok()
+        self.tx.send(Ok(resp)).await.is_ok()
     }
 }

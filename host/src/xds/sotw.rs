@@ -1,28 +1,25 @@
 //! State-of-the-world ADS streams: per type the subscribed names, the version sent and its
 //! nonce; ACKs and NACKs tracked, a NACKed version never re-sent, changes pushed in order.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use envoy_types::pb::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse};
 use envoy_types::pb::google::protobuf::Any;
-use tokio::sync::mpsc;
-use tonic::{Status, Streaming};
 use tracing::{debug, warn};
 
-use super::cache::{Cache, Push};
+use super::cache::{Nack, Push};
 use super::proto;
-use super::stream_loop::{self, Protocol, Session};
-
-type Tx = mpsc::Sender<Result<DiscoveryResponse, Status>>;
+use super::stream_loop::{Protocol, Stream};
 
 /// Listeners and clusters are wildcard types: no names (or `*`) means "all of them".
 pub fn is_wildcard_type(type_url: &str) -> bool {
     type_url == proto::LISTENER || type_url == proto::CLUSTER
 }
 
+/// What a SotW stream tracks of one type.
 #[derive(Debug, Default)]
-struct TypeState {
+pub struct TypeState {
     wildcard: bool,
     names: BTreeSet<String>,
     sent_version: Option<String>,
@@ -31,36 +28,13 @@ struct TypeState {
     rejected: Option<String>,
 }
 
-struct Stream {
-    s: Session<DiscoveryResponse>,
-    types: BTreeMap<String, TypeState>,
-}
-
-/// Serve one SotW stream until either side ends it.
-pub async fn run(cache: Arc<Cache>, inbound: Streaming<DiscoveryRequest>, tx: Tx) {
-    let s = Stream {
-        s: Session::new(cache, tx),
-        types: BTreeMap::new(),
-    };
-    stream_loop::run(s, inbound).await;
-}
-
-impl Protocol for Stream {
+impl Protocol for Stream<TypeState, DiscoveryResponse> {
     type Request = DiscoveryRequest;
-    type Response = DiscoveryResponse;
     const KIND: &'static str = "stream";
-
-    fn session(&mut self) -> &mut Session<DiscoveryResponse> {
-        &mut self.s
-    }
-
-    fn serves(&self, type_url: &str) -> bool {
-        self.types.contains_key(type_url)
-    }
 
     /// Handle one request; false ends the stream.
     async fn on_request(&mut self, r: DiscoveryRequest) -> bool {
-        if !self.s.subscribe(r.node.as_ref()).await {
+        if !self.subscribe(r.node.as_ref()).await {
             return false;
         }
         if r.type_url.is_empty() {
@@ -69,22 +43,26 @@ impl Protocol for Stream {
         let first = !self.types.contains_key(&r.type_url);
         let st = self.types.entry(r.type_url.clone()).or_default();
         if !r.response_nonce.is_empty() && r.response_nonce != st.nonce {
-            debug!(node = %self.s.node, type_url = %r.type_url, "xds: stale nonce ignored");
+            debug!(node = %self.node, type_url = %r.type_url, "xds: stale nonce ignored");
             return true;
         }
         if let Some(err) = &r.error_detail {
             warn!(
-                node = %self.s.node,
+                node = %self.node,
                 resource_type = proto::short(&r.type_url),
                 rejected_version = ?st.sent_version,
                 kept_version = %r.version_info,
                 "xds: NACK from Envoy: {}", err.message
             );
             st.rejected = st.sent_version.clone();
-            self.s
-                .record_nack(&r.type_url, &r.response_nonce, &err.message);
+            self.cache.record_nack(Nack {
+                node: self.node.clone(),
+                type_url: r.type_url.clone(),
+                nonce: r.response_nonce.clone(),
+                message: err.message.clone(),
+            });
         } else if !r.response_nonce.is_empty() {
-            debug!(node = %self.s.node, type_url = %r.type_url, version = %r.version_info, "xds: ACK");
+            debug!(node = %self.node, type_url = %r.type_url, version = %r.version_info, "xds: ACK");
         }
         let wildcard = is_wildcard_type(&r.type_url)
             && (r.resource_names.is_empty() || r.resource_names.iter().any(|n| n == "*"));
@@ -101,7 +79,7 @@ impl Protocol for Stream {
     /// Send the current resources of `type_url` if they differ from what was sent (or when
     /// `force`d by a new subscription). False when the stream is gone.
     async fn respond(&mut self, type_url: &str, force: bool) -> bool {
-        let Some(snap) = self.s.snap.as_ref().map(|rx| Arc::clone(&rx.borrow())) else {
+        let Some(snap) = self.snap.as_ref().map(|rx| Arc::clone(&rx.borrow())) else {
             return true;
         };
         let Some(st) = self.types.get_mut(type_url) else {
@@ -118,11 +96,11 @@ impl Protocol for Stream {
             .of(type_url)
             .filter(|r| st.wildcard || st.names.contains(&r.name))
             .collect();
-        self.s.nonce += 1;
-        st.nonce = self.s.nonce.to_string();
+        self.nonce += 1;
+        st.nonce = self.nonce.to_string();
         st.sent_version = Some(version.clone());
         let push = Push {
-            node: self.s.node.clone(),
+            node: self.node.clone(),
             type_url: type_url.to_string(),
             delta: false,
             version: version.clone(),
@@ -144,8 +122,8 @@ impl Protocol for Stream {
             nonce: st.nonce.clone(),
             ..Default::default()
         };
-        debug!(node = %self.s.node, resource_type = proto::short(type_url), count = push.names.len(), "xds: push");
-        self.s.cache.record_push(push);
-        self.s.tx.send(Ok(resp)).await.is_ok()
+        debug!(node = %self.node, resource_type = proto::short(type_url), count = push.names.len(), "xds: push");
+        self.cache.record_push(push);
+        self.tx.send(Ok(resp)).await.is_ok()
     }
 }

@@ -1,6 +1,7 @@
-//! The ADS stream loop shared by state-of-the-world and delta streams: the per-stream session
-//! (node, snapshot watch, nonces) and the loop reading requests and pushing new snapshots.
+//! The ADS stream loop shared by state-of-the-world and delta streams: the per-stream state
+//! (node, snapshot watch, nonces, per-type state) and the loop reading requests and pushing.
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
 
@@ -9,12 +10,13 @@ use tokio::sync::{mpsc, watch};
 use tonic::{Status, Streaming};
 use tracing::{debug, warn};
 
-use super::cache::{Cache, Nack};
+use super::cache::Cache;
 use super::proto::PUSH_ORDER;
 use super::snapshot::Snapshot;
 
-/// What every ADS stream holds, whatever its protocol.
-pub struct Session<Resp> {
+/// One ADS stream: what every stream holds, and per type Envoy asked for the protocol's
+/// state `T`. Responses are of type `Resp`.
+pub struct Stream<T, Resp> {
     pub cache: Arc<Cache>,
     pub tx: mpsc::Sender<Result<Resp, Status>>,
     /// The waypoint the stream's node serves ("" before the first request).
@@ -23,19 +25,11 @@ pub struct Session<Resp> {
     pub snap: Option<watch::Receiver<Arc<Snapshot>>>,
     /// The last nonce sent on this stream.
     pub nonce: u64,
+    /// Per type URL Envoy asked for: the protocol's state.
+    pub types: BTreeMap<String, T>,
 }
 
-impl<Resp> Session<Resp> {
-    pub fn new(cache: Arc<Cache>, tx: mpsc::Sender<Result<Resp, Status>>) -> Self {
-        Session {
-            cache,
-            tx,
-            node: String::new(),
-            snap: None,
-            nonce: 0,
-        }
-    }
-
+impl<T, Resp> Stream<T, Resp> {
     /// On the first request, name the node and watch its snapshots. False ends the stream:
     /// the node has no snapshot, and Envoy is told so (UNAVAILABLE).
     pub async fn subscribe(&mut self, node: Option<&Node>) -> bool {
@@ -55,28 +49,14 @@ impl<Resp> Session<Resp> {
             }
         }
     }
-
-    /// Record a NACK from Envoy of the response `nonce` for `type_url`.
-    pub fn record_nack(&self, type_url: &str, nonce: &str, message: &str) {
-        self.cache.record_nack(Nack {
-            node: self.node.clone(),
-            type_url: type_url.to_string(),
-            nonce: nonce.to_string(),
-            message: message.to_string(),
-        });
-    }
 }
 
-/// One ADS protocol (state-of-the-world or delta) as the stream loop drives it.
+/// One ADS protocol (state-of-the-world or delta), implemented by its stream type.
 pub trait Protocol: Send {
     type Request: Send + 'static;
-    type Response: Send + 'static;
     /// The stream's name in the log line that ends it.
     const KIND: &'static str;
 
-    fn session(&mut self) -> &mut Session<Self::Response>;
-    /// Whether Envoy has asked for `type_url` on this stream.
-    fn serves(&self, type_url: &str) -> bool;
     /// Handle one request; false ends the stream.
     fn on_request(&mut self, r: Self::Request) -> impl Future<Output = bool> + Send;
     /// Push what changed for `type_url` (even nothing when `force`d); false when the stream
@@ -86,27 +66,41 @@ pub trait Protocol: Send {
 
 /// Serve one stream until either side ends it: requests as they come, and on every new
 /// snapshot the types Envoy asked for, in push order.
-pub async fn run<P: Protocol>(mut p: P, mut inbound: Streaming<P::Request>) {
+pub async fn run<T, Resp>(
+    cache: Arc<Cache>,
+    mut inbound: Streaming<<Stream<T, Resp> as Protocol>::Request>,
+    tx: mpsc::Sender<Result<Resp, Status>>,
+) where
+    Stream<T, Resp>: Protocol,
+{
+    let mut s = Stream {
+        cache,
+        tx,
+        node: String::new(),
+        snap: None,
+        nonce: 0,
+        types: BTreeMap::new(),
+    };
     loop {
         tokio::select! {
             req = inbound.message() => match req {
                 Ok(Some(r)) => {
-                    if !p.on_request(r).await {
+                    if !s.on_request(r).await {
                         break;
                     }
                 }
                 Ok(None) => break,
                 Err(e) => {
-                    debug!(node = %p.session().node, "xds: {} ended: {e}", P::KIND);
+                    debug!(node = %s.node, "xds: {} ended: {e}", <Stream<T, Resp>>::KIND);
                     break;
                 }
             },
-            ok = changed(&mut p.session().snap) => {
+            ok = changed(&mut s.snap) => {
                 if !ok {
                     break;
                 }
                 for t in PUSH_ORDER {
-                    if p.serves(t) && !p.respond(t, false).await {
+                    if s.types.contains_key(t) && !s.respond(t, false).await {
                         return;
                     }
                 }
