@@ -116,3 +116,36 @@ pub async fn changed(rx: &mut Option<watch::Receiver<Arc<Snapshot>>>) -> bool {
         None => std::future::pending().await,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::xds::resources::JsonResources;
+
+    /// Whether `changed` finishes within 50 ms, and with what.
+    async fn within(rx: &mut Option<watch::Receiver<Arc<Snapshot>>>) -> Option<bool> {
+        tokio::time::timeout(Duration::from_millis(50), changed(rx))
+            .await
+            .ok()
+    }
+
+    #[tokio::test]
+    async fn changed_waits_for_a_node_then_follows_its_snapshots() {
+        let snap = || Arc::new(Snapshot::encode(&JsonResources::new()).expect("empty snapshot"));
+        // Before the first request names the node: never.
+        assert_eq!(within(&mut None).await, None);
+        let (tx, rx) = watch::channel(snap());
+        let mut rx = Some(rx);
+        for (send, want) in [(false, None), (true, Some(true)), (false, None)] {
+            if send {
+                tx.send(snap()).expect("receiver alive");
+            }
+            assert_eq!(within(&mut rx).await, want, "after send: {send}");
+        }
+        // The cache dropped the node's channel: the stream ends.
+        drop(tx);
+        assert_eq!(within(&mut rx).await, Some(false));
+    }
+}
