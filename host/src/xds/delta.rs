@@ -2,7 +2,6 @@
 //! removals are sent; a NACKed response rolls that back and its versions are never re-sent.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
 
 use envoy_types::pb::envoy::service::discovery::v3::{
     DeltaDiscoveryRequest, DeltaDiscoveryResponse, Resource as PbResource,
@@ -36,14 +35,7 @@ impl Protocol for Stream<TypeState, DeltaDiscoveryResponse> {
     type Request = DeltaDiscoveryRequest;
     const KIND: &'static str = "delta stream";
 
-    async fn on_request(&mut self, r: DeltaDiscoveryRequest) -> bool {
-        if !self.subscribe(r.node.as_ref()).await {
-            return false;
-        }
-        if r.type_url.is_empty() {
-            return true;
-        }
-        let first = !self.types.contains_key(&r.type_url);
+    async fn on_request(&mut self, r: DeltaDiscoveryRequest, first: bool) -> bool {
         let st = self.types.entry(r.type_url.clone()).or_default();
         if first {
             st.known = r.initial_resource_versions.clone().into_iter().collect();
@@ -108,10 +100,7 @@ impl Protocol for Stream<TypeState, DeltaDiscoveryResponse> {
     /// Send what changed for `type_url` since what Envoy holds; `force` sends even an empty
     /// response (the first answer for a type ends Envoy's initial fetch).
     async fn respond(&mut self, type_url: &str, force: bool) -> bool {
-        let Some(snap) = self.snap.as_ref().map(|rx| Arc::clone(&rx.borrow())) else {
-            return true;
-        };
-        let Some(st) = self.types.get_mut(type_url) else {
+        let (Some(snap), Some(st)) = (self.snapshot(), self.types.get_mut(type_url)) else {
             return true;
         };
         let mut changed = Vec::new();

@@ -2,7 +2,6 @@
 //! nonce; ACKs and NACKs tracked, a NACKed version never re-sent, changes pushed in order.
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
 
 use envoy_types::pb::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse};
 use envoy_types::pb::google::protobuf::Any;
@@ -32,15 +31,7 @@ impl Protocol for Stream<TypeState, DiscoveryResponse> {
     type Request = DiscoveryRequest;
     const KIND: &'static str = "stream";
 
-    /// Handle one request; false ends the stream.
-    async fn on_request(&mut self, r: DiscoveryRequest) -> bool {
-        if !self.subscribe(r.node.as_ref()).await {
-            return false;
-        }
-        if r.type_url.is_empty() {
-            return true;
-        }
-        let first = !self.types.contains_key(&r.type_url);
+    async fn on_request(&mut self, r: DiscoveryRequest, first: bool) -> bool {
         let st = self.types.entry(r.type_url.clone()).or_default();
         if !r.response_nonce.is_empty() && r.response_nonce != st.nonce {
             debug!(node = %self.node, type_url = %r.type_url, "xds: stale nonce ignored");
@@ -79,10 +70,7 @@ impl Protocol for Stream<TypeState, DiscoveryResponse> {
     /// Send the current resources of `type_url` if they differ from what was sent (or when
     /// `force`d by a new subscription). False when the stream is gone.
     async fn respond(&mut self, type_url: &str, force: bool) -> bool {
-        let Some(snap) = self.snap.as_ref().map(|rx| Arc::clone(&rx.borrow())) else {
-            return true;
-        };
-        let Some(st) = self.types.get_mut(type_url) else {
+        let (Some(snap), Some(st)) = (self.snapshot(), self.types.get_mut(type_url)) else {
             return true;
         };
         let version = snap.version(type_url).to_string();

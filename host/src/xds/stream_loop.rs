@@ -6,6 +6,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use envoy_types::pb::envoy::config::core::v3::Node;
+use envoy_types::pb::envoy::service::discovery::v3::{DeltaDiscoveryRequest, DiscoveryRequest};
 use tokio::sync::{mpsc, watch};
 use tonic::{Status, Streaming};
 use tracing::{debug, warn};
@@ -30,9 +31,14 @@ pub struct Stream<T, Resp> {
 }
 
 impl<T, Resp> Stream<T, Resp> {
+    /// The node's current snapshot (None before the first request).
+    pub fn snapshot(&self) -> Option<Arc<Snapshot>> {
+        self.snap.as_ref().map(|rx| Arc::clone(&rx.borrow()))
+    }
+
     /// On the first request, name the node and watch its snapshots. False ends the stream:
     /// the node has no snapshot, and Envoy is told so (UNAVAILABLE).
-    pub async fn subscribe(&mut self, node: Option<&Node>) -> bool {
+    async fn subscribe(&mut self, node: Option<&Node>) -> bool {
         if self.snap.is_some() {
             return true;
         }
@@ -51,17 +57,56 @@ impl<T, Resp> Stream<T, Resp> {
     }
 }
 
+/// What the loop reads of a request, whatever its protocol.
+pub trait Request: Send + 'static {
+    fn node(&self) -> Option<&Node>;
+    fn type_url(&self) -> &str;
+}
+
+macro_rules! request {
+    ($($t:ty),+) => {$(
+        impl Request for $t {
+            fn node(&self) -> Option<&Node> {
+                self.node.as_ref()
+            }
+            fn type_url(&self) -> &str {
+                &self.type_url
+            }
+        }
+    )+};
+}
+request!(DiscoveryRequest, DeltaDiscoveryRequest);
+
 /// One ADS protocol (state-of-the-world or delta), implemented by its stream type.
 pub trait Protocol: Send {
-    type Request: Send + 'static;
+    type Request: Request;
     /// The stream's name in the log line that ends it.
     const KIND: &'static str;
 
-    /// Handle one request; false ends the stream.
-    fn on_request(&mut self, r: Self::Request) -> impl Future<Output = bool> + Send;
+    /// Handle a request for a type, once the node is known; `first`: the stream's first
+    /// request for this type. False ends the stream.
+    fn on_request(&mut self, r: Self::Request, first: bool) -> impl Future<Output = bool> + Send;
     /// Push what changed for `type_url` (even nothing when `force`d); false when the stream
     /// is gone.
     fn respond(&mut self, type_url: &str, force: bool) -> impl Future<Output = bool> + Send;
+}
+
+impl<T, Resp> Stream<T, Resp>
+where
+    Self: Protocol,
+{
+    /// Handle one request: the first names the node; one naming no type only does that.
+    /// False ends the stream.
+    async fn handle(&mut self, r: <Self as Protocol>::Request) -> bool {
+        if !self.subscribe(r.node()).await {
+            return false;
+        }
+        if r.type_url().is_empty() {
+            return true;
+        }
+        let first = !self.types.contains_key(r.type_url());
+        self.on_request(r, first).await
+    }
 }
 
 /// Serve one stream until either side ends it: requests as they come, and on every new
@@ -85,7 +130,7 @@ pub async fn run<T, Resp>(
         tokio::select! {
             req = inbound.message() => match req {
                 Ok(Some(r)) => {
-                    if !s.on_request(r).await {
+                    if !s.handle(r).await {
                         break;
                     }
                 }
