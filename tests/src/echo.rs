@@ -207,7 +207,25 @@ fn tag(mut r: Response<Body>, name: &str) -> Response<Body> {
 
 /// Start an HTTP echo server (HTTP/1.1 or HTTP/2 prior knowledge) on `bind`.
 pub async fn http_echo(bind: SocketAddr, name: &str) -> EchoServer {
-    let listener = TcpListener::bind(bind).await.expect("bind echo");
+    serve_echo(bind, name, Conn::Auto).await
+}
+
+/// How an HTTP echo server serves each connection.
+#[derive(Debug, Clone, Copy)]
+enum Conn {
+    /// HTTP/1.1 or HTTP/2 prior knowledge, kept alive, upgrades allowed.
+    Auto,
+    /// HTTP/1.1 only: `Connection: close` on every response, then the connection closes.
+    Closing,
+}
+
+/// The accept loop of the HTTP echo servers: every connection served as `conn` says.
+async fn serve_echo(bind: SocketAddr, name: &str, conn: Conn) -> EchoServer {
+    let what = match conn {
+        Conn::Auto => "bind echo",
+        Conn::Closing => "bind closing echo",
+    };
+    let listener = TcpListener::bind(bind).await.expect(what);
     let addr = listener.local_addr().expect("addr");
     let hits = Arc::new(AtomicUsize::new(0));
     let name = Arc::new(name.to_string());
@@ -227,9 +245,22 @@ pub async fn http_echo(bind: SocketAddr, name: &str) -> EchoServer {
                     h.fetch_add(1, Ordering::SeqCst);
                     serve_req(n.clone(), req)
                 });
-                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                    .serve_connection_with_upgrades(TokioIo::new(tcp), svc)
-                    .await;
+                let io = TokioIo::new(tcp);
+                match conn {
+                    Conn::Auto => {
+                        let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                            .serve_connection_with_upgrades(io, svc)
+                            .await;
+                    }
+                    // keep_alive(false): hyper adds `connection: close` and closes after the
+                    // response is written.
+                    Conn::Closing => {
+                        let _ = hyper::server::conn::http1::Builder::new()
+                            .keep_alive(false)
+                            .serve_connection(io, svc)
+                            .await;
+                    }
+                }
             });
         }
     });
@@ -370,37 +401,5 @@ pub async fn tcp_download(bind: SocketAddr, len: u64) -> EchoServer {
 /// Start an HTTP/1.1 echo server that answers every request with `Connection: close` and
 /// closes its connection after the response (the app of the upstream-reset race).
 pub async fn http_echo_closing(bind: SocketAddr, name: &str) -> EchoServer {
-    let listener = TcpListener::bind(bind).await.expect("bind closing echo");
-    let addr = listener.local_addr().expect("addr");
-    let hits = Arc::new(AtomicUsize::new(0));
-    let name = Arc::new(name.to_string());
-    let (h, n) = (hits.clone(), name.clone());
-    let task = tokio::spawn(async move {
-        let mut conns = tokio::task::JoinSet::new();
-        loop {
-            while conns.try_join_next().is_some() {}
-            let Ok((tcp, _)) = listener.accept().await else {
-                continue;
-            };
-            let (h, n) = (h.clone(), n.clone());
-            conns.spawn(async move {
-                let svc = service_fn(move |req| {
-                    h.fetch_add(1, Ordering::SeqCst);
-                    serve_req(n.clone(), req)
-                });
-                // keep_alive(false): hyper adds `connection: close` and closes after the
-                // response is written.
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .keep_alive(false)
-                    .serve_connection(TokioIo::new(tcp), svc)
-                    .await;
-            });
-        }
-    });
-    EchoServer {
-        addr,
-        name: name.to_string(),
-        hits,
-        task,
-    }
+    serve_echo(bind, name, Conn::Closing).await
 }

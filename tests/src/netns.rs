@@ -1,7 +1,16 @@
 //! Network-namespace helpers for multi-host tests: whether we may create namespaces (root),
-//! a visible SKIP line when we may not, and a bridged topology removed on drop.
+//! a visible SKIP line when we may not, a bridged topology removed on drop, and processes
+//! started in its namespaces.
 
-use std::process::Command;
+use std::ffi::OsStr;
+use std::io::{BufRead, BufReader};
+use std::net::IpAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use waypoint::tls::CertPaths;
 
 /// True when running as root (needed for `ip netns`).
 pub fn is_root() -> bool {
@@ -29,7 +38,8 @@ pub fn skip_unless_root(test: &str) -> bool {
     true
 }
 
-fn ip(args: &[&str]) -> anyhow::Result<()> {
+/// Run `ip ARGS`; an error carries the command and what it printed on stderr.
+pub fn ip(args: &[&str]) -> anyhow::Result<()> {
     let out = Command::new("ip").args(args).output()?;
     if !out.status.success() {
         anyhow::bail!(
@@ -81,6 +91,17 @@ impl Topology {
         std::net::IpAddr::from([10, 250, self.subnet, n])
     }
 
+    /// Add hosts `(name, n)` in order, as [`Topology::host`]; their namespace names.
+    pub fn hosts<const N: usize>(&mut self, hosts: [(&str, u8); N]) -> anyhow::Result<[String; N]> {
+        let mut names = Vec::with_capacity(N);
+        for (name, n) in hosts {
+            names.push(self.host(name, n)?);
+        }
+        names
+            .try_into()
+            .map_err(|_| anyhow::anyhow!("{N} hosts expected"))
+    }
+
     /// Add host `name` with address number `n`; returns the namespace name.
     pub fn host(&mut self, name: &str, n: u8) -> anyhow::Result<String> {
         let ns = format!("{}{name}", self.prefix);
@@ -106,5 +127,110 @@ impl Drop for Topology {
             let _ = ip(&["netns", "del", ns]);
         }
         let _ = ip(&["link", "del", &self.bridge]);
+    }
+}
+
+/// `bin` run in namespace `ns` (`ip netns exec NS BIN`): add arguments, then run it.
+pub fn exec(ns: &str, bin: impl AsRef<OsStr>) -> Command {
+    let mut c = Command::new("ip");
+    c.args(["netns", "exec", ns]).arg(bin);
+    c
+}
+
+/// The directory of a workload's certificate files (what `--certs` of a node takes).
+pub fn cert_dir(p: &CertPaths) -> String {
+    p.cert.parent().expect("cert dir").display().to_string()
+}
+
+/// Long-running processes of one binary started in namespaces, each waited for until it
+/// prints "ready"; all killed on drop, whatever the test outcome.
+#[derive(Debug)]
+pub struct Nodes {
+    bin: String,
+    log: String,
+    children: Vec<Child>,
+}
+
+impl Nodes {
+    /// Nodes running `bin` with `RUST_LOG=log`.
+    pub fn new(bin: &str, log: &str) -> Nodes {
+        Nodes {
+            bin: bin.to_string(),
+            log: log.to_string(),
+            children: Vec::new(),
+        }
+    }
+
+    /// Start the binary with `args` in namespace `ns` and wait (30 s) for its "ready" line.
+    pub fn spawn_ready(&mut self, ns: &str, args: &[String]) {
+        let mut child = exec(ns, &self.bin)
+            .args(args)
+            .env("RUST_LOG", &self.log)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn node");
+        let stdout = child.stdout.take().expect("stdout");
+        self.children.push(child);
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if line.trim() == "ready" {
+                    let _ = tx.send(());
+                }
+            }
+        });
+        rx.recv_timeout(Duration::from_secs(30))
+            .unwrap_or_else(|_| panic!("node in {ns} did not become ready: {args:?}"));
+    }
+
+    /// Start the node's waypoint role on `ip` with the manifests in `config`.
+    pub fn spawn_waypoint(&mut self, ns: &str, ip: IpAddr, config: &Path, certs: &CertPaths) {
+        self.spawn_ready(
+            ns,
+            &[
+                "waypoint".into(),
+                "--ip".into(),
+                ip.to_string(),
+                "--config".into(),
+                config.display().to_string(),
+                "--certs".into(),
+                cert_dir(certs),
+            ],
+        );
+    }
+}
+
+impl Drop for Nodes {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exec_runs_the_binary_inside_the_namespace() {
+        for (ns, bin) in [("wpt1c", "/bin/node"), ("wpt2w", "node")] {
+            let c = exec(ns, bin);
+            assert_eq!(c.get_program(), "ip");
+            let args: Vec<&OsStr> = c.get_args().collect();
+            assert_eq!(args, ["netns", "exec", ns, bin]);
+        }
+    }
+
+    #[test]
+    fn cert_dir_is_the_directory_of_the_cert_file() {
+        let p = CertPaths {
+            cert: "/tmp/pki/web/cert-chain.pem".into(),
+            key: "/tmp/pki/web/key.pem".into(),
+            roots: "/tmp/pki/root-cert.pem".into(),
+        };
+        assert_eq!(cert_dir(&p), "/tmp/pki/web");
     }
 }

@@ -2,52 +2,11 @@
 //! waypoint and two server hosts, each with its own address on a bridge. The client's HBONE
 //! requests to a service VIP are spread by the waypoint over both servers' HBONE endpoints.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::Duration;
-
-use waypoint_tests::netns::{skip_unless_root, Topology};
+use waypoint_tests::netns::{cert_dir, exec, skip_unless_root, Nodes, Topology};
 use waypoint_tests::pki::{Pki, TempDir};
 use waypoint_tests::waypoint::WAYPOINT_GATEWAY;
 
 const NODE: &str = env!("CARGO_BIN_EXE_wp-netns-node");
-
-/// Children killed on drop, whatever the test outcome.
-struct Children(Vec<Child>);
-
-impl Drop for Children {
-    fn drop(&mut self) {
-        for c in &mut self.0 {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-/// Start `wp-netns-node` in namespace `ns` and wait for its "ready" line.
-fn spawn_ready(children: &mut Children, ns: &str, args: &[String]) {
-    let mut child = Command::new("ip")
-        .args(["netns", "exec", ns, NODE])
-        .args(args)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn node");
-    let stdout = child.stdout.take().expect("stdout");
-    children.0.push(child);
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if line.trim() == "ready" {
-                let _ = tx.send(());
-            }
-        }
-    });
-    rx.recv_timeout(Duration::from_secs(30))
-        .unwrap_or_else(|_| panic!("node in {ns} did not become ready: {args:?}"));
-}
 
 fn service_yaml(a: &str, b: &str) -> String {
     let mut y = format!(
@@ -70,14 +29,11 @@ fn client_waypoint_and_two_servers_in_namespaces() {
     let wp_certs = pki.issue("default", "waypoint");
     let web_certs = pki.issue("default", "web");
     let client_certs = pki.issue("default", "sleep");
-    let dir_of =
-        |p: &waypoint::tls::CertPaths| p.cert.parent().expect("cert dir").display().to_string();
 
     let mut topo = Topology::new().expect("bridge");
-    let client_ns = topo.host("c", 10).expect("client ns");
-    let wp_ns = topo.host("w", 20).expect("waypoint ns");
-    let s1_ns = topo.host("s1", 31).expect("server1 ns");
-    let s2_ns = topo.host("s2", 32).expect("server2 ns");
+    let [client_ns, wp_ns, s1_ns, s2_ns] = topo
+        .hosts([("c", 10), ("w", 20), ("s1", 31), ("s2", 32)])
+        .expect("hosts");
     let (wp_ip, s1_ip, s2_ip) = (topo.addr(20), topo.addr(31), topo.addr(32));
 
     let config = TempDir::new("netns-config");
@@ -87,10 +43,9 @@ fn client_waypoint_and_two_servers_in_namespaces() {
     )
     .expect("config");
 
-    let mut children = Children(Vec::new());
+    let mut children = Nodes::new(NODE, "warn");
     for (ns, ip, name) in [(&s1_ns, s1_ip, "srv1"), (&s2_ns, s2_ip, "srv2")] {
-        spawn_ready(
-            &mut children,
+        children.spawn_ready(
             ns,
             &[
                 "server".into(),
@@ -101,29 +56,17 @@ fn client_waypoint_and_two_servers_in_namespaces() {
                 "--name".into(),
                 name.into(),
                 "--certs".into(),
-                dir_of(&web_certs),
+                cert_dir(&web_certs),
             ],
         );
     }
-    spawn_ready(
-        &mut children,
-        &wp_ns,
-        &[
-            "waypoint".into(),
-            "--ip".into(),
-            wp_ip.to_string(),
-            "--config".into(),
-            config.path().display().to_string(),
-            "--certs".into(),
-            dir_of(&wp_certs),
-        ],
-    );
+    children.spawn_waypoint(&wp_ns, wp_ip, config.path(), &wp_certs);
 
-    let out = Command::new("ip")
-        .args(["netns", "exec", &client_ns, NODE, "client"])
+    let out = exec(&client_ns, NODE)
+        .arg("client")
         .args(["--waypoint", &format!("{wp_ip}:15008")])
         .args(["--authority", "10.96.9.1:80", "--count", "20"])
-        .args(["--certs", &dir_of(&client_certs)])
+        .args(["--certs", &cert_dir(&client_certs)])
         .output()
         .expect("client");
     let stdout = String::from_utf8_lossy(&out.stdout);

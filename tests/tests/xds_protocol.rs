@@ -114,32 +114,88 @@ fn names(r: &DiscoveryResponse) -> Vec<String> {
         .collect()
 }
 
+type Client = AggregatedDiscoveryServiceClient<tonic::transport::Channel>;
+
+/// Start a server over `world` and connect a client to it.
+async fn start_and_connect(world: &World) -> (server::Running, Client) {
+    let srv = start(Arc::clone(world)).await;
+    let client = AggregatedDiscoveryServiceClient::connect(format!("http://{}", srv.addr))
+        .await
+        .expect("connect");
+    (srv, client)
+}
+
+/// Open a stream with `open` (the client's SotW or delta call): where its requests go, and
+/// its responses.
+async fn open_stream<Req, Resp>(
+    open: impl AsyncFnOnce(
+        ReceiverStream<Req>,
+    ) -> Result<tonic::Response<Streaming<Resp>>, tonic::Status>,
+) -> (mpsc::Sender<Req>, Streaming<Resp>) {
+    let (tx, rx) = mpsc::channel(8);
+    let stream = open(ReceiverStream::new(rx))
+        .await
+        .expect("stream")
+        .into_inner();
+    (tx, stream)
+}
+
+/// A SotW request for `names` of `type_url`, acknowledging `version` / `nonce`.
+fn req(type_url: &str, names: &[&str], version: &str, nonce: &str) -> DiscoveryRequest {
+    DiscoveryRequest {
+        type_url: type_url.into(),
+        resource_names: names.iter().map(|s| s.to_string()).collect(),
+        version_info: version.into(),
+        response_nonce: nonce.into(),
+        ..Default::default()
+    }
+}
+
+/// A stream's first request: every cluster, from the node of `waypoint`.
+fn first_req(waypoint: &str) -> DiscoveryRequest {
+    DiscoveryRequest {
+        node: Some(node(waypoint)),
+        ..req(CLUSTER, &[], "", "")
+    }
+}
+
+/// A delta request subscribing to `sub` of `type_url`, acknowledging `nonce`.
+fn delta_req(type_url: &str, sub: &[&str], nonce: &str) -> DeltaDiscoveryRequest {
+    DeltaDiscoveryRequest {
+        type_url: type_url.into(),
+        resource_names_subscribe: sub.iter().map(|s| s.to_string()).collect(),
+        response_nonce: nonce.into(),
+        ..Default::default()
+    }
+}
+
+/// Envoy's rejection of a response, with `message`.
+fn rejected(message: &str) -> Option<Status> {
+    Some(Status {
+        code: 3,
+        message: message.into(),
+        details: vec![],
+    })
+}
+
+/// Change what `waypoint`'s snapshot holds (rebuild to serve it).
+fn set(world: &World, waypoint: &str, clusters: Vec<&'static str>, port: u16) {
+    world
+        .lock()
+        .expect("world")
+        .insert(waypoint.into(), (clusters, port));
+}
+
 #[tokio::test]
 async fn sotw_versions_acks_nacks_and_per_node_snapshots() {
     let world: World = Arc::new(Mutex::new(BTreeMap::from([
         ("ns/a".to_string(), (vec!["c1", "c2"], 1)),
         ("ns/b".to_string(), (vec!["c9"], 1)),
     ])));
-    let srv = start(Arc::clone(&world)).await;
-    let mut client = AggregatedDiscoveryServiceClient::connect(format!("http://{}", srv.addr))
-        .await
-        .expect("connect");
-    let (tx, rx) = mpsc::channel(8);
-    let mut stream = client
-        .stream_aggregated_resources(ReceiverStream::new(rx))
-        .await
-        .expect("stream")
-        .into_inner();
-    let req = |type_url: &str, names: &[&str], version: &str, nonce: &str| DiscoveryRequest {
-        type_url: type_url.into(),
-        resource_names: names.iter().map(|s| s.to_string()).collect(),
-        version_info: version.into(),
-        response_nonce: nonce.into(),
-        ..Default::default()
-    };
-    let mut first = req(CLUSTER, &[], "", "");
-    first.node = Some(node("ns/a"));
-    tx.send(first).await.expect("send");
+    let (srv, mut client) = start_and_connect(&world).await;
+    let (tx, mut stream) =
+        open_stream(async |rx| client.stream_aggregated_resources(rx).await).await;
+    tx.send(first_req("ns/a")).await.expect("send");
     let r = next(&mut stream).await;
     assert_eq!(r.type_url, CLUSTER);
     assert_eq!(names(&r), ["c1", "c2"]);
@@ -157,22 +213,17 @@ async fn sotw_versions_acks_nacks_and_per_node_snapshots() {
     silent(&mut stream).await;
 
     // A change: new CDS version pushed (the routes did not change: nothing for RDS).
-    world
-        .lock()
-        .expect("world")
-        .insert("ns/a".into(), (vec!["c1", "c2", "c3"], 1));
+    set(&world, "ns/a", vec!["c1", "c2", "c3"], 1);
     assert_eq!(srv.cache.rebuild(), 1);
     let r2 = next(&mut stream).await;
     assert_eq!(r2.type_url, CLUSTER);
     assert_eq!(names(&r2), ["c1", "c2", "c3"]);
     assert_ne!(r2.version_info, v1);
     // NACK: logged and recorded with Envoy's message; the same version is not sent again.
-    let mut nack = req(CLUSTER, &[], &v1, &r2.nonce);
-    nack.error_detail = Some(Status {
-        code: 3,
-        message: "cluster c3: bad thing".into(),
-        details: vec![],
-    });
+    let nack = DiscoveryRequest {
+        error_detail: rejected("cluster c3: bad thing"),
+        ..req(CLUSTER, &[], &v1, &r2.nonce)
+    };
     tx.send(nack).await.expect("nack");
     silent(&mut stream).await;
     let nacks = srv.cache.nacks();
@@ -182,36 +233,19 @@ async fn sotw_versions_acks_nacks_and_per_node_snapshots() {
     // A rebuild with nothing new sends nothing; the next real change is sent.
     assert_eq!(srv.cache.rebuild(), 0);
     silent(&mut stream).await;
-    world
-        .lock()
-        .expect("world")
-        .insert("ns/a".into(), (vec!["c1"], 1));
+    set(&world, "ns/a", vec!["c1"], 1);
     srv.cache.rebuild();
     let r3 = next(&mut stream).await;
     assert_eq!(names(&r3), ["c1"]);
 
     // Another node gets its own snapshot.
-    let (tx_b, rx_b) = mpsc::channel(8);
-    let mut sb = client
-        .stream_aggregated_resources(ReceiverStream::new(rx_b))
-        .await
-        .expect("stream")
-        .into_inner();
-    let mut first = req(CLUSTER, &[], "", "");
-    first.node = Some(node("ns/b"));
-    tx_b.send(first).await.expect("send");
+    let (tx_b, mut sb) = open_stream(async |rx| client.stream_aggregated_resources(rx).await).await;
+    tx_b.send(first_req("ns/b")).await.expect("send");
     assert_eq!(names(&next(&mut sb).await), ["c9"]);
 
     // An unknown waypoint ends its stream with an error.
-    let (tx_c, rx_c) = mpsc::channel(8);
-    let mut sc = client
-        .stream_aggregated_resources(ReceiverStream::new(rx_c))
-        .await
-        .expect("stream")
-        .into_inner();
-    let mut first = req(CLUSTER, &[], "", "");
-    first.node = Some(node("ns/none"));
-    tx_c.send(first).await.expect("send");
+    let (tx_c, mut sc) = open_stream(async |rx| client.stream_aggregated_resources(rx).await).await;
+    tx_c.send(first_req("ns/none")).await.expect("send");
     let err = tokio::time::timeout(Duration::from_secs(5), sc.message())
         .await
         .expect("answer")
@@ -229,22 +263,9 @@ async fn delta_sends_only_changes_and_removals() {
         "ns/a".to_string(),
         (vec!["c1", "c2"], 1),
     )])));
-    let srv = start(Arc::clone(&world)).await;
-    let mut client = AggregatedDiscoveryServiceClient::connect(format!("http://{}", srv.addr))
-        .await
-        .expect("connect");
-    let (tx, rx) = mpsc::channel(8);
-    let mut stream = client
-        .delta_aggregated_resources(ReceiverStream::new(rx))
-        .await
-        .expect("stream")
-        .into_inner();
-    let req = |type_url: &str, sub: &[&str], nonce: &str| DeltaDiscoveryRequest {
-        type_url: type_url.into(),
-        resource_names_subscribe: sub.iter().map(|s| s.to_string()).collect(),
-        response_nonce: nonce.into(),
-        ..Default::default()
-    };
+    let (srv, mut client) = start_and_connect(&world).await;
+    let (tx, mut stream) =
+        open_stream(async |rx| client.delta_aggregated_resources(rx).await).await;
     // Envoy restarting with c1 at its current version: only c2 is sent.
     let current = srv
         .cache
@@ -252,7 +273,7 @@ async fn delta_sends_only_changes_and_removals() {
         .expect("snapshot")
         .borrow()
         .clone();
-    let mut first = req(CLUSTER, &["*"], "");
+    let mut first = delta_req(CLUSTER, &["*"], "");
     first.node = Some(node("ns/a"));
     first.initial_resource_versions = [(
         "c1".to_string(),
@@ -263,25 +284,28 @@ async fn delta_sends_only_changes_and_removals() {
     tx.send(first).await.expect("send");
     let r = next(&mut stream).await;
     assert_eq!(delta_names(&r), ["c2"]);
-    tx.send(req(CLUSTER, &[], &r.nonce)).await.expect("ack");
-    tx.send(req(ENDPOINT, &["c1", "c2"], ""))
+    tx.send(delta_req(CLUSTER, &[], &r.nonce))
+        .await
+        .expect("ack");
+    tx.send(delta_req(ENDPOINT, &["c1", "c2"], ""))
         .await
         .expect("send");
     let e = next(&mut stream).await;
     assert_eq!(delta_names(&e), ["c1", "c2"]);
-    tx.send(req(ENDPOINT, &[], &e.nonce)).await.expect("ack");
+    tx.send(delta_req(ENDPOINT, &[], &e.nonce))
+        .await
+        .expect("ack");
     silent(&mut stream).await;
 
     // c2 removed, endpoints of c1 changed: the removal and one changed endpoint only.
-    world
-        .lock()
-        .expect("world")
-        .insert("ns/a".into(), (vec!["c1"], 2));
+    set(&world, "ns/a", vec!["c1"], 2);
     srv.cache.rebuild();
     let r = next(&mut stream).await;
     assert_eq!((r.type_url.as_str(), delta_names(&r)), (CLUSTER, vec![]));
     assert_eq!(r.removed_resources, ["c2"]);
-    tx.send(req(CLUSTER, &[], &r.nonce)).await.expect("ack");
+    tx.send(delta_req(CLUSTER, &[], &r.nonce))
+        .await
+        .expect("ack");
     let e = next(&mut stream).await;
     assert_eq!(
         (e.type_url.as_str(), delta_names(&e)),
@@ -291,23 +315,18 @@ async fn delta_sends_only_changes_and_removals() {
 
     // NACK of the endpoint change: Envoy keeps the old one; the rejected version is not
     // re-sent on the next rebuild of the same content, a new change is.
-    let mut nack = req(ENDPOINT, &[], &e.nonce);
-    nack.error_detail = Some(Status {
-        code: 3,
-        message: "bad endpoint".into(),
-        details: vec![],
-    });
+    let nack = DeltaDiscoveryRequest {
+        error_detail: rejected("bad endpoint"),
+        ..delta_req(ENDPOINT, &[], &e.nonce)
+    };
     tx.send(nack).await.expect("nack");
     // A subscription change makes the server recompute the diff: still nothing re-sent.
-    tx.send(req(ENDPOINT, &["c1"], ""))
+    tx.send(delta_req(ENDPOINT, &["c1"], ""))
         .await
         .expect("resubscribe");
     silent(&mut stream).await;
     assert_eq!(srv.cache.nacks().len(), 1);
-    world
-        .lock()
-        .expect("world")
-        .insert("ns/a".into(), (vec!["c1"], 3));
+    set(&world, "ns/a", vec!["c1"], 3);
     srv.cache.rebuild();
     let e = next(&mut stream).await;
     assert_eq!(delta_names(&e), ["c1"]);

@@ -26,14 +26,11 @@
 //! README section "Interop with ztunnel" for the commit and the cargo features used here) and
 //! point `WAYPOINT_ZTUNNEL` at it; `WAYPOINT_ZTUNNEL_LOG` overrides its `RUST_LOG`.
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::time::Duration;
 
 use waypoint::tls::dev_ca::DevCa;
-use waypoint_tests::netns::{skip_unless_root, Topology};
+use waypoint_tests::netns::{exec, ip, skip_unless_root, Nodes, Topology};
 use waypoint_tests::pki::{Pki, TempDir};
 use waypoint_tests::ztunnel::ca::CaServer;
 use waypoint_tests::ztunnel::client::Reply;
@@ -43,62 +40,11 @@ use waypoint_tests::ztunnel::process::{binary_or_skip, error_lines, Ztunnel, Ztu
 const NODE: &str = env!("CARGO_BIN_EXE_wp-netns-node");
 const MIB: u64 = 1024 * 1024;
 
-/// Children killed on drop, whatever the test outcome.
-struct Children(Vec<Child>);
-
-impl Drop for Children {
-    fn drop(&mut self) {
-        for c in &mut self.0 {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-/// Start `wp-netns-node` in namespace `ns` and wait for its "ready" line.
-fn spawn_ready(children: &mut Children, ns: &str, args: &[String]) {
-    let mut child = Command::new("ip")
-        .args(["netns", "exec", ns, NODE])
-        .args(args)
-        .env(
-            "RUST_LOG",
-            std::env::var("WAYPOINT_LOG").unwrap_or_else(|_| "warn".into()),
-        )
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn node");
-    let stdout = child.stdout.take().expect("stdout");
-    children.0.push(child);
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if line.trim() == "ready" {
-                let _ = tx.send(());
-            }
-        }
-    });
-    rx.recv_timeout(Duration::from_secs(30))
-        .unwrap_or_else(|_| panic!("node in {ns} did not become ready: {args:?}"));
-}
-
-fn sh(args: &[&str]) {
-    let out = Command::new(args[0])
-        .args(&args[1..])
-        .output()
-        .expect("spawn");
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// Run `call` in the client namespace; one parsed reply per request (failures panic).
 fn call(client_ns: &str, path: &str, extra: &[&str], diag: &dyn Fn() -> String) -> Vec<Reply> {
     let to = format!("{VIP}:80");
-    let out = Command::new("ip")
-        .args(["netns", "exec", client_ns, NODE, "call"])
+    let out = exec(client_ns, NODE)
+        .arg("call")
         .args(["--to", &to, "--host", HOST, "--path", path])
         .args(extra)
         .output()
@@ -153,16 +99,14 @@ async fn run(bin: std::path::PathBuf) {
     let dir = TempDir::new("ztunnel-interop");
 
     let mut topo = Topology::new().expect("bridge");
-    let client_ns = topo.host("c", 10).expect("client ns");
-    let wp_ns = topo.host("w", 20).expect("waypoint ns");
-    let v1_ns = topo.host("v1", 31).expect("web-v1 ns");
-    let v2_ns = topo.host("v2", 32).expect("web-v2 ns");
+    let [client_ns, wp_ns, v1_ns, v2_ns] = topo
+        .hosts([("c", 10), ("w", 20), ("v1", 31), ("v2", 32)])
+        .expect("hosts");
     let (client_ip, wp_ip, v1_ip, v2_ip) =
         (topo.addr(10), topo.addr(20), topo.addr(31), topo.addr(32));
 
     // The client pod's outbound capture, as istio-cni sets it up (VIP traffic only).
-    sh(&[
-        "ip",
+    ip(&[
         "-n",
         &client_ns,
         "route",
@@ -170,9 +114,9 @@ async fn run(bin: std::path::PathBuf) {
         "10.96.0.0/16",
         "dev",
         "eth0",
-    ]);
-    sh(&[
-        "ip",
+    ])
+    .expect("VIP route");
+    ip(&[
         "netns",
         "exec",
         &client_ns,
@@ -189,7 +133,8 @@ async fn run(bin: std::path::PathBuf) {
         "REDIRECT",
         "--to-ports",
         "15001",
-    ]);
+    ])
+    .expect("VIP capture");
 
     let ca = CaServer::start(
         SocketAddr::new(topo.addr(1), 0),
@@ -228,10 +173,12 @@ async fn run(bin: std::path::PathBuf) {
             .expect("ztunnel ready");
     }
 
-    let mut children = Children(Vec::new());
+    let mut children = Nodes::new(
+        NODE,
+        &std::env::var("WAYPOINT_LOG").unwrap_or_else(|_| "warn".into()),
+    );
     for (ns, ip, name) in [(&v1_ns, v1_ip, "v1"), (&v2_ns, v2_ip, "v2")] {
-        spawn_ready(
-            &mut children,
+        children.spawn_ready(
             ns,
             &[
                 "app".into(),
@@ -241,8 +188,7 @@ async fn run(bin: std::path::PathBuf) {
                 name.into(),
             ],
         );
-        spawn_ready(
-            &mut children,
+        children.spawn_ready(
             ns,
             &[
                 "tcp-app".into(),
@@ -259,25 +205,7 @@ async fn run(bin: std::path::PathBuf) {
         waypoint_yaml(v1_ip, v2_ip),
     )
     .expect("write");
-    let cert_dir = wp_certs
-        .cert
-        .parent()
-        .expect("cert dir")
-        .display()
-        .to_string();
-    spawn_ready(
-        &mut children,
-        &wp_ns,
-        &[
-            "waypoint".into(),
-            "--ip".into(),
-            wp_ip.to_string(),
-            "--config".into(),
-            wp_config.path().display().to_string(),
-            "--certs".into(),
-            cert_dir,
-        ],
-    );
+    children.spawn_waypoint(&wp_ns, wp_ip, wp_config.path(), &wp_certs);
 
     let diag = || {
         zts.iter()
@@ -385,8 +313,8 @@ async fn run(bin: std::path::PathBuf) {
 
     // Case 4: an opaque TCP port, relayed at L4; the server finishes first (half-close) after
     // 50 MiB, the case that truncated downloads through a stock-Envoy waypoint.
-    let out = Command::new("ip")
-        .args(["netns", "exec", &client_ns, NODE, "tcp-get"])
+    let out = exec(&client_ns, NODE)
+        .arg("tcp-get")
         .args(["--to", &format!("{RAW_VIP}:9000")])
         .output()
         .expect("run tcp-get");
@@ -441,8 +369,8 @@ async fn run(bin: std::path::PathBuf) {
     );
     // Case 5 (last: the client's ztunnel logs the refusal as an error): an L4 deny at the
     // waypoint answers the CONNECT with 401; no byte of the service reaches the client.
-    let out = Command::new("ip")
-        .args(["netns", "exec", &client_ns, NODE, "tcp-get"])
+    let out = exec(&client_ns, NODE)
+        .arg("tcp-get")
         .args(["--to", &format!("{LOCKED_VIP}:9100")])
         .output()
         .expect("run tcp-get");

@@ -2,29 +2,25 @@
 //! removals are sent; a NACKed response rolls that back and its versions are never re-sent.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
 
 use envoy_types::pb::envoy::service::discovery::v3::{
     DeltaDiscoveryRequest, DeltaDiscoveryResponse, Resource as PbResource,
 };
 use envoy_types::pb::google::protobuf::Any;
-use tokio::sync::{mpsc, watch};
-use tonic::{Status, Streaming};
 use tracing::{debug, warn};
 
-use super::cache::{Cache, Nack, Push};
-use super::proto::{self, PUSH_ORDER};
-use super::snapshot::Snapshot;
-use super::sotw::{changed, is_wildcard_type};
-
-type Tx = mpsc::Sender<Result<DeltaDiscoveryResponse, Status>>;
+use super::cache::{Nack, Push};
+use super::proto;
+use super::sotw::is_wildcard_type;
+use super::stream_loop::{Protocol, Stream};
 
 /// One resource of an unacknowledged response: name, the version Envoy held before (None:
 /// none) and the version sent (None: removed).
 type Sent = (String, Option<String>, Option<String>);
 
+/// What a delta stream tracks of one type.
 #[derive(Debug, Default)]
-struct TypeState {
+pub struct TypeState {
     wildcard: bool,
     names: BTreeSet<String>,
     /// What Envoy holds: name → version.
@@ -35,70 +31,11 @@ struct TypeState {
     pending: BTreeMap<String, Vec<Sent>>,
 }
 
-struct Stream {
-    cache: Arc<Cache>,
-    tx: Tx,
-    node: String,
-    snap: Option<watch::Receiver<Arc<Snapshot>>>,
-    types: BTreeMap<String, TypeState>,
-    nonce: u64,
-}
+impl Protocol for Stream<TypeState, DeltaDiscoveryResponse> {
+    type Request = DeltaDiscoveryRequest;
+    const KIND: &'static str = "delta stream";
 
-/// Serve one delta stream until either side ends it.
-pub async fn run(cache: Arc<Cache>, mut inbound: Streaming<DeltaDiscoveryRequest>, tx: Tx) {
-    let mut s = Stream {
-        cache,
-        tx,
-        node: String::new(),
-        snap: None,
-        types: BTreeMap::new(),
-        nonce: 0,
-    };
-    loop {
-        tokio::select! {
-            req = inbound.message() => match req {
-                Ok(Some(r)) => {
-                    if !s.on_request(r).await {
-                        break;
-                    }
-                }
-                Ok(None) => break,
-                Err(e) => {
-                    debug!(node = %s.node, "xds: delta stream ended: {e}");
-                    break;
-                }
-            },
-            ok = changed(&mut s.snap) => {
-                if !ok {
-                    break;
-                }
-                for t in PUSH_ORDER {
-                    if s.types.contains_key(t) && !s.respond(t, false).await {
-                        return;
-                    }
-                }
-            }
-        }
-    }
-}
-
-impl Stream {
-    async fn on_request(&mut self, r: DeltaDiscoveryRequest) -> bool {
-        if self.snap.is_none() {
-            self.node = self.cache.waypoint_of(r.node.as_ref());
-            match self.cache.subscribe(&self.node) {
-                Ok(rx) => self.snap = Some(rx),
-                Err(e) => {
-                    warn!(waypoint = %self.node, "xds: no snapshot for node: {e}");
-                    let _ = self.tx.send(Err(Status::unavailable(e.to_string()))).await;
-                    return false;
-                }
-            }
-        }
-        if r.type_url.is_empty() {
-            return true;
-        }
-        let first = !self.types.contains_key(&r.type_url);
+    async fn on_request(&mut self, r: DeltaDiscoveryRequest, first: bool) -> bool {
         let st = self.types.entry(r.type_url.clone()).or_default();
         if first {
             st.known = r.initial_resource_versions.clone().into_iter().collect();
@@ -163,10 +100,7 @@ impl Stream {
     /// Send what changed for `type_url` since what Envoy holds; `force` sends even an empty
     /// response (the first answer for a type ends Envoy's initial fetch).
     async fn respond(&mut self, type_url: &str, force: bool) -> bool {
-        let Some(snap) = self.snap.as_ref().map(|rx| Arc::clone(&rx.borrow())) else {
-            return true;
-        };
-        let Some(st) = self.types.get_mut(type_url) else {
+        let (Some(snap), Some(st)) = (self.snapshot(), self.types.get_mut(type_url)) else {
             return true;
         };
         let mut changed = Vec::new();

@@ -8,6 +8,7 @@ pub mod resources;
 pub mod server;
 pub mod snapshot;
 pub mod sotw;
+pub mod stream_loop;
 
 pub use cache::{Cache, Nack, Push};
 pub use snapshot::{Snapshot, Source};

@@ -18,7 +18,7 @@ use tonic::{Request, Response, Status, Streaming};
 use tracing::info;
 
 use super::cache::Cache;
-use super::{delta, sotw};
+use super::{delta, sotw, stream_loop};
 use crate::config::watch;
 
 /// The ADS service over a snapshot cache.
@@ -38,7 +38,11 @@ impl AggregatedDiscoveryService for Ads {
     ) -> Result<Response<Self::StreamAggregatedResourcesStream>, Status> {
         let (tx, rx) = mpsc::channel(16);
         info!(peer = ?request.remote_addr(), "xds: SotW stream opened");
-        tokio::spawn(sotw::run(Arc::clone(&self.cache), request.into_inner(), tx));
+        tokio::spawn(stream_loop::run::<sotw::TypeState, _>(
+            Arc::clone(&self.cache),
+            request.into_inner(),
+            tx,
+        ));
         Ok(Response::new(ReceiverStream::new(rx)))
     }
 
@@ -48,7 +52,7 @@ impl AggregatedDiscoveryService for Ads {
     ) -> Result<Response<Self::DeltaAggregatedResourcesStream>, Status> {
         let (tx, rx) = mpsc::channel(16);
         info!(peer = ?request.remote_addr(), "xds: delta stream opened");
-        tokio::spawn(delta::run(
+        tokio::spawn(stream_loop::run::<delta::TypeState, _>(
             Arc::clone(&self.cache),
             request.into_inner(),
             tx,

@@ -1,28 +1,24 @@
 //! State-of-the-world ADS streams: per type the subscribed names, the version sent and its
 //! nonce; ACKs and NACKs tracked, a NACKed version never re-sent, changes pushed in order.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
+use std::collections::BTreeSet;
 
 use envoy_types::pb::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse};
 use envoy_types::pb::google::protobuf::Any;
-use tokio::sync::{mpsc, watch};
-use tonic::{Status, Streaming};
 use tracing::{debug, warn};
 
-use super::cache::{Cache, Nack, Push};
-use super::proto::{self, PUSH_ORDER};
-use super::snapshot::Snapshot;
-
-type Tx = mpsc::Sender<Result<DiscoveryResponse, Status>>;
+use super::cache::{Nack, Push};
+use super::proto;
+use super::stream_loop::{Protocol, Stream};
 
 /// Listeners and clusters are wildcard types: no names (or `*`) means "all of them".
 pub fn is_wildcard_type(type_url: &str) -> bool {
     type_url == proto::LISTENER || type_url == proto::CLUSTER
 }
 
+/// What a SotW stream tracks of one type.
 #[derive(Debug, Default)]
-struct TypeState {
+pub struct TypeState {
     wildcard: bool,
     names: BTreeSet<String>,
     sent_version: Option<String>,
@@ -31,79 +27,11 @@ struct TypeState {
     rejected: Option<String>,
 }
 
-struct Stream {
-    cache: Arc<Cache>,
-    tx: Tx,
-    node: String,
-    snap: Option<watch::Receiver<Arc<Snapshot>>>,
-    types: BTreeMap<String, TypeState>,
-    nonce: u64,
-}
+impl Protocol for Stream<TypeState, DiscoveryResponse> {
+    type Request = DiscoveryRequest;
+    const KIND: &'static str = "stream";
 
-/// Serve one SotW stream until either side ends it.
-pub async fn run(cache: Arc<Cache>, mut inbound: Streaming<DiscoveryRequest>, tx: Tx) {
-    let mut s = Stream {
-        cache,
-        tx,
-        node: String::new(),
-        snap: None,
-        types: BTreeMap::new(),
-        nonce: 0,
-    };
-    loop {
-        tokio::select! {
-            req = inbound.message() => match req {
-                Ok(Some(r)) => {
-                    if !s.on_request(r).await {
-                        break;
-                    }
-                }
-                Ok(None) => break,
-                Err(e) => {
-                    debug!(node = %s.node, "xds: stream ended: {e}");
-                    break;
-                }
-            },
-            ok = changed(&mut s.snap) => {
-                if !ok {
-                    break;
-                }
-                for t in PUSH_ORDER {
-                    if s.types.contains_key(t) && !s.respond(t, false).await {
-                        return;
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// Wait for a new snapshot (pending forever before the first request names the node).
-pub async fn changed(rx: &mut Option<watch::Receiver<Arc<Snapshot>>>) -> bool {
-    match rx {
-        Some(rx) => rx.changed().await.is_ok(),
-        None => std::future::pending().await,
-    }
-}
-
-impl Stream {
-    /// Handle one request; false ends the stream.
-    async fn on_request(&mut self, r: DiscoveryRequest) -> bool {
-        if self.snap.is_none() {
-            self.node = self.cache.waypoint_of(r.node.as_ref());
-            match self.cache.subscribe(&self.node) {
-                Ok(rx) => self.snap = Some(rx),
-                Err(e) => {
-                    warn!(waypoint = %self.node, "xds: no snapshot for node: {e}");
-                    let _ = self.tx.send(Err(Status::unavailable(e.to_string()))).await;
-                    return false;
-                }
-            }
-        }
-        if r.type_url.is_empty() {
-            return true;
-        }
-        let first = !self.types.contains_key(&r.type_url);
+    async fn on_request(&mut self, r: DiscoveryRequest, first: bool) -> bool {
         let st = self.types.entry(r.type_url.clone()).or_default();
         if !r.response_nonce.is_empty() && r.response_nonce != st.nonce {
             debug!(node = %self.node, type_url = %r.type_url, "xds: stale nonce ignored");
@@ -142,10 +70,7 @@ impl Stream {
     /// Send the current resources of `type_url` if they differ from what was sent (or when
     /// `force`d by a new subscription). False when the stream is gone.
     async fn respond(&mut self, type_url: &str, force: bool) -> bool {
-        let Some(snap) = self.snap.as_ref().map(|rx| Arc::clone(&rx.borrow())) else {
-            return true;
-        };
-        let Some(st) = self.types.get_mut(type_url) else {
+        let (Some(snap), Some(st)) = (self.snapshot(), self.types.get_mut(type_url)) else {
             return true;
         };
         let version = snap.version(type_url).to_string();

@@ -196,6 +196,15 @@ pub fn ztunnel_yaml(client: IpAddr, waypoint: IpAddr, v1: IpAddr, v2: IpAddr) ->
             (LOCKED_HOST.to_string(), 9100, 9000),
         ]
     };
+    // A service of the mesh, behind the waypoint.
+    let svc = |name: &str, hostname: &str, vip: &str, port: (u16, u16)| ZtService {
+        namespace: "default".into(),
+        name: name.into(),
+        hostname: hostname.into(),
+        vip: vip.parse().expect("vip"),
+        ports: vec![port],
+        waypoint: Some(waypoint),
+    };
     local_config(
         &[
             wl("sleep", "sleep", client, vec![]),
@@ -204,30 +213,9 @@ pub fn ztunnel_yaml(client: IpAddr, waypoint: IpAddr, v1: IpAddr, v2: IpAddr) ->
             wl("web-v2", "web", v2, web()),
         ],
         &[
-            ZtService {
-                namespace: "default".into(),
-                name: "web".into(),
-                hostname: HOST.into(),
-                vip: VIP.parse().expect("vip"),
-                ports: vec![(80, 8080)],
-                waypoint: Some(waypoint),
-            },
-            ZtService {
-                namespace: "default".into(),
-                name: "raw".into(),
-                hostname: RAW_HOST.into(),
-                vip: RAW_VIP.parse().expect("vip"),
-                ports: vec![(9000, 9000)],
-                waypoint: Some(waypoint),
-            },
-            ZtService {
-                namespace: "default".into(),
-                name: "locked".into(),
-                hostname: LOCKED_HOST.into(),
-                vip: LOCKED_VIP.parse().expect("vip"),
-                ports: vec![(9100, 9000)],
-                waypoint: Some(waypoint),
-            },
+            svc("web", HOST, VIP, (80, 8080)),
+            svc("raw", RAW_HOST, RAW_VIP, (9000, 9000)),
+            svc("locked", LOCKED_HOST, LOCKED_VIP, (9100, 9000)),
         ],
         // Istio's advice for waypoints: the destination admits only its waypoint.
         &[ZtAllow {

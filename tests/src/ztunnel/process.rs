@@ -3,7 +3,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 /// The env var naming the ztunnel binary; the interop tests skip when it is unset.
@@ -64,9 +64,7 @@ impl Ztunnel {
         let log = log_dir.join(format!("{name}.log"));
         let out = std::fs::File::create(&log)?;
         let err = out.try_clone()?;
-        let child = Command::new("ip")
-            .args(["netns", "exec", spec.netns])
-            .arg(bin)
+        let child = crate::netns::exec(spec.netns, bin)
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             // No istiod: config from a file, certificates from our CA endpoint.
