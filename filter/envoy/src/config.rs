@@ -49,6 +49,10 @@ pub struct FilterConfigSpec {
     /// about 3k instructions): `none`, `decision` (default) or `full`.
     #[serde(default)]
     pub metadata: MetadataLevel,
+    /// CUSTOM providers that have a native `ext_authz` filter after this module (written by
+    /// `waypoint bootstrap`); a CUSTOM match on any other provider is denied.
+    #[serde(default)]
+    pub ext_authz_filters: Vec<String>,
 }
 
 /// Which `waypoint` dynamic-metadata keys the filter writes.
@@ -99,6 +103,8 @@ pub struct FilterConfig {
     /// Request counts waiting to be flushed to `metrics.requests`.
     pub counts: RequestCounts,
     pub metadata: MetadataLevel,
+    /// See [`FilterConfigSpec::ext_authz_filters`].
+    pub ext_authz_filters: Vec<String>,
     /// Warnings from compiling the config (already logged).
     pub warnings: Vec<ConfigError>,
 }
@@ -157,6 +163,7 @@ impl FilterConfig {
             metrics: Metrics::default(),
             counts,
             metadata: spec.metadata,
+            ext_authz_filters: spec.ext_authz_filters.clone(),
             warnings: diags.warnings,
         })
     }
