@@ -152,3 +152,154 @@ pub fn provider_clusters(
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::xds::proto::{encode, CLUSTER, LISTENER};
+    use waypoint_core::BuildOptions;
+
+    const YAML: &str = r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: waypoint, namespace: default}
+spec: {gatewayClassName: istio-waypoint, listeners: [{name: mesh, port: 15008, protocol: HBONE}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: authz, namespace: foo}
+spec: {clusterIP: 10.96.0.20, ports: [{name: http, port: 8000, targetPort: 18000}], selector: {app: authz}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: authz-0, namespace: foo, labels: {app: authz}}
+spec: {containers: [{name: app, image: x}]}
+status: {podIP: 10.1.0.9}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: istio, namespace: istio-system}
+data:
+  mesh: |
+    extensionProviders:
+    - name: h
+      envoyExtAuthzHttp:
+        service: foo/authz.foo.svc.cluster.local
+        port: 8000
+        timeout: 1.5s
+        pathPrefix: /check
+        failOpen: true
+        statusOnError: "503"
+        includeRequestHeadersInCheck: [x-ext-authz]
+        includeAdditionalHeadersInCheck: {x-added: "1"}
+        headersToUpstreamOnAllow: [x-result]
+        headersToDownstreamOnDeny: [x-result]
+    - name: g
+      envoyExtAuthzGrpc: {service: authz.foo.svc.cluster.local, port: 8000}
+"#;
+
+    fn generated(yaml: &str) -> Value {
+        let loaded = waypoint_loader::load_text(yaml, "test", "default");
+        assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);
+        let (snapshot, diags) = Snapshot::build(&loaded.resources, &BuildOptions::default());
+        assert!(diags.errors.is_empty(), "{:?}", diags.errors);
+        super::super::generate(&snapshot, &super::super::Options::default())
+    }
+
+    fn main_internal(boot: &Value) -> &Value {
+        boot["static_resources"]["listeners"]
+            .as_array()
+            .and_then(|ls| ls.iter().find(|l| l["name"] == "main_internal"))
+            .expect("main_internal")
+    }
+
+    #[test]
+    fn one_filter_per_provider_between_module_and_router() {
+        let boot = generated(YAML);
+        let l = main_internal(&boot);
+        let chain = &l["filter_chains"][0]["filters"][0]["typed_config"]["http_filters"];
+        let names: Vec<&str> = chain
+            .as_array()
+            .expect("filters")
+            .iter()
+            .filter_map(|f| f["name"].as_str())
+            .collect();
+        assert_eq!(
+            names,
+            vec![
+                "waypoint",
+                "ext_authz.h",
+                "ext_authz.g",
+                "envoy.filters.http.router"
+            ]
+        );
+        assert_eq!(
+            chain[0]["typed_config"]["filter_config"]["value"]["ext_authz_filters"],
+            json!(["h", "g"])
+        );
+        let h = &chain[1]["typed_config"];
+        assert_eq!(h["failure_mode_allow"], true);
+        assert_eq!(h["status_on_error"]["code"], 503);
+        assert_eq!(
+            h["filter_enabled_metadata"],
+            json!({"filter": METADATA_NS, "path": [{"key": METADATA_KEY}],
+                   "value": {"string_match": {"exact": "h"}}})
+        );
+        assert_eq!(h["http_service"]["path_prefix"], "/check");
+        assert_eq!(h["http_service"]["server_uri"]["cluster"], "ext_authz|h");
+        assert_eq!(h["http_service"]["server_uri"]["timeout"], "1.500s");
+        assert_eq!(
+            h["allowed_headers"]["patterns"],
+            json!([{"exact": "x-ext-authz", "ignore_case": true}])
+        );
+        assert_eq!(
+            h["http_service"]["authorization_response"]["allowed_upstream_headers"]["patterns"],
+            json!([{"exact": "x-result", "ignore_case": true}])
+        );
+        let g = &chain[2]["typed_config"];
+        assert_eq!(g["failure_mode_allow"], false);
+        assert_eq!(g["status_on_error"]["code"], 403);
+        assert_eq!(
+            g["grpc_service"]["envoy_grpc"]["cluster_name"],
+            "ext_authz|g"
+        );
+        assert_eq!(g["grpc_service"]["timeout"], "600.000s");
+        // Both encode as Envoy protos (what `waypoint xds` serves).
+        encode(LISTENER, "main_internal", l).expect("listener encodes");
+    }
+
+    #[test]
+    fn provider_clusters_speak_the_provider_protocol() {
+        let boot = generated(YAML);
+        let clusters = boot["static_resources"]["clusters"]
+            .as_array()
+            .expect("clusters");
+        let find = |n: &str| clusters.iter().find(|c| c["name"] == n).expect(n);
+        let g = find("ext_authz|g");
+        assert!(
+            g["typed_extension_protocol_options"]
+                .to_string()
+                .contains("http2_protocol_options"),
+            "{g}"
+        );
+        let h = find("ext_authz|h");
+        assert!(h.get("typed_extension_protocol_options").is_none(), "{h}");
+        let ep = &h["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"];
+        assert_eq!(
+            ep["socket_address"],
+            json!({"address": "10.1.0.9", "port_value": 18000})
+        );
+        encode(CLUSTER, "ext_authz|g", g).expect("cluster encodes");
+    }
+
+    #[test]
+    fn nothing_changes_without_providers() {
+        let yaml = YAML
+            .split("---\napiVersion: v1\nkind: ConfigMap")
+            .next()
+            .expect("yaml");
+        let boot = generated(yaml);
+        let text = boot.to_string();
+        assert!(!text.contains("ext_authz"), "{text}");
+    }
+}
