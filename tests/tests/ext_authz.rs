@@ -226,6 +226,8 @@ async fn host_calls_http_and_grpc_providers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn envoy_calls_http_and_grpc_providers() {
+    // Build the module first: its first build can take longer than the test's limit.
+    let _ = waypoint_tests::envoy_harness::module_dir();
     tokio::time::timeout(LIMIT, async {
         let pki = Pki::new("cluster.local");
         let b = backends(72).await;
