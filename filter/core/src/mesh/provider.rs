@@ -259,7 +259,7 @@ fn http(p: &HttpProviderSpec, base: &str) -> Result<(CommonOut, ExtAuthzKind), F
     }
     let mut include = p.include_request_headers_in_check.clone();
     include.extend(p.include_headers_in_check.iter().cloned());
-    for (k, _) in &p.include_additional_headers_in_check {
+    for k in p.include_additional_headers_in_check.keys() {
         if k.is_empty() || !k.bytes().all(|b| b.is_ascii_graphic() && b != b':') {
             return Err(err(
                 format!("{base}.includeAdditionalHeadersInCheck"),

@@ -84,9 +84,13 @@ pub fn build_check_request(input: &CheckInput<'_>) -> CheckRequest {
     }
 }
 
+/// Header name/value pairs.
+type Pairs = Vec<(String, String)>;
+
+/// (headers to set, headers to append) of a HeaderValueOption list.
 fn header_pairs(
     list: &[envoy_types::pb::envoy::config::core::v3::HeaderValueOption],
-) -> (Vec<(String, String)>, Vec<(String, String)>) {
+) -> (Pairs, Pairs) {
     let mut set = Vec::new();
     let mut append = Vec::new();
     for o in list {
