@@ -175,8 +175,16 @@ async fn cases(label: &str, waypoint: SocketAddr, b: &Backends, pki: &Pki) {
         );
         assert_eq!(r.header("x-echo-h-x-not-for-upstream"), None, "{case}");
         assert_eq!(server.calls(), before + 1, "{case}: one check");
-        let checked_path = server.last_path.lock().map(|p| p.clone()).unwrap_or_default();
-        let want = if vip == VIA_HTTP { "/authz/check/a?x=1" } else { "/check/a?x=1" };
+        let checked_path = server
+            .last_path
+            .lock()
+            .map(|p| p.clone())
+            .unwrap_or_default();
+        let want = if vip == VIA_HTTP {
+            "/authz/check/a?x=1"
+        } else {
+            "/check/a?x=1"
+        };
         assert_eq!(checked_path, want, "{case}: checked path");
 
         // CUSTOM matches, the provider denies: its status, body and header.
@@ -189,8 +197,16 @@ async fn cases(label: &str, waypoint: SocketAddr, b: &Backends, pki: &Pki) {
         // CUSTOM does not match: forwarded, no check.
         let r = send(&client, waypoint, vip, "/free", false).await;
         assert_eq!(r.status, 200, "{case} free: {}", r.text());
-        assert_eq!(r.header(&format!("x-echo-h-{RESULT_HEADER}")), None, "{case}");
-        assert_eq!(server.calls(), before + 2, "{case}: no check without a match");
+        assert_eq!(
+            r.header(&format!("x-echo-h-{RESULT_HEADER}")),
+            None,
+            "{case}"
+        );
+        assert_eq!(
+            server.calls(),
+            before + 2,
+            "{case}: no check without a match"
+        );
 
         // DENY beats CUSTOM: an allowing provider cannot override it.
         let r = send(&client, waypoint, vip, "/check/deny", true).await;
