@@ -105,7 +105,7 @@ spec:
 }
 
 /// Everything but the waypoint Gateway.
-fn config(b: &Backends, base: u8) -> String {
+fn config_text(b: &Backends, base: u8) -> String {
     let echo_ip = format!("127.{base}.0.2");
     let port = b.echo.addr.port();
     [
@@ -228,7 +228,7 @@ async fn host_calls_http_and_grpc_providers() {
     tokio::time::timeout(LIMIT, async {
         let pki = Pki::new("cluster.local");
         let b = backends(71).await;
-        let wp = TestWaypoint::start(&pki, &config(&b, 71), 15008).await;
+        let wp = TestWaypoint::start(&pki, &config_text(&b, 71), 15008).await;
         assert!(
             wp.running.config.current().is_some(),
             "config rejected: {:?}",
@@ -250,7 +250,7 @@ async fn envoy_calls_http_and_grpc_providers() {
         let dir = TempDir::new("ext-authz");
         std::fs::write(
             dir.path().join("config.yaml"),
-            format!("{WAYPOINT_GATEWAY}{}", config(&b, 72)),
+            format!("{WAYPOINT_GATEWAY}{}", config_text(&b, 72)),
         )
         .expect("write config");
         let paths: Vec<PathBuf> = vec![dir.path().to_path_buf()];
@@ -264,6 +264,82 @@ async fn envoy_calls_http_and_grpc_providers() {
             .unwrap_or_else(|e| panic!("start Envoy on the generated bootstrap: {e}"));
         cases("envoy", wp.hbone_addr, &b, &pki).await;
         drop(wp);
+    })
+    .await
+    .expect("test timed out");
+}
+
+/// The same cases on Envoy configured over ADS by `waypoint xds` (the provider filters and
+/// clusters reach Envoy through the xDS transform of the generated bootstrap).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn envoy_over_xds_calls_http_and_grpc_providers() {
+    use std::collections::BTreeMap;
+    use waypoint::bootstrap::Inputs;
+    use waypoint::xds::{server, Cache, Source};
+    use waypoint_tests::envoy_harness::{free_port, repo_root, Envoy};
+
+    let _ = waypoint_tests::envoy_harness::module_dir();
+    tokio::time::timeout(LIMIT, async {
+        let pki = Pki::new("cluster.local");
+        let b = backends(73).await;
+        let dir = TempDir::new("ext-authz-xds");
+        let certs = dir.path().join("certs");
+        std::fs::create_dir_all(&certs).expect("certs dir");
+        let issued = pki.issue("default", "waypoint");
+        for (from, to) in [
+            (&issued.cert, "waypoint.pem"),
+            (&issued.key, "waypoint-key.pem"),
+            (&issued.roots, "ca.pem"),
+        ] {
+            std::fs::copy(from, certs.join(to)).expect("copy cert");
+        }
+        let config = dir.path().join("config.yaml");
+        std::fs::write(
+            &config,
+            format!("{WAYPOINT_GATEWAY}{}", config_text(&b, 73)),
+        )
+        .expect("write config");
+        let inputs = Inputs {
+            config: vec![config.clone()],
+            root: PathBuf::from("/"),
+            namespace: "default".into(),
+            waypoint: None,
+            certs_dir: certs.display().to_string(),
+            module_name: "waypoint".into(),
+            trust_domain: "cluster.local".into(),
+            originator: None,
+            access_log: false,
+        };
+        let hbone: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+        let mut rebind = BTreeMap::from([("connect_terminate".to_string(), hbone)]);
+        for name in ["readiness", "stats"] {
+            let a: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+            rebind.insert(name.to_string(), a);
+        }
+        let source = Source {
+            inputs: inputs.clone(),
+            rebind,
+            extra_listeners: Vec::new(),
+        };
+        let watched = source.watched();
+        let xds = server::start(
+            Cache::from_source(source),
+            "127.0.0.1:0".parse().expect("addr"),
+            watched,
+            Duration::from_millis(200),
+        )
+        .await
+        .expect("xds server");
+        let admin = free_port();
+        let yaml = waypoint::xds::render_bootstrap(&inputs, xds.addr, false)
+            .expect("bootstrap")
+            .replace("port_value: 15000", &format!("port_value: {admin}"));
+        let path = dir.path().join("envoy.yaml");
+        std::fs::write(&path, yaml).expect("write bootstrap");
+        let envoy = Envoy::start(&path, admin, &repo_root()).unwrap_or_else(|e| panic!("{e}"));
+        cases("envoy-xds", hbone, &b, &pki).await;
+        assert!(xds.cache.nacks().is_empty(), "{:?}", xds.cache.nacks());
+        drop(envoy);
     })
     .await
     .expect("test timed out");
