@@ -16,7 +16,7 @@ use waypoint_tests::ext_authz_server::{
 use waypoint_tests::hbone_client::{collect, http1_over, tunnel, Collected};
 use waypoint_tests::manifests::plain_service;
 use waypoint_tests::pki::{Pki, TempDir};
-use waypoint_tests::waypoint::{TestWaypoint, WAYPOINT_GATEWAY};
+use waypoint_tests::waypoint::{eventually, TestWaypoint, WAYPOINT_GATEWAY};
 
 const LIMIT: Duration = Duration::from_secs(240);
 
@@ -235,6 +235,38 @@ async fn host_calls_http_and_grpc_providers() {
             wp.running.config.last_errors()
         );
         cases("host", wp.running.hbone_addr, &b, &pki).await;
+
+        // A bad mesh config is rejected with the ConfigMap and field named; the last good
+        // config keeps serving.
+        let bad = config_text(&b, 71).replacen("port: \"80\"", "port: \"0\"", 1);
+        assert_ne!(bad, config_text(&b, 71));
+        std::fs::write(wp.config_file(), bad).expect("write bad config");
+        let rejected = eventually(Duration::from_secs(10), || async {
+            !wp.running.config.last_errors().is_empty()
+        })
+        .await;
+        assert!(rejected, "the bad mesh config was not rejected");
+        let errors = wp.running.config.last_errors();
+        assert!(
+            errors.iter().any(|e| e.kind == "ConfigMap"
+                && e.name == "istio"
+                && e.field == "data.mesh.extensionProviders[0].envoyExtAuthzHttp.port"),
+            "{errors:?}"
+        );
+        let client = HboneClient::new(pki.store("default", "sleep"));
+        let r = send(
+            &client,
+            wp.running.hbone_addr,
+            VIA_HTTP,
+            "/check/again",
+            true,
+        )
+        .await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(
+            r.header(&format!("x-echo-h-{RESULT_HEADER}")),
+            Some("allowed")
+        );
     })
     .await
     .expect("test timed out");

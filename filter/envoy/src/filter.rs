@@ -246,7 +246,9 @@ impl HttpFilter {
             if let Some(provider) = decision.ext_authz.filter(no_filter) {
                 s.log(
                     LogLevel::Warn,
-                    &format!("waypoint: CUSTOM provider {provider:?} unsupported; denying"),
+                    &format!(
+                        "waypoint: CUSTOM provider {provider:?} has no ext_authz filter; denying"
+                    ),
                 );
                 let local = LocalResponse {
                     status: 403,
