@@ -6,6 +6,7 @@ use waypoint_core::mesh::{ExtAuthzKind, ExtAuthzProvider, HeaderPattern};
 use waypoint_core::Snapshot;
 
 use super::clusters::{self, ClusterPlan};
+use super::listeners::MAIN_INTERNAL;
 
 /// Dynamic-metadata namespace the module writes the CUSTOM provider name into (Istio keys its
 /// filters on RBAC's `istio_ext_authz_shadow_effective_policy_id`; we name the provider).
@@ -123,6 +124,53 @@ pub fn wire(listener: &mut Value, snapshot: &Snapshot) {
         .unwrap_or(chain.len());
     for (i, p) in providers.iter().enumerate() {
         chain.insert(at + i, filter(p));
+    }
+}
+
+const RBAC: &str = "type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC";
+
+fn metadata_principal(value: Value) -> Value {
+    json!({"sourced_metadata": {"metadata_matcher": metadata_is(value)}})
+}
+
+/// Over xDS the module's config (with `ext_authz_filters`) comes by ECDS, apart from the
+/// listener holding the provider filters, so for a while (an update, a draining listener) a
+/// module may know a provider the listener has no filter for. This DENY RBAC filter, placed
+/// after the provider filters in the same listener, denies any request marked for a provider
+/// the listener has no filter for, so such a request is never forwarded unchecked.
+pub fn xds_guard(providers: &[ExtAuthzProvider]) -> Value {
+    let marked = metadata_principal(json!({"present_match": true}));
+    let principal = if providers.is_empty() {
+        marked
+    } else {
+        let known: Vec<Value> = providers
+            .iter()
+            .map(|p| metadata_principal(json!({"string_match": {"exact": p.name}})))
+            .collect();
+        json!({"and_ids": {"ids": [marked, {"not_id": {"or_ids": {"ids": known}}}]}})
+    };
+    json!({"name": "ext_authz.unknown_provider", "typed_config": {
+        "@type": RBAC,
+        "rules": {"action": "DENY", "policies": {"ext-authz-provider-without-filter": {
+            "permissions": [{"any": true}], "principals": [principal]}}}}})
+}
+
+/// Insert [`xds_guard`] into the L7 listener of `bootstrap`, just before the router.
+pub fn add_xds_guard(bootstrap: &mut Value, snapshot: &Snapshot) {
+    let Some(listeners) = bootstrap["static_resources"]["listeners"].as_array_mut() else {
+        return;
+    };
+    for l in listeners.iter_mut().filter(|l| l["name"] == MAIN_INTERNAL) {
+        let Some(chain) =
+            l["filter_chains"][0]["filters"][0]["typed_config"]["http_filters"].as_array_mut()
+        else {
+            continue;
+        };
+        let at = chain
+            .iter()
+            .position(|f| f["name"] == "envoy.filters.http.router")
+            .unwrap_or(chain.len());
+        chain.insert(at, xds_guard(snapshot.ext_authz_providers()));
     }
 }
 
@@ -290,6 +338,34 @@ data:
             json!({"address": "10.1.0.9", "port_value": 18000})
         );
         encode(CLUSTER, "ext_authz|g", g).expect("cluster encodes");
+    }
+
+    #[test]
+    fn xds_guard_denies_providers_without_a_filter() {
+        let mut boot = generated(YAML);
+        let loaded = waypoint_loader::load_text(YAML, "test", "default");
+        let (snapshot, _) = Snapshot::build(&loaded.resources, &BuildOptions::default());
+        add_xds_guard(&mut boot, &snapshot);
+        let l = main_internal(&boot);
+        let chain = &l["filter_chains"][0]["filters"][0]["typed_config"]["http_filters"];
+        assert_eq!(chain[3]["name"], "ext_authz.unknown_provider");
+        assert_eq!(chain[4]["name"], "envoy.filters.http.router");
+        let rules = &chain[3]["typed_config"]["rules"];
+        assert_eq!(rules["action"], "DENY");
+        let ids = &rules["policies"]["ext-authz-provider-without-filter"]["principals"][0]
+            ["and_ids"]["ids"];
+        assert_eq!(
+            ids[1]["not_id"]["or_ids"]["ids"][1]["sourced_metadata"]["metadata_matcher"]["value"],
+            json!({"string_match": {"exact": "g"}})
+        );
+        encode(LISTENER, "main_internal", l).expect("listener with the guard encodes");
+        // Without providers every marked request is denied.
+        let none = xds_guard(&[]);
+        assert_eq!(
+            none["typed_config"]["rules"]["policies"]["ext-authz-provider-without-filter"]
+                ["principals"][0]["sourced_metadata"]["metadata_matcher"]["value"],
+            json!({"present_match": true})
+        );
     }
 
     #[test]
