@@ -8,6 +8,7 @@ pub mod explain;
 pub mod gateway;
 pub mod istio;
 pub mod matchers;
+pub mod mesh;
 pub mod random;
 pub mod registry;
 pub mod request;

@@ -53,6 +53,10 @@ pub struct FilterConfigSpec {
     /// `waypoint` (the one `waypoint bootstrap` generates); see `RouteTable`.
     #[serde(default)]
     pub route_table: RouteTable,
+    /// CUSTOM providers that have a native `ext_authz` filter after this module (written by
+    /// `waypoint bootstrap`); a CUSTOM match on any other provider is denied.
+    #[serde(default)]
+    pub ext_authz_filters: Vec<String>,
 }
 
 /// What the route table after this filter looks like, which decides how the filter hands
@@ -124,6 +128,8 @@ pub struct FilterConfig {
     pub counts: RequestCounts,
     pub metadata: MetadataLevel,
     pub route_table: RouteTable,
+    /// See [`FilterConfigSpec::ext_authz_filters`].
+    pub ext_authz_filters: Vec<String>,
     /// Warnings from compiling the config (already logged).
     pub warnings: Vec<ConfigError>,
 }
@@ -183,6 +189,7 @@ impl FilterConfig {
             counts,
             metadata: spec.metadata,
             route_table: spec.route_table,
+            ext_authz_filters: spec.ext_authz_filters.clone(),
             warnings: diags.warnings,
         })
     }

@@ -100,7 +100,7 @@ impl Engine {
     ) -> (Engine, Diagnostics) {
         let opts = BuildOptions {
             waypoint: waypoint.map(|w| (w.namespace.clone(), w.name.clone())),
-            // This data path has no ext_authz client; CUSTOM policies fail closed (see filter).
+            // Ext_authz providers come from the mesh ConfigMap (see ext_authz.rs).
             custom_providers: Vec::new(),
             ..BuildOptions::default()
         };

@@ -290,12 +290,15 @@ impl HttpFilter {
         let mut meta = Meta::default();
         record(&config, s, decision, &mut meta);
         if decision.action == Action::Route {
-            if let Some(provider) = decision.ext_authz {
-                // A CUSTOM AuthorizationPolicy matched. This module has no ext_authz client,
-                // so fail closed like Envoy's ext_authz filter with failure_mode_allow=false.
+            // CUSTOM matched: the provider's native ext_authz filter checks (enabled here);
+            // without one, fail closed like Envoy's ext_authz with failure_mode_allow=false.
+            let no_filter = |p: &&str| !crate::ext_authz::enable(s, &config, p);
+            if let Some(provider) = decision.ext_authz.filter(no_filter) {
                 s.log(
                     LogLevel::Warn,
-                    &format!("waypoint: CUSTOM provider {provider:?} unsupported; denying"),
+                    &format!(
+                        "waypoint: CUSTOM provider {provider:?} has no ext_authz filter; denying"
+                    ),
                 );
                 let local = LocalResponse {
                     status: 403,

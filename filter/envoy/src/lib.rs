@@ -8,6 +8,7 @@ pub mod abi;
 pub mod config;
 pub mod counts;
 pub mod decide;
+pub mod ext_authz;
 #[cfg(test)]
 pub mod fake;
 pub mod filter;

@@ -2,6 +2,7 @@
 //! (HBONE in on :15008, our module on an internal L7 listener, HBONE or plaintext out).
 
 pub mod clusters;
+pub mod ext_authz;
 pub mod listeners;
 
 use std::collections::BTreeSet;
@@ -72,7 +73,9 @@ pub fn generate(snapshot: &Snapshot, o: &Options) -> Value {
         .cloned()
         .collect();
     let via = o.originator;
-    let mut listeners = vec![listeners::connect_terminate(o), listeners::main_internal(o)];
+    let mut main = listeners::main_internal(o);
+    ext_authz::wire(&mut main, snapshot);
+    let mut listeners = vec![listeners::connect_terminate(o), main];
     listeners.extend(mesh.iter().map(|t| match via {
         Some(_) => listeners::connect_originate_local(t),
         None => listeners::connect_originate(t),
@@ -110,6 +113,11 @@ pub fn generate(snapshot: &Snapshot, o: &Options) -> Value {
             .iter()
             .map(|p| clusters::outbound_cluster_via(p, via.is_some())),
     );
+    cluster_list.extend(ext_authz::provider_clusters(
+        snapshot,
+        &plans,
+        via.is_some(),
+    ));
 
     json!({
         "node": {"id": format!("waypoint~{}", o.waypoint), "cluster": o.waypoint},

@@ -14,6 +14,7 @@ use waypoint_core::service::{Endpoint, ServiceInfo, ServiceLookup};
 use waypoint_core::snapshot::{BuildOptions, Snapshot};
 use waypoint_core::{Diagnostics, RandomSource, Request};
 
+use super::ext_authz::ExtAuthzCall;
 use super::plan::{ForwardPlan, LocalReply, MirrorTarget, Plan, PlanKind, ServiceMeta};
 use super::upstream::{HboneHop, Target};
 use crate::tls::Identity;
@@ -237,13 +238,17 @@ impl Policy {
         }
         let d = self.snapshot.decide(req, rng, false);
         let reg = &self.snapshot.registry;
-        plan_from_decision(
+        let mut plan = plan_from_decision(
             &d,
             req,
             &self.options,
             &|b: &BackendRef| reg.by_host(&b.host, &b.namespace),
             rng,
-        )
+        );
+        if let (Some(name), PlanKind::Forward(fp)) = (d.ext_authz, &mut plan.kind) {
+            fp.ext_authz = Some(ExtAuthzCall::resolve(&self.snapshot, name, &self.options));
+        }
+        plan
     }
 }
 
@@ -271,15 +276,6 @@ pub fn plan_from_decision<'s>(
         })
     };
     let kind = match (d.action, &d.local, &d.forward) {
-        // A CUSTOM (ext_authz) provider must approve first; the host has no ext_authz
-        // client, so it fails closed as Envoy does with failure_mode_allow: false.
-        (Action::Route, _, Some(_)) if d.ext_authz.is_some() => {
-            tracing::warn!(
-                provider = d.ext_authz.unwrap_or(""),
-                "ext_authz provider not supported by the host; denying"
-            );
-            local(403, "RBAC: access denied")
-        }
         (Action::Route, _, Some(f)) => {
             let port = f.port;
             let targets = order_targets(
@@ -346,6 +342,8 @@ pub fn plan_from_decision<'s>(
                         .traffic_policy
                         .as_ref()
                         .and_then(|t| t.outlier_detection.clone()),
+                    // Unresolved (fails closed) until `Policy::plan` resolves the provider.
+                    ext_authz: d.ext_authz.map(ExtAuthzCall::unresolved),
                 }))
             }
         }

@@ -15,6 +15,7 @@ use waypoint_core::RandomSource;
 
 use super::cors::{self, CorsAction};
 use super::deadline::DeadlineBody;
+use super::ext_authz;
 use super::headers::{apply_ops, baggage_get, strip_hop_by_hop};
 use super::outlier::AttemptResult;
 use super::plan::{ForwardPlan, LocalReply, Plan, PlanKind};
@@ -156,7 +157,7 @@ pub async fn handle(
                 attempts: 0,
             },
         ),
-        PlanKind::Forward(fp) => forward(&shared, fp, req, &authority, &path).await,
+        PlanKind::Forward(fp) => forward(&shared, &ctx, fp, req, &authority, &path).await,
     };
     let elapsed = start.elapsed();
     record(&shared, &ctx, &plan, &outcome, grpc, elapsed);
@@ -198,8 +199,9 @@ enum ReqBody {
 
 async fn forward(
     shared: &Shared,
+    ctx: &TunnelCtx,
     fp: &ForwardPlan,
-    req: Request<Incoming>,
+    mut req: Request<Incoming>,
     authority: &str,
     path: &str,
 ) -> (Response<ProxyBody>, Outcome) {
@@ -226,6 +228,56 @@ async fn forward(
     if let Some(d) = fp.fault_delay {
         tokio::time::sleep(d).await;
     }
+    // CUSTOM policy: the ext_authz provider decides before the router (Envoy filter order).
+    let Some(call) = &fp.ext_authz else {
+        return forward_allowed(shared, fp, req, authority, path, cors).await;
+    };
+    let verdict = {
+        let input = ext_authz::CheckInput {
+            method: req.method().as_str(),
+            authority,
+            path,
+            headers: req.headers(),
+            protocol: if req.version() == Version::HTTP_2 {
+                "HTTP/2"
+            } else {
+                "HTTP/1.1"
+            },
+            source_ip: ctx.source_ip,
+            source_principal: ctx.principal.as_deref(),
+            destination: &ctx.destination,
+        };
+        ext_authz::check(&shared.upstreams, call, &input).await
+    };
+    match verdict {
+        ext_authz::Verdict::Deny(reply) => (
+            local_response(&reply),
+            Outcome {
+                status: reply.status,
+                // Envoy's response flag for an ext_authz denial.
+                flags: "UAEX",
+                target: None,
+                attempts: 0,
+            },
+        ),
+        ext_authz::Verdict::Allow(m) => {
+            m.apply_request(req.headers_mut());
+            let (mut resp, outcome) = forward_allowed(shared, fp, req, authority, path, cors).await;
+            m.apply_response(resp.headers_mut());
+            (resp, outcome)
+        }
+    }
+}
+
+/// Forward once authorization passed.
+async fn forward_allowed(
+    shared: &Shared,
+    fp: &ForwardPlan,
+    req: Request<Incoming>,
+    authority: &str,
+    path: &str,
+    cors: CorsAction,
+) -> (Response<ProxyBody>, Outcome) {
     if upgrade::is_upgrade(&req) {
         return forward_upgrade(shared, fp, req, authority, path).await;
     }

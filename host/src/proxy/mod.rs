@@ -4,6 +4,7 @@
 pub mod cors;
 pub mod deadline;
 pub mod decide;
+pub mod ext_authz;
 pub mod handler;
 pub mod headers;
 pub mod http;

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use waypoint_core::route::{Cors, HeaderOps, OutlierDetection, RetryPolicy};
 
+use super::ext_authz::ExtAuthzCall;
 use super::upstream::Target;
 
 /// Destination service labels for telemetry.
@@ -69,6 +70,8 @@ pub struct ForwardPlan {
     pub least_request: bool,
     /// DestinationRule outlier detection for the chosen backend.
     pub outlier: Option<OutlierDetection>,
+    /// A CUSTOM AuthorizationPolicy matched: this provider must allow first.
+    pub ext_authz: Option<ExtAuthzCall>,
 }
 
 /// One mirror destination.

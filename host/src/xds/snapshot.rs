@@ -180,6 +180,7 @@ impl Source {
             text.push_str(&t);
         }
         let mut generated = bootstrap::generate(&loaded.snapshot, &loaded.options);
+        bootstrap::ext_authz::add_xds_guard(&mut generated, &loaded.snapshot);
         if let Some(l) = generated["static_resources"]["listeners"].as_array_mut() {
             l.extend(self.extra_listeners.iter().cloned());
         }

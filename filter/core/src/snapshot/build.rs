@@ -15,6 +15,7 @@ use crate::istio::{
     compile_destination_rule, compile_virtual_service, merge_destination_rules, merge_for_host_at,
     CompiledDestinationRule, CompiledVirtualService,
 };
+use crate::mesh::{mesh_from_resources, MeshConfig};
 use crate::registry::binding::service_waypoint;
 use crate::registry::{find_waypoints, Registry, Waypoint};
 use crate::resource::RawResource;
@@ -62,7 +63,9 @@ impl Snapshot {
         let mut diags = Diagnostics::default();
         let mut kept: Vec<RawResource> = Vec::with_capacity(resources.len());
         for r in resources {
-            if !known_kind(r) {
+            if crate::mesh::is_mesh_configmap(r, &opts.root_namespace) {
+                kept.push(r.clone());
+            } else if !known_kind(r) {
                 diags.warn(r.error(
                     "",
                     format!(
@@ -89,7 +92,9 @@ impl Snapshot {
         let mut vss: Vec<CompiledVirtualService> = Vec::new();
         let mut drs: Vec<CompiledDestinationRule> = Vec::new();
         let mut policies = Vec::new();
-        let providers: Vec<&str> = opts.custom_providers.iter().map(String::as_str).collect();
+        let mesh = mesh_config(resources, &registry, opts, &mut diags);
+        let mut providers: Vec<&str> = opts.custom_providers.iter().map(String::as_str).collect();
+        providers.extend(mesh.ext_authz.iter().map(|p| p.name.as_str()));
         let (grants, grant_diags) = ReferenceGrants::from_resources(resources);
         diags.extend(grant_diags);
         for r in resources {
@@ -294,10 +299,49 @@ impl Snapshot {
             backend_cache,
             subset_endpoints,
             policies,
+            mesh,
+            root_namespace: opts.root_namespace.clone(),
             diagnostics: diags.clone(),
         };
         (snapshot, diags)
     }
+}
+
+/// The mesh ConfigMap's ext_authz providers, each checked to name a known service (Istio:
+/// "could not find valid hostname for service"); a provider that does not is left out.
+fn mesh_config(
+    resources: &[RawResource],
+    registry: &Registry,
+    opts: &BuildOptions,
+    diags: &mut Diagnostics,
+) -> MeshConfig {
+    let mut mesh = mesh_from_resources(resources, &opts.root_namespace, diags);
+    let source = mesh.source.clone();
+    mesh.ext_authz.retain(|p| {
+        let ns = p
+            .service_namespace
+            .as_deref()
+            .unwrap_or(&opts.root_namespace);
+        let found = registry.index_by_host(&p.service_host, ns).is_some();
+        if !found {
+            if let Some(id) = &source {
+                let kind = if p.is_grpc() {
+                    "envoyExtAuthzGrpc"
+                } else {
+                    "envoyExtAuthzHttp"
+                };
+                diags.error(id.error(
+                    format!("data.mesh.extensionProviders[{}].{kind}.service", p.index),
+                    format!(
+                        "could not find a Service or ServiceEntry for {:?}; provider left out",
+                        p.service
+                    ),
+                ));
+            }
+        }
+        found
+    });
+    mesh
 }
 
 fn select_waypoint(

@@ -15,8 +15,10 @@ use std::sync::Arc;
 
 use crate::authz::CompiledPolicy;
 use crate::error::Diagnostics;
+use crate::mesh::{ExtAuthzProvider, MeshConfig};
 use crate::registry::{Registry, Waypoint, WaypointRef};
 use crate::route::{DestinationPolicy, RouteEntry, Rule};
+use crate::service::ServiceInfo;
 
 /// Options for building a snapshot.
 #[derive(Debug, Clone)]
@@ -78,6 +80,10 @@ pub struct Snapshot {
     /// Per service index: every policy that applies (waypoint-wide and service-specific),
     /// in evaluation order (CUSTOM, DENY, ALLOW, AUDIT), computed once at build time.
     pub(crate) policy_order: Vec<Box<[usize]>>,
+    /// MeshConfig from the `istio` ConfigMap (ext_authz providers).
+    pub(crate) mesh: MeshConfig,
+    /// Istio's root namespace the snapshot was built with.
+    pub(crate) root_namespace: String,
     /// Everything compiling found.
     pub diagnostics: Diagnostics,
 }
@@ -101,6 +107,33 @@ impl Snapshot {
         self.destination_policies
             .get(host)
             .map(|&i| &self.destination_list[i])
+    }
+
+    /// The MeshConfig in force (empty when no mesh ConfigMap was given).
+    pub fn mesh(&self) -> &MeshConfig {
+        &self.mesh
+    }
+
+    /// Every valid ext_authz provider (what adapters build clients / filters for).
+    pub fn ext_authz_providers(&self) -> &[ExtAuthzProvider] {
+        &self.mesh.ext_authz
+    }
+
+    /// The ext_authz provider a `Decision::ext_authz` names.
+    pub fn ext_authz_provider(&self, name: &str) -> Option<&ExtAuthzProvider> {
+        self.mesh.ext_authz_provider(name)
+    }
+
+    /// The service implementing `provider` (`[<namespace>/]<hostname>`; a hostname without
+    /// namespace resolves from the root namespace).
+    pub fn ext_authz_service(&self, provider: &ExtAuthzProvider) -> Option<&ServiceInfo> {
+        let ns = provider
+            .service_namespace
+            .as_deref()
+            .unwrap_or(&self.root_namespace);
+        self.registry
+            .index_by_host(&provider.service_host, ns)
+            .map(|i| &self.registry.services[i])
     }
 
     /// All compiled policies.

@@ -1,0 +1,135 @@
+//! Istio MeshConfig as a waypoint uses it: the `istio` ConfigMap's `data.mesh`, of which only
+//! `extensionProviders` of the ext_authz kinds matter (CUSTOM AuthorizationPolicy providers).
+
+mod provider;
+mod spec;
+
+#[cfg(test)]
+mod tests;
+
+pub use provider::{
+    ExtAuthzGrpc, ExtAuthzHttp, ExtAuthzKind, ExtAuthzProvider, HeaderPattern,
+    DEFAULT_EXT_AUTHZ_TIMEOUT, DEFAULT_STATUS_ON_ERROR,
+};
+
+use crate::error::Diagnostics;
+use crate::resource::RawResource;
+use provider::{compile_provider, provider_name};
+use spec::MeshConfigSpec;
+
+/// Name of the ConfigMap Istio reads its MeshConfig from (istiod's `--meshConfig` default
+/// source: ConfigMap `istio` in the istiod namespace, key `mesh`).
+pub const MESH_CONFIGMAP: &str = "istio";
+
+/// The parts of MeshConfig the waypoint enforces.
+#[derive(Debug, Clone, Default)]
+pub struct MeshConfig {
+    /// Where it came from (`ConfigMap ns/name`), when a ConfigMap was found.
+    pub source: Option<crate::error::ResourceId>,
+    /// Valid ext_authz providers, in declaration order.
+    pub ext_authz: Vec<ExtAuthzProvider>,
+    /// Names of declared providers of other kinds (tracing, access log, ...): a CUSTOM
+    /// policy naming one is invalid, as in Istio.
+    pub other_providers: Vec<String>,
+}
+
+impl MeshConfig {
+    /// The ext_authz provider called `name`.
+    pub fn ext_authz_provider(&self, name: &str) -> Option<&ExtAuthzProvider> {
+        self.ext_authz.iter().find(|p| p.name == name)
+    }
+}
+
+/// Is `r` the mesh ConfigMap (`ConfigMap istio` in the root namespace)?
+pub fn is_mesh_configmap(r: &RawResource, root_namespace: &str) -> bool {
+    r.group().is_empty()
+        && r.kind == "ConfigMap"
+        && r.name == MESH_CONFIGMAP
+        && r.namespace == root_namespace
+}
+
+/// Find and parse the mesh ConfigMap among `resources`. Every problem is an error naming the
+/// ConfigMap and the field (`data.mesh.extensionProviders[0].envoyExtAuthzHttp.port`), so a
+/// bad mesh config is rejected like any other bad manifest; invalid providers are left out.
+pub fn mesh_from_resources(
+    resources: &[RawResource],
+    root_namespace: &str,
+    diags: &mut Diagnostics,
+) -> MeshConfig {
+    let mut found = resources
+        .iter()
+        .filter(|r| is_mesh_configmap(r, root_namespace));
+    let Some(cm) = found.next() else {
+        return MeshConfig::default();
+    };
+    for dup in found {
+        diags.error(dup.error(
+            "metadata.name",
+            format!(
+                "a second mesh ConfigMap {root_namespace}/{MESH_CONFIGMAP} (first from {}); \
+                 only one may be given",
+                cm.origin
+            ),
+        ));
+    }
+    parse_mesh_configmap(cm, diags)
+}
+
+/// Parse one mesh ConfigMap.
+pub fn parse_mesh_configmap(cm: &RawResource, diags: &mut Diagnostics) -> MeshConfig {
+    let mut out = MeshConfig {
+        source: Some(cm.id()),
+        ..MeshConfig::default()
+    };
+    let Some(data) = cm.value.get("data") else {
+        return out;
+    };
+    let text = match data.get("mesh") {
+        None | Some(serde_json::Value::Null) => return out,
+        Some(serde_json::Value::String(s)) => s.as_str(),
+        Some(_) => {
+            diags.error(cm.error("data.mesh", "must be a string holding the MeshConfig YAML"));
+            return out;
+        }
+    };
+    if text.trim().is_empty() {
+        return out;
+    }
+    let de = serde_yaml::Deserializer::from_str(text);
+    let spec: MeshConfigSpec = match serde_path_to_error::deserialize(de) {
+        Ok(s) => s,
+        Err(e) => {
+            let path = e.path().to_string();
+            let field = if path == "." || path.is_empty() {
+                "data.mesh".to_string()
+            } else {
+                format!("data.mesh.{path}")
+            };
+            diags.error(cm.error(field, e.inner().to_string()));
+            return out;
+        }
+    };
+    let mut seen: Vec<&str> = Vec::new();
+    for (i, p) in spec.extension_providers.iter().enumerate() {
+        let field = format!("data.mesh.extensionProviders[{i}]");
+        let name = provider_name(p);
+        if name.is_empty() {
+            diags.error(cm.error(format!("{field}.name"), "must not be empty"));
+            continue;
+        }
+        if seen.contains(&name) {
+            diags.error(cm.error(
+                format!("{field}.name"),
+                format!("duplicate extension provider name {name:?}"),
+            ));
+            continue;
+        }
+        seen.push(name);
+        match compile_provider(p, i, &field) {
+            Ok(Some(c)) => out.ext_authz.push(c),
+            Ok(None) => out.other_providers.push(name.to_string()),
+            Err((f, msg)) => diags.error(cm.error(f, msg)),
+        }
+    }
+    out
+}
