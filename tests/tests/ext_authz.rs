@@ -208,11 +208,18 @@ async fn cases(label: &str, waypoint: SocketAddr, b: &Backends, pki: &Pki) {
             "{case}: no check without a match"
         );
 
-        // DENY beats CUSTOM: an allowing provider cannot override it.
+        // CUSTOM is asked before DENY (Istio's layers: CUSTOM, DENY, ALLOW): an allowing
+        // provider cannot override the DENY, a denying one answers with its own response.
         let r = send(&client, waypoint, vip, "/check/deny", true).await;
         assert_eq!(r.status, 403, "{case} DENY: {}", r.text());
         assert_eq!(r.text(), "RBAC: access denied", "{case}");
-        assert_eq!(server.calls(), before + 2, "{case}: DENY decided first");
+        assert_eq!(r.header("x-served-by"), None, "{case}: not forwarded");
+        assert_eq!(server.calls(), before + 3, "{case}: provider asked first");
+        let r = send(&client, waypoint, vip, "/check/deny", false).await;
+        assert_eq!(r.status, 403, "{case} DENY + provider deny: {}", r.text());
+        assert_eq!(r.text(), DENY_BODY, "{case}: the provider's answer");
+        assert_eq!(r.header(RESULT_HEADER), Some("denied"), "{case}");
+        assert_eq!(server.calls(), before + 4, "{case}");
     }
     // Provider down: failOpen false → 403 (statusOnError default), failOpen true → forwarded.
     let r = send(&client, waypoint, VIA_CLOSED, "/check/x", true).await;

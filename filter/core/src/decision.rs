@@ -94,9 +94,10 @@ pub struct Decision<'s> {
     /// Policies that applied, with their verdicts.
     /// Inline for up to 4 policies (no allocation on the common path).
     pub policies: smallvec::SmallVec<[PolicyResult<'s>; 4]>,
-    /// A CUSTOM policy matched: the data path must also get an allow from this ext-authz
-    /// provider before forwarding (Istio runs ext_authz before RBAC; a provider allow never
-    /// overrides a DENY/ALLOW denial).
+    /// A CUSTOM policy matched: the data path asks this ext-authz provider before the action
+    /// takes effect (Istio's layers: CUSTOM, then DENY, then ALLOW). A provider deny answers
+    /// the request with the provider's response; an allow lets the action proceed, so with
+    /// `Action::Deny` (DENY/ALLOW denied) the request still gets this decision's 403.
     pub ext_authz: Option<&'s str>,
     /// Why: which rules were tried (only when asked for).
     pub trace: Vec<String>,

@@ -9,6 +9,9 @@ use crate::stream::StreamHandle;
 pub const METADATA_NS: &str = "waypoint.ext_authz";
 /// Key under [`METADATA_NS`] holding the provider name.
 pub const METADATA_KEY: &str = "provider";
+/// Key under [`METADATA_NS`] set to `deny` when DENY/ALLOW denied the request but the provider
+/// is asked first: the RBAC guard after the provider filters denies what the provider allows.
+pub const THEN_KEY: &str = "then";
 
 /// Enable `provider`'s ext_authz filter for this request. Written whatever the
 /// `filter_config.metadata` level, since enforcement depends on it. Returns false when Envoy
@@ -19,6 +22,20 @@ pub fn enable<S: StreamHandle>(s: &mut S, config: &FilterConfig, provider: &str)
         return false;
     }
     s.set_metadata(METADATA_NS, METADATA_KEY, provider);
+    true
+}
+
+/// Ask `provider` first, then deny: enables its filter and marks the request for the RBAC
+/// guard. False (the caller denies at once) when Envoy has no filter for the provider.
+pub fn deny_after_provider<S: StreamHandle>(
+    s: &mut S,
+    config: &FilterConfig,
+    provider: &str,
+) -> bool {
+    if !config.ext_authz_filters.iter().any(|p| p == provider) {
+        return false;
+    }
+    s.set_metadata_batch(METADATA_NS, &[(METADATA_KEY, provider), (THEN_KEY, "deny")]);
     true
 }
 
@@ -66,6 +83,11 @@ spec:
   action: CUSTOM
   provider: {name: ext}
   rules: [{to: [{operation: {paths: ["/custom*"]}}]}]
+---
+{"apiVersion": "security.istio.io/v1", "kind": "AuthorizationPolicy",
+ "metadata": {"name": "deny", "namespace": "default"},
+ "spec": {"targetRefs": [{"kind": "Service", "group": "", "name": "echo"}], "action": "DENY",
+          "rules": [{"to": [{"operation": {"paths": ["/custom/deny"]}}]}]}}
 "#;
 
     fn run(filters: &[&str], path: &str) -> (HeadersStatus, FakeStream) {
@@ -109,5 +131,31 @@ spec:
         let (_, s) = run(&[], "/custom/a");
         assert_eq!(s.reply.as_ref().map(|r| r.status), Some(403));
         assert_eq!(provider_meta(&s), None);
+    }
+
+    #[test]
+    fn a_deny_waits_for_the_provider_then_the_guard() {
+        let (st, s) = run(&["ext"], "/custom/deny");
+        assert_eq!(st, HeadersStatus::Continue);
+        assert!(s.reply.is_none(), "{:?}", s.reply);
+        assert_eq!(provider_meta(&s), Some("ext"));
+        assert_eq!(
+            s.metadata
+                .get(&(METADATA_NS.to_string(), THEN_KEY.to_string()))
+                .map(String::as_str),
+            Some("deny")
+        );
+        assert!(
+            s.header(
+                crate::stream::HeaderKind::Request,
+                crate::filter::CLUSTER_HEADER
+            )
+            .is_none(),
+            "a denied request gets no cluster"
+        );
+        // No filter for the provider: denied at once.
+        let (st, s) = run(&[], "/custom/deny");
+        assert_eq!(st, HeadersStatus::StopIteration);
+        assert_eq!(s.reply.as_ref().map(|r| r.status), Some(403));
     }
 }

@@ -312,6 +312,19 @@ impl HttpFilter {
                 return HeadersStatus::StopIteration;
             }
         }
+        if decision.action == Action::Deny {
+            // DENY/ALLOW denied, but a CUSTOM provider is asked first (Istio's layers: CUSTOM,
+            // then DENY, then ALLOW): its ext_authz filter answers a provider deny; the RBAC
+            // guard after it sends this 403 when the provider allows. Nothing is forwarded:
+            // no cluster is chosen.
+            if let Some(provider) = decision.ext_authz {
+                if crate::ext_authz::deny_after_provider(s, &config, provider) {
+                    meta.flush(s);
+                    self.phase = Phase::Forwarded;
+                    return HeadersStatus::Continue;
+                }
+            }
+        }
         match (&decision.forward, &decision.local) {
             (Some(fwd), _) if decision.action == Action::Route => {
                 self.forward(s, fwd, headers, meta)

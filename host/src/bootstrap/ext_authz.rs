@@ -13,6 +13,11 @@ use super::listeners::MAIN_INTERNAL;
 pub const METADATA_NS: &str = "waypoint.ext_authz";
 /// Key under [`METADATA_NS`]: the provider the request must be checked by.
 pub const METADATA_KEY: &str = "provider";
+/// Key under [`METADATA_NS`] the module sets to `deny` when DENY/ALLOW denied a request whose
+/// CUSTOM provider is asked first (Istio's layers: CUSTOM, then DENY, then ALLOW).
+pub const THEN_KEY: &str = "then";
+/// Name of the RBAC filter after the provider filters (see [`guard`]).
+pub const GUARD: &str = "ext_authz.guard";
 
 const EXT_AUTHZ: &str = "type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz";
 
@@ -125,6 +130,7 @@ pub fn wire(listener: &mut Value, snapshot: &Snapshot) {
     for (i, p) in providers.iter().enumerate() {
         chain.insert(at + i, filter(p));
     }
+    chain.insert(at + providers.len(), guard(providers));
 }
 
 const RBAC: &str = "type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC";
@@ -133,14 +139,17 @@ fn metadata_principal(value: Value) -> Value {
     json!({"sourced_metadata": {"metadata_matcher": metadata_is(value)}})
 }
 
-/// Over xDS the module's config (with `ext_authz_filters`) comes by ECDS, apart from the
-/// listener holding the provider filters, so for a while (an update, a draining listener) a
-/// module may know a provider the listener has no filter for. This DENY RBAC filter, placed
-/// after the provider filters in the same listener, denies any request marked for a provider
-/// the listener has no filter for, so such a request is never forwarded unchecked.
-pub fn xds_guard(providers: &[ExtAuthzProvider]) -> Value {
+/// The RBAC filter after the provider filters (Envoy's RBAC 403 `RBAC: access denied`, the
+/// module's own deny body). It denies
+/// * a request the module marked `then: deny`: DENY/ALLOW denied it, the provider was asked
+///   first (Istio asks CUSTOM providers before DENY and ALLOW) and allowed it;
+/// * over xDS, a request marked for a provider this listener has no filter for: the module's
+///   config (with `ext_authz_filters`) comes by ECDS apart from the listener holding the
+///   provider filters, so for a while (an update, a draining listener) the two can disagree,
+///   and such a request must not be forwarded unchecked.
+pub fn guard(providers: &[ExtAuthzProvider]) -> Value {
     let marked = metadata_principal(json!({"present_match": true}));
-    let principal = if providers.is_empty() {
+    let unknown = if providers.is_empty() {
         marked
     } else {
         let known: Vec<Value> = providers
@@ -149,13 +158,18 @@ pub fn xds_guard(providers: &[ExtAuthzProvider]) -> Value {
             .collect();
         json!({"and_ids": {"ids": [marked, {"not_id": {"or_ids": {"ids": known}}}]}})
     };
-    json!({"name": "ext_authz.unknown_provider", "typed_config": {
+    let then_deny = json!({"sourced_metadata": {"metadata_matcher": {
+        "filter": METADATA_NS, "path": [{"key": THEN_KEY}],
+        "value": {"string_match": {"exact": "deny"}}}}});
+    json!({"name": GUARD, "typed_config": {
         "@type": RBAC,
-        "rules": {"action": "DENY", "policies": {"ext-authz-provider-without-filter": {
-            "permissions": [{"any": true}], "principals": [principal]}}}}})
+        "rules": {"action": "DENY", "policies": {
+            "ext-authz-provider-without-filter": {"permissions": [{"any": true}], "principals": [unknown]},
+            "denied-after-ext-authz": {"permissions": [{"any": true}], "principals": [then_deny]}}}}})
 }
 
-/// Insert [`xds_guard`] into the L7 listener of `bootstrap`, just before the router.
+/// Over xDS, make sure the L7 listener of `bootstrap` has the [`guard`] (just before the
+/// router) even without providers: a newer module config may name one.
 pub fn add_xds_guard(bootstrap: &mut Value, snapshot: &Snapshot) {
     let Some(listeners) = bootstrap["static_resources"]["listeners"].as_array_mut() else {
         return;
@@ -166,11 +180,14 @@ pub fn add_xds_guard(bootstrap: &mut Value, snapshot: &Snapshot) {
         else {
             continue;
         };
+        if chain.iter().any(|f| f["name"] == GUARD) {
+            continue;
+        }
         let at = chain
             .iter()
             .position(|f| f["name"] == "envoy.filters.http.router")
             .unwrap_or(chain.len());
-        chain.insert(at, xds_guard(snapshot.ext_authz_providers()));
+        chain.insert(at, guard(snapshot.ext_authz_providers()));
     }
 }
 
@@ -278,6 +295,7 @@ data:
                 "waypoint",
                 "ext_authz.h",
                 "ext_authz.g",
+                GUARD,
                 "envoy.filters.http.router"
             ]
         );
@@ -341,15 +359,22 @@ data:
     }
 
     #[test]
-    fn xds_guard_denies_providers_without_a_filter() {
+    fn guard_denies_unknown_providers_and_denials_after_the_provider() {
         let mut boot = generated(YAML);
         let loaded = waypoint_loader::load_text(YAML, "test", "default");
         let (snapshot, _) = Snapshot::build(&loaded.resources, &BuildOptions::default());
         add_xds_guard(&mut boot, &snapshot);
         let l = main_internal(&boot);
         let chain = &l["filter_chains"][0]["filters"][0]["typed_config"]["http_filters"];
-        assert_eq!(chain[3]["name"], "ext_authz.unknown_provider");
+        assert_eq!(
+            chain[3]["name"], GUARD,
+            "one guard, after the provider filters"
+        );
         assert_eq!(chain[4]["name"], "envoy.filters.http.router");
+        let then = &chain[3]["typed_config"]["rules"]["policies"]["denied-after-ext-authz"]
+            ["principals"][0]["sourced_metadata"]["metadata_matcher"];
+        assert_eq!(then["path"][0]["key"], THEN_KEY);
+        assert_eq!(then["value"], json!({"string_match": {"exact": "deny"}}));
         let rules = &chain[3]["typed_config"]["rules"];
         assert_eq!(rules["action"], "DENY");
         let ids = &rules["policies"]["ext-authz-provider-without-filter"]["principals"][0]
@@ -360,7 +385,7 @@ data:
         );
         encode(LISTENER, "main_internal", l).expect("listener with the guard encodes");
         // Without providers every marked request is denied.
-        let none = xds_guard(&[]);
+        let none = guard(&[]);
         assert_eq!(
             none["typed_config"]["rules"]["policies"]["ext-authz-provider-without-filter"]
                 ["principals"][0]["sourced_metadata"]["metadata_matcher"]["value"],

@@ -245,8 +245,23 @@ impl Policy {
             &|b: &BackendRef| reg.by_host(&b.host, &b.namespace),
             rng,
         );
-        if let (Some(name), PlanKind::Forward(fp)) = (d.ext_authz, &mut plan.kind) {
-            fp.ext_authz = Some(ExtAuthzCall::resolve(&self.snapshot, name, &self.options));
+        if let Some(name) = d.ext_authz {
+            let call = || ExtAuthzCall::resolve(&self.snapshot, name, &self.options);
+            match &mut plan.kind {
+                PlanKind::Forward(fp) => fp.ext_authz = Some(call()),
+                PlanKind::Local(reply) if d.action == Action::Deny => {
+                    let reply = std::mem::replace(
+                        reply,
+                        LocalReply {
+                            status: 403,
+                            body: String::new(),
+                            headers: Vec::new(),
+                        },
+                    );
+                    plan.kind = PlanKind::AskThenLocal(Box::new(call()), reply);
+                }
+                _ => {}
+            }
         }
         plan
     }

@@ -148,15 +148,13 @@ pub async fn handle(
         tokio::time::sleep(d).await;
     }
     let (resp, outcome) = match &plan.kind {
-        PlanKind::Local(reply) => (
-            local_response(reply),
-            Outcome {
-                status: reply.status,
-                flags: local_flag(plan.action),
-                target: None,
-                attempts: 0,
-            },
-        ),
+        PlanKind::Local(reply) => local_reply(reply, plan.action),
+        PlanKind::AskThenLocal(call, reply) => {
+            match ext_authz_check(&shared, &ctx, call, &req, &authority, &path).await {
+                ext_authz::Verdict::Deny(denied) => ext_authz_denied(&denied),
+                ext_authz::Verdict::Allow(_) => local_reply(reply, plan.action),
+            }
+        }
         PlanKind::Forward(fp) => forward(&shared, &ctx, fp, req, &authority, &path).await,
     };
     let elapsed = start.elapsed();
@@ -232,34 +230,8 @@ async fn forward(
     let Some(call) = &fp.ext_authz else {
         return forward_allowed(shared, fp, req, authority, path, cors).await;
     };
-    let verdict = {
-        let input = ext_authz::CheckInput {
-            method: req.method().as_str(),
-            authority,
-            path,
-            headers: req.headers(),
-            protocol: if req.version() == Version::HTTP_2 {
-                "HTTP/2"
-            } else {
-                "HTTP/1.1"
-            },
-            source_ip: ctx.source_ip,
-            source_principal: ctx.principal.as_deref(),
-            destination: &ctx.destination,
-        };
-        ext_authz::check(&shared.upstreams, call, &input).await
-    };
-    match verdict {
-        ext_authz::Verdict::Deny(reply) => (
-            local_response(&reply),
-            Outcome {
-                status: reply.status,
-                // Envoy's response flag for an ext_authz denial.
-                flags: "UAEX",
-                target: None,
-                attempts: 0,
-            },
-        ),
+    match ext_authz_check(shared, ctx, call, &req, authority, path).await {
+        ext_authz::Verdict::Deny(reply) => ext_authz_denied(&reply),
         ext_authz::Verdict::Allow(m) => {
             m.apply_request(req.headers_mut());
             let (mut resp, outcome) = forward_allowed(shared, fp, req, authority, path, cors).await;
@@ -267,6 +239,59 @@ async fn forward(
             (resp, outcome)
         }
     }
+}
+
+/// Ask a CUSTOM provider about this request.
+async fn ext_authz_check<B>(
+    shared: &Shared,
+    ctx: &TunnelCtx,
+    call: &ext_authz::ExtAuthzCall,
+    req: &Request<B>,
+    authority: &str,
+    path: &str,
+) -> ext_authz::Verdict {
+    let input = ext_authz::CheckInput {
+        method: req.method().as_str(),
+        authority,
+        path,
+        headers: req.headers(),
+        protocol: if req.version() == Version::HTTP_2 {
+            "HTTP/2"
+        } else {
+            "HTTP/1.1"
+        },
+        source_ip: ctx.source_ip,
+        source_principal: ctx.principal.as_deref(),
+        destination: &ctx.destination,
+    };
+    ext_authz::check(&shared.upstreams, call, &input).await
+}
+
+/// A reply of the waypoint's own, flagged for the access log by the decision's action.
+fn local_reply(reply: &LocalReply, action: &str) -> (Response<ProxyBody>, Outcome) {
+    (
+        local_response(reply),
+        Outcome {
+            status: reply.status,
+            flags: local_flag(action),
+            target: None,
+            attempts: 0,
+        },
+    )
+}
+
+/// The provider's denial, as the client gets it.
+fn ext_authz_denied(reply: &LocalReply) -> (Response<ProxyBody>, Outcome) {
+    (
+        local_response(reply),
+        Outcome {
+            status: reply.status,
+            // Envoy's response flag for an ext_authz denial.
+            flags: "UAEX",
+            target: None,
+            attempts: 0,
+        },
+    )
 }
 
 /// Forward once authorization passed.

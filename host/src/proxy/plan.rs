@@ -32,6 +32,9 @@ pub struct Plan {
 #[derive(Debug, Clone)]
 pub enum PlanKind {
     Local(LocalReply),
+    /// A CUSTOM provider is asked first (Istio's layers: CUSTOM, then DENY, then ALLOW): its
+    /// deny answers the request, its allow lets this (DENY/ALLOW) reply go out.
+    AskThenLocal(Box<ExtAuthzCall>, LocalReply),
     Forward(Box<ForwardPlan>),
 }
 

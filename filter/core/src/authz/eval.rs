@@ -308,15 +308,18 @@ pub fn evaluate<'p>(
             "allowed: no DENY matched and no ALLOW policy applies"
         };
         trace.push(why.to_string());
-        if let (true, Some(c)) = (allowed, custom) {
+        if let (false, Some(c)) = (denied_by_custom, custom) {
             trace.push(format!(
-                "ext-authz provider {c:?} must also allow the request"
+                "ext-authz provider {c:?} is asked first (Istio: CUSTOM, then DENY, then ALLOW)"
             ));
         }
     }
     AuthzOutcome {
         allowed,
-        custom,
+        // An unusable CUSTOM rule denies before any provider is asked (Istio's RBAC filter in
+        // front of ext_authz); otherwise a matched provider is asked first, even when DENY or
+        // ALLOW will deny (Istio's layers: CUSTOM, then DENY, then ALLOW).
+        custom: custom.filter(|_| !denied_by_custom),
         verdicts,
         trace,
     }

@@ -308,9 +308,16 @@ fn custom_action() {
     // With several providers only enforced CUSTOM rules deny.
     let out = run(&[&dry, &p2], &r);
     assert!(out.allowed, "{}", out.trace.join("\n"));
-    // DENY still applies when the provider would be asked.
+    // DENY still applies when the provider would be asked, and the provider is still asked
+    // first (Istio's layers: CUSTOM, then DENY, then ALLOW): its deny answers the request.
     let deny = compile("  action: DENY\n  rules: [{to: [{operation: {paths: ['/admin/*']}}]}]\n");
-    assert!(!run(&[&p, &deny], &r).allowed);
+    let out = run(&[&p, &deny], &r);
+    assert!(!out.allowed);
+    assert_eq!(out.custom, Some("ext"));
+    // An unusable CUSTOM rule denies before any provider is asked.
+    let out = run(&[&bad, &deny], &r);
+    assert!(!out.allowed);
+    assert_eq!(out.custom, None);
 }
 
 #[test]

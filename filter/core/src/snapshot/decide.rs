@@ -240,7 +240,7 @@ impl Snapshot {
                 .collect();
             d.ext_authz = outcome.custom;
             if let Some(p) = outcome.custom {
-                t.add(|| format!("authz: CUSTOM provider {p} must also allow the request"));
+                t.add(|| format!("authz: CUSTOM provider {p} is asked first; it must allow"));
             }
             if !outcome.allowed {
                 t.add(|| "authz: denied (403)".to_string());
