@@ -41,15 +41,6 @@ pub struct GeneratedWaypoint {
 /// Move every listener and the admin interface to a free loopback port, and the pods' HBONE
 /// port (15008 in a cluster) to `pod_hbone_port`. Returns the `connect_terminate` port.
 fn relocate(boot: &mut Value, pod_hbone_port: u16) -> (u16, u16) {
-    // Each probe frees its port at once, so two probes can return the same one: keep them
-    // distinct (Envoy refuses two listeners on one address).
-    let mut taken = std::collections::HashSet::new();
-    let mut free_port = move || loop {
-        let p = free_port();
-        if taken.insert(p) {
-            return p;
-        }
-    };
     let admin = free_port();
     boot["admin"]["address"]["socket_address"]["port_value"] = admin.into();
     let mut terminate = 0;

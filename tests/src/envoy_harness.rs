@@ -215,12 +215,22 @@ impl Pki {
     }
 }
 
-/// A free loopback port (bound then released).
+/// A free loopback port (bound then released), never one this process got before: a probe
+/// frees its port at once, so without that two probes for one Envoy config can return the
+/// same port and Envoy refuses the second listener on it.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
+    static HANDED_OUT: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    loop {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("free port");
+        let mut seen = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
+        if !seen.contains(&port) {
+            seen.push(port);
+            return port;
+        }
+    }
 }
 
 /// A running Envoy; killed on drop.
