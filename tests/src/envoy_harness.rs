@@ -718,3 +718,17 @@ pub fn bootstrap(
     });
     serde_yaml::to_string(&boot).unwrap_or_default()
 }
+
+#[cfg(test)]
+mod free_port_tests {
+    use super::free_port;
+
+    #[test]
+    fn free_ports_are_never_handed_out_twice() {
+        let ports: Vec<u16> = (0..300).map(|_| free_port()).collect();
+        let mut unique = ports.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(unique.len(), ports.len());
+    }
+}
