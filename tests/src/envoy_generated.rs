@@ -3,7 +3,7 @@
 //! HBONE client that fail on any stream reset.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use serde_json::Value;
@@ -11,7 +11,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use waypoint::bootstrap::{self, Options};
 use waypoint::hbone::HboneClient;
 use waypoint::originate::Originator;
-use waypoint_core::Snapshot;
+use waypoint_core::{BuildOptions, Snapshot};
 
 use crate::echo::pattern;
 use crate::envoy_harness::{free_port, repo_root, scratch_dir, Envoy};
@@ -74,6 +74,18 @@ fn relocate(boot: &mut Value, pod_hbone_port: u16) -> (u16, u16) {
         }
     }
     (terminate, admin)
+}
+
+/// Write `yaml` as `config.yaml` in `dir`, load it as the module will (the directory is the
+/// config path) and compile it; panics on any config error. Returns (config paths, snapshot).
+pub fn write_config(dir: &Path, yaml: &str) -> (Vec<PathBuf>, Snapshot) {
+    std::fs::write(dir.join("config.yaml"), yaml).expect("write config");
+    let paths: Vec<PathBuf> = vec![dir.to_path_buf()];
+    let loaded = waypoint_loader::load_paths(&paths, "default");
+    assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);
+    let (snap, diags) = Snapshot::build(&loaded.resources, &BuildOptions::default());
+    assert!(diags.errors.is_empty(), "{:?}", diags.errors);
+    (paths, snap)
 }
 
 impl GeneratedWaypoint {

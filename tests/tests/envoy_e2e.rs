@@ -262,24 +262,15 @@ fn mirror(b: &Bookinfo) -> Result<(), String> {
         r.status == 200 && r.upstream().as_deref() == Some("ratings-v1"),
         || format!("mirror main request: {} {}", r.status, r.body),
     )?;
-    let v2 = b
-        .upstreams
-        .iter()
-        .find(|u| u.name == "reviews-v2")
-        .ok_or("no reviews-v2 upstream")?;
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let seen = v2.seen();
-        if let Some((_, host)) = seen.iter().find(|(p, _)| p == "/ratings/mirror-1") {
-            return expect(host == "ratings-shadow:9080", || {
-                format!("shadow host {host:?}")
-            });
-        }
-        if Instant::now() > deadline {
-            return Err(format!("reviews-v2 never saw the mirror: {seen:?}"));
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let host = at_mirror(b, "the mirror", |v2| {
+        v2.seen()
+            .into_iter()
+            .find(|(p, _)| p == "/ratings/mirror-1")
+            .map(|(_, host)| host)
+    })?;
+    expect(host == "ratings-shadow:9080", || {
+        format!("shadow host {host:?}")
+    })
 }
 
 /// A POST to the mirrored route: ratings answers, and reviews v2 gets the same 200 kB body
@@ -298,6 +289,23 @@ fn mirror_with_body(b: &Bookinfo) -> Result<(), String> {
         r.status == 200 && r.upstream().as_deref() == Some("ratings-v1"),
         || format!("mirror main request: {} {}", r.status, r.body),
     )?;
+    let got = at_mirror(b, "the mirrored body", |v2| {
+        v2.bodies()
+            .into_iter()
+            .find(|(p, _)| p == "/ratings/mirror-body")
+            .map(|(_, got)| got)
+    })?;
+    expect(got == body, || {
+        format!("mirrored body: {} bytes, want {}", got.len(), body.len())
+    })
+}
+
+/// Poll the reviews-v2 upstream (the mirror target) for up to 5 s until `found` sees `what`.
+fn at_mirror<T>(
+    b: &Bookinfo,
+    what: &str,
+    found: impl Fn(&waypoint_tests::envoy_harness::upstream::Upstream) -> Option<T>,
+) -> Result<T, String> {
     let v2 = b
         .upstreams
         .iter()
@@ -305,17 +313,11 @@ fn mirror_with_body(b: &Bookinfo) -> Result<(), String> {
         .ok_or("no reviews-v2 upstream")?;
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        let bodies = v2.bodies();
-        if let Some((_, got)) = bodies.iter().find(|(p, _)| p == "/ratings/mirror-body") {
-            return expect(got == &body, || {
-                format!("mirrored body: {} bytes, want {}", got.len(), body.len())
-            });
+        if let Some(t) = found(v2) {
+            return Ok(t);
         }
         if Instant::now() > deadline {
-            return Err(format!(
-                "reviews-v2 never saw the mirrored body: {:?}",
-                v2.seen()
-            ));
+            return Err(format!("reviews-v2 never saw {what}: {:?}", v2.seen()));
         }
         std::thread::sleep(Duration::from_millis(50));
     }

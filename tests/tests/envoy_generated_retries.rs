@@ -5,14 +5,12 @@
 //! to its first N requests counts the attempts Envoy made.
 
 use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
-use waypoint_core::{BuildOptions, Snapshot};
-use waypoint_tests::envoy_generated::{client, exchange, GeneratedWaypoint, Layout};
+use waypoint_tests::envoy_generated::{client, exchange, write_config, GeneratedWaypoint, Layout};
 use waypoint_tests::manifests::service;
 use waypoint_tests::pki::{Pki, TempDir};
 use waypoint_tests::waypoint::WAYPOINT_GATEWAY;
@@ -102,12 +100,7 @@ async fn attempts(base: u8, fail: usize, retries: Option<&str>) -> (u16, usize) 
             false
         )
     );
-    std::fs::write(config.path().join("config.yaml"), yaml).expect("write config");
-    let paths: Vec<PathBuf> = vec![config.path().to_path_buf()];
-    let loaded = waypoint_loader::load_paths(&paths, "default");
-    assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);
-    let (snap, diags) = Snapshot::build(&loaded.resources, &BuildOptions::default());
-    assert!(diags.errors.is_empty(), "{:?}", diags.errors);
+    let (paths, snap) = write_config(config.path(), &yaml);
     // The pods' HBONE port is unused here (plaintext upstream).
     let wp = GeneratedWaypoint::start(&pki, &snap, &paths, Layout::Originator, 1)
         .await

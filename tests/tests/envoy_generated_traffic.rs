@@ -5,13 +5,11 @@
 //! (ignored where Envoy 1.40 is known to fail; run them with `--ignored` to measure).
 
 use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use waypoint_core::{BuildOptions, Snapshot};
 use waypoint_tests::echo::{http_echo, http_echo_closing, is_pattern, EchoServer};
-use waypoint_tests::envoy_generated::{client, exchange, GeneratedWaypoint, Layout};
+use waypoint_tests::envoy_generated::{client, exchange, write_config, GeneratedWaypoint, Layout};
 use waypoint_tests::hbone_server::HboneServer;
 use waypoint_tests::manifests::service;
 use waypoint_tests::pki::{Pki, TempDir};
@@ -81,12 +79,7 @@ async fn start_as(layout: Layout, closing_app: bool, base: u8, pod_sa: &str) -> 
             false
         ),
     );
-    std::fs::write(config.path().join("config.yaml"), yaml).expect("write config");
-    let paths: Vec<PathBuf> = vec![config.path().to_path_buf()];
-    let loaded = waypoint_loader::load_paths(&paths, "default");
-    assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);
-    let (snap, diags) = Snapshot::build(&loaded.resources, &BuildOptions::default());
-    assert!(diags.errors.is_empty(), "{:?}", diags.errors);
+    let (paths, snap) = write_config(config.path(), &yaml);
     let wp = GeneratedWaypoint::start(&pki, &snap, &paths, layout, hbone_port)
         .await
         .unwrap_or_else(|e| panic!("start Envoy on the generated bootstrap: {e}"));
