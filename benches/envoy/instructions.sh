@@ -52,26 +52,8 @@ trap cleanup EXIT
 listening() { ss -ltnH "sport = :$1" | grep -q .; }
 wait_port() { for _ in $(seq 600); do listening "$1" && return 0; kill -0 "$2" 2>/dev/null || break; sleep 0.2; done; echo "nothing on :$1" >&2; tail -20 "$3" >&2; return 1; }
 
-body() { local s="reviews-$1 "; while [ ${#s} -lt 127 ]; do s+=x; done; printf '%s\\n' "$s"; }
-cat >"$RUN/nginx.conf" <<EOF
-daemon off;
-worker_processes 1;
-pid $RUN/nginx.pid;
-error_log $RUN/nginx-error.log warn;
-events { worker_connections 1024; }
-http {
-  access_log off;
-  keepalive_requests 10000000;
-  client_body_temp_path $RUN/nginx-tmp/body;
-  proxy_temp_path $RUN/nginx-tmp/proxy;
-  fastcgi_temp_path $RUN/nginx-tmp/fastcgi;
-  uwsgi_temp_path $RUN/nginx-tmp/uwsgi;
-  scgi_temp_path $RUN/nginx-tmp/scgi;
-  default_type text/plain;
-  server { listen 127.0.0.1:18081; location / { return 200 "$(body v1)"; } }
-  server { listen 127.0.0.1:18082; location / { return 200 "$(body v2)"; } }
-}
-EOF
+. "$HERE/upstream.sh"
+write_nginx_conf "$RUN"
 "$NGINX" -c "$RUN/nginx.conf" >"$RUN/nginx.log" 2>&1 &
 NGINX_PID=$!
 wait_port 18082 "$NGINX_PID" "$RUN/nginx.log"

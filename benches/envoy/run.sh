@@ -104,27 +104,8 @@ for p in 18000 18081 18082 18901; do
 done
 
 # ------------------------------------------------------------------ upstream: nginx, one worker
-body() { local s="reviews-$1 "; while [ ${#s} -lt 127 ]; do s+=x; done; printf '%s\\n' "$s"; }
-cat >"$RUN/nginx.conf" <<EOF
-daemon off;
-worker_processes 1;
-pid $RUN/nginx.pid;
-error_log $RUN/nginx-error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  keepalive_requests 10000000;
-  keepalive_timeout 300s;
-  client_body_temp_path $RUN/nginx-tmp/body;
-  proxy_temp_path $RUN/nginx-tmp/proxy;
-  fastcgi_temp_path $RUN/nginx-tmp/fastcgi;
-  uwsgi_temp_path $RUN/nginx-tmp/uwsgi;
-  scgi_temp_path $RUN/nginx-tmp/scgi;
-  default_type text/plain;
-  server { listen 127.0.0.1:18081; location / { return 200 "$(body v1)"; } }
-  server { listen 127.0.0.1:18082; location / { return 200 "$(body v2)"; } }
-}
-EOF
+. "$HERE/upstream.sh"
+write_nginx_conf "$RUN"
 "${TS_LOAD[@]}" "$NGINX" -c "$RUN/nginx.conf" >"$RUN/nginx.log" 2>&1 &
 NGINX_PID=$!
 wait_port 18081 "$NGINX_PID" "$RUN/nginx.log"

@@ -258,10 +258,7 @@ fn filter_state_input(b: &Bookinfo) -> Result<(), String> {
 /// `/ratings/mirror` is answered by ratings and shadowed to reviews v2 with a `-shadow` host.
 fn mirror(b: &Bookinfo) -> Result<(), String> {
     let r = get(b, RATINGS, "/ratings/mirror-1", &[]);
-    expect(
-        r.status == 200 && r.upstream().as_deref() == Some("ratings-v1"),
-        || format!("mirror main request: {} {}", r.status, r.body),
-    )?;
+    answered_by_ratings(&r)?;
     let host = at_mirror(b, "the mirror", |v2| {
         v2.seen()
             .into_iter()
@@ -285,10 +282,7 @@ fn mirror_with_body(b: &Bookinfo) -> Result<(), String> {
         &[("x-envoy-original-dst-host", RATINGS.1)],
         &body,
     )?;
-    expect(
-        r.status == 200 && r.upstream().as_deref() == Some("ratings-v1"),
-        || format!("mirror main request: {} {}", r.status, r.body),
-    )?;
+    answered_by_ratings(&r)?;
     let got = at_mirror(b, "the mirrored body", |v2| {
         v2.bodies()
             .into_iter()
@@ -298,6 +292,14 @@ fn mirror_with_body(b: &Bookinfo) -> Result<(), String> {
     expect(got == body, || {
         format!("mirrored body: {} bytes, want {}", got.len(), body.len())
     })
+}
+
+/// The main request of a mirrored route is answered by ratings.
+fn answered_by_ratings(r: &Response) -> Result<(), String> {
+    expect(
+        r.status == 200 && r.upstream().as_deref() == Some("ratings-v1"),
+        || format!("mirror main request: {} {}", r.status, r.body),
+    )
 }
 
 /// Poll the reviews-v2 upstream (the mirror target) for up to 5 s until `found` sees `what`.
