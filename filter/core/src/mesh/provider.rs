@@ -144,6 +144,20 @@ struct Common<'a> {
     body: bool,
 }
 
+/// The fields both provider kinds have (their spec structs cannot share them through
+/// `#[serde(flatten)]`, which serde does not support with `deny_unknown_fields`).
+macro_rules! common_of {
+    ($p:expr) => {
+        Common {
+            service: &$p.service,
+            port: $p.port,
+            timeout: $p.timeout.as_deref(),
+            status_on_error: $p.status_on_error,
+            body: $p.include_request_body_in_check.is_some(),
+        }
+    };
+}
+
 struct CommonOut {
     service_namespace: Option<String>,
     service_host: String,
@@ -234,16 +248,7 @@ fn patterns(list: &[String]) -> Vec<HeaderPattern> {
 }
 
 fn http(p: &HttpProviderSpec, base: &str) -> Result<(CommonOut, ExtAuthzKind), FieldError> {
-    let c = common(
-        Common {
-            service: &p.service,
-            port: p.port,
-            timeout: p.timeout.as_deref(),
-            status_on_error: p.status_on_error,
-            body: p.include_request_body_in_check.is_some(),
-        },
-        base,
-    )?;
+    let c = common(common_of!(p), base)?;
     let path_prefix = p.path_prefix.clone().unwrap_or_default();
     if !path_prefix.is_empty() && !path_prefix.starts_with('/') {
         return Err(err(
@@ -285,16 +290,7 @@ fn http(p: &HttpProviderSpec, base: &str) -> Result<(CommonOut, ExtAuthzKind), F
 }
 
 fn grpc(p: &GrpcProviderSpec, base: &str) -> Result<(CommonOut, ExtAuthzKind), FieldError> {
-    let c = common(
-        Common {
-            service: &p.service,
-            port: p.port,
-            timeout: p.timeout.as_deref(),
-            status_on_error: p.status_on_error,
-            body: p.include_request_body_in_check.is_some(),
-        },
-        base,
-    )?;
+    let c = common(common_of!(p), base)?;
     Ok((c, ExtAuthzKind::Grpc(ExtAuthzGrpc {})))
 }
 
