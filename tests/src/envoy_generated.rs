@@ -14,7 +14,7 @@ use waypoint::originate::Originator;
 use waypoint_core::{BuildOptions, Snapshot};
 
 use crate::echo::pattern;
-use crate::envoy_harness::{free_port, repo_root, scratch_dir, Envoy};
+use crate::envoy_harness::{free_port, parse_head, repo_root, scratch_dir, Envoy};
 use crate::hbone_client::tunnel;
 use crate::pki::{Pki, TempDir};
 
@@ -187,17 +187,7 @@ pub fn parse_response(raw: &[u8]) -> Result<Exchange, String> {
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
         .ok_or_else(|| format!("no header end in {} bytes", raw.len()))?;
-    let head = String::from_utf8_lossy(&raw[..end]).to_string();
-    let mut lines = head.split("\r\n");
-    let status = lines
-        .next()
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| format!("bad status line in {head:?}"))?;
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
-        .collect();
+    let (status, headers) = parse_head(&String::from_utf8_lossy(&raw[..end]))?;
     let rest = &raw[end + 4..];
     let get = |n: &str| {
         headers

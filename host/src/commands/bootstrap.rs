@@ -19,6 +19,19 @@ pub struct Args {
     /// Directory with waypoint.pem, waypoint-key.pem and ca.pem (as Envoy will see it).
     #[arg(long)]
     pub certs: String,
+    #[command(flatten)]
+    pub generator: GeneratorArgs,
+    /// Write the minimal bootstrap that gets everything from `waypoint xds` at ADDR.
+    #[arg(long, value_name = "ADDR")]
+    pub xds: Option<SocketAddr>,
+    /// With --xds: use delta ADS (DELTA_GRPC) instead of state-of-the-world.
+    #[arg(long, requires = "xds")]
+    pub delta: bool,
+}
+
+/// Generator options shared by `waypoint bootstrap` and `waypoint xds`.
+#[derive(ClapArgs, Debug)]
+pub struct GeneratorArgs {
     /// Path of the module (lib<name>.so); only its name is used, its directory must be on
     /// $ENVOY_DYNAMIC_MODULES_SEARCH_PATH.
     #[arg(long)]
@@ -34,15 +47,31 @@ pub struct Args {
     /// tunnelling, which resets upstream streams with `Connection: close` backends.
     #[arg(long, value_name = "ADDR")]
     pub originator: Option<SocketAddr>,
-    /// Write the minimal bootstrap that gets everything from `waypoint xds` at ADDR.
-    #[arg(long, value_name = "ADDR")]
-    pub xds: Option<SocketAddr>,
-    /// With --xds: use delta ADS (DELTA_GRPC) instead of state-of-the-world.
-    #[arg(long, requires = "xds")]
-    pub delta: bool,
     /// Write an Envoy access log line per request (stdout): off by default, as in Istio.
     #[arg(long)]
     pub access_log: bool,
+}
+
+impl GeneratorArgs {
+    /// The generator's inputs for these options and the command's config, waypoint and certs.
+    pub fn inputs(
+        self,
+        config: Vec<PathBuf>,
+        waypoint: Option<String>,
+        certs_dir: String,
+    ) -> anyhow::Result<Inputs> {
+        Ok(Inputs {
+            config,
+            root: PathBuf::from("."),
+            namespace: self.namespace,
+            waypoint,
+            certs_dir,
+            module_name: module_name(self.module.as_ref())?,
+            trust_domain: self.trust_domain,
+            originator: self.originator,
+            access_log: self.access_log,
+        })
+    }
 }
 
 pub fn module_name(path: Option<&PathBuf>) -> anyhow::Result<String> {
@@ -60,17 +89,9 @@ pub fn module_name(path: Option<&PathBuf>) -> anyhow::Result<String> {
 }
 
 pub fn main(args: Args) -> anyhow::Result<()> {
-    let inputs = Inputs {
-        config: args.config,
-        root: PathBuf::from("."),
-        namespace: args.namespace,
-        waypoint: args.waypoint,
-        certs_dir: args.certs,
-        module_name: module_name(args.module.as_ref())?,
-        trust_domain: args.trust_domain,
-        originator: args.originator,
-        access_log: args.access_log,
-    };
+    let inputs = args
+        .generator
+        .inputs(args.config, args.waypoint, args.certs)?;
     match args.xds {
         Some(addr) => print!(
             "{}",
@@ -78,7 +99,7 @@ pub fn main(args: Args) -> anyhow::Result<()> {
         ),
         None => print!("{}", from_config(&inputs)?),
     }
-    if let Some(addr) = args.originator {
+    if let Some(addr) = inputs.originator {
         eprintln!(
             "waypoint bootstrap: run the originator next to Envoy: waypoint originate --listen {addr} --certs {}",
             inputs.certs_dir

@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::Args as ClapArgs;
-use waypoint::bootstrap::Inputs;
 use waypoint::xds::{server, Cache, Source};
 
 #[derive(ClapArgs, Debug)]
@@ -25,28 +24,14 @@ pub struct Args {
     /// Directory with waypoint.pem, waypoint-key.pem and ca.pem (read and served over SDS).
     #[arg(long)]
     pub certs: String,
-    /// Path of the module (lib<name>.so); only its name is used.
-    #[arg(long)]
-    pub module: Option<PathBuf>,
-    /// SPIFFE trust domain.
-    #[arg(long, default_value = "cluster.local")]
-    pub trust_domain: String,
-    /// Namespace for resources without metadata.namespace.
-    #[arg(long, default_value = "default")]
-    pub namespace: String,
     /// How often the config and certificates are checked for changes, in milliseconds.
     #[arg(long, default_value_t = 500)]
     pub poll_ms: u64,
     /// Bind a listener elsewhere: NAME=ADDR (repeatable), e.g. connect_terminate=0.0.0.0:16008.
     #[arg(long = "bind", value_name = "NAME=ADDR")]
     pub bind: Vec<String>,
-    /// Reach mesh endpoints through `waypoint originate` at this address (see `bootstrap
-    /// --originator`).
-    #[arg(long, value_name = "ADDR")]
-    pub originator: Option<SocketAddr>,
-    /// Write an Envoy access log line per request (stdout): off by default, as in Istio.
-    #[arg(long)]
-    pub access_log: bool,
+    #[command(flatten)]
+    pub generator: super::bootstrap::GeneratorArgs,
 }
 
 pub fn main(args: Args) -> anyhow::Result<()> {
@@ -61,17 +46,9 @@ pub fn main(args: Args) -> anyhow::Result<()> {
         rebind.insert(name.to_string(), addr);
     }
     let source = Source {
-        inputs: Inputs {
-            config: args.config,
-            root: PathBuf::from("."),
-            namespace: args.namespace,
-            waypoint: args.waypoint,
-            certs_dir: args.certs,
-            module_name: super::bootstrap::module_name(args.module.as_ref())?,
-            trust_domain: args.trust_domain,
-            originator: args.originator,
-            access_log: args.access_log,
-        },
+        inputs: args
+            .generator
+            .inputs(args.config, args.waypoint, args.certs)?,
         rebind,
         extra_listeners: Vec::new(),
     };
