@@ -1,0 +1,157 @@
+#!/usr/bin/env bash
+# benches/waypoint-bench/instructions.sh — the waypoint's instructions per request in the HBONE
+# layout of ../shared/bench/waypoint-bench.sh, counted by valgrind's callgrind, for the anchor
+# (stock Envoy shaped as Istio's waypoint) and for Envoy + our module (envoy-module.sh). The
+# harness's CPU-per-request figure moves ±10 % between runs on a shared VM; instruction counts
+# repeat to a fraction of a percent, so they show where the module layout spends more.
+#
+#   curl (one keep-alive connection, N requests) -> client Envoy (HBONE, mTLS) ->
+#   WAYPOINT under callgrind :15008 -> nginx (reviews-v1 :28081 / v2 :28082)
+#
+# Per variant: warm-up requests, instrumentation on, N requests, off, dump; the figure is the
+# dump's total Ir ÷ N (the client Envoy, curl and nginx are not counted). Also writes each
+# variant's top inclusive functions under the scratch dir (callgrind_annotate).
+# Options: --requests N [2000]  --warm N [300]  --variants "anchor envoy-module"
+#          --bootstrap FILE (envoy-module: use this bootstrap instead of generating one)
+#          --scratch DIR [${TMPDIR:-/tmp}/waypoint-layout-instr]  --no-build
+# Environment: WAYPOINT_BENCH (as run.sh), ENVOY_BIN, CARGO_TARGET_DIR. Prints a SKIP line and
+# exits 0 when the shared harness (not part of the product) is absent.
+set -euo pipefail
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+repo=$(cd "$here/../.." && pwd)
+bench=${WAYPOINT_BENCH:-$repo/../shared/bench/waypoint-bench.sh}
+shared=$(dirname "$bench")
+N=2000 WARM=300 VARIANTS="anchor envoy-module" BUILD=1 BOOTSTRAP=""
+SCRATCH=${TMPDIR:-/tmp}/waypoint-layout-instr
+while [ $# -gt 0 ]; do
+  case $1 in
+    --requests) N=$2; shift ;;
+    --warm) WARM=$2; shift ;;
+    --variants) VARIANTS=$2; shift ;;
+    --bootstrap) BOOTSTRAP=$(realpath "$2"); shift ;;
+    --scratch) SCRATCH=$2; shift ;;
+    --no-build) BUILD=0 ;;
+    -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+    *) echo "instructions.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
+  esac
+  shift
+done
+if [ ! -f "$shared/configs/client.yaml" ] || [ ! -f "$shared/anchor-waypoint.sh" ]; then
+  echo "SKIP: $shared not present (the shared bench harness is not part of the product)" >&2
+  exit 0
+fi
+log() { echo "[$(date -u +%T)] $*" >&2; }
+command -v valgrind >/dev/null || { apt-get install -y valgrind >/dev/null 2>&1 || { apt-get update >/dev/null && apt-get install -y valgrind >/dev/null; }; }
+command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || apt-get install -y nginx-light >/dev/null
+NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+REAL_ENVOY=${ENVOY_BIN:-$("$repo/scripts/install-envoy.sh")}
+target=${CARGO_TARGET_DIR:-$repo/target}
+if [ "$BUILD" = 1 ]; then
+  # One at a time: both crates name their library `waypoint`.
+  (cd "$repo" && cargo build --release -q -p waypoint && cargo build --release -q -p waypoint-envoy)
+fi
+
+RUN=$SCRATCH/run-$(date -u +%Y%m%dT%H%M%S)
+mkdir -p "$RUN"
+export RUN_DIR=$RUN CERT_DIR=$RUN/certs TRUST_DOMAIN=cluster.local SERVICE_VIP=10.96.0.10:9080
+export WAYPOINT_ADDR=127.0.0.1 WAYPOINT_PORT=15008 WAYPOINT_CONCURRENCY=1
+export WAYPOINT_PRINCIPAL=spiffe://cluster.local/ns/default/sa/waypoint
+export CLIENT_PRINCIPAL=spiffe://cluster.local/ns/default/sa/productpage
+export UPSTREAM_V1=127.0.0.1:28081 UPSTREAM_V2=127.0.0.1:28082
+export UPSTREAM_V1_HOST=127.0.0.1 UPSTREAM_V1_PORT=28081
+export HOST_BIN=$target/release/waypoint MODULE_DIR=$target/release
+export CLIENT_CERT_NAME=client CLIENT_ADMIN_PORT=19100 CLIENT_HBONE_PORT=19101 CLIENT_TCP_PORT=19102
+
+pids=()
+stop_pid() { kill -TERM "$1" 2>/dev/null || return 0; for _ in $(seq 100); do kill -0 "$1" 2>/dev/null || break; sleep 0.2; done; kill -KILL "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
+cleanup() { local p; for p in "${pids[@]}"; do stop_pid "$p"; done; }
+trap cleanup EXIT
+listening() { ss -ltnH "sport = :$1" | grep -q .; }
+wait_port() { for _ in $(seq 900); do listening "$1" && return 0; kill -0 "$2" 2>/dev/null || break; sleep 0.2; done; echo "nothing on :$1" >&2; tail -20 "$3" >&2; return 1; }
+
+# Certificates as the harness's contract describes them: EC P-256, PKCS#8, SPIFFE URI SANs.
+mkdir -p "$CERT_DIR"
+openssl ecparam -name prime256v1 -genkey -noout -out "$CERT_DIR/root.key" 2>/dev/null
+openssl req -x509 -new -key "$CERT_DIR/root.key" -days 1 -subj "/O=$TRUST_DOMAIN/CN=instr root" \
+  -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign \
+  -out "$CERT_DIR/root.pem" 2>/dev/null
+for pair in "waypoint $WAYPOINT_PRINCIPAL" "client $CLIENT_PRINCIPAL"; do
+  set -- $pair
+  openssl ecparam -name prime256v1 -genkey -noout 2>/dev/null | openssl pkcs8 -topk8 -nocrypt -out "$CERT_DIR/$1.key"
+  openssl req -new -key "$CERT_DIR/$1.key" -subj "/O=$TRUST_DOMAIN" -out "$RUN/$1.csr" 2>/dev/null
+  printf '%s\n' "basicConstraints=critical,CA:FALSE" "keyUsage=critical,digitalSignature" \
+    "extendedKeyUsage=serverAuth,clientAuth" "subjectAltName=critical,URI:$2" >"$RUN/$1.ext"
+  openssl x509 -req -in "$RUN/$1.csr" -CA "$CERT_DIR/root.pem" -CAkey "$CERT_DIR/root.key" \
+    -CAcreateserial -days 1 -extfile "$RUN/$1.ext" -out "$CERT_DIR/$1.crt" 2>/dev/null
+done
+
+# Upstream: the repository's bench nginx, moved to the harness's ports.
+. "$repo/benches/envoy/upstream.sh"
+write_nginx_conf "$RUN"
+sed -i 's/127.0.0.1:18081/127.0.0.1:28081/; s/127.0.0.1:18082/127.0.0.1:28082/' "$RUN/nginx.conf"
+"$NGINX" -c "$RUN/nginx.conf" >"$RUN/nginx.log" 2>&1 &
+pids+=($!)
+wait_port 28081 "$!" "$RUN/nginx.log"
+
+# The waypoint scripts exec $ENVOY_BIN: point it at a wrapper that runs Envoy under callgrind.
+cat >"$RUN/envoy-callgrind.sh" <<EOF
+#!/bin/sh
+exec valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="\$CALLGRIND_OUT" "$REAL_ENVOY" "\$@" --base-id \$((\$\$ % 1000 + 100))
+EOF
+chmod +x "$RUN/envoy-callgrind.sh"
+if [ -n "$BOOTSTRAP" ]; then
+  cat >"$RUN/envoy-module-given.sh" <<EOF
+#!/bin/sh
+export ENVOY_DYNAMIC_MODULES_SEARCH_PATH=$MODULE_DIR
+exec "\$ENVOY_BIN" -c "$BOOTSTRAP" --concurrency 1 --disable-hot-restart --log-level warn
+EOF
+  chmod +x "$RUN/envoy-module-given.sh"
+fi
+
+python3 "$shared/lib/benchlib.py" render "$shared/configs/client.yaml" >"$RUN/client.yaml"
+"$REAL_ENVOY" -c "$RUN/client.yaml" --concurrency 1 --disable-hot-restart --log-level warn \
+  --base-id 77 >"$RUN/client.log" 2>&1 &
+pids+=($!)
+wait_port "$CLIENT_HBONE_PORT" "$!" "$RUN/client.log"
+
+send() { # send COUNT: COUNT requests on one keep-alive connection; prints the number of 200s
+  local urls=() i
+  for i in $(seq "$1"); do urls+=("http://127.0.0.1:$CLIENT_HBONE_PORT/"); done
+  curl -s -o /dev/null -m 900 -w '%{http_code}\n' "${urls[@]}" | grep -cx 200 || true
+}
+
+declare -A IR
+for v in $VARIANTS; do
+  case $v in
+    anchor) cmd=$shared/anchor-waypoint.sh ;;
+    envoy-module) cmd=$here/envoy-module.sh; [ -z "$BOOTSTRAP" ] || cmd=$RUN/envoy-module-given.sh ;;
+    *) echo "instructions.sh: unknown variant $v" >&2; exit 2 ;;
+  esac
+  export CALLGRIND_OUT=$RUN/callgrind-$v.out
+  ENVOY_BIN=$RUN/envoy-callgrind.sh "$cmd" >"$RUN/waypoint-$v.log" 2>&1 &
+  wp=$!
+  pids+=("$wp")
+  wait_port "$WAYPOINT_PORT" "$wp" "$RUN/waypoint-$v.log"
+  ok=$(send "$WARM"); log "$v: warm-up $ok/$WARM ok"
+  callgrind_control -i on "$wp" >/dev/null
+  ok=$(send "$N")
+  callgrind_control -i off "$wp" >/dev/null
+  callgrind_control -d "$wp" >/dev/null
+  stop_pid "$wp"
+  [ "$ok" = "$N" ] || { log "$v: only $ok of $N requests returned 200"; exit 1; }
+  total=0
+  for f in "$CALLGRIND_OUT"*; do
+    t=$(awk '/^totals:/ {print $2}' "$f"); total=$((total + ${t:-0}))
+  done
+  IR[$v]=$total
+  callgrind_annotate --inclusive=yes "$CALLGRIND_OUT"* 2>/dev/null | head -80 >"$RUN/top-$v.txt" || true
+  log "$v: $((total / N)) instructions per request"
+done
+
+echo "| waypoint | instructions / request |"
+echo "|---|---|"
+for v in $VARIANTS; do echo "| $v | $((IR[$v] / N)) |"; done
+if [ -n "${IR[anchor]:-}" ] && [ -n "${IR[envoy-module]:-}" ]; then
+  awk -v a="${IR[anchor]}" -v m="${IR[envoy-module]}" 'BEGIN { printf "\nenvoy-module/anchor instructions per request: %.3f\n", m / a }'
+fi
+echo "(requests per variant: $N after $WARM warm-up, one keep-alive connection = one CONNECT stream; scratch: $RUN)"
