@@ -14,6 +14,7 @@
 # Options: --requests N [2000]  --warm N [300]  --variants "anchor envoy-module"
 #          --bootstrap FILE (envoy-module: use this bootstrap instead of generating one)
 #          --scratch DIR [${TMPDIR:-/tmp}/waypoint-layout-instr]  --no-build
+#          --cache-sim (also simulate caches and branches: estimated cycles per request)
 # Environment: WAYPOINT_BENCH (as run.sh), ENVOY_BIN, CARGO_TARGET_DIR. Prints a SKIP line and
 # exits 0 when the shared harness (not part of the product) is absent.
 set -euo pipefail
@@ -21,7 +22,7 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 bench=${WAYPOINT_BENCH:-$repo/../shared/bench/waypoint-bench.sh}
 shared=$(dirname "$bench")
-N=2000 WARM=300 VARIANTS="anchor envoy-module" BUILD=1 BOOTSTRAP=""
+N=2000 WARM=300 VARIANTS="anchor envoy-module" BUILD=1 BOOTSTRAP="" SIM=""
 SCRATCH=${TMPDIR:-/tmp}/waypoint-layout-instr
 while [ $# -gt 0 ]; do
   case $1 in
@@ -31,6 +32,7 @@ while [ $# -gt 0 ]; do
     --bootstrap) BOOTSTRAP=$(realpath "$2"); shift ;;
     --scratch) SCRATCH=$2; shift ;;
     --no-build) BUILD=0 ;;
+    --cache-sim) SIM="--cache-sim=yes --branch-sim=yes ${CACHE_SIM_ARGS:-}" ;;
     -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) echo "instructions.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
@@ -96,7 +98,7 @@ wait_port 28081 "$!" "$RUN/nginx.log"
 # The waypoint scripts exec $ENVOY_BIN: point it at a wrapper that runs Envoy under callgrind.
 cat >"$RUN/envoy-callgrind.sh" <<EOF
 #!/bin/sh
-exec valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="\$CALLGRIND_OUT" "$REAL_ENVOY" "\$@" --base-id \$((\$\$ % 1000 + 100))
+exec valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="\$CALLGRIND_OUT" $SIM "$REAL_ENVOY" "\$@" --base-id \$((\$\$ % 1000 + 100))
 EOF
 chmod +x "$RUN/envoy-callgrind.sh"
 if [ -n "$BOOTSTRAP" ]; then

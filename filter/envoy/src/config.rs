@@ -42,6 +42,12 @@ pub struct FilterConfigSpec {
     /// Filter-state key with the peer principal (internal-listener deployments).
     #[serde(default)]
     pub principal_filter_state: Option<String>,
+    /// Where the source principal comes from: `auto` (default: the peer certificate of this
+    /// listener's own mTLS, else the filter state), `filter_state` (an internal listener
+    /// behind an HBONE-terminating one, as `waypoint bootstrap` generates: no per-request
+    /// certificate look-up) or `peer_certificate`.
+    #[serde(default)]
+    pub principal_from: PrincipalFrom,
     /// Filter-state key with the original destination `ip:port`.
     #[serde(default)]
     pub destination_filter_state: Option<String>,
@@ -57,6 +63,19 @@ pub struct FilterConfigSpec {
     /// `waypoint bootstrap`); a CUSTOM match on any other provider is denied.
     #[serde(default)]
     pub ext_authz_filters: Vec<String>,
+}
+
+/// Where the filter reads the source principal (see `FilterConfigSpec::principal_from`).
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum PrincipalFrom {
+    /// The listener's peer certificate (SPIFFE URI SAN), else the filter state.
+    #[default]
+    Auto,
+    /// Only the filter state (`principal_filter_state`).
+    FilterState,
+    /// Only the listener's peer certificate.
+    PeerCertificate,
 }
 
 /// What the route table after this filter looks like, which decides how the filter hands
@@ -122,6 +141,7 @@ pub struct FilterConfig {
     pub filter_name: String,
     pub engine: Engine,
     pub principal_key: String,
+    pub principal_from: PrincipalFrom,
     pub destination_key: String,
     pub metrics: Metrics,
     /// Request counts waiting to be flushed to `metrics.requests`.
@@ -181,6 +201,7 @@ impl FilterConfig {
                 .principal_filter_state
                 .clone()
                 .unwrap_or_else(|| DEFAULT_PRINCIPAL_KEY.to_string()),
+            principal_from: spec.principal_from,
             destination_key: spec
                 .destination_filter_state
                 .clone()

@@ -13,7 +13,7 @@ use waypoint_core::{RandomSource, Request, SplitMix64};
 
 use smallvec::SmallVec;
 
-use crate::config::{FilterConfig, MetadataLevel, RouteTable};
+use crate::config::{FilterConfig, MetadataLevel, PrincipalFrom, RouteTable};
 use crate::header_block::{HeaderBlock, Known};
 use crate::stream::{Attribute, HeaderKind, HeadersStatus, LogLevel, StreamHandle};
 use crate::timer;
@@ -74,12 +74,14 @@ enum Phase {
 pub struct HttpFilter {
     config: Arc<FilterConfig>,
     phase: Phase,
-    /// Response header mutations to apply on the response path (owned copies).
+    /// Response header mutations to apply on the response path (owned copies of the
+    /// non-empty ones: usually none, so nothing is allocated).
     response_ops: Vec<HeaderOps>,
-    /// Origin to allow on the response when a CORS policy matched.
-    cors_allow_origin: Option<(String, Option<bool>, Vec<String>)>,
+    /// Origin to allow on the response when a CORS policy matched. The rare per-stream
+    /// states are boxed so the filter Envoy creates and drops per request stays small.
+    cors_allow_origin: Option<Box<(String, Option<bool>, Vec<String>)>>,
     /// A fault abort waiting for its fault delay (Envoy's fault filter delays, then aborts).
-    delayed_reply: Option<(Action, LocalResponse)>,
+    delayed_reply: Option<Box<(Action, LocalResponse)>>,
     /// The request headers ended the stream (no body), so mirrors can be sent headers-only.
     bodiless: bool,
     /// Mirrors waiting for the request body.
@@ -187,7 +189,7 @@ impl HttpFilter {
     /// The fault-delay wake-up fired on the worker thread: resume the request.
     pub fn on_scheduled<S: StreamHandle>(&mut self, s: &mut S, event_id: u64) {
         if event_id == DELAY_EVENT && self.phase == Phase::Delayed {
-            match self.delayed_reply.take() {
+            match self.delayed_reply.take().map(|b| *b) {
                 Some((action, local)) => self.reply(s, action, &local),
                 None => {
                     self.phase = Phase::Forwarded;
@@ -338,7 +340,7 @@ impl HttpFilter {
                     .filter(|d| !d.is_zero());
                 if let Some(delay) = delay.filter(|_| decision.action == Action::FaultAbort) {
                     if self.delay(s, delay) {
-                        self.delayed_reply = Some((decision.action, local.clone()));
+                        self.delayed_reply = Some(Box::new((decision.action, local.clone())));
                         return HeadersStatus::StopAllIterationAndBuffer;
                     }
                 }
@@ -403,18 +405,23 @@ impl HttpFilter {
             }
             if let Some(origin) = headers.get("origin") {
                 if origin_allowed(cors, origin) {
-                    self.cors_allow_origin = Some((
+                    self.cors_allow_origin = Some(Box::new((
                         origin.to_string(),
                         cors.allow_credentials,
                         cors.expose_headers.clone(),
-                    ));
+                    )));
                 }
             }
         }
-        for ops in fwd.request_headers {
+        for ops in fwd.request_headers.iter().filter(|o| !o.is_empty()) {
             apply_ops(s, HeaderKind::Request, ops);
         }
-        self.response_ops = fwd.response_headers.iter().map(|o| (*o).clone()).collect();
+        self.response_ops = fwd
+            .response_headers
+            .iter()
+            .filter(|o| !o.is_empty())
+            .map(|o| (*o).clone())
+            .collect();
         if let Some(path) = &fwd.path {
             s.set_header(HeaderKind::Request, ":path", path);
         }
@@ -599,7 +606,7 @@ impl HttpFilter {
         for ops in &self.response_ops {
             apply_ops(s, HeaderKind::Response, ops);
         }
-        if let Some((origin, creds, expose)) = &self.cors_allow_origin {
+        if let Some((origin, creds, expose)) = self.cors_allow_origin.as_deref() {
             s.set_header(HeaderKind::Response, "access-control-allow-origin", origin);
             if *creds == Some(true) {
                 s.set_header(
@@ -633,15 +640,20 @@ impl ConnectionFacts {
     fn read<S: StreamHandle>(s: &S, cfg: &FilterConfig) -> Self {
         // mTLS terminated by this listener: the peer certificate's SPIFFE URI SAN. Otherwise
         // an HBONE-terminating listener put the principal into filter state.
-        let principal = s
-            .attribute(Attribute::PeerUriSan)
-            .and_then(|sans| {
+        let from_cert = || {
+            s.attribute(Attribute::PeerUriSan).and_then(|sans| {
                 sans.split(',')
                     .map(str::trim)
                     .find(|san| san.starts_with("spiffe://"))
                     .map(str::to_string)
             })
-            .or_else(|| s.filter_state(&cfg.principal_key).filter(|p| !p.is_empty()));
+        };
+        let from_state = || s.filter_state(&cfg.principal_key).filter(|p| !p.is_empty());
+        let principal = match cfg.principal_from {
+            PrincipalFrom::Auto => from_cert().or_else(from_state),
+            PrincipalFrom::FilterState => from_state(),
+            PrincipalFrom::PeerCertificate => from_cert(),
+        };
         // Only the facts some policy reads: each is a call into Envoy and a copy.
         let needs = cfg.engine.connection_inputs();
         let source_ip = needs

@@ -479,6 +479,47 @@ fn decision_input_comes_from_the_connection() {
 }
 
 #[test]
+fn principal_from_picks_certificate_or_filter_state() {
+    // The certificate says "sleep" (allowed), the filter state "other" (denied), or the
+    // other way round: which one decides depends on `principal_from`.
+    let sleep = "spiffe://cluster.local/ns/bookinfo/sa/sleep";
+    let other = "spiffe://cluster.local/ns/bookinfo/sa/other";
+    for (from, san, state, want) in [
+        ("auto", Some(sleep), Some(other), 200),
+        ("auto", None, Some(sleep), 200),
+        ("auto", Some(other), Some(sleep), 403),
+        ("filter_state", Some(sleep), Some(other), 403),
+        ("filter_state", Some(other), Some(sleep), 200),
+        ("filter_state", Some(sleep), None, 403),
+        ("peer_certificate", Some(sleep), Some(other), 200),
+        ("peer_certificate", None, Some(sleep), 403),
+    ] {
+        let spec = serde_json::json!({"waypoint": "bookinfo/waypoint", "config_inline": MINI,
+            "principal_from": from});
+        let cfg =
+            FilterConfig::from_bytes("waypoint", spec.to_string().as_bytes()).expect("config");
+        let mut s = FakeStream::request("GET", "reviews.bookinfo.svc.cluster.local:9080", "/", &[]);
+        if let Some(san) = san {
+            s = s.with_attribute(Attribute::PeerUriSan, san);
+        }
+        if let Some(p) = state {
+            s.filter_state.insert(
+                crate::config::DEFAULT_PRINCIPAL_KEY.to_string(),
+                p.to_string(),
+            );
+        }
+        let mut f = HttpFilter::new(Arc::new(cfg));
+        f.on_request_headers(&mut s, true);
+        let got = s.reply.as_ref().map_or(200, |r| r.status);
+        assert_eq!(got, want, "{from} cert={san:?} state={state:?}");
+    }
+    let bad = serde_json::json!({"config_inline": MINI, "principal_from": "header"});
+    let err = FilterConfig::from_bytes("waypoint", bad.to_string().as_bytes())
+        .expect_err("unknown principal_from");
+    assert!(err.to_string().contains("principal_from"), "{err}");
+}
+
+#[test]
 fn panics_fail_closed() {
     // A panic before the decision is a 403; while applying, it is a 403 when the decision was
     // a deny (no identity here) and a 500 for an allowed, routed request.

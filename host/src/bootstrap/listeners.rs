@@ -175,6 +175,9 @@ pub fn main_internal(o: &Options) -> Value {
                         "waypoint": o.waypoint,
                         "config_paths": o.config_paths,
                         "route_table": "waypoint",
+                        // Reached only through connect_terminate: the principal is in filter
+                        // state, never in a certificate of this (internal) connection.
+                        "principal_from": "filter_state",
                         // Dynamic metadata only feeds the access log; without one, none
                         // is written (each key is a metadata merge in Envoy).
                         "metadata": if o.access_log { "decision" } else { "none" }}}}},

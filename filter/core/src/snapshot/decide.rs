@@ -40,6 +40,9 @@ struct Tracer {
 }
 
 impl Tracer {
+    // Inlined: off (every data-path request), a call is one flag test, not a jump into code
+    // that touches its own cache lines.
+    #[inline(always)]
     fn add(&mut self, f: impl FnOnce() -> String) {
         if self.on {
             self.lines.push(f());
