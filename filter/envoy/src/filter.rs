@@ -79,7 +79,7 @@ pub struct HttpFilter {
     response_ops: Vec<HeaderOps>,
     /// Origin to allow on the response when a CORS policy matched. The rare per-stream
     /// states are boxed so the filter Envoy creates and drops per request stays small.
-    cors_allow_origin: Option<Box<(String, Option<bool>, Vec<String>)>>,
+    cors_allow_origin: Option<Box<CorsAllow>>,
     /// A fault abort waiting for its fault delay (Envoy's fault filter delays, then aborts).
     delayed_reply: Option<Box<(Action, LocalResponse)>>,
     /// The request headers ended the stream (no body), so mirrors can be sent headers-only.
@@ -87,6 +87,9 @@ pub struct HttpFilter {
     /// Mirrors waiting for the request body.
     pending_mirror: Option<Box<PendingMirror>>,
 }
+
+/// CORS response headers of an allowed origin: (origin, allow credentials, expose headers).
+type CorsAllow = (String, Option<bool>, Vec<String>);
 
 /// Mirror callouts decided at request headers, sent once the body is complete.
 #[derive(Debug)]
