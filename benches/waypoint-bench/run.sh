@@ -32,4 +32,5 @@ for wp in host envoy-module; do
   "$bench" --waypoint "exec \"$here/$wp.sh\"" --label "$wp" --with-anchor --out "$out" "$@"
   echo "== $wp: $out/table.md"
   cat "$out/table.md"
+  python3 "$here/paired.py" "$out/results.jsonl"
 done

@@ -107,6 +107,40 @@ pub fn split_host_port(s: &str) -> (&str, Option<u16>) {
     }
 }
 
+/// Parse an IP address literal. The usual destination, a dotted-quad IPv4 address, is read
+/// by a short loop on the data path; anything else goes to the standard parser, so the result
+/// is always exactly `s.parse::<IpAddr>().ok()`.
+pub fn parse_ip(s: &str) -> Option<IpAddr> {
+    parse_ipv4_quad(s.as_bytes())
+        .map(IpAddr::V4)
+        .or_else(|| s.parse().ok())
+}
+
+/// Four decimal octets, 0-255, no leading zeros (the forms `Ipv4Addr::from_str` accepts);
+/// `None` for anything else.
+fn parse_ipv4_quad(b: &[u8]) -> Option<std::net::Ipv4Addr> {
+    let mut octets = [0u8; 4];
+    let mut parts = b.split(|c| *c == b'.');
+    for o in &mut octets {
+        let part = parts.next()?;
+        if part.is_empty() || part.len() > 3 || (part.len() > 1 && part[0] == b'0') {
+            return None;
+        }
+        let mut v = 0u16;
+        for c in part {
+            if !c.is_ascii_digit() {
+                return None;
+            }
+            v = v * 10 + u16::from(c - b'0');
+        }
+        *o = u8::try_from(v).ok()?;
+    }
+    parts
+        .next()
+        .is_none()
+        .then_some(std::net::Ipv4Addr::from(octets))
+}
+
 /// Iterate `name=value` pairs of a query string (no percent-decoding, as Envoy's
 /// query_parameter matcher compares the raw value).
 pub fn query_pairs(q: &str) -> impl Iterator<Item = (&str, &str)> {
@@ -121,6 +155,53 @@ pub fn query_pairs(q: &str) -> impl Iterator<Item = (&str, &str)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parse_ip_agrees_with_the_standard_parser() {
+        for s in [
+            "10.96.0.10",
+            "0.0.0.0",
+            "255.255.255.255",
+            "1.2.3.4",
+            "127.0.0.1",
+            "256.1.1.1",
+            "1.2.3",
+            "1.2.3.4.5",
+            "01.2.3.4",
+            "1.2.3.04",
+            "1..3.4",
+            ".1.2.3",
+            "1.2.3.",
+            "1.2.3.a",
+            "a.b.c.d",
+            "",
+            "1.2.3.4 ",
+            " 1.2.3.4",
+            "+1.2.3.4",
+            "1.2.3.-4",
+            "1000.1.1.1",
+            "0.0.0.00",
+            "::1",
+            "fe80::1",
+            "2001:db8::8:800:200c:417a",
+            "::ffff:1.2.3.4",
+            "reviews",
+            "1.2.3.4:80",
+            "١.٢.٣.٤",
+        ] {
+            assert_eq!(parse_ip(s), s.parse::<IpAddr>().ok(), "{s:?}");
+        }
+        // Every octet value and a few malformed spellings of each.
+        for v in 0..=300u32 {
+            for s in [
+                format!("{v}.0.0.1"),
+                format!("0{v}.0.0.1"),
+                format!("1.1.1.{v}"),
+            ] {
+                assert_eq!(parse_ip(&s), s.parse::<IpAddr>().ok(), "{s:?}");
+            }
+        }
+    }
 
     #[test]
     fn host_port_split() {

@@ -13,7 +13,7 @@ use crate::authz::{
 use crate::decision::{Action, Decision, Endpoints, Forwarding, LocalResponse, PolicyResult};
 use crate::gateway::routes_apply_to_port;
 use crate::random::RandomSource;
-use crate::request::{split_host_port, Request};
+use crate::request::{parse_ip, split_host_port, Request};
 use crate::route::Subset;
 use crate::route::{
     BackendRef, DestinationPolicy, Forward, Redirect, RedirectPort, RouteEntry, Rule, RuleAction,
@@ -80,7 +80,7 @@ impl Snapshot {
         // address parser for the usual service hostname.
         let maybe_ip =
             host.contains(':') || host.as_bytes().first().is_some_and(u8::is_ascii_digit);
-        if let Some(ip) = maybe_ip.then(|| host.parse::<IpAddr>().ok()).flatten() {
+        if let Some(ip) = maybe_ip.then(|| parse_ip(host)).flatten() {
             if let Some(i) = self.registry.index_by_vip(ip) {
                 return Ok((i, port, Some(ip)));
             }
