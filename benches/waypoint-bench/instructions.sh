@@ -14,7 +14,10 @@
 # Options: --requests N [2000]  --warm N [300]  --variants "anchor envoy-module"
 #          --bootstrap FILE (envoy-module: use this bootstrap instead of generating one)
 #          --scratch DIR [${TMPDIR:-/tmp}/waypoint-layout-instr]  --no-build
-#          --cache-sim (also simulate caches and branches: estimated cycles per request)
+#          --cache-sim (also simulate caches and branches: estimated cycles per request;
+#                       CACHE_SIM_ARGS adds valgrind cache options, e.g. a small --LL)
+#          --conns C --seconds S (measure C concurrent connections driven by wrk for S seconds
+#                       instead of N sequential requests: saturation-like batching)
 # Environment: WAYPOINT_BENCH (as run.sh), ENVOY_BIN, CARGO_TARGET_DIR. Prints a SKIP line and
 # exits 0 when the shared harness (not part of the product) is absent.
 set -euo pipefail
@@ -22,7 +25,7 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 bench=${WAYPOINT_BENCH:-$repo/../shared/bench/waypoint-bench.sh}
 shared=$(dirname "$bench")
-N=2000 WARM=300 VARIANTS="anchor envoy-module" BUILD=1 BOOTSTRAP="" SIM=""
+N=2000 WARM=300 VARIANTS="anchor envoy-module" BUILD=1 BOOTSTRAP="" SIM="" CONNS=1 SECONDS_=20
 SCRATCH=${TMPDIR:-/tmp}/waypoint-layout-instr
 while [ $# -gt 0 ]; do
   case $1 in
@@ -32,6 +35,8 @@ while [ $# -gt 0 ]; do
     --bootstrap) BOOTSTRAP=$(realpath "$2"); shift ;;
     --scratch) SCRATCH=$2; shift ;;
     --no-build) BUILD=0 ;;
+    --conns) CONNS=$2; shift ;;
+    --seconds) SECONDS_=$2; shift ;;
     --cache-sim) SIM="--cache-sim=yes --branch-sim=yes ${CACHE_SIM_ARGS:-}" ;;
     -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) echo "instructions.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
@@ -122,7 +127,7 @@ send() { # send COUNT: COUNT requests on one keep-alive connection; prints the n
   curl -s -o /dev/null -m 900 -w '%{http_code}\n' "${urls[@]}" | grep -cx 200 || true
 }
 
-declare -A IR
+declare -A IR NS
 for v in $VARIANTS; do
   case $v in
     anchor) cmd=$shared/anchor-waypoint.sh ;;
@@ -136,24 +141,36 @@ for v in $VARIANTS; do
   wait_port "$WAYPOINT_PORT" "$wp" "$RUN/waypoint-$v.log"
   ok=$(send "$WARM"); log "$v: warm-up $ok/$WARM ok"
   callgrind_control -i on "$wp" >/dev/null
-  ok=$(send "$N")
+  if [ "$CONNS" -gt 1 ]; then
+    wrk -t1 -c"$CONNS" -d"${SECONDS_}s" --timeout 30s "http://127.0.0.1:$CLIENT_HBONE_PORT/" >"$RUN/wrk-$v.txt"
+    N=$(awk '/requests in/ {print $1}' "$RUN/wrk-$v.txt") ok=$N
+    ! grep -q 'Non-2xx\|Socket errors' "$RUN/wrk-$v.txt" || { log "$v: errors: $(cat "$RUN/wrk-$v.txt")"; exit 1; }
+  else
+    ok=$(send "$N")
+  fi
   callgrind_control -i off "$wp" >/dev/null
   callgrind_control -d "$wp" >/dev/null
   stop_pid "$wp"
   [ "$ok" = "$N" ] || { log "$v: only $ok of $N requests returned 200"; exit 1; }
+  NS[$v]=$N
   total=0
   for f in "$CALLGRIND_OUT"*; do
     t=$(awk '/^totals:/ {print $2}' "$f"); total=$((total + ${t:-0}))
   done
   IR[$v]=$total
   callgrind_annotate --inclusive=yes "$CALLGRIND_OUT"* 2>/dev/null | head -80 >"$RUN/top-$v.txt" || true
-  log "$v: $((total / N)) instructions per request"
+  log "$v: $((total / N)) instructions per request ($N requests)"
 done
 
 echo "| waypoint | instructions / request |"
 echo "|---|---|"
-for v in $VARIANTS; do echo "| $v | $((IR[$v] / N)) |"; done
+for v in $VARIANTS; do echo "| $v | $((IR[$v] / NS[$v])) |"; done
 if [ -n "${IR[anchor]:-}" ] && [ -n "${IR[envoy-module]:-}" ]; then
-  awk -v a="${IR[anchor]}" -v m="${IR[envoy-module]}" 'BEGIN { printf "\nenvoy-module/anchor instructions per request: %.3f\n", m / a }'
+  awk -v a="${IR[anchor]}" -v m="${IR[envoy-module]}" -v na="${NS[anchor]}" -v nm="${NS[envoy-module]}" \
+    'BEGIN { printf "\nenvoy-module/anchor instructions per request: %.3f\n", (m / nm) / (a / na) }'
 fi
-echo "(requests per variant: $N after $WARM warm-up, one keep-alive connection = one CONNECT stream; scratch: $RUN)"
+if [ "$CONNS" -gt 1 ]; then
+  echo "(wrk, $CONNS connections for ${SECONDS_} s after $WARM warm-up requests; requests:$(for v in $VARIANTS; do printf ' %s %s' "$v" "${NS[$v]}"; done); scratch: $RUN)"
+else
+  echo "(requests per variant: $N after $WARM warm-up, one keep-alive connection = one CONNECT stream; scratch: $RUN)"
+fi
