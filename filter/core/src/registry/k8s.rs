@@ -128,6 +128,17 @@ pub(crate) fn services(
         .filter(|r| r.kind == "EndpointSlice" && r.group() == "discovery.k8s.io")
         .filter_map(|r| parse_obj::<EndpointSlice>(r, diags).map(|s| (r, s)))
         .collect();
+    // Pods by (namespace, label, value): a selector's candidates are the pods with its first
+    // label, so matching services to pods is not services x pods.
+    let mut by_label: rustc_hash::FxHashMap<(&str, &str, &str), Vec<usize>> = Default::default();
+    for (i, p) in pods.iter().enumerate() {
+        for (k, v) in &p.labels {
+            by_label
+                .entry((p.namespace.as_str(), k.as_str(), v.as_str()))
+                .or_default()
+                .push(i);
+        }
+    }
     let mut out = Vec::new();
     for r in resources.iter().filter(|r| is_core(r, "Service")) {
         let Some(svc) = parse_obj::<Service>(r, diags) else {
@@ -192,8 +203,15 @@ pub(crate) fn services(
         let selector: BTreeMap<String, String> = spec.selector.unwrap_or_default();
         let ns_labels = namespaces.get(&r.namespace);
         let mut endpoints = Vec::new();
+        let candidates = selector
+            .iter()
+            .next()
+            .and_then(|(k, v)| by_label.get(&(r.namespace.as_str(), k.as_str(), v.as_str())))
+            .map(Vec::as_slice)
+            .unwrap_or_default();
         if !selector.is_empty() {
-            for pod in pods.iter().filter(|p| {
+            // In pod order, as a scan of every pod would find them.
+            for pod in candidates.iter().map(|&i| &pods[i]).filter(|p| {
                 p.namespace == r.namespace
                     && selector.iter().all(|(k, v)| p.labels.get(k) == Some(v))
             }) {

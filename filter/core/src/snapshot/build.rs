@@ -131,6 +131,7 @@ impl Snapshot {
         vss.sort_by(|a, b| (&a.creation_timestamp, a.seq).cmp(&(&b.creation_timestamp, b.seq)));
         drs.sort_by(|a, b| (&a.creation_timestamp, a.seq).cmp(&(&b.creation_timestamp, b.seq)));
 
+        let by_parent = routes_by_parent(&gw_routes);
         let mut routes: Vec<Option<ServiceRoutes>> = Vec::with_capacity(registry.services.len());
         for (idx, svc) in registry.services.iter().enumerate() {
             let bound = waypoint.as_ref().is_some_and(|w| {
@@ -145,7 +146,10 @@ impl Snapshot {
                 idx,
                 svc,
                 waypoint.as_ref(),
-                &gw_routes,
+                &AttachedRoutes {
+                    all: &gw_routes,
+                    by_parent: &by_parent,
+                },
                 &vss,
                 &mut diags,
             )));
@@ -412,12 +416,46 @@ fn service_parent_key(svc: &ServiceInfo) -> ParentKey {
     }
 }
 
+/// The compiled Gateway API routes with an index by parent.
+struct AttachedRoutes<'a> {
+    all: &'a [CompiledRoute],
+    by_parent: &'a HashMap<ParentKey, Vec<usize>>,
+}
+
+impl<'a> AttachedRoutes<'a> {
+    /// The routes with `key` among their parents, in compile order.
+    fn to(&self, key: &ParentKey) -> impl Iterator<Item = &'a CompiledRoute> + '_ {
+        let all = self.all;
+        self.by_parent
+            .get(key)
+            .into_iter()
+            .flatten()
+            .map(move |&i| &all[i])
+    }
+}
+
+/// Indexes of the routes attached to each parent, in `gw_routes` order; a route naming one
+/// parent twice (two ports or sections) is listed once. Built once per snapshot, so giving
+/// every service its routes is not services x routes.
+fn routes_by_parent(gw_routes: &[CompiledRoute]) -> HashMap<ParentKey, Vec<usize>> {
+    let mut m: HashMap<ParentKey, Vec<usize>> = HashMap::default();
+    for (i, r) in gw_routes.iter().enumerate() {
+        for p in &r.parents {
+            let list = m.entry(p.key()).or_default();
+            if list.last() != Some(&i) {
+                list.push(i);
+            }
+        }
+    }
+    m
+}
+
 #[allow(clippy::too_many_arguments)]
 fn service_routes(
     _idx: usize,
     svc: &ServiceInfo,
     waypoint: Option<&Waypoint>,
-    gw_routes: &[CompiledRoute],
+    gw_routes: &AttachedRoutes<'_>,
     vss: &[CompiledVirtualService],
     diags: &mut Diagnostics,
 ) -> ServiceRoutes {
@@ -454,8 +492,7 @@ fn service_routes(
     // apply producer routes only.
     let key = service_parent_key(svc);
     let (producer, consumer): (Vec<&CompiledRoute>, Vec<&CompiledRoute>) = gw_routes
-        .iter()
-        .filter(|r| r.parents.iter().any(|p| p.key() == key))
+        .to(&key)
         .partition(|r| r.id.namespace == svc.namespace);
     for r in consumer {
         diags.warn(ConfigError::new(
@@ -474,10 +511,7 @@ fn service_routes(
         // 2. Routes attached to the waypoint Gateway, the most specific hostname winning.
         if let Some(w) = waypoint {
             let gw_key = ParentKey::gateway(&w.namespace, &w.name);
-            let on_gateway: Vec<&CompiledRoute> = gw_routes
-                .iter()
-                .filter(|r| r.parents.iter().any(|p| p.key() == gw_key))
-                .collect();
+            let on_gateway: Vec<&CompiledRoute> = gw_routes.to(&gw_key).collect();
             let mut for_host = routes_for_host(&on_gateway, &svc.hostname);
             for alias in &svc.aliases {
                 if for_host.is_empty() {
@@ -566,4 +600,114 @@ fn backend_cache(
         }
     }
     cache
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resource::parse_manifests;
+
+    const WAYPOINT: &str = "apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: waypoint, namespace: shop}
+spec: {gatewayClassName: istio-waypoint, listeners: [{name: mesh, port: 15008, protocol: HBONE}]}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: shop, labels: {istio.io/use-waypoint: waypoint}}
+";
+
+    fn build(extra: &str) -> Snapshot {
+        let yaml = format!("{WAYPOINT}---\n{extra}");
+        let (docs, errors) = parse_manifests(&yaml, "test.yaml", "shop", 0);
+        assert!(errors.is_empty(), "{errors:?}");
+        let (snap, diags) = Snapshot::build(&docs, &BuildOptions::default());
+        assert!(diags.errors.is_empty(), "{:?}", diags.errors);
+        snap
+    }
+
+    fn service(snap: &Snapshot, name: &str) -> usize {
+        snap.registry
+            .services
+            .iter()
+            .position(|s| s.name == name)
+            .unwrap_or_else(|| panic!("service {name}"))
+    }
+
+    #[test]
+    fn each_service_gets_its_attached_routes_in_order() {
+        let snap = build(
+            "apiVersion: v1
+kind: Service
+metadata: {name: cart, namespace: shop}
+spec: {clusterIP: 10.96.0.1, ports: [{name: http, port: 80}, {name: alt, port: 8080}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: pay, namespace: shop}
+spec: {clusterIP: 10.96.0.2, ports: [{name: http, port: 80}]}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: both-ports, namespace: shop, creationTimestamp: '2026-01-01T00:00:00Z'}
+spec:
+  parentRefs: [{group: '', kind: Service, name: cart, port: 80}, {group: '', kind: Service, name: cart, port: 8080}]
+  rules: [{matches: [{path: {type: PathPrefix, value: /a}}], backendRefs: [{name: cart, port: 80}]}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: pay-only, namespace: shop, creationTimestamp: '2026-01-01T00:00:00Z'}
+spec:
+  parentRefs: [{group: '', kind: Service, name: pay}]
+  rules: [{backendRefs: [{name: pay, port: 80}]}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: later, namespace: shop, creationTimestamp: '2026-02-01T00:00:00Z'}
+spec:
+  parentRefs: [{group: '', kind: Service, name: cart}]
+  rules: [{matches: [{path: {type: PathPrefix, value: /b}}], backendRefs: [{name: cart, port: 80}]}]
+",
+        );
+        let names = |svc: &str| -> Vec<String> {
+            let routes = snap.routes[service(&snap, svc)].as_ref().expect("bound");
+            routes
+                .entries
+                .iter()
+                .map(|e| e.rule.id.name.clone())
+                .collect()
+        };
+        // One entry per attachment port (each matches its own port), then the younger route.
+        assert_eq!(names("cart"), ["both-ports", "both-ports", "later"]);
+        assert_eq!(names("pay"), ["pay-only"]);
+    }
+
+    #[test]
+    fn a_selector_takes_pods_with_every_label_in_its_namespace() {
+        let pod = |name: &str, ns: &str, labels: &str, ip: &str| {
+            format!(
+                "---\napiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, namespace: {ns}, labels: {{{labels}}}}}\n\
+                 spec: {{serviceAccountName: sa, containers: [{{name: c, image: x}}]}}\nstatus: {{podIP: {ip}}}\n"
+            )
+        };
+        let mut yaml = String::from(
+            "apiVersion: v1
+kind: Service
+metadata: {name: cart, namespace: shop}
+spec: {clusterIP: 10.96.0.1, ports: [{name: http, port: 80}], selector: {app: cart, tier: web}}
+",
+        );
+        yaml += &pod("p1", "shop", "app: cart, tier: web", "10.1.0.1");
+        yaml += &pod("p2", "shop", "app: cart", "10.1.0.2");
+        yaml += &pod("p3", "other", "app: cart, tier: web", "10.1.0.3");
+        yaml += &pod("p4", "shop", "tier: web, app: cart, v: '2'", "10.1.0.4");
+        yaml += &pod("p5", "shop", "app: pay, tier: web", "10.1.0.5");
+        let snap = build(&yaml);
+        let ips: Vec<String> = snap.registry.services[service(&snap, "cart")]
+            .endpoints
+            .iter()
+            .map(|e| e.ip.to_string())
+            .collect();
+        assert_eq!(ips, ["10.1.0.1", "10.1.0.4"]);
+    }
 }
