@@ -33,8 +33,8 @@ while [ $# -gt 0 ]; do
   shift
 done
 log() { echo "[$(date -u +%T)] $*" >&2; }
+. "$(dirname "${BASH_SOURCE[0]}")/../callgrind-lib.sh"
 
-command -v valgrind >/dev/null || { apt-get install -y valgrind >/dev/null 2>&1 || { apt-get update >/dev/null && apt-get install -y valgrind >/dev/null; }; }
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || apt-get install -y nginx-light >/dev/null
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 ENVOY=${WAYPOINT_ENVOY:-}
@@ -46,11 +46,8 @@ MODULE_DIR=$TARGET/release
 RUN=$SCRATCH/run-$(date -u +%Y%m%dT%H%M%S)
 mkdir -p "$RUN/nginx-tmp"
 ENVOY_PID="" NGINX_PID=""
-stop_pid() { kill -TERM "$1" 2>/dev/null || return 0; for _ in $(seq 100); do kill -0 "$1" 2>/dev/null || break; sleep 0.2; done; kill -KILL "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
 cleanup() { [ -z "$ENVOY_PID" ] || stop_pid "$ENVOY_PID"; [ -z "$NGINX_PID" ] || stop_pid "$NGINX_PID"; }
 trap cleanup EXIT
-listening() { ss -ltnH "sport = :$1" | grep -q .; }
-wait_port() { for _ in $(seq 600); do listening "$1" && return 0; kill -0 "$2" 2>/dev/null || break; sleep 0.2; done; echo "nothing on :$1" >&2; tail -20 "$3" >&2; return 1; }
 
 . "$HERE/upstream.sh"
 write_nginx_conf "$RUN"
@@ -83,10 +80,7 @@ for v in $VARIANTS; do
   stop_pid "$ENVOY_PID"; ENVOY_PID=""
   [ "$ok" = "$N" ] || { log "$v: only $ok of $N requests returned 200"; exit 1; }
   # Sum the totals of every dump part of this run.
-  total=0
-  for f in "$out"*; do
-    t=$(awk '/^totals:/ {print $2}' "$f"); total=$((total + ${t:-0}))
-  done
+  total=$(callgrind_total "$out")
   IR[$v]=$total
   callgrind_annotate --inclusive=yes "$out"* 2>/dev/null | grep -E 'waypoint' | head -25 >"$RUN/top-$v.txt" || true
   log "$v: $((total / N)) instructions per request"

@@ -48,7 +48,7 @@ if [ ! -f "$shared/configs/client.yaml" ] || [ ! -f "$shared/anchor-waypoint.sh"
   exit 0
 fi
 log() { echo "[$(date -u +%T)] $*" >&2; }
-command -v valgrind >/dev/null || { apt-get install -y valgrind >/dev/null 2>&1 || { apt-get update >/dev/null && apt-get install -y valgrind >/dev/null; }; }
+. "$(dirname "${BASH_SOURCE[0]}")/../callgrind-lib.sh"
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || apt-get install -y nginx-light >/dev/null
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 REAL_ENVOY=${ENVOY_BIN:-$("$repo/scripts/install-envoy.sh")}
@@ -70,11 +70,8 @@ export HOST_BIN=$target/release/waypoint MODULE_DIR=$target/release
 export CLIENT_CERT_NAME=client CLIENT_ADMIN_PORT=19100 CLIENT_HBONE_PORT=19101 CLIENT_TCP_PORT=19102
 
 pids=()
-stop_pid() { kill -TERM "$1" 2>/dev/null || return 0; for _ in $(seq 100); do kill -0 "$1" 2>/dev/null || break; sleep 0.2; done; kill -KILL "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
 cleanup() { local p; for p in "${pids[@]}"; do stop_pid "$p"; done; }
 trap cleanup EXIT
-listening() { ss -ltnH "sport = :$1" | grep -q .; }
-wait_port() { for _ in $(seq 900); do listening "$1" && return 0; kill -0 "$2" 2>/dev/null || break; sleep 0.2; done; echo "nothing on :$1" >&2; tail -20 "$3" >&2; return 1; }
 
 # Certificates as the harness's contract describes them: EC P-256, PKCS#8, SPIFFE URI SANs.
 mkdir -p "$CERT_DIR"
@@ -153,10 +150,7 @@ for v in $VARIANTS; do
   stop_pid "$wp"
   [ "$ok" = "$N" ] || { log "$v: only $ok of $N requests returned 200"; exit 1; }
   NS[$v]=$N
-  total=0
-  for f in "$CALLGRIND_OUT"*; do
-    t=$(awk '/^totals:/ {print $2}' "$f"); total=$((total + ${t:-0}))
-  done
+  total=$(callgrind_total "$CALLGRIND_OUT")
   IR[$v]=$total
   callgrind_annotate --inclusive=yes "$CALLGRIND_OUT"* 2>/dev/null | head -80 >"$RUN/top-$v.txt" || true
   log "$v: $((total / N)) instructions per request ($N requests)"

@@ -1,0 +1,19 @@
+# benches/callgrind-lib.sh — sourced by the instruction-counting scripts (benches/envoy/ and
+# benches/waypoint-bench/instructions.sh): valgrind, process and port helpers, dump totals.
+
+command -v valgrind >/dev/null || { apt-get install -y valgrind >/dev/null 2>&1 || { apt-get update >/dev/null && apt-get install -y valgrind >/dev/null; }; }
+
+# stop_pid PID: TERM, wait up to 20 s, then KILL.
+stop_pid() { kill -TERM "$1" 2>/dev/null || return 0; for _ in $(seq 100); do kill -0 "$1" 2>/dev/null || break; sleep 0.2; done; kill -KILL "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
+listening() { ss -ltnH "sport = :$1" | grep -q .; }
+# wait_port PORT PID LOG: until PORT listens (up to 3 min: Envoy starts slowly under valgrind),
+# or PID exits (then LOG's tail is shown).
+wait_port() { for _ in $(seq 900); do listening "$1" && return 0; kill -0 "$2" 2>/dev/null || break; sleep 0.2; done; echo "nothing on :$1" >&2; tail -20 "$3" >&2; return 1; }
+# callgrind_total OUT: the instructions (first event) of every dump part OUT* summed.
+callgrind_total() {
+  local f t total=0
+  for f in "$1"*; do
+    t=$(awk '/^totals:/ {print $2}' "$f"); total=$((total + ${t:-0}))
+  done
+  echo "$total"
+}
