@@ -117,28 +117,32 @@ pub fn parse_ip(s: &str) -> Option<IpAddr> {
 }
 
 /// Four decimal octets, 0-255, no leading zeros (the forms `Ipv4Addr::from_str` accepts);
-/// `None` for anything else.
+/// `None` for anything else. One pass over the bytes.
 fn parse_ipv4_quad(b: &[u8]) -> Option<std::net::Ipv4Addr> {
     let mut octets = [0u8; 4];
-    let mut parts = b.split(|c| *c == b'.');
-    for o in &mut octets {
-        let part = parts.next()?;
-        if part.is_empty() || part.len() > 3 || (part.len() > 1 && part[0] == b'0') {
-            return None;
-        }
-        let mut v = 0u16;
-        for c in part {
-            if !c.is_ascii_digit() {
-                return None;
+    let (mut n, mut value, mut digits) = (0usize, 0u16, 0u8);
+    for &c in b {
+        match c {
+            b'0'..=b'9' => {
+                // A leading zero is only allowed as the whole octet.
+                if digits == 3 || (digits == 1 && value == 0) {
+                    return None;
+                }
+                value = value * 10 + u16::from(c - b'0');
+                digits += 1;
             }
-            v = v * 10 + u16::from(c - b'0');
+            b'.' if digits > 0 && n < 3 => {
+                octets[n] = u8::try_from(value).ok()?;
+                (n, value, digits) = (n + 1, 0, 0);
+            }
+            _ => return None,
         }
-        *o = u8::try_from(v).ok()?;
     }
-    parts
-        .next()
-        .is_none()
-        .then_some(std::net::Ipv4Addr::from(octets))
+    if n != 3 || digits == 0 {
+        return None;
+    }
+    octets[3] = u8::try_from(value).ok()?;
+    Some(std::net::Ipv4Addr::from(octets))
 }
 
 /// Iterate `name=value` pairs of a query string (no percent-decoding, as Envoy's
@@ -186,6 +190,12 @@ mod tests {
             "2001:db8::8:800:200c:417a",
             "::ffff:1.2.3.4",
             "reviews",
+            "1.2.3.4.",
+            "00.1.1.1",
+            "1.2.3.400",
+            "1.2.3.255",
+            "0.1.2.3",
+            "1.2..",
             "1.2.3.4:80",
             "١.٢.٣.٤",
         ] {
