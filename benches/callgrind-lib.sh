@@ -17,3 +17,15 @@ callgrind_total() {
   done
   echo "$total"
 }
+# instr_table FIRST_COLUMN BASE OTHER: a Markdown table of IR[v] / NS[v] (the caller's
+# instruction totals and request counts) for each of $VARIANTS, then OTHER / BASE per request.
+instr_table() {
+  local v
+  echo "| $1 | instructions / request |"
+  echo "|---|---|"
+  for v in $VARIANTS; do echo "| $v | $((IR[$v] / NS[$v])) |"; done
+  if [ -n "${IR[$2]:-}" ] && [ -n "${IR[$3]:-}" ]; then
+    awk -v b="${IR[$2]}" -v o="${IR[$3]}" -v nb="${NS[$2]}" -v no="${NS[$3]}" -v name="$3/$2" \
+      'BEGIN { printf "\n%s instructions per request: %.3f\n", name, (o / no) / (b / nb) }'
+  fi
+}

@@ -63,7 +63,7 @@ send() { # send COUNT: COUNT requests on one keep-alive connection; prints the n
   curl -s -o /dev/null -m 600 -H "host: $HOST_HDR" -H "x-bench-principal: $ALLOWED" -w '%{http_code}\n' "${urls[@]}" | grep -cx 200 || true
 }
 
-declare -A IR
+declare -A IR NS
 for v in $VARIANTS; do
   out=$RUN/callgrind-$v.out
   (cd "$REPO" && ENVOY_DYNAMIC_MODULES_SEARCH_PATH=$MODULE_DIR exec valgrind --tool=callgrind \
@@ -81,15 +81,10 @@ for v in $VARIANTS; do
   [ "$ok" = "$N" ] || { log "$v: only $ok of $N requests returned 200"; exit 1; }
   # Sum the totals of every dump part of this run.
   total=$(callgrind_total "$out")
-  IR[$v]=$total
+  IR[$v]=$total NS[$v]=$N
   callgrind_annotate --inclusive=yes "$out"* 2>/dev/null | grep -E 'waypoint' | head -25 >"$RUN/top-$v.txt" || true
   log "$v: $((total / N)) instructions per request"
 done
 
-echo "| variant | Envoy instructions / request |"
-echo "|---|---|"
-for v in $VARIANTS; do echo "| $v | $((IR[$v] / N)) |"; done
-if [ -n "${IR[native]:-}" ] && [ -n "${IR[module]:-}" ]; then
-  awk -v n="${IR[native]}" -v m="${IR[module]}" 'BEGIN { printf "\nmodule/native instructions per request: %.3f\n", m / n }'
-fi
+instr_table variant native module
 echo "(requests per variant: $N after $WARM warm-up; scratch: $RUN)"

@@ -156,13 +156,7 @@ for v in $VARIANTS; do
   log "$v: $((total / N)) instructions per request ($N requests)"
 done
 
-echo "| waypoint | instructions / request |"
-echo "|---|---|"
-for v in $VARIANTS; do echo "| $v | $((IR[$v] / NS[$v])) |"; done
-if [ -n "${IR[anchor]:-}" ] && [ -n "${IR[envoy-module]:-}" ]; then
-  awk -v a="${IR[anchor]}" -v m="${IR[envoy-module]}" -v na="${NS[anchor]}" -v nm="${NS[envoy-module]}" \
-    'BEGIN { printf "\nenvoy-module/anchor instructions per request: %.3f\n", (m / nm) / (a / na) }'
-fi
+instr_table waypoint anchor envoy-module
 if [ "$CONNS" -gt 1 ]; then
   echo "(wrk, $CONNS connections for ${SECONDS_} s after $WARM warm-up requests; requests:$(for v in $VARIANTS; do printf ' %s %s' "$v" "${NS[$v]}"; done); scratch: $RUN)"
 else
