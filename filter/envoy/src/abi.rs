@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use crate::config::FilterConfig;
 use crate::filter::{panic_message, HttpFilter};
-use crate::header_block::HeaderBlock;
+use crate::header_block::{HeaderBlock, HeaderView};
 use crate::stream::{Attribute, HeaderKind, HeadersStatus, LogLevel, StreamHandle, Wake};
 
 /// ABI version string of Envoy 1.40.0's dynamic modules (NUL-terminated).
@@ -225,6 +225,15 @@ unsafe fn borrow<'a>(ptr: *const c_char, len: usize) -> &'a [u8] {
 
 /// Header bytes as text: ASCII (nearly every header) is checked a word at a time and taken as
 /// is; anything else goes through UTF-8 validation, invalid bytes becoming U+FFFD.
+fn as_str(b: &[u8]) -> Option<&str> {
+    if b.is_ascii() {
+        // SAFETY: every ASCII byte sequence is valid UTF-8.
+        Some(unsafe { std::str::from_utf8_unchecked(b) })
+    } else {
+        std::str::from_utf8(b).ok()
+    }
+}
+
 fn text(b: &[u8]) -> std::borrow::Cow<'_, str> {
     if b.is_ascii() {
         // SAFETY: every ASCII byte sequence is valid UTF-8.
@@ -254,6 +263,35 @@ fn header_kind(kind: HeaderKind) -> u32 {
 /// The stream handle over the C ABI for one hook invocation.
 pub struct EnvoyStream {
     fe: *mut c_void,
+}
+
+/// On the stack for ordinary requests (Envoy's default limit is 100 headers).
+type RawHeaders = smallvec::SmallVec<[HttpHeader; 32]>;
+
+impl EnvoyStream {
+    /// Envoy's (ptr, length) pairs of every header of one map into `raw` (left empty when
+    /// there is none). Filled in place: the array is 1 KiB, too much to move by value.
+    fn raw_headers(&self, kind: HeaderKind, raw: &mut RawHeaders) {
+        // SAFETY: `fe` is the live filter pointer of the current hook.
+        let n = unsafe {
+            envoy_dynamic_module_callback_http_get_headers_size(self.fe, header_kind(kind))
+        };
+        if n == 0 {
+            return;
+        }
+        raw.resize(n, EMPTY_HEADER);
+        // SAFETY: `raw` has room for exactly the `n` entries Envoy said it would write.
+        let ok = unsafe {
+            envoy_dynamic_module_callback_http_get_headers(
+                self.fe,
+                header_kind(kind),
+                raw.as_mut_ptr(),
+            )
+        };
+        if !ok {
+            raw.clear();
+        }
+    }
 }
 
 impl StreamHandle for EnvoyStream {
@@ -298,28 +336,10 @@ impl StreamHandle for EnvoyStream {
     }
 
     fn headers(&self, kind: HeaderKind) -> HeaderBlock {
-        // SAFETY: `fe` is the live filter pointer of the current hook.
-        let n = unsafe {
-            envoy_dynamic_module_callback_http_get_headers_size(self.fe, header_kind(kind))
-        };
-        if n == 0 {
-            return HeaderBlock::default();
-        }
-        // On the stack for ordinary requests (Envoy's default limit is 100 headers).
-        let mut raw: smallvec::SmallVec<[HttpHeader; 32]> = smallvec::smallvec![EMPTY_HEADER; n];
-        // SAFETY: `raw` has room for exactly the `n` entries Envoy said it would write.
-        let ok = unsafe {
-            envoy_dynamic_module_callback_http_get_headers(
-                self.fe,
-                header_kind(kind),
-                raw.as_mut_ptr(),
-            )
-        };
-        if !ok {
-            return HeaderBlock::default();
-        }
+        let mut raw = RawHeaders::new();
+        self.raw_headers(kind, &mut raw);
         let bytes = raw.iter().map(|h| h.key_length + h.value_length).sum();
-        let mut block = HeaderBlock::with_capacity(n, bytes);
+        let mut block = HeaderBlock::with_capacity(raw.len(), bytes);
         for h in &raw {
             // SAFETY: Envoy wrote these (ptr, length) pairs for header memory it keeps valid
             // until the end of the current hook; they are copied into `block` right here.
@@ -332,6 +352,34 @@ impl StreamHandle for EnvoyStream {
             block.push(&text(k), &text(v));
         }
         block
+    }
+
+    fn with_headers<R>(&self, kind: HeaderKind, f: impl FnOnce(&HeaderView<'_>) -> R) -> R {
+        let mut raw = RawHeaders::new();
+        self.raw_headers(kind, &mut raw);
+        let mut view = HeaderView::with_capacity(raw.len());
+        for h in &raw {
+            // SAFETY: Envoy wrote these (ptr, length) pairs for its header memory, valid until
+            // the current hook returns or the header map changes. The view lives only inside
+            // this call, and while it runs `self` is borrowed shared, so no header-changing
+            // method (all take `&mut self`) can run before `f` returns.
+            let (k, v) = unsafe {
+                (
+                    borrow(h.key_ptr, h.key_length),
+                    borrow(h.value_ptr, h.value_length),
+                )
+            };
+            match (as_str(k), as_str(v)) {
+                (Some(k), Some(v)) => view.push(k, v),
+                // Bytes that are not UTF-8 (rare): an owned copy with U+FFFD for them.
+                _ => {
+                    let block = self.headers(kind);
+                    let view = block.view();
+                    return f(&view);
+                }
+            }
+        }
+        f(&view)
     }
 
     fn set_header(&mut self, kind: HeaderKind, name: &str, value: &str) {

@@ -238,52 +238,66 @@ impl HttpFilter {
 
     fn request_headers<S: StreamHandle>(&mut self, s: &mut S) -> HeadersStatus {
         self.phase = Phase::Deciding;
-        let headers = s.headers(HeaderKind::Request);
-        #[cfg(any(test, feature = "test-panic"))]
-        if headers.get(TEST_PANIC_HEADER) == Some("decide") {
-            panic!("test panic requested before the decision");
-        }
         let conn = ConnectionFacts::read(s, &self.config);
-        let pairs: SmallVec<[(&str, &str); 24]> = headers.iter().collect();
-        let authority = headers
-            .known(Known::Authority)
-            .or_else(|| headers.known(Known::Host))
-            .unwrap_or("");
-        let destination = conn
-            .destination
-            .as_deref()
-            .or_else(|| {
-                headers
-                    .has_control_headers()
-                    .then(|| headers.get("x-envoy-original-dst-host"))
-                    .flatten()
-            })
-            .unwrap_or(authority);
-        let req = Request {
-            method: headers.known(Known::Method).unwrap_or("GET"),
-            scheme: headers.known(Known::Scheme).unwrap_or("http"),
-            authority,
-            path: headers.known(Known::Path).unwrap_or("/"),
-            headers: &pairs,
-            source_principal: conn.principal.as_deref(),
-            source_ip: conn.source_ip,
-            destination,
-            sni: conn.sni.as_deref(),
-        };
         let config = Arc::clone(&self.config);
-        let decision = RNG.with(|r| {
-            let mut rng = r.borrow_mut();
-            config.engine.decide(&req, &mut *rng)
+        // The decision reads the headers where Envoy keeps them (no copy); applying it changes
+        // them, so what applying still reads is copied first, and usually nothing is: only a
+        // client's control headers or a CORS policy need the request's own headers.
+        let (decision, kept) = s.with_headers(HeaderKind::Request, |headers| {
+            #[cfg(any(test, feature = "test-panic"))]
+            if headers.get(TEST_PANIC_HEADER) == Some("decide") {
+                panic!("test panic requested before the decision");
+            }
+            let authority = headers
+                .known(Known::Authority)
+                .or_else(|| headers.known(Known::Host))
+                .unwrap_or("");
+            let destination = conn
+                .destination
+                .as_deref()
+                .or_else(|| {
+                    headers
+                        .has_control_headers()
+                        .then(|| headers.get("x-envoy-original-dst-host"))
+                        .flatten()
+                })
+                .unwrap_or(authority);
+            let req = Request {
+                method: headers.known(Known::Method).unwrap_or("GET"),
+                scheme: headers.known(Known::Scheme).unwrap_or("http"),
+                authority,
+                path: headers.known(Known::Path).unwrap_or("/"),
+                headers: headers.pairs(),
+                source_principal: conn.principal.as_deref(),
+                source_ip: conn.source_ip,
+                destination,
+                sni: conn.sni.as_deref(),
+            };
+            let decision = RNG.with(|r| {
+                let mut rng = r.borrow_mut();
+                config.engine.decide(&req, &mut *rng)
+            });
+            let cors = decision.forward.as_ref().is_some_and(|f| f.cors.is_some());
+            #[cfg(any(test, feature = "test-panic"))]
+            let cors = cors || headers.get(TEST_PANIC_HEADER).is_some();
+            let kept = if cors || headers.has_control_headers() {
+                headers.to_block()
+            } else {
+                HeaderBlock::default()
+            };
+            (decision, kept)
         });
         self.phase = Phase::Applying(decision.action);
         #[cfg(any(test, feature = "test-panic"))]
-        if headers.get(TEST_PANIC_HEADER) == Some("apply") {
+        if kept.get(TEST_PANIC_HEADER) == Some("apply") {
             panic!("test panic requested while applying the decision");
         }
-        self.apply(s, &decision, &headers)
+        self.apply(s, &decision, &kept)
     }
 
     /// Apply a decision to the stream: metadata and counters, then forward or reply.
+    /// `headers` holds what applying reads of the request's own headers: the router control
+    /// headers a client sent and, for a CORS policy, the whole request (else it may be empty).
     pub(crate) fn apply<S: StreamHandle>(
         &mut self,
         s: &mut S,

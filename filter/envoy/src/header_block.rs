@@ -1,5 +1,7 @@
-//! A copy of one Envoy header map in a single buffer: every name and value is a span of one
-//! `String`, so reading the request headers costs two allocations, not two per header.
+//! Header maps as the filter reads them: `HeaderView`, borrowed slices of Envoy's own header
+//! memory (no byte copied), and `HeaderBlock`, an owned copy in a single buffer.
+
+use smallvec::SmallVec;
 
 /// Headers looked up on every request, indexed while copying so a look-up is one array read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,27 +61,20 @@ impl HeaderBlock {
     /// Append one header. Blocks are bounded by Envoy's header limits (far below 4 GiB).
     pub fn push(&mut self, name: &str, value: &str) {
         let at = self.ends.len() as u32;
-        match name.as_bytes() {
-            [b':' | b'h' | b'H', ..] => {
-                if let Some(k) = known_kind(name) {
-                    let slot = &mut self.known[k as usize];
-                    if *slot == ABSENT {
-                        *slot = at;
-                    }
-                }
-            }
-            [b'x' | b'X', b'-', rest @ ..]
-                if starts_with_ignore_case(rest, b"envoy-")
-                    || starts_with_ignore_case(rest, b"waypoint-") =>
-            {
-                self.control = true;
-            }
-            _ => {}
-        }
+        classify(name, at, &mut self.known, &mut self.control);
         self.buf.push_str(name);
         let name_end = self.buf.len() as u32;
         self.buf.push_str(value);
         self.ends.push((name_end, self.buf.len() as u32));
+    }
+
+    /// A borrowed view of every header (indexes shared, nothing copied).
+    pub fn view(&self) -> HeaderView<'_> {
+        HeaderView {
+            pairs: self.iter().collect(),
+            known: self.known,
+            control: self.control,
+        }
     }
 
     /// First value of a header indexed while copying.
@@ -132,6 +127,96 @@ impl HeaderBlock {
         self.iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
+    }
+}
+
+/// Borrowed (name, value) pairs of a header map that does not change while the view lives,
+/// with the `Known` headers indexed as they are added. Twenty-four pairs fit inline.
+#[derive(Debug, Clone)]
+pub struct HeaderView<'a> {
+    pairs: SmallVec<[(&'a str, &'a str); 24]>,
+    known: [u32; 5],
+    control: bool,
+}
+
+impl Default for HeaderView<'_> {
+    fn default() -> Self {
+        HeaderView::with_capacity(0)
+    }
+}
+
+impl<'a> HeaderView<'a> {
+    /// An empty view with room for `headers` pairs.
+    pub fn with_capacity(headers: usize) -> Self {
+        HeaderView {
+            pairs: SmallVec::with_capacity(headers),
+            known: [ABSENT; 5],
+            control: false,
+        }
+    }
+
+    /// Append one header.
+    pub fn push(&mut self, name: &'a str, value: &'a str) {
+        let at = self.pairs.len() as u32;
+        classify(name, at, &mut self.known, &mut self.control);
+        self.pairs.push((name, value));
+    }
+
+    /// First value of a header indexed while adding.
+    pub fn known(&self, which: Known) -> Option<&'a str> {
+        let at = self.known[which as usize];
+        self.pairs.get(at as usize).map(|(_, v)| *v)
+    }
+
+    /// First value of `name` (ASCII case-insensitive).
+    pub fn get(&self, name: &str) -> Option<&'a str> {
+        self.pairs
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| *v)
+    }
+
+    /// Every (name, value), in order.
+    pub fn pairs(&self) -> &[(&'a str, &'a str)] {
+        &self.pairs
+    }
+
+    /// Whether a header named `x-envoy-*` or `x-waypoint-*` may be present; when false,
+    /// none is.
+    pub fn has_control_headers(&self) -> bool {
+        self.control
+    }
+
+    /// An owned copy, for what must outlive the header map as it is now.
+    pub fn to_block(&self) -> HeaderBlock {
+        let bytes = self.pairs.iter().map(|(k, v)| k.len() + v.len()).sum();
+        let mut b = HeaderBlock::with_capacity(self.pairs.len(), bytes);
+        for (k, v) in &self.pairs {
+            b.push(k, v);
+        }
+        b
+    }
+}
+
+/// Index header number `at` if it is the first of a `Known` kind, and note a control header.
+#[inline]
+fn classify(name: &str, at: u32, known: &mut [u32; 5], control: &mut bool) {
+    match name.as_bytes() {
+        [b':' | b'h' | b'H', ..] => {
+            if let Some(k) = known_kind(name) {
+                let slot = &mut known[k as usize];
+                if *slot == ABSENT {
+                    *slot = at;
+                }
+            }
+        }
+        [b'x' | b'X', b'-', rest @ ..]
+            if starts_with_ignore_case(rest, b"envoy-")
+                || starts_with_ignore_case(rest, b"waypoint-") =>
+        {
+            *control = true;
+        }
+        _ => {}
     }
 }
 
@@ -221,5 +306,36 @@ mod tests {
         }
         let b: HeaderBlock = [("x-envoyx", "1"), ("x-way", "1")].into_iter().collect();
         assert!(!b.has_control_headers());
+    }
+
+    /// A view indexes exactly as an owned block does, and copies back to the same block.
+    #[test]
+    fn views_index_like_blocks_and_copy_back() {
+        let headers = [
+            (":method", "GET"),
+            ("Host", "a"),
+            (":path", "/x"),
+            ("x-envoy-retry-on", "5xx"),
+            ("x-dup", "1"),
+            ("X-Dup", "2"),
+        ];
+        let block: HeaderBlock = headers.into_iter().collect();
+        let mut view = HeaderView::with_capacity(2);
+        for (k, v) in headers {
+            view.push(k, v);
+        }
+        for v in [&view, &block.view()] {
+            assert_eq!(v.pairs(), &headers[..]);
+            assert_eq!(v.known(Known::Method), Some("GET"));
+            assert_eq!(v.known(Known::Host), Some("a"));
+            assert_eq!(v.known(Known::Authority), None);
+            assert_eq!(v.get("X-DUP"), Some("1"));
+            assert!(v.has_control_headers());
+        }
+        assert_eq!(view.to_block(), block);
+        let empty = HeaderView::default();
+        assert_eq!(empty.known(Known::Path), None);
+        assert!(!empty.has_control_headers());
+        assert!(empty.to_block().is_empty());
     }
 }

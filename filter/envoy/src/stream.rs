@@ -1,7 +1,7 @@
 //! The stream handle: everything the filter logic asks of Envoy for one HTTP stream, as a
 //! safe trait. `abi::EnvoyStream` implements it over the C ABI; `fake::FakeStream` in tests.
 
-use crate::header_block::HeaderBlock;
+use crate::header_block::{HeaderBlock, HeaderView};
 use std::time::Duration;
 
 /// Which header map a call works on.
@@ -52,8 +52,16 @@ pub trait StreamHandle {
     fn header(&self, kind: HeaderKind, name: &str) -> Option<String> {
         self.header_values(kind, name).into_iter().next()
     }
-    /// Every header, pseudo-headers included, in order.
+    /// Every header, pseudo-headers included, in order (an owned copy).
     fn headers(&self, kind: HeaderKind) -> HeaderBlock;
+    /// Run `f` over every header without copying them: the view borrows the host's header
+    /// memory, which stays unchanged while `f` runs (every header change takes `&mut self`,
+    /// which the borrow of `self` keeps out until `f` returns).
+    fn with_headers<R>(&self, kind: HeaderKind, f: impl FnOnce(&HeaderView<'_>) -> R) -> R {
+        let block = self.headers(kind);
+        let view = block.view();
+        f(&view)
+    }
     /// Replace all values of `name` with `value`.
     fn set_header(&mut self, kind: HeaderKind, name: &str, value: &str);
     /// Append a value to `name`.
