@@ -17,6 +17,18 @@ callgrind_total() {
   done
   echo "$total"
 }
+# callgrind_cycles OUT: estimated cycles of every dump part OUT* summed, from a run with
+# --cache-sim=yes --branch-sim=yes: Ir + 10 per L1 miss + 100 per last-level miss + 20 per
+# mispredicted branch (the weights callgrind_annotate's documentation suggests).
+callgrind_cycles() {
+  cat "$1"* | awk '
+    /^events:/ { for (i = 2; i <= NF; i++) col[$i] = i }
+    /^totals:/ {
+      t += $col["Ir"] + 10 * ($col["I1mr"] + $col["D1mr"] + $col["D1mw"]) \
+         + 100 * ($col["ILmr"] + $col["DLmr"] + $col["DLmw"]) + 20 * ($col["Bcm"] + $col["Bim"])
+    }
+    END { printf "%.0f\n", t }'
+}
 # instr_table FIRST_COLUMN BASE OTHER: a Markdown table of IR[v] / NS[v] (the caller's
 # instruction totals and request counts) for each of $VARIANTS, then OTHER / BASE per request.
 instr_table() {

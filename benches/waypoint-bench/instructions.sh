@@ -12,6 +12,10 @@
 # dump's total Ir ÷ N (the client Envoy, curl and nginx are not counted). Also writes each
 # variant's top inclusive functions under the scratch dir (callgrind_annotate).
 # Options: --requests N [2000]  --warm N [300]  --variants "anchor envoy-module"
+#          --floor (variants "anchor anchor+retry anchor+noop anchor+noop+retry envoy-module":
+#                       the anchor's config edited by anchor-edit.py with Istio's default retry
+#                       policy and/or a dynamic-module filter that returns at once, built with
+#                       --features bench-noop: what any module waypoint pays before deciding)
 #          --bootstrap FILE (envoy-module: use this bootstrap instead of generating one)
 #          --scratch DIR [${TMPDIR:-/tmp}/waypoint-layout-instr]  --no-build
 #          --cache-sim (also simulate caches and branches: estimated cycles per request;
@@ -32,6 +36,7 @@ while [ $# -gt 0 ]; do
     --requests) N=$2; shift ;;
     --warm) WARM=$2; shift ;;
     --variants) VARIANTS=$2; shift ;;
+    --floor) VARIANTS="anchor anchor+retry anchor+noop anchor+noop+retry envoy-module" ;;
     --bootstrap) BOOTSTRAP=$(realpath "$2"); shift ;;
     --scratch) SCRATCH=$2; shift ;;
     --no-build) BUILD=0 ;;
@@ -56,6 +61,9 @@ target=${CARGO_TARGET_DIR:-$repo/target}
 if [ "$BUILD" = 1 ]; then
   # One at a time: both crates name their library `waypoint`.
   (cd "$repo" && cargo build --release -q -p waypoint && cargo build --release -q -p waypoint-envoy)
+  case $VARIANTS in *noop*)
+    (cd "$repo" && CARGO_TARGET_DIR=$target/bench-noop cargo build --release -q -p waypoint-envoy --features bench-noop) ;;
+  esac
 fi
 
 RUN=$SCRATCH/run-$(date -u +%Y%m%dT%H%M%S)
@@ -103,6 +111,15 @@ cat >"$RUN/envoy-callgrind.sh" <<EOF
 exec valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="\$CALLGRIND_OUT" $SIM "$REAL_ENVOY" "\$@" --base-id \$((\$\$ % 1000 + 100))
 EOF
 chmod +x "$RUN/envoy-callgrind.sh"
+# Floor variants: the anchor script renders its config and execs $ENVOY_BIN -c FILE; this
+# wrapper edits FILE first ($EDITS: noop, retry) and loads the no-op module.
+cat >"$RUN/envoy-callgrind-edit.sh" <<EOF
+#!/bin/sh
+python3 "$here/anchor-edit.py" "\$2" \$EDITS || exit 1
+export ENVOY_DYNAMIC_MODULES_SEARCH_PATH=$target/bench-noop/release
+exec "$RUN/envoy-callgrind.sh" "\$@"
+EOF
+chmod +x "$RUN/envoy-callgrind-edit.sh"
 if [ -n "$BOOTSTRAP" ]; then
   cat >"$RUN/envoy-module-given.sh" <<EOF
 #!/bin/sh
@@ -124,15 +141,20 @@ send() { # send COUNT: COUNT requests on one keep-alive connection; prints the n
   curl -s -o /dev/null -m 900 -w '%{http_code}\n' "${urls[@]}" | grep -cx 200 || true
 }
 
-declare -A IR NS
+declare -A IR NS CY
 for v in $VARIANTS; do
+  wrapper=$RUN/envoy-callgrind.sh
   case $v in
     anchor) cmd=$shared/anchor-waypoint.sh ;;
+    anchor+*)
+      cmd=$shared/anchor-waypoint.sh wrapper=$RUN/envoy-callgrind-edit.sh
+      EDITS=$(echo "${v#anchor+}" | tr + ' ')
+      export EDITS ;;
     envoy-module) cmd=$here/envoy-module.sh; [ -z "$BOOTSTRAP" ] || cmd=$RUN/envoy-module-given.sh ;;
     *) echo "instructions.sh: unknown variant $v" >&2; exit 2 ;;
   esac
   export CALLGRIND_OUT=$RUN/callgrind-$v.out
-  ENVOY_BIN=$RUN/envoy-callgrind.sh "$cmd" >"$RUN/waypoint-$v.log" 2>&1 &
+  ENVOY_BIN=$wrapper "$cmd" >"$RUN/waypoint-$v.log" 2>&1 &
   wp=$!
   pids+=("$wp")
   wait_port "$WAYPOINT_PORT" "$wp" "$RUN/waypoint-$v.log"
@@ -152,11 +174,21 @@ for v in $VARIANTS; do
   NS[$v]=$N
   total=$(callgrind_total "$CALLGRIND_OUT")
   IR[$v]=$total
+  [ -z "$SIM" ] || CY[$v]=$(callgrind_cycles "$CALLGRIND_OUT")
   callgrind_annotate --inclusive=yes "$CALLGRIND_OUT"* 2>/dev/null | head -80 >"$RUN/top-$v.txt" || true
   log "$v: $((total / N)) instructions per request ($N requests)"
 done
 
 instr_table waypoint anchor envoy-module
+if [ -n "$SIM" ]; then
+  echo
+  echo "| waypoint | estimated cycles / request | / anchor |"
+  echo "|---|---|---|"
+  for v in $VARIANTS; do
+    awk -v c="${CY[$v]}" -v n="${NS[$v]}" -v a="${CY[anchor]:-0}" -v na="${NS[anchor]:-1}" -v v="$v" \
+      'BEGIN { r = a > 0 ? sprintf("%.3f", (c / n) / (a / na)) : "-"; printf "| %s | %.0f | %s |\n", v, c / n, r }'
+  done
+fi
 if [ "$CONNS" -gt 1 ]; then
   echo "(wrk, $CONNS connections for ${SECONDS_} s after $WARM warm-up requests; requests:$(for v in $VARIANTS; do printf ' %s %s' "$v" "${NS[$v]}"; done); scratch: $RUN)"
 else
