@@ -13,7 +13,7 @@
 # Before measuring, native and module must pass: 400 requests all 200 with 4-18 % on v2, and a
 # request with another principal gets 403. Each run: warm-up, then DURATION s of `wrk --latency`;
 # Envoy's CPU is read from /proc/PID/stat around the measured window.
-# Output: the Markdown table on stdout and in benches/envoy/results-<UTC date>.md (--out FILE),
+# Output: the Markdown table on stdout and in benches/envoy/results-<UTC date>[-N].md (--out FILE),
 # raw wrk output under the scratch dir.
 #
 # Options (defaults in brackets): --rounds N [5]  --duration S [10]  --warmup S [2]  --conns N [32]
@@ -46,7 +46,10 @@ while [ $# -gt 0 ]; do
   esac
   shift
 done
-OUT=${OUT:-$HERE/results-$(date -u +%Y-%m-%d).md}
+if [ -z "$OUT" ]; then # never over an earlier run's file: results-<date>.md, then -2, -3, ...
+  OUT=$HERE/results-$(date -u +%Y-%m-%d).md n=2
+  while [ -e "$OUT" ]; do OUT=$HERE/results-$(date -u +%Y-%m-%d)-$n.md n=$((n + 1)); done
+fi
 log() { echo "[$(date -u +%T)] $*" >&2; }
 
 # ------------------------------------------------------------------ tools
