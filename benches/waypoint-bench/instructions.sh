@@ -11,7 +11,8 @@
 # Per variant: warm-up requests, instrumentation on, N requests, off, dump; the figure is the
 # dump's total Ir ÷ N (the client Envoy, curl and nginx are not counted). Also writes each
 # variant's top inclusive functions under the scratch dir (callgrind_annotate).
-# Options: --requests N [2000]  --warm N [300]  --variants "anchor envoy-module"
+# Options: --requests N [2000]  --warm N [300]  --variants "anchor envoy-module" (or host: the
+#                       standalone host, host.sh, under callgrind)
 #          --floor (variants "anchor anchor+retry anchor+noop anchor+noop+retry envoy-module":
 #                       the anchor's config edited by anchor-edit.py with Istio's default retry
 #                       policy and/or a dynamic-module filter that returns at once, built with
@@ -146,6 +147,13 @@ for v in $VARIANTS; do
   wrapper=$RUN/envoy-callgrind.sh
   case $v in
     anchor) cmd=$shared/anchor-waypoint.sh ;;
+    host)
+      cmd=$here/host.sh wrapper=$RUN/envoy-callgrind.sh
+      cat >"$RUN/host-callgrind.sh" <<EOF
+#!/bin/sh
+exec valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="\$CALLGRIND_OUT" $SIM "$target/release/waypoint" "\$@"
+EOF
+      chmod +x "$RUN/host-callgrind.sh" ;;
     anchor+*)
       cmd=$shared/anchor-waypoint.sh wrapper=$RUN/envoy-callgrind-edit.sh
       EDITS=$(echo "${v#anchor+}" | tr + ' ')
@@ -154,7 +162,7 @@ for v in $VARIANTS; do
     *) echo "instructions.sh: unknown variant $v" >&2; exit 2 ;;
   esac
   export CALLGRIND_OUT=$RUN/callgrind-$v.out
-  ENVOY_BIN=$wrapper "$cmd" >"$RUN/waypoint-$v.log" 2>&1 &
+  HOST_BIN=$RUN/host-callgrind.sh ENVOY_BIN=$wrapper "$cmd" >"$RUN/waypoint-$v.log" 2>&1 &
   wp=$!
   pids+=("$wp")
   wait_port "$WAYPOINT_PORT" "$wp" "$RUN/waypoint-$v.log"
