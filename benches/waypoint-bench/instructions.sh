@@ -144,11 +144,11 @@ send() { # send COUNT: COUNT requests on one keep-alive connection; prints the n
 
 declare -A IR NS CY
 for v in $VARIANTS; do
-  wrapper=$RUN/envoy-callgrind.sh
+  wrapper=$RUN/envoy-callgrind.sh hostbin=$HOST_BIN
   case $v in
     anchor) cmd=$shared/anchor-waypoint.sh ;;
     host)
-      cmd=$here/host.sh wrapper=$RUN/envoy-callgrind.sh
+      cmd=$here/host.sh hostbin=$RUN/host-callgrind.sh
       cat >"$RUN/host-callgrind.sh" <<EOF
 #!/bin/sh
 exec valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="\$CALLGRIND_OUT" $SIM "$target/release/waypoint" "\$@"
@@ -162,7 +162,7 @@ EOF
     *) echo "instructions.sh: unknown variant $v" >&2; exit 2 ;;
   esac
   export CALLGRIND_OUT=$RUN/callgrind-$v.out
-  HOST_BIN=$RUN/host-callgrind.sh ENVOY_BIN=$wrapper "$cmd" >"$RUN/waypoint-$v.log" 2>&1 &
+  HOST_BIN=$hostbin ENVOY_BIN=$wrapper "$cmd" >"$RUN/waypoint-$v.log" 2>&1 &
   wp=$!
   pids+=("$wp")
   wait_port "$WAYPOINT_PORT" "$wp" "$RUN/waypoint-$v.log"
