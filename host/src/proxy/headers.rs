@@ -42,20 +42,33 @@ pub fn baggage_get<'a>(baggage: &'a str, key: &str) -> Option<&'a str> {
     })
 }
 
-/// Connection-specific headers that must not be forwarded (RFC 9110 §7.6.1).
-const HOP_BY_HOP: &[&str] = &[
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "transfer-encoding",
-    "upgrade",
-    "te",
-    "proxy-authenticate",
-    "proxy-authorization",
+/// Connection-specific headers that must not be forwarded (RFC 9110 §7.6.1). Typed names:
+/// a `&str` key is parsed and classified on every look-up, twice per request here.
+static HOP_BY_HOP: [HeaderName; 8] = [
+    http::header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    http::header::TRANSFER_ENCODING,
+    http::header::UPGRADE,
+    http::header::TE,
+    http::header::PROXY_AUTHENTICATE,
+    http::header::PROXY_AUTHORIZATION,
 ];
 
 /// Remove hop-by-hop headers, including those the `connection` header names.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    // One pass over the names first (bit i: HOP_BY_HOP[i] is there): usually none or one
+    // is, and each remove is a look-up. Headers the `connection` header names are only
+    // removed when it is present, and it is one of these.
+    let mut present = 0u8;
+    for k in headers.keys() {
+        if let Some(i) = HOP_BY_HOP.iter().position(|h| h == k) {
+            present |= 1 << i;
+        }
+    }
+    if present == 0 {
+        return;
+    }
     let named: Vec<String> = headers
         .get_all(http::header::CONNECTION)
         .iter()
@@ -72,8 +85,10 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
         .get(http::header::TE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.eq_ignore_ascii_case("trailers"));
-    for h in HOP_BY_HOP {
-        headers.remove(*h);
+    for (i, h) in HOP_BY_HOP.iter().enumerate() {
+        if present & (1 << i) != 0 {
+            headers.remove(h);
+        }
     }
     if te_trailers {
         headers.insert(http::header::TE, HeaderValue::from_static("trailers"));
@@ -175,5 +190,36 @@ mod tests {
         assert!(h.get("connection").is_none());
         assert!(h.get("te").is_some());
         assert!(h.get("x-keep").is_some());
+    }
+
+    #[test]
+    fn every_hop_by_hop_header_goes_and_nothing_else() {
+        let names = [
+            "connection",
+            "keep-alive",
+            "proxy-connection",
+            "transfer-encoding",
+            "upgrade",
+            "te",
+            "proxy-authenticate",
+            "proxy-authorization",
+        ];
+        // Each alone, then all together; `te` other than `trailers` goes too.
+        for n in names.iter().map(|n| vec![*n]).chain([names.to_vec()]) {
+            let mut h = HeaderMap::new();
+            for name in &n {
+                h.append(*name, HeaderValue::from_static("gzip"));
+            }
+            h.insert("x-keep", HeaderValue::from_static("1"));
+            strip_hop_by_hop(&mut h);
+            let left: Vec<_> = h.keys().map(|k| k.as_str().to_string()).collect();
+            assert_eq!(left, vec!["x-keep"], "{n:?}");
+        }
+        let mut h = HeaderMap::new();
+        h.insert("x-a", HeaderValue::from_static("1"));
+        h.insert("content-type", HeaderValue::from_static("text/plain"));
+        let before = h.clone();
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h, before);
     }
 }

@@ -1,7 +1,9 @@
 //! Envoy's LEAST_REQUEST balancing (power of two choices): of two random endpoints, the one
 //! with fewer requests in flight goes first. Counts are kept per endpoint address.
 
-use std::collections::HashMap;
+// FxHash: keys are upstream addresses from config, not client input, and SipHash was
+// ≈ 1 % of the instructions per request.
+use rustc_hash::FxHashMap as HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
