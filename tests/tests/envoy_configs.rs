@@ -70,13 +70,9 @@ fn bootstrap_with(filter_config: &serde_json::Value) -> String {
 }
 
 /// A waypoint, a bound service, and a VirtualService with an invalid weight.
-const BAD_FIELD: &str = r#"
-apiVersion: gateway.networking.k8s.io/v1
-kind: Gateway
-metadata: {name: waypoint, namespace: bookinfo}
-spec: {gatewayClassName: istio-waypoint, listeners: [{name: mesh, port: 15008, protocol: HBONE}]}
----
-apiVersion: v1
+const BAD_FIELD: &str = concat!(
+    waypoint_core::waypoint_gateway_yaml!("bookinfo"),
+    r#"apiVersion: v1
 kind: Service
 metadata: {name: reviews, namespace: bookinfo, labels: {istio.io/use-waypoint: waypoint}}
 spec: {clusterIP: 10.96.0.11, ports: [{port: 9080, name: http}]}
@@ -90,7 +86,8 @@ spec:
   - route:
     - destination: {host: reviews}
       weight: lots
-"#;
+"#
+);
 
 #[test]
 fn bad_config_is_rejected_with_our_message() {

@@ -5,6 +5,8 @@ pub mod authz;
 pub mod decision;
 pub mod error;
 pub mod explain;
+#[cfg(any(test, feature = "test-fixtures"))]
+pub mod fixtures;
 pub mod gateway;
 pub mod istio;
 pub mod matchers;

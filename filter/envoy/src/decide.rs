@@ -263,13 +263,9 @@ mod tests {
     use crate::filter::router_header_values;
     use waypoint_core::SplitMix64;
 
-    const CONFIG: &str = r#"
-apiVersion: gateway.networking.k8s.io/v1
-kind: Gateway
-metadata: {name: waypoint, namespace: shop}
-spec: {gatewayClassName: istio-waypoint, listeners: [{name: mesh, port: 15008, protocol: HBONE}]}
----
-apiVersion: v1
+    const CONFIG: &str = concat!(
+        waypoint_core::waypoint_gateway_yaml!("shop"),
+        r#"apiVersion: v1
 kind: Namespace
 metadata: {name: shop, labels: {istio.io/use-waypoint: waypoint}}
 ---
@@ -303,7 +299,8 @@ metadata: {name: cart, namespace: shop}
 spec:
   host: cart
   subsets: [{name: v1, labels: {version: v1}}, {name: v2, labels: {version: v2}}]
-"#;
+"#
+    );
 
     /// The per-rule caches give exactly what formatting at request time would, and they are
     /// hits (borrowed) for every decision the snapshot makes.

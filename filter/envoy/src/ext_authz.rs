@@ -50,13 +50,9 @@ mod tests {
 
     /// A waypoint, a bound service, the mesh ConfigMap with provider `ext` and a CUSTOM
     /// policy on `/custom*`.
-    const CONFIG: &str = r#"
-apiVersion: gateway.networking.k8s.io/v1
-kind: Gateway
-metadata: {name: waypoint, namespace: default}
-spec: {gatewayClassName: istio-waypoint, listeners: [{name: mesh, port: 15008, protocol: HBONE}]}
----
-apiVersion: v1
+    const CONFIG: &str = concat!(
+        waypoint_core::waypoint_gateway_yaml!("default"),
+        r#"apiVersion: v1
 kind: Service
 metadata: {name: echo, namespace: default, labels: {istio.io/use-waypoint: waypoint}}
 spec: {clusterIP: 10.96.0.11, ports: [{port: 80, name: http}]}
@@ -88,7 +84,8 @@ spec:
  "metadata": {"name": "deny", "namespace": "default"},
  "spec": {"targetRefs": [{"kind": "Service", "group": "", "name": "echo"}], "action": "DENY",
           "rules": [{"to": [{"operation": {"paths": ["/custom/deny"]}}]}]}}
-"#;
+"#
+    );
 
     fn run(filters: &[&str], path: &str) -> (HeadersStatus, FakeStream) {
         let spec = serde_json::json!({

@@ -96,6 +96,21 @@ impl FakeStream {
         self.attributes.insert(attr_key(a), v.to_string());
         self
     }
+
+    /// The peer's principal as each listener kind hands it over: the certificate's URI SAN
+    /// (a listener terminating mTLS) and/or the filter state an HBONE listener sets.
+    pub fn with_peer(mut self, san: Option<&str>, filter_state: Option<&str>) -> Self {
+        if let Some(san) = san {
+            self = self.with_attribute(Attribute::PeerUriSan, san);
+        }
+        if let Some(p) = filter_state {
+            self.filter_state.insert(
+                crate::config::DEFAULT_PRINCIPAL_KEY.to_string(),
+                p.to_string(),
+            );
+        }
+        self
+    }
 }
 
 struct FakeWake(Arc<Mutex<Vec<u64>>>);

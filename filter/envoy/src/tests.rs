@@ -13,13 +13,9 @@ use crate::filter::{HttpFilter, CLUSTER_HEADER, DENY_BODY, RETRY_HEADER, TEST_PA
 use crate::stream::{Attribute, HeaderKind, HeadersStatus, StreamHandle};
 
 /// A waypoint, one bound service, and a policy allowing only `sa/sleep` to call it.
-const MINI: &str = r#"
-apiVersion: gateway.networking.k8s.io/v1
-kind: Gateway
-metadata: {name: waypoint, namespace: bookinfo}
-spec: {gatewayClassName: istio-waypoint, listeners: [{name: mesh, port: 15008, protocol: HBONE}]}
----
-apiVersion: v1
+const MINI: &str = concat!(
+    waypoint_core::waypoint_gateway_yaml!("bookinfo"),
+    r#"apiVersion: v1
 kind: Service
 metadata: {name: reviews, namespace: bookinfo, labels: {istio.io/use-waypoint: waypoint}}
 spec: {clusterIP: 10.96.0.11, ports: [{port: 9080, name: http}]}
@@ -31,7 +27,8 @@ spec:
   targetRefs: [{kind: Service, group: "", name: reviews}]
   action: ALLOW
   rules: [{from: [{source: {principals: [cluster.local/ns/bookinfo/sa/sleep]}}]}]
-"#;
+"#
+);
 
 fn config() -> Arc<FilterConfig> {
     let spec = serde_json::json!({"waypoint": "bookinfo/waypoint", "config_inline": MINI});
@@ -437,16 +434,8 @@ fn decision_input_comes_from_the_connection() {
             .map(|d| vec![("x-envoy-original-dst-host", d)])
             .unwrap_or_default();
         let mut s = FakeStream::request("GET", authority, "/", &extra)
-            .with_attribute(Attribute::SourceAddress, "10.0.0.7:40000");
-        if let Some(san) = san {
-            s = s.with_attribute(Attribute::PeerUriSan, san);
-        }
-        if let Some(p) = fs_principal {
-            s.filter_state.insert(
-                crate::config::DEFAULT_PRINCIPAL_KEY.to_string(),
-                p.to_string(),
-            );
-        }
+            .with_attribute(Attribute::SourceAddress, "10.0.0.7:40000")
+            .with_peer(san, fs_principal);
         let mut f = HttpFilter::new(config());
         let st = f.on_request_headers(&mut s, true);
         let case = format!("{san:?} {fs_principal:?} {dst:?}");
@@ -498,16 +487,8 @@ fn principal_from_picks_certificate_or_filter_state() {
             "principal_from": from});
         let cfg =
             FilterConfig::from_bytes("waypoint", spec.to_string().as_bytes()).expect("config");
-        let mut s = FakeStream::request("GET", "reviews.bookinfo.svc.cluster.local:9080", "/", &[]);
-        if let Some(san) = san {
-            s = s.with_attribute(Attribute::PeerUriSan, san);
-        }
-        if let Some(p) = state {
-            s.filter_state.insert(
-                crate::config::DEFAULT_PRINCIPAL_KEY.to_string(),
-                p.to_string(),
-            );
-        }
+        let mut s = FakeStream::request("GET", "reviews.bookinfo.svc.cluster.local:9080", "/", &[])
+            .with_peer(san, state);
         let mut f = HttpFilter::new(Arc::new(cfg));
         f.on_request_headers(&mut s, true);
         let got = s.reply.as_ref().map_or(200, |r| r.status);

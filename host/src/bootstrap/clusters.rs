@@ -411,13 +411,9 @@ mod plan_tests {
     /// waypoint-bench layout): their clusters must exist, or Envoy answers `cluster_not_found`.
     #[test]
     fn clusters_exist_for_unbound_route_backends() {
-        let yaml = r#"
-apiVersion: gateway.networking.k8s.io/v1
-kind: Gateway
-metadata: {name: waypoint, namespace: default}
-spec: {gatewayClassName: istio-waypoint, listeners: [{name: mesh, port: 15008, protocol: HBONE}]}
----
-apiVersion: v1
+        let yaml = concat!(
+            waypoint_core::waypoint_gateway_yaml!("default"),
+            r#"apiVersion: v1
 kind: Service
 metadata: {name: reviews, namespace: default, labels: {istio.io/use-waypoint: waypoint}}
 spec: {clusterIP: 10.96.0.10, ports: [{name: http, port: 9080}]}
@@ -439,7 +435,8 @@ metadata: {name: reviews, namespace: default}
 spec:
   hosts: [reviews]
   http: [{route: [{destination: {host: reviews-v1}}]}]
-"#;
+"#
+        );
         let loaded = waypoint_loader::load_text(yaml, "test", "default");
         assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);
         let (snapshot, diags) = Snapshot::build(&loaded.resources, &BuildOptions::default());

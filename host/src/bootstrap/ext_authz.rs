@@ -224,13 +224,9 @@ mod tests {
     use crate::xds::proto::{encode, CLUSTER, LISTENER};
     use waypoint_core::BuildOptions;
 
-    const YAML: &str = r#"
-apiVersion: gateway.networking.k8s.io/v1
-kind: Gateway
-metadata: {name: waypoint, namespace: default}
-spec: {gatewayClassName: istio-waypoint, listeners: [{name: mesh, port: 15008, protocol: HBONE}]}
----
-apiVersion: v1
+    const YAML: &str = concat!(
+        waypoint_core::waypoint_gateway_yaml!("default"),
+        r#"apiVersion: v1
 kind: Service
 metadata: {name: authz, namespace: foo}
 spec: {clusterIP: 10.96.0.20, ports: [{name: http, port: 8000, targetPort: 18000}], selector: {app: authz}}
@@ -261,7 +257,8 @@ data:
         headersToDownstreamOnDeny: [x-result]
     - name: g
       envoyExtAuthzGrpc: {service: authz.foo.svc.cluster.local, port: 8000}
-"#;
+"#
+    );
 
     fn generated(yaml: &str) -> Value {
         let loaded = waypoint_loader::load_text(yaml, "test", "default");

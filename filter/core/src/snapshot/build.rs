@@ -607,15 +607,13 @@ mod tests {
     use super::*;
     use crate::resource::parse_manifests;
 
-    const WAYPOINT: &str = "apiVersion: gateway.networking.k8s.io/v1
-kind: Gateway
-metadata: {name: waypoint, namespace: shop}
-spec: {gatewayClassName: istio-waypoint, listeners: [{name: mesh, port: 15008, protocol: HBONE}]}
----
-apiVersion: v1
+    const WAYPOINT: &str = concat!(
+        crate::waypoint_gateway_yaml!("shop"),
+        "apiVersion: v1
 kind: Namespace
 metadata: {name: shop, labels: {istio.io/use-waypoint: waypoint}}
-";
+"
+    );
 
     fn build(extra: &str) -> Snapshot {
         let yaml = format!("{WAYPOINT}---\n{extra}");
