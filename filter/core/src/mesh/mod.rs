@@ -31,6 +31,45 @@ pub struct MeshConfig {
     /// Names of declared providers of other kinds (tracing, access log, ...): a CUSTOM
     /// policy naming one is invalid, as in Istio.
     pub other_providers: Vec<String>,
+    /// `pathNormalization.normalization` (Istio's default: `BASE`).
+    pub path_normalization: PathNormalization,
+}
+
+/// MeshConfig `pathNormalization.normalization`: how the path is normalized once, before
+/// authorization, routing and forwarding. Istio maps it onto Envoy's HTTP connection manager
+/// (`pilot/pkg/networking/core/listener_builder.go`): `NONE` = no `normalize_path`; `BASE` =
+/// `normalize_path`; `MERGE_SLASHES` adds `merge_slashes`; `DECODE_AND_MERGE_SLASHES` adds
+/// `path_with_escaped_slashes_action: UNESCAPE_AND_FORWARD`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum PathNormalization {
+    None,
+    #[default]
+    Base,
+    MergeSlashes,
+    DecodeAndMergeSlashes,
+}
+
+impl PathNormalization {
+    /// Parse Istio's enum name (`DEFAULT` is `BASE`, as in Istio).
+    pub fn parse(s: &str) -> Option<PathNormalization> {
+        Some(match s {
+            "NONE" => PathNormalization::None,
+            "BASE" | "DEFAULT" => PathNormalization::Base,
+            "MERGE_SLASHES" => PathNormalization::MergeSlashes,
+            "DECODE_AND_MERGE_SLASHES" => PathNormalization::DecodeAndMergeSlashes,
+            _ => return None,
+        })
+    }
+
+    /// Istio's enum name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PathNormalization::None => "NONE",
+            PathNormalization::Base => "BASE",
+            PathNormalization::MergeSlashes => "MERGE_SLASHES",
+            PathNormalization::DecodeAndMergeSlashes => "DECODE_AND_MERGE_SLASHES",
+        }
+    }
 }
 
 impl MeshConfig {
@@ -109,6 +148,22 @@ pub fn parse_mesh_configmap(cm: &RawResource, diags: &mut Diagnostics) -> MeshCo
             return out;
         }
     };
+    if let Some(n) = spec
+        .path_normalization
+        .as_ref()
+        .and_then(|p| p.normalization.as_deref())
+    {
+        match PathNormalization::parse(n) {
+            Some(p) => out.path_normalization = p,
+            None => diags.error(cm.error(
+                "data.mesh.pathNormalization.normalization",
+                format!(
+                    "unknown value {n:?}: expected NONE, BASE, MERGE_SLASHES, \
+                     DECODE_AND_MERGE_SLASHES or DEFAULT"
+                ),
+            )),
+        }
+    }
     let mut seen: Vec<&str> = Vec::new();
     for (i, p) in spec.extension_providers.iter().enumerate() {
         let field = format!("data.mesh.extensionProviders[{i}]");

@@ -12,6 +12,18 @@ use serde::{Deserialize, Deserializer};
 pub(crate) struct MeshConfigSpec {
     #[serde(default)]
     pub extension_providers: Vec<serde_json::Map<String, serde_json::Value>>,
+    /// `pathNormalization` (`ProxyPathNormalization`).
+    #[serde(default)]
+    pub path_normalization: Option<PathNormalizationSpec>,
+}
+
+/// `ProxyPathNormalization`: `{normalization: NONE | BASE | MERGE_SLASHES |
+/// DECODE_AND_MERGE_SLASHES | DEFAULT}`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PathNormalizationSpec {
+    #[serde(default)]
+    pub normalization: Option<String>,
 }
 
 /// `EnvoyExternalAuthorizationHttpProvider`.

@@ -342,3 +342,32 @@ fn provider_with_unknown_service_is_an_error() {
     // The CUSTOM policy naming it fails closed.
     assert!(fields.contains(&"spec.provider.name"), "{fields:?}");
 }
+
+#[test]
+fn path_normalization_values() {
+    let (m, d) = parse("accessLogFile: /dev/stdout\n");
+    assert!(d.errors.is_empty(), "{:?}", d.errors);
+    assert_eq!(m.path_normalization, PathNormalization::Base);
+    for (v, want) in [
+        ("NONE", PathNormalization::None),
+        ("BASE", PathNormalization::Base),
+        ("DEFAULT", PathNormalization::Base),
+        ("MERGE_SLASHES", PathNormalization::MergeSlashes),
+        (
+            "DECODE_AND_MERGE_SLASHES",
+            PathNormalization::DecodeAndMergeSlashes,
+        ),
+    ] {
+        let (m, d) = parse(&format!("pathNormalization:\n  normalization: {v}\n"));
+        assert!(d.errors.is_empty(), "{v}: {:?}", d.errors);
+        assert_eq!(m.path_normalization, want, "{v}");
+        assert_eq!(PathNormalization::parse(want.as_str()), Some(want));
+    }
+    let (m, d) = parse("pathNormalization:\n  normalization: merge\n");
+    assert_eq!(m.path_normalization, PathNormalization::Base);
+    let e = d.errors.first().expect("an error").to_string();
+    assert!(
+        e.contains("data.mesh.pathNormalization.normalization") && e.contains("\"merge\""),
+        "{e}"
+    );
+}

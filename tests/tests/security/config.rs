@@ -1,0 +1,1 @@
+//! Security rows: config (see main.rs).

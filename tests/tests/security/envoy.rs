@@ -1,0 +1,1 @@
+//! Security rows: envoy (see main.rs).

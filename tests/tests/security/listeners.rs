@@ -1,0 +1,1 @@
+//! Security rows: listeners (see main.rs).

@@ -1,0 +1,1 @@
+//! Security rows: protocol (see main.rs).
