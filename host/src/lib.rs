@@ -9,5 +9,6 @@ pub mod logging;
 pub mod originate;
 pub mod proxy;
 pub mod run;
+pub mod timeouts;
 pub mod tls;
 pub mod xds;

@@ -36,7 +36,7 @@ enum Command {
     /// Create a local mesh CA and workload certificates with SPIFFE URI SANs.
     DevCa(commands::dev_ca::Args),
     /// Run the standalone HBONE waypoint.
-    Run(commands::run::Args),
+    Run(Box<commands::run::Args>),
     /// Run bookinfo on loopback through the waypoint and summarise what happened.
     Demo(commands::demo::Args),
     /// Print a static Envoy bootstrap for the waypoint (HBONE in and out, our module).
@@ -76,7 +76,7 @@ fn main() -> ExitCode {
         }
         Command::Run(args) => {
             waypoint::logging::init(args.access_log);
-            exit(commands::run::main(args))
+            exit(commands::run::main(*args))
         }
     }
 }

@@ -40,6 +40,8 @@ pub struct RunOptions {
     pub hbone_upstream_port: u16,
     /// How often config and certificate files are checked for changes.
     pub watch_interval: Duration,
+    /// Listener, stream and relay timeouts.
+    pub timeouts: crate::timeouts::Timeouts,
 }
 
 impl RunOptions {
@@ -57,6 +59,7 @@ impl RunOptions {
             admin_addr: Some(any(15000)),
             hbone_upstream_port: 15008,
             watch_interval: Duration::from_secs(1),
+            timeouts: Default::default(),
         }
     }
 
@@ -136,6 +139,7 @@ pub async fn start(opts: RunOptions) -> anyhow::Result<Running> {
         request_metrics: Default::default(),
         outliers: crate::proxy::outlier::Outliers::new(),
         active: Default::default(),
+        timeouts: opts.timeouts,
     });
 
     let mut tasks = Vec::new();

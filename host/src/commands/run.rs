@@ -54,6 +54,8 @@ pub struct Args {
     /// Log every request (tracing target `access`): off by default, as in Istio.
     #[arg(long)]
     pub access_log: bool,
+    #[command(flatten)]
+    timeouts: waypoint::timeouts::Timeouts,
 }
 
 fn cert_paths(args: &Args) -> anyhow::Result<CertPaths> {
@@ -73,6 +75,7 @@ fn cert_paths(args: &Args) -> anyhow::Result<CertPaths> {
 pub fn main(args: Args) -> anyhow::Result<()> {
     let mut opts = RunOptions::new(args.config.clone(), cert_paths(&args)?);
     opts.waypoint = args.waypoint.clone();
+    opts.timeouts = args.timeouts;
     opts.default_namespace = args.namespace.clone();
     opts.hbone_addr = args.hbone_addr;
     opts.ready_addr = Some(args.ready_addr);

@@ -33,4 +33,6 @@ pub struct Shared {
     pub request_metrics: request_metrics::RequestMetrics,
     pub outliers: outlier::Outliers,
     pub active: Arc<least_request::ActiveRequests>,
+    /// Listener, stream and relay timeouts.
+    pub timeouts: crate::timeouts::Timeouts,
 }
