@@ -1,5 +1,6 @@
 //! Start the standalone waypoint in-process: certificates, config (watched), the HBONE
-//! listener, and the admin listeners; the returned handle stops everything when dropped.
+//! listener, and the admin listeners; the handle drains ([`Running::shutdown`]) or, dropped,
+//! stops everything at once.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -8,17 +9,23 @@ use std::time::Duration;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
+use tokio::sync::watch as signal;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
-use crate::admin::{self, metrics::Metrics, Admin};
+use crate::admin::{self, metrics::Metrics, Admin, Role};
 use crate::config::{watch, ConfigSource, ConfigStore};
+use crate::hbone::server::ServeOptions;
 use crate::hbone::{self, HboneClient};
 use crate::proxy::decide::PolicyOptions;
 use crate::proxy::handler::WaypointHandler;
 use crate::proxy::upstream::Upstreams;
 use crate::proxy::Shared;
 use crate::tls::{certs, config::server_config, CertPaths, CertStore};
+
+/// Istio's default `terminationDrainDuration`: how long in-flight streams may run on after
+/// SIGTERM.
+pub const DEFAULT_DRAIN: Duration = Duration::from_secs(5);
 
 /// Everything `waypoint run` needs.
 #[derive(Debug, Clone)]
@@ -45,9 +52,11 @@ pub struct RunOptions {
 }
 
 impl RunOptions {
-    /// Defaults for a cluster: Istio's ports on all interfaces.
+    /// Defaults for a cluster: Istio's ports on all interfaces, the admin (`/config_dump`) on
+    /// loopback only (as Envoy's admin in an Istio proxy).
     pub fn new(config_paths: Vec<PathBuf>, certs: CertPaths) -> Self {
         let any = |p| SocketAddr::from(([0, 0, 0, 0], p));
+        let lo = |p| SocketAddr::from(([127, 0, 0, 1], p));
         RunOptions {
             config_paths,
             default_namespace: "default".into(),
@@ -56,7 +65,7 @@ impl RunOptions {
             hbone_addr: any(15008),
             ready_addr: Some(any(15021)),
             stats_addr: Some(any(15020)),
-            admin_addr: Some(any(15000)),
+            admin_addr: Some(lo(15000)),
             hbone_upstream_port: 15008,
             watch_interval: Duration::from_secs(1),
             timeouts: Default::default(),
@@ -74,7 +83,7 @@ impl RunOptions {
     }
 }
 
-/// A running waypoint; dropping it stops every task.
+/// A running waypoint; dropping it stops every task at once, [`Running::shutdown`] drains.
 #[derive(Debug)]
 pub struct Running {
     pub hbone_addr: SocketAddr,
@@ -84,14 +93,51 @@ pub struct Running {
     pub admin: Arc<Admin>,
     pub config: Arc<ConfigStore>,
     pub certs: Arc<CertStore>,
+    shutdown: signal::Sender<bool>,
+    hbone: Option<JoinHandle<()>>,
     tasks: Vec<JoinHandle<()>>,
 }
 
 impl Drop for Running {
     fn drop(&mut self) {
-        for t in &self.tasks {
+        for t in self.tasks.iter().chain(&self.hbone) {
             t.abort();
         }
+    }
+}
+
+impl Running {
+    /// Graceful stop, as an Istio proxy on SIGTERM: readiness turns 503, the HBONE listener
+    /// closes (new connections are refused), every HTTP/2 connection gets a GOAWAY, and
+    /// in-flight streams may finish for up to `drain`; then everything stops. Returns whether
+    /// every connection had closed by itself within `drain`.
+    pub async fn shutdown(mut self, drain: Duration) -> bool {
+        info!(?drain, "shutdown: draining");
+        self.admin.start_draining();
+        let _ = self.shutdown.send(true);
+        let drained = match self.hbone.take() {
+            Some(task) => {
+                let abort = task.abort_handle();
+                let done = tokio::time::timeout(drain, task).await.is_ok();
+                abort.abort();
+                done
+            }
+            None => true,
+        };
+        if drained {
+            info!("shutdown: every connection closed");
+        } else {
+            warn!(
+                ?drain,
+                "shutdown: drain period over; closing the remaining connections"
+            );
+        }
+        drained
+    }
+
+    /// Whether shutdown has started.
+    pub fn draining(&self) -> bool {
+        *self.shutdown.borrow()
     }
 }
 
@@ -127,11 +173,7 @@ pub async fn start(opts: RunOptions) -> anyhow::Result<Running> {
     }
 
     let metrics = Arc::new(Metrics::new());
-    let admin = Arc::new(Admin {
-        config: config.clone(),
-        certs: arc_swap::ArcSwapOption::from(Some(store.clone())),
-        metrics: metrics.clone(),
-    });
+    let admin = Arc::new(Admin::new(config.clone(), store.clone(), metrics.clone()));
     let shared = Arc::new(Shared {
         config: config.clone(),
         upstreams: Upstreams::new(HboneClient::new(store.clone())),
@@ -143,36 +185,51 @@ pub async fn start(opts: RunOptions) -> anyhow::Result<Running> {
     });
 
     let mut tasks = Vec::new();
+    let (shutdown, shutdown_rx) = signal::channel(false);
     let hbone_listener = bind(opts.hbone_addr, "HBONE").await?;
     let hbone_addr = hbone_listener.local_addr()?;
     let handler = Arc::new(WaypointHandler { shared });
-    tasks.push(tokio::spawn(hbone::server::serve(
+    let hbone_task = tokio::spawn(hbone::server::serve_with(
         hbone_listener,
         server_config(store.clone())?,
         handler,
-    )));
+        ServeOptions {
+            timeouts: opts.timeouts,
+            shutdown: shutdown_rx,
+        },
+    ));
     info!(addr = %hbone_addr, "HBONE listener up");
 
-    let admin_listener = |addr: Option<SocketAddr>, what: &'static str| {
+    // Each admin port has its own router (see `admin::Role`); they stay up while draining so
+    // readiness can report 503.
+    let header_timeout = opts.timeouts.request_headers;
+    let admin_listener = |addr: Option<SocketAddr>, role: Role| {
         let admin = admin.clone();
         async move {
             match addr {
                 None => Ok::<_, anyhow::Error>((None, None)),
                 Some(a) => {
+                    let what = match role {
+                        Role::Ready => "readiness",
+                        Role::Stats => "stats",
+                        Role::Admin => "admin",
+                    };
                     let l = bind(a, what).await?;
                     let local = l.local_addr()?;
                     info!(addr = %local, what, "admin listener up");
-                    Ok((Some(local), Some(tokio::spawn(admin::serve(l, admin)))))
+                    let task = tokio::spawn(admin::serve(l, admin, role, header_timeout));
+                    Ok((Some(local), Some(task)))
                 }
             }
         }
     };
-    let (ready_addr, t1) = admin_listener(opts.ready_addr, "readiness").await?;
-    let (stats_addr, t2) = admin_listener(opts.stats_addr, "stats").await?;
-    let (admin_addr, t3) = admin_listener(opts.admin_addr, "admin").await?;
+    let (ready_addr, t1) = admin_listener(opts.ready_addr, Role::Ready).await?;
+    let (stats_addr, t2) = admin_listener(opts.stats_addr, Role::Stats).await?;
+    let (admin_addr, t3) = admin_listener(opts.admin_addr, Role::Admin).await?;
     tasks.extend([t1, t2, t3].into_iter().flatten());
 
-    // Config watcher.
+    // Watchers. The reload closures read files, parse and compile: `watch::poll` runs them
+    // on the blocking pool, so traffic keeps flowing during a reload even with `--threads 1`.
     let cfg = config.clone();
     tasks.push(tokio::spawn(watch::poll(
         opts.config_paths.clone(),
@@ -183,7 +240,6 @@ pub async fn start(opts: RunOptions) -> anyhow::Result<Running> {
             cfg.reload(&source);
         },
     )));
-    // Certificate watcher.
     let cert_store = store.clone();
     let cert_files = opts.certs.clone();
     tasks.push(tokio::spawn(watch::poll(
@@ -204,6 +260,8 @@ pub async fn start(opts: RunOptions) -> anyhow::Result<Running> {
         admin,
         config,
         certs: store,
+        shutdown,
+        hbone: Some(hbone_task),
         tasks,
     })
 }

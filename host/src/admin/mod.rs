@@ -1,7 +1,8 @@
-//! Admin endpoints: readiness (`/healthz/ready`), Prometheus stats (`/stats/prometheus`) and
-//! `/config_dump`; served on the Istio ports 15021, 15020 and 15000 (configurable).
+//! Admin endpoints: readiness (`/healthz/ready`, :15021), Prometheus stats
+//! (`/stats/prometheus`, :15020) and `/config_dump` (admin, loopback :15000), one router each.
 
+pub mod bounded;
 pub mod metrics;
 pub mod server;
 
-pub use server::{serve, Admin};
+pub use server::{serve, Admin, Role};

@@ -1,5 +1,5 @@
-//! `waypoint run`: the standalone HBONE waypoint (HBONE in on :15008, admin on 15021/15020/
-//! 15000) until SIGINT or SIGTERM.
+//! `waypoint run`: the standalone HBONE waypoint (HBONE in on :15008, readiness :15021, stats
+//! :15020, admin 127.0.0.1:15000) until SIGINT or SIGTERM, then a drain and exit 0.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -34,11 +34,14 @@ pub struct Args {
     namespace: String,
     #[arg(long, default_value = "0.0.0.0:15008")]
     hbone_addr: SocketAddr,
+    /// Readiness: serves only `GET /healthz/ready` (503 while draining).
     #[arg(long, default_value = "0.0.0.0:15021")]
     ready_addr: SocketAddr,
+    /// Metrics: serves only `GET /stats/prometheus`.
     #[arg(long, default_value = "0.0.0.0:15020")]
     stats_addr: SocketAddr,
-    /// Admin (`/config_dump`): loopback only by default, as Envoy's admin in a waypoint.
+    /// Admin (`/config_dump`, readiness, stats): loopback only by default, as Envoy's admin in
+    /// an Istio proxy.
     #[arg(long, default_value = "127.0.0.1:15000")]
     admin_addr: SocketAddr,
     /// Port mesh endpoints accept HBONE on.
@@ -54,8 +57,17 @@ pub struct Args {
     /// Log every request (tracing target `access`): off by default, as in Istio.
     #[arg(long)]
     pub access_log: bool,
+    /// On SIGTERM/SIGINT: stop accepting, report not ready, send GOAWAY, and let in-flight
+    /// streams finish for this long before exiting (Istio's `terminationDrainDuration`, 5s).
+    /// A second signal exits at once.
+    #[arg(long, value_name = "DURATION", value_parser = drain_duration, default_value = "5s")]
+    drain_duration: Duration,
     #[command(flatten)]
     timeouts: waypoint::timeouts::Timeouts,
+}
+
+fn drain_duration(s: &str) -> Result<Duration, String> {
+    waypoint_core::istio::parse_duration(s)
 }
 
 fn cert_paths(args: &Args) -> anyhow::Result<CertPaths> {
@@ -103,8 +115,12 @@ pub fn main(args: Args) -> anyhow::Result<()> {
         let running = start(opts).await?;
         tracing::info!(hbone = %running.hbone_addr, "waypoint running");
         wait_for_signal().await;
-        tracing::info!("shutting down");
-        drop(running);
+        tracing::info!(drain = ?args.drain_duration, "signal received; draining");
+        tokio::select! {
+            _ = running.shutdown(args.drain_duration) => {}
+            _ = wait_for_signal() => tracing::warn!("second signal; exiting without draining"),
+        }
+        tracing::info!("stopped");
         Ok(())
     })
 }

@@ -1,7 +1,9 @@
 //! File watching by polling: a fingerprint (path, size, mtime) of every file under the
-//! watched paths, compared every interval; a change triggers the reload callback.
+//! watched paths, compared every interval; a change triggers the reload callback, off the
+//! async workers.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 /// What the watcher compares: (path, size, mtime) of every file, sorted.
@@ -35,29 +37,50 @@ fn walk(p: &Path, out: &mut Vec<(PathBuf, u64, Option<SystemTime>)>) {
 /// (and has then stayed the same for 100 ms, so half-written files are not read).
 /// `last` must be taken *before* the files were first read: a change made between that first
 /// read and this task's first poll is then still seen. Runs until the task is aborted.
-pub async fn poll<F: FnMut() + Send>(
+///
+/// The file system walks and `on_change` (a reload: file reads, parsing, compilation) run on
+/// tokio's blocking pool, never on an async worker: with one worker thread (`--threads 1`) a
+/// long reload would otherwise stall every connection until it finished.
+pub async fn poll<F: Fn() + Send + Sync + 'static>(
     paths: Vec<PathBuf>,
     mut last: Fingerprint,
     interval: Duration,
-    mut on_change: F,
+    on_change: F,
 ) {
+    let paths = Arc::new(paths);
+    let on_change = Arc::new(on_change);
     loop {
         tokio::time::sleep(interval).await;
-        let mut now = fingerprint(&paths);
+        let Some(mut now) = look(&paths).await else {
+            continue;
+        };
         if now != last {
             // Let a writer finish: wait until two looks 100 ms apart agree (bounded).
             for _ in 0..50 {
                 tokio::time::sleep(Duration::from_millis(100)).await;
-                let again = fingerprint(&paths);
+                let Some(again) = look(&paths).await else {
+                    continue;
+                };
                 if again == now {
                     break;
                 }
                 now = again;
             }
             last = now;
-            on_change();
+            let f = on_change.clone();
+            if let Err(e) = tokio::task::spawn_blocking(move || f()).await {
+                tracing::warn!(error = %e, "reload failed to run");
+            }
         }
     }
+}
+
+/// The fingerprint of `paths`, taken on the blocking pool (`None` if that task failed).
+async fn look(paths: &Arc<Vec<PathBuf>>) -> Option<Fingerprint> {
+    let paths = paths.clone();
+    tokio::task::spawn_blocking(move || fingerprint(&paths))
+        .await
+        .ok()
 }
 
 #[cfg(test)]
@@ -103,6 +126,50 @@ mod tests {
         assert!(
             matches!(got, Ok(Some(()))),
             "change made before the first poll was missed"
+        );
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn reload_runs_off_the_only_async_worker() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let dir = std::env::temp_dir().join(format!("wp-watch-block-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        std::fs::write(dir.join("a.yaml"), "a").expect("write");
+        let seen = fingerprint(std::slice::from_ref(&dir));
+        std::fs::write(dir.join("a.yaml"), "abc").expect("write");
+        // A task on the single runtime thread, standing for traffic.
+        let ticks = Arc::new(AtomicUsize::new(0));
+        let t = ticks.clone();
+        let ticker = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                t.fetch_add(1, Ordering::Relaxed);
+            }
+        });
+        let runtime_thread = std::thread::current().id();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let t = ticks.clone();
+        let task = tokio::spawn(poll(
+            vec![dir.clone()],
+            seen,
+            Duration::from_millis(10),
+            move || {
+                // A slow reload (a large config): blocks its thread for 300 ms.
+                let before = t.load(Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(300));
+                let after = t.load(Ordering::Relaxed);
+                let _ = tx.send((std::thread::current().id(), after - before));
+            },
+        ));
+        let got = tokio::time::timeout(Duration::from_secs(10), rx.recv()).await;
+        task.abort();
+        ticker.abort();
+        std::fs::remove_dir_all(&dir).ok();
+        let (thread, ticked) = got.expect("reload ran").expect("reload result");
+        assert_ne!(thread, runtime_thread, "reload ran on the async worker");
+        assert!(
+            ticked > 0,
+            "the runtime thread was stalled during the reload"
         );
     }
 }

@@ -1,20 +1,25 @@
 //! HBONE server: TLS 1.3 mTLS on a listener, HTTP/2 with classic CONNECT streams; each
 //! CONNECT is handed to a [`ConnectHandler`] that accepts (200 then bytes) or refuses it.
+//! Handshake, preface and idle timeouts bound every connection; shutdown drains with GOAWAY.
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{Method, StatusCode};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, warn};
 
 use super::limits;
 use super::stream::H2Stream;
-use crate::tls::verify::spiffe_sans;
+use crate::timeouts::Timeouts;
+use crate::tls::verify::spiffe_id;
 use crate::tls::Identity;
 
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
@@ -64,79 +69,253 @@ pub fn parse_authority(authority: &str) -> Result<Option<SocketAddr>, &'static s
     }
 }
 
-/// Accept HBONE connections on `listener` until the task is aborted.
+/// How a server runs: its timeouts and the shutdown signal.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    pub timeouts: Timeouts,
+    /// Turns `true` when shutdown starts: the listener closes and every connection gets a
+    /// GOAWAY; in-flight streams finish (the caller bounds how long it waits).
+    pub shutdown: watch::Receiver<bool>,
+}
+
+impl Default for ServeOptions {
+    /// Default timeouts, never shut down (abort the task to stop).
+    fn default() -> Self {
+        ServeOptions {
+            timeouts: Timeouts::default(),
+            shutdown: watch::channel(false).1,
+        }
+    }
+}
+
+/// Resolves once `rx` turns `true`; never if its sender is gone without doing so.
+pub async fn shutdown_requested(rx: &mut watch::Receiver<bool>) {
+    if rx.wait_for(|down| *down).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
+/// `f` bounded by `d` (`0` = no bound, as Envoy's `0s`).
+async fn within<F: Future>(d: Duration, f: F) -> Result<F::Output, tokio::time::error::Elapsed> {
+    match Timeouts::enabled(d) {
+        Some(d) => tokio::time::timeout(d, f).await,
+        None => Ok(f.await),
+    }
+}
+
+/// Accept HBONE connections on `listener` with default options until the task is aborted.
 pub async fn serve<H: ConnectHandler>(
     listener: TcpListener,
     tls: Arc<rustls::ServerConfig>,
     handler: Arc<H>,
 ) {
+    serve_with(listener, tls, handler, ServeOptions::default()).await
+}
+
+/// Accept HBONE connections on `listener` until shutdown starts; then close the listener
+/// (new connections are refused), send GOAWAY on every connection and return once they have
+/// all closed. Aborting the task closes every connection at once.
+pub async fn serve_with<H: ConnectHandler>(
+    listener: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    handler: Arc<H>,
+    opts: ServeOptions,
+) {
     let acceptor = TlsAcceptor::from(tls);
+    let mut shutdown = opts.shutdown.clone();
+    // Connections live in this set: dropping it (task aborted) closes them all.
+    let mut conns = tokio::task::JoinSet::new();
     loop {
-        let (tcp, peer) = match listener.accept().await {
-            Ok(x) => x,
-            Err(e) => {
-                warn!(error = %e, "hbone: accept failed");
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                continue;
-            }
+        let (tcp, peer) = tokio::select! {
+            _ = shutdown_requested(&mut shutdown) => break,
+            Some(_) = conns.join_next(), if !conns.is_empty() => continue,
+            accepted = listener.accept() => match accepted {
+                Ok(x) => x,
+                Err(e) => {
+                    warn!(error = %e, "hbone: accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
         };
         let acceptor = acceptor.clone();
         let handler = handler.clone();
-        tokio::spawn(async move {
-            if let Err(e) = serve_connection(tcp, peer, acceptor, handler).await {
+        let opts = opts.clone();
+        conns.spawn(async move {
+            if let Err(e) = serve_connection(tcp, peer, acceptor, handler, opts).await {
                 debug!(%peer, error = %e, "hbone: connection ended with error");
             }
         });
     }
+    drop(listener);
+    info!(
+        connections = conns.len(),
+        "hbone: listener closed; draining connections"
+    );
+    while conns.join_next().await.is_some() {}
 }
+
+/// Open streams of one connection, and since when it has had none.
+#[derive(Debug)]
+struct StreamCount {
+    open: AtomicUsize,
+    idle_since: Mutex<Instant>,
+}
+
+impl StreamCount {
+    /// How long the connection has been without streams (`None`: a stream is open).
+    fn idle_for(&self) -> Option<Duration> {
+        if self.open.load(Ordering::Acquire) > 0 {
+            return None;
+        }
+        let since = *self.idle_since.lock().unwrap_or_else(|p| p.into_inner());
+        Some(since.elapsed())
+    }
+}
+
+/// Held by each stream's task.
+struct OpenStream(Arc<StreamCount>);
+
+impl OpenStream {
+    fn new(count: &Arc<StreamCount>) -> Self {
+        count.open.fetch_add(1, Ordering::AcqRel);
+        OpenStream(count.clone())
+    }
+}
+
+impl Drop for OpenStream {
+    fn drop(&mut self) {
+        let mut since = self.0.idle_since.lock().unwrap_or_else(|p| p.into_inner());
+        if self.0.open.fetch_sub(1, Ordering::AcqRel) == 1 {
+            *since = Instant::now();
+        }
+    }
+}
+
+/// After an idle GOAWAY, how long the peer has to close before we drop the connection
+/// (a peer that never answers h2's shutdown PING would otherwise keep it open).
+const GOAWAY_GRACE: Duration = Duration::from_secs(1);
 
 async fn serve_connection<H: ConnectHandler>(
     tcp: TcpStream,
     peer: SocketAddr,
     acceptor: TlsAcceptor,
     handler: Arc<H>,
+    opts: ServeOptions,
 ) -> anyhow::Result<()> {
+    let t = opts.timeouts;
+    let mut shutdown = opts.shutdown;
     let local = tcp.local_addr()?;
     let _ = tcp.set_nodelay(true);
-    let tls = match tokio::time::timeout(limits::HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-        Ok(Ok(tls)) => tls,
-        Ok(Err(e)) => {
-            warn!(%peer, error = %e, "hbone: TLS handshake rejected");
-            return Ok(());
-        }
-        Err(_) => {
-            warn!(%peer, "hbone: TLS handshake timed out");
-            return Ok(());
-        }
+    let tls = tokio::select! {
+        _ = shutdown_requested(&mut shutdown) => return Ok(()),
+        r = within(t.tls_handshake, acceptor.accept(tcp)) => match r {
+            Ok(Ok(tls)) => tls,
+            Ok(Err(e)) => {
+                warn!(%peer, error = %e, "hbone: TLS handshake rejected");
+                return Ok(());
+            }
+            Err(_) => {
+                warn!(%peer, "hbone: TLS handshake timed out");
+                return Ok(());
+            }
+        },
     };
+    // HBONE is HTTP/2 only: a client that did not negotiate `h2` (no ALPN at all) is closed,
+    // as a TLS peer offering only other protocols already is by rustls.
+    if tls.get_ref().1.alpn_protocol() != Some(b"h2".as_slice()) {
+        warn!(%peer, "hbone: client did not negotiate ALPN h2; closing");
+        return Ok(());
+    }
     let peer_identity = tls
         .get_ref()
         .1
         .peer_certificates()
         .and_then(|c| c.first())
-        .and_then(|c| spiffe_sans(c).into_iter().next());
+        .and_then(|c| spiffe_id(c).ok());
     debug!(%peer, identity = ?peer_identity.as_ref().map(|i| i.to_string()), "hbone: TLS established");
-    let mut conn = h2::server::Builder::new()
-        .max_concurrent_streams(limits::SERVER_MAX_STREAMS)
-        .max_header_list_size(limits::MAX_HEADER_LIST)
-        .initial_window_size(limits::STREAM_WINDOW)
-        .initial_connection_window_size(limits::CONNECTION_WINDOW)
-        .max_frame_size(limits::MAX_FRAME_SIZE)
-        .handshake::<_, Bytes>(tls)
-        .await?;
-    while let Some(next) = conn.accept().await {
-        let (req, respond) = match next {
-            Ok(x) => x,
-            Err(e) => {
+    // The client preface and the first request headers must arrive within `preface`.
+    let start = async {
+        let mut conn = h2::server::Builder::new()
+            .max_concurrent_streams(limits::SERVER_MAX_STREAMS)
+            .max_header_list_size(limits::MAX_HEADER_LIST)
+            .initial_window_size(limits::STREAM_WINDOW)
+            .initial_connection_window_size(limits::CONNECTION_WINDOW)
+            .max_frame_size(limits::MAX_FRAME_SIZE)
+            .handshake::<_, Bytes>(tls)
+            .await?;
+        let first = conn.accept().await;
+        Ok::<_, h2::Error>((conn, first))
+    };
+    let (mut conn, mut next) = tokio::select! {
+        _ = shutdown_requested(&mut shutdown) => return Ok(()),
+        r = within(t.preface, start) => match r {
+            Ok(r) => r?,
+            Err(_) => {
+                info!(%peer, "hbone: no HTTP/2 preface and request in time; closing");
+                return Ok(());
+            }
+        },
+    };
+    let count = Arc::new(StreamCount {
+        open: AtomicUsize::new(0),
+        idle_since: Mutex::new(Instant::now()),
+    });
+    let idle = Timeouts::enabled(t.connection_idle);
+    let far = Duration::from_secs(365 * 24 * 3600);
+    let idle_timer = tokio::time::sleep(idle.unwrap_or(far));
+    tokio::pin!(idle_timer);
+    // Set once we sent GOAWAY: for an idle close, the instant we give up waiting for the peer.
+    let mut goaway: Option<Option<tokio::time::Instant>> = None;
+    loop {
+        match next {
+            None => break,
+            Some(Err(e)) => {
                 debug!(%peer, error = %e, "hbone: connection error");
                 break;
             }
+            Some(Ok((req, respond))) => {
+                let handler = handler.clone();
+                let peer_identity = peer_identity.clone();
+                let open = OpenStream::new(&count);
+                tokio::spawn(async move {
+                    handle_stream(req, respond, peer, local, peer_identity, handler).await;
+                    drop(open);
+                });
+            }
+        }
+        next = loop {
+            tokio::select! {
+                n = conn.accept() => break n,
+                _ = shutdown_requested(&mut shutdown), if goaway.is_none() => {
+                    debug!(%peer, "hbone: shutting down; GOAWAY");
+                    conn.graceful_shutdown();
+                    goaway = Some(None);
+                }
+                _ = &mut idle_timer, if goaway != Some(None) => {
+                    let now = tokio::time::Instant::now();
+                    match (goaway, count.idle_for()) {
+                        // The grace after an idle GOAWAY ran out with still no stream.
+                        (Some(Some(_)), Some(_)) => {
+                            debug!(%peer, "hbone: idle connection did not close; dropping it");
+                            return Ok(());
+                        }
+                        (Some(Some(_)), None) => idle_timer.as_mut().reset(now + GOAWAY_GRACE),
+                        (_, Some(for_)) if idle.is_some_and(|d| for_ >= d) => {
+                            debug!(%peer, idle = ?for_, "hbone: connection idle; GOAWAY");
+                            conn.graceful_shutdown();
+                            goaway = Some(Some(now + GOAWAY_GRACE));
+                            idle_timer.as_mut().reset(now + GOAWAY_GRACE);
+                        }
+                        (_, Some(for_)) => {
+                            let d = idle.unwrap_or(far);
+                            idle_timer.as_mut().reset(now + d.saturating_sub(for_));
+                        }
+                        (_, None) => idle_timer.as_mut().reset(now + idle.unwrap_or(far)),
+                    }
+                }
+            }
         };
-        let handler = handler.clone();
-        let peer_identity = peer_identity.clone();
-        tokio::spawn(async move {
-            handle_stream(req, respond, peer, local, peer_identity, handler).await;
-        });
     }
     Ok(())
 }

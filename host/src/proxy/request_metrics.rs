@@ -12,8 +12,13 @@ use rustc_hash::FxBuildHasher;
 
 use crate::admin::metrics::{Metrics, RequestLabels};
 
-/// Label sets kept; past this the cache starts over (Prometheus itself keeps every series).
+/// Label sets kept; past this the cache starts over (the metric families cap their series
+/// themselves, see `admin::bounded`).
 const MAX_ENTRIES: usize = 10_000;
+
+/// Facts with a longer peer-supplied string (baggage, principal) are not cached: the key
+/// would hold the whole string, and their labels are capped anyway.
+const MAX_CACHED_FACT: usize = 1024;
 
 /// The request facts the labels are computed from (borrowed from the request).
 #[derive(Debug, Clone, Copy)]
@@ -156,6 +161,21 @@ impl RequestMetrics {
         millis: f64,
         labels: impl FnOnce() -> RequestLabels,
     ) {
+        let mut facts = facts;
+        if !facts.has_service {
+            // The CONNECT authority of an unresolved destination is labelled `unknown` (see
+            // `RequestLabels`'s sanitizer): it must not key the cache either.
+            facts.service = "";
+        }
+        if facts.baggage.len() > MAX_CACHED_FACT
+            || facts.principal.is_some_and(|p| p.len() > MAX_CACHED_FACT)
+            || facts.service.len() > MAX_CACHED_FACT
+        {
+            let labels = labels();
+            metrics.requests.get_or_create(&labels).inc();
+            metrics.duration.get_or_create(&labels).observe(millis);
+            return;
+        }
         let mut map = self.handles.lock().unwrap_or_else(|p| p.into_inner());
         if let Some((count, duration)) = map.get(&facts) {
             count.inc();
@@ -163,8 +183,8 @@ impl RequestMetrics {
             return;
         }
         let labels = labels();
-        let count = metrics.requests.get_or_create(&labels).clone();
-        let duration = metrics.duration.get_or_create(&labels).clone();
+        let count = metrics.requests.get_or_create(&labels);
+        let duration = metrics.duration.get_or_create(&labels);
         count.inc();
         duration.observe(millis);
         if map.len() >= MAX_ENTRIES {

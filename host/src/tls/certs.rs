@@ -10,7 +10,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::sign::CertifiedKey;
 
 use super::identity::Identity;
-use super::verify::spiffe_sans;
+use super::verify::spiffe_id;
 
 /// Where to read the chain, key and roots.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,7 +42,7 @@ pub struct Material {
     pub certified_key: Arc<CertifiedKey>,
     /// Mesh roots, DER.
     pub roots: Vec<CertificateDer<'static>>,
-    /// Our identity (first SPIFFE URI SAN of the leaf).
+    /// Our identity (the one SPIFFE URI SAN of the leaf).
     pub identity: Identity,
 }
 
@@ -62,10 +62,7 @@ pub fn material_from_pem(cert: &str, key: &str, roots: &str) -> anyhow::Result<M
     let chain = parse_certs(cert).context("certificate chain")?;
     let key = PrivateKeyDer::from_pem_slice(key.as_bytes()).context("private key")?;
     let roots = parse_certs(roots).context("roots")?;
-    let identity = spiffe_sans(&chain[0])
-        .into_iter()
-        .next()
-        .context("certificate has no SPIFFE URI SAN")?;
+    let identity = spiffe_id(&chain[0]).map_err(|e| anyhow::anyhow!("our certificate: {e}"))?;
     let signing = rustls::crypto::ring::sign::any_supported_type(&key)
         .map_err(|e| anyhow::anyhow!("unsupported private key: {e}"))?;
     Ok(Material {

@@ -185,6 +185,30 @@ impl DevCa {
         Ok((id, cert.pem()))
     }
 
+    /// Issue a certificate with exactly these URI SANs (tests: a certificate with two SPIFFE
+    /// IDs, which verifiers must reject; istiod never issues one).
+    pub fn issue_with_uri_sans(&self, uris: &[&str]) -> anyhow::Result<IssuedCert> {
+        let key = KeyPair::generate().context("generating workload key")?;
+        let now = SystemTime::now();
+        let mut params = base_params(now - Duration::from_secs(3600), now + WORKLOAD_VALIDITY);
+        params.subject_alt_names = uris
+            .iter()
+            .map(|u| {
+                u.to_string()
+                    .try_into()
+                    .map(SanType::URI)
+                    .with_context(|| format!("URI SAN {u}"))
+            })
+            .collect::<anyhow::Result<_>>()?;
+        let cert = params
+            .signed_by(&key, &self.cert, &self.key)
+            .context("signing certificate")?;
+        Ok(IssuedCert {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        })
+    }
+
     /// Issue a certificate for `id` and write it as `dir/<ns>.<sa>/{cert,key,ca}.pem`.
     /// Returns the workload directory.
     pub fn write_workload(&self, dir: &Path, id: &Identity) -> anyhow::Result<PathBuf> {
@@ -201,13 +225,19 @@ fn workload_params(
     not_before: SystemTime,
     not_after: SystemTime,
 ) -> anyhow::Result<CertificateParams> {
-    let mut params = CertificateParams::default();
+    let mut params = base_params(not_before, not_after);
     let uri = id.to_string();
     params.subject_alt_names = vec![SanType::URI(
         uri.clone()
             .try_into()
             .with_context(|| format!("URI SAN {uri}"))?,
     )];
+    Ok(params)
+}
+
+/// A workload certificate's parameters without its SANs.
+fn base_params(not_before: SystemTime, not_after: SystemTime) -> CertificateParams {
+    let mut params = CertificateParams::default();
     // Istio workload certificates carry an empty subject and the SPIFFE URI SAN only.
     params.distinguished_name = DistinguishedName::new();
     params.key_usages = vec![
@@ -220,7 +250,7 @@ fn workload_params(
     ];
     params.not_before = not_before.into();
     params.not_after = not_after.into();
-    Ok(params)
+    params
 }
 
 /// Write one workload's `cert.pem`, `key.pem` and `ca.pem` into `wdir`.
@@ -298,5 +328,30 @@ mod tests {
             }
         }
         assert!(ca.sign_csr("not a csr").is_err());
+    }
+
+    #[test]
+    fn exactly_one_spiffe_uri_san() {
+        let ca = DevCa::generate("cluster.local").expect("ca");
+        let a = "spiffe://cluster.local/ns/default/sa/a";
+        let b = "spiffe://cluster.local/ns/default/sa/b";
+        for (uris, ok) in [
+            (vec![a], true),
+            (vec![a, b], false),
+            (vec![a, "https://example.com/x"], false),
+            (vec!["https://example.com/x"], false),
+        ] {
+            let issued = ca.issue_with_uri_sans(&uris).expect("issue");
+            let certs = crate::tls::certs::parse_certs(&issued.cert_pem).expect("parse");
+            let r = crate::tls::verify::spiffe_id(&certs[0]);
+            assert_eq!(r.is_ok(), ok, "{uris:?}: {r:?}");
+            // Our own certificate is held to the same rule.
+            let m = crate::tls::certs::material_from_pem(
+                &issued.cert_pem,
+                &issued.key_pem,
+                &ca.ca_pem(),
+            );
+            assert_eq!(m.is_ok(), ok, "{uris:?}");
+        }
     }
 }

@@ -30,6 +30,37 @@ pub fn spiffe_sans(cert: &CertificateDer<'_>) -> Vec<Identity> {
         .collect()
 }
 
+/// The one SPIFFE identity of `cert`. As SPIFFE's X.509-SVID spec (and ztunnel) require, the
+/// certificate carries exactly one URI SAN and it is a SPIFFE ID: a second URI SAN makes it
+/// ambiguous which identity policy should see, so it is rejected rather than "first wins".
+pub fn spiffe_id(cert: &CertificateDer<'_>) -> Result<Identity, String> {
+    let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref())
+        .map_err(|e| format!("unparseable certificate: {e}"))?;
+    let san = parsed
+        .subject_alternative_name()
+        .map_err(|e| format!("bad subjectAltName: {e}"))?
+        .ok_or("no subjectAltName")?;
+    let uris: Vec<&str> = san
+        .value
+        .general_names
+        .iter()
+        .filter_map(|n| match n {
+            x509_parser::extensions::GeneralName::URI(u) => Some(*u),
+            _ => None,
+        })
+        .collect();
+    match uris.as_slice() {
+        [] => Err("no SPIFFE URI SAN".into()),
+        [one] => one
+            .parse::<Identity>()
+            .map_err(|e| format!("URI SAN is not a SPIFFE identity: {e}")),
+        many => Err(format!(
+            "{} URI SANs; a SPIFFE certificate carries exactly one",
+            many.len()
+        )),
+    }
+}
+
 fn algorithms() -> WebPkiSupportedAlgorithms {
     rustls::crypto::ring::default_provider().signature_verification_algorithms
 }
@@ -55,11 +86,7 @@ fn verify_chain(
         None,
     )
     .map_err(|e| Error::InvalidCertificate(webpki_error(e)))?;
-    spiffe_sans(end_entity).into_iter().next().ok_or_else(|| {
-        Error::InvalidCertificate(CertificateError::Other(rustls::OtherError(Arc::new(
-            SanError("no SPIFFE URI SAN".into()),
-        ))))
-    })
+    spiffe_id(end_entity).map_err(san_error)
 }
 
 fn webpki_error(e: webpki::Error) -> CertificateError {
