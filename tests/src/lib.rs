@@ -10,6 +10,7 @@ pub mod hbone_server;
 pub mod manifests;
 pub mod netns;
 pub mod pki;
+pub mod probes;
 pub mod scenario;
 pub mod scenario_hbone;
 pub mod waypoint;
