@@ -1,5 +1,6 @@
 //! The `waypoint` binary: `dev-ca` writes the documented layout, and `run` serves readiness
-//! on the given port once certificates and config are loaded, and stops on SIGTERM.
+//! on the given port once certificates and config are loaded, keeps `/config_dump` off the
+//! stats port, and drains and exits 0 on SIGTERM.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -99,6 +100,7 @@ fn dev_ca_writes_layout_and_run_becomes_ready() {
         .args(["--ready-addr", &ready.to_string()])
         .args(["--stats-addr", &stats.to_string()])
         .args(["--admin-addr", &admin.to_string()])
+        .args(["--drain-duration", "2s"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -114,17 +116,18 @@ fn dev_ca_writes_layout_and_run_becomes_ready() {
     }
     let stats_ok = http_status(stats, "/stats/prometheus");
     let dump_ok = http_status(admin, "/config_dump");
+    let dump_on_stats = http_status(stats, "/config_dump");
     // Stop it with SIGTERM (via kill(1), no unsafe), and wait.
     let _ = Command::new("kill").arg(child.id().to_string()).status();
-    let mut exited = false;
+    let mut exited = None;
     for _ in 0..50 {
-        if let Ok(Some(_)) = child.try_wait() {
-            exited = true;
+        if let Ok(Some(status)) = child.try_wait() {
+            exited = Some(status);
             break;
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    if !exited {
+    if exited.is_none() {
         let _ = child.kill();
         let _ = child.wait();
     }
@@ -133,5 +136,14 @@ fn dev_ca_writes_layout_and_run_becomes_ready() {
     assert_eq!(status, Some(200), "readiness");
     assert_eq!(stats_ok, Some(200));
     assert_eq!(dump_ok, Some(200));
-    assert!(exited, "waypoint run must exit on SIGTERM");
+    assert_eq!(
+        dump_on_stats,
+        Some(404),
+        "config dump served on the stats port"
+    );
+    let exited = exited.expect("waypoint run must exit on SIGTERM");
+    assert!(
+        exited.success(),
+        "waypoint run must exit 0 after draining: {exited}"
+    );
 }
