@@ -225,17 +225,22 @@ fn not_found() -> Response<Full<Bytes>> {
 /// deliver a request head within `header_timeout` (hyper's header-read timer, which also runs
 /// while a keep-alive connection waits for its next request, so it bounds idle connections too).
 pub async fn serve(listener: TcpListener, admin: Arc<Admin>, role: Role, header_timeout: Duration) {
+    // Connections live in this set: aborting the task closes them too.
+    let mut conns = tokio::task::JoinSet::new();
     loop {
-        let (tcp, peer) = match listener.accept().await {
-            Ok(x) => x,
-            Err(e) => {
-                warn!(error = %e, "admin: accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
+        let (tcp, peer) = tokio::select! {
+            Some(_) = conns.join_next(), if !conns.is_empty() => continue,
+            accepted = listener.accept() => match accepted {
+                Ok(x) => x,
+                Err(e) => {
+                    warn!(error = %e, "admin: accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
         };
         let admin = admin.clone();
-        tokio::spawn(async move {
+        conns.spawn(async move {
             let svc = service_fn(move |req: Request<Incoming>| {
                 let r = admin.route(role, &req);
                 async move { Ok::<_, Infallible>(r) }

@@ -267,4 +267,40 @@ mod tests {
         assert!(!facts(201, Some("p")).equivalent(&owned));
         assert!(!facts(200, None).equivalent(&owned));
     }
+
+    #[test]
+    fn unresolved_destinations_share_one_entry_and_series() {
+        let m = Metrics::new();
+        let cache = RequestMetrics::default();
+        let long = "a".repeat(30_000);
+        let authorities: Vec<String> = (0..20).map(|i| format!("{long}{i}:80")).collect();
+        let mut built = 0;
+        for a in &authorities {
+            let f = RequestFacts {
+                service: a,
+                has_service: false,
+                service_id: None,
+                destination_identity: None,
+                ..facts(503, Some("p"))
+            };
+            cache.record(&m, f, 1.0, || {
+                built += 1;
+                RequestLabels {
+                    destination_service: a.clone(),
+                    destination_service_name: "unknown".into(),
+                    response_code: "503".into(),
+                    ..Default::default()
+                }
+            });
+        }
+        assert_eq!(built, 1, "one cache entry for every unresolved destination");
+        let text = m.encode();
+        assert!(!text.contains(&long[..300]));
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("istio_requests_total{"))
+            .expect("series");
+        assert!(line.contains("destination_service=\"unknown\""), "{line}");
+        assert!(line.ends_with(" 20"), "{line}");
+    }
 }
