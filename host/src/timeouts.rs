@@ -12,24 +12,25 @@ fn duration(s: &str) -> Result<Duration, String> {
 /// the field says so (as Envoy's `0s`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::Args)]
 pub struct Timeouts {
-    /// TLS handshake of an accepted connection (HBONE, admin). Envoy sets none by default
-    /// (`transport_socket_connect_timeout`); a bounded handshake closes idle TLS sockets.
+    /// TLS handshake of an accepted HBONE connection. Envoy sets none by default
+    /// (`transport_socket_connect_timeout`); a bounded handshake closes silent sockets.
     #[arg(long = "tls-handshake-timeout", value_name = "DURATION", value_parser = duration, default_value = "10s")]
     pub tls_handshake: Duration,
     /// From the end of the TLS handshake until the peer's HTTP/2 preface and first request
-    /// headers (HBONE), or the first request line (admin).
+    /// headers (HBONE).
     #[arg(long = "preface-timeout", value_name = "DURATION", value_parser = duration, default_value = "10s")]
     pub preface: Duration,
     /// Whole request head (request line and headers) inside a tunnel or on an admin port
-    /// (Envoy `request_headers_timeout`; hyper's HTTP/1 header-read default is 30 s).
+    /// (Envoy `request_headers_timeout`; hyper's HTTP/1 header-read default is 30 s). On the
+    /// admin ports it also bounds the wait for the next request of a kept-alive connection.
     #[arg(long = "request-headers-timeout", value_name = "DURATION", value_parser = duration, default_value = "10s")]
     pub request_headers: Duration,
     /// A stream (request or CONNECT tunnel) with no byte either way for this long is reset
     /// (Envoy `stream_idle_timeout`, default 5 min).
     #[arg(long = "stream-idle-timeout", value_name = "DURATION", value_parser = duration, default_value = "5m")]
     pub stream_idle: Duration,
-    /// A connection with no open stream for this long is closed (Envoy
-    /// `common_http_protocol_options.idle_timeout`, default 1 h).
+    /// An HBONE connection with no open stream for this long gets a GOAWAY and is closed
+    /// (Envoy `common_http_protocol_options.idle_timeout`, default 1 h).
     #[arg(long = "connection-idle-timeout", value_name = "DURATION", value_parser = duration, default_value = "1h")]
     pub connection_idle: Duration,
     /// Whole request received, headers and body (Envoy `request_timeout`); `0` = off, Envoy's
