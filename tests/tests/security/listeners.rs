@@ -128,6 +128,25 @@ async fn slow_or_idle_admin_connections_are_closed() {
             assert!(closed, "trickled headers kept {addr} open");
         });
         futures_join(trickle).await;
+        // A body at 1 byte / 2 s: the answer does not wait for it and the connection closes.
+        for addr in ports {
+            let tcp = TcpStream::connect(addr).await.expect("connect");
+            let (mut r, mut w) = tcp.into_split();
+            w.write_all(b"POST /healthz/ready HTTP/1.1\r\nhost: x\r\ncontent-length: 100\r\n\r\n")
+                .await
+                .expect("write");
+            let writer = tokio::spawn(async move {
+                for _ in 0..100 {
+                    if w.write_all(b"x").await.is_err() {
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                }
+            });
+            let closed = closed_within(&mut r, Duration::from_secs(5)).await;
+            writer.abort();
+            assert!(closed, "trickled body kept {addr} open");
+        }
         for addr in ports {
             let mut tcp = TcpStream::connect(addr).await.expect("connect");
             tcp.write_all(b"GET /healthz/ready HTTP/1.1\r\nhost: x\r\n\r\n")
