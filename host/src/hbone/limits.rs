@@ -11,7 +11,7 @@ pub const SERVER_MAX_STREAMS: u32 = 200;
 /// Outbound (client) pooled connections carry at most this many streams each.
 pub const CLIENT_MAX_STREAMS: usize = 100;
 pub const MAX_HEADER_LIST: u32 = 64 * 1024;
-/// TLS handshake deadline on either side.
+/// Outbound TLS handshake deadline (the server side uses `Timeouts::tls_handshake`).
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// TCP connect deadline for outbound HBONE.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
