@@ -1,0 +1,160 @@
+//! The protections every generated HTTP connection manager carries: path normalization per
+//! MeshConfig, websocket-only upgrades, and the timeouts of [`Timeouts`] as Envoy fields.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use waypoint_core::mesh::PathNormalization;
+
+use crate::timeouts::Timeouts;
+
+/// A proto3 JSON duration (`10s`, `1.5s`, `0s`; Envoy reads `0s` as "disabled" for every
+/// timeout set here).
+pub fn duration(d: Duration) -> String {
+    let nanos = d.subsec_nanos();
+    if nanos == 0 {
+        return format!("{}s", d.as_secs());
+    }
+    let frac = format!("{nanos:09}");
+    format!("{}.{}s", d.as_secs(), frac.trim_end_matches('0'))
+}
+
+/// MeshConfig `pathNormalization` onto an HCM, exactly as istiod maps it
+/// (`ListenerBuilder.buildHTTPConnectionManager`): escaped slashes `KEEP_UNCHANGED` unless
+/// `DECODE_AND_MERGE_SLASHES`; `NONE` turns `normalize_path` off explicitly. The HCM rewrites
+/// `:path` before any filter, so the module, the route match and the upstream all see the
+/// same normalised path.
+pub fn normalize_paths(hcm: &mut Value, n: PathNormalization) {
+    let (normalize, merge, escaped) = match n {
+        PathNormalization::None => (false, false, "KEEP_UNCHANGED"),
+        PathNormalization::Base => (true, false, "KEEP_UNCHANGED"),
+        PathNormalization::MergeSlashes => (true, true, "KEEP_UNCHANGED"),
+        PathNormalization::DecodeAndMergeSlashes => (true, true, "UNESCAPE_AND_FORWARD"),
+    };
+    hcm["normalize_path"] = json!(normalize);
+    hcm["merge_slashes"] = json!(merge);
+    hcm["path_with_escaped_slashes_action"] = json!(escaped);
+}
+
+/// The strict normalization of the metrics and readiness listeners, which serve one exact
+/// path each: `..` and `//` resolved, and any `%2F` / `%5C` rejected with 400, so no spelling
+/// of another admin path can reach a route.
+pub fn normalize_paths_strict(hcm: &mut Value) {
+    hcm["normalize_path"] = json!(true);
+    hcm["merge_slashes"] = json!(true);
+    hcm["path_with_escaped_slashes_action"] = json!("REJECT_REQUEST");
+}
+
+/// Upgrades an L7 listener accepts: websocket only (Istio's default `upgrade_configs`). Envoy
+/// answers any other `Upgrade` with 403, except `h2c`, which its HTTP/1 codec strips (the
+/// request then goes on as plain HTTP/1.1).
+pub fn websocket_only(hcm: &mut Value) {
+    hcm["upgrade_configs"] = json!([{"upgrade_type": "websocket"}]);
+}
+
+/// Stream and connection timeouts of an HCM: `stream_idle_timeout`,
+/// `request_headers_timeout`, `request_timeout` from `t`, and the connection idle timeout
+/// (`common_http_protocol_options.idle_timeout`: no open stream for this long) `idle`.
+pub fn http_timeouts(hcm: &mut Value, t: &Timeouts, idle: Duration) {
+    hcm["stream_idle_timeout"] = json!(duration(t.stream_idle));
+    hcm["request_headers_timeout"] = json!(duration(t.request_headers));
+    hcm["request_timeout"] = json!(duration(t.request));
+    hcm["common_http_protocol_options"] = json!({"idle_timeout": duration(idle)});
+}
+
+/// The connection idle timeout of the HBONE (:15008) HCM. Envoy has no HTTP/2 preface timer
+/// (a TLS client that never sends the preface stays open until the idle timeout: seen with
+/// Envoy 1.40, which sends nothing and starts no keepalive before the preface), and the idle
+/// timer also runs before the first stream: so the preface bound is the idle timeout, and an
+/// HBONE connection without an open tunnel is drained (GOAWAY) after the shorter of the two.
+pub fn hbone_idle(t: &Timeouts) -> Duration {
+    match (Timeouts::enabled(t.preface), Timeouts::enabled(t.connection_idle)) {
+        (Some(p), Some(c)) => p.min(c),
+        (Some(d), None) | (None, Some(d)) => d,
+        (None, None) => Duration::ZERO,
+    }
+}
+
+/// Upstream pool idle timeout of an HTTP cluster (`common_http_protocol_options.idle_timeout`
+/// in its `HttpProtocolOptions`; a cluster without any gets HTTP/1.1, Envoy's default).
+pub fn pool_idle(cluster: &mut Value, t: &Timeouts) {
+    let opts = &mut cluster["typed_extension_protocol_options"][HTTP_PROTOCOL_OPTIONS];
+    if opts.is_null() {
+        *opts = json!({
+            "@type": format!("type.googleapis.com/{HTTP_PROTOCOL_OPTIONS}"),
+            "explicit_http_config": {"http_protocol_options": {}}});
+    }
+    opts["common_http_protocol_options"] = json!({"idle_timeout": duration(t.upstream_idle)});
+}
+
+const HTTP_PROTOCOL_OPTIONS: &str = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_are_proto3_json() {
+        for (d, want) in [
+            (Duration::ZERO, "0s"),
+            (Duration::from_secs(300), "300s"),
+            (Duration::from_millis(1500), "1.5s"),
+            (Duration::from_millis(250), "0.25s"),
+            (Duration::from_nanos(1), "0.000000001s"),
+        ] {
+            assert_eq!(duration(d), want);
+        }
+    }
+
+    #[test]
+    fn path_normalization_follows_istiod() {
+        for (n, normalize, merge, escaped) in [
+            (PathNormalization::None, false, false, "KEEP_UNCHANGED"),
+            (PathNormalization::Base, true, false, "KEEP_UNCHANGED"),
+            (PathNormalization::MergeSlashes, true, true, "KEEP_UNCHANGED"),
+            (
+                PathNormalization::DecodeAndMergeSlashes,
+                true,
+                true,
+                "UNESCAPE_AND_FORWARD",
+            ),
+        ] {
+            let mut hcm = json!({});
+            normalize_paths(&mut hcm, n);
+            assert_eq!(hcm["normalize_path"], normalize, "{n:?}");
+            assert_eq!(hcm["merge_slashes"], merge, "{n:?}");
+            assert_eq!(hcm["path_with_escaped_slashes_action"], escaped, "{n:?}");
+        }
+    }
+
+    #[test]
+    fn pool_idle_keeps_the_cluster_protocol() {
+        let t = Timeouts {
+            upstream_idle: Duration::from_secs(7),
+            ..Timeouts::default()
+        };
+        let mut plain = json!({"name": "a"});
+        pool_idle(&mut plain, &t);
+        let o = &plain["typed_extension_protocol_options"][HTTP_PROTOCOL_OPTIONS];
+        assert_eq!(o["explicit_http_config"], json!({"http_protocol_options": {}}));
+        assert_eq!(o["common_http_protocol_options"]["idle_timeout"], "7s");
+        let mut h2 = json!({"name": "b", "typed_extension_protocol_options": {HTTP_PROTOCOL_OPTIONS: {
+            "@type": "x", "explicit_http_config": {"http2_protocol_options": {}}}}});
+        pool_idle(&mut h2, &t);
+        let o = &h2["typed_extension_protocol_options"][HTTP_PROTOCOL_OPTIONS];
+        assert_eq!(o["explicit_http_config"], json!({"http2_protocol_options": {}}));
+        assert_eq!(o["common_http_protocol_options"]["idle_timeout"], "7s");
+    }
+
+    #[test]
+    fn hbone_idle_is_the_shorter_enabled_bound() {
+        let mut t = Timeouts::default();
+        assert_eq!(hbone_idle(&t), Duration::from_secs(10));
+        t.preface = Duration::ZERO;
+        assert_eq!(hbone_idle(&t), Duration::from_secs(3600));
+        t.connection_idle = Duration::ZERO;
+        assert_eq!(hbone_idle(&t), Duration::ZERO);
+        t.preface = Duration::from_secs(2);
+        assert_eq!(hbone_idle(&t), Duration::from_secs(2));
+    }
+}
