@@ -68,7 +68,10 @@ pub fn http_timeouts(hcm: &mut Value, t: &Timeouts, idle: Duration) {
 /// timer also runs before the first stream: so the preface bound is the idle timeout, and an
 /// HBONE connection without an open tunnel is drained (GOAWAY) after the shorter of the two.
 pub fn hbone_idle(t: &Timeouts) -> Duration {
-    match (Timeouts::enabled(t.preface), Timeouts::enabled(t.connection_idle)) {
+    match (
+        Timeouts::enabled(t.preface),
+        Timeouts::enabled(t.connection_idle),
+    ) {
         (Some(p), Some(c)) => p.min(c),
         (Some(d), None) | (None, Some(d)) => d,
         (None, None) => Duration::ZERO,
@@ -111,7 +114,12 @@ mod tests {
         for (n, normalize, merge, escaped) in [
             (PathNormalization::None, false, false, "KEEP_UNCHANGED"),
             (PathNormalization::Base, true, false, "KEEP_UNCHANGED"),
-            (PathNormalization::MergeSlashes, true, true, "KEEP_UNCHANGED"),
+            (
+                PathNormalization::MergeSlashes,
+                true,
+                true,
+                "KEEP_UNCHANGED",
+            ),
             (
                 PathNormalization::DecodeAndMergeSlashes,
                 true,
@@ -136,13 +144,19 @@ mod tests {
         let mut plain = json!({"name": "a"});
         pool_idle(&mut plain, &t);
         let o = &plain["typed_extension_protocol_options"][HTTP_PROTOCOL_OPTIONS];
-        assert_eq!(o["explicit_http_config"], json!({"http_protocol_options": {}}));
+        assert_eq!(
+            o["explicit_http_config"],
+            json!({"http_protocol_options": {}})
+        );
         assert_eq!(o["common_http_protocol_options"]["idle_timeout"], "7s");
         let mut h2 = json!({"name": "b", "typed_extension_protocol_options": {HTTP_PROTOCOL_OPTIONS: {
             "@type": "x", "explicit_http_config": {"http2_protocol_options": {}}}}});
         pool_idle(&mut h2, &t);
         let o = &h2["typed_extension_protocol_options"][HTTP_PROTOCOL_OPTIONS];
-        assert_eq!(o["explicit_http_config"], json!({"http2_protocol_options": {}}));
+        assert_eq!(
+            o["explicit_http_config"],
+            json!({"http2_protocol_options": {}})
+        );
         assert_eq!(o["common_http_protocol_options"]["idle_timeout"], "7s");
     }
 
