@@ -172,3 +172,167 @@ mod tests {
         assert_eq!(hbone_idle(&t), Duration::from_secs(2));
     }
 }
+
+#[cfg(test)]
+mod generated_tests {
+    //! The whole generated bootstrap (and its xDS split) carries the protections.
+
+    use serde_json::Value;
+    use waypoint_core::{BuildOptions, Snapshot};
+
+    use super::super::{generate, Options};
+    use super::*;
+    use crate::xds::proto::{decode, encode, LISTENER};
+
+    fn snapshot(normalization: &str) -> Snapshot {
+        let yaml = format!(
+            "{}---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: istio, namespace: istio-system}}\n\
+             data:\n  mesh: |-\n    pathNormalization:\n      normalization: {normalization}\n",
+            waypoint_core::waypoint_gateway_yaml!("default")
+        );
+        let loaded = waypoint_loader::load_text(&yaml, "test", "default");
+        assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);
+        let (snapshot, diags) = Snapshot::build(&loaded.resources, &BuildOptions::default());
+        assert!(diags.errors.is_empty(), "{:?}", diags.errors);
+        snapshot
+    }
+
+    fn listener<'a>(boot: &'a Value, name: &str) -> &'a Value {
+        boot["static_resources"]["listeners"]
+            .as_array()
+            .and_then(|ls| ls.iter().find(|l| l["name"] == name))
+            .unwrap_or_else(|| panic!("no listener {name}"))
+    }
+
+    fn hcm(l: &Value) -> &Value {
+        &l["filter_chains"][0]["filters"][0]["typed_config"]
+    }
+
+    #[test]
+    fn every_hcm_normalizes_and_is_bounded() {
+        let t = Timeouts {
+            stream_idle: Duration::from_secs(7),
+            request_headers: Duration::from_millis(1500),
+            connection_idle: Duration::from_secs(60),
+            preface: Duration::from_secs(4),
+            tls_handshake: Duration::from_secs(3),
+            ..Timeouts::default()
+        };
+        let o = Options {
+            timeouts: t,
+            ..Options::default()
+        };
+        let boot = generate(&snapshot("MERGE_SLASHES"), &o);
+        let main = hcm(listener(&boot, "main_internal"));
+        assert_eq!(main["normalize_path"], true);
+        assert_eq!(main["merge_slashes"], true);
+        assert_eq!(main["path_with_escaped_slashes_action"], "KEEP_UNCHANGED");
+        assert_eq!(
+            main["upgrade_configs"],
+            json!([{"upgrade_type": "websocket"}])
+        );
+        assert_eq!(main["stream_idle_timeout"], "7s");
+        assert_eq!(main["request_headers_timeout"], "1.5s");
+        assert_eq!(main["common_http_protocol_options"]["idle_timeout"], "60s");
+        let term_l = listener(&boot, "connect_terminate");
+        let term = hcm(term_l);
+        assert_eq!(term["stream_idle_timeout"], "7s", "no longer 0s");
+        // The preface bound (4 s) is the idle timeout of the HBONE connection.
+        assert_eq!(term["common_http_protocol_options"]["idle_timeout"], "4s");
+        assert_eq!(
+            term_l["filter_chains"][0]["transport_socket_connect_timeout"],
+            "3s"
+        );
+        assert_eq!(
+            term_l["filter_chains"][0]["filter_chain_match"]["application_protocols"],
+            json!(["h2"])
+        );
+        for name in ["stats", "readiness"] {
+            let h = hcm(listener(&boot, name));
+            assert_eq!(h["normalize_path"], true, "{name}");
+            assert_eq!(
+                h["path_with_escaped_slashes_action"], "REJECT_REQUEST",
+                "{name}"
+            );
+            assert!(h.get("upgrade_configs").is_none(), "{name}");
+            assert_eq!(h["request_headers_timeout"], "1.5s", "{name}");
+        }
+        let stats = &hcm(listener(&boot, "stats"))["route_config"]["virtual_hosts"][0]["routes"];
+        assert_eq!(stats[0]["match"]["path"], "/stats/prometheus");
+        assert_eq!(stats[0]["route"]["cluster"], "prometheus_stats");
+        // Nothing else reaches the admin cluster.
+        let text = boot.to_string();
+        assert_eq!(text.matches("\"cluster\":\"prometheus_stats\"").count(), 1);
+        assert_eq!(
+            boot["admin"]["address"]["socket_address"]["address"],
+            "127.0.0.1"
+        );
+        for (name, l) in [("main_internal", main), ("connect_terminate", term)] {
+            let wrapped = json!({"name": name, "filter_chains": [{"filters": [
+                {"name": "hcm", "typed_config": l}]}]});
+            encode(LISTENER, name, &wrapped).expect("encodes as an Envoy Listener");
+        }
+    }
+
+    #[test]
+    fn decode_and_merge_slashes_unescapes_and_none_turns_normalization_off() {
+        let boot = generate(&snapshot("DECODE_AND_MERGE_SLASHES"), &Options::default());
+        let main = hcm(listener(&boot, "main_internal"));
+        assert_eq!(
+            main["path_with_escaped_slashes_action"],
+            "UNESCAPE_AND_FORWARD"
+        );
+        let boot = generate(&snapshot("NONE"), &Options::default());
+        let main = hcm(listener(&boot, "main_internal"));
+        assert_eq!(main["normalize_path"], false);
+        // The metrics listener keeps its own strict normalization whatever the mesh says.
+        assert_eq!(hcm(listener(&boot, "stats"))["normalize_path"], true);
+    }
+
+    /// `waypoint xds` serves the same listeners: the split keeps every field.
+    #[test]
+    fn xds_listeners_carry_the_same_protections() {
+        let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+        let source = crate::xds::Source {
+            inputs: super::super::Inputs {
+                config: vec!["examples/bookinfo".into()],
+                root,
+                namespace: "default".into(),
+                waypoint: None,
+                certs_dir: "envoy-configs/certs".into(),
+                module_name: "waypoint".into(),
+                trust_domain: "cluster.local".into(),
+                originator: None,
+                access_log: false,
+                timeouts: Timeouts {
+                    stream_idle: Duration::from_secs(9),
+                    ..Timeouts::default()
+                },
+            },
+            rebind: Default::default(),
+            extra_listeners: Vec::new(),
+        };
+        let snap = source.build(None).expect("snapshot");
+        let body = &snap
+            .get(LISTENER, "main_internal")
+            .expect("main_internal")
+            .body;
+        let l = decode(LISTENER, body).expect("decode");
+        let text = l.to_string();
+        for want in [
+            "\"normalizePath\":true",
+            "\"pathWithEscapedSlashesAction\":\"KEEP_UNCHANGED\"",
+            "\"upgradeType\":\"websocket\"",
+            "\"streamIdleTimeout\":\"9s\"",
+        ] {
+            assert!(text.contains(want), "{want} missing from {text}");
+        }
+        let body = &snap
+            .get(LISTENER, "connect_terminate")
+            .expect("terminate")
+            .body;
+        let text = decode(LISTENER, body).expect("decode").to_string();
+        assert!(text.contains("transportSocketConnectTimeout"), "{text}");
+        assert!(text.contains("\"applicationProtocols\":[\"h2\"]"), "{text}");
+    }
+}
