@@ -50,7 +50,7 @@ spec:
 /// Plaintext services of every environment (one per test); `mesh` is added as a mesh
 /// service behind an HBONE server.
 const PLAIN: &[&str] = &[
-    "silent", "upgrade", "paths", "slow", "sans", "alpn", "port0",
+    "silent", "upgrade", "paths", "slow", "body", "sans", "alpn", "port0",
 ];
 
 /// The generator's timeouts in these tests: short enough to observe, long enough that a
@@ -62,7 +62,7 @@ fn short() -> Timeouts {
         request_headers: Duration::from_secs(1),
         stream_idle: Duration::from_secs(3),
         connection_idle: Duration::from_secs(3),
-        request: Duration::ZERO,
+        request: Duration::from_secs(4),
         tcp_idle: Duration::from_secs(3),
         upstream_idle: Duration::from_secs(3),
     }
@@ -359,6 +359,25 @@ async fn envoy_h2c_upgrade_is_stripped_and_only_websocket_upgrades_pass() {
         "upgrade: foo reached the backend"
     );
 
+    // CONNECT inside the tunnel (a proxy in the proxy) is refused: no CONNECT upgrade is
+    // configured on the L7 listener.
+    let connect = "CONNECT 127.0.0.1:9 HTTP/1.1\r\nhost: 127.0.0.1:9\r\n\r\n";
+    let raw = raw_exchange(env, &vip, Duration::ZERO, connect)
+        .await
+        .expect("CONNECT inside");
+    let st = status(&raw);
+    eprintln!("CONNECT inside a tunnel: {st}");
+    assert!(
+        st >= 400,
+        "CONNECT inside the tunnel: {}",
+        String::from_utf8_lossy(&raw)
+    );
+    assert_eq!(
+        settled_paths(log).await.len(),
+        1,
+        "the inner CONNECT reached the backend"
+    );
+
     // Websocket is the one upgrade configured (Istio's default): it reaches the backend.
     let ws = format!(
         "GET /ws HTTP/1.1\r\nhost: {vip}\r\nconnection: upgrade\r\nupgrade: websocket\r\n\
@@ -552,8 +571,9 @@ async fn envoy_tunnels_to_its_own_admin_and_ports_get_nothing() {
         ] {
             for path in ["/config_dump", "/stats/prometheus", "/healthz/ready"] {
                 match tunnel_get(env, &authority, path).await {
-                    Err(_) => {}
+                    Err(e) => eprintln!("{authority}{path}: {e}"),
                     Ok((status, text)) => {
+                        eprintln!("{authority}{path}: {status}");
                         assert_ne!(status, 200, "{authority}{path}: {text}");
                         assert!(!text.contains("configs"), "{authority}{path}: {text}");
                         assert!(!text.contains("envoy_"), "{authority}{path}: {text}");
@@ -705,6 +725,7 @@ async fn envoy_certificate_with_two_spiffe_ids_is_refused() {
             }
         },
     };
+    eprintln!("two SPIFFE IDs: {outcome}");
     assert_eq!(
         settled_paths(env.log("sans")).await,
         Vec::<String>::new(),
@@ -723,4 +744,25 @@ async fn envoy_certificate_with_two_spiffe_ids_is_refused() {
         other => panic!("{other:?}"),
     }
     assert_eq!(env.log("sans").paths(), vec!["/y".to_string()]);
+}
+
+// Attack (slowloris): a request body at 1 byte every 2 s (each byte keeps the stream from
+// idling). Bounded by the whole-request timeout when one is set (`--request-timeout`, 4 s
+// here); Envoy's and Istio's default is none.
+#[tokio::test]
+async fn envoy_request_body_at_one_byte_per_two_seconds_is_cut_off_by_the_request_timeout() {
+    let env = base();
+    let vip = env.vip("body").to_string();
+    let c = env.client();
+    let mut s = tunnel(&c, env.hbone, &[], &vip).await.expect("CONNECT");
+    let head = format!("POST /upload HTTP/1.1\r\nhost: {vip}\r\ncontent-length: 100\r\n\r\n");
+    s.write_all(head.as_bytes()).await.expect("head");
+    let started = std::time::Instant::now();
+    let (got, closed) = dribble(&mut s, &[b'x'; 6], Duration::from_secs(2)).await;
+    let text = String::from_utf8_lossy(&got);
+    assert!(
+        closed || text.starts_with("HTTP/1.1 408"),
+        "still open after {:?}: {text:?}",
+        started.elapsed()
+    );
 }
