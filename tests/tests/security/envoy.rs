@@ -50,7 +50,7 @@ spec:
 /// Plaintext services of every environment (one per test); `mesh` is added as a mesh
 /// service behind an HBONE server.
 const PLAIN: &[&str] = &[
-    "silent", "upgrade", "paths", "slow", "body", "sans", "alpn", "port0",
+    "silent", "upgrade", "paths", "slow", "body", "long", "sans", "alpn", "port0",
 ];
 
 /// The generator's timeouts in these tests: short enough to observe, long enough that a
@@ -765,4 +765,45 @@ async fn envoy_request_body_at_one_byte_per_two_seconds_is_cut_off_by_the_reques
         "still open after {:?}: {text:?}",
         started.elapsed()
     );
+}
+
+/// Read one whole response (or until the stream ends, or 5 s) from `s`.
+async fn read_one<S: tokio::io::AsyncRead + Unpin>(s: &mut S) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 8192];
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while !complete(&out) {
+        match tokio::time::timeout_at(deadline, s.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => out.extend_from_slice(&buf[..n]),
+            _ => break,
+        }
+    }
+    out
+}
+
+// Not an attack: the bounds must not cut legitimate long tunnels. One tunnel carries three
+// keep-alive requests 2.5 s apart (7.5 s in all, beyond the 4 s request timeout; each pause
+// under the 3 s idle bounds): all answered.
+#[tokio::test]
+async fn envoy_request_timeout_bounds_requests_not_tunnels() {
+    let env = base();
+    let vip = env.vip("long").to_string();
+    let c = env.client();
+    let mut s = tunnel(&c, env.hbone, &[], &vip).await.expect("CONNECT");
+    for i in 0..3 {
+        if i > 0 {
+            tokio::time::sleep(Duration::from_millis(2500)).await;
+        }
+        s.write_all(get(&format!("/r{i}"), &vip).as_bytes())
+            .await
+            .unwrap_or_else(|e| panic!("request {i}: {e}"));
+        let raw = read_one(&mut s).await;
+        assert_eq!(
+            status(&raw),
+            200,
+            "request {i}: {}",
+            String::from_utf8_lossy(&raw)
+        );
+    }
+    assert_eq!(env.log("long").paths(), vec!["/r0", "/r1", "/r2"]);
 }
