@@ -237,10 +237,6 @@ mod generated_tests {
         let term_l = listener(&boot, "connect_terminate");
         let term = hcm(term_l);
         assert_eq!(term["stream_idle_timeout"], "7s", "no longer 0s");
-        assert!(
-            term.get("request_timeout").is_none(),
-            "tunnels are long requests"
-        );
         // The preface bound (4 s) is the idle timeout of the HBONE connection.
         assert_eq!(term["common_http_protocol_options"]["idle_timeout"], "4s");
         assert_eq!(

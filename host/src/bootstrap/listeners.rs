@@ -120,11 +120,8 @@ pub fn connect_terminate(o: &Options, paths: PathNormalization) -> Value {
     // Tunnels idle (no byte either way) for `stream_idle` are reset: Istio sets 0 (tunnels
     // live as long as the client wants); a bounded idle tunnel is issue 11's choice.
     hardening::http_timeouts(hcm, t, hardening::hbone_idle(t));
-    // A CONNECT's "request" lasts as long as its tunnel: `--request-timeout` bounds the HTTP
-    // requests inside (main_internal), never the tunnel itself.
-    if let Some(h) = hcm.as_object_mut() {
-        h.remove("request_timeout");
-    }
+    // `request_timeout` does not cut an established tunnel (Envoy ends the request timer
+    // once the CONNECT is upgraded: envoy_request_timeout_bounds_requests_not_tunnels).
     hardening::normalize_paths(hcm, paths);
     l
 }

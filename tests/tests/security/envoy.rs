@@ -782,8 +782,8 @@ async fn read_one<S: tokio::io::AsyncRead + Unpin>(s: &mut S) -> Vec<u8> {
 }
 
 // Not an attack: the bounds must not cut legitimate long tunnels. One tunnel carries three
-// keep-alive requests 2.5 s apart (7.5 s in all, beyond the 4 s request timeout; each pause
-// under the 3 s idle bounds): all answered.
+// keep-alive requests 2.5 s apart (7.5 s in all, beyond the 4 s request timeout, which is
+// also set on the CONNECT's listener; each pause under the 3 s idle bounds): all answered.
 #[tokio::test]
 async fn envoy_request_timeout_bounds_requests_not_tunnels() {
     let env = base();
