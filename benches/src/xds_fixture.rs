@@ -53,6 +53,7 @@ pub fn source(dir: &Path) -> Source {
             trust_domain: "cluster.local".into(),
             originator: None,
             access_log: false,
+            timeouts: Default::default(),
         },
         rebind: Default::default(),
         extra_listeners: Vec::new(),

@@ -11,6 +11,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use waypoint::bootstrap::{self, Options};
 use waypoint::hbone::HboneClient;
 use waypoint::originate::Originator;
+use waypoint::timeouts::Timeouts;
 use waypoint_core::{BuildOptions, Snapshot};
 
 use crate::echo::pattern;
@@ -33,23 +34,41 @@ pub struct GeneratedWaypoint {
     pub envoy: Envoy,
     /// The `connect_terminate` (:15008) listener, moved to loopback.
     pub hbone_addr: SocketAddr,
+    /// The `stats` (:15020) and `readiness` (:15021) listeners, moved to loopback.
+    pub stats_addr: SocketAddr,
+    pub readiness_addr: SocketAddr,
     pub originator: Option<Originator>,
     pub bootstrap: PathBuf,
     _certs: TempDir,
 }
 
+/// Loopback ports the relocated bootstrap listens on.
+#[derive(Debug, Default)]
+struct Ports {
+    admin: u16,
+    terminate: u16,
+    stats: u16,
+    readiness: u16,
+}
+
 /// Move every listener and the admin interface to a free loopback port, and the pods' HBONE
-/// port (15008 in a cluster) to `pod_hbone_port`. Returns the `connect_terminate` port.
-fn relocate(boot: &mut Value, pod_hbone_port: u16) -> (u16, u16) {
+/// port (15008 in a cluster) to `pod_hbone_port`.
+fn relocate(boot: &mut Value, pod_hbone_port: u16) -> Ports {
     let admin = free_port();
     boot["admin"]["address"]["socket_address"]["port_value"] = admin.into();
-    let mut terminate = 0;
+    let mut ports = Ports {
+        admin,
+        ..Ports::default()
+    };
     if let Some(ls) = boot["static_resources"]["listeners"].as_array_mut() {
         for l in ls {
             if l["address"]["socket_address"].is_object() {
                 let port = free_port();
-                if l["name"] == "connect_terminate" {
-                    terminate = port;
+                match l["name"].as_str() {
+                    Some("connect_terminate") => ports.terminate = port,
+                    Some("stats") => ports.stats = port,
+                    Some("readiness") => ports.readiness = port,
+                    _ => {}
                 }
                 l["address"]["socket_address"] =
                     serde_json::json!({"address": "127.0.0.1", "port_value": port});
@@ -73,7 +92,7 @@ fn relocate(boot: &mut Value, pod_hbone_port: u16) -> (u16, u16) {
             }
         }
     }
-    (terminate, admin)
+    ports
 }
 
 /// Write `yaml` as `config.yaml` in `dir`, load it as the module will (the directory is the
@@ -97,6 +116,26 @@ impl GeneratedWaypoint {
         config_paths: &[PathBuf],
         layout: Layout,
         pod_hbone_port: u16,
+    ) -> Result<GeneratedWaypoint, String> {
+        Self::start_with(
+            pki,
+            snapshot,
+            config_paths,
+            layout,
+            pod_hbone_port,
+            Timeouts::default(),
+        )
+        .await
+    }
+
+    /// [`GeneratedWaypoint::start`] with the generator's `timeouts` (the `--*-timeout` flags).
+    pub async fn start_with(
+        pki: &Pki,
+        snapshot: &Snapshot,
+        config_paths: &[PathBuf],
+        layout: Layout,
+        pod_hbone_port: u16,
+        timeouts: Timeouts,
     ) -> Result<GeneratedWaypoint, String> {
         let certs = TempDir::new("gen-certs");
         let issued = pki.issue("default", "waypoint");
@@ -136,9 +175,10 @@ impl GeneratedWaypoint {
             originator: originator.as_ref().map(|o| o.addr),
             // Shown by `log_tail` when a test fails.
             access_log: true,
+            timeouts,
         };
         let mut boot = bootstrap::generate(snapshot, &opts);
-        let (terminate, admin) = relocate(&mut boot, pod_hbone_port);
+        let ports = relocate(&mut boot, pod_hbone_port);
         let dir = scratch_dir("generated");
         let path = dir.join("bootstrap.yaml");
         let text = serde_yaml::to_string(&boot).map_err(|e| e.to_string())?;
@@ -146,10 +186,13 @@ impl GeneratedWaypoint {
         // Started from the calling thread (the test's own, which outlives Envoy): Envoy gets
         // SIGTERM when the thread that spawned it exits (a `spawn_blocking` thread idles out
         // after 10 s). This blocks the caller until Envoy is ready.
-        let envoy = Envoy::start(&path, admin, &repo_root())?;
+        let envoy = Envoy::start(&path, ports.admin, &repo_root())?;
+        let local = |port: u16| SocketAddr::from(([127, 0, 0, 1], port));
         Ok(GeneratedWaypoint {
             envoy,
-            hbone_addr: SocketAddr::from(([127, 0, 0, 1], terminate)),
+            hbone_addr: local(ports.terminate),
+            stats_addr: local(ports.stats),
+            readiness_addr: local(ports.readiness),
             originator,
             bootstrap: path,
             _certs: certs,

@@ -4,6 +4,7 @@
 pub mod echo;
 pub mod envoy_generated;
 pub mod envoy_harness;
+pub mod envoy_security;
 pub mod ext_authz_server;
 pub mod hbone_client;
 pub mod hbone_server;

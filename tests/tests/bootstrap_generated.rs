@@ -37,6 +37,7 @@ fn regenerate(config: &[&str], originator: bool) -> String {
         trust_domain: "cluster.local".into(),
         originator: originator.then(|| ORIGINATOR.parse().expect("address")),
         access_log: false,
+        timeouts: Default::default(),
     };
     from_config(&inputs).unwrap_or_else(|e| panic!("bootstrap for {config:?}: {e:#}"))
 }

@@ -348,6 +348,7 @@ async fn envoy_over_xds_calls_http_and_grpc_providers() {
             trust_domain: "cluster.local".into(),
             originator: None,
             access_log: false,
+            timeouts: Default::default(),
         };
         let hbone: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
         let mut rebind = BTreeMap::from([("connect_terminate".to_string(), hbone)]);

@@ -90,6 +90,7 @@ impl Setup {
             trust_domain: "cluster.local".into(),
             originator: None,
             access_log: false,
+            timeouts: Default::default(),
         };
         let hbone_addr: SocketAddr = format!("127.0.0.1:{hbone}").parse().expect("addr");
         let rebind = BTreeMap::from([
@@ -523,6 +524,7 @@ fn xds_bootstrap_validates() {
             trust_domain: "cluster.local".into(),
             originator: None,
             access_log: false,
+            timeouts: Default::default(),
         };
         let yaml = waypoint::xds::render_bootstrap(
             &inputs,

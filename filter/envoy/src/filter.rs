@@ -242,6 +242,16 @@ impl HttpFilter {
     fn request_headers<S: StreamHandle>(&mut self, s: &mut S) -> HeadersStatus {
         self.phase = Phase::Deciding;
         let conn = ConnectionFacts::read(s, &self.config);
+        if conn.several_identities {
+            s.log(
+                LogLevel::Debug,
+                "waypoint: peer presented several SPIFFE IDs; request refused",
+            );
+            self.phase = Phase::Replied;
+            s.set_metadata(METADATA_NS, "decision", "deny");
+            s.send_local_reply(403, &[], DENY_BODY, "waypoint_several_peer_identities");
+            return HeadersStatus::StopIteration;
+        }
         let config = Arc::clone(&self.config);
         // The decision reads the headers where Envoy keeps them (no copy); applying it changes
         // them, so what applying still reads is copied first, and usually nothing is: only a
@@ -651,6 +661,10 @@ impl HttpFilter {
 #[derive(Debug, Default, PartialEq, Eq)]
 struct ConnectionFacts {
     principal: Option<String>,
+    /// The peer presented more than one SPIFFE ID (a certificate with several URI SANs:
+    /// Envoy accepts it and joins them with `,`). An X.509-SVID has exactly one; which one
+    /// policy should judge is undefined, so the request is refused.
+    several_identities: bool,
     source_ip: Option<IpAddr>,
     destination: Option<String>,
     sni: Option<String>,
@@ -662,10 +676,14 @@ impl ConnectionFacts {
         // an HBONE-terminating listener put the principal into filter state.
         let from_cert = || {
             s.attribute(Attribute::PeerUriSan).and_then(|sans| {
-                sans.split(',')
+                let mut ids = sans
+                    .split(',')
                     .map(str::trim)
-                    .find(|san| san.starts_with("spiffe://"))
-                    .map(str::to_string)
+                    .filter(|san| san.starts_with("spiffe://"));
+                let first = ids.next().map(str::to_string)?;
+                // Several: keep them all, so the check below refuses the request.
+                let several = ids.next().is_some();
+                Some(if several { sans.clone() } else { first })
             })
         };
         let from_state = || s.filter_state(&cfg.principal_key).filter(|p| !p.is_empty());
@@ -674,6 +692,14 @@ impl ConnectionFacts {
             PrincipalFrom::FilterState => from_state(),
             PrincipalFrom::PeerCertificate => from_cert(),
         };
+        // `%DOWNSTREAM_PEER_URI_SAN%` (the HBONE listener's filter state) and the peer
+        // attribute list every URI SAN, comma-separated.
+        let several_identities = principal.as_deref().is_some_and(|p| {
+            p.split(',')
+                .filter(|san| san.trim().starts_with("spiffe://"))
+                .nth(1)
+                .is_some()
+        });
         // Only the facts some policy reads: each is a call into Envoy and a copy.
         let needs = cfg.engine.connection_inputs();
         let source_ip = needs
@@ -691,6 +717,7 @@ impl ConnectionFacts {
             .filter(|n| !n.is_empty());
         ConnectionFacts {
             principal,
+            several_identities,
             source_ip,
             destination,
             sni,

@@ -501,6 +501,33 @@ fn principal_from_picks_certificate_or_filter_state() {
 }
 
 #[test]
+fn a_peer_with_several_spiffe_ids_is_refused() {
+    // A certificate with two URI SANs: Envoy lists both, comma-separated, in the peer
+    // attribute and in `%DOWNSTREAM_PEER_URI_SAN%` (the HBONE listener's filter state).
+    let sleep = "spiffe://cluster.local/ns/bookinfo/sa/sleep";
+    let two = "spiffe://cluster.local/ns/bookinfo/sa/sleep,spiffe://cluster.local/ns/x/sa/y";
+    let with_dns = "spiffe://cluster.local/ns/bookinfo/sa/sleep,localhost";
+    for (from, san, state, want) in [
+        ("filter_state", None, Some(two), 403),
+        ("filter_state", None, Some(sleep), 200),
+        ("peer_certificate", Some(two), None, 403),
+        ("peer_certificate", Some(with_dns), None, 200),
+        ("auto", Some(two), Some(sleep), 403),
+    ] {
+        let spec = serde_json::json!({"waypoint": "bookinfo/waypoint", "config_inline": MINI,
+            "principal_from": from});
+        let cfg =
+            FilterConfig::from_bytes("waypoint", spec.to_string().as_bytes()).expect("config");
+        let mut s = FakeStream::request("GET", "reviews.bookinfo.svc.cluster.local:9080", "/", &[])
+            .with_peer(san, state);
+        let mut f = HttpFilter::new(Arc::new(cfg));
+        f.on_request_headers(&mut s, true);
+        let got = s.reply.as_ref().map_or(200, |r| r.status);
+        assert_eq!(got, want, "{from} cert={san:?} state={state:?}");
+    }
+}
+
+#[test]
 fn panics_fail_closed() {
     // A panic before the decision is a 403; while applying, it is a 403 when the decision was
     // a deny (no identity here) and a 500 for an allowed, routed request.

@@ -346,7 +346,18 @@ data:
             "{g}"
         );
         let h = find("ext_authz|h");
-        assert!(h.get("typed_extension_protocol_options").is_none(), "{h}");
+        // HTTP/1.1 (Envoy's default, made explicit to carry the pool idle timeout).
+        let h_opts = &h["typed_extension_protocol_options"]
+            ["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"];
+        assert_eq!(
+            h_opts["explicit_http_config"],
+            json!({"http_protocol_options": {}}),
+            "{h}"
+        );
+        assert_eq!(
+            h_opts["common_http_protocol_options"]["idle_timeout"],
+            "3600s"
+        );
         let ep = &h["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"];
         assert_eq!(
             ep["socket_address"],

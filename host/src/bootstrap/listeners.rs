@@ -3,10 +3,14 @@
 
 use serde_json::{json, Value};
 
+use waypoint_core::mesh::PathNormalization;
+
 use super::clusters::{
     hbone_cluster_name, host_port, originate_listener_name, originator_cluster_name, Target,
 };
+use super::hardening::{self, duration};
 use super::Options;
+use crate::timeouts::Timeouts;
 
 const HCM: &str = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager";
 const ROUTER: &str = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router";
@@ -58,12 +62,24 @@ fn common_tls(o: &Options, san: Value) -> Value {
 
 /// :15008: mTLS (client cert from our trust domain), HTTP/2 CONNECT terminated, the stream's
 /// bytes handed to `main_internal` with the peer principal and original destination.
-pub fn connect_terminate(o: &Options) -> Value {
-    json!({
+pub fn connect_terminate(o: &Options, paths: PathNormalization) -> Value {
+    let t = &o.timeouts;
+    let mut l = json!({
         "name": "connect_terminate",
         "address": {"socket_address": {"address": "0.0.0.0", "port_value": 15008}},
         "per_connection_buffer_limit_bytes": BUFFER_LIMIT,
+        // The TLS inspector reads the ClientHello's ALPN for the filter chain match below; it
+        // must arrive within the handshake bound.
+        "listener_filters": [{"name": "envoy.filters.listener.tls_inspector", "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector"}}],
+        "listener_filters_timeout": duration(t.tls_handshake),
         "filter_chains": [{
+            // HBONE is HTTP/2 only: a client offering no ALPN, or not `h2`, matches no filter
+            // chain and is closed (Envoy would otherwise negotiate nothing and speak HTTP/2
+            // anyway).
+            "filter_chain_match": {"application_protocols": ["h2"]},
+            // A TLS handshake that does not finish in time is closed.
+            "transport_socket_connect_timeout": duration(t.tls_handshake),
             "transport_socket": {"name": "envoy.transport_sockets.tls", "typed_config": {
                 "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext",
                 "require_client_certificate": true,
@@ -72,8 +88,6 @@ pub fn connect_terminate(o: &Options) -> Value {
                 "@type": HCM,
                 "stat_prefix": "connect_terminate",
                 "codec_type": "HTTP2",
-                // Tunnels live as long as the client wants (Istio sets the same).
-                "stream_idle_timeout": "0s",
                 "upgrade_configs": [{"upgrade_type": "CONNECT"}],
                 "http2_protocol_options": {
                     "allow_connect": true,
@@ -87,6 +101,10 @@ pub fn connect_terminate(o: &Options) -> Value {
                 "route_config": {"name": "connect_terminate", "virtual_hosts": [{
                     "name": "connect", "domains": ["*"],
                     "routes": [{
+                        // No destination listens on port 0: refused before any byte moves.
+                        "match": {"connect_matcher": {}, "headers": [{"name": ":authority",
+                            "string_match": {"safe_regex": {"regex": ".*:0+"}}}]},
+                        "direct_response": {"status": 400}}, {
                         "match": {"connect_matcher": {}},
                         "route": {
                             "cluster": MAIN_INTERNAL,
@@ -97,7 +115,15 @@ pub fn connect_terminate(o: &Options) -> Value {
                         "@type": "type.googleapis.com/envoy.extensions.filters.http.set_filter_state.v3.Config",
                         "on_request_headers": terminate_state(o)}},
                     router()]}}]}],
-    })
+    });
+    let hcm = &mut l["filter_chains"][0]["filters"][0]["typed_config"];
+    // Tunnels idle (no byte either way) for `stream_idle` are reset: Istio sets 0 (tunnels
+    // live as long as the client wants); a bounded idle tunnel is issue 11's choice.
+    hardening::http_timeouts(hcm, t, hardening::hbone_idle(t));
+    // `request_timeout` does not cut an established tunnel (Envoy ends the request timer
+    // once the CONNECT is upgraded: envoy_request_timeout_bounds_requests_not_tunnels).
+    hardening::normalize_paths(hcm, paths);
+    l
 }
 
 /// Filter state set per CONNECT on :15008.
@@ -155,7 +181,7 @@ fn waypoint_routes() -> Value {
 }
 
 /// The internal HTTP listener: our dynamic module filter, then the router.
-pub fn main_internal(o: &Options) -> Value {
+pub fn main_internal(o: &Options, paths: PathNormalization) -> Value {
     let mut listener = json!({
         "name": MAIN_INTERNAL,
         "internal_listener": {},
@@ -163,7 +189,6 @@ pub fn main_internal(o: &Options) -> Value {
         "filter_chains": [{"filters": [{"name": "envoy.filters.network.http_connection_manager", "typed_config": {
             "@type": HCM,
             "stat_prefix": MAIN_INTERNAL,
-            "stream_idle_timeout": "0s",
             "route_config": waypoint_routes(),
             "http_filters": [
                 {"name": "waypoint", "typed_config": {
@@ -183,6 +208,10 @@ pub fn main_internal(o: &Options) -> Value {
                         "metadata": if o.access_log { "decision" } else { "none" }}}}},
                 router()]}}]}],
     });
+    let hcm = &mut listener["filter_chains"][0]["filters"][0]["typed_config"];
+    hardening::normalize_paths(hcm, paths);
+    hardening::websocket_only(hcm);
+    hardening::http_timeouts(hcm, &o.timeouts, o.timeouts.connection_idle);
     if o.access_log {
         listener["filter_chains"][0]["filters"][0]["typed_config"]["access_log"] = access_log();
     }
@@ -200,7 +229,7 @@ fn access_log() -> Value {
 /// One internal listener per mesh pod and target port: a tcp_proxy that opens an HTTP/2
 /// CONNECT to `<pod IP>:15008` with `:authority <pod IP>:<targetPort>` (Istio's
 /// `connect_originate`, made static: the address is fixed per listener).
-pub fn connect_originate(t: &Target) -> Value {
+pub fn connect_originate(t: &Target, tcp_idle: std::time::Duration) -> Value {
     let name = originate_listener_name(t.ip, t.target_port);
     json!({
         "name": name,
@@ -209,6 +238,7 @@ pub fn connect_originate(t: &Target) -> Value {
             "@type": "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy",
             "stat_prefix": name,
             "cluster": hbone_cluster_name(t.ip),
+            "idle_timeout": duration(tcp_idle),
             "tunneling_config": {"hostname": host_port(t.ip, t.target_port)}}}]}],
     })
 }
@@ -218,7 +248,7 @@ pub fn connect_originate(t: &Target) -> Value {
 /// passed through by `internal_upstream`) and the client address (filter state), and the
 /// originator cluster's upstream PROXY v2 socket writes them; TCP half-close is clean both
 /// ways, unlike the HTTP/2 tunnelling upstream (envoy-hbone-notes.md, cause 2).
-pub fn connect_originate_local(t: &Target) -> Value {
+pub fn connect_originate_local(t: &Target, tcp_idle: std::time::Duration) -> Value {
     let name = originate_listener_name(t.ip, t.target_port);
     json!({
         "name": name,
@@ -228,6 +258,7 @@ pub fn connect_originate_local(t: &Target) -> Value {
         "filter_chains": [{"filters": [{"name": "envoy.filters.network.tcp_proxy", "typed_config": {
             "@type": "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy",
             "stat_prefix": name,
+            "idle_timeout": duration(tcp_idle),
             "cluster": originator_cluster_name(t.ip)}}]}],
     })
 }
@@ -257,30 +288,39 @@ pub fn hbone_cluster(o: &Options, t: &Target) -> Value {
     })
 }
 
-/// :15021 readiness: `/healthz/ready` answered directly with 200.
-pub fn readiness() -> Value {
+/// :15021 readiness: exactly `/healthz/ready`, answered directly with 200; anything else 404.
+pub fn readiness(t: &Timeouts) -> Value {
     simple_listener(
         "readiness",
         15021,
         json!([
         {"match": {"path": "/healthz/ready"}, "direct_response": {"status": 200, "body": {"inline_string": "ready\n"}}},
         {"match": {"prefix": "/"}, "direct_response": {"status": 404}}]),
+        t,
     )
 }
 
-/// :15020 Prometheus stats: `/stats/prometheus` forwarded to the admin interface.
-pub fn stats() -> Value {
+/// :15020 Prometheus stats: exactly `GET /stats/prometheus` (query string allowed, as
+/// Envoy's `path` match ignores it) forwarded to the admin interface, nothing rewritten;
+/// anything else 404. The admin's other endpoints (`/config_dump`, `/quitquitquit`,
+/// `/healthcheck/fail`, ...) stay on loopback: with a `prefix` match and no normalization,
+/// `/stats/prometheus/../../config_dump` reached them.
+pub fn stats(t: &Timeouts) -> Value {
     simple_listener(
         "stats",
         15020,
         json!([
-        {"match": {"prefix": "/stats/prometheus"}, "route": {"cluster": "prometheus_stats"}},
+        {"match": {"path": "/stats/prometheus", "headers": [{"name": ":method", "string_match": {"exact": "GET"}}]},
+         "route": {"cluster": "prometheus_stats"}},
         {"match": {"prefix": "/"}, "direct_response": {"status": 404}}]),
+        t,
     )
 }
 
-fn simple_listener(name: &str, port: u16, routes: Value) -> Value {
-    json!({
+/// A plain HTTP listener with `routes`: strict path normalization, no upgrades, and the
+/// header, stream and connection idle timeouts.
+fn simple_listener(name: &str, port: u16, routes: Value, t: &Timeouts) -> Value {
+    let mut l = json!({
         "name": name,
         "address": {"socket_address": {"address": "0.0.0.0", "port_value": port}},
         "filter_chains": [{"filters": [{"name": "envoy.filters.network.http_connection_manager", "typed_config": {
@@ -288,7 +328,11 @@ fn simple_listener(name: &str, port: u16, routes: Value) -> Value {
             "stat_prefix": name,
             "route_config": {"name": name, "virtual_hosts": [{"name": name, "domains": ["*"], "routes": routes}]},
             "http_filters": [router()]}}]}],
-    })
+    });
+    let hcm = &mut l["filter_chains"][0]["filters"][0]["typed_config"];
+    hardening::normalize_paths_strict(hcm);
+    hardening::http_timeouts(hcm, t, t.connection_idle);
+    l
 }
 
 #[cfg(test)]
@@ -302,7 +346,7 @@ mod access_log_tests {
                 access_log: on,
                 ..Options::default()
             };
-            let l = main_internal(&o);
+            let l = main_internal(&o, PathNormalization::Base);
             let hcm = &l["filter_chains"][0]["filters"][0]["typed_config"];
             assert_eq!(hcm["access_log"].is_array(), on, "{hcm}");
             // Everything else is the same listener.

@@ -3,6 +3,7 @@
 
 pub mod clusters;
 pub mod ext_authz;
+pub mod hardening;
 pub mod listeners;
 
 use std::collections::BTreeSet;
@@ -16,6 +17,8 @@ use waypoint_core::{BuildOptions, Snapshot};
 
 use clusters::{internal_upstream_socket, Target};
 use listeners::{BUFFER_LIMIT, MAIN_INTERNAL};
+
+use crate::timeouts::Timeouts;
 
 /// What the bootstrap needs besides the snapshot.
 #[derive(Debug, Clone)]
@@ -38,6 +41,9 @@ pub struct Options {
     /// Istio (`meshConfig.accessLogFile` is empty unless set): formatting a line per request
     /// costs CPU on every request.
     pub access_log: bool,
+    /// Handshake, header, stream, connection, TCP relay and upstream pool timeouts of every
+    /// listener and cluster (the same flags as `waypoint run`).
+    pub timeouts: Timeouts,
 }
 
 impl Default for Options {
@@ -50,6 +56,7 @@ impl Default for Options {
             trust_domain: "cluster.local".into(),
             originator: None,
             access_log: false,
+            timeouts: Timeouts::default(),
         }
     }
 }
@@ -73,15 +80,17 @@ pub fn generate(snapshot: &Snapshot, o: &Options) -> Value {
         .cloned()
         .collect();
     let via = o.originator;
-    let mut main = listeners::main_internal(o);
+    let paths = snapshot.mesh().path_normalization;
+    let tcp_idle = o.timeouts.tcp_idle;
+    let mut main = listeners::main_internal(o, paths);
     ext_authz::wire(&mut main, snapshot);
-    let mut listeners = vec![listeners::connect_terminate(o), main];
+    let mut listeners = vec![listeners::connect_terminate(o, paths), main];
     listeners.extend(mesh.iter().map(|t| match via {
-        Some(_) => listeners::connect_originate_local(t),
-        None => listeners::connect_originate(t),
+        Some(_) => listeners::connect_originate_local(t, tcp_idle),
+        None => listeners::connect_originate(t, tcp_idle),
     }));
-    listeners.push(listeners::readiness());
-    listeners.push(listeners::stats());
+    listeners.push(listeners::readiness(&o.timeouts));
+    listeners.push(listeners::stats(&o.timeouts));
 
     let mut cluster_list = vec![
         json!({
@@ -118,6 +127,14 @@ pub fn generate(snapshot: &Snapshot, o: &Options) -> Value {
         &plans,
         via.is_some(),
     ));
+    // Every HTTP upstream pool closes connections idle for `upstream_idle`. The internal
+    // connection to main_internal and the originator's carry raw TCP (tcp_proxy / CONNECT).
+    for c in &mut cluster_list {
+        let name = c["name"].as_str().unwrap_or("");
+        if name != MAIN_INTERNAL && !name.starts_with("originate|") {
+            hardening::pool_idle(c, &o.timeouts);
+        }
+    }
 
     json!({
         "node": {"id": format!("waypoint~{}", o.waypoint), "cluster": o.waypoint},
@@ -174,6 +191,8 @@ pub struct Inputs {
     /// Istio (`meshConfig.accessLogFile` is empty unless set): formatting a line per request
     /// costs CPU on every request.
     pub access_log: bool,
+    /// See [`Options::timeouts`].
+    pub timeouts: Timeouts,
 }
 
 /// Load the config, build the snapshot and render the bootstrap. Config errors fail the
@@ -225,6 +244,7 @@ pub fn load(i: &Inputs) -> anyhow::Result<Loaded> {
         trust_domain: i.trust_domain.clone(),
         originator: i.originator,
         access_log: i.access_log,
+        timeouts: i.timeouts,
     };
     Ok(Loaded {
         snapshot,

@@ -50,6 +50,8 @@ pub struct GeneratorArgs {
     /// Write an Envoy access log line per request (stdout): off by default, as in Istio.
     #[arg(long)]
     pub access_log: bool,
+    #[command(flatten)]
+    pub timeouts: waypoint::timeouts::Timeouts,
 }
 
 impl GeneratorArgs {
@@ -70,6 +72,7 @@ impl GeneratorArgs {
             trust_domain: self.trust_domain,
             originator: self.originator,
             access_log: self.access_log,
+            timeouts: self.timeouts,
         })
     }
 }

@@ -218,6 +218,7 @@ mod tests {
                 trust_domain: "cluster.local".into(),
                 originator: None,
                 access_log: false,
+                timeouts: crate::timeouts::Timeouts::default(),
             },
             rebind: BTreeMap::new(),
             extra_listeners: Vec::new(),
