@@ -140,12 +140,15 @@ pub async fn start(opts: RunOptions) -> anyhow::Result<Running> {
         outliers: crate::proxy::outlier::Outliers::new(),
         active: Default::default(),
         timeouts: opts.timeouts,
+        proxy: Default::default(),
     });
 
     let mut tasks = Vec::new();
     let hbone_listener = bind(opts.hbone_addr, "HBONE").await?;
     let hbone_addr = hbone_listener.local_addr()?;
-    let handler = Arc::new(WaypointHandler { shared });
+    let handler = Arc::new(WaypointHandler {
+        shared: shared.clone(),
+    });
     tasks.push(tokio::spawn(hbone::server::serve(
         hbone_listener,
         server_config(store.clone())?,
@@ -171,6 +174,12 @@ pub async fn start(opts: RunOptions) -> anyhow::Result<Running> {
     let (stats_addr, t2) = admin_listener(opts.stats_addr, "stats").await?;
     let (admin_addr, t3) = admin_listener(opts.admin_addr, "admin").await?;
     tasks.extend([t1, t2, t3].into_iter().flatten());
+    // Tunnels to the waypoint's own listeners are refused (HBONE first: see proxy::guard).
+    shared.proxy.set_listeners(
+        std::iter::once(hbone_addr)
+            .chain([ready_addr, stats_addr, admin_addr].into_iter().flatten())
+            .collect(),
+    );
 
     // Config watcher.
     let cfg = config.clone();

@@ -1,12 +1,13 @@
-//! The waypoint's CONNECT handler: L4 checks and upstream reachability before answering,
-//! then protocol detection and either the L7 proxy (HTTP/1.1, HTTP/2) or a TCP relay.
+//! The waypoint's CONNECT handler: destination, L4 checks and upstream reachability before
+//! answering, then the port's protocol (HTTP, opaque TCP, or sniffed) and either the L7 proxy
+//! (HTTP/1.1, HTTP/2) or a TCP relay authorized with Istio's TCP semantics.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use http::StatusCode;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::AsyncWriteExt;
 use tracing::{debug, info, warn};
 
@@ -14,15 +15,23 @@ use super::decide::Destination;
 use super::headers::forwarded_for;
 use super::http::{handle, TunnelCtx};
 use super::io::UpstreamIo;
-use super::sniff::{detect, Protocol, Rewind};
+use super::relay::relay;
+use super::sniff::{detect, detect_http_version, Protocol, Rewind};
 use super::Shared;
 use crate::admin::metrics::TcpLabels;
 use crate::hbone::server::{BoxFuture, ConnectHandler, ConnectRequest, Tunnel};
 use crate::hbone::H2Stream;
+use crate::timeouts::Timeouts;
+use waypoint_core::service::PortKind;
 
-/// How long to wait for the first bytes before treating a tunnel as opaque TCP.
+/// How long to wait for the first bytes before treating a tunnel to a port of unknown
+/// protocol as opaque TCP (Envoy's http_inspector gives up after its first read timeout; Istio
+/// sets `protocolDetectionTimeout` to 0 for waypoints, so server-first protocols still flow).
 pub const DETECT_TIMEOUT: Duration = Duration::from_secs(1);
-const RELAY_BUFFER: usize = 64 * 1024;
+/// HTTP/2 keepalive on tunnels served as HTTP/2 (Istio's waypoint HBONE values: ping every
+/// 10 s, close when unanswered for 20 s).
+const H2_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
+const H2_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// The waypoint's [`ConnectHandler`].
 #[derive(Debug)]
@@ -78,9 +87,20 @@ impl WaypointHandler {
             baggage: header(&req, "baggage"),
             relay_headers: relay_headers(&req),
         };
-        // L4 policy decides at CONNECT for TCP service ports; HTTP ports get L7 authz per
-        // request (as Istio's waypoint applies network vs HTTP RBAC).
-        if cfg.policy.is_tcp_port(&req.authority)
+        // Never tunnel to the waypoint's own host or listeners; a CONNECT needs a real port.
+        if let Err(status) = self
+            .shared
+            .proxy
+            .check_destination(&req.authority, req.destination)
+        {
+            info!(source = ?ctx.principal, destination = %req.authority, status = status.as_u16(), "hbone: destination refused");
+            return Err(status);
+        }
+        let kind = cfg.policy.port_kind(&req.authority);
+        // L4 policy decides at CONNECT for ports declared TCP; HTTP ports get L7 authz per
+        // request, sniffed ports one or the other once the protocol is known (as Istio's
+        // waypoint applies network vs HTTP RBAC per filter chain).
+        if kind == PortKind::Tcp
             && !cfg
                 .policy
                 .allow_tcp(ctx.principal.as_deref(), ctx.source_ip, &req.authority)
@@ -89,14 +109,14 @@ impl WaypointHandler {
             return Err(StatusCode::UNAUTHORIZED);
         }
         let destination = cfg.policy.destination(&req.authority, req.destination);
-        let force_tcp = cfg.policy.is_tcp_port(&req.authority);
         // Connect first where the upstream is fixed (pass-through, TCP service ports), so an
-        // unreachable one gets 503 before the tunnel is accepted.
+        // unreachable one gets 503 before the tunnel is accepted. No client byte is sent
+        // before the tunnel's traffic is authorized.
         let upstream = match &destination {
             // A hostname the config does not know: HTTP requests get the core's 404; opaque
             // bytes are closed (there is nothing to relay them to).
             Destination::Unknown => None,
-            Destination::Service(_) if force_tcp => {
+            Destination::Service(_) if kind == PortKind::Tcp => {
                 let Some(t) = cfg.policy.tcp_target(&req.authority) else {
                     info!(destination = %req.authority, "hbone: TCP service has no endpoints (503)");
                     return Err(StatusCode::SERVICE_UNAVAILABLE);
@@ -135,7 +155,7 @@ impl WaypointHandler {
                 Arc::new(ctx),
                 destination,
                 upstream,
-                force_tcp,
+                kind,
                 stream,
             )) as BoxFuture<()>
         }))
@@ -147,16 +167,31 @@ async fn serve_tunnel(
     ctx: Arc<TunnelCtx>,
     destination: Destination,
     upstream: Option<UpstreamIo>,
-    force_tcp: bool,
+    kind: PortKind,
     stream: H2Stream,
 ) {
-    let detected = if force_tcp {
-        Ok((Protocol::Tcp, Rewind::new(bytes::Bytes::new(), stream)))
-    } else {
-        detect(stream, DETECT_TIMEOUT).await
+    let t = &shared.timeouts;
+    // The first request's head must arrive within the header timeout (Envoy
+    // `request_headers_timeout`); with it off, the stream idle timeout bounds the wait.
+    let head_timeout = Timeouts::enabled(t.request_headers)
+        .or(Timeouts::enabled(t.stream_idle))
+        .unwrap_or(Duration::from_secs(3600));
+    let detected = match kind {
+        PortKind::Tcp => Ok(Some((
+            Protocol::Tcp,
+            Rewind::new(bytes::Bytes::new(), stream),
+        ))),
+        // A port declared HTTP is always HTTP: only the version is detected, and a client that
+        // stays silent or sends garbage never gets an opaque relay.
+        PortKind::Http => detect_http_version(stream, head_timeout).await,
+        PortKind::Sniff => detect(stream, DETECT_TIMEOUT).await.map(Some),
     };
     let (proto, stream) = match detected {
-        Ok(x) => x,
+        Ok(Some(x)) => x,
+        Ok(None) => {
+            debug!(destination = %ctx.destination, "tunnel: no HTTP request head in time on an HTTP port; closed");
+            return;
+        }
         Err(e) => {
             debug!(destination = %ctx.destination, error = %e, "tunnel: read failed during detection");
             return;
@@ -171,6 +206,8 @@ async fn serve_tunnel(
         Protocol::Http1 => {
             drop(upstream);
             if let Err(e) = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(Timeouts::enabled(t.request_headers))
                 .serve_connection(io, svc)
                 .with_upgrades()
                 .await
@@ -181,6 +218,9 @@ async fn serve_tunnel(
         Protocol::Http2 => {
             drop(upstream);
             if let Err(e) = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                .timer(TokioTimer::new())
+                .keep_alive_interval(H2_KEEPALIVE_INTERVAL)
+                .keep_alive_timeout(H2_KEEPALIVE_TIMEOUT)
                 .initial_stream_window_size(4 * 1024 * 1024)
                 .initial_connection_window_size(16 * 1024 * 1024)
                 .serve_connection(io, svc)
@@ -225,7 +265,8 @@ async fn serve_tunnel(
                 response_flags: "-".into(),
                 connection_security_policy: "mutual_tls".into(),
             };
-            // Opaque bytes on an HTTP port: L4 policy still applies before relaying.
+            // Opaque bytes (a TCP port, or a sniffed one that is not HTTP): L4 policy with
+            // Istio's TCP semantics decides before a byte is relayed.
             if let Some(cfg) = shared.config.current() {
                 if !cfg
                     .policy
@@ -245,11 +286,10 @@ async fn serve_tunnel(
                 }
             };
             shared.metrics.tcp_opened.get_or_create(&labels).inc();
-            match tokio::io::copy_bidirectional_with_sizes(
+            match relay(
                 &mut downstream,
                 &mut upstream,
-                RELAY_BUFFER,
-                RELAY_BUFFER,
+                Timeouts::enabled(shared.timeouts.tcp_idle),
             )
             .await
             {

@@ -11,6 +11,7 @@ use http::{HeaderValue, Request, Response, StatusCode, Uri, Version};
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Body, Incoming};
 use tracing::{debug, info};
+use waypoint_core::authz::normalize_path_with;
 use waypoint_core::RandomSource;
 
 use super::cors::{self, CorsAction};
@@ -96,9 +97,28 @@ struct Outcome {
 pub async fn handle(
     shared: Arc<Shared>,
     ctx: Arc<TunnelCtx>,
-    req: Request<Incoming>,
+    mut req: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, Infallible> {
     let start = Instant::now();
+    if let Err(refusal) = upgrade::screen(&shared.proxy, &mut req) {
+        info!(
+            target: "access",
+            method = %req.method(),
+            path = %req.uri().path(),
+            status = upgrade::Refusal::STATUS,
+            details = "upgrade_failed",
+            refused = ?refusal,
+            source = ctx.principal.as_deref().unwrap_or("-"),
+            destination = %ctx.destination,
+            "request"
+        );
+        let reply = LocalReply {
+            status: upgrade::Refusal::STATUS,
+            body: String::new(),
+            headers: Vec::new(),
+        };
+        return Ok(local_response(&reply));
+    }
     let method = req.method().as_str().to_string();
     let authority = req
         .uri()
@@ -250,10 +270,17 @@ async fn ext_authz_check<B>(
     authority: &str,
     path: &str,
 ) -> ext_authz::Verdict {
+    // The provider sees the path as normalized for policy (Envoy's ext_authz filter runs
+    // after the connection manager normalized `:path`).
+    let cfg = shared.config.current();
+    let normalized = cfg.as_ref().and_then(|c| {
+        normalize_path_with(c.policy.snapshot.mesh().path_normalization, path)
+            .map(|p| p.into_owned())
+    });
     let input = ext_authz::CheckInput {
         method: req.method().as_str(),
         authority,
-        path,
+        path: normalized.as_deref().unwrap_or(path),
         headers: req.headers(),
         protocol: if req.version() == Version::HTTP_2 {
             "HTTP/2"
