@@ -12,5 +12,6 @@ pub mod netns;
 pub mod pki;
 pub mod scenario;
 pub mod scenario_hbone;
+pub mod security;
 pub mod waypoint;
 pub mod ztunnel;
