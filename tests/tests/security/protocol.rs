@@ -266,6 +266,9 @@ async fn h2c_upgrade_is_stripped_never_spliced() {
     .expect("test timed out");
 }
 
+/// A request path and what the backend receives (`None`: denied, 403).
+type Case = (&'static str, Option<&'static str>);
+
 /// Attack: dot segments, encoded dots, doubled and encoded slashes to slip past the DENY of
 /// `/admin`. Under each MeshConfig `pathNormalization` the path is normalized once: the policy
 /// judges it and the backend receives exactly it (or the request is denied).
@@ -273,7 +276,7 @@ async fn h2c_upgrade_is_stripped_never_spliced() {
 async fn paths_normalized_once_per_mesh_mode() {
     tokio::time::timeout(Duration::from_secs(60), async {
         // (mode, [(path, Some(path the backend gets) | None = 403)])
-        let table: &[(&str, &[(&str, Option<&str>)])] = &[
+        let table: &[(&str, &[Case])] = &[
             (
                 "NONE",
                 &[
