@@ -248,6 +248,11 @@ fn canonicalize(full: &str) -> (Cow<'_, str>, bool) {
     // Every byte pushed is ASCII or copied from valid UTF-8 runs of ASCII; non-ASCII bytes are
     // always escaped, so this cannot fail. Fall back to a lossy copy rather than panic.
     let s = String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into());
+    // Escapes kept as written (`%2F`) make the fast check fail on paths that need no change:
+    // say so, so callers can tell an unchanged path by `Cow::Borrowed`.
+    if s == full {
+        return (Cow::Borrowed(full), valid);
+    }
     (Cow::Owned(s), valid)
 }
 
@@ -569,6 +574,11 @@ mod tests {
                     assert_eq!(
                         twice.as_deref(),
                         Some(&*once),
+                        "{input} twice under {}",
+                        mode.as_str()
+                    );
+                    assert!(
+                        matches!(twice, Some(Cow::Borrowed(_))),
                         "{input} twice under {}",
                         mode.as_str()
                     );

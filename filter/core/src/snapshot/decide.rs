@@ -662,3 +662,7 @@ fn redirect_location(
         _ => format!("{scheme}://{host_fmt}{path}{query}"),
     }
 }
+
+#[cfg(test)]
+#[path = "decide_tests.rs"]
+mod tests;
