@@ -171,8 +171,8 @@ spec:
             .authorize_tcp(principal, None, "10.9.9.9:5000", false)
             .allowed
     );
-    let text = format!("{}", crate::waypoint_gateway_yaml!("default"));
-    let (rs, _) = parse_manifests(&text, "t.yaml", "default", 0);
+    let text = crate::waypoint_gateway_yaml!("default");
+    let (rs, _) = parse_manifests(text, "t.yaml", "default", 0);
     let (bare, _) = Snapshot::build(&rs, &BuildOptions::default());
     assert!(
         bare.authorize_tcp(principal, None, "10.9.9.9:5000", false)
