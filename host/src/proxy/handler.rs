@@ -231,6 +231,18 @@ async fn serve_tunnel(
         }
         Protocol::Tcp => {
             let mut downstream = io.into_inner();
+            // Opaque bytes (a TCP port, or a sniffed one that is not HTTP): L4 policy with
+            // Istio's TCP semantics decides before any upstream is dialled or a byte relayed;
+            // without a config nothing is relayed.
+            let allowed = shared.config.current().is_some_and(|cfg| {
+                cfg.policy
+                    .allow_tcp(ctx.principal.as_deref(), ctx.source_ip, &ctx.destination)
+            });
+            if !allowed {
+                info!(destination = %ctx.destination, "tunnel: opaque TCP denied by policy");
+                let _ = downstream.shutdown().await;
+                return;
+            }
             let upstream = match (upstream, &destination) {
                 (Some(u), _) => Ok(u),
                 (None, Destination::Service(_)) | (None, Destination::Unknown) => {
@@ -265,18 +277,6 @@ async fn serve_tunnel(
                 response_flags: "-".into(),
                 connection_security_policy: "mutual_tls".into(),
             };
-            // Opaque bytes (a TCP port, or a sniffed one that is not HTTP): L4 policy with
-            // Istio's TCP semantics decides before a byte is relayed.
-            if let Some(cfg) = shared.config.current() {
-                if !cfg
-                    .policy
-                    .allow_tcp(ctx.principal.as_deref(), ctx.source_ip, &ctx.destination)
-                {
-                    info!(destination = %ctx.destination, "tunnel: opaque TCP denied by policy");
-                    let _ = downstream.shutdown().await;
-                    return;
-                }
-            }
             let mut upstream = match upstream {
                 Ok(u) => u,
                 Err(e) => {

@@ -7,7 +7,8 @@ use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use waypoint::hbone::{H2Stream, HboneClient};
 use waypoint::timeouts::Timeouts;
-use waypoint_tests::hbone_client::tunnel;
+use waypoint_tests::echo::empty;
+use waypoint_tests::hbone_client::{http2_over, tunnel};
 use waypoint_tests::pki::Pki;
 use waypoint_tests::security::{
     closed_without_reply, mesh_config, read_response, start_waypoint, write_request, Recorder,
@@ -203,6 +204,8 @@ async fn unknown_protocol_port_falls_back_to_tcp_with_broader_deny() {
         }
         assert_eq!(s.opaque.targets(), vec!["/ok".to_string()]);
         assert!(!s.opaque.received().contains("/admin"));
+        // Denied before dialling: the only upstream connection is the HTTP one.
+        assert_eq!(s.opaque.connections(), 1);
     })
     .await
     .expect("test timed out");
@@ -260,6 +263,18 @@ async fn h2c_upgrade_is_stripped_never_spliced() {
             let r = read_response(&mut t, REPLY).await.expect("a reply");
             assert_eq!(r.status, 403, "{method} {target}: {}", r.head);
         }
+        // HTTP/2 CONNECT inside the tunnel: refused the same way.
+        let mut h2 = http2_over(s.tunnel(RATINGS).await).await.expect("h2");
+        let req = http::Request::builder()
+            .method(http::Method::CONNECT)
+            .uri("10.0.0.1:80")
+            .body(empty())
+            .expect("req");
+        let status = h2.send_request(req).await.map(|r| r.status().as_u16());
+        assert!(
+            matches!(status, Ok(403)),
+            "HTTP/2 CONNECT: {status:?}"
+        );
         assert_eq!(s.ratings.targets().len(), 1);
     })
     .await
