@@ -14,6 +14,7 @@ use tracing::{debug, info, warn};
 use super::decide::Destination;
 use super::headers::forwarded_for;
 use super::http::{handle, TunnelCtx};
+use super::idle::ConnActivity;
 use super::io::UpstreamIo;
 use super::relay::relay;
 use super::sniff::{detect, detect_http_version, Protocol, Rewind};
@@ -199,12 +200,11 @@ async fn serve_tunnel(
     };
     debug!(destination = %ctx.destination, protocol = proto.as_str(), "tunnel: detected");
     let io = TokioIo::new(stream);
-    let svc_ctx = ctx.clone();
-    let svc_shared = shared.clone();
-    let svc = service_fn(move |req| handle(svc_shared.clone(), svc_ctx.clone(), req));
     match proto {
         Protocol::Http1 => {
             drop(upstream);
+            let (svc_shared, svc_ctx) = (shared.clone(), ctx.clone());
+            let svc = service_fn(move |req| handle(svc_shared.clone(), svc_ctx.clone(), req));
             if let Err(e) = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(Timeouts::enabled(t.request_headers))
@@ -217,16 +217,49 @@ async fn serve_tunnel(
         }
         Protocol::Http2 => {
             drop(upstream);
-            if let Err(e) = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+            let activity = Arc::new(ConnActivity::default());
+            let (svc_shared, svc_ctx, a) = (shared.clone(), ctx.clone(), activity.clone());
+            let svc = service_fn(move |req| {
+                let active = a.begin();
+                let fut = handle(svc_shared.clone(), svc_ctx.clone(), req);
+                async move {
+                    let r = fut.await;
+                    drop(active);
+                    r
+                }
+            });
+            let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
                 .timer(TokioTimer::new())
                 .keep_alive_interval(H2_KEEPALIVE_INTERVAL)
                 .keep_alive_timeout(H2_KEEPALIVE_TIMEOUT)
                 .initial_stream_window_size(4 * 1024 * 1024)
                 .initial_connection_window_size(16 * 1024 * 1024)
-                .serve_connection(io, svc)
-                .await
-            {
-                debug!(destination = %ctx.destination, error = %e, "tunnel: http2 ended");
+                .serve_connection(io, svc);
+            tokio::pin!(conn);
+            // A connection with no request in flight for the idle timeout gets a GOAWAY (hyper
+            // lets streams already open finish, as Envoy's drain does).
+            let idle = Timeouts::enabled(t.connection_idle);
+            let mut draining = false;
+            loop {
+                let wait = match idle {
+                    Some(limit) if !draining => activity.remaining(limit),
+                    _ => Some(Duration::from_secs(3600)),
+                };
+                tokio::select! {
+                    r = conn.as_mut() => {
+                        if let Err(e) = r {
+                            debug!(destination = %ctx.destination, error = %e, "tunnel: http2 ended");
+                        }
+                        break;
+                    }
+                    _ = tokio::time::sleep(wait.unwrap_or_default()) => {
+                        if wait.is_none() {
+                            debug!(destination = %ctx.destination, "tunnel: http2 idle; closing");
+                            conn.as_mut().graceful_shutdown();
+                            draining = true;
+                        }
+                    }
+                }
             }
         }
         Protocol::Tcp => {

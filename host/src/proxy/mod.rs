@@ -9,6 +9,7 @@ pub mod guard;
 pub mod handler;
 pub mod headers;
 pub mod http;
+pub mod idle;
 pub mod io;
 pub mod least_request;
 pub mod outlier;

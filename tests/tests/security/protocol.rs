@@ -427,3 +427,43 @@ async fn passthrough_traffic_is_authorized() {
     .await
     .expect("test timed out");
 }
+
+/// Attack: hold HTTP/2 connections open inside tunnels without sending requests (the client
+/// answers keepalive pings). A connection without streams is closed after the idle timeout
+/// (1 s here; Envoy's default is 1 h), a silent HTTP/1 one after the request-header timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_inside_tunnels_are_closed() {
+    tokio::time::timeout(LIMIT, async {
+        let timeouts = Timeouts {
+            connection_idle: Duration::from_secs(1),
+            request_headers: Duration::from_secs(1),
+            ..Timeouts::default()
+        };
+        let s = setup("", timeouts).await;
+        let mut h2 = http2_over(s.tunnel(RATINGS).await).await.expect("h2");
+        let req = http::Request::builder()
+            .uri("http://ratings/ratings/1")
+            .body(empty())
+            .expect("req");
+        let r = h2.send_request(req).await.expect("response");
+        assert_eq!(r.status(), 200);
+        let closed = waypoint_tests::waypoint::eventually(Duration::from_secs(5), || {
+            let c = h2.is_closed();
+            async move { c }
+        })
+        .await;
+        assert!(closed, "idle HTTP/2 connection must be closed");
+        // HTTP/1: idle after a response, the keep-alive connection is closed.
+        let mut t = s.tunnel(RATINGS).await;
+        write_request(&mut t, "GET", "/ratings/2", "ratings", "")
+            .await
+            .expect("write");
+        assert_eq!(
+            read_response(&mut t, REPLY).await.map(|r| r.status),
+            Some(200)
+        );
+        assert!(closed_without_reply(&mut t, Duration::from_secs(5)).await);
+    })
+    .await
+    .expect("test timed out");
+}
