@@ -597,7 +597,8 @@ async fn forward_upgrade(
         shared.outliers.order(&mut targets);
     }
     let target = targets[0].clone();
-    match upgrade::forward(&shared.upstreams, &target, req, &authority, &path).await {
+    let idle = crate::timeouts::Timeouts::enabled(shared.timeouts.stream_idle);
+    match upgrade::forward(&shared.upstreams, &target, req, &authority, &path, idle).await {
         Ok(mut resp) => {
             for ops in &fp.response_headers {
                 apply_ops(resp.headers_mut(), ops);

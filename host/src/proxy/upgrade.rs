@@ -96,6 +96,7 @@ pub async fn forward(
     mut req: Request<Incoming>,
     authority: &str,
     path: &str,
+    idle: Option<std::time::Duration>,
 ) -> Result<Response<ProxyBody>, UpstreamError> {
     let err = |message: String| UpstreamError::Reset {
         target: target.to_string(),
@@ -141,7 +142,9 @@ pub async fn forward(
         match (downstream_upgrade.await, upstream_upgrade.await) {
             (Ok(d), Ok(u)) => {
                 let (mut d, mut u) = (TokioIo::new(d), TokioIo::new(u));
-                if let Err(e) = tokio::io::copy_bidirectional(&mut d, &mut u).await {
+                // An upgraded stream idle for the stream idle timeout is closed (Envoy's
+                // `stream_idle_timeout` applies to upgraded streams).
+                if let Err(e) = super::relay::relay(&mut d, &mut u, idle).await {
                     debug!(error = %e, "upgrade: splice ended with error");
                 }
             }
