@@ -483,14 +483,40 @@ async fn forward_allowed(
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
+        // With the whole request sent, waiting for the response is idle time: Envoy's stream
+        // idle timeout bounds it when it is shorter than the route's (no route timeout is
+        // Istio's default).
+        let idle = crate::timeouts::Timeouts::enabled(shared.timeouts.stream_idle)
+            .filter(|i| replayable && limit.is_none_or(|l| *i < l));
         let _active = shared.active.start(target.addr);
         let send = shared.upstreams.send(target, wire, up_req);
-        let result = match limit {
-            Some(l) => match tokio::time::timeout(l, send).await {
+        let result = match (idle, limit) {
+            (Some(i), _) => match tokio::time::timeout(i, send).await {
+                Ok(r) => r,
+                Err(_) => {
+                    info!(target = %target, attempt, "stream idle timeout waiting for the upstream");
+                    // Envoy's reply when the stream idle timer fires before response headers.
+                    let reply = LocalReply {
+                        status: 408,
+                        body: "stream timeout".to_string(),
+                        headers: vec![],
+                    };
+                    return (
+                        local_response(&reply),
+                        Outcome {
+                            status: 408,
+                            flags: "SI",
+                            target: Some(target.clone()),
+                            attempts: attempt,
+                        },
+                    );
+                }
+            },
+            (None, Some(l)) => match tokio::time::timeout(l, send).await {
                 Ok(r) => r,
                 Err(_) => Err(UpstreamError::Timeout(target.to_string())),
             },
-            None => send.await,
+            (None, None) => send.await,
         };
         let can_retry =
             attempt < max_attempts && replayable && deadline.is_none_or(|d| Instant::now() < d);

@@ -467,3 +467,37 @@ async fn idle_connections_inside_tunnels_are_closed() {
     .await
     .expect("test timed out");
 }
+
+/// Attack: hold a request open against an upstream that never answers (no route timeout is
+/// Istio's default). With the whole request sent, Envoy's stream idle timeout (1 s here)
+/// answers 408 `stream timeout`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_upstream_hits_the_stream_idle_timeout() {
+    tokio::time::timeout(LIMIT, async {
+        let slow =
+            waypoint_tests::echo::http_echo("127.0.0.44:0".parse().expect("addr"), "slow").await;
+        let extra = service("slow", "10.96.9.4", "http", "127.0.0.44", slow.addr.port());
+        let timeouts = Timeouts {
+            stream_idle: Duration::from_secs(1),
+            ..Timeouts::default()
+        };
+        let s = setup(&extra, timeouts).await;
+        let mut t = s.tunnel("10.96.9.4:80").await;
+        let started = std::time::Instant::now();
+        write_request(&mut t, "GET", "/delay/10000", "slow", "")
+            .await
+            .expect("write");
+        let r = read_response(&mut t, REPLY).await.expect("a reply");
+        assert_eq!(r.status, 408, "{}", r.head);
+        assert_eq!(r.body, "stream timeout");
+        assert!(started.elapsed() < Duration::from_secs(5));
+        // A prompt upstream is unaffected.
+        write_request(&mut t, "GET", "/delay/10", "slow", "")
+            .await
+            .expect("write");
+        let r = read_response(&mut t, REPLY).await.expect("a reply");
+        assert_eq!(r.status, 200, "{}", r.head);
+    })
+    .await
+    .expect("test timed out");
+}
