@@ -26,11 +26,11 @@ use crate::timeouts::Timeouts;
 use waypoint_core::service::PortKind;
 
 /// How long to wait for the first bytes before treating a tunnel to a port of unknown
-/// protocol as opaque TCP (Envoy's http_inspector gives up after its first read timeout; Istio
-/// sets `protocolDetectionTimeout` to 0 for waypoints, so server-first protocols still flow).
+/// protocol (or a pass-through address) as opaque TCP, so a server-first protocol still flows.
+/// The relay is then authorized with Istio's TCP semantics.
 pub const DETECT_TIMEOUT: Duration = Duration::from_secs(1);
-/// HTTP/2 keepalive on tunnels served as HTTP/2 (Istio's waypoint HBONE values: ping every
-/// 10 s, close when unanswered for 20 s).
+/// HTTP/2 keepalive on tunnels served as HTTP/2 (the values Istio's waypoint sets on its
+/// CONNECT-terminating HCM, `listener_waypoint.go`: ping every 10 s, close after 20 s unanswered).
 const H2_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
 const H2_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
 
