@@ -182,13 +182,16 @@ pub async fn start(opts: RunOptions) -> anyhow::Result<Running> {
         outliers: crate::proxy::outlier::Outliers::new(),
         active: Default::default(),
         timeouts: opts.timeouts,
+        proxy: Default::default(),
     });
 
     let mut tasks = Vec::new();
     let (shutdown, shutdown_rx) = signal::channel(false);
     let hbone_listener = bind(opts.hbone_addr, "HBONE").await?;
     let hbone_addr = hbone_listener.local_addr()?;
-    let handler = Arc::new(WaypointHandler { shared });
+    let handler = Arc::new(WaypointHandler {
+        shared: shared.clone(),
+    });
     let hbone_task = tokio::spawn(hbone::server::serve_with(
         hbone_listener,
         server_config(store.clone())?,
@@ -227,6 +230,12 @@ pub async fn start(opts: RunOptions) -> anyhow::Result<Running> {
     let (stats_addr, t2) = admin_listener(opts.stats_addr, Role::Stats).await?;
     let (admin_addr, t3) = admin_listener(opts.admin_addr, Role::Admin).await?;
     tasks.extend([t1, t2, t3].into_iter().flatten());
+    // Tunnels to the waypoint's own listeners are refused (HBONE first: see proxy::guard).
+    shared.proxy.set_listeners(
+        std::iter::once(hbone_addr)
+            .chain([ready_addr, stats_addr, admin_addr].into_iter().flatten())
+            .collect(),
+    );
 
     // Watchers. The reload closures read files, parse and compile: `watch::poll` runs them
     // on the blocking pool, so traffic keeps flowing during a reload even with `--threads 1`.

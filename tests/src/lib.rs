@@ -14,5 +14,6 @@ pub mod pki;
 pub mod probes;
 pub mod scenario;
 pub mod scenario_hbone;
+pub mod security;
 pub mod waypoint;
 pub mod ztunnel;

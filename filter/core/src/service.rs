@@ -20,7 +20,8 @@ pub struct ServicePort {
     pub target_port: Option<u16>,
     /// Named target port (resolved per endpoint), if any.
     pub target_port_name: Option<String>,
-    /// `appProtocol` or the protocol inferred from the port name (`http`, `grpc`, `tcp`...).
+    /// `appProtocol` or the protocol inferred from the port name (`http`, `grpc`, `tcp`...),
+    /// see [`select_protocol`]; `""` when unknown (sniffed, see [`PortKind`]).
     pub protocol: String,
 }
 
@@ -88,6 +89,66 @@ impl ServiceInfo {
     }
 }
 
+/// How the waypoint handles the bytes of a tunnel to a service port (Istio's protocol
+/// selection, `listener_waypoint.go buildWaypointInternal`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PortKind {
+    /// Declared HTTP (`http`, `http2`, `grpc`, `grpc-web`, `http_proxy`): always served as
+    /// HTTP, never relayed as opaque bytes.
+    Http,
+    /// Declared opaque (`tcp`, `tls`, `https`, `mongo`, `mysql`, `redis`, `udp`): relayed,
+    /// authorized with TCP semantics.
+    Tcp,
+    /// Unknown protocol (Istio `Unsupported`): sniffed; HTTP if the first bytes are, else TCP.
+    Sniff,
+}
+
+impl PortKind {
+    /// The kind of a [`ServicePort::protocol`] as [`select_protocol`] spells it.
+    pub fn of(protocol: &str) -> PortKind {
+        match protocol {
+            "http" | "http2" | "grpc" | "grpc-web" | "http_proxy" => PortKind::Http,
+            "tcp" | "tls" | "https" | "mongo" | "mysql" | "redis" | "udp" => PortKind::Tcp,
+            _ => PortKind::Sniff,
+        }
+    }
+}
+
+/// Istio's protocol of a Kubernetes Service port (`pkg/config/kube.ConvertProtocol` and
+/// `protocol.Parse`): UDP ports are `udp`; else `appProtocol` (with the Kubernetes standard
+/// `kubernetes.io/h2c` = `http2`, `kubernetes.io/ws` = `http`, `kubernetes.io/wss` = `https`),
+/// else the port name; a `grpc-web` prefix, else the part before the first `-`, parsed
+/// case-insensitively. Anything else is `""` (unsupported: sniffed), except the well-known
+/// DNS port 53, which is `tcp`.
+pub fn select_protocol(
+    port: u16,
+    name: &str,
+    transport: Option<&str>,
+    app_protocol: Option<&str>,
+) -> String {
+    if transport.is_some_and(|t| t.eq_ignore_ascii_case("udp")) {
+        return "udp".to_string();
+    }
+    let name = match app_protocol {
+        Some("kubernetes.io/h2c") => return "http2".to_string(),
+        Some("kubernetes.io/ws") => return "http".to_string(),
+        Some("kubernetes.io/wss") => return "https".to_string(),
+        Some(p) => p,
+        None => name,
+    };
+    let lower = name.to_ascii_lowercase();
+    if lower.starts_with("grpc-web") {
+        return "grpc-web".to_string();
+    }
+    let prefix = lower.split('-').next().unwrap_or("");
+    match prefix {
+        "tcp" | "udp" | "grpc" | "http" | "http_proxy" | "http2" | "https" | "tls" | "mongo"
+        | "redis" | "mysql" => prefix.to_string(),
+        _ if port == 53 => "tcp".to_string(),
+        _ => String::new(),
+    }
+}
+
 /// `<name>.<namespace>.svc.<domain>` for a Kubernetes service.
 pub fn service_fqdn(name: &str, namespace: &str, domain: &str) -> String {
     format!("{name}.{namespace}.svc.{domain}")
@@ -103,4 +164,62 @@ pub trait ServiceLookup {
     /// Service by hostname: an FQDN, a ServiceEntry host, or a short name resolved in
     /// `namespace` (`reviews` → `reviews.<namespace>.svc.cluster.local`), also `name.ns`.
     fn by_host(&self, host: &str, namespace: &str) -> Option<&ServiceInfo>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn protocol_selection_as_istio() {
+        // (port, name, transport, appProtocol, protocol, kind)
+        for (port, name, transport, app, want, kind) in [
+            (80, "http", None, None, "http", PortKind::Http),
+            (80, "http-web", None, None, "http", PortKind::Http),
+            (80, "HTTP2-x", None, None, "http2", PortKind::Http),
+            (80, "grpc-web-x", None, None, "grpc-web", PortKind::Http),
+            (80, "grpc", None, None, "grpc", PortKind::Http),
+            (80, "web", None, Some("http"), "http", PortKind::Http),
+            (
+                80,
+                "web",
+                None,
+                Some("kubernetes.io/h2c"),
+                "http2",
+                PortKind::Http,
+            ),
+            (
+                80,
+                "web",
+                None,
+                Some("kubernetes.io/ws"),
+                "http",
+                PortKind::Http,
+            ),
+            (
+                80,
+                "http",
+                None,
+                Some("kubernetes.io/wss"),
+                "https",
+                PortKind::Tcp,
+            ),
+            (80, "http", None, Some("tcp"), "tcp", PortKind::Tcp),
+            (3306, "mysql", None, None, "mysql", PortKind::Tcp),
+            (6379, "redis-main", None, None, "redis", PortKind::Tcp),
+            (27017, "mongo", None, None, "mongo", PortKind::Tcp),
+            (443, "tls-x", None, None, "tls", PortKind::Tcp),
+            (443, "https", None, None, "https", PortKind::Tcp),
+            (9000, "", None, None, "", PortKind::Sniff),
+            (9000, "web", None, None, "", PortKind::Sniff),
+            (9000, "httpx", None, None, "", PortKind::Sniff),
+            (9000, "http", None, Some("custom"), "", PortKind::Sniff),
+            (53, "dns", None, None, "tcp", PortKind::Tcp),
+            (53, "dns", Some("UDP"), None, "udp", PortKind::Tcp),
+        ] {
+            let got = select_protocol(port, name, transport, app);
+            assert_eq!(got, want, "{port} {name} {app:?}");
+            assert_eq!(PortKind::of(&got), kind, "{port} {name} {app:?}");
+        }
+    }
 }

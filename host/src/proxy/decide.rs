@@ -2,16 +2,18 @@
 //! snapshot), and turn
 //! each request's `Decision` into an owned [`Plan`] with concrete upstream targets.
 
+use std::borrow::Cow;
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use waypoint_core::authz::normalize_path_with;
 use waypoint_core::decision::{Action, Decision};
 use waypoint_core::resource::RawResource;
 use waypoint_core::route::{BackendRef, HashKey, LoadBalancer};
-use waypoint_core::service::{Endpoint, ServiceInfo, ServiceLookup};
-use waypoint_core::snapshot::{BuildOptions, Snapshot};
+use waypoint_core::service::{Endpoint, PortKind, ServiceInfo, ServiceLookup};
+use waypoint_core::snapshot::{BuildOptions, Snapshot, RBAC_DENIED_BODY};
 use waypoint_core::{Diagnostics, RandomSource, Request};
 
 use super::ext_authz::ExtAuthzCall;
@@ -53,11 +55,6 @@ pub enum Destination {
 /// Service-port protocols whose upstream is HTTP/2 (Istio: `http2`, `grpc`, `grpc-web`).
 fn is_h2_protocol(p: &str) -> bool {
     matches!(p, "http2" | "grpc" | "grpc-web")
-}
-
-/// Service-port protocols Istio treats as opaque TCP (no HTTP processing).
-fn is_tcp_protocol(p: &str) -> bool {
-    matches!(p, "tcp" | "tls" | "https" | "mongo" | "redis" | "mysql")
 }
 
 impl Policy {
@@ -112,42 +109,33 @@ impl Policy {
             .unwrap_or_else(|| Target::plain(addr))
     }
 
-    /// Is the destination a service port Istio treats as opaque TCP?
-    pub fn is_tcp_port(&self, destination: &str) -> bool {
+    /// How a tunnel's bytes are handled (Istio's protocol selection): the service port's
+    /// declared protocol; sniffed for a port of unknown protocol, a port the service does not
+    /// declare, or a destination that is no service (pass-through, as Istio's direct-workload
+    /// chains sniff).
+    pub fn port_kind(&self, destination: &str) -> PortKind {
         match self.snapshot.resolve_destination(destination) {
             Ok((idx, port, _)) => self.snapshot.registry.services[idx]
                 .port(port)
-                .is_some_and(|p| is_tcp_protocol(&p.protocol)),
-            Err(_) => false,
+                .map_or(PortKind::Sniff, |p| PortKind::of(&p.protocol)),
+            Err(_) => PortKind::Sniff,
         }
     }
 
-    /// L4 authorization of a tunnel: AuthorizationPolicies evaluated on what a TCP
-    /// connection carries (source principal and IP, destination); `false` → 401.
+    /// L4 authorization of opaque TCP to `destination` with Istio's TCP semantics (HTTP-only
+    /// conditions dropped from DENY rules, ALLOW rules holding them never match): the
+    /// service's policies, or the waypoint's own for a pass-through address. `false` → refuse
+    /// (401 at CONNECT, or close before relaying a byte).
     pub fn allow_tcp(
         &self,
         principal: Option<&str>,
         source_ip: Option<std::net::IpAddr>,
         destination: &str,
     ) -> bool {
-        if self.snapshot.resolve_destination(destination).is_err() {
-            return true;
-        }
-        let req = Request {
-            method: "",
-            scheme: "",
-            authority: destination,
-            path: "",
-            headers: &[],
-            source_principal: principal,
-            source_ip,
-            destination,
-            sni: None,
-        };
-        let d = self
+        let outcome = self
             .snapshot
-            .decide(&req, &mut waypoint_core::SplitMix64(0), false);
-        d.action != Action::Deny
+            .authorize_tcp(principal, source_ip, destination, false);
+        outcome.allowed
     }
 
     /// Where opaque TCP to a destination goes: an endpoint of its service by round robin
@@ -224,16 +212,7 @@ impl Policy {
     pub fn plan(&self, req: &Request<'_>, rng: &mut dyn RandomSource) -> Plan {
         if self.snapshot.resolve_destination(req.destination).is_err() {
             if let Some(addr) = req.destination_addr() {
-                return Plan {
-                    action: "passthrough",
-                    rule: None,
-                    service: None,
-                    delay: None,
-                    kind: PlanKind::Forward(Box::new(ForwardPlan {
-                        targets: vec![self.endpoint_target(addr)],
-                        ..Default::default()
-                    })),
-                };
+                return self.plan_passthrough(req, addr);
             }
         }
         let d = self.snapshot.decide(req, rng, false);
@@ -264,6 +243,51 @@ impl Policy {
             }
         }
         plan
+    }
+}
+
+impl Policy {
+    /// An HTTP request to an address that is no service: the waypoint's own policies decide
+    /// (HTTP semantics, path normalized per mesh config), then it goes to that address.
+    fn plan_passthrough(&self, req: &Request<'_>, addr: SocketAddr) -> Plan {
+        let local = |action: &'static str, status: u16, body: &str| Plan {
+            action,
+            rule: None,
+            service: None,
+            delay: None,
+            kind: PlanKind::Local(LocalReply {
+                status,
+                body: body.to_string(),
+                headers: Vec::new(),
+            }),
+        };
+        let mode = self.snapshot.mesh().path_normalization;
+        let Some(path) = normalize_path_with(mode, req.path) else {
+            // Envoy rejects a path it cannot normalize.
+            return local("direct_response", 400, "Bad Request");
+        };
+        let outcome = self.snapshot.authorize_passthrough(req, &path, false);
+        if !outcome.allowed {
+            return local("deny", 403, RBAC_DENIED_BODY);
+        }
+        let ext_authz = outcome
+            .custom
+            .map(|name| ExtAuthzCall::resolve(&self.snapshot, name, &self.options));
+        Plan {
+            action: "passthrough",
+            rule: None,
+            service: None,
+            delay: None,
+            kind: PlanKind::Forward(Box::new(ForwardPlan {
+                targets: vec![self.endpoint_target(addr)],
+                path: match path {
+                    Cow::Owned(p) => Some(p),
+                    Cow::Borrowed(_) => None,
+                },
+                ext_authz,
+                ..Default::default()
+            })),
+        }
     }
 }
 

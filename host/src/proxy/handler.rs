@@ -1,28 +1,38 @@
-//! The waypoint's CONNECT handler: L4 checks and upstream reachability before answering,
-//! then protocol detection and either the L7 proxy (HTTP/1.1, HTTP/2) or a TCP relay.
+//! The waypoint's CONNECT handler: destination, L4 checks and upstream reachability before
+//! answering, then the port's protocol (HTTP, opaque TCP, or sniffed) and either the L7 proxy
+//! (HTTP/1.1, HTTP/2) or a TCP relay authorized with Istio's TCP semantics.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use http::StatusCode;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::AsyncWriteExt;
 use tracing::{debug, info, warn};
 
 use super::decide::Destination;
 use super::headers::forwarded_for;
 use super::http::{handle, TunnelCtx};
+use super::idle::ConnActivity;
 use super::io::UpstreamIo;
-use super::sniff::{detect, Protocol, Rewind};
+use super::relay::relay;
+use super::sniff::{detect, detect_http_version, Protocol, Rewind};
 use super::Shared;
 use crate::admin::metrics::TcpLabels;
 use crate::hbone::server::{BoxFuture, ConnectHandler, ConnectRequest, Tunnel};
 use crate::hbone::H2Stream;
+use crate::timeouts::Timeouts;
+use waypoint_core::service::PortKind;
 
-/// How long to wait for the first bytes before treating a tunnel as opaque TCP.
+/// How long to wait for the first bytes before treating a tunnel to a port of unknown
+/// protocol (or a pass-through address) as opaque TCP, so a server-first protocol still flows.
+/// The relay is then authorized with Istio's TCP semantics.
 pub const DETECT_TIMEOUT: Duration = Duration::from_secs(1);
-const RELAY_BUFFER: usize = 64 * 1024;
+/// HTTP/2 keepalive on tunnels served as HTTP/2 (the values Istio's waypoint sets on its
+/// CONNECT-terminating HCM, `listener_waypoint.go`: ping every 10 s, close after 20 s unanswered).
+const H2_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
+const H2_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// The waypoint's [`ConnectHandler`].
 #[derive(Debug)]
@@ -78,9 +88,20 @@ impl WaypointHandler {
             baggage: header(&req, "baggage"),
             relay_headers: relay_headers(&req),
         };
-        // L4 policy decides at CONNECT for TCP service ports; HTTP ports get L7 authz per
-        // request (as Istio's waypoint applies network vs HTTP RBAC).
-        if cfg.policy.is_tcp_port(&req.authority)
+        // Never tunnel to the waypoint's own host or listeners; a CONNECT needs a real port.
+        if let Err(status) = self
+            .shared
+            .proxy
+            .check_destination(&req.authority, req.destination)
+        {
+            info!(source = ?ctx.principal, destination = %req.authority, status = status.as_u16(), "hbone: destination refused");
+            return Err(status);
+        }
+        let kind = cfg.policy.port_kind(&req.authority);
+        // L4 policy decides at CONNECT for ports declared TCP; HTTP ports get L7 authz per
+        // request, sniffed ports one or the other once the protocol is known (as Istio's
+        // waypoint applies network vs HTTP RBAC per filter chain).
+        if kind == PortKind::Tcp
             && !cfg
                 .policy
                 .allow_tcp(ctx.principal.as_deref(), ctx.source_ip, &req.authority)
@@ -89,14 +110,14 @@ impl WaypointHandler {
             return Err(StatusCode::UNAUTHORIZED);
         }
         let destination = cfg.policy.destination(&req.authority, req.destination);
-        let force_tcp = cfg.policy.is_tcp_port(&req.authority);
         // Connect first where the upstream is fixed (pass-through, TCP service ports), so an
-        // unreachable one gets 503 before the tunnel is accepted.
+        // unreachable one gets 503 before the tunnel is accepted. No client byte is sent
+        // before the tunnel's traffic is authorized.
         let upstream = match &destination {
             // A hostname the config does not know: HTTP requests get the core's 404; opaque
             // bytes are closed (there is nothing to relay them to).
             Destination::Unknown => None,
-            Destination::Service(_) if force_tcp => {
+            Destination::Service(_) if kind == PortKind::Tcp => {
                 let Some(t) = cfg.policy.tcp_target(&req.authority) else {
                     info!(destination = %req.authority, "hbone: TCP service has no endpoints (503)");
                     return Err(StatusCode::SERVICE_UNAVAILABLE);
@@ -135,7 +156,7 @@ impl WaypointHandler {
                 Arc::new(ctx),
                 destination,
                 upstream,
-                force_tcp,
+                kind,
                 stream,
             )) as BoxFuture<()>
         }))
@@ -147,16 +168,31 @@ async fn serve_tunnel(
     ctx: Arc<TunnelCtx>,
     destination: Destination,
     upstream: Option<UpstreamIo>,
-    force_tcp: bool,
+    kind: PortKind,
     stream: H2Stream,
 ) {
-    let detected = if force_tcp {
-        Ok((Protocol::Tcp, Rewind::new(bytes::Bytes::new(), stream)))
-    } else {
-        detect(stream, DETECT_TIMEOUT).await
+    let t = &shared.timeouts;
+    // The first request's head must arrive within the header timeout (Envoy
+    // `request_headers_timeout`); with it off, the stream idle timeout bounds the wait.
+    let head_timeout = Timeouts::enabled(t.request_headers)
+        .or(Timeouts::enabled(t.stream_idle))
+        .unwrap_or(Duration::from_secs(3600));
+    let detected = match kind {
+        PortKind::Tcp => Ok(Some((
+            Protocol::Tcp,
+            Rewind::new(bytes::Bytes::new(), stream),
+        ))),
+        // A port declared HTTP is always HTTP: only the version is detected, and a client that
+        // stays silent or sends garbage never gets an opaque relay.
+        PortKind::Http => detect_http_version(stream, head_timeout).await,
+        PortKind::Sniff => detect(stream, DETECT_TIMEOUT).await.map(Some),
     };
     let (proto, stream) = match detected {
-        Ok(x) => x,
+        Ok(Some(x)) => x,
+        Ok(None) => {
+            debug!(destination = %ctx.destination, "tunnel: no HTTP request head in time on an HTTP port; closed");
+            return;
+        }
         Err(e) => {
             debug!(destination = %ctx.destination, error = %e, "tunnel: read failed during detection");
             return;
@@ -164,13 +200,14 @@ async fn serve_tunnel(
     };
     debug!(destination = %ctx.destination, protocol = proto.as_str(), "tunnel: detected");
     let io = TokioIo::new(stream);
-    let svc_ctx = ctx.clone();
-    let svc_shared = shared.clone();
-    let svc = service_fn(move |req| handle(svc_shared.clone(), svc_ctx.clone(), req));
     match proto {
         Protocol::Http1 => {
             drop(upstream);
+            let (svc_shared, svc_ctx) = (shared.clone(), ctx.clone());
+            let svc = service_fn(move |req| handle(svc_shared.clone(), svc_ctx.clone(), req));
             if let Err(e) = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(Timeouts::enabled(t.request_headers))
                 .serve_connection(io, svc)
                 .with_upgrades()
                 .await
@@ -180,17 +217,65 @@ async fn serve_tunnel(
         }
         Protocol::Http2 => {
             drop(upstream);
-            if let Err(e) = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+            let activity = Arc::new(ConnActivity::default());
+            let (svc_shared, svc_ctx, a) = (shared.clone(), ctx.clone(), activity.clone());
+            let svc = service_fn(move |req| {
+                let active = a.begin();
+                let fut = handle(svc_shared.clone(), svc_ctx.clone(), req);
+                async move {
+                    let r = fut.await;
+                    drop(active);
+                    r
+                }
+            });
+            let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                .timer(TokioTimer::new())
+                .keep_alive_interval(H2_KEEPALIVE_INTERVAL)
+                .keep_alive_timeout(H2_KEEPALIVE_TIMEOUT)
                 .initial_stream_window_size(4 * 1024 * 1024)
                 .initial_connection_window_size(16 * 1024 * 1024)
-                .serve_connection(io, svc)
-                .await
-            {
-                debug!(destination = %ctx.destination, error = %e, "tunnel: http2 ended");
+                .serve_connection(io, svc);
+            tokio::pin!(conn);
+            // A connection with no request in flight for the idle timeout gets a GOAWAY (hyper
+            // lets streams already open finish, as Envoy's drain does).
+            let idle = Timeouts::enabled(t.connection_idle);
+            let mut draining = false;
+            loop {
+                let wait = match idle {
+                    Some(limit) if !draining => activity.remaining(limit),
+                    _ => Some(Duration::from_secs(3600)),
+                };
+                tokio::select! {
+                    r = conn.as_mut() => {
+                        if let Err(e) = r {
+                            debug!(destination = %ctx.destination, error = %e, "tunnel: http2 ended");
+                        }
+                        break;
+                    }
+                    _ = tokio::time::sleep(wait.unwrap_or_default()) => {
+                        if wait.is_none() {
+                            debug!(destination = %ctx.destination, "tunnel: http2 idle; closing");
+                            conn.as_mut().graceful_shutdown();
+                            draining = true;
+                        }
+                    }
+                }
             }
         }
         Protocol::Tcp => {
             let mut downstream = io.into_inner();
+            // Opaque bytes (a TCP port, or a sniffed one that is not HTTP): L4 policy with
+            // Istio's TCP semantics decides before any upstream is dialled or a byte relayed;
+            // without a config nothing is relayed.
+            let allowed = shared.config.current().is_some_and(|cfg| {
+                cfg.policy
+                    .allow_tcp(ctx.principal.as_deref(), ctx.source_ip, &ctx.destination)
+            });
+            if !allowed {
+                info!(destination = %ctx.destination, "tunnel: opaque TCP denied by policy");
+                let _ = downstream.shutdown().await;
+                return;
+            }
             let upstream = match (upstream, &destination) {
                 (Some(u), _) => Ok(u),
                 (None, Destination::Service(_)) | (None, Destination::Unknown) => {
@@ -225,17 +310,6 @@ async fn serve_tunnel(
                 response_flags: "-".into(),
                 connection_security_policy: "mutual_tls".into(),
             };
-            // Opaque bytes on an HTTP port: L4 policy still applies before relaying.
-            if let Some(cfg) = shared.config.current() {
-                if !cfg
-                    .policy
-                    .allow_tcp(ctx.principal.as_deref(), ctx.source_ip, &ctx.destination)
-                {
-                    info!(destination = %ctx.destination, "tunnel: opaque TCP denied by policy");
-                    let _ = downstream.shutdown().await;
-                    return;
-                }
-            }
             let mut upstream = match upstream {
                 Ok(u) => u,
                 Err(e) => {
@@ -245,11 +319,10 @@ async fn serve_tunnel(
                 }
             };
             shared.metrics.tcp_opened.get_or_create(&labels).inc();
-            match tokio::io::copy_bidirectional_with_sizes(
+            match relay(
                 &mut downstream,
                 &mut upstream,
-                RELAY_BUFFER,
-                RELAY_BUFFER,
+                Timeouts::enabled(shared.timeouts.tcp_idle),
             )
             .await
             {

@@ -11,6 +11,7 @@ use http::{HeaderValue, Request, Response, StatusCode, Uri, Version};
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Body, Incoming};
 use tracing::{debug, info};
+use waypoint_core::authz::normalize_path_with;
 use waypoint_core::RandomSource;
 
 use super::cors::{self, CorsAction};
@@ -96,9 +97,28 @@ struct Outcome {
 pub async fn handle(
     shared: Arc<Shared>,
     ctx: Arc<TunnelCtx>,
-    req: Request<Incoming>,
+    mut req: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, Infallible> {
     let start = Instant::now();
+    if let Err(refusal) = upgrade::screen(&shared.proxy, &mut req) {
+        info!(
+            target: "access",
+            method = %req.method(),
+            path = %req.uri().path(),
+            status = upgrade::Refusal::STATUS,
+            details = "upgrade_failed",
+            refused = ?refusal,
+            source = ctx.principal.as_deref().unwrap_or("-"),
+            destination = %ctx.destination,
+            "request"
+        );
+        let reply = LocalReply {
+            status: upgrade::Refusal::STATUS,
+            body: String::new(),
+            headers: Vec::new(),
+        };
+        return Ok(local_response(&reply));
+    }
     let method = req.method().as_str().to_string();
     let authority = req
         .uri()
@@ -250,10 +270,17 @@ async fn ext_authz_check<B>(
     authority: &str,
     path: &str,
 ) -> ext_authz::Verdict {
+    // The provider sees the path as normalized for policy (Envoy's ext_authz filter runs
+    // after the connection manager normalized `:path`).
+    let cfg = shared.config.current();
+    let normalized = cfg.as_ref().and_then(|c| {
+        normalize_path_with(c.policy.snapshot.mesh().path_normalization, path)
+            .map(|p| p.into_owned())
+    });
     let input = ext_authz::CheckInput {
         method: req.method().as_str(),
         authority,
-        path,
+        path: normalized.as_deref().unwrap_or(path),
         headers: req.headers(),
         protocol: if req.version() == Version::HTTP_2 {
             "HTTP/2"
@@ -456,14 +483,40 @@ async fn forward_allowed(
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
+        // With the whole request sent, waiting for the response is idle time: Envoy's stream
+        // idle timeout bounds it when it is shorter than the route's (no route timeout is
+        // Istio's default).
+        let idle = crate::timeouts::Timeouts::enabled(shared.timeouts.stream_idle)
+            .filter(|i| replayable && limit.is_none_or(|l| *i < l));
         let _active = shared.active.start(target.addr);
         let send = shared.upstreams.send(target, wire, up_req);
-        let result = match limit {
-            Some(l) => match tokio::time::timeout(l, send).await {
+        let result = match (idle, limit) {
+            (Some(i), _) => match tokio::time::timeout(i, send).await {
+                Ok(r) => r,
+                Err(_) => {
+                    info!(target = %target, attempt, "stream idle timeout waiting for the upstream");
+                    // Envoy's reply when the stream idle timer fires before response headers.
+                    let reply = LocalReply {
+                        status: 408,
+                        body: "stream timeout".to_string(),
+                        headers: vec![],
+                    };
+                    return (
+                        local_response(&reply),
+                        Outcome {
+                            status: 408,
+                            flags: "SI",
+                            target: Some(target.clone()),
+                            attempts: attempt,
+                        },
+                    );
+                }
+            },
+            (None, Some(l)) => match tokio::time::timeout(l, send).await {
                 Ok(r) => r,
                 Err(_) => Err(UpstreamError::Timeout(target.to_string())),
             },
-            None => send.await,
+            (None, None) => send.await,
         };
         let can_retry =
             attempt < max_attempts && replayable && deadline.is_none_or(|d| Instant::now() < d);
@@ -570,7 +623,8 @@ async fn forward_upgrade(
         shared.outliers.order(&mut targets);
     }
     let target = targets[0].clone();
-    match upgrade::forward(&shared.upstreams, &target, req, &authority, &path).await {
+    let idle = crate::timeouts::Timeouts::enabled(shared.timeouts.stream_idle);
+    match upgrade::forward(&shared.upstreams, &target, req, &authority, &path, idle).await {
         Ok(mut resp) => {
             for ops in &fp.response_headers {
                 apply_ops(resp.headers_mut(), ops);

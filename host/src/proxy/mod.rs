@@ -5,13 +5,16 @@ pub mod cors;
 pub mod deadline;
 pub mod decide;
 pub mod ext_authz;
+pub mod guard;
 pub mod handler;
 pub mod headers;
 pub mod http;
+pub mod idle;
 pub mod io;
 pub mod least_request;
 pub mod outlier;
 pub mod plan;
+pub mod relay;
 pub mod request_metrics;
 pub mod retry;
 pub mod sniff;
@@ -35,4 +38,6 @@ pub struct Shared {
     pub active: Arc<least_request::ActiveRequests>,
     /// Listener, stream and relay timeouts.
     pub timeouts: crate::timeouts::Timeouts,
+    /// Allowed upgrades, inner CONNECT, and the waypoint's own listeners (refused destinations).
+    pub proxy: guard::ProxyOptions,
 }

@@ -106,6 +106,35 @@ pub async fn detect<S: AsyncRead + Unpin>(
     Ok((proto, Rewind::new(buf.freeze(), s)))
 }
 
+/// On a port declared HTTP only the version is detected: HTTP/2 when the first bytes are the
+/// client preface, else HTTP/1 (whatever the bytes are: the HTTP/1 parser answers garbage with
+/// 400). `None`: the peer closed or sent nothing decisive within `timeout` — the tunnel is
+/// closed, never relayed as opaque bytes.
+pub async fn detect_http_version<S: AsyncRead + Unpin>(
+    mut s: S,
+    timeout: Duration,
+) -> io::Result<Option<(Protocol, Rewind<S>)>> {
+    let mut buf = BytesMut::with_capacity(H2_PREFACE.len());
+    let deadline = tokio::time::Instant::now() + timeout;
+    let proto = loop {
+        let n = buf.len().min(H2_PREFACE.len());
+        if !buf.is_empty() && buf[..n] != H2_PREFACE[..n] {
+            break Protocol::Http1;
+        }
+        if buf.len() >= H2_PREFACE.len() {
+            break Protocol::Http2;
+        }
+        let mut chunk = [0u8; 64];
+        let want = (H2_PREFACE.len() - buf.len()).min(chunk.len());
+        match tokio::time::timeout_at(deadline, s.read(&mut chunk[..want])).await {
+            Ok(Ok(0)) | Err(_) => return Ok(None),
+            Ok(Ok(n)) => buf.extend_from_slice(&chunk[..n]),
+            Ok(Err(e)) => return Err(e),
+        }
+    };
+    Ok(Some((proto, Rewind::new(buf.freeze(), s))))
+}
+
 impl<S: AsyncRead + Unpin> AsyncRead for Rewind<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,
@@ -176,6 +205,32 @@ mod tests {
         let mut got = vec![0u8; 17];
         r.read_exact(&mut got).await.expect("read");
         assert_eq!(&got, b"GET /x HTTP/1.1\r\n");
+    }
+
+    #[tokio::test]
+    async fn http_port_detects_only_the_version() {
+        for (input, want) in [
+            (&b"GET / HTTP/1.1\r\n"[..], Some(Protocol::Http1)),
+            (b"get /admin HTTP/1.1\r\n", Some(Protocol::Http1)),
+            (b"\x16\x03\x01", Some(Protocol::Http1)),
+            (H2_PREFACE, Some(Protocol::Http2)),
+            (b"PRI * HTTP", None),
+            (b"", None),
+        ] {
+            let (mut a, b) = tokio::io::duplex(64);
+            tokio::io::AsyncWriteExt::write_all(&mut a, input)
+                .await
+                .expect("write");
+            let got = detect_http_version(b, Duration::from_millis(50))
+                .await
+                .expect("detect");
+            assert_eq!(
+                got.map(|(p, _)| p),
+                want,
+                "{:?}",
+                String::from_utf8_lossy(input)
+            );
+        }
     }
 
     #[tokio::test]

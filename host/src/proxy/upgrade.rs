@@ -1,5 +1,6 @@
-//! HTTP/1.1 upgrades (WebSocket and friends) through the proxy: the upgrade request goes to
-//! the upstream on a dedicated connection; on `101` both sides are spliced byte for byte.
+//! HTTP/1.1 upgrades through the proxy: which are allowed (WebSocket by default, `h2c`
+//! stripped, inner CONNECT refused), then the upgrade request goes to the upstream on a
+//! dedicated connection; on `101` both sides are spliced byte for byte.
 
 use http::{HeaderValue, Request, Response, StatusCode};
 use http_body_util::BodyExt;
@@ -7,10 +8,75 @@ use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tracing::debug;
 
+use super::guard::ProxyOptions;
 use super::upstream::{BoxError, ProxyBody, Target, UpstreamError, Upstreams};
 
+/// Why a request is refused before policy: Envoy's local reply (403, details
+/// `upgrade_failed`) for an upgrade type or a CONNECT the connection manager is not
+/// configured for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// `CONNECT` inside a tunnel (HTTP/1 or HTTP/2) without `allow_connect`.
+    Connect,
+    /// An `Upgrade` type that is not in the allowed list.
+    Upgrade,
+}
+
+impl Refusal {
+    pub const STATUS: u16 = 403;
+}
+
+/// Screen a request's CONNECT / upgrade before it reaches policy and the upstream, as Envoy's
+/// HTTP connection manager does under Istio: `Upgrade: h2c` is removed with `HTTP2-Settings`
+/// and their `connection` tokens (Envoy's HTTP/1 codec strips h2c upgrades), so the request is
+/// served as plain HTTP/1.1; other types must be allowed (`websocket` by default).
+pub fn screen<B>(opts: &ProxyOptions, req: &mut Request<B>) -> Result<(), Refusal> {
+    if req.method() == http::Method::CONNECT && !opts.allow_connect {
+        return Err(Refusal::Connect);
+    }
+    let Some(kind) = req.headers().get(http::header::UPGRADE) else {
+        return Ok(());
+    };
+    let kind = kind.to_str().unwrap_or("").trim();
+    if kind.eq_ignore_ascii_case("h2c") {
+        strip_h2c(req.headers_mut());
+        return Ok(());
+    }
+    if !is_upgrade(req) || opts.upgrade_allowed(kind) {
+        // Without `connection: upgrade` it is no upgrade: the header is hop-by-hop and
+        // dropped before forwarding.
+        return Ok(());
+    }
+    Err(Refusal::Upgrade)
+}
+
+/// Remove an h2c upgrade: `upgrade`, `http2-settings`, and those tokens from `connection`.
+fn strip_h2c(headers: &mut http::HeaderMap) {
+    headers.remove(http::header::UPGRADE);
+    headers.remove("http2-settings");
+    let kept: Vec<String> = headers
+        .get_all(http::header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|t| {
+            !t.is_empty()
+                && !t.eq_ignore_ascii_case("upgrade")
+                && !t.eq_ignore_ascii_case("http2-settings")
+        })
+        .map(str::to_string)
+        .collect();
+    headers.remove(http::header::CONNECTION);
+    if !kept.is_empty() {
+        if let Ok(v) = HeaderValue::from_str(&kept.join(", ")) {
+            headers.insert(http::header::CONNECTION, v);
+        }
+    }
+}
+
 /// Is this an HTTP/1.1 upgrade request (`connection: upgrade` + `upgrade: <proto>`)?
-pub fn is_upgrade(req: &Request<Incoming>) -> bool {
+pub fn is_upgrade<B>(req: &Request<B>) -> bool {
     req.version() == http::Version::HTTP_11
         && req.headers().contains_key(http::header::UPGRADE)
         && req
@@ -30,6 +96,7 @@ pub async fn forward(
     mut req: Request<Incoming>,
     authority: &str,
     path: &str,
+    idle: Option<std::time::Duration>,
 ) -> Result<Response<ProxyBody>, UpstreamError> {
     let err = |message: String| UpstreamError::Reset {
         target: target.to_string(),
@@ -75,7 +142,9 @@ pub async fn forward(
         match (downstream_upgrade.await, upstream_upgrade.await) {
             (Ok(d), Ok(u)) => {
                 let (mut d, mut u) = (TokioIo::new(d), TokioIo::new(u));
-                if let Err(e) = tokio::io::copy_bidirectional(&mut d, &mut u).await {
+                // An upgraded stream idle for the stream idle timeout is closed (Envoy's
+                // `stream_idle_timeout` applies to upgraded streams).
+                if let Err(e) = super::relay::relay(&mut d, &mut u, idle).await {
                     debug!(error = %e, "upgrade: splice ended with error");
                 }
             }
@@ -87,4 +156,82 @@ pub async fn forward(
         p,
         http_body_util::Empty::new().map_err(|e| match e {}).boxed(),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(method: &str, version: http::Version, headers: &[(&str, &str)]) -> Request<()> {
+        let mut b = Request::builder()
+            .method(method)
+            .uri("/details")
+            .version(version);
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
+        b.body(()).expect("request")
+    }
+
+    #[test]
+    fn screening() {
+        let o = ProxyOptions::default();
+        let h11 = http::Version::HTTP_11;
+        let mut r = req(
+            "GET",
+            h11,
+            &[
+                ("connection", "Upgrade, HTTP2-Settings, keep-alive"),
+                ("upgrade", "h2c"),
+                ("http2-settings", "AAMAAABkAARAAAAAAAIAAAAA"),
+            ],
+        );
+        assert_eq!(screen(&o, &mut r), Ok(()));
+        assert!(r.headers().get("upgrade").is_none());
+        assert!(r.headers().get("http2-settings").is_none());
+        assert_eq!(
+            r.headers().get("connection").map(|v| v.as_bytes()),
+            Some(&b"keep-alive"[..])
+        );
+        assert!(!is_upgrade(&r));
+        let mut r = req("GET", h11, &[("connection", "upgrade"), ("upgrade", "H2C")]);
+        assert_eq!(screen(&o, &mut r), Ok(()));
+        assert!(r.headers().get("connection").is_none());
+        let mut r = req(
+            "GET",
+            h11,
+            &[("connection", "upgrade"), ("upgrade", "websocket")],
+        );
+        assert_eq!(screen(&o, &mut r), Ok(()));
+        assert!(is_upgrade(&r));
+        let mut r = req(
+            "GET",
+            h11,
+            &[("connection", "upgrade"), ("upgrade", "foo/1")],
+        );
+        assert_eq!(screen(&o, &mut r), Err(Refusal::Upgrade));
+        let mut r = req("GET", h11, &[("upgrade", "foo/1")]);
+        assert_eq!(
+            screen(&o, &mut r),
+            Ok(()),
+            "no connection: upgrade, no upgrade"
+        );
+        for v in [h11, http::Version::HTTP_2] {
+            let mut r = req("CONNECT", v, &[]);
+            assert_eq!(screen(&o, &mut r), Err(Refusal::Connect));
+        }
+        let open = ProxyOptions {
+            upgrades: vec!["websocket".into(), "foo/1".into()],
+            allow_connect: true,
+            ..ProxyOptions::default()
+        };
+        let mut r = req(
+            "GET",
+            h11,
+            &[("connection", "upgrade"), ("upgrade", "foo/1")],
+        );
+        assert_eq!(screen(&open, &mut r), Ok(()));
+        let mut r = req("CONNECT", h11, &[]);
+        assert_eq!(screen(&open, &mut r), Ok(()));
+    }
 }

@@ -661,6 +661,15 @@ impl RuleBuilder<'_, '_> {
                 attr: Attr::Jwt,
             });
         }
+        if !not_values.is_empty() {
+            // Always true on HTTP (nothing to exclude), but it is an HTTP-only condition: on
+            // TCP it drops an ALLOW rule (Istio's `checkError`).
+            conds.push(Cond {
+                field: format!("not {name}"),
+                negate: true,
+                attr: Attr::Jwt,
+            });
+        }
     }
 
     fn condition(&mut self, field: &str, w: &spec::Condition, conds: &mut Vec<Cond>) {

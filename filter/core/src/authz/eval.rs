@@ -67,6 +67,8 @@ impl AuthzOutcome<'_> {
 /// Request attributes, resolved once per evaluation.
 struct Ctx<'a> {
     req: &'a Request<'a>,
+    /// Evaluated for an opaque TCP connection (Istio's network RBAC), not an HTTP request.
+    tcp: bool,
     full_path: &'a str,
     path: &'a str,
     dest_ip: Option<IpAddr>,
@@ -94,6 +96,12 @@ impl<'a> Ctx<'a> {
 
 impl Cond {
     fn eval(&self, ctx: &Ctx<'_>) -> bool {
+        if ctx.tcp && self.attr.http_only() {
+            // Istio's TCP filter chain: the generator errors on an HTTP-only key, and for
+            // DENY / AUDIT / CUSTOM `checkError` drops just that key (the rule gets broader).
+            // ALLOW rules holding one never get here (see `CompiledPolicy::matches`).
+            return true;
+        }
         let hit = match &self.attr {
             Attr::Principal(pats) => pats.iter().any(|p| p.matches(ctx.req.source_principal)),
             Attr::SourceIp(blocks) | Attr::RemoteIp(blocks) => ctx
@@ -163,6 +171,22 @@ fn any_entry<'c>(entries: &'c [Vec<Cond>], ctx: &Ctx<'_>) -> Result<(), &'c Cond
 }
 
 impl CompiledRule {
+    /// Does any condition read what only an HTTP request has?
+    fn has_http_only(&self) -> bool {
+        self.from
+            .iter()
+            .chain(self.to.iter())
+            .flatten()
+            .chain(self.when.iter())
+            .any(|c| c.attr.http_only())
+    }
+
+    /// On TCP, an ALLOW rule with an HTTP-only condition is skipped by istiod (`checkError`
+    /// returns the error for ALLOW: "skipped rule ... on TCP filter chain"): it never matches.
+    fn skipped_on_tcp(&self, ctx: &Ctx<'_>, action: Action) -> bool {
+        ctx.tcp && action == Action::Allow && self.has_http_only()
+    }
+
     fn eval<'c>(&'c self, ctx: &Ctx<'_>) -> Result<(), (&'static str, &'c Cond)> {
         any_entry(&self.from, ctx).map_err(|c| ("from", c))?;
         any_entry(&self.to, ctx).map_err(|c| ("to", c))?;
@@ -173,7 +197,10 @@ impl CompiledRule {
 impl CompiledPolicy {
     fn matches(&self, ctx: &Ctx<'_>, trace: Option<&mut Vec<String>>) -> bool {
         match trace {
-            None => self.rules.iter().any(|r| r.eval(ctx).is_ok()),
+            None => self
+                .rules
+                .iter()
+                .any(|r| !r.skipped_on_tcp(ctx, self.action) && r.eval(ctx).is_ok()),
             Some(t) => {
                 if self.rules.is_empty() {
                     t.push(format!("  {}: no rules, matches nothing", self.id));
@@ -184,6 +211,13 @@ impl CompiledPolicy {
                     } else {
                         format!("rule[{}]", r.index)
                     };
+                    if r.skipped_on_tcp(ctx, self.action) {
+                        t.push(format!(
+                            "  {}: {name} skipped on TCP: it has HTTP-only conditions",
+                            self.id
+                        ));
+                        continue;
+                    }
                     match r.eval(ctx) {
                         Ok(()) => {
                             t.push(format!("  {}: {name} matched", self.id));
@@ -211,7 +245,32 @@ pub fn evaluate<'p>(
     input: &AuthzInput<'_>,
     want_trace: bool,
 ) -> AuthzOutcome<'p> {
+    evaluate_as(policies, input, false, want_trace)
+}
+
+/// Evaluate the policies for an opaque TCP connection, as Istio's network RBAC filter does
+/// (`pilot/pkg/security/authz/model`, `forTCP`): HTTP-only conditions (hosts, methods, paths,
+/// their `not*`, requestPrincipals, `request.headers[...]`, `request.auth.*`) are dropped from
+/// DENY, AUDIT and CUSTOM rules (the rule matches more), and an ALLOW rule holding any of them
+/// never matches. A CUSTOM rule that matches denies: the waypoint has no network ext_authz
+/// client, so it fails closed (Istio would ask a gRPC provider; an HTTP one cannot be asked).
+/// The request's method, path and headers are ignored; `custom` is always `None`.
+pub fn evaluate_tcp<'p>(
+    policies: &[&'p CompiledPolicy],
+    input: &AuthzInput<'_>,
+    want_trace: bool,
+) -> AuthzOutcome<'p> {
+    evaluate_as(policies, input, true, want_trace)
+}
+
+fn evaluate_as<'p>(
+    policies: &[&'p CompiledPolicy],
+    input: &AuthzInput<'_>,
+    tcp: bool,
+    want_trace: bool,
+) -> AuthzOutcome<'p> {
     let ctx = Ctx {
+        tcp,
         req: input.request,
         full_path: input.path,
         path: path_without_query(input.path),
@@ -279,7 +338,7 @@ pub fn evaluate<'p>(
                         // Only enforced CUSTOM rules become the bad-CUSTOM DENY.
                         continue;
                     }
-                    if p.custom_mode == CustomMode::DenyOnMatch || multiple_providers {
+                    if p.custom_mode == CustomMode::DenyOnMatch || multiple_providers || tcp {
                         denied_by_custom = true;
                     } else if custom.is_none() {
                         custom = p.provider.as_deref();
@@ -296,7 +355,9 @@ pub fn evaluate<'p>(
     }
     let allowed = !denied_by_custom && !denied && (!allow_present || allowed_by_rule);
     if want_trace {
-        let why = if denied_by_custom {
+        let why = if denied_by_custom && tcp {
+            "denied: a CUSTOM rule matched a TCP connection (no network ext_authz: fail closed)"
+        } else if denied_by_custom {
             "denied: CUSTOM rule with an unusable provider matched"
         } else if denied {
             "denied: a DENY policy matched"

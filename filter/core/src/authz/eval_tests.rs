@@ -525,3 +525,117 @@ fn trace_explains() {
         "{t}"
     );
 }
+
+fn run_tcp<'p>(policies: &[&'p CompiledPolicy], r: &Req) -> AuthzOutcome<'p> {
+    // A TCP connection has no method, path or headers; the request view carries none.
+    let request = Request {
+        method: "",
+        scheme: "",
+        authority: "",
+        path: "",
+        headers: &[],
+        source_principal: r.principal,
+        source_ip: r.source_ip.map(ip),
+        destination: "10.96.0.10:8000",
+        sni: r.sni,
+    };
+    let input = AuthzInput {
+        request: &request,
+        path: "",
+        dest_ip: r.dest_ip.map(ip),
+        dest_port: r.dest_port,
+    };
+    let with_trace = evaluate_tcp(policies, &input, true);
+    let without = evaluate_tcp(policies, &input, false);
+    assert_eq!(with_trace.allowed, without.allowed);
+    assert_eq!(with_trace.verdicts, without.verdicts);
+    assert_eq!(without.custom, None, "TCP never asks a provider");
+    with_trace
+}
+
+/// Istio's TCP semantics (authorization-policy reference, "for TCP traffic"): HTTP-only fields
+/// are dropped from DENY / AUDIT / CUSTOM rules and make an ALLOW rule never match.
+#[test]
+fn tcp_semantics() {
+    let other = "spiffe://cluster.local/ns/bar/sa/other";
+    // (policy spec, principal, allowed over TCP)
+    let cases: &[(&str, Option<&'static str>, bool)] = &[
+        // DENY of a path: the path is dropped, the rule denies every connection.
+        ("  action: DENY\n  rules: [{to: [{operation: {paths: ['/admin']}}]}]\n", Some(PRINCIPAL), false),
+        ("  action: DENY\n  rules: [{to: [{operation: {notPaths: ['/public']}}]}]\n", Some(PRINCIPAL), false),
+        ("  action: DENY\n  rules: [{when: [{key: 'request.headers[x-a]', values: ['1']}]}]\n", Some(PRINCIPAL), false),
+        ("  action: DENY\n  rules: [{from: [{source: {requestPrincipals: ['*']}}]}]\n", Some(PRINCIPAL), false),
+        // DENY of GET from one principal: only that principal's connections are denied.
+        (
+            "  action: DENY\n  rules: [{from: [{source: {principals: ['cluster.local/ns/bar/sa/other']}}], to: [{operation: {methods: ['GET']}}]}]\n",
+            Some(PRINCIPAL),
+            true,
+        ),
+        (
+            "  action: DENY\n  rules: [{from: [{source: {principals: ['cluster.local/ns/bar/sa/other']}}], to: [{operation: {methods: ['GET']}}]}]\n",
+            Some(other),
+            false,
+        ),
+        // DENY on a port the connection does not use still does not match.
+        ("  action: DENY\n  rules: [{to: [{operation: {ports: ['9000'], paths: ['/x']}}]}]\n", Some(PRINCIPAL), true),
+        // ALLOW with an HTTP-only field never matches: nothing is allowed.
+        ("  action: ALLOW\n  rules: [{to: [{operation: {paths: ['/get']}}]}]\n", Some(PRINCIPAL), false),
+        ("  action: ALLOW\n  rules: [{to: [{operation: {ports: ['8000'], methods: ['GET']}}]}]\n", Some(PRINCIPAL), false),
+        ("  action: ALLOW\n  rules: [{when: [{key: 'request.auth.claims[iss]', notValues: ['x']}]}]\n", Some(PRINCIPAL), false),
+        ("  action: ALLOW\n  rules: [{from: [{source: {notRequestPrincipals: ['*']}}]}]\n", Some(PRINCIPAL), false),
+        // ... while L4-only ALLOW rules keep working, also next to a skipped one.
+        ("  action: ALLOW\n  rules: [{to: [{operation: {ports: ['8000']}}]}]\n", Some(PRINCIPAL), true),
+        (
+            "  action: ALLOW\n  rules:\n  - to: [{operation: {paths: ['/get']}}]\n  - from: [{source: {namespaces: ['foo']}}]\n",
+            Some(PRINCIPAL),
+            true,
+        ),
+        (
+            "  action: ALLOW\n  rules:\n  - to: [{operation: {paths: ['/get']}}]\n  - from: [{source: {namespaces: ['foo']}}]\n",
+            Some(other),
+            false,
+        ),
+        ("  action: ALLOW\n  rules: [{}]\n", Some(PRINCIPAL), true),
+        // AUDIT only marks.
+        ("  action: AUDIT\n  rules: [{to: [{operation: {paths: ['/admin']}}]}]\n", Some(PRINCIPAL), true),
+    ];
+    for (spec, principal, want) in cases {
+        let p = compile(spec);
+        let r = Req {
+            principal: *principal,
+            ..Req::default()
+        };
+        let out = run_tcp(&[&p], &r);
+        assert_eq!(
+            out.allowed,
+            *want,
+            "{spec} from {principal:?}\n{}",
+            out.trace.join("\n")
+        );
+    }
+    // The same DENY of a path over HTTP only denies that path.
+    let deny = compile("  action: DENY\n  rules: [{to: [{operation: {paths: ['/admin']}}]}]\n");
+    assert!(allowed(&deny, &Req::default()));
+    // An AUDIT rule with a dropped path matches every connection.
+    let audit = compile("  action: AUDIT\n  rules: [{to: [{operation: {paths: ['/admin']}}]}]\n");
+    assert_eq!(run_tcp(&[&audit], &Req::default()).audited().count(), 1);
+    // A matching CUSTOM rule denies on TCP (no network ext_authz: fail closed); one that
+    // does not match lets the connection through.
+    let custom = compile(
+        "  action: CUSTOM\n  provider: {name: ext}\n  rules: [{to: [{operation: {paths: ['/admin']}}]}]\n",
+    );
+    let out = run_tcp(&[&custom], &Req::default());
+    assert!(!out.allowed, "{}", out.trace.join("\n"));
+    let custom_port = compile(
+        "  action: CUSTOM\n  provider: {name: ext}\n  rules: [{to: [{operation: {ports: ['9000']}}]}]\n",
+    );
+    assert!(run_tcp(&[&custom_port], &Req::default()).allowed);
+    // The trace says why an ALLOW rule was skipped.
+    let allow = compile("  action: ALLOW\n  rules: [{to: [{operation: {paths: ['/get']}}]}]\n");
+    let out = run_tcp(&[&allow], &Req::default());
+    assert!(
+        out.trace.iter().any(|l| l.contains("skipped on TCP")),
+        "{:?}",
+        out.trace
+    );
+}

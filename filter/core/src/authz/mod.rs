@@ -20,9 +20,10 @@ mod eval_tests;
 mod fixture_tests;
 
 pub use compile::{compile_policy, compile_policy_with, CompileOptions, DRY_RUN_ANNOTATION};
-pub use eval::{evaluate, AuthzInput, AuthzOutcome, PolicyVerdict};
+pub use eval::{evaluate, evaluate_tcp, AuthzInput, AuthzOutcome, PolicyVerdict};
 pub use path::{
-    compile_path_template, is_path_template, normalize_path, path_without_query, try_normalize_path,
+    compile_path_template, is_path_template, merge_slashes, normalize_path, normalize_path_with,
+    path_without_query, try_normalize_path, unescape_slashes,
 };
 pub(crate) use policy::Attr;
 pub use policy::{Action, CompiledPolicy, PolicyTargets, TargetRef};

@@ -5,6 +5,8 @@ use std::borrow::Cow;
 
 use regex::Regex;
 
+use crate::mesh::PathNormalization;
+
 // Character classes of the canonicalizer Envoy uses for `normalize_path: true`
 // (googleurl `url_canon_path.cc`, the IE-compatible table Envoy ships). Istio documents the
 // effect: https://istio.io/latest/docs/reference/config/security/normalization/
@@ -60,6 +62,104 @@ pub fn try_normalize_path(path: &str) -> Option<Cow<'_, str>> {
     match canonicalize(path) {
         (p, true) => Some(p),
         (_, false) => None,
+    }
+}
+
+/// Normalize `path` (with its query) once, as Envoy's HTTP connection manager does under
+/// Istio's MeshConfig `pathNormalization` (`ConnectionManagerUtility::maybeNormalizePath`):
+/// first `%2F`/`%5C` are unescaped (`DECODE_AND_MERGE_SLASHES` only, Envoy
+/// `path_with_escaped_slashes_action: UNESCAPE_AND_FORWARD`), then the RFC 3986 + backslash
+/// normalization of [`try_normalize_path`] (every mode but `NONE`), then runs of `/` are merged
+/// (`MERGE_SLASHES` and `DECODE_AND_MERGE_SLASHES`, Envoy `merge_slashes`). The query is never
+/// touched. `None`: Envoy rejects the path with 400. Borrowed when nothing changes, and
+/// idempotent: normalizing a normalized path changes nothing.
+pub fn normalize_path_with(mode: PathNormalization, path: &str) -> Option<Cow<'_, str>> {
+    match mode {
+        PathNormalization::None => Some(Cow::Borrowed(path)),
+        PathNormalization::Base => try_normalize_path(path),
+        PathNormalization::MergeSlashes => chain(try_normalize_path(path)?, merge_slashes),
+        PathNormalization::DecodeAndMergeSlashes => {
+            let unescaped = unescape_slashes(path);
+            let canonical = chain(unescaped, try_normalize_path)?;
+            chain(canonical, merge_slashes)
+        }
+    }
+}
+
+/// Apply `next` to `prev`, keeping one owned string when either step changed the path.
+fn chain<'a>(
+    prev: Cow<'a, str>,
+    next: for<'x> fn(&'x str) -> Option<Cow<'x, str>>,
+) -> Option<Cow<'a, str>> {
+    match prev {
+        Cow::Borrowed(b) => next(b),
+        Cow::Owned(o) => {
+            let changed = match next(&o)? {
+                Cow::Owned(n) => Some(n),
+                Cow::Borrowed(_) => None,
+            };
+            Some(Cow::Owned(changed.unwrap_or(o)))
+        }
+    }
+}
+
+/// Envoy `merge_slashes` (`PathUtil::mergeSlashes`): every run of `/` in the path (not the
+/// query) becomes one `/`.
+pub fn merge_slashes(full: &str) -> Option<Cow<'_, str>> {
+    let (path, query) = split_query(full);
+    if !path.contains("//") {
+        return Some(Cow::Borrowed(full));
+    }
+    let mut out = String::with_capacity(full.len());
+    let mut prev_slash = false;
+    for c in path.chars() {
+        if c == '/' && prev_slash {
+            continue;
+        }
+        prev_slash = c == '/';
+        out.push(c);
+    }
+    out.push_str(query);
+    Some(Cow::Owned(out))
+}
+
+/// Envoy `path_with_escaped_slashes_action: UNESCAPE_AND_FORWARD` (`PathUtil::unescapeSlashes`):
+/// `%2F`/`%2f` become `/` and `%5C`/`%5c` become `\` in the path (not the query).
+pub fn unescape_slashes(full: &str) -> Cow<'_, str> {
+    let (path, query) = split_query(full);
+    let b = path.as_bytes();
+    let is_escaped_slash = |i: usize| {
+        b[i] == b'%'
+            && matches!(
+                (b.get(i + 1), b.get(i + 2)),
+                (Some(b'2'), Some(b'f' | b'F')) | (Some(b'5'), Some(b'c' | b'C'))
+            )
+    };
+    if !(0..b.len()).any(is_escaped_slash) {
+        return Cow::Borrowed(full);
+    }
+    let mut out = Vec::with_capacity(full.len());
+    let mut i = 0;
+    while i < b.len() {
+        if is_escaped_slash(i) {
+            out.push(if b[i + 1] == b'2' { b'/' } else { b'\\' });
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    out.extend_from_slice(query.as_bytes());
+    // Only ASCII escapes were replaced by ASCII bytes: still valid UTF-8.
+    Cow::Owned(
+        String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into()),
+    )
+}
+
+fn split_query(full: &str) -> (&str, &str) {
+    match full.find('?') {
+        Some(i) => (&full[..i], &full[i..]),
+        None => (full, ""),
     }
 }
 
@@ -148,6 +248,11 @@ fn canonicalize(full: &str) -> (Cow<'_, str>, bool) {
     // Every byte pushed is ASCII or copied from valid UTF-8 runs of ASCII; non-ASCII bytes are
     // always escaped, so this cannot fail. Fall back to a lossy copy rather than panic.
     let s = String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into());
+    // Escapes kept as written (`%2F`) make the fast check fail on paths that need no change:
+    // say so, so callers can tell an unchanged path by `Cow::Borrowed`.
+    if s == full {
+        return (Cow::Borrowed(full), valid);
+    }
     (Cow::Owned(s), valid)
 }
 
@@ -370,6 +475,120 @@ mod tests {
             assert!(try_normalize_path(bad).is_none(), "{bad}");
         }
         assert_eq!(try_normalize_path("/a/./b").as_deref(), Some("/a/b"));
+    }
+
+    #[test]
+    fn normalization_modes() {
+        use PathNormalization as P;
+        // (input, NONE, BASE, MERGE_SLASHES, DECODE_AND_MERGE_SLASHES); None = 400.
+        let cases: &[(&str, [Option<&str>; 4])] = &[
+            ("/admin", [Some("/admin"); 4]),
+            (
+                "/admin/..",
+                [Some("/admin/.."), Some("/"), Some("/"), Some("/")],
+            ),
+            (
+                "/admin/%2e%2e",
+                [Some("/admin/%2e%2e"), Some("/"), Some("/"), Some("/")],
+            ),
+            (
+                "/admin/x/../..",
+                [Some("/admin/x/../.."), Some("/"), Some("/"), Some("/")],
+            ),
+            (
+                "//admin",
+                [
+                    Some("//admin"),
+                    Some("//admin"),
+                    Some("/admin"),
+                    Some("/admin"),
+                ],
+            ),
+            (
+                "/admin%2F..",
+                [
+                    Some("/admin%2F.."),
+                    Some("/admin%2F.."),
+                    Some("/admin%2F.."),
+                    Some("/"),
+                ],
+            ),
+            (
+                "/a%2fb%5Cc",
+                [
+                    Some("/a%2fb%5Cc"),
+                    Some("/a%2fb%5Cc"),
+                    Some("/a%2fb%5Cc"),
+                    Some("/a/b/c"),
+                ],
+            ),
+            (
+                "/a%2F%2Fb",
+                [
+                    Some("/a%2F%2Fb"),
+                    Some("/a%2F%2Fb"),
+                    Some("/a%2F%2Fb"),
+                    Some("/a/b"),
+                ],
+            ),
+            (
+                "/a//b/../c",
+                [
+                    Some("/a//b/../c"),
+                    Some("/a//c"),
+                    Some("/a/c"),
+                    Some("/a/c"),
+                ],
+            ),
+            ("///", [Some("///"), Some("///"), Some("/"), Some("/")]),
+            (
+                "/a//b?x=//y%2F",
+                [
+                    Some("/a//b?x=//y%2F"),
+                    Some("/a//b?x=//y%2F"),
+                    Some("/a/b?x=//y%2F"),
+                    Some("/a/b?x=//y%2F"),
+                ],
+            ),
+            ("/a/%00", [Some("/a/%00"), None, None, None]),
+            (
+                "/a%252F..",
+                [
+                    Some("/a%252F.."),
+                    Some("/a%252F.."),
+                    Some("/a%252F.."),
+                    Some("/a%252F.."),
+                ],
+            ),
+        ];
+        for (input, wants) in cases {
+            for (mode, want) in [P::None, P::Base, P::MergeSlashes, P::DecodeAndMergeSlashes]
+                .into_iter()
+                .zip(wants)
+            {
+                let got = normalize_path_with(mode, input);
+                assert_eq!(got.as_deref(), *want, "{input} under {}", mode.as_str());
+                // Idempotent: a normalized path is left as is.
+                if let Some(once) = got {
+                    let twice = normalize_path_with(mode, &once);
+                    assert_eq!(
+                        twice.as_deref(),
+                        Some(&*once),
+                        "{input} twice under {}",
+                        mode.as_str()
+                    );
+                    assert!(
+                        matches!(twice, Some(Cow::Borrowed(_))),
+                        "{input} twice under {}",
+                        mode.as_str()
+                    );
+                }
+            }
+        }
+        assert!(matches!(
+            normalize_path_with(P::DecodeAndMergeSlashes, "/a/b?c"),
+            Some(Cow::Borrowed(_))
+        ));
     }
 
     #[test]

@@ -153,6 +153,15 @@ pub(crate) enum Attr {
 }
 
 impl Attr {
+    /// Only an HTTP request carries it (Istio's generators return "is HTTP only" for these
+    /// keys on the TCP filter chain): hosts, methods, paths, request headers, JWT attributes.
+    pub(crate) fn http_only(&self) -> bool {
+        matches!(
+            self,
+            Attr::Host(_) | Attr::Method(_) | Attr::Path(_) | Attr::Header { .. } | Attr::Jwt
+        )
+    }
+
     pub(crate) fn describe(&self) -> String {
         fn list<T>(v: &[T], f: impl Fn(&T) -> String) -> String {
             v.iter().map(f).collect::<Vec<_>>().join(" | ")

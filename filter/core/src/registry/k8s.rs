@@ -11,7 +11,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use crate::error::Diagnostics;
 use crate::resource::RawResource;
 use crate::service::{
-    service_fqdn, Endpoint, ServiceInfo, ServiceKind, ServicePort, CLUSTER_DOMAIN,
+    select_protocol, service_fqdn, Endpoint, ServiceInfo, ServiceKind, ServicePort, CLUSTER_DOMAIN,
 };
 
 /// A pod, as far as the waypoint cares.
@@ -93,20 +93,6 @@ pub(crate) fn pods(resources: &[RawResource], diags: &mut Diagnostics) -> Vec<Po
     out
 }
 
-/// Istio's protocol selection: `appProtocol`, else the port name prefix (`http-`, `grpc`...).
-fn protocol_of(name: &str, app_protocol: Option<&str>) -> String {
-    if let Some(p) = app_protocol {
-        return p.to_ascii_lowercase();
-    }
-    let prefix = name.split('-').next().unwrap_or("").to_ascii_lowercase();
-    match prefix.as_str() {
-        "http" | "http2" | "grpc" | "grpc-web" | "https" | "tcp" | "tls" | "mongo" | "redis"
-        | "mysql" => prefix,
-        // Istio sniffs the protocol for unnamed ports; a waypoint treats them as HTTP.
-        _ => "http".to_string(),
-    }
-}
-
 fn in_mesh(ns_labels: Option<&BTreeMap<String, String>>, pod_mode: Option<&str>) -> bool {
     match pod_mode {
         Some("none") => false,
@@ -173,7 +159,12 @@ pub(crate) fn services(
             };
             let name = p.name.clone().unwrap_or_default();
             ports.push(ServicePort {
-                protocol: protocol_of(&name, p.app_protocol.as_deref()),
+                protocol: select_protocol(
+                    port,
+                    &name,
+                    p.protocol.as_deref(),
+                    p.app_protocol.as_deref(),
+                ),
                 name,
                 port,
                 target_port,

@@ -1,6 +1,7 @@
 //! One decision per request, in the order a waypoint applies them: resolve the destination,
 //! authorize (CUSTOM → DENY → ALLOW), match a route (first match wins), then act on it.
 
+use std::borrow::Cow;
 use std::net::IpAddr;
 
 use smallvec::SmallVec;
@@ -8,7 +9,8 @@ use smallvec::SmallVec;
 use super::rewrite::rewrite_path;
 use super::{RouteSource, Snapshot};
 use crate::authz::{
-    evaluate, try_normalize_path, Action as AuthzAction, AuthzInput, CompiledPolicy,
+    evaluate, evaluate_tcp, normalize_path_with, Action as AuthzAction, AuthzInput, AuthzOutcome,
+    CompiledPolicy, PolicyTargets,
 };
 use crate::decision::{Action, Decision, Endpoints, Forwarding, LocalResponse, PolicyResult};
 use crate::gateway::routes_apply_to_port;
@@ -123,6 +125,114 @@ impl Snapshot {
             .collect()
     }
 
+    /// Policies that target the waypoint itself (Gateway / GatewayClass `targetRefs`, or an
+    /// unreadable policy of its namespace), as `build` selects them for every service. Istio's
+    /// waypoint applies these on its direct-workload chains (`buildWaypointHTTPFilters` with no
+    /// service), which is where traffic to an address that is no service goes.
+    fn waypoint_policies(&self) -> SmallVec<[&CompiledPolicy; 8]> {
+        let Some(w) = self.waypoint.as_ref() else {
+            return SmallVec::new();
+        };
+        let targets_waypoint = |p: &CompiledPolicy| match &p.targets {
+            PolicyTargets::Refs(refs) => refs.iter().any(|t| {
+                t.group == "gateway.networking.k8s.io"
+                    && match t.kind.as_str() {
+                        "Gateway" => t.name == w.name && t.namespace == w.namespace,
+                        "GatewayClass" => {
+                            p.id.namespace == self.root_namespace && t.name == w.class
+                        }
+                        _ => false,
+                    }
+            }),
+            PolicyTargets::Unknown => p.id.namespace == w.namespace,
+            PolicyTargets::Selector | PolicyTargets::Unscoped => false,
+        };
+        let rank = |p: &CompiledPolicy| match p.action {
+            AuthzAction::Custom => 0,
+            AuthzAction::Deny => 1,
+            AuthzAction::Allow => 2,
+            AuthzAction::Audit => 3,
+        };
+        let mut out: SmallVec<[&CompiledPolicy; 8]> = self
+            .policies
+            .iter()
+            .filter(|p| targets_waypoint(p))
+            .collect();
+        out.sort_by_key(|p| rank(p));
+        out
+    }
+
+    /// The policies for `destination`: its service's (waypoint-wide included), or the
+    /// waypoint's own when it is no known service or endpoint; with the destination address.
+    fn policies_for(
+        &self,
+        destination: &str,
+    ) -> (SmallVec<[&CompiledPolicy; 8]>, Option<IpAddr>, Option<u16>) {
+        match self.resolve_destination(destination) {
+            Ok((idx, port, ip)) => (self.applicable_policies(idx), ip, Some(port)),
+            Err(_) => {
+                let (host, port) = split_host_port(destination);
+                (self.waypoint_policies(), parse_ip(host), port)
+            }
+        }
+    }
+
+    /// Authorize an opaque TCP connection to `destination` with Istio's TCP semantics
+    /// ([`evaluate_tcp`]): the service's policies, or the waypoint's own for an address that is
+    /// no service. `allowed == false`: refuse before relaying a byte.
+    pub fn authorize_tcp<'s>(
+        &'s self,
+        source_principal: Option<&str>,
+        source_ip: Option<IpAddr>,
+        destination: &str,
+        want_trace: bool,
+    ) -> AuthzOutcome<'s> {
+        let (policies, dest_ip, dest_port) = self.policies_for(destination);
+        let req = Request {
+            method: "",
+            scheme: "",
+            authority: "",
+            path: "",
+            headers: &[],
+            source_principal,
+            source_ip,
+            destination,
+            sni: None,
+        };
+        evaluate_tcp(
+            &policies,
+            &AuthzInput {
+                request: &req,
+                path: "",
+                dest_ip,
+                dest_port,
+            },
+            want_trace,
+        )
+    }
+
+    /// Authorize an HTTP request to an address that is no known service (pass-through) with
+    /// the waypoint's own policies. `path` is the request path already normalized with
+    /// [`normalize_path_with`] under `self.mesh().path_normalization`.
+    pub fn authorize_passthrough<'s>(
+        &'s self,
+        req: &Request<'_>,
+        path: &str,
+        want_trace: bool,
+    ) -> AuthzOutcome<'s> {
+        let (policies, dest_ip, dest_port) = self.policies_for(req.destination);
+        evaluate(
+            &policies,
+            &AuthzInput {
+                request: req,
+                path,
+                dest_ip,
+                dest_port,
+            },
+            want_trace,
+        )
+    }
+
     /// The service and DestinationRule policy of a backend reference: precomputed at build
     /// time for every backend of every route (keyed by the reference's address), looked up by
     /// name for anything else.
@@ -200,8 +310,9 @@ impl Snapshot {
             )
         });
 
-        // Envoy normalizes the path (Istio default pathNormalization BASE) before RBAC and routing.
-        let Some(normalized) = try_normalize_path(req.path) else {
+        // Envoy's HCM normalizes the path once per MeshConfig `pathNormalization` (default
+        // BASE) before RBAC and routing, and forwards the normalized path.
+        let Some(normalized) = normalize_path_with(self.mesh.path_normalization, req.path) else {
             // Envoy rejects paths it cannot normalize (e.g. an encoded NUL) with 400.
             t.add(|| format!("path {:?} cannot be normalized: 400", req.path));
             d.action = Action::DirectResponse;
@@ -307,7 +418,7 @@ impl Snapshot {
         }
         match &rule.action {
             RuleAction::Redirect(r) => {
-                let location = redirect_location(r, req, entry);
+                let location = redirect_location(r, req, path_only, entry);
                 t.add(|| format!("redirect {} to {location}", r.status));
                 let mut headers = vec![("location".to_string(), location)];
                 headers.extend(r.response_headers.set.iter().cloned());
@@ -323,7 +434,13 @@ impl Snapshot {
                 d.local = Some(local(dr.status, dr.body.as_deref().unwrap_or(""), headers));
             }
             RuleAction::Forward(f) => {
-                self.forward(&mut d, &mut t, f, entry, req, path_only, svc, port, rng)
+                self.forward(&mut d, &mut t, f, entry, req, path_only, svc, port, rng);
+                // The upstream receives the normalized path (Envoy rewrites `:path`).
+                if let (Some(fwd), Cow::Owned(p)) = (d.forward.as_mut(), normalized) {
+                    if fwd.path.is_none() {
+                        fwd.path = Some(p);
+                    }
+                }
             }
         }
         d.trace = t.lines;
@@ -506,8 +623,14 @@ fn kind_name(s: &ServiceInfo) -> &'static str {
     }
 }
 
-/// Build the `location` of a redirect from the request and the redirect spec.
-fn redirect_location(r: &Redirect, req: &Request<'_>, entry: Option<&RouteEntry>) -> String {
+/// Build the `location` of a redirect from the request (its normalized path `path_only`) and
+/// the redirect spec.
+fn redirect_location(
+    r: &Redirect,
+    req: &Request<'_>,
+    path_only: &str,
+    entry: Option<&RouteEntry>,
+) -> String {
     let scheme = r.scheme.as_deref().unwrap_or(req.scheme);
     let (req_host, req_port) = split_host_port(req.authority);
     let host = r.host.as_deref().unwrap_or(req_host);
@@ -524,7 +647,6 @@ fn redirect_location(r: &Redirect, req: &Request<'_>, entry: Option<&RouteEntry>
         }
     };
     let default_port = if scheme == "https" { 443 } else { 80 };
-    let path_only = req.path_only();
     let path = match &r.path {
         Some(p) => rewrite_path(path_only, p, entry.and_then(|e| e.matcher.path.as_ref())),
         None => path_only.to_string(),
@@ -540,3 +662,7 @@ fn redirect_location(r: &Redirect, req: &Request<'_>, entry: Option<&RouteEntry>
         _ => format!("{scheme}://{host_fmt}{path}{query}"),
     }
 }
+
+#[cfg(test)]
+#[path = "decide_tests.rs"]
+mod tests;

@@ -1,0 +1,181 @@
+//! Decision tests for issue 11: the path normalized once per mesh `pathNormalization` is what
+//! is judged, routed and forwarded; TCP and pass-through authorization with the right policies.
+
+use crate::decision::Action;
+use crate::request::Request;
+use crate::resource::parse_manifests;
+use crate::{BuildOptions, Snapshot, SplitMix64};
+
+/// Waypoint, service `echo` (10.0.0.1:80, `http`) bound to it, a route redirecting `/old`,
+/// the waypoint-wide DENY of `/admin` (as examples/bookinfo), and `mesh` as MeshConfig.
+fn snapshot(mode: &str, extra: &str) -> Snapshot {
+    let text = format!(
+        r#"{gw}apiVersion: v1
+kind: Service
+metadata: {{name: echo, namespace: default, labels: {{istio.io/use-waypoint: waypoint}}}}
+spec: {{clusterIP: 10.0.0.1, ports: [{{name: http, port: 80}}]}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: echo, namespace: default}}
+spec:
+  parentRefs: [{{group: "", kind: Service, name: echo, port: 80}}]
+  rules:
+  - matches: [{{path: {{type: PathPrefix, value: /old}}}}]
+    filters: [{{type: RequestRedirect, requestRedirect: {{hostname: example.com}}}}]
+  - backendRefs: [{{name: echo, port: 80}}]
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {{name: deny-admin, namespace: default}}
+spec:
+  targetRefs: [{{kind: Gateway, group: gateway.networking.k8s.io, name: waypoint}}]
+  action: DENY
+  rules: [{{to: [{{operation: {{paths: ["/admin", "/admin/*"]}}}}]}}]
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {{name: istio, namespace: istio-system}}
+data:
+  mesh: |-
+    pathNormalization: {{normalization: {mode}}}
+{extra}"#,
+        gw = crate::waypoint_gateway_yaml!("default"),
+    );
+    let (rs, errs) = parse_manifests(&text, "t.yaml", "default", 0);
+    assert!(errs.is_empty(), "{errs:?}");
+    let (snap, d) = Snapshot::build(&rs, &BuildOptions::default());
+    assert!(d.errors.is_empty(), "{:?}", d.errors);
+    snap
+}
+
+fn req<'a>(path: &'a str, destination: &'a str) -> Request<'a> {
+    Request {
+        method: "GET",
+        scheme: "http",
+        authority: "echo",
+        path,
+        headers: &[],
+        source_principal: Some("spiffe://cluster.local/ns/default/sa/curl"),
+        source_ip: None,
+        destination,
+        sni: None,
+    }
+}
+
+/// (path, action, path forwarded or redirected to); `None` = the request's path unchanged.
+type Case = (&'static str, Action, Option<&'static str>);
+
+#[test]
+fn normalized_path_is_judged_routed_and_forwarded() {
+    let table: &[(&str, &[Case])] = &[
+        (
+            "NONE",
+            &[
+                ("/admin/..", Action::Deny, None),
+                ("//admin?x=/..", Action::Route, None),
+                ("/a/./b", Action::Route, None),
+            ],
+        ),
+        (
+            "BASE",
+            &[
+                ("/admin/..", Action::Route, Some("/")),
+                ("/admin/x/..", Action::Deny, None),
+                ("/a/./b?q=/./", Action::Route, Some("/a/b?q=/./")),
+                ("//admin", Action::Route, None),
+                (
+                    "/x/../old/y",
+                    Action::Redirect,
+                    Some("http://example.com/old/y"),
+                ),
+                ("/a/%00", Action::DirectResponse, None),
+            ],
+        ),
+        (
+            "MERGE_SLASHES",
+            &[
+                ("//admin", Action::Deny, None),
+                ("//a//b", Action::Route, Some("/a/b")),
+                ("/admin%2F..", Action::Route, None),
+            ],
+        ),
+        (
+            "DECODE_AND_MERGE_SLASHES",
+            &[
+                ("/admin%2F..", Action::Route, Some("/")),
+                ("/admin%2fx", Action::Deny, None),
+                ("/a%5Cb", Action::Route, Some("/a/b")),
+            ],
+        ),
+    ];
+    for (mode, cases) in table {
+        let snap = snapshot(mode, "");
+        for (path, action, want) in cases.iter() {
+            let d = snap.decide(&req(path, "10.0.0.1:80"), &mut SplitMix64(1), true);
+            assert_eq!(d.action, *action, "{mode} {path}\n{}", d.trace.join("\n"));
+            let got = match d.action {
+                Action::Route => d.forward.as_ref().and_then(|f| f.path.clone()),
+                Action::Redirect => d.local.as_ref().and_then(|l| {
+                    l.headers
+                        .iter()
+                        .find(|(k, _)| k == "location")
+                        .map(|(_, v)| v.clone())
+                }),
+                _ => None,
+            };
+            assert_eq!(got.as_deref(), *want, "{mode} {path}");
+            if d.action == Action::DirectResponse {
+                assert_eq!(d.local.as_ref().map(|l| l.status), Some(400));
+            }
+        }
+    }
+}
+
+#[test]
+fn tcp_and_passthrough_authorization() {
+    let snap = snapshot("BASE", "");
+    let principal = Some("spiffe://cluster.local/ns/default/sa/curl");
+    // The waypoint-wide DENY of a path loses the path on TCP: every connection is denied,
+    // to the service and to an address that is no service (pass-through).
+    for destination in ["10.0.0.1:80", "10.9.9.9:5000"] {
+        let out = snap.authorize_tcp(principal, None, destination, true);
+        assert!(!out.allowed, "{destination}: {}", out.trace.join("\n"));
+    }
+    // Pass-through HTTP: the waypoint's own policies with HTTP semantics.
+    let r = req("/admin", "10.9.9.9:5000");
+    assert!(!snap.authorize_passthrough(&r, "/admin", false).allowed);
+    let r = req("/ok", "10.9.9.9:5000");
+    assert!(snap.authorize_passthrough(&r, "/ok", false).allowed);
+    // Without policies, TCP is allowed; an ALLOW holding a path admits no TCP connection.
+    let snap = snapshot(
+        "BASE",
+        r#"---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: allow-get, namespace: default}
+spec:
+  targetRefs: [{kind: Service, group: "", name: echo}]
+  action: ALLOW
+  rules: [{to: [{operation: {methods: [GET]}}]}]
+"#,
+    );
+    assert!(
+        !snap
+            .authorize_tcp(principal, None, "10.0.0.1:80", false)
+            .allowed
+    );
+    // The pass-through address only gets the waypoint's policies (the DENY), not echo's.
+    assert!(
+        !snap
+            .authorize_tcp(principal, None, "10.9.9.9:5000", false)
+            .allowed
+    );
+    let text = crate::waypoint_gateway_yaml!("default");
+    let (rs, _) = parse_manifests(text, "t.yaml", "default", 0);
+    let (bare, _) = Snapshot::build(&rs, &BuildOptions::default());
+    assert!(
+        bare.authorize_tcp(principal, None, "10.9.9.9:5000", false)
+            .allowed
+    );
+}
