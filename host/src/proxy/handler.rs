@@ -12,6 +12,7 @@ use tokio::io::AsyncWriteExt;
 use tracing::{debug, info, warn};
 
 use super::decide::Destination;
+use super::head_timer::{Counted, HeadTimer};
 use super::headers::forwarded_for;
 use super::http::{handle, TunnelCtx};
 use super::idle::ConnActivity;
@@ -205,9 +206,18 @@ async fn serve_tunnel(
             drop(upstream);
             let (svc_shared, svc_ctx) = (shared.clone(), ctx.clone());
             let svc = service_fn(move |req| handle(svc_shared.clone(), svc_ctx.clone(), req));
+            // The head timeout runs from a head's first byte; an idle keep-alive connection
+            // is bounded by the connection idle timeout (Envoy's semantics; see head_timer).
+            let (timer, reads) = HeadTimer::new(
+                Timeouts::enabled(t.request_headers),
+                Timeouts::enabled(t.connection_idle),
+            );
+            // hyper only needs a value to use the timer; HeadTimer picks the deadlines.
+            let armed = timer.enabled().then_some(Duration::from_secs(3600));
+            let io = TokioIo::new(Counted::new(io.into_inner(), reads));
             if let Err(e) = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(Timeouts::enabled(t.request_headers))
+                .timer(timer)
+                .header_read_timeout(armed)
                 .serve_connection(io, svc)
                 .with_upgrades()
                 .await

@@ -7,6 +7,7 @@ pub mod decide;
 pub mod ext_authz;
 pub mod guard;
 pub mod handler;
+pub mod head_timer;
 pub mod headers;
 pub mod http;
 pub mod idle;

@@ -501,3 +501,77 @@ async fn stalled_upstream_hits_the_stream_idle_timeout() {
     .await
     .expect("test timed out");
 }
+
+/// Attack: trickle a request head one byte at a time inside a tunnel; the head timeout runs
+/// from its first byte (Envoy `request_headers_timeout`), while an idle keep-alive connection
+/// between two requests is only bounded by the connection idle timeout, as in Envoy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_head_timeout_runs_from_the_first_byte_not_while_idle() {
+    tokio::time::timeout(LIMIT, async {
+        let timeouts = Timeouts {
+            request_headers: Duration::from_secs(1),
+            ..Timeouts::default()
+        };
+        let s = setup("", timeouts).await;
+        // Keep-alive: idle longer than the head timeout, then a second request is served.
+        let mut t = s.tunnel(RATINGS).await;
+        write_request(&mut t, "GET", "/ratings/1", "ratings", "")
+            .await
+            .expect("write");
+        assert_eq!(
+            read_response(&mut t, REPLY).await.map(|r| r.status),
+            Some(200)
+        );
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        write_request(&mut t, "GET", "/ratings/2", "ratings", "")
+            .await
+            .expect("write after idle");
+        assert_eq!(
+            read_response(&mut t, REPLY).await.map(|r| r.status),
+            Some(200),
+            "an idle keep-alive connection must survive the head timeout"
+        );
+        // Slowloris: after an idle pause, a head trickled at one byte per 300 ms is cut off.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let head = b"GET /ratings/3 HTTP/1.1\r\nhost: ratings\r\nx-slow: aaaaaaaaaaaaaaaa\r\n\r\n";
+        let started = std::time::Instant::now();
+        let mut cut = false;
+        for b in head.iter() {
+            if tokio::io::AsyncWriteExt::write_all(&mut t, &[*b])
+                .await
+                .is_err()
+            {
+                cut = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            if started.elapsed() > Duration::from_secs(6) {
+                break;
+            }
+        }
+        // Cut off: the tunnel ends (hyper may answer 408 first).
+        let closed = cut || {
+            let mut buf = [0u8; 512];
+            let end = tokio::time::timeout(Duration::from_secs(5), async {
+                loop {
+                    match tokio::io::AsyncReadExt::read(&mut t, &mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(_) => {}
+                    }
+                }
+            });
+            end.await.is_ok()
+        };
+        assert!(
+            closed,
+            "a trickled head must be cut off by the head timeout"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(8),
+            "cut off after {:?}",
+            started.elapsed()
+        );
+    })
+    .await
+    .expect("test timed out");
+}
