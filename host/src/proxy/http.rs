@@ -10,6 +10,8 @@ use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode, Uri, Version};
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Body, Incoming};
+
+use super::request_timeout::{InBody, Received};
 use tracing::{debug, info};
 use waypoint_core::authz::normalize_path_with;
 use waypoint_core::RandomSource;
@@ -97,7 +99,43 @@ struct Outcome {
 pub async fn handle(
     shared: Arc<Shared>,
     ctx: Arc<TunnelCtx>,
-    mut req: Request<Incoming>,
+    req: Request<Incoming>,
+) -> Result<Response<ProxyBody>, Infallible> {
+    let Some(limit) = crate::timeouts::Timeouts::enabled(shared.timeouts.request) else {
+        return serve(shared, ctx, req.map(|b| InBody::new(b, None))).await;
+    };
+    // Envoy `request_timeout`: the request must be received (or the response begun) in time.
+    let received = Arc::new(Received::default());
+    let (method, path) = (req.method().clone(), req.uri().path().to_string());
+    let req = req.map(|b| InBody::new(b, Some(received.clone())));
+    tokio::select! {
+        r = serve(shared, ctx.clone(), req) => r,
+        _ = received.expired(limit) => {
+            info!(
+                target: "access",
+                method = %method,
+                path = %path,
+                status = 408,
+                destination = %ctx.destination,
+                details = "request_overall_timeout",
+                "request"
+            );
+            let mut resp = Response::new(full("request timeout"));
+            *resp.status_mut() = StatusCode::REQUEST_TIMEOUT;
+            resp.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain"),
+            );
+            Ok(resp)
+        }
+    }
+}
+
+/// Serve one request (the request timeout, when on, runs around this).
+async fn serve(
+    shared: Arc<Shared>,
+    ctx: Arc<TunnelCtx>,
+    mut req: Request<InBody>,
 ) -> Result<Response<ProxyBody>, Infallible> {
     let start = Instant::now();
     if let Err(refusal) = upgrade::screen(&shared.proxy, &mut req) {
@@ -212,14 +250,14 @@ fn local_flag(action: &str) -> &'static str {
 /// The request body, replayable when small enough.
 enum ReqBody {
     Replayable(Bytes),
-    Stream(Option<Incoming>),
+    Stream(Option<InBody>),
 }
 
 async fn forward(
     shared: &Shared,
     ctx: &TunnelCtx,
     fp: &ForwardPlan,
-    mut req: Request<Incoming>,
+    mut req: Request<InBody>,
     authority: &str,
     path: &str,
 ) -> (Response<ProxyBody>, Outcome) {
@@ -325,7 +363,7 @@ fn ext_authz_denied(reply: &LocalReply) -> (Response<ProxyBody>, Outcome) {
 async fn forward_allowed(
     shared: &Shared,
     fp: &ForwardPlan,
-    req: Request<Incoming>,
+    req: Request<InBody>,
     authority: &str,
     path: &str,
     cors: CorsAction,
@@ -606,7 +644,7 @@ async fn forward_allowed(
 async fn forward_upgrade(
     shared: &Shared,
     fp: &ForwardPlan,
-    mut req: Request<Incoming>,
+    mut req: Request<InBody>,
     authority: &str,
     path: &str,
 ) -> (Response<ProxyBody>, Outcome) {

@@ -17,6 +17,7 @@ pub mod outlier;
 pub mod plan;
 pub mod relay;
 pub mod request_metrics;
+pub mod request_timeout;
 pub mod retry;
 pub mod sniff;
 pub mod upgrade;

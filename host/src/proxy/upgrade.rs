@@ -4,11 +4,11 @@
 
 use http::{HeaderValue, Request, Response, StatusCode};
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tracing::debug;
 
 use super::guard::ProxyOptions;
+use super::request_timeout::InBody;
 use super::upstream::{BoxError, ProxyBody, Target, UpstreamError, Upstreams};
 
 /// Why a request is refused before policy: Envoy's local reply (403, details
@@ -93,7 +93,7 @@ pub fn is_upgrade<B>(req: &Request<B>) -> bool {
 pub async fn forward(
     upstreams: &Upstreams,
     target: &Target,
-    mut req: Request<Incoming>,
+    mut req: Request<InBody>,
     authority: &str,
     path: &str,
     idle: Option<std::time::Duration>,

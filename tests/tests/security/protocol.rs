@@ -575,3 +575,65 @@ async fn request_head_timeout_runs_from_the_first_byte_not_while_idle() {
     .await
     .expect("test timed out");
 }
+
+/// Attack: send a request body one byte every 300 ms to hold a stream open. With
+/// `--request-timeout` (Envoy `request_timeout`, off by default as in Envoy) the request must
+/// be received within it: 408 `request timeout`. A prompt request with a body is unaffected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trickled_request_body_hits_the_request_timeout() {
+    tokio::time::timeout(LIMIT, async {
+        let timeouts = Timeouts {
+            request: Duration::from_secs(2),
+            ..Timeouts::default()
+        };
+        let s = setup("", timeouts).await;
+        let mut t = s.tunnel(RATINGS).await;
+        write_request(
+            &mut t,
+            "POST",
+            "/ratings/1",
+            "ratings",
+            "content-length: 4\r\n",
+        )
+        .await
+        .expect("write");
+        t.write_all(b"abcd").await.expect("body");
+        assert_eq!(
+            read_response(&mut t, REPLY).await.map(|r| r.status),
+            Some(200)
+        );
+        let mut t = s.tunnel(RATINGS).await;
+        write_request(
+            &mut t,
+            "POST",
+            "/ratings/2",
+            "ratings",
+            "content-length: 100\r\n",
+        )
+        .await
+        .expect("write");
+        let started = std::time::Instant::now();
+        let trickle = async {
+            for _ in 0..100 {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                if t.write_all(b"x").await.is_err() {
+                    break;
+                }
+            }
+        };
+        let mut reply = None;
+        tokio::select! {
+            _ = trickle => {}
+            _ = tokio::time::sleep(Duration::from_secs(6)) => {}
+        }
+        if let Some(r) = read_response(&mut t, REPLY).await {
+            reply = Some((r.status, r.body));
+        }
+        let (status, body) = reply.expect("a reply");
+        assert_eq!(status, 408);
+        assert_eq!(body, "request timeout");
+        assert!(started.elapsed() < Duration::from_secs(12));
+    })
+    .await
+    .expect("test timed out");
+}
