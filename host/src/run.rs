@@ -176,7 +176,14 @@ pub async fn start(opts: RunOptions) -> anyhow::Result<Running> {
     let admin = Arc::new(Admin::new(config.clone(), store.clone(), metrics.clone()));
     let shared = Arc::new(Shared {
         config: config.clone(),
-        upstreams: Upstreams::new(HboneClient::new(store.clone())),
+        upstreams: {
+            let u = Upstreams::with_idle_timeout(
+                HboneClient::new(store.clone()),
+                crate::timeouts::Timeouts::enabled(opts.timeouts.upstream_idle),
+            );
+            u.spawn_idle_sweeper();
+            u
+        },
         metrics,
         request_metrics: Default::default(),
         outliers: crate::proxy::outlier::Outliers::new(),

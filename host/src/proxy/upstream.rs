@@ -14,6 +14,7 @@ use hyper::body::Incoming;
 use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpStream;
+use tokio::time::Instant;
 use tracing::debug;
 
 use super::io::UpstreamIo;
@@ -96,17 +97,73 @@ const MAX_IDLE_PER_TARGET: usize = 32;
 #[derive(Debug)]
 pub struct Upstreams {
     hbone: Arc<HboneClient>,
-    h1: Mutex<HashMap<Target, Vec<http1::SendRequest<ProxyBody>>>>,
-    h2: Mutex<HashMap<Target, http2::SendRequest<ProxyBody>>>,
+    /// Idle HTTP/1.1 senders with the time each was returned to the pool.
+    h1: Mutex<HashMap<Target, Vec<(http1::SendRequest<ProxyBody>, Instant)>>>,
+    /// One HTTP/2 sender per target with the time it was last used.
+    h2: Mutex<HashMap<Target, (http2::SendRequest<ProxyBody>, Instant)>>,
+    /// Pooled connections unused for this long are closed (Envoy's cluster
+    /// `common_http_protocol_options.idle_timeout`); `None`: kept until the peer closes them.
+    idle: Option<Duration>,
 }
 
 impl Upstreams {
     pub fn new(hbone: Arc<HboneClient>) -> Arc<Self> {
+        Self::with_idle_timeout(hbone, None)
+    }
+
+    /// Pools whose connections are closed after `idle` unused; call
+    /// [`Upstreams::spawn_idle_sweeper`] so abandoned targets are closed too.
+    pub fn with_idle_timeout(hbone: Arc<HboneClient>, idle: Option<Duration>) -> Arc<Self> {
         Arc::new(Upstreams {
             hbone,
             h1: Mutex::new(HashMap::default()),
             h2: Mutex::new(HashMap::default()),
+            idle,
         })
+    }
+
+    /// Close pooled connections unused for the idle timeout, every half of it (at most every
+    /// minute), for as long as the pools exist.
+    pub fn spawn_idle_sweeper(self: &Arc<Self>) {
+        let Some(idle) = self.idle else { return };
+        let every = (idle / 2).clamp(Duration::from_millis(100), Duration::from_secs(60));
+        let pools = Arc::downgrade(self);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                match pools.upgrade() {
+                    Some(p) => p.sweep(),
+                    None => return,
+                }
+            }
+        });
+    }
+
+    /// Drop (and so close) every pooled connection idle for the timeout.
+    pub fn sweep(&self) {
+        let Some(idle) = self.idle else { return };
+        let now = Instant::now();
+        let fresh = |since: Instant| now.saturating_duration_since(since) < idle;
+        let mut h1 = self.h1.lock().unwrap_or_else(|p| p.into_inner());
+        h1.retain(|_, list| {
+            list.retain(|(s, since)| !s.is_closed() && fresh(*since));
+            !list.is_empty()
+        });
+        drop(h1);
+        let mut h2 = self.h2.lock().unwrap_or_else(|p| p.into_inner());
+        h2.retain(|_, (s, since)| !s.is_closed() && fresh(*since));
+    }
+
+    /// Pooled connections (HTTP/1.1 idle senders + HTTP/2 connections), for tests.
+    pub fn pooled(&self) -> usize {
+        let h1: usize = self
+            .h1
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .map(Vec::len)
+            .sum();
+        h1 + self.h2.lock().unwrap_or_else(|p| p.into_inner()).len()
     }
 
     /// Open a byte stream to `target` (TCP, or an HBONE CONNECT to `target.addr`).
@@ -198,23 +255,25 @@ impl Upstreams {
     fn idle_h1(&self, target: &Target) -> Option<http1::SendRequest<ProxyBody>> {
         let mut pool = self.h1.lock().unwrap_or_else(|p| p.into_inner());
         let list = pool.get_mut(target)?;
-        list.retain(|s| !s.is_closed());
-        let i = list.iter().position(|s| s.is_ready())?;
-        Some(list.swap_remove(i))
+        list.retain(|(s, _)| !s.is_closed());
+        let i = list.iter().position(|(s, _)| s.is_ready())?;
+        Some(list.swap_remove(i).0)
     }
 
     fn put_h1(&self, target: &Target, sender: http1::SendRequest<ProxyBody>) {
         let mut pool = self.h1.lock().unwrap_or_else(|p| p.into_inner());
         let list = pool.entry(target.clone()).or_default();
-        list.retain(|s| !s.is_closed());
+        list.retain(|(s, _)| !s.is_closed());
         if list.len() < MAX_IDLE_PER_TARGET {
-            list.push(sender);
+            list.push((sender, Instant::now()));
         }
     }
 
     fn live_h2(&self, target: &Target) -> Option<http2::SendRequest<ProxyBody>> {
-        let pool = self.h2.lock().unwrap_or_else(|p| p.into_inner());
-        pool.get(target).filter(|s| !s.is_closed()).cloned()
+        let mut pool = self.h2.lock().unwrap_or_else(|p| p.into_inner());
+        let (s, used) = pool.get_mut(target).filter(|(s, _)| !s.is_closed())?;
+        *used = Instant::now();
+        Some(s.clone())
     }
 
     async fn new_h1(
@@ -259,7 +318,83 @@ impl Upstreams {
             }
         });
         let mut pool = self.h2.lock().unwrap_or_else(|p| p.into_inner());
-        pool.insert(target.clone(), sender.clone());
+        pool.insert(target.clone(), (sender.clone(), Instant::now()));
         Ok(sender)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use http_body_util::{BodyExt, Empty};
+    use tokio::net::TcpListener;
+
+    use crate::tls::dev_ca::DevCa;
+    use crate::tls::{certs, CertPaths, CertStore};
+
+    /// An HTTP/1.1 server on loopback that counts its open connections.
+    async fn counting_server() -> (SocketAddr, Arc<AtomicUsize>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let open = Arc::new(AtomicUsize::new(0));
+        let o = open.clone();
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let o = o.clone();
+                o.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let svc = hyper::service::service_fn(|_req| async {
+                        Ok::<_, std::convert::Infallible>(
+                            http::Response::new(Empty::<Bytes>::new()),
+                        )
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(tcp), svc)
+                        .await;
+                    o.fetch_sub(1, Ordering::SeqCst);
+                });
+            }
+        });
+        (addr, open)
+    }
+
+    fn hbone_client(dir: &std::path::Path) -> Arc<HboneClient> {
+        let ca = DevCa::generate("cluster.local").expect("ca");
+        let id = Identity::new("cluster.local", "default", "waypoint");
+        let wdir = ca.write_workload(dir, &id).expect("workload");
+        let store =
+            CertStore::new(certs::load(&CertPaths::from_dir(&wdir)).expect("load")).expect("store");
+        HboneClient::new(store)
+    }
+
+    #[tokio::test]
+    async fn pooled_connections_idle_for_the_timeout_are_closed() {
+        let dir = std::env::temp_dir().join(format!("wp-upstream-idle-{}", std::process::id()));
+        let (addr, open) = counting_server().await;
+        let ups =
+            Upstreams::with_idle_timeout(hbone_client(&dir), Some(Duration::from_millis(300)));
+        ups.spawn_idle_sweeper();
+        let req = http::Request::builder()
+            .uri("/")
+            .header(http::header::HOST, "backend")
+            .body(Empty::<Bytes>::new().map_err(|e| match e {}).boxed())
+            .expect("request");
+        let resp = ups
+            .send(&Target::plain(addr), Wire::Http1, req)
+            .await
+            .expect("response");
+        assert_eq!(resp.status(), 200);
+        resp.into_body().collect().await.expect("body");
+        assert_eq!(ups.pooled(), 1, "the connection is pooled after use");
+        assert_eq!(open.load(Ordering::SeqCst), 1);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while (ups.pooled() > 0 || open.load(Ordering::SeqCst) > 0) && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(ups.pooled(), 0, "idle pooled connection swept");
+        assert_eq!(open.load(Ordering::SeqCst), 0, "and closed at the server");
+        std::fs::remove_dir_all(&dir).ok();
     }
 }
