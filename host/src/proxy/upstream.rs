@@ -93,12 +93,15 @@ pub enum Wire {
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_IDLE_PER_TARGET: usize = 32;
 
+/// A pooled HTTP/1.1 sender and when it went back to the pool.
+type IdleH1 = (http1::SendRequest<ProxyBody>, Instant);
+
 /// Connection pools for every upstream the proxy talks to.
 #[derive(Debug)]
 pub struct Upstreams {
     hbone: Arc<HboneClient>,
     /// Idle HTTP/1.1 senders with the time each was returned to the pool.
-    h1: Mutex<HashMap<Target, Vec<(http1::SendRequest<ProxyBody>, Instant)>>>,
+    h1: Mutex<HashMap<Target, Vec<IdleH1>>>,
     /// One HTTP/2 sender per target with the time it was last used.
     h2: Mutex<HashMap<Target, (http2::SendRequest<ProxyBody>, Instant)>>,
     /// Pooled connections unused for this long are closed (Envoy's cluster
