@@ -49,6 +49,8 @@ pub struct RunOptions {
     pub watch_interval: Duration,
     /// Listener, stream and relay timeouts.
     pub timeouts: crate::timeouts::Timeouts,
+    /// `Upgrade` types forwarded inside tunnels (default `websocket`, as Istio configures).
+    pub upgrades: Vec<String>,
 }
 
 impl RunOptions {
@@ -69,6 +71,7 @@ impl RunOptions {
             hbone_upstream_port: 15008,
             watch_interval: Duration::from_secs(1),
             timeouts: Default::default(),
+            upgrades: vec!["websocket".to_string()],
         }
     }
 
@@ -189,7 +192,10 @@ pub async fn start(opts: RunOptions) -> anyhow::Result<Running> {
         outliers: crate::proxy::outlier::Outliers::new(),
         active: Default::default(),
         timeouts: opts.timeouts,
-        proxy: Default::default(),
+        proxy: crate::proxy::guard::ProxyOptions {
+            upgrades: opts.upgrades.iter().map(|u| u.to_ascii_lowercase()).collect(),
+            ..Default::default()
+        },
     });
 
     let mut tasks = Vec::new();

@@ -64,6 +64,10 @@ pub struct Args {
     drain_duration: Duration,
     #[command(flatten)]
     timeouts: waypoint::timeouts::Timeouts,
+    /// `Upgrade` type forwarded inside tunnels (repeatable; Envoy `upgrade_configs`). Others
+    /// get 403; `h2c` is always stripped.
+    #[arg(long = "upgrade", value_name = "TYPE", default_values_t = ["websocket".to_string()])]
+    upgrades: Vec<String>,
 }
 
 fn drain_duration(s: &str) -> Result<Duration, String> {
@@ -88,6 +92,7 @@ pub fn main(args: Args) -> anyhow::Result<()> {
     let mut opts = RunOptions::new(args.config.clone(), cert_paths(&args)?);
     opts.waypoint = args.waypoint.clone();
     opts.timeouts = args.timeouts;
+    opts.upgrades = args.upgrades.clone();
     opts.default_namespace = args.namespace.clone();
     opts.hbone_addr = args.hbone_addr;
     opts.ready_addr = Some(args.ready_addr);
