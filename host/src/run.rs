@@ -97,6 +97,7 @@ pub struct Running {
     pub config: Arc<ConfigStore>,
     pub certs: Arc<CertStore>,
     shutdown: signal::Sender<bool>,
+    shared: Arc<Shared>,
     hbone: Option<JoinHandle<()>>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -117,6 +118,7 @@ impl Running {
     pub async fn shutdown(mut self, drain: Duration) -> bool {
         info!(?drain, "shutdown: draining");
         self.admin.start_draining();
+        self.shared.proxy.drain.start();
         let _ = self.shutdown.send(true);
         let drained = match self.hbone.take() {
             Some(task) => {
@@ -193,7 +195,11 @@ pub async fn start(opts: RunOptions) -> anyhow::Result<Running> {
         active: Default::default(),
         timeouts: opts.timeouts,
         proxy: crate::proxy::guard::ProxyOptions {
-            upgrades: opts.upgrades.iter().map(|u| u.to_ascii_lowercase()).collect(),
+            upgrades: opts
+                .upgrades
+                .iter()
+                .map(|u| u.to_ascii_lowercase())
+                .collect(),
             ..Default::default()
         },
     });
@@ -283,6 +289,7 @@ pub async fn start(opts: RunOptions) -> anyhow::Result<Running> {
         config,
         certs: store,
         shutdown,
+        shared,
         hbone: Some(hbone_task),
         tasks,
     })

@@ -18,6 +18,40 @@ pub struct ProxyOptions {
     /// The waypoint's own listener addresses, filled once they are bound; a tunnel to any of
     /// them is refused.
     pub listeners: OnceLock<Vec<SocketAddr>>,
+    /// Set when the waypoint starts draining: HTTP/1 responses inside tunnels carry
+    /// `connection: close` and HTTP/2 connections inside tunnels get a GOAWAY (Envoy's drain).
+    pub drain: Drain,
+}
+
+/// The drain signal for connections inside tunnels.
+#[derive(Debug, Default)]
+pub struct Drain {
+    on: std::sync::atomic::AtomicBool,
+    notify: tokio::sync::Notify,
+}
+
+impl Drain {
+    /// Start draining (idempotent).
+    pub fn start(&self) {
+        if !self.on.swap(true, std::sync::atomic::Ordering::Release) {
+            self.notify.notify_waiters();
+        }
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.on.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Resolves once draining has started.
+    pub async fn started(&self) {
+        let notified = self.notify.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        if self.is_draining() {
+            return;
+        }
+        notified.await;
+    }
 }
 
 impl Default for ProxyOptions {
@@ -26,6 +60,7 @@ impl Default for ProxyOptions {
             upgrades: vec!["websocket".to_string()],
             allow_connect: false,
             listeners: OnceLock::new(),
+            drain: Drain::default(),
         }
     }
 }

@@ -256,6 +256,11 @@ async fn serve_tunnel(
                     _ => Some(Duration::from_secs(3600)),
                 };
                 tokio::select! {
+                    _ = shared.proxy.drain.started(), if !draining => {
+                        debug!(destination = %ctx.destination, "tunnel: draining; http2 GOAWAY");
+                        conn.as_mut().graceful_shutdown();
+                        draining = true;
+                    }
                     r = conn.as_mut() => {
                         if let Err(e) = r {
                             debug!(destination = %ctx.destination, error = %e, "tunnel: http2 ended");
@@ -316,7 +321,12 @@ async fn serve_tunnel(
                     .as_ref()
                     .map(|i| i.namespace.clone())
                     .unwrap_or_else(|| "unknown".into()),
-                destination_service: ctx.destination.clone(),
+                // Istio labels the service's hostname, `unknown` when the destination is no
+                // service (never the raw CONNECT authority: peer-controlled, unbounded).
+                destination_service: match &destination {
+                    Destination::Service(m) => m.hostname.clone(),
+                    _ => "unknown".into(),
+                },
                 response_flags: "-".into(),
                 connection_security_policy: "mutual_tls".into(),
             };

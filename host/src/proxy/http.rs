@@ -101,15 +101,27 @@ pub async fn handle(
     ctx: Arc<TunnelCtx>,
     req: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, Infallible> {
+    // While draining, an HTTP/1 connection is closed after its current response (Envoy adds
+    // `connection: close` during drain); HTTP/2 gets a GOAWAY from the tunnel's server.
+    let http1 = req.version() < Version::HTTP_2;
+    let drain = shared.clone();
+    let close_if_draining = move |mut resp: Response<ProxyBody>| {
+        if http1 && drain.proxy.drain.is_draining() {
+            resp.headers_mut()
+                .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        Ok(resp)
+    };
     let Some(limit) = crate::timeouts::Timeouts::enabled(shared.timeouts.request) else {
-        return serve(shared, ctx, req.map(|b| InBody::new(b, None))).await;
+        let Ok(resp) = serve(shared, ctx, req.map(|b| InBody::new(b, None))).await;
+        return close_if_draining(resp);
     };
     // Envoy `request_timeout`: the request must be received (or the response begun) in time.
     let received = Arc::new(Received::default());
     let (method, path) = (req.method().clone(), req.uri().path().to_string());
     let req = req.map(|b| InBody::new(b, Some(received.clone())));
     tokio::select! {
-        r = serve(shared, ctx.clone(), req) => r,
+        Ok(resp) = serve(shared, ctx.clone(), req) => close_if_draining(resp),
         _ = received.expired(limit) => {
             info!(
                 target: "access",
@@ -126,7 +138,7 @@ pub async fn handle(
                 http::header::CONTENT_TYPE,
                 HeaderValue::from_static("text/plain"),
             );
-            Ok(resp)
+            close_if_draining(resp)
         }
     }
 }

@@ -378,11 +378,12 @@ async fn shutdown_drains_in_flight_requests() {
             .await
             .expect("tunnel");
         let mut send = http1_over(s).await.expect("http1");
+        // The client keeps its keep-alive connection: the waypoint must close it after the
+        // in-flight response (`connection: close`, as Envoy's drain does).
         let in_flight = tokio::spawn(async move {
             let r = send.send_request(get("slow", "/delay/1000")).await?;
             let c = collect(r).await?;
-            drop(send);
-            Ok::<_, anyhow::Error>(c.status)
+            Ok::<_, anyhow::Error>((c.status, c.header("connection").map(str::to_string), send))
         });
         // The request has reached the backend before shutdown starts.
         let hits = Arc::new(echo);
@@ -413,14 +414,20 @@ async fn shutdown_drains_in_flight_requests() {
             .await,
             "new HBONE connections must be refused while draining"
         );
-        let status = in_flight.await.expect("join").expect("in-flight request");
+        let (status, connection, send) = in_flight.await.expect("join").expect("in-flight request");
         assert_eq!(
             status, 200,
             "in-flight request must complete during the drain"
         );
+        assert_eq!(
+            connection.as_deref(),
+            Some("close"),
+            "HTTP/1 closed after the drain's last response"
+        );
         drop(client);
         let drained = drain.await.expect("join");
         assert!(drained, "drain must end when the last connection closes");
+        drop(send);
     })
     .await
     .expect("test timed out");
