@@ -8,7 +8,7 @@ use std::hash::{Hash, Hasher};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use waypoint_core::authz::normalize_path_with;
+use waypoint_core::authz::normalize_path_stable;
 use waypoint_core::decision::{Action, Decision};
 use waypoint_core::resource::RawResource;
 use waypoint_core::route::{BackendRef, HashKey, LoadBalancer};
@@ -262,7 +262,7 @@ impl Policy {
             }),
         };
         let mode = self.snapshot.mesh().path_normalization;
-        let Some(path) = normalize_path_with(mode, req.path) else {
+        let Some(path) = normalize_path_stable(mode, req.path) else {
             // Envoy rejects a path it cannot normalize.
             return local("direct_response", 400, "Bad Request");
         };

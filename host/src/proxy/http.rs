@@ -13,7 +13,7 @@ use hyper::body::{Body, Incoming};
 
 use super::request_timeout::{InBody, Received};
 use tracing::{debug, info};
-use waypoint_core::authz::normalize_path_with;
+use waypoint_core::authz::normalize_path_stable;
 use waypoint_core::RandomSource;
 
 use super::cors::{self, CorsAction};
@@ -324,7 +324,7 @@ async fn ext_authz_check<B>(
     // after the connection manager normalized `:path`).
     let cfg = shared.config.current();
     let normalized = cfg.as_ref().and_then(|c| {
-        normalize_path_with(c.policy.snapshot.mesh().path_normalization, path)
+        normalize_path_stable(c.policy.snapshot.mesh().path_normalization, path)
             .map(|p| p.into_owned())
     });
     let input = ext_authz::CheckInput {

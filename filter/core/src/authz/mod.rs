@@ -22,8 +22,8 @@ mod fixture_tests;
 pub use compile::{compile_policy, compile_policy_with, CompileOptions, DRY_RUN_ANNOTATION};
 pub use eval::{evaluate, evaluate_tcp, AuthzInput, AuthzOutcome, PolicyVerdict};
 pub use path::{
-    compile_path_template, is_path_template, merge_slashes, normalize_path, normalize_path_with,
-    path_without_query, try_normalize_path, unescape_slashes,
+    compile_path_template, is_path_template, merge_slashes, normalize_path, normalize_path_stable,
+    normalize_path_with, path_without_query, try_normalize_path, unescape_slashes,
 };
 pub(crate) use policy::Attr;
 pub use policy::{Action, CompiledPolicy, PolicyTargets, TargetRef};

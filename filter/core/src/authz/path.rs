@@ -86,6 +86,30 @@ pub fn normalize_path_with(mode: PathNormalization, path: &str) -> Option<Cow<'_
     }
 }
 
+/// Most passes [`normalize_path_stable`] makes; a path still changing after them is rejected.
+const MAX_NORMALIZE_PASSES: usize = 4;
+
+/// [`normalize_path_with`] repeated until the path no longer changes: what policy checks, routes
+/// match and the upstream receives. One Envoy pass can form a new escape (`/%6%31dmin` ->
+/// `/%61dmin`) that the application then decodes (`/admin`), so a path judged after one pass is
+/// not what the backend serves; and in the Envoy layout the core sees the HCM's already
+/// normalized path, so normalizing to a fixed point makes both runtimes judge and forward the
+/// same path. Canonical paths (nearly all) take one pass and stay borrowed. `None`: Envoy
+/// would reject the path (400), or it does not settle within a few passes.
+pub fn normalize_path_stable(mode: PathNormalization, path: &str) -> Option<Cow<'_, str>> {
+    let mut cur = match normalize_path_with(mode, path)? {
+        Cow::Borrowed(b) => return Some(Cow::Borrowed(b)),
+        Cow::Owned(o) => o,
+    };
+    for _ in 0..MAX_NORMALIZE_PASSES {
+        match normalize_path_with(mode, &cur)? {
+            Cow::Borrowed(_) => return Some(Cow::Owned(cur)),
+            Cow::Owned(next) => cur = next,
+        }
+    }
+    None
+}
+
 /// Apply `next` to `prev`, keeping one owned string when either step changed the path.
 fn chain<'a>(
     prev: Cow<'a, str>,
@@ -418,6 +442,39 @@ pub fn compile_path_template(value: &str) -> Result<Regex, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stable_normalization_reaches_a_fixed_point() {
+        let base = PathNormalization::Base;
+        for (input, want) in [
+            ("/abc", Some("/abc")),
+            ("/a/../b", Some("/b")),
+            ("/%6%31dmin", Some("/admin")),
+            ("/%4%41", Some("/J")),
+            // `%25` (a percent sign) is reserved: Envoy keeps it escaped.
+            ("/%2%35%36%31", Some("/%2561")),
+            ("/a/%00", None),
+        ] {
+            let got = normalize_path_stable(base, input);
+            assert_eq!(got.as_deref(), want, "{input}");
+            if let Some(g) = got {
+                let again = normalize_path_stable(base, &g).expect("stable");
+                assert!(
+                    matches!(again, Cow::Borrowed(_)),
+                    "{input}: {g} is a fixed point"
+                );
+            }
+        }
+        assert!(matches!(
+            normalize_path_stable(base, "/already/canonical"),
+            Some(Cow::Borrowed(_))
+        ));
+        // NONE never changes anything.
+        assert_eq!(
+            normalize_path_stable(PathNormalization::None, "/%6%31dmin").as_deref(),
+            Some("/%6%31dmin")
+        );
+    }
 
     #[test]
     fn normalization_table() {

@@ -9,7 +9,7 @@ use smallvec::SmallVec;
 use super::rewrite::rewrite_path;
 use super::{RouteSource, Snapshot};
 use crate::authz::{
-    evaluate, evaluate_tcp, normalize_path_with, Action as AuthzAction, AuthzInput, AuthzOutcome,
+    evaluate, evaluate_tcp, normalize_path_stable, Action as AuthzAction, AuthzInput, AuthzOutcome,
     CompiledPolicy, PolicyTargets,
 };
 use crate::decision::{Action, Decision, Endpoints, Forwarding, LocalResponse, PolicyResult};
@@ -213,7 +213,7 @@ impl Snapshot {
 
     /// Authorize an HTTP request to an address that is no known service (pass-through) with
     /// the waypoint's own policies. `path` is the request path already normalized with
-    /// [`normalize_path_with`] under `self.mesh().path_normalization`.
+    /// [`normalize_path_stable`] under `self.mesh().path_normalization`.
     pub fn authorize_passthrough<'s>(
         &'s self,
         req: &Request<'_>,
@@ -310,9 +310,11 @@ impl Snapshot {
             )
         });
 
-        // Envoy's HCM normalizes the path once per MeshConfig `pathNormalization` (default
-        // BASE) before RBAC and routing, and forwards the normalized path.
-        let Some(normalized) = normalize_path_with(self.mesh.path_normalization, req.path) else {
+        // Envoy's HCM normalizes the path per MeshConfig `pathNormalization` (default BASE)
+        // before RBAC and routing, and forwards the normalized path; we repeat its pass until
+        // the path is stable (see `normalize_path_stable`: a double-encoded path is judged and
+        // forwarded as what the application will read, the same in both runtimes).
+        let Some(normalized) = normalize_path_stable(self.mesh.path_normalization, req.path) else {
             // Envoy rejects paths it cannot normalize (e.g. an encoded NUL) with 400.
             t.add(|| format!("path {:?} cannot be normalized: 400", req.path));
             d.action = Action::DirectResponse;

@@ -90,6 +90,12 @@ fn normalized_path_is_judged_routed_and_forwarded() {
                     Some("http://example.com/old/y"),
                 ),
                 ("/a/%00", Action::DirectResponse, None),
+                // Double-encoded: one Envoy pass leaves `/%61dmin`, which the backend reads as
+                // `/admin`; normalized to a fixed point, it is judged as what it is. The Envoy
+                // layout hands the core the HCM's one-pass result: the same decision.
+                ("/%6%31dmin", Action::Deny, None),
+                ("/%61dmin", Action::Deny, None),
+                ("/%6%31bc", Action::Route, Some("/abc")),
             ],
         ),
         (
