@@ -203,7 +203,9 @@ impl Scanner<'_> {
         let dash = is_indicator(line, pos);
         // Close the nodes this line is not inside; a `-` at a key's column is the key's value.
         while let Some(&(col, by_indicator)) = self.blocks.last() {
-            if col > pos || (col == pos && !(dash && !by_indicator)) {
+            // A `-` line at a key's column stays inside that key (its value is the sequence).
+            let nested_sequence = dash && !by_indicator;
+            if col > pos || (col == pos && !nested_sequence) {
                 self.blocks.pop();
             } else {
                 break;
