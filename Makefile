@@ -4,7 +4,7 @@
 CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: all build test demo bench lint fmt deps check-core-deps unit e2e clean
+.PHONY: all build test demo bench lint fmt deps check-core-deps unit e2e clean fuzz
 
 all: build
 
@@ -33,6 +33,21 @@ test: deps lint check-core-deps
 ## A complete local mesh with no cluster (issue 4 builds it).
 demo: deps
 	@scripts/demo.sh
+
+## Fuzzing: each target of tests/fuzz for FUZZ_SECONDS with cargo-fuzz (libFuzzer). The
+## stable toolchain has no sanitizers: `-s none`, and RUSTC_BOOTSTRAP for cargo-fuzz's flags.
+## New inputs go to target/fuzz-corpus/<target>; findings to tests/fuzz/artifacts/<target>.
+## `make test` replays the committed seeds (tests/fuzz/corpus) through the same bodies.
+FUZZ_SECONDS ?= 600
+FUZZ_TARGETS ?= manifests normalize_path connect_authority proxy_v2 sniff
+fuzz:
+	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
+	@for t in $(FUZZ_TARGETS); do \
+		mkdir -p target/fuzz-corpus/$$t && \
+		RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run --fuzz-dir tests/fuzz --features libfuzzer -s none \
+			$$t target/fuzz-corpus/$$t tests/fuzz/corpus/$$t -- \
+			-max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=2048 || exit 1; \
+	done
 
 ## Benchmarks (reported, never asserted).
 bench:

@@ -8,6 +8,9 @@ use serde_json::Value;
 
 use crate::error::{ConfigError, ResourceId};
 
+mod limits;
+pub use limits::{check as check_limits, LimitViolation, ManifestLimits};
+
 /// One Kubernetes object as read from a manifest.
 #[derive(Debug, Clone)]
 pub struct RawResource {
@@ -84,17 +87,56 @@ impl RawResource {
     }
 }
 
-/// Parse one manifest text (YAML, possibly multi-document, or JSON). Resources without
-/// `metadata.namespace` go to `default_namespace`. Documents that are not objects with
-/// `kind`, `apiVersion` and `metadata.name` are reported as errors; the rest are kept.
+/// Parse one manifest text (YAML, possibly multi-document, or JSON) under the default
+/// [`ManifestLimits`]. Resources without `metadata.namespace` go to `default_namespace`.
+/// Documents that are not objects with `kind`, `apiVersion` and `metadata.name` are reported
+/// as errors; the rest are kept.
 pub fn parse_manifests(
     text: &str,
     origin: &str,
     default_namespace: &str,
     seq_start: usize,
 ) -> (Vec<RawResource>, Vec<ConfigError>) {
+    parse_manifests_with_limits(
+        text,
+        origin,
+        default_namespace,
+        seq_start,
+        &ManifestLimits::DEFAULT,
+    )
+}
+
+/// Is this error about a document whose identity (kind, name) is unknown: a text over a
+/// limit, a syntax error, or a document without kind or name? Such errors are about the
+/// whole manifest text, not one resource.
+pub fn is_manifest_error(e: &ConfigError) -> bool {
+    e.kind == MANIFEST
+}
+
+/// The `kind` of errors about a manifest text rather than one resource.
+const MANIFEST: &str = "Manifest";
+
+/// [`parse_manifests`] with explicit limits. A text over a limit is rejected whole, before
+/// any parser runs, with one error naming `origin` and the document index.
+pub fn parse_manifests_with_limits(
+    text: &str,
+    origin: &str,
+    default_namespace: &str,
+    seq_start: usize,
+    limits: &ManifestLimits,
+) -> (Vec<RawResource>, Vec<ConfigError>) {
     let mut out = Vec::new();
     let mut errors = Vec::new();
+    if let Err(v) = check_limits(text, limits) {
+        errors.push(ConfigError::new(
+            MANIFEST,
+            "",
+            format!("{origin}#{}", v.document),
+            "",
+            v.message,
+        ));
+        return (out, errors);
+    }
     let mut docs: Vec<Value> = Vec::new();
     let trimmed = text.trim_start();
     if trimmed.starts_with('{') || trimmed.starts_with('[') {
@@ -107,7 +149,7 @@ pub fn parse_manifests(
                 Ok(Value::Array(items)) => docs.extend(items),
                 Ok(v) => docs.push(v),
                 Err(e) => errors.push(ConfigError::new(
-                    "Manifest",
+                    MANIFEST,
                     "",
                     format!("{origin}#{i}"),
                     "",
@@ -122,7 +164,7 @@ pub fn parse_manifests(
                 Ok(v) => docs.push(v),
                 Err(e) => {
                     errors.push(ConfigError::new(
-                        "Manifest",
+                        MANIFEST,
                         "",
                         format!("{origin}#{i}"),
                         "",
@@ -170,33 +212,41 @@ fn to_raw(
         .and_then(|m| m.get("name"))
         .and_then(Value::as_str)
         .unwrap_or("");
-    let bad = |field: &str, msg: &str| {
-        ConfigError::new(
-            if kind.is_empty() { "Manifest" } else { kind },
-            "",
-            if name.is_empty() { origin } else { name },
-            field,
-            msg,
-        )
-    };
-    if !doc.is_object() {
-        return Err(bad("", "document is not an object"));
-    }
-    if kind.is_empty() {
-        return Err(bad("kind", "missing kind"));
-    }
-    let api_version = doc
-        .get("apiVersion")
-        .and_then(Value::as_str)
-        .ok_or_else(|| bad("apiVersion", "missing apiVersion"))?;
-    if name.is_empty() {
-        return Err(bad("metadata.name", "missing metadata.name"));
-    }
     let namespace = meta
         .and_then(|m| m.get("namespace"))
         .and_then(Value::as_str)
         .filter(|s| !s.is_empty())
         .unwrap_or(default_namespace);
+    // Namespace and cluster-scoped kinds have no namespace of their own.
+    let namespace = if matches!(kind, "Namespace" | "GatewayClass") {
+        ""
+    } else {
+        namespace
+    };
+    // Without kind or name the document has no identity: the error is about the manifest.
+    let unidentified = |field: &str, msg: &str| {
+        let msg = if kind.is_empty() {
+            msg.to_string()
+        } else {
+            format!("{msg} (kind {kind})")
+        };
+        ConfigError::new(MANIFEST, "", origin, field, msg)
+    };
+    if !doc.is_object() {
+        return Err(unidentified("", "document is not an object"));
+    }
+    if kind.is_empty() {
+        return Err(unidentified("kind", "missing kind"));
+    }
+    if name.is_empty() {
+        return Err(unidentified("metadata.name", "missing metadata.name"));
+    }
+    let api_version = doc
+        .get("apiVersion")
+        .and_then(Value::as_str)
+        .ok_or_else(|| {
+            ConfigError::new(kind, namespace, name, "apiVersion", "missing apiVersion")
+        })?;
     let string_map = |key: &str| -> BTreeMap<String, String> {
         meta.and_then(|m| m.get(key))
             .and_then(Value::as_object)
@@ -216,12 +266,7 @@ fn to_raw(
     Ok(RawResource {
         api_version: api_version.to_string(),
         kind: kind.to_string(),
-        // Namespace and cluster-scoped kinds have no namespace of their own.
-        namespace: if matches!(kind, "Namespace" | "GatewayClass") {
-            String::new()
-        } else {
-            namespace.to_string()
-        },
+        namespace: namespace.to_string(),
         name: name.to_string(),
         labels: string_map("labels"),
         annotations: string_map("annotations"),
@@ -257,7 +302,59 @@ mod tests {
         assert_eq!(rs.len(), 1);
         assert_eq!(rs[0].labels.get("a").map(String::as_str), Some("b"));
         assert_eq!(errs.len(), 1);
-        assert_eq!(errs[0].field, "apiVersion");
+        assert_eq!(errs[0].field, "metadata.name");
+        assert!(is_manifest_error(&errs[0]), "{errs:?}");
+    }
+
+    #[test]
+    fn missing_api_version_names_the_resource() {
+        let (rs, errs) = parse_manifests("kind: Service\nmetadata: {name: a}\n", "f", "ns", 0);
+        assert!(rs.is_empty());
+        assert_eq!(errs.len(), 1);
+        assert_eq!(
+            (
+                errs[0].kind.as_str(),
+                errs[0].namespace.as_str(),
+                errs[0].name.as_str()
+            ),
+            ("Service", "ns", "a")
+        );
+        assert!(!is_manifest_error(&errs[0]));
+    }
+
+    #[test]
+    fn deep_nesting_is_rejected_by_the_limit_not_the_parser() {
+        for text in [
+            format!(
+                "apiVersion: v1\nkind: Service\nmetadata: {{name: a}}\n---\nx: {}",
+                "[".repeat(200_000)
+            ),
+            format!("x: {}", "{a: ".repeat(50_000)),
+            format!("[{}", "[".repeat(200_000)),
+            (0..300).map(|i| format!("{}k:\n", " ".repeat(i))).collect(),
+        ] {
+            let (rs, errs) = parse_manifests(&text, "deep.yaml", "default", 0);
+            assert!(rs.is_empty(), "the text is rejected whole");
+            assert_eq!(errs.len(), 1, "{errs:?}");
+            let msg = errs[0].to_string();
+            assert!(msg.contains("deep.yaml#"), "{msg}");
+            assert!(msg.contains("limit of 64"), "{msg}");
+            assert!(!msg.contains("recursion"), "{msg}");
+            assert!(is_manifest_error(&errs[0]));
+        }
+    }
+
+    #[test]
+    fn huge_document_is_rejected_naming_it() {
+        let text = format!(
+            "apiVersion: v1\nkind: Service\nmetadata: {{name: a}}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: b}}\ndata: {{x: {}}}\n",
+            "a".repeat(2 * 1024 * 1024)
+        );
+        let (rs, errs) = parse_manifests(&text, "big.yaml", "default", 0);
+        assert!(rs.is_empty());
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert_eq!(errs[0].name, "big.yaml#1");
+        assert!(errs[0].message.contains("1572864 bytes"), "{errs:?}");
     }
 
     #[test]
