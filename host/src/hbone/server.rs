@@ -285,7 +285,10 @@ async fn serve_connection<H: ConnectHandler>(
             }
         }
         next = loop {
+            // Biased: the connection is polled first on every wake-up (each frame), with no
+            // random branch order to draw; the shutdown and idle branches are rare.
             tokio::select! {
+                biased;
                 n = conn.accept() => break n,
                 _ = shutdown_requested(&mut shutdown), if goaway.is_none() => {
                     debug!(%peer, "hbone: shutting down; GOAWAY");

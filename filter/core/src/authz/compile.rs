@@ -306,14 +306,16 @@ fn validate_top_level(
     action: Action,
     diags: &mut Diagnostics,
 ) {
+    // Istio accepts these (the validation webhook warns): the policy never matches, so it is
+    // kept, matches nothing and is reported as a warning, as `istioctl analyze` does.
     if action == Action::Custom && s.rules.is_none() {
-        diags.error(raw.error(
+        diags.warn(raw.error(
             "spec.rules",
             "CUSTOM action without `rules` is meaningless as it will never be triggered",
         ));
     }
     if action == Action::Deny && s.rules.is_none() {
-        diags.error(raw.error(
+        diags.warn(raw.error(
             "spec.rules",
             "DENY action without `rules` is meaningless as it will never be triggered; add an \
              empty rule `{}` to deny every request",

@@ -475,9 +475,23 @@ fn targets() {
 
 #[test]
 fn validation_findings_are_reported() {
+    // DENY / CUSTOM without rules: accepted, matches nothing, a warning (Istio's webhook warns).
+    for spec in [
+        "  action: DENY\n",
+        "  action: CUSTOM\n  provider: {name: ext}\n",
+    ] {
+        let (p, d) = compile_with("", spec, &["ext"]);
+        assert!(!d.has_errors(), "{spec}: {:?}", d.errors);
+        assert!(
+            d.warnings.iter().any(|w| w.field == "spec.rules"),
+            "{spec}: {:?}",
+            d.warnings
+        );
+        assert_eq!(p.rule_count(), 0, "{spec}: never matches");
+        let out = run(&[&p], &Req::default());
+        assert!(out.allowed && !out.verdicts[0].matched, "{spec}");
+    }
     for (spec, field) in [
-        ("  action: DENY\n", "spec.rules"),
-        ("  action: CUSTOM\n  provider: {name: ext}\n", "spec.rules"),
         ("  provider: {name: ext}\n  rules: [{}]\n", "spec.provider"),
         ("  rules: [{from: []}]\n", "spec.rules[0].from"),
         (
