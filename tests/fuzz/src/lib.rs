@@ -49,6 +49,18 @@ pub fn normalize_path(data: &[u8]) {
             assert_eq!(twice, once, "normalizing {path:?} twice changes it");
         }
     }
+    // What the decision uses: normalized to a fixed point, in every mode.
+    use waypoint_core::mesh::PathNormalization as M;
+    for mode in [M::None, M::Base, M::MergeSlashes, M::DecodeAndMergeSlashes] {
+        if let Some(stable) = waypoint_core::authz::normalize_path_stable(mode, path) {
+            let again = waypoint_core::authz::normalize_path_stable(mode, &stable);
+            assert_eq!(
+                again.as_deref(),
+                Some(&*stable),
+                "{mode:?}: {path:?} -> {stable:?} is not a fixed point"
+            );
+        }
+    }
 }
 
 /// Does `path` hold a `%XX` escape of an unreserved character (which normalization decodes)?
