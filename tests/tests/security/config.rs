@@ -126,6 +126,7 @@ fn envoy_mode_generator_rejects_deep_and_huge_yaml_by_limit() {
             trust_domain: "cluster.local".into(),
             originator: None,
             access_log: false,
+            timeouts: Default::default(),
         };
         let err = from_config(&inputs).expect_err("hostile config must fail the generator");
         assert_limit_error(&format!("{err:#}"), "hostile.yaml#0", what);
