@@ -2,11 +2,13 @@
 //! locally or forward (fault delay, header mutations, rewrites, timeouts, retries, mirrors).
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use futures_util::future::Either;
 use http::{HeaderValue, Request, Response, StatusCode, Uri, Version};
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Body, Incoming};
@@ -95,33 +97,34 @@ struct Outcome {
     attempts: u32,
 }
 
-/// Serve one request.
-pub async fn handle(
+/// Serve one request: hyper's service inside a tunnel. With no request timeout (the default)
+/// this is [`serve`] itself, so the common path adds no future around it.
+pub fn handle(
     shared: Arc<Shared>,
     ctx: Arc<TunnelCtx>,
     req: Request<Incoming>,
+) -> impl Future<Output = Result<Response<ProxyBody>, Infallible>> + Send {
+    match crate::timeouts::Timeouts::enabled(shared.timeouts.request) {
+        None => Either::Left(serve(shared, ctx, req.map(|b| InBody::new(b, None)))),
+        Some(limit) => Either::Right(Box::pin(serve_timed(shared, ctx, req, limit))),
+    }
+}
+
+/// [`serve`] under Envoy's `request_timeout`: the request must be received (or the response
+/// begun) in time, else 408 `request timeout`.
+async fn serve_timed(
+    shared: Arc<Shared>,
+    ctx: Arc<TunnelCtx>,
+    req: Request<Incoming>,
+    limit: Duration,
 ) -> Result<Response<ProxyBody>, Infallible> {
-    // While draining, an HTTP/1 connection is closed after its current response (Envoy adds
-    // `connection: close` during drain); HTTP/2 gets a GOAWAY from the tunnel's server.
-    let http1 = req.version() < Version::HTTP_2;
-    let drain = shared.clone();
-    let close_if_draining = move |mut resp: Response<ProxyBody>| {
-        if http1 && drain.proxy.drain.is_draining() {
-            resp.headers_mut()
-                .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
-        }
-        Ok(resp)
-    };
-    let Some(limit) = crate::timeouts::Timeouts::enabled(shared.timeouts.request) else {
-        let Ok(resp) = serve(shared, ctx, req.map(|b| InBody::new(b, None))).await;
-        return close_if_draining(resp);
-    };
-    // Envoy `request_timeout`: the request must be received (or the response begun) in time.
     let received = Arc::new(Received::default());
     let (method, path) = (req.method().clone(), req.uri().path().to_string());
+    let http1 = req.version() < Version::HTTP_2;
     let req = req.map(|b| InBody::new(b, Some(received.clone())));
+    let drain = shared.clone();
     tokio::select! {
-        Ok(resp) = serve(shared, ctx.clone(), req) => close_if_draining(resp),
+        r = serve(shared, ctx.clone(), req) => r,
         _ = received.expired(limit) => {
             info!(
                 target: "access",
@@ -138,8 +141,18 @@ pub async fn handle(
                 http::header::CONTENT_TYPE,
                 HeaderValue::from_static("text/plain"),
             );
-            close_if_draining(resp)
+            close_if_draining(&drain, http1, &mut resp);
+            Ok(resp)
         }
+    }
+}
+
+/// While draining, an HTTP/1 connection is closed after its current response (Envoy adds
+/// `connection: close` during drain); HTTP/2 gets a GOAWAY from the tunnel's server.
+fn close_if_draining(shared: &Shared, http1: bool, resp: &mut Response<ProxyBody>) {
+    if http1 && shared.proxy.drain.is_draining() {
+        resp.headers_mut()
+            .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
     }
 }
 
@@ -167,8 +180,11 @@ async fn serve(
             body: String::new(),
             headers: Vec::new(),
         };
-        return Ok(local_response(&reply));
+        let mut resp = local_response(&reply);
+        close_if_draining(&shared, req.version() < Version::HTTP_2, &mut resp);
+        return Ok(resp);
     }
+    let http1 = req.version() < Version::HTTP_2;
     let method = req.method().as_str().to_string();
     let authority = req
         .uri()
@@ -245,6 +261,8 @@ async fn serve(
         duration_ms = elapsed.as_millis() as u64,
         "request"
     );
+    let mut resp = resp;
+    close_if_draining(&shared, http1, &mut resp);
     Ok(resp)
 }
 
