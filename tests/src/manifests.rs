@@ -9,6 +9,19 @@ pub fn plain_service(name: &str, vip: &str, ip: &str, port: u16) -> String {
 /// A Service `name` (VIP `vip`, port 80, bound to the waypoint) with one pod at `ip:port`
 /// running as service account `name`; `mesh`: the pod is ambient (reached over HBONE).
 pub fn service(name: &str, vip: &str, ip: &str, port: u16, mesh: bool) -> String {
+    named_port_service(name, vip, "http", ip, port, mesh)
+}
+
+/// As [`service`], with the port named `port_name` (its protocol, by Istio's naming rule:
+/// `http`, `tcp-db`, `unknown`, ...).
+pub fn named_port_service(
+    name: &str,
+    vip: &str,
+    port_name: &str,
+    ip: &str,
+    port: u16,
+    mesh: bool,
+) -> String {
     let mode = if mesh { "ambient" } else { "none" };
     format!(
         r#"
@@ -23,7 +36,7 @@ metadata:
 spec:
   clusterIP: {vip}
   ports:
-  - name: http
+  - name: {port_name}
     port: 80
     targetPort: {port}
   selector:

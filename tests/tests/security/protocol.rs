@@ -25,43 +25,9 @@ const POLICIES: &str = include_str!("../../../examples/bookinfo/policies/authori
 const RATINGS: &str = "10.96.9.1:80";
 const OPAQUE: &str = "10.96.9.2:80";
 
+/// A non-mesh Service with its port named `port_name` (its protocol) and one pod.
 fn service(name: &str, vip: &str, port_name: &str, ip: &str, port: u16) -> String {
-    format!(
-        r#"
----
-apiVersion: v1
-kind: Service
-metadata:
-  name: {name}
-  namespace: default
-  labels:
-    istio.io/use-waypoint: waypoint
-spec:
-  clusterIP: {vip}
-  ports:
-  - name: {port_name}
-    port: 80
-    targetPort: {port}
-  selector:
-    app: {name}
----
-apiVersion: v1
-kind: Pod
-metadata:
-  name: {name}-0
-  namespace: default
-  labels:
-    app: {name}
-    istio.io/dataplane-mode: none
-spec:
-  serviceAccountName: {name}
-  containers:
-  - name: app
-    image: example
-status:
-  podIP: {ip}
-"#
-    )
+    waypoint_tests::manifests::named_port_service(name, vip, port_name, ip, port, false)
 }
 
 struct Setup {
