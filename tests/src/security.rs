@@ -9,11 +9,10 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
-use waypoint::run::{start, RunOptions};
 use waypoint::timeouts::Timeouts;
 
-use crate::pki::{Pki, TempDir};
-use crate::waypoint::{TestWaypoint, WAYPOINT_GATEWAY};
+use crate::pki::Pki;
+use crate::waypoint::TestWaypoint;
 
 /// A plaintext backend that logs every byte received and the request target of every
 /// HTTP/1.1 request head, answering each with `200` and the request target as body.
@@ -206,24 +205,13 @@ pub async fn closed_without_reply<S: AsyncRead + Unpin>(s: &mut S, limit: Durati
 /// Start the waypoint (`default/waypoint`, every listener on loopback) with the waypoint
 /// Gateway, `yaml`, and `timeouts`.
 pub async fn start_waypoint(pki: &Pki, yaml: &str, timeouts: Timeouts) -> TestWaypoint {
-    let config_dir = TempDir::new("config");
-    std::fs::write(config_dir.path().join("gateway.yaml"), WAYPOINT_GATEWAY)
-        .expect("write gateway");
-    std::fs::write(config_dir.path().join("config.yaml"), yaml).expect("write config");
-    let certs = pki.issue("default", "waypoint");
-    let mut opts = RunOptions::new(vec![config_dir.path().to_path_buf()], certs).loopback();
-    opts.watch_interval = Duration::from_millis(200);
-    opts.timeouts = timeouts;
-    let running = start(opts).await.expect("start waypoint");
-    let errs = running.config.last_errors();
+    let wp = TestWaypoint::start_with(pki, yaml, |o| o.timeouts = timeouts).await;
+    let errs = wp.running.config.last_errors();
     assert!(
-        running.config.current().is_some(),
+        wp.running.config.current().is_some(),
         "config rejected: {errs:?}"
     );
-    TestWaypoint {
-        running,
-        config_dir,
-    }
+    wp
 }
 
 /// The mesh ConfigMap (`istio-system/istio`) with `pathNormalization` set to `mode`.

@@ -36,14 +36,24 @@ impl TestWaypoint {
     /// Start as `default/waypoint` of `pki` with the waypoint Gateway plus the manifests in
     /// `yaml` (empty: every destination is an unknown address, forwarded as is).
     pub async fn start(pki: &Pki, yaml: &str, hbone_upstream_port: u16) -> TestWaypoint {
+        Self::start_with(pki, yaml, |o| o.hbone_upstream_port = hbone_upstream_port).await
+    }
+
+    /// As [`TestWaypoint::start`], with `edit` applied to the run options (every listener on
+    /// loopback, config polled every 200 ms) before starting.
+    pub async fn start_with(
+        pki: &Pki,
+        yaml: &str,
+        edit: impl FnOnce(&mut RunOptions),
+    ) -> TestWaypoint {
         let config_dir = TempDir::new("config");
         std::fs::write(config_dir.path().join("gateway.yaml"), WAYPOINT_GATEWAY)
             .expect("write gateway");
         std::fs::write(config_dir.path().join("config.yaml"), yaml).expect("write config");
         let certs = pki.issue("default", "waypoint");
         let mut opts = RunOptions::new(vec![config_dir.path().to_path_buf()], certs).loopback();
-        opts.hbone_upstream_port = hbone_upstream_port;
         opts.watch_interval = Duration::from_millis(200);
+        edit(&mut opts);
         let running = start(opts).await.expect("start waypoint");
         TestWaypoint {
             running,

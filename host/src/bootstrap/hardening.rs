@@ -292,22 +292,13 @@ mod generated_tests {
     /// `waypoint xds` serves the same listeners: the split keeps every field.
     #[test]
     fn xds_listeners_carry_the_same_protections() {
-        let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
         let source = crate::xds::Source {
             inputs: super::super::Inputs {
-                config: vec!["examples/bookinfo".into()],
-                root,
-                namespace: "default".into(),
-                waypoint: None,
-                certs_dir: "envoy-configs/certs".into(),
-                module_name: "waypoint".into(),
-                trust_domain: "cluster.local".into(),
-                originator: None,
-                access_log: false,
                 timeouts: Timeouts {
                     stream_idle: Duration::from_secs(9),
                     ..Timeouts::default()
                 },
+                ..super::super::Inputs::bookinfo_example()
             },
             rebind: Default::default(),
             extra_listeners: Vec::new(),

@@ -195,6 +195,25 @@ pub struct Inputs {
     pub timeouts: Timeouts,
 }
 
+impl Inputs {
+    /// The repository's `examples/bookinfo` with the committed test certificates (tests).
+    #[cfg(test)]
+    pub(crate) fn bookinfo_example() -> Inputs {
+        Inputs {
+            config: vec![PathBuf::from("examples/bookinfo")],
+            root: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".."),
+            namespace: "default".into(),
+            waypoint: None,
+            certs_dir: "envoy-configs/certs".into(),
+            module_name: "waypoint".into(),
+            trust_domain: "cluster.local".into(),
+            originator: None,
+            access_log: false,
+            timeouts: crate::timeouts::Timeouts::default(),
+        }
+    }
+}
+
 /// Load the config, build the snapshot and render the bootstrap. Config errors fail the
 /// whole run (each is listed), so a bootstrap is never generated from a partial config.
 pub fn from_config(i: &Inputs) -> anyhow::Result<String> {

@@ -206,20 +206,8 @@ mod tests {
     /// The bookinfo example (mesh pods over HBONE, plain pods, subsets) transforms and encodes.
     #[test]
     fn bookinfo_example_builds() {
-        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
         let source = Source {
-            inputs: Inputs {
-                config: vec![PathBuf::from("examples/bookinfo")],
-                root,
-                namespace: "default".into(),
-                waypoint: None,
-                certs_dir: "envoy-configs/certs".into(),
-                module_name: "waypoint".into(),
-                trust_domain: "cluster.local".into(),
-                originator: None,
-                access_log: false,
-                timeouts: crate::timeouts::Timeouts::default(),
-            },
+            inputs: Inputs::bookinfo_example(),
             rebind: BTreeMap::new(),
             extra_listeners: Vec::new(),
         };
