@@ -2,6 +2,7 @@
 //! Config in (Istio + Gateway API manifests), one synchronous decision per request out; no I/O.
 
 pub mod authz;
+pub mod cors;
 pub mod decision;
 pub mod error;
 pub mod explain;
@@ -11,6 +12,7 @@ pub mod gateway;
 pub mod istio;
 pub mod matchers;
 pub mod mesh;
+pub mod names;
 pub mod random;
 pub mod registry;
 pub mod request;
@@ -22,7 +24,9 @@ pub mod snapshot;
 #[cfg(test)]
 pub(crate) mod test_skip;
 
+pub use cors::CorsAction;
 pub use error::{ConfigError, ConfigErrors, Diagnostics, ResourceId};
+pub use names::NamespacedName;
 pub use random::{RandomSource, SplitMix64};
 pub use request::Request;
 pub use snapshot::{BuildOptions, Snapshot};

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use waypoint_core::resource::{
     is_manifest_error, parse_manifests, parse_manifests_with_limits, ManifestLimits, RawResource,
 };
-use waypoint_core::ConfigError;
+use waypoint_core::{BuildOptions, ConfigError, Diagnostics, Snapshot};
 
 /// Size limits of one load: each file's text and documents (see [`ManifestLimits`]) and the
 /// bytes of all files together.
@@ -37,6 +37,16 @@ pub struct Loaded {
     /// limit, or with a document that could not be read as a resource (syntax error, no kind
     /// or name). Their resources, if any were read, are in `resources` but may be partial.
     pub rejected: Vec<PathBuf>,
+}
+
+impl Loaded {
+    /// Compile what was read into a snapshot. The diagnostics list the load errors first,
+    /// then the core's: any error means the config must not be served as a whole.
+    pub fn build(&self, options: &BuildOptions) -> (Snapshot, Diagnostics) {
+        let (snapshot, mut diags) = Snapshot::build(&self.resources, options);
+        diags.errors.splice(0..0, self.errors.iter().cloned());
+        (snapshot, diags)
+    }
 }
 
 /// Is this a manifest file by its extension?
@@ -191,6 +201,19 @@ pub fn load_text(text: &str, origin: &str, default_namespace: &str) -> Loaded {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn build_lists_load_errors_before_the_cores() {
+        let text = "apiVersion: v1\nkind: Service\n---\n: not yaml : [\n";
+        let l = load_text(text, "t", "default");
+        assert!(!l.errors.is_empty(), "the bad document is a load error");
+        let (_, diags) = l.build(&BuildOptions::default());
+        assert!(
+            diags.errors.len() > l.errors.len(),
+            "the nameless Service is a core error"
+        );
+        assert_eq!(&diags.errors[..l.errors.len()], &l.errors[..]);
+    }
 
     #[test]
     fn missing_path_is_an_error() {

@@ -11,7 +11,7 @@ use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
 use serde_json::{json, Value};
 use waypoint_core::explain::decision_json;
-use waypoint_core::{BuildOptions, Request, Snapshot, SplitMix64};
+use waypoint_core::{BuildOptions, NamespacedName, Request, SplitMix64};
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
 pub enum Output {
@@ -94,15 +94,6 @@ fn parse_request(args: &ExplainArgs) -> anyhow::Result<Parsed> {
     })
 }
 
-fn parse_waypoint(s: &str) -> anyhow::Result<(String, String)> {
-    match s.split_once('/') {
-        Some((ns, name)) if !ns.is_empty() && !name.is_empty() && !name.contains('/') => {
-            Ok((ns.to_string(), name.to_string()))
-        }
-        _ => bail!("--waypoint {s:?}: expected NS/NAME"),
-    }
-}
-
 /// Run the subcommand; returns the process exit code.
 pub fn run(args: ExplainArgs) -> i32 {
     match run_inner(&args) {
@@ -120,14 +111,18 @@ pub fn run(args: ExplainArgs) -> i32 {
 
 fn run_inner(args: &ExplainArgs) -> anyhow::Result<i32> {
     let parsed = parse_request(args)?;
-    let waypoint = args.waypoint.as_deref().map(parse_waypoint).transpose()?;
+    let waypoint = args
+        .waypoint
+        .as_deref()
+        .map(NamespacedName::parse)
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("--waypoint {e}"))?;
     let loaded = waypoint_loader::load_paths(&args.config, &args.namespace);
     let opts = BuildOptions {
-        waypoint,
+        waypoint: waypoint.map(NamespacedName::into_pair),
         ..Default::default()
     };
-    let (snapshot, mut diags) = Snapshot::build(&loaded.resources, &opts);
-    diags.errors.splice(0..0, loaded.errors.iter().cloned());
+    let (snapshot, diags) = loaded.build(&opts);
     let header_refs: Vec<(&str, &str)> = parsed
         .headers
         .iter()

@@ -8,10 +8,9 @@ use serde_json::{json, Value};
 use waypoint_core::service::ServiceInfo;
 use waypoint_core::Snapshot;
 
-/// Istio's outbound cluster name; `subset` is empty for the whole service.
-pub fn cluster_name(port: u16, subset: &str, fqdn: &str) -> String {
-    format!("outbound|{port}|{subset}|{fqdn}")
-}
+/// Istio's outbound cluster name; `subset` is empty for the whole service. The module names
+/// the same clusters (one definition, in the core).
+pub use waypoint_core::names::cluster_name;
 
 /// Name of the internal listener that originates HBONE to one pod's target port.
 pub fn originate_listener_name(ip: IpAddr, target_port: u16) -> String {

@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use anyhow::bail;
 
 use serde_json::{json, Value};
-use waypoint_core::{BuildOptions, Snapshot};
+use waypoint_core::{BuildOptions, NamespacedName, Snapshot};
 
 use clusters::{internal_upstream_socket, Target};
 use listeners::{BUFFER_LIMIT, MAIN_INTERNAL};
@@ -231,23 +231,19 @@ pub struct Loaded {
 
 /// Load and validate the config (shared by `waypoint bootstrap` and `waypoint xds`).
 pub fn load(i: &Inputs) -> anyhow::Result<Loaded> {
-    let waypoint = match i.waypoint.as_deref() {
-        Some(s) => match s.split_once('/') {
-            Some((ns, name)) if !ns.is_empty() && !name.is_empty() => {
-                Some((ns.to_string(), name.to_string()))
-            }
-            _ => bail!("--waypoint {s:?}: expected NS/NAME"),
-        },
-        None => None,
-    };
+    let waypoint = i
+        .waypoint
+        .as_deref()
+        .map(NamespacedName::parse)
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("--waypoint {e}"))?;
     let paths: Vec<PathBuf> = i.config.iter().map(|p| i.root.join(p)).collect();
     let loaded = waypoint_loader::load_paths(&paths, &i.namespace);
     let opts = BuildOptions {
-        waypoint,
+        waypoint: waypoint.map(NamespacedName::into_pair),
         ..Default::default()
     };
-    let (snapshot, mut diags) = Snapshot::build(&loaded.resources, &opts);
-    diags.errors.splice(0..0, loaded.errors.iter().cloned());
+    let (snapshot, diags) = loaded.build(&opts);
     if !diags.errors.is_empty() {
         let list: Vec<String> = diags.errors.iter().map(|e| e.to_string()).collect();
         bail!("{} config error(s):\n  {}", list.len(), list.join("\n  "));

@@ -102,10 +102,8 @@ impl Cache {
                 _ => None,
             });
         meta.or_else(|| {
-            node.map(|n| n.cluster.clone()).filter(|c| {
-                c.split_once('/')
-                    .is_some_and(|(a, b)| !a.is_empty() && !b.is_empty())
-            })
+            node.map(|n| n.cluster.clone())
+                .filter(|c| waypoint_core::NamespacedName::parse(c).is_ok())
         })
         .or_else(|| self.default_waypoint.clone())
         .unwrap_or_default()
