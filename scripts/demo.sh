@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 CARGO=${CARGO:-cargo}
 echo "make demo: building the waypoint (debug)..."
-"$CARGO" build -q -p waypoint --bin waypoint
+"$CARGO" build -q -p waypoint-cli --bin waypoint
 TARGET_DIR=${CARGO_TARGET_DIR:-$("$CARGO" metadata --format-version 1 --no-deps \
   | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')}
 exec "$TARGET_DIR/debug/waypoint" demo --config examples/bookinfo "$@"

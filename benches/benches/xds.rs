@@ -3,9 +3,9 @@
 //! carries for a one-route change.
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use waypoint::xds::proto::ROUTE;
-use waypoint::xds::Snapshot;
 use waypoint_benches::xds_fixture::{manifests, source};
+use waypoint_envoy_config::xds::proto::ROUTE;
+use waypoint_envoy_config::xds::Snapshot;
 
 fn bench(c: &mut Criterion) {
     for n in [1_000usize, 10_000] {
@@ -30,7 +30,11 @@ fn bench(c: &mut Criterion) {
             after.bytes(),
             diff.len(),
             diff.iter()
-                .map(|d| (waypoint::xds::proto::short(d.0), d.1.as_str(), d.2))
+                .map(|d| (
+                    waypoint_envoy_config::xds::proto::short(d.0),
+                    d.1.as_str(),
+                    d.2
+                ))
                 .collect::<Vec<_>>()
         );
         // A change to one RouteConfiguration (what RDS granularity costs): the readiness table.

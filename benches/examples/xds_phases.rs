@@ -3,9 +3,9 @@
 
 use std::time::Instant;
 
-use waypoint::xds::resources::{split, SplitOptions};
-use waypoint::xds::Snapshot;
 use waypoint_benches::xds_fixture::{manifests, source};
+use waypoint_envoy_config::xds::resources::{split, SplitOptions};
+use waypoint_envoy_config::xds::Snapshot;
 
 fn main() {
     let n: usize = std::env::args()
@@ -24,10 +24,10 @@ fn main() {
     let _ = waypoint_core::Snapshot::build(&raw.resources, &waypoint_core::BuildOptions::default());
     let t_core = t.elapsed();
     let t = Instant::now();
-    let loaded = waypoint::bootstrap::load(&src.inputs).expect("load");
+    let loaded = waypoint_envoy_config::bootstrap::load(&src.inputs).expect("load");
     let t_load = t.elapsed();
     let t = Instant::now();
-    let generated = waypoint::bootstrap::generate(&loaded.snapshot, &loaded.options);
+    let generated = waypoint_envoy_config::bootstrap::generate(&loaded.snapshot, &loaded.options);
     let t_gen = t.elapsed();
     let t = Instant::now();
     let read = |p: &str| std::fs::read_to_string(p);

@@ -3,8 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
-use waypoint::bootstrap::Inputs;
-use waypoint::xds::Source;
+use waypoint_envoy_config::bootstrap::Inputs;
+use waypoint_envoy_config::xds::Source;
 
 /// N plain Services (one pod each) bound to the waypoint, each with an HTTPRoute;
 /// `backend_of_0` is the backend of the first route (the one-route change flips it).

@@ -61,7 +61,7 @@ REAL_ENVOY=${ENVOY_BIN:-$("$repo/scripts/install-envoy.sh")}
 target=${CARGO_TARGET_DIR:-$repo/target}
 if [ "$BUILD" = 1 ]; then
   # One at a time: both crates name their library `waypoint`.
-  (cd "$repo" && cargo build --release -q -p waypoint && cargo build --release -q -p waypoint-envoy)
+  (cd "$repo" && cargo build --release -q -p waypoint-cli && cargo build --release -q -p waypoint-envoy)
   case $VARIANTS in *noop*)
     (cd "$repo" && CARGO_TARGET_DIR=$target/bench-noop cargo build --release -q -p waypoint-envoy --features bench-noop) ;;
   esac

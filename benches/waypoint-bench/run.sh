@@ -24,7 +24,7 @@ if [ "${1:-}" = "--only" ]; then only=$2; shift 2; fi
 export ENVOY_BIN=${ENVOY_BIN:-$("$repo/scripts/install-envoy.sh")}
 target=${CARGO_TARGET_DIR:-$repo/target}
 # Built one at a time: both crates name their library `waypoint`.
-(cd "$repo" && cargo build --release -q -p waypoint && cargo build --release -q -p waypoint-envoy)
+(cd "$repo" && cargo build --release -q -p waypoint-cli && cargo build --release -q -p waypoint-envoy)
 export HOST_BIN=$target/release/waypoint MODULE_DIR=$target/release
 for wp in host envoy-module; do
   [ -z "$only" ] || [ "$only" = "$wp" ] || continue

@@ -8,11 +8,11 @@ use std::sync::Arc;
 
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use waypoint::bootstrap::{self, Options};
-use waypoint::hbone::HboneClient;
-use waypoint::originate::Originator;
-use waypoint::timeouts::Timeouts;
 use waypoint_core::{BuildOptions, Snapshot};
+use waypoint_envoy_config::bootstrap::{self, Options};
+use waypoint_hbone::originate::Originator;
+use waypoint_hbone::timeouts::Timeouts;
+use waypoint_hbone::HboneClient;
 
 use crate::echo::pattern;
 use crate::envoy_harness::{free_port, parse_head, repo_root, scratch_dir, Envoy};
@@ -149,7 +149,7 @@ impl GeneratedWaypoint {
         let originator = match layout {
             Layout::Envoy => None,
             Layout::Originator => Some(
-                waypoint::originate::start(
+                waypoint_hbone::originate::start(
                     "127.0.0.1:0".parse().map_err(|e| format!("{e}"))?,
                     pki.store("default", "waypoint"),
                     pod_hbone_port,

@@ -11,8 +11,8 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
-use waypoint::hbone::{H2Stream, HboneClient, HboneError};
-use waypoint::tls::{CertStore, Identity};
+use waypoint_hbone::tls::{CertStore, Identity};
+use waypoint_hbone::{H2Stream, HboneClient, HboneError};
 
 use crate::echo::Body;
 
@@ -128,7 +128,7 @@ pub async fn raw_h2(
     store: Arc<CertStore>,
     addr: SocketAddr,
 ) -> anyhow::Result<h2::client::SendRequest<Bytes>> {
-    let cfg = waypoint::tls::config::client_config(store, vec![])?;
+    let cfg = waypoint_hbone::tls::config::client_config(store, vec![])?;
     let tcp = TcpStream::connect(addr).await?;
     let tls = tokio_rustls::TlsConnector::from(cfg)
         .connect(ServerName::IpAddress(addr.ip().into()), tcp)

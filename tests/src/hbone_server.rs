@@ -10,9 +10,9 @@ use std::sync::{Arc, Mutex};
 use http::StatusCode;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
-use waypoint::hbone::server::{serve, BoxFuture, ConnectHandler, ConnectRequest, Tunnel};
-use waypoint::hbone::H2Stream;
-use waypoint::tls::{config::server_config, CertStore};
+use waypoint_hbone::server::{serve, BoxFuture, ConnectHandler, ConnectRequest, Tunnel};
+use waypoint_hbone::tls::{config::server_config, CertStore};
+use waypoint_hbone::H2Stream;
 
 /// What the server saw (peer identities and headers of accepted CONNECTs).
 #[derive(Debug, Default)]

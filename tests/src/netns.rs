@@ -10,7 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use waypoint::tls::CertPaths;
+use waypoint_hbone::tls::CertPaths;
 
 /// True when running as root (needed for `ip netns`).
 pub fn is_root() -> bool {

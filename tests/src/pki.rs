@@ -6,8 +6,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use waypoint::tls::dev_ca::{write_issued, DevCa};
-use waypoint::tls::{certs, CertPaths, CertStore, Identity};
+use waypoint_devtools::dev_ca::{write_issued, DevCa};
+use waypoint_hbone::tls::{certs, CertPaths, CertStore, Identity};
 
 /// A fresh, unique temporary directory (removed on drop).
 #[derive(Debug)]

@@ -13,9 +13,9 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use rustls::ClientConfig;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use waypoint::run::{start, RunOptions, Running};
-use waypoint::tls::verify::MeshServerVerifier;
-use waypoint::tls::CertStore;
+use waypoint_hbone::tls::verify::MeshServerVerifier;
+use waypoint_hbone::tls::CertStore;
+use waypoint_proxy::run::{start, RunOptions, Running};
 
 use crate::pki::{Pki, TempDir};
 use crate::waypoint::WAYPOINT_GATEWAY;
@@ -91,7 +91,7 @@ pub fn client_tls(
         .collect::<Result<_, _>>()
         .expect("certificate PEM");
     let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).expect("key PEM");
-    let mut cfg = ClientConfig::builder_with_provider(waypoint::tls::config::provider())
+    let mut cfg = ClientConfig::builder_with_provider(waypoint_hbone::tls::config::provider())
         .with_protocol_versions(&[&rustls::version::TLS13])
         .expect("TLS 1.3")
         .dangerous()

@@ -6,11 +6,11 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
-use waypoint::hbone::HboneClient;
-use waypoint::tls::{CertStore, Identity};
 use waypoint_core::decision::Action;
 use waypoint_core::explain::decision_json;
 use waypoint_core::{Request, Snapshot, SplitMix64};
+use waypoint_hbone::tls::{CertStore, Identity};
+use waypoint_hbone::HboneClient;
 
 use crate::echo::{http_echo, EchoServer};
 use crate::hbone_client::{collect, http1_over};

@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
-use waypoint::timeouts::Timeouts;
+use waypoint_hbone::timeouts::Timeouts;
 
 use crate::pki::Pki;
 use crate::waypoint::TestWaypoint;

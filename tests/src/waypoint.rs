@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use waypoint::run::{start, RunOptions, Running};
+use waypoint_proxy::run::{start, RunOptions, Running};
 
 use crate::pki::{Pki, TempDir};
 

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use waypoint::bootstrap::{from_config, Inputs};
+use waypoint_envoy_config::bootstrap::{from_config, Inputs};
 use waypoint_tests::envoy_harness::{repo_root, scratch_dir, validate};
 
 /// Fixed certificate directory of the committed bootstraps (as mounted in a deployment).
@@ -65,7 +65,7 @@ fn generated_bootstraps_have_no_drift() {
             };
             panic!(
                 "{file} is out of date ({} committed lines, {} generated); first differences:\n{}\n\
-                 Regenerate with: cargo run -p waypoint -- bootstrap --config {} --certs {CERTS}{} > {file}",
+                 Regenerate with: cargo run -p waypoint-cli -- bootstrap --config {} --certs {CERTS}{} > {file}",
                 committed.lines().count(),
                 fresh.lines().count(),
                 diff.join("\n"),

@@ -6,8 +6,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use waypoint::hbone::HboneClient;
 use waypoint_core::{BuildOptions, Snapshot};
+use waypoint_hbone::HboneClient;
 use waypoint_tests::echo::{closed_port, http_echo, EchoServer};
 use waypoint_tests::envoy_generated::{GeneratedWaypoint, Layout};
 use waypoint_tests::ext_authz_server::{
@@ -313,8 +313,8 @@ async fn envoy_calls_http_and_grpc_providers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn envoy_over_xds_calls_http_and_grpc_providers() {
     use std::collections::BTreeMap;
-    use waypoint::bootstrap::Inputs;
-    use waypoint::xds::{server, Cache, Source};
+    use waypoint_envoy_config::bootstrap::Inputs;
+    use waypoint_envoy_config::xds::{server, Cache, Source};
     use waypoint_tests::envoy_harness::{free_port, repo_root, Envoy};
 
     let _ = waypoint_tests::envoy_harness::module_dir();
@@ -371,7 +371,7 @@ async fn envoy_over_xds_calls_http_and_grpc_providers() {
         .await
         .expect("xds server");
         let admin = free_port();
-        let yaml = waypoint::xds::render_bootstrap(&inputs, xds.addr, false)
+        let yaml = waypoint_envoy_config::xds::render_bootstrap(&inputs, xds.addr, false)
             .expect("bootstrap")
             .replace("port_value: 15000", &format!("port_value: {admin}"));
         let path = dir.path().join("envoy.yaml");

@@ -5,7 +5,7 @@
 use std::time::Duration;
 use waypoint_tests::manifests::plain_service;
 
-use waypoint::hbone::HboneClient;
+use waypoint_hbone::HboneClient;
 use waypoint_tests::echo::http_echo;
 use waypoint_tests::hbone_client::http1_get;
 use waypoint_tests::pki::Pki;
@@ -162,10 +162,10 @@ async fn not_ready_until_config_is_valid() {
         std::fs::remove_file(wp.config_dir.path().join("gateway.yaml")).expect("rm");
         let certs = pki.issue("default", "waypoint");
         let mut opts =
-            waypoint::run::RunOptions::new(vec![wp.config_dir.path().to_path_buf()], certs)
+            waypoint_proxy::run::RunOptions::new(vec![wp.config_dir.path().to_path_buf()], certs)
                 .loopback();
         opts.watch_interval = Duration::from_millis(200);
-        let fresh = waypoint::run::start(opts).await.expect("start");
+        let fresh = waypoint_proxy::run::start(opts).await.expect("start");
         let ready = fresh.ready_addr.expect("ready");
         assert_eq!(
             admin_get(ready, "/healthz/ready").await.expect("ready").0,

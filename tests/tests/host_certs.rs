@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use waypoint::hbone::HboneClient;
-use waypoint::tls::dev_ca::write_issued;
+use waypoint_devtools::dev_ca::write_issued;
+use waypoint_hbone::HboneClient;
 use waypoint_tests::echo::http_echo;
 use waypoint_tests::hbone_client::{collect, get, http1_over, tunnel};
 use waypoint_tests::pki::Pki;

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use http::{Method, Request};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use waypoint::hbone::HboneClient;
+use waypoint_hbone::HboneClient;
 use waypoint_tests::echo::{closed_port, http_echo, tcp_echo};
 use waypoint_tests::hbone_client::{
     collect, get, http1_get, http1_over, http2_over, raw_h2, raw_status, tunnel,

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use waypoint::hbone::HboneClient;
+use waypoint_hbone::HboneClient;
 use waypoint_tests::echo::http_echo;
 use waypoint_tests::hbone_client::{collect, http1_get, http1_over, tunnel};
 use waypoint_tests::pki::Pki;

@@ -7,7 +7,7 @@ use std::time::Duration;
 use http::Request;
 use http_body_util::BodyExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use waypoint::hbone::HboneClient;
+use waypoint_hbone::HboneClient;
 use waypoint_tests::echo::{http_echo, is_pattern, tcp_echo, Generated};
 use waypoint_tests::hbone_client::{http1_get, http1_over, tunnel};
 use waypoint_tests::pki::Pki;

@@ -7,8 +7,8 @@ use std::time::Duration;
 use rustls::pki_types::ServerName;
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
-use waypoint::hbone::{HboneClient, HboneError};
-use waypoint::tls::Identity;
+use waypoint_hbone::tls::Identity;
+use waypoint_hbone::{HboneClient, HboneError};
 use waypoint_tests::echo::http_echo;
 use waypoint_tests::hbone_client::{http1_get, tunnel};
 use waypoint_tests::pki::Pki;
@@ -17,7 +17,7 @@ use waypoint_tests::waypoint::TestWaypoint;
 const LIMIT: Duration = Duration::from_secs(60);
 
 /// The attempt must fail at TLS or HTTP/2 set-up, never reach the destination.
-fn assert_rejected(r: Result<waypoint::hbone::H2Stream, HboneError>, what: &str) {
+fn assert_rejected(r: Result<waypoint_hbone::H2Stream, HboneError>, what: &str) {
     match r {
         Ok(_) => panic!("{what}: tunnel unexpectedly established"),
         Err(HboneError::Status { status, .. }) => {
@@ -52,13 +52,14 @@ async fn bad_client_certificates_are_rejected() {
         // (so the failure is the server's), but presents a foreign chain.
         let other = Pki::new("cluster.local");
         let paths = other.issue("default", "sleep");
-        let mixed = waypoint::tls::certs::material_from_pem(
+        let mixed = waypoint_hbone::tls::certs::material_from_pem(
             &std::fs::read_to_string(&paths.cert).expect("read"),
             &std::fs::read_to_string(&paths.key).expect("read"),
             &pki.ca.ca_pem(),
         )
         .expect("material");
-        let untrusted = HboneClient::new(waypoint::tls::CertStore::new(mixed).expect("store"));
+        let untrusted =
+            HboneClient::new(waypoint_hbone::tls::CertStore::new(mixed).expect("store"));
         assert_rejected(
             tunnel(&untrusted, addr, &wp_id, &dest).await,
             "untrusted CA",
@@ -83,14 +84,13 @@ async fn bad_client_certificates_are_rejected() {
         // No client certificate at all: the server must refuse the handshake.
         let store = pki.store("default", "sleep");
         let mut cfg =
-            rustls::ClientConfig::builder_with_provider(waypoint::tls::config::provider())
+            rustls::ClientConfig::builder_with_provider(waypoint_hbone::tls::config::provider())
                 .with_protocol_versions(&[&rustls::version::TLS13])
                 .expect("versions")
                 .dangerous()
-                .with_custom_certificate_verifier(waypoint::tls::verify::MeshServerVerifier::new(
-                    store,
-                    vec![],
-                ))
+                .with_custom_certificate_verifier(
+                    waypoint_hbone::tls::verify::MeshServerVerifier::new(store, vec![]),
+                )
                 .with_no_client_auth();
         cfg.alpn_protocols = vec![b"h2".to_vec()];
         let tcp = TcpStream::connect(addr).await.expect("tcp");

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use waypoint::hbone::HboneClient;
+use waypoint_hbone::HboneClient;
 use waypoint_tests::echo::http_echo;
 use waypoint_tests::hbone_client::http1_get;
 use waypoint_tests::hbone_server::HboneServer;
@@ -353,4 +353,76 @@ async fn upstream_protocol_follows_the_service_port() {
     })
     .await
     .expect("test timed out");
+}
+
+/// The upstream pool on its own: a pooled connection idle for the timeout is swept and closed.
+mod upstream_pool {
+    use std::net::SocketAddr;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    use bytes::Bytes;
+    use http_body_util::{BodyExt, Empty};
+    use hyper_util::rt::TokioIo;
+    use tokio::net::TcpListener;
+    use waypoint_hbone::HboneClient;
+    use waypoint_proxy::upstream::{Target, Upstreams, Wire};
+    use waypoint_tests::pki::Pki;
+
+    /// An HTTP/1.1 server on loopback that counts its open connections.
+    async fn counting_server() -> (SocketAddr, Arc<AtomicUsize>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let open = Arc::new(AtomicUsize::new(0));
+        let o = open.clone();
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let o = o.clone();
+                o.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let svc = hyper::service::service_fn(|_req| async {
+                        Ok::<_, std::convert::Infallible>(
+                            http::Response::new(Empty::<Bytes>::new()),
+                        )
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(tcp), svc)
+                        .await;
+                    o.fetch_sub(1, Ordering::SeqCst);
+                });
+            }
+        });
+        (addr, open)
+    }
+
+    #[tokio::test]
+    async fn pooled_connections_idle_for_the_timeout_are_closed() {
+        let pki = Pki::new("cluster.local");
+        let (addr, open) = counting_server().await;
+        let ups = Upstreams::with_idle_timeout(
+            HboneClient::new(pki.store("default", "waypoint")),
+            Some(Duration::from_millis(300)),
+        );
+        ups.spawn_idle_sweeper();
+        let req = http::Request::builder()
+            .uri("/")
+            .header(http::header::HOST, "backend")
+            .body(Empty::<Bytes>::new().map_err(|e| match e {}).boxed())
+            .expect("request");
+        let resp = ups
+            .send(&Target::plain(addr), Wire::Http1, req)
+            .await
+            .expect("response");
+        assert_eq!(resp.status(), 200);
+        resp.into_body().collect().await.expect("body");
+        assert_eq!(ups.pooled(), 1, "the connection is pooled after use");
+        assert_eq!(open.load(Ordering::SeqCst), 1);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while (ups.pooled() > 0 || open.load(Ordering::SeqCst) > 0) && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(ups.pooled(), 0, "idle pooled connection swept");
+        assert_eq!(open.load(Ordering::SeqCst), 0, "and closed at the server");
+    }
 }

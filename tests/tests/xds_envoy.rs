@@ -8,10 +8,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use waypoint::bootstrap::Inputs;
-use waypoint::hbone::HboneClient;
-use waypoint::xds::proto::{CLUSTER, ENDPOINT, EXTENSION, LISTENER, ROUTE, SECRET};
-use waypoint::xds::{server, Cache, Snapshot, Source};
+use waypoint_envoy_config::bootstrap::Inputs;
+use waypoint_envoy_config::xds::proto::{CLUSTER, ENDPOINT, EXTENSION, LISTENER, ROUTE, SECRET};
+use waypoint_envoy_config::xds::{server, Cache, Snapshot, Source};
+use waypoint_hbone::HboneClient;
 use waypoint_tests::envoy_harness::{
     free_port, http_get, repo_root, scratch_dir, validate, Envoy, Upstream,
 };
@@ -123,7 +123,7 @@ impl Setup {
             .expect("xds server");
         // The bootstrap exactly as `waypoint bootstrap --xds` writes it, on a free admin port.
         let admin = free_port();
-        let yaml = waypoint::xds::render_bootstrap(&inputs, server.addr, delta)
+        let yaml = waypoint_envoy_config::xds::render_bootstrap(&inputs, server.addr, delta)
             .expect("bootstrap")
             .replace("port_value: 15000", &format!("port_value: {admin}"));
         let path = dir.join("envoy.yaml");
@@ -179,7 +179,7 @@ impl Setup {
         }
     }
 
-    fn pushes_after(&self, n: usize) -> Vec<waypoint::xds::Push> {
+    fn pushes_after(&self, n: usize) -> Vec<waypoint_envoy_config::xds::Push> {
         self.server.cache.pushes().into_iter().skip(n).collect()
     }
 }
@@ -418,7 +418,7 @@ fn nack_keeps_traffic_on_the_old_config() {
 }
 
 /// The current resources with an extra route whose regex Envoy (RE2) rejects.
-fn bad_routes(s: &Setup) -> waypoint::xds::resources::JsonResources {
+fn bad_routes(s: &Setup) -> waypoint_envoy_config::xds::resources::JsonResources {
     let mut json = s.source.json(Some(WAYPOINT)).expect("json");
     let rc = json
         .get_mut(ROUTE)
@@ -526,7 +526,7 @@ fn xds_bootstrap_validates() {
             access_log: false,
             timeouts: Default::default(),
         };
-        let yaml = waypoint::xds::render_bootstrap(
+        let yaml = waypoint_envoy_config::xds::render_bootstrap(
             &inputs,
             "127.0.0.1:15010".parse().expect("addr"),
             delta,

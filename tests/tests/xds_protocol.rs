@@ -17,9 +17,9 @@ use serde_json::json;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Streaming;
-use waypoint::xds::proto::{CLUSTER, ENDPOINT, ROUTE};
-use waypoint::xds::resources::JsonResources;
-use waypoint::xds::{server, Cache, Snapshot};
+use waypoint_envoy_config::xds::proto::{CLUSTER, ENDPOINT, ROUTE};
+use waypoint_envoy_config::xds::resources::JsonResources;
+use waypoint_envoy_config::xds::{server, Cache, Snapshot};
 
 /// Snapshot contents per waypoint: clusters `c<i>` (with endpoint port `port`) and routes.
 type World = Arc<Mutex<BTreeMap<String, (Vec<&'static str>, u16)>>>;
@@ -53,7 +53,7 @@ async fn start(world: World) -> server::Running {
             let key = waypoint.unwrap_or("").to_string();
             let (clusters, port) =
                 w.lock().expect("world").get(&key).cloned().ok_or_else(|| {
-                    waypoint::xds::XdsError::Config(format!("no waypoint {key:?}"))
+                    waypoint_envoy_config::xds::XdsError::Config(format!("no waypoint {key:?}"))
                 })?;
             Snapshot::encode(&resources(&clusters, port))
         }),
@@ -104,7 +104,8 @@ fn names(r: &DiscoveryResponse) -> Vec<String> {
     r.resources
         .iter()
         .map(|a| {
-            let v = waypoint::xds::proto::decode(&a.type_url, &a.value).expect("decode");
+            let v =
+                waypoint_envoy_config::xds::proto::decode(&a.type_url, &a.value).expect("decode");
             v["name"]
                 .as_str()
                 .or(v["clusterName"].as_str())

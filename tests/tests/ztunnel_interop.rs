@@ -29,7 +29,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use waypoint::tls::dev_ca::DevCa;
+use waypoint_devtools::dev_ca::DevCa;
 use waypoint_tests::netns::{exec, ip, skip_unless_root, Nodes, Topology};
 use waypoint_tests::pki::{Pki, TempDir};
 use waypoint_tests::ztunnel::ca::CaServer;

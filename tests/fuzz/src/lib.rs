@@ -4,12 +4,12 @@
 
 use std::sync::OnceLock;
 
-use waypoint::hbone::server::parse_authority;
-use waypoint::originate::proxy_header;
-use waypoint::proxy::sniff::classify;
 use waypoint_core::authz::{normalize_path as normalize, try_normalize_path};
 use waypoint_core::resource::{is_manifest_error, parse_manifests};
 use waypoint_core::{BuildOptions, Snapshot};
+use waypoint_hbone::originate::proxy_header;
+use waypoint_hbone::server::parse_authority;
+use waypoint_proxy::connect::sniff::classify;
 
 /// Manifest loading: parse (under the loader's limits) and compile a snapshot. Errors about
 /// the text name the origin.

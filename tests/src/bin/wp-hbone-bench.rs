@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hyper_util::rt::TokioIo;
-use waypoint::hbone::HboneClient;
+use waypoint_hbone::HboneClient;
 use waypoint_tests::echo::http_echo;
 use waypoint_tests::hbone_client::{collect, get, http1_over, tunnel};
 use waypoint_tests::pki::Pki;

@@ -7,9 +7,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use waypoint::hbone::HboneClient;
-use waypoint::run::{start, RunOptions};
-use waypoint::tls::CertPaths;
+use waypoint_hbone::tls::CertPaths;
+use waypoint_hbone::HboneClient;
+use waypoint_proxy::run::{start, RunOptions};
 use waypoint_tests::echo::{http_echo, http_echo_closing, pattern, tcp_download};
 use waypoint_tests::hbone_client::http1_get;
 use waypoint_tests::hbone_server::HboneServer;
@@ -46,7 +46,7 @@ async fn main() -> anyhow::Result<()> {
             tokio::time::sleep(Duration::from_secs(120)).await;
         }
         "waypoint" => {
-            waypoint::logging::init(true);
+            waypoint_proxy::logging::init(true);
             let ip: std::net::IpAddr = arg(&args, "--ip")?.parse()?;
             let mut opts = RunOptions::new(vec![PathBuf::from(arg(&args, "--config")?)], certs);
             opts.hbone_addr = SocketAddr::new(ip, 15008);

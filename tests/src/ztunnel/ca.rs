@@ -10,7 +10,7 @@ use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair, SanType};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
-use waypoint::tls::dev_ca::DevCa;
+use waypoint_devtools::dev_ca::DevCa;
 
 use super::proto;
 

@@ -5,8 +5,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use waypoint::bootstrap::{from_config, Inputs};
-use waypoint::hbone::HboneClient;
+use waypoint_envoy_config::bootstrap::{from_config, Inputs};
+use waypoint_hbone::HboneClient;
 use waypoint_tests::echo::http_echo;
 use waypoint_tests::hbone_client::http1_get;
 use waypoint_tests::manifests::plain_service;

@@ -13,9 +13,9 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use waypoint::hbone::HboneClient;
-use waypoint::timeouts::Timeouts;
-use waypoint::tls::CertStore;
+use waypoint_hbone::timeouts::Timeouts;
+use waypoint_hbone::tls::CertStore;
+use waypoint_hbone::HboneClient;
 use waypoint_tests::envoy_generated::{write_config, GeneratedWaypoint, Layout};
 use waypoint_tests::envoy_harness::{http_get, http_request};
 use waypoint_tests::envoy_security::{

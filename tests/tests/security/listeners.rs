@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
-use waypoint::hbone::HboneClient;
-use waypoint::run::RunOptions;
-use waypoint::timeouts::Timeouts;
+use waypoint_hbone::timeouts::Timeouts;
+use waypoint_hbone::HboneClient;
+use waypoint_proxy::run::RunOptions;
 use waypoint_tests::echo::{http_echo, tcp_echo};
 use waypoint_tests::hbone_client::{collect, get, http1_over, tunnel};
 use waypoint_tests::manifests::plain_service;

@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
-use waypoint::hbone::{H2Stream, HboneClient};
-use waypoint::timeouts::Timeouts;
+use waypoint_hbone::timeouts::Timeouts;
+use waypoint_hbone::{H2Stream, HboneClient};
 use waypoint_tests::echo::empty;
 use waypoint_tests::hbone_client::{http2_over, tunnel};
 use waypoint_tests::pki::Pki;

@@ -1,0 +1,112 @@
+//! `waypoint bootstrap`: load the config, build the snapshot, print a static Envoy bootstrap.
+//! Config errors are reported on stderr and fail the command (no half-right bootstrap).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+use clap::Args as ClapArgs;
+use waypoint_envoy_config::bootstrap::{from_config, Inputs};
+
+#[derive(ClapArgs, Debug)]
+pub struct Args {
+    /// Manifest file or directory (repeatable); passed to the module as given.
+    #[arg(long = "config", required = true)]
+    pub config: Vec<PathBuf>,
+    /// Waypoint Gateway as NS/NAME (optional when the config holds exactly one).
+    #[arg(long)]
+    pub waypoint: Option<String>,
+    /// Directory with waypoint.pem, waypoint-key.pem and ca.pem (as Envoy will see it).
+    #[arg(long)]
+    pub certs: String,
+    #[command(flatten)]
+    pub generator: GeneratorArgs,
+    /// Write the minimal bootstrap that gets everything from `waypoint xds` at ADDR.
+    #[arg(long, value_name = "ADDR")]
+    pub xds: Option<SocketAddr>,
+    /// With --xds: use delta ADS (DELTA_GRPC) instead of state-of-the-world.
+    #[arg(long, requires = "xds")]
+    pub delta: bool,
+}
+
+/// Generator options shared by `waypoint bootstrap` and `waypoint xds`.
+#[derive(ClapArgs, Debug)]
+pub struct GeneratorArgs {
+    /// Path of the module (lib<name>.so); only its name is used, its directory must be on
+    /// $ENVOY_DYNAMIC_MODULES_SEARCH_PATH.
+    #[arg(long)]
+    pub module: Option<PathBuf>,
+    /// SPIFFE trust domain.
+    #[arg(long, default_value = "cluster.local")]
+    pub trust_domain: String,
+    /// Namespace for resources without metadata.namespace.
+    #[arg(long, default_value = "default")]
+    pub namespace: String,
+    /// Reach mesh endpoints through the local HBONE originator at this address
+    /// (`waypoint originate --listen ADDR`, run next to Envoy) instead of Envoy's own HTTP/2
+    /// tunnelling, which resets upstream streams with `Connection: close` backends.
+    #[arg(long, value_name = "ADDR")]
+    pub originator: Option<SocketAddr>,
+    /// Write an Envoy access log line per request (stdout): off by default, as in Istio.
+    #[arg(long)]
+    pub access_log: bool,
+    #[command(flatten)]
+    pub timeouts: waypoint_hbone::timeouts::Timeouts,
+}
+
+impl GeneratorArgs {
+    /// The generator's inputs for these options and the command's config, waypoint and certs.
+    pub fn inputs(
+        self,
+        config: Vec<PathBuf>,
+        waypoint: Option<String>,
+        certs_dir: String,
+    ) -> anyhow::Result<Inputs> {
+        Ok(Inputs {
+            config,
+            root: PathBuf::from("."),
+            namespace: self.namespace,
+            waypoint,
+            certs_dir,
+            module_name: module_name(self.module.as_ref())?,
+            trust_domain: self.trust_domain,
+            originator: self.originator,
+            access_log: self.access_log,
+            timeouts: self.timeouts,
+        })
+    }
+}
+
+pub fn module_name(path: Option<&PathBuf>) -> anyhow::Result<String> {
+    let Some(p) = path else {
+        return Ok("waypoint".to_string());
+    };
+    let file = p
+        .file_name()
+        .and_then(|f| f.to_str())
+        .with_context(|| format!("--module {}: no file name", p.display()))?;
+    match file.strip_prefix("lib").and_then(|f| f.strip_suffix(".so")) {
+        Some(n) if !n.is_empty() => Ok(n.to_string()),
+        _ => bail!("--module {}: expected lib<name>.so", p.display()),
+    }
+}
+
+pub fn main(args: Args) -> anyhow::Result<()> {
+    let inputs = args
+        .generator
+        .inputs(args.config, args.waypoint, args.certs)?;
+    match args.xds {
+        Some(addr) => print!(
+            "{}",
+            waypoint_envoy_config::xds::render_bootstrap(&inputs, addr, args.delta)?
+        ),
+        None => print!("{}", from_config(&inputs)?),
+    }
+    if let Some(addr) = inputs.originator {
+        eprintln!(
+            "waypoint bootstrap: run the originator next to Envoy: waypoint originate --listen {addr} --certs {}",
+            inputs.certs_dir
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,155 @@
+//! `waypoint run`: the standalone HBONE waypoint (HBONE in on :15008, readiness :15021, stats
+//! :15020, admin 127.0.0.1:15000) until SIGINT or SIGTERM, then a drain and exit 0.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use waypoint_hbone::tls::CertPaths;
+use waypoint_proxy::run::{start, RunOptions};
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Manifest files or directories (repeatable); watched for changes.
+    #[arg(long = "config", value_name = "PATH", required = true)]
+    config: Vec<PathBuf>,
+    /// The waypoint Gateway this host serves, `namespace/name`.
+    #[arg(long, value_name = "NS/NAME")]
+    waypoint: Option<String>,
+    /// Workload certificate directory (`cert.pem`, `key.pem`, `ca.pem`, as `dev-ca` writes).
+    #[arg(long, value_name = "DIR")]
+    certs: Option<PathBuf>,
+    /// Certificate chain PEM (overrides `--certs`).
+    #[arg(long)]
+    cert: Option<PathBuf>,
+    /// Private key PEM (overrides `--certs`).
+    #[arg(long)]
+    key: Option<PathBuf>,
+    /// Mesh root certificates PEM (overrides `--certs`).
+    #[arg(long)]
+    roots: Option<PathBuf>,
+    /// Namespace for resources without one.
+    #[arg(long, default_value = "default")]
+    namespace: String,
+    #[arg(long, default_value = "0.0.0.0:15008")]
+    hbone_addr: SocketAddr,
+    /// Readiness: serves only `GET /healthz/ready` (503 while draining).
+    #[arg(long, default_value = "0.0.0.0:15021")]
+    ready_addr: SocketAddr,
+    /// Metrics: serves only `GET /stats/prometheus`.
+    #[arg(long, default_value = "0.0.0.0:15020")]
+    stats_addr: SocketAddr,
+    /// Admin (`/config_dump`, readiness, stats): loopback only by default, as Envoy's admin in
+    /// an Istio proxy.
+    #[arg(long, default_value = "127.0.0.1:15000")]
+    admin_addr: SocketAddr,
+    /// Port mesh endpoints accept HBONE on.
+    #[arg(long, default_value_t = 15008)]
+    hbone_upstream_port: u16,
+    /// Seconds between checks of config and certificate files.
+    #[arg(long, default_value_t = 1.0)]
+    watch_interval: f64,
+    /// Worker threads (like Envoy's `--concurrency`); 1 runs everything on one thread.
+    /// Default: the CPUs this process may run on.
+    #[arg(long, value_name = "N")]
+    threads: Option<usize>,
+    /// Log every request (tracing target `access`): off by default, as in Istio.
+    #[arg(long)]
+    pub access_log: bool,
+    /// On SIGTERM/SIGINT: stop accepting, report not ready, send GOAWAY, and let in-flight
+    /// streams finish for this long before exiting (Istio's `terminationDrainDuration`, 5s).
+    /// A second signal exits at once.
+    #[arg(long, value_name = "DURATION", value_parser = drain_duration, default_value = "5s")]
+    drain_duration: Duration,
+    #[command(flatten)]
+    timeouts: waypoint_hbone::timeouts::Timeouts,
+    /// `Upgrade` type forwarded inside tunnels (repeatable; Envoy `upgrade_configs`). Others
+    /// get 403; `h2c` is always stripped.
+    #[arg(long = "upgrade", value_name = "TYPE", default_values_t = ["websocket".to_string()])]
+    upgrades: Vec<String>,
+}
+
+fn drain_duration(s: &str) -> Result<Duration, String> {
+    waypoint_core::istio::parse_duration(s)
+}
+
+fn cert_paths(args: &Args) -> anyhow::Result<CertPaths> {
+    let base = args.certs.as_deref().map(CertPaths::from_dir);
+    let pick = |flag: &Option<PathBuf>, from_dir: Option<&PathBuf>, what: &str| {
+        flag.clone()
+            .or_else(|| from_dir.cloned())
+            .with_context(|| format!("no {what}: pass --certs DIR or --{what}"))
+    };
+    Ok(CertPaths {
+        cert: pick(&args.cert, base.as_ref().map(|b| &b.cert), "cert")?,
+        key: pick(&args.key, base.as_ref().map(|b| &b.key), "key")?,
+        roots: pick(&args.roots, base.as_ref().map(|b| &b.roots), "roots")?,
+    })
+}
+
+pub fn main(args: Args) -> anyhow::Result<()> {
+    let mut opts = RunOptions::new(args.config.clone(), cert_paths(&args)?);
+    opts.waypoint = args.waypoint.clone();
+    opts.timeouts = args.timeouts;
+    opts.upgrades = args.upgrades.clone();
+    opts.default_namespace = args.namespace.clone();
+    opts.hbone_addr = args.hbone_addr;
+    opts.ready_addr = Some(args.ready_addr);
+    opts.stats_addr = Some(args.stats_addr);
+    opts.admin_addr = Some(args.admin_addr);
+    opts.hbone_upstream_port = args.hbone_upstream_port;
+    opts.watch_interval = Duration::from_secs_f64(args.watch_interval.clamp(0.1, 60.0));
+    let threads = args
+        .threads
+        .or_else(|| std::thread::available_parallelism().ok().map(|n| n.get()))
+        .unwrap_or(1);
+    let rt = match threads {
+        0 => anyhow::bail!("--threads must be at least 1"),
+        // One thread: no work stealing and no cross-thread wake-ups.
+        1 => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build(),
+        n => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(n)
+            .enable_all()
+            .build(),
+    }
+    .context("starting the tokio runtime")?;
+    rt.block_on(async move {
+        let running = start(opts).await?;
+        tracing::info!(hbone = %running.hbone_addr, "waypoint running");
+        wait_for_signal().await;
+        tracing::info!(drain = ?args.drain_duration, "signal received; draining");
+        tokio::select! {
+            _ = running.shutdown(args.drain_duration) => {}
+            _ = wait_for_signal() => tracing::warn!("second signal; exiting without draining"),
+        }
+        tracing::info!("stopped");
+        Ok(())
+    })
+}
+
+pub async fn wait_for_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot watch SIGTERM");
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

@@ -1,0 +1,81 @@
+//! `waypoint`: the command-line entry point, commands only; each subcommand parses its flags
+//! and calls the crate that does the work (proxy, envoy-config, devtools).
+
+mod explain;
+
+mod commands {
+    pub mod bootstrap;
+    pub mod dev_ca;
+    pub mod originate;
+    pub mod run;
+    pub mod xds;
+}
+
+use std::process::ExitCode;
+
+/// mimalloc instead of glibc malloc: a proxy allocates and frees small buffers on every
+/// request, and glibc's allocator was ~20% of the host's instructions per request
+/// (callgrind, `benches/waypoint-bench`).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(name = "waypoint", version, about = "Istio ambient L7 waypoint")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Show the decision for one request under a config.
+    Explain(explain::ExplainArgs),
+    /// Create a local mesh CA and workload certificates with SPIFFE URI SANs.
+    DevCa(commands::dev_ca::Args),
+    /// Run the standalone HBONE waypoint.
+    Run(Box<commands::run::Args>),
+    /// Run bookinfo on loopback through the waypoint and summarise what happened.
+    Demo(waypoint_devtools::demo::Args),
+    /// Print a static Envoy bootstrap for the waypoint (HBONE in and out, our module).
+    Bootstrap(commands::bootstrap::Args),
+    /// Local HBONE originator for an Envoy bootstrap made with `bootstrap --originator`.
+    Originate(commands::originate::Args),
+    /// Serve the Envoy resources over ADS (SotW and delta xDS), pushing config changes.
+    Xds(commands::xds::Args),
+}
+
+/// Report a subcommand's error and map it to an exit code.
+fn exit(result: anyhow::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("waypoint: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Explain(args) => ExitCode::from(explain::run(args).clamp(0, 255) as u8),
+        Command::DevCa(args) => exit(commands::dev_ca::main(args)),
+        Command::Demo(args) => exit(waypoint_devtools::demo::main(args)),
+        Command::Bootstrap(args) => exit(commands::bootstrap::main(args)),
+        Command::Originate(args) => {
+            waypoint_proxy::logging::init(false);
+            exit(commands::originate::main(args))
+        }
+        Command::Xds(args) => {
+            waypoint_proxy::logging::init(false);
+            exit(commands::xds::main(args))
+        }
+        Command::Run(args) => {
+            waypoint_proxy::logging::init(args.access_log);
+            exit(commands::run::main(*args))
+        }
+    }
+}

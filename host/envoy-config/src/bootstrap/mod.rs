@@ -1,0 +1,273 @@
+//! `waypoint bootstrap`: a complete static Envoy 1.40 bootstrap shaped like Istio's waypoint
+//! (HBONE in on :15008, our module on an internal L7 listener, HBONE or plaintext out).
+
+pub mod clusters;
+pub mod ext_authz;
+pub mod hardening;
+pub mod listeners;
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::bail;
+
+use serde_json::{json, Value};
+use waypoint_core::{BuildOptions, Snapshot};
+
+use clusters::{internal_upstream_socket, Target};
+use listeners::{BUFFER_LIMIT, MAIN_INTERNAL};
+
+use waypoint_hbone::timeouts::Timeouts;
+
+/// What the bootstrap needs besides the snapshot.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// `namespace/name` of the waypoint (passed to the module).
+    pub waypoint: String,
+    /// Config paths the module loads (as Envoy will see them).
+    pub config_paths: Vec<String>,
+    /// Directory holding `waypoint.pem`, `waypoint-key.pem` and `ca.pem`.
+    pub certs_dir: String,
+    /// Module name: Envoy loads `lib<name>.so` from `$ENVOY_DYNAMIC_MODULES_SEARCH_PATH`.
+    pub module_name: String,
+    /// SPIFFE trust domain of the mesh.
+    pub trust_domain: String,
+    /// Where mesh endpoints are reached: `None` tunnels from Envoy itself (a tcp_proxy with
+    /// `tunneling_config` per pod); `Some("127.0.0.1:15009")` hands each upstream connection to
+    /// our local originator (`waypoint originate`) with a PROXY v2 header naming the pod.
+    pub originator: Option<SocketAddr>,
+    /// Write an access log line per request on the L7 listener (stdout). Off by default, as in
+    /// Istio (`meshConfig.accessLogFile` is empty unless set): formatting a line per request
+    /// costs CPU on every request.
+    pub access_log: bool,
+    /// Handshake, header, stream, connection, TCP relay and upstream pool timeouts of every
+    /// listener and cluster (the same flags as `waypoint run`).
+    pub timeouts: Timeouts,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            waypoint: "default/waypoint".into(),
+            config_paths: Vec::new(),
+            certs_dir: "/etc/waypoint/certs".into(),
+            module_name: "waypoint".into(),
+            trust_domain: "cluster.local".into(),
+            originator: None,
+            access_log: false,
+            timeouts: Timeouts::default(),
+        }
+    }
+}
+
+impl Options {
+    /// `<certs_dir>/<file>`.
+    pub fn cert_path(&self, file: &str) -> String {
+        format!("{}/{file}", self.certs_dir.trim_end_matches('/'))
+    }
+}
+
+/// The bootstrap as a JSON value (object keys come out sorted, so the output is deterministic).
+pub fn generate(snapshot: &Snapshot, o: &Options) -> Value {
+    let plans = clusters::plan(snapshot, &o.trust_domain);
+    // Every distinct mesh pod/target port gets an originating listener; every pod a cluster
+    // (HBONE from Envoy, or the local originator with the pod in the PROXY header).
+    let mesh: BTreeSet<Target> = plans
+        .iter()
+        .flat_map(|p| p.targets.iter())
+        .filter(|t| t.mesh)
+        .cloned()
+        .collect();
+    let via = o.originator;
+    let paths = snapshot.mesh().path_normalization;
+    let tcp_idle = o.timeouts.tcp_idle;
+    let mut main = listeners::main_internal(o, paths);
+    ext_authz::wire(&mut main, snapshot);
+    let mut listeners = vec![listeners::connect_terminate(o, paths), main];
+    listeners.extend(mesh.iter().map(|t| match via {
+        Some(_) => listeners::connect_originate_local(t, tcp_idle),
+        None => listeners::connect_originate(t, tcp_idle),
+    }));
+    listeners.push(listeners::readiness(&o.timeouts));
+    listeners.push(listeners::stats(&o.timeouts));
+
+    let mut cluster_list = vec![
+        json!({
+            "name": MAIN_INTERNAL,
+            "type": "STATIC",
+            "per_connection_buffer_limit_bytes": BUFFER_LIMIT,
+            "load_assignment": {"cluster_name": MAIN_INTERNAL, "endpoints": [{"lb_endpoints": [{"endpoint": {
+                "address": {"envoy_internal_address": {"server_listener_name": MAIN_INTERNAL}}}}]}]},
+            "transport_socket": internal_upstream_socket(),
+        }),
+        json!({
+            "name": "prometheus_stats",
+            "type": "STATIC",
+            "load_assignment": {"cluster_name": "prometheus_stats", "endpoints": [{"lb_endpoints": [{"endpoint": {
+                "address": {"socket_address": {"address": "127.0.0.1", "port_value": 15000}}}}]}]},
+        }),
+    ];
+    let mut seen_pods = BTreeSet::new();
+    for t in &mesh {
+        if seen_pods.insert(t.ip) {
+            cluster_list.push(match via {
+                Some(addr) => clusters::originator_cluster(addr, t),
+                None => listeners::hbone_cluster(o, t),
+            });
+        }
+    }
+    cluster_list.extend(
+        plans
+            .iter()
+            .map(|p| clusters::outbound_cluster_via(p, via.is_some())),
+    );
+    cluster_list.extend(ext_authz::provider_clusters(
+        snapshot,
+        &plans,
+        via.is_some(),
+    ));
+    // Every HTTP upstream pool closes connections idle for `upstream_idle`. The internal
+    // connection to main_internal and the originator's carry raw TCP (tcp_proxy / CONNECT).
+    for c in &mut cluster_list {
+        let name = c["name"].as_str().unwrap_or("");
+        if name != MAIN_INTERNAL && !name.starts_with("originate|") {
+            hardening::pool_idle(c, &o.timeouts);
+        }
+    }
+
+    json!({
+        "node": {"id": format!("waypoint~{}", o.waypoint), "cluster": o.waypoint},
+        "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 15000}}},
+        "bootstrap_extensions": [{"name": "envoy.bootstrap.internal_listener", "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.bootstrap.internal_listener.v3.InternalListener",
+            "buffer_size_kb": 64}}],
+        "static_resources": {"listeners": listeners, "clusters": cluster_list},
+    })
+}
+
+/// The bootstrap as YAML with a header comment.
+pub fn render(snapshot: &Snapshot, o: &Options) -> anyhow::Result<String> {
+    let body = serde_yaml::to_string(&generate(snapshot, o))?;
+    let run_next = match &o.originator {
+        Some(addr) => format!(
+            "# Mesh endpoints are reached through {}\n",
+            originator_command(o, *addr)
+        ),
+        None => String::new(),
+    };
+    Ok(format!(
+        "# Generated by `waypoint bootstrap` for waypoint {w}; do not edit.\n\
+         # Envoy loads lib{m}.so from $ENVOY_DYNAMIC_MODULES_SEARCH_PATH; certificates from {c}.\n{run_next}{body}",
+        w = o.waypoint,
+        m = o.module_name,
+        c = o.certs_dir,
+    ))
+}
+
+/// The command that runs the local HBONE originator this bootstrap expects next to Envoy.
+pub fn originator_command(o: &Options, addr: SocketAddr) -> String {
+    format!(
+        "`waypoint originate --listen {addr} --certs {}` (run it next to Envoy).",
+        o.certs_dir
+    )
+}
+
+/// Everything `waypoint bootstrap` takes; `config` paths are written into the bootstrap as
+/// given and read relative to `root`.
+#[derive(Debug, Clone)]
+pub struct Inputs {
+    pub config: Vec<PathBuf>,
+    pub root: PathBuf,
+    pub namespace: String,
+    /// `NS/NAME`; `None` when the config holds exactly one waypoint.
+    pub waypoint: Option<String>,
+    pub certs_dir: String,
+    pub module_name: String,
+    pub trust_domain: String,
+    /// See [`Options::originator`].
+    pub originator: Option<SocketAddr>,
+    /// Write an access log line per request on the L7 listener (stdout). Off by default, as in
+    /// Istio (`meshConfig.accessLogFile` is empty unless set): formatting a line per request
+    /// costs CPU on every request.
+    pub access_log: bool,
+    /// See [`Options::timeouts`].
+    pub timeouts: Timeouts,
+}
+
+impl Inputs {
+    /// The repository's `examples/bookinfo` with the committed test certificates (tests).
+    #[cfg(test)]
+    pub(crate) fn bookinfo_example() -> Inputs {
+        Inputs {
+            config: vec![PathBuf::from("examples/bookinfo")],
+            root: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.."),
+            namespace: "default".into(),
+            waypoint: None,
+            certs_dir: "envoy-configs/certs".into(),
+            module_name: "waypoint".into(),
+            trust_domain: "cluster.local".into(),
+            originator: None,
+            access_log: false,
+            timeouts: waypoint_hbone::timeouts::Timeouts::default(),
+        }
+    }
+}
+
+/// Load the config, build the snapshot and render the bootstrap. Config errors fail the
+/// whole run (each is listed), so a bootstrap is never generated from a partial config.
+pub fn from_config(i: &Inputs) -> anyhow::Result<String> {
+    let l = load(i)?;
+    render(&l.snapshot, &l.options)
+}
+
+/// A validated config: the snapshot, the generator options and the files it was read from.
+#[derive(Debug)]
+pub struct Loaded {
+    pub snapshot: Snapshot,
+    pub options: Options,
+    pub files: Vec<PathBuf>,
+}
+
+/// Load and validate the config (shared by `waypoint bootstrap` and `waypoint xds`).
+pub fn load(i: &Inputs) -> anyhow::Result<Loaded> {
+    let waypoint = match i.waypoint.as_deref() {
+        Some(s) => match s.split_once('/') {
+            Some((ns, name)) if !ns.is_empty() && !name.is_empty() => {
+                Some((ns.to_string(), name.to_string()))
+            }
+            _ => bail!("--waypoint {s:?}: expected NS/NAME"),
+        },
+        None => None,
+    };
+    let paths: Vec<PathBuf> = i.config.iter().map(|p| i.root.join(p)).collect();
+    let loaded = waypoint_loader::load_paths(&paths, &i.namespace);
+    let opts = BuildOptions {
+        waypoint,
+        ..Default::default()
+    };
+    let (snapshot, mut diags) = Snapshot::build(&loaded.resources, &opts);
+    diags.errors.splice(0..0, loaded.errors.iter().cloned());
+    if !diags.errors.is_empty() {
+        let list: Vec<String> = diags.errors.iter().map(|e| e.to_string()).collect();
+        bail!("{} config error(s):\n  {}", list.len(), list.join("\n  "));
+    }
+    let Some(w) = &snapshot.waypoint else {
+        bail!("no waypoint Gateway found in the config (use --waypoint NS/NAME)");
+    };
+    let o = Options {
+        waypoint: format!("{}/{}", w.namespace, w.name),
+        config_paths: i.config.iter().map(|p| p.display().to_string()).collect(),
+        certs_dir: i.certs_dir.clone(),
+        module_name: i.module_name.clone(),
+        trust_domain: i.trust_domain.clone(),
+        originator: i.originator,
+        access_log: i.access_log,
+        timeouts: i.timeouts,
+    };
+    Ok(Loaded {
+        snapshot,
+        options: o,
+        files: loaded.files,
+    })
+}

@@ -1,0 +1,12 @@
+//! Mesh TLS: SPIFFE identities, certificate files, live store, verifiers and
+//! the rustls configurations HBONE uses on both sides.
+
+pub mod certs;
+pub mod config;
+pub mod identity;
+pub mod store;
+pub mod verify;
+
+pub use certs::{CertPaths, Material};
+pub use identity::Identity;
+pub use store::CertStore;

@@ -1,0 +1,369 @@
+//! The waypoint's CONNECT handler: destination, L4 checks and upstream reachability before
+//! answering, then the port's protocol (HTTP, opaque TCP, or sniffed) and either the L7 proxy
+//! (HTTP/1.1, HTTP/2) or a TCP relay authorized with Istio's TCP semantics.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::StatusCode;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::io::AsyncWriteExt;
+use tracing::{debug, info, warn};
+
+use crate::connect::idle::ConnActivity;
+use crate::connect::io::UpstreamIo;
+use crate::connect::relay::relay;
+use crate::connect::sniff::{detect, detect_http_version, Protocol, Rewind};
+use crate::http::forward::{handle, TunnelCtx};
+use crate::http::head_timer::{Counted, HeadTimer};
+use crate::http::headers::forwarded_for;
+use crate::policy::decide::Destination;
+use crate::telemetry::metrics::TcpLabels;
+use crate::Shared;
+use waypoint_core::service::PortKind;
+use waypoint_hbone::server::{BoxFuture, ConnectHandler, ConnectRequest, Tunnel};
+use waypoint_hbone::timeouts::Timeouts;
+use waypoint_hbone::H2Stream;
+
+/// How long to wait for the first bytes before treating a tunnel to a port of unknown
+/// protocol (or a pass-through address) as opaque TCP, so a server-first protocol still flows.
+/// The relay is then authorized with Istio's TCP semantics.
+pub const DETECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// HTTP/2 keepalive on tunnels served as HTTP/2 (the values Istio's waypoint sets on its
+/// CONNECT-terminating HCM, `listener_waypoint.go`: ping every 10 s, close after 20 s unanswered).
+const H2_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
+const H2_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// The waypoint's [`ConnectHandler`].
+#[derive(Debug)]
+pub struct WaypointHandler {
+    pub shared: Arc<Shared>,
+}
+
+impl ConnectHandler for WaypointHandler {
+    fn connect(self: Arc<Self>, req: ConnectRequest) -> BoxFuture<Result<Tunnel, StatusCode>> {
+        Box::pin(async move { self.open(req).await })
+    }
+}
+
+/// Headers of an incoming CONNECT to repeat on the upstream CONNECT of an L4 relay:
+/// `forwarded` (synthesized from the peer address when absent), `baggage`, `traceparent`.
+fn relay_headers(req: &ConnectRequest) -> http::HeaderMap {
+    let mut out = http::HeaderMap::new();
+    for name in ["forwarded", "baggage", "traceparent"] {
+        for v in req.headers.get_all(name) {
+            out.append(name, v.clone());
+        }
+    }
+    if !out.contains_key("forwarded") {
+        if let Ok(v) = http::HeaderValue::from_str(&format!("for=\"{}\"", req.peer_addr)) {
+            out.insert("forwarded", v);
+        }
+    }
+    out
+}
+
+fn header(req: &ConnectRequest, name: &str) -> Option<String> {
+    req.headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}
+
+impl WaypointHandler {
+    async fn open(&self, req: ConnectRequest) -> Result<Tunnel, StatusCode> {
+        let Some(cfg) = self.shared.config.current() else {
+            warn!(authority = %req.authority, "hbone: no config loaded yet (503)");
+            return Err(StatusCode::SERVICE_UNAVAILABLE);
+        };
+        let forwarded = header(&req, "forwarded");
+        let ctx = TunnelCtx {
+            principal: req.peer_identity.as_ref().map(|i| i.to_string()),
+            peer_identity: req.peer_identity.clone(),
+            source_ip: forwarded
+                .as_deref()
+                .and_then(forwarded_for)
+                .or(Some(req.peer_addr.ip())),
+            destination: req.authority.clone(),
+            baggage: header(&req, "baggage"),
+            relay_headers: relay_headers(&req),
+        };
+        // Never tunnel to the waypoint's own host or listeners; a CONNECT needs a real port.
+        if let Err(status) = self
+            .shared
+            .proxy
+            .check_destination(&req.authority, req.destination)
+        {
+            info!(source = ?ctx.principal, destination = %req.authority, status = status.as_u16(), "hbone: destination refused");
+            return Err(status);
+        }
+        let kind = cfg.policy.port_kind(&req.authority);
+        // L4 policy decides at CONNECT for ports declared TCP; HTTP ports get L7 authz per
+        // request, sniffed ports one or the other once the protocol is known (as Istio's
+        // waypoint applies network vs HTTP RBAC per filter chain).
+        if kind == PortKind::Tcp
+            && !cfg
+                .policy
+                .allow_tcp(ctx.principal.as_deref(), ctx.source_ip, &req.authority)
+        {
+            info!(source = ?ctx.principal, destination = %req.authority, "hbone: denied by L4 policy (401)");
+            return Err(StatusCode::UNAUTHORIZED);
+        }
+        let destination = cfg.policy.destination(&req.authority, req.destination);
+        // Connect first where the upstream is fixed (pass-through, TCP service ports), so an
+        // unreachable one gets 503 before the tunnel is accepted. No client byte is sent
+        // before the tunnel's traffic is authorized.
+        let upstream = match &destination {
+            // A hostname the config does not know: HTTP requests get the core's 404; opaque
+            // bytes are closed (there is nothing to relay them to).
+            Destination::Unknown => None,
+            Destination::Service(_) if kind == PortKind::Tcp => {
+                let Some(t) = cfg.policy.tcp_target(&req.authority) else {
+                    info!(destination = %req.authority, "hbone: TCP service has no endpoints (503)");
+                    return Err(StatusCode::SERVICE_UNAVAILABLE);
+                };
+                match self
+                    .shared
+                    .upstreams
+                    .connect_with(&t, ctx.relay_headers.clone())
+                    .await
+                {
+                    Ok(io) => Some(io),
+                    Err(e) => {
+                        info!(destination = %req.authority, error = %e, "hbone: upstream unreachable (503)");
+                        return Err(StatusCode::SERVICE_UNAVAILABLE);
+                    }
+                }
+            }
+            Destination::Service(_) => None,
+            Destination::Passthrough(t) => match self
+                .shared
+                .upstreams
+                .connect_with(t, ctx.relay_headers.clone())
+                .await
+            {
+                Ok(io) => Some(io),
+                Err(e) => {
+                    info!(destination = %req.authority, error = %e, "hbone: upstream unreachable (503)");
+                    return Err(StatusCode::SERVICE_UNAVAILABLE);
+                }
+            },
+        };
+        let shared = self.shared.clone();
+        Ok(Box::new(move |stream: H2Stream| {
+            Box::pin(serve_tunnel(
+                shared,
+                Arc::new(ctx),
+                destination,
+                upstream,
+                kind,
+                stream,
+            )) as BoxFuture<()>
+        }))
+    }
+}
+
+async fn serve_tunnel(
+    shared: Arc<Shared>,
+    ctx: Arc<TunnelCtx>,
+    destination: Destination,
+    upstream: Option<UpstreamIo>,
+    kind: PortKind,
+    stream: H2Stream,
+) {
+    let t = &shared.timeouts;
+    // The first request's head must arrive within the header timeout (Envoy
+    // `request_headers_timeout`); with it off, the stream idle timeout bounds the wait.
+    let head_timeout = Timeouts::enabled(t.request_headers)
+        .or(Timeouts::enabled(t.stream_idle))
+        .unwrap_or(Duration::from_secs(3600));
+    let detected = match kind {
+        PortKind::Tcp => Ok(Some((
+            Protocol::Tcp,
+            Rewind::new(bytes::Bytes::new(), stream),
+        ))),
+        // A port declared HTTP is always HTTP: only the version is detected, and a client that
+        // stays silent or sends garbage never gets an opaque relay.
+        PortKind::Http => detect_http_version(stream, head_timeout).await,
+        PortKind::Sniff => detect(stream, DETECT_TIMEOUT).await.map(Some),
+    };
+    let (proto, stream) = match detected {
+        Ok(Some(x)) => x,
+        Ok(None) => {
+            debug!(destination = %ctx.destination, "tunnel: no HTTP request head in time on an HTTP port; closed");
+            return;
+        }
+        Err(e) => {
+            debug!(destination = %ctx.destination, error = %e, "tunnel: read failed during detection");
+            return;
+        }
+    };
+    debug!(destination = %ctx.destination, protocol = proto.as_str(), "tunnel: detected");
+    let io = TokioIo::new(stream);
+    match proto {
+        Protocol::Http1 => {
+            drop(upstream);
+            let (svc_shared, svc_ctx) = (shared.clone(), ctx.clone());
+            let svc = service_fn(move |req| handle(svc_shared.clone(), svc_ctx.clone(), req));
+            // The head timeout runs from a head's first byte; an idle keep-alive connection
+            // is bounded by the connection idle timeout (Envoy's semantics; see head_timer).
+            let (timer, reads) = HeadTimer::new(
+                Timeouts::enabled(t.request_headers),
+                Timeouts::enabled(t.connection_idle),
+            );
+            // hyper only needs a value to use the timer; HeadTimer picks the deadlines.
+            let armed = timer.enabled().then_some(Duration::from_secs(3600));
+            let io = TokioIo::new(Counted::new(io.into_inner(), reads));
+            if let Err(e) = hyper::server::conn::http1::Builder::new()
+                .timer(timer)
+                .header_read_timeout(armed)
+                .serve_connection(io, svc)
+                .with_upgrades()
+                .await
+            {
+                debug!(destination = %ctx.destination, error = %e, "tunnel: http1 ended");
+            }
+        }
+        Protocol::Http2 => {
+            drop(upstream);
+            let activity = Arc::new(ConnActivity::default());
+            let (svc_shared, svc_ctx, a) = (shared.clone(), ctx.clone(), activity.clone());
+            let svc = service_fn(move |req| {
+                let active = a.begin();
+                let fut = handle(svc_shared.clone(), svc_ctx.clone(), req);
+                async move {
+                    let r = fut.await;
+                    drop(active);
+                    r
+                }
+            });
+            let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                .timer(TokioTimer::new())
+                .keep_alive_interval(H2_KEEPALIVE_INTERVAL)
+                .keep_alive_timeout(H2_KEEPALIVE_TIMEOUT)
+                .initial_stream_window_size(4 * 1024 * 1024)
+                .initial_connection_window_size(16 * 1024 * 1024)
+                .serve_connection(io, svc);
+            tokio::pin!(conn);
+            // A connection with no request in flight for the idle timeout gets a GOAWAY (hyper
+            // lets streams already open finish, as Envoy's drain does).
+            let idle = Timeouts::enabled(t.connection_idle);
+            let mut draining = false;
+            loop {
+                let wait = match idle {
+                    Some(limit) if !draining => activity.remaining(limit),
+                    _ => Some(Duration::from_secs(3600)),
+                };
+                tokio::select! {
+                    _ = shared.proxy.drain.started(), if !draining => {
+                        debug!(destination = %ctx.destination, "tunnel: draining; http2 GOAWAY");
+                        conn.as_mut().graceful_shutdown();
+                        draining = true;
+                    }
+                    r = conn.as_mut() => {
+                        if let Err(e) = r {
+                            debug!(destination = %ctx.destination, error = %e, "tunnel: http2 ended");
+                        }
+                        break;
+                    }
+                    _ = tokio::time::sleep(wait.unwrap_or_default()) => {
+                        if wait.is_none() {
+                            debug!(destination = %ctx.destination, "tunnel: http2 idle; closing");
+                            conn.as_mut().graceful_shutdown();
+                            draining = true;
+                        }
+                    }
+                }
+            }
+        }
+        Protocol::Tcp => {
+            let mut downstream = io.into_inner();
+            // Opaque bytes (a TCP port, or a sniffed one that is not HTTP): L4 policy with
+            // Istio's TCP semantics decides before any upstream is dialled or a byte relayed;
+            // without a config nothing is relayed.
+            let allowed = shared.config.current().is_some_and(|cfg| {
+                cfg.policy
+                    .allow_tcp(ctx.principal.as_deref(), ctx.source_ip, &ctx.destination)
+            });
+            if !allowed {
+                info!(destination = %ctx.destination, "tunnel: opaque TCP denied by policy");
+                let _ = downstream.shutdown().await;
+                return;
+            }
+            let upstream = match (upstream, &destination) {
+                (Some(u), _) => Ok(u),
+                (None, Destination::Service(_)) | (None, Destination::Unknown) => {
+                    match shared
+                        .config
+                        .current()
+                        .and_then(|c| c.policy.tcp_target(&ctx.destination))
+                    {
+                        Some(t) => shared
+                            .upstreams
+                            .connect_with(&t, ctx.relay_headers.clone())
+                            .await
+                            .map_err(|e| e.to_string()),
+                        None => Err("no endpoint for TCP destination".to_string()),
+                    }
+                }
+                (None, Destination::Passthrough(t)) => shared
+                    .upstreams
+                    .connect_with(t, ctx.relay_headers.clone())
+                    .await
+                    .map_err(|e| e.to_string()),
+            };
+            let labels = TcpLabels {
+                reporter: "waypoint".into(),
+                source_principal: ctx.principal.clone().unwrap_or_else(|| "unknown".into()),
+                source_workload_namespace: ctx
+                    .peer_identity
+                    .as_ref()
+                    .map(|i| i.namespace.clone())
+                    .unwrap_or_else(|| "unknown".into()),
+                // Istio labels the service's hostname, `unknown` when the destination is no
+                // service (never the raw CONNECT authority: peer-controlled, unbounded).
+                destination_service: match &destination {
+                    Destination::Service(m) => m.hostname.clone(),
+                    _ => "unknown".into(),
+                },
+                response_flags: "-".into(),
+                connection_security_policy: "mutual_tls".into(),
+            };
+            let mut upstream = match upstream {
+                Ok(u) => u,
+                Err(e) => {
+                    info!(destination = %ctx.destination, error = %e, "tunnel: TCP upstream failed");
+                    let _ = downstream.shutdown().await;
+                    return;
+                }
+            };
+            shared.metrics.tcp_opened.get_or_create(&labels).inc();
+            match relay(
+                &mut downstream,
+                &mut upstream,
+                Timeouts::enabled(shared.timeouts.tcp_idle),
+            )
+            .await
+            {
+                Ok((from_down, from_up)) => {
+                    shared
+                        .metrics
+                        .tcp_received
+                        .get_or_create(&labels)
+                        .inc_by(from_down);
+                    shared
+                        .metrics
+                        .tcp_sent
+                        .get_or_create(&labels)
+                        .inc_by(from_up);
+                    info!(target: "access", destination = %ctx.destination, source = ctx.principal.as_deref().unwrap_or("-"), bytes_in = from_down, bytes_out = from_up, "tcp");
+                }
+                Err(e) => {
+                    info!(target: "access", destination = %ctx.destination, error = %e, "tcp relay ended with error")
+                }
+            }
+            shared.metrics.tcp_closed.get_or_create(&labels).inc();
+        }
+    }
+}

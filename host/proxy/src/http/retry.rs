@@ -1,0 +1,152 @@
+//! Envoy retry semantics for the host: which responses and failures are retriable under
+//! `retry_on` (x-envoy-retry-on / Istio `retryOn`), and the backoff between attempts.
+
+use std::time::Duration;
+
+use http::{HeaderMap, StatusCode};
+use waypoint_core::route::RetryPolicy;
+
+use crate::upstream::UpstreamError;
+
+/// Typed, so the look-up on every retriable response does not parse the name.
+static GRPC_STATUS: http::HeaderName = http::HeaderName::from_static("grpc-status");
+
+/// Envoy's default base interval (25 ms); the cap is ten times the base.
+const DEFAULT_BACKOFF: Duration = Duration::from_millis(25);
+
+fn has(policy: &RetryPolicy, cond: &str) -> bool {
+    policy.retry_on.iter().any(|c| c.trim() == cond)
+}
+
+/// Is a response with `status` (and gRPC status in `headers`) worth another attempt?
+pub fn retry_status(policy: &RetryPolicy, status: StatusCode, headers: &HeaderMap) -> bool {
+    let code = status.as_u16();
+    // The status test first: it is one comparison, the condition a scan of `retry_on`, and
+    // this runs on every response of a route with retries (Istio's default has them).
+    if status.is_server_error() && has(policy, "5xx") {
+        return true;
+    }
+    if matches!(code, 502..=504) && has(policy, "gateway-error") {
+        return true;
+    }
+    if code == 409 && has(policy, "retriable-4xx") {
+        return true;
+    }
+    if policy.codes.contains(&code) && has(policy, "retriable-status-codes") {
+        return true;
+    }
+    // gRPC conditions read grpc-status from the response headers (trailers-only replies).
+    let grpc = headers
+        .get(&GRPC_STATUS)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u32>().ok());
+    if let Some(g) = grpc {
+        let cond = match g {
+            1 => "cancelled",
+            4 => "deadline-exceeded",
+            8 => "resource-exhausted",
+            13 => "internal",
+            14 => "unavailable",
+            _ => "",
+        };
+        if !cond.is_empty() && has(policy, cond) {
+            return true;
+        }
+    }
+    false
+}
+
+/// Is a failure before any response worth another attempt?
+pub fn retry_error(policy: &RetryPolicy, err: &UpstreamError) -> bool {
+    match err {
+        UpstreamError::Connect { .. } => {
+            has(policy, "connect-failure")
+                || has(policy, "5xx")
+                || has(policy, "gateway-error")
+                || has(policy, "reset")
+        }
+        UpstreamError::Reset { .. } => {
+            has(policy, "reset")
+                || has(policy, "5xx")
+                || has(policy, "gateway-error")
+                || has(policy, "refused-stream")
+        }
+        // Per-try timeouts count as 5xx / gateway errors in Envoy.
+        UpstreamError::Timeout(_) => has(policy, "5xx") || has(policy, "gateway-error"),
+    }
+}
+
+/// Backoff before retry number `retry` (1-based): exponential from the base, capped at ten
+/// times the base, with full jitter from `jitter` in 0..1.
+pub fn backoff(policy: &RetryPolicy, retry: u32, jitter: f64) -> Duration {
+    let base = policy.backoff.unwrap_or(DEFAULT_BACKOFF);
+    let exp = base.saturating_mul(1u32 << retry.saturating_sub(1).min(10));
+    let capped = exp.min(base.saturating_mul(10));
+    capped.mul_f64(jitter.clamp(0.0, 1.0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(on: &[&str], codes: &[u16]) -> RetryPolicy {
+        RetryPolicy {
+            attempts: 2,
+            per_try_timeout: None,
+            retry_on: on.iter().map(|s| s.to_string()).collect(),
+            codes: codes.to_vec(),
+            backoff: None,
+        }
+    }
+
+    #[test]
+    fn status_conditions() {
+        let empty = HeaderMap::new();
+        for (on, codes, status, want) in [
+            (&["5xx"][..], &[][..], 503, true),
+            (&["5xx"], &[], 404, false),
+            (&["gateway-error"], &[], 502, true),
+            (&["gateway-error"], &[], 500, false),
+            (&["retriable-status-codes"], &[418], 418, true),
+            (&["retriable-status-codes"], &[418], 503, false),
+            (&["connect-failure"], &[], 503, false),
+            (&["retriable-4xx"], &[], 409, true),
+        ] {
+            let p = policy(on, codes);
+            let s = StatusCode::from_u16(status).expect("status");
+            assert_eq!(retry_status(&p, s, &empty), want, "{on:?} {status}");
+        }
+        let mut grpc = HeaderMap::new();
+        grpc.insert("grpc-status", http::HeaderValue::from_static("14"));
+        assert!(retry_status(
+            &policy(&["unavailable"], &[]),
+            StatusCode::OK,
+            &grpc
+        ));
+    }
+
+    #[test]
+    fn error_conditions() {
+        let connect = UpstreamError::Connect {
+            target: "t".into(),
+            message: "refused".into(),
+        };
+        let timeout = UpstreamError::Timeout("t".into());
+        assert!(retry_error(&policy(&["connect-failure"], &[]), &connect));
+        assert!(!retry_error(
+            &policy(&["retriable-status-codes"], &[503]),
+            &connect
+        ));
+        assert!(retry_error(&policy(&["5xx"], &[]), &timeout));
+        assert!(!retry_error(&policy(&["connect-failure"], &[]), &timeout));
+    }
+
+    #[test]
+    fn backoff_is_bounded() {
+        let p = policy(&[], &[]);
+        assert_eq!(backoff(&p, 1, 1.0), Duration::from_millis(25));
+        assert_eq!(backoff(&p, 2, 1.0), Duration::from_millis(50));
+        assert_eq!(backoff(&p, 9, 1.0), Duration::from_millis(250));
+        assert_eq!(backoff(&p, 3, 0.0), Duration::ZERO);
+    }
+}

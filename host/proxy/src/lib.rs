@@ -1,0 +1,34 @@
+//! waypoint-proxy: the standalone waypoint's data plane. A CONNECT is accepted and judged
+//! (`connect`), each request decided by the policy core (`policy`) and forwarded (`http`, `upstream`).
+
+pub mod admin;
+pub mod config;
+pub mod connect;
+pub mod ext_authz;
+pub mod http;
+pub mod logging;
+pub mod policy;
+pub mod run;
+pub mod telemetry;
+pub mod upstream;
+
+use std::sync::Arc;
+
+use crate::config::ConfigStore;
+use crate::telemetry::metrics::Metrics;
+
+/// State every tunnel and request shares.
+#[derive(Debug)]
+pub struct Shared {
+    pub config: Arc<ConfigStore>,
+    pub upstreams: Arc<upstream::Upstreams>,
+    pub metrics: Arc<Metrics>,
+    /// Metric handles cached per label set (see `request_metrics`).
+    pub request_metrics: telemetry::request_metrics::RequestMetrics,
+    pub outliers: upstream::outlier::Outliers,
+    pub active: Arc<upstream::least_request::ActiveRequests>,
+    /// Listener, stream and relay timeouts.
+    pub timeouts: waypoint_hbone::timeouts::Timeouts,
+    /// Allowed upgrades, inner CONNECT, and the waypoint's own listeners (refused destinations).
+    pub proxy: connect::guard::ProxyOptions,
+}
