@@ -4,6 +4,7 @@
 mod explain;
 
 mod commands {
+    pub mod args;
     pub mod bootstrap;
     pub mod dev_ca;
     pub mod originate;

@@ -147,3 +147,21 @@ fn dev_ca_writes_layout_and_run_becomes_ready() {
         "waypoint run must exit 0 after draining: {exited}"
     );
 }
+
+/// An invalid `--waypoint` is refused by every command that takes one (`run` used to ignore
+/// it and serve with no waypoint bound), naming the flag.
+#[test]
+fn invalid_waypoint_name_is_refused() {
+    for cmd in ["run", "xds", "bootstrap"] {
+        for bad in ["nope", "a/b/c", "Bookinfo/waypoint"] {
+            let out = Command::new(bin())
+                .args([cmd, "--config", "examples/bookinfo", "--waypoint", bad])
+                .output()
+                .expect("spawn");
+            assert!(!out.status.success(), "{cmd} --waypoint {bad} must fail");
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(err.contains("--waypoint"), "{cmd} {bad}: {err}");
+            assert!(err.contains(bad), "{cmd} {bad}: {err}");
+        }
+    }
+}

@@ -14,7 +14,7 @@ pub struct Args {
     #[arg(long = "config", required = true)]
     pub config: Vec<PathBuf>,
     /// Waypoint Gateway as NS/NAME (optional when the config holds exactly one).
-    #[arg(long)]
+    #[arg(long, value_name = "NS/NAME", value_parser = super::args::waypoint_name)]
     pub waypoint: Option<String>,
     /// Directory with waypoint.pem, waypoint-key.pem and ca.pem (as Envoy will see it).
     #[arg(long)]

@@ -15,7 +15,7 @@ pub struct Args {
     #[arg(long = "config", value_name = "PATH", required = true)]
     config: Vec<PathBuf>,
     /// The waypoint Gateway this host serves, `namespace/name`.
-    #[arg(long, value_name = "NS/NAME")]
+    #[arg(long, value_name = "NS/NAME", value_parser = super::args::waypoint_name)]
     waypoint: Option<String>,
     /// Workload certificate directory (`cert.pem`, `key.pem`, `ca.pem`, as `dev-ca` writes).
     #[arg(long, value_name = "DIR")]

@@ -19,7 +19,7 @@ pub struct Args {
     #[arg(long, default_value = "127.0.0.1:15010")]
     pub listen: SocketAddr,
     /// Default waypoint NS/NAME for nodes that do not name one (node metadata WAYPOINT).
-    #[arg(long)]
+    #[arg(long, value_name = "NS/NAME", value_parser = super::args::waypoint_name)]
     pub waypoint: Option<String>,
     /// Directory with waypoint.pem, waypoint-key.pem and ca.pem (read and served over SDS).
     #[arg(long)]
