@@ -281,7 +281,7 @@ mod tests {
         assert!(wdir.ends_with("ns1.sa1"));
         let pem = std::fs::read_to_string(wdir.join("cert.pem")).expect("read");
         let certs = waypoint_hbone::tls::certs::parse_certs(&pem).expect("parse");
-        let sans = waypoint_hbone::tls::verify::spiffe_sans(&certs[0]);
+        let sans = waypoint_hbone::tls::san::spiffe_sans(&certs[0]);
         assert_eq!(sans, vec![id.clone()]);
         // A second run reuses the same root.
         let again = DevCa::load_or_generate(&dir, "example.org").expect("reload");
@@ -317,10 +317,7 @@ mod tests {
             if let Ok((id, leaf)) = r {
                 assert_eq!(id.to_string(), good);
                 let certs = waypoint_hbone::tls::certs::parse_certs(&leaf).expect("parse");
-                assert_eq!(
-                    waypoint_hbone::tls::verify::spiffe_sans(&certs[0]),
-                    vec![id]
-                );
+                assert_eq!(waypoint_hbone::tls::san::spiffe_sans(&certs[0]), vec![id]);
                 // The certificate certifies the CSR's key.
                 let (_, x509) =
                     x509_parser::parse_x509_certificate(certs[0].as_ref()).expect("x509");
@@ -346,7 +343,7 @@ mod tests {
         ] {
             let issued = ca.issue_with_uri_sans(&uris).expect("issue");
             let certs = waypoint_hbone::tls::certs::parse_certs(&issued.cert_pem).expect("parse");
-            let r = waypoint_hbone::tls::verify::spiffe_id(&certs[0]);
+            let r = waypoint_hbone::tls::san::spiffe_id(&certs[0]);
             assert_eq!(r.is_ok(), ok, "{uris:?}: {r:?}");
             // Our own certificate is held to the same rule.
             let m = waypoint_hbone::tls::certs::material_from_pem(

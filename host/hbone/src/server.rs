@@ -19,7 +19,7 @@ use tracing::{debug, info, warn};
 use super::limits;
 use super::stream::H2Stream;
 use crate::timeouts::Timeouts;
-use crate::tls::verify::spiffe_id;
+use crate::tls::san::spiffe_id;
 use crate::tls::Identity;
 
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;

@@ -10,7 +10,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::sign::CertifiedKey;
 
 use super::identity::Identity;
-use super::verify::spiffe_id;
+use super::san::spiffe_id;
 
 /// Where to read the chain, key and roots.
 #[derive(Debug, Clone, PartialEq, Eq)]

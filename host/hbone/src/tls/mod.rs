@@ -4,6 +4,7 @@
 pub mod certs;
 pub mod config;
 pub mod identity;
+pub mod san;
 pub mod store;
 pub mod verify;
 
