@@ -145,7 +145,7 @@ spec:
         assert!(
             s.header(
                 crate::stream::HeaderKind::Request,
-                crate::filter::CLUSTER_HEADER
+                crate::router::CLUSTER_HEADER
             )
             .is_none(),
             "a denied request gets no cluster"
