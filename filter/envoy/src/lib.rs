@@ -1,9 +1,9 @@
 //! waypoint-envoy: the policy core as an Envoy 1.40 dynamic-module HTTP filter (`libwaypoint.so`).
 //! All `unsafe`/FFI lives in `abi`; the filter logic in `filter` works over the `StreamHandle` trait.
 //!
-//! Dependencies run one way: `abi` → `filter` → {`ext_authz`, `config`, `router`} → `decide`
-//! → the core (`ext_authz` → `config`; `decide` → `router`). Unit tests drive the logic through
-//! `fake::FakeStream`: `abi`'s parts that call Envoy only exist outside tests.
+//! Dependencies run one way: `abi` → `filter` → {`ext_authz`, `config`, `router`}, `ext_authz`
+//! → `config` → `decide` → `router` → the core. Unit tests drive the logic through
+//! `fake::FakeStream` (`tests/`): `abi`'s parts that call Envoy only exist outside tests.
 
 pub mod abi;
 pub mod config;

@@ -12,8 +12,10 @@ use super::envoy_stream::log;
 use super::scheduler::{ConfigScheduler, FlushWake};
 use super::types::{EnvoyBuffer, ModuleBuffer, ABI_VERSION, METRICS_SUCCESS};
 use crate::config::FilterConfig;
+use crate::counts::FLUSH_DELAY;
 use crate::filter::panic_message;
 use crate::stream::LogLevel;
+use crate::timer;
 
 /// Event id of the counter flush on the config's main-thread scheduler.
 const FLUSH_EVENT: u64 = 1;
@@ -143,11 +145,7 @@ unsafe fn install_counter_flush(config_envoy: *mut c_void, cfg: &FilterConfig) {
     };
     let sched = Arc::new(sched);
     cfg.counts.set_arm(Box::new(move || {
-        crate::timer::schedule(
-            crate::counts::FLUSH_DELAY,
-            FLUSH_EVENT,
-            Box::new(FlushWake(sched.clone())),
-        )
+        timer::schedule(FLUSH_DELAY, FLUSH_EVENT, Box::new(FlushWake(sched.clone())))
     }));
 }
 
@@ -217,7 +215,7 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_config_destroy(conf
         drop(unsafe { Box::from_raw(config.cast_mut().cast::<Arc<FilterConfig>>()) });
         if LIVE_CONFIGS.fetch_sub(1, Ordering::SeqCst) == 1 {
             // The last config is gone, so are all its streams: quiesce the timer thread.
-            let n = crate::timer::cancel_all();
+            let n = timer::cancel_all();
             if n > 0 {
                 log(
                     LogLevel::Debug,

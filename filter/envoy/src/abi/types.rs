@@ -4,6 +4,8 @@
 use std::ffi::c_char;
 use std::ptr;
 
+use crate::stream::{self, Attribute, HeaderKind};
+
 /// ABI version string of Envoy 1.40.0's dynamic modules (NUL-terminated; doc §2.1).
 pub static ABI_VERSION: &[u8] = b"v0.2.0\0";
 
@@ -281,9 +283,8 @@ impl AttributeId {
     };
 }
 
-impl From<crate::stream::Attribute> for AttributeId {
-    fn from(a: crate::stream::Attribute) -> Self {
-        use crate::stream::Attribute;
+impl From<Attribute> for AttributeId {
+    fn from(a: Attribute) -> Self {
         match a {
             Attribute::SourceAddress => AttributeId::SourceAddress,
             Attribute::DestinationAddress => AttributeId::DestinationAddress,
@@ -293,18 +294,18 @@ impl From<crate::stream::Attribute> for AttributeId {
     }
 }
 
-impl From<crate::stream::HeaderKind> for HeaderType {
-    fn from(k: crate::stream::HeaderKind) -> Self {
+impl From<HeaderKind> for HeaderType {
+    fn from(k: HeaderKind) -> Self {
         match k {
-            crate::stream::HeaderKind::Request => HeaderType::RequestHeader,
-            crate::stream::HeaderKind::Response => HeaderType::ResponseHeader,
+            HeaderKind::Request => HeaderType::RequestHeader,
+            HeaderKind::Response => HeaderType::ResponseHeader,
         }
     }
 }
 
-impl From<crate::stream::LogLevel> for LogLevel {
-    fn from(l: crate::stream::LogLevel) -> Self {
-        use crate::stream::LogLevel as L;
+impl From<stream::LogLevel> for LogLevel {
+    fn from(l: stream::LogLevel) -> Self {
+        use stream::LogLevel as L;
         match l {
             L::Trace => LogLevel::Trace,
             L::Debug => LogLevel::Debug,
@@ -318,7 +319,6 @@ impl From<crate::stream::LogLevel> for LogLevel {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stream::{Attribute, HeaderKind};
 
     /// `envoy_dynamic_module_type_attribute_id` of Envoy 1.40, id by id, as listed in the ABI
     /// doc §5.4 (`/work/shared/docs/envoy-1.40-dynamic-module-abi.md`: the table of ids run
@@ -420,7 +420,7 @@ mod tests {
         assert_eq!(HeaderType::from(HeaderKind::Request) as u32, 0);
         assert_eq!(HeaderType::from(HeaderKind::Response) as u32, 2);
         assert_eq!(BodyType::ReceivedRequestBody as u32, 0);
-        use crate::stream::LogLevel as L;
+        use stream::LogLevel as L;
         let levels = [L::Trace, L::Debug, L::Info, L::Warn, L::Error];
         for (n, l) in levels.into_iter().enumerate() {
             assert_eq!(LogLevel::from(l) as u32, n as u32, "{l:?}");

@@ -13,6 +13,8 @@ use crate::filter::{HttpFilter, DENY_BODY, TEST_PANIC_HEADER};
 use crate::router::{CLUSTER_HEADER, RETRY_HEADER};
 use crate::stream::{Attribute, HeaderKind, HeadersStatus, StreamHandle};
 
+mod ext_authz;
+
 /// A waypoint, one bound service, and a policy allowing only `sa/sleep` to call it.
 const MINI: &str = concat!(
     waypoint_core::waypoint_gateway_yaml!("bookinfo"),
