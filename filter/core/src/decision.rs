@@ -60,6 +60,9 @@ pub struct Forwarding<'s> {
     pub endpoints: Endpoints<'s>,
     /// All candidates with weights (for splits), including the chosen one.
     pub candidates: &'s [WeightedBackend],
+    /// Index of the chosen one in `candidates` (with `Decision::rule_position`, a stable key
+    /// for per-backend data a runtime precomputes from the snapshot).
+    pub backend_index: usize,
     /// Request header mutations, route level then backend level (apply in order).
     pub request_headers: [&'s HeaderOps; 2],
     /// Response header mutations, route level then backend level.
@@ -79,6 +82,16 @@ pub struct Forwarding<'s> {
     pub traffic_policy: Option<&'s TrafficPolicy>,
 }
 
+/// A rule's place in the snapshot's route tables, fixed when the snapshot is built: the
+/// service's index in the registry and the entry's index in that service's route table
+/// (`None`: the service's default rule). A stable id for per-rule data a runtime precomputes
+/// from one snapshot (see `Snapshot::service_routes`), instead of keying it by address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct RulePosition {
+    pub service: usize,
+    pub entry: Option<usize>,
+}
+
 /// The decision for one request.
 #[derive(Debug, Clone)]
 pub struct Decision<'s> {
@@ -89,6 +102,9 @@ pub struct Decision<'s> {
     pub forward: Option<Forwarding<'s>>,
     /// The rule that matched, if any.
     pub matched_rule: Option<&'s RuleId>,
+    /// Where the rule that decided sits in the snapshot (also set for a service's default
+    /// rule, which is not a `matched_rule`); `None` when no rule was reached.
+    pub rule_position: Option<RulePosition>,
     /// The service the destination resolved to.
     pub service: Option<&'s ServiceInfo>,
     /// Policies that applied, with their verdicts.

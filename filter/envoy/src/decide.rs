@@ -2,15 +2,15 @@
 //! request. Keeping it behind this seam lets the rest of the filter ignore core API churn.
 
 use std::borrow::Cow;
-// Keys are addresses inside the immutable snapshot, not peer input: FxHash is safe and cheap.
-use rustc_hash::FxHashMap as HashMap;
+use std::collections::HashMap;
 
-use waypoint_core::decision::{Decision, Forwarding};
-use waypoint_core::istio::is_default_retry_policy;
+use waypoint_core::decision::{Decision, Forwarding, RulePosition};
 use waypoint_core::resource::RawResource;
-use waypoint_core::route::{BackendRef, RetryPolicy, RuleAction, RuleId, WeightedBackend};
+use waypoint_core::route::{Rule, RuleAction};
 use waypoint_core::snapshot::{BuildOptions, ConnectionInputs, Snapshot};
 use waypoint_core::{Diagnostics, RandomSource, Request};
+
+use crate::router::{cluster_name_of, RouterPlan};
 
 /// Which waypoint this Envoy is (`namespace/name` of the waypoint Gateway).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,71 +24,98 @@ pub struct WaypointName {
 pub struct Engine {
     snapshot: Snapshot,
     resources: usize,
-    /// `Kind/ns/name#rule` of every rule, built once (keyed by the rule id's address in the
-    /// immutable snapshot) so the per-request metadata and counters do not format strings.
-    route_labels: HashMap<usize, usize>,
-    /// The labels by route index; index 0 is `none` (no rule matched).
+    /// What is precomputed per rule, by service index (the snapshot's registry order) and
+    /// entry: the decision's `rule_position` finds it with two index operations, so the
+    /// per-request metadata, counters and router headers format no strings.
+    tables: Vec<Option<ServiceTable>>,
+    /// Route labels (`Kind/ns/name#rule`) by route index; index 0 is `none` (no rule matched).
     labels: Vec<String>,
-    /// Router control headers of every forwarding rule, formatted once (keyed by the address
-    /// of the rule's backend list, which every `Forwarding` of that rule borrows).
-    router_headers: HashMap<usize, RouterPlan>,
-    /// Istio cluster name of every (backend address in the snapshot, service port).
-    cluster_names: HashMap<(usize, u16), String>,
     /// Connection facts the snapshot's policies read; the others are not fetched from Envoy.
     inputs: ConnectionInputs,
 }
 
-/// The router control headers of one forwarding rule, for both route-table layouts.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RouterPlan {
-    /// `RouteTable::Rematch`: every timeout and retry header.
-    pub all: Vec<(&'static str, String)>,
-    /// `RouteTable::Waypoint`: the headers to send ...
-    pub waypoint: Vec<(&'static str, String)>,
-    /// ... and whether Envoy must match the table again (to reach the `x-waypoint-retry`
-    /// route, for a retry policy other than Istio's default).
-    pub waypoint_rematch: bool,
+/// The precomputed rules of one bound service's route table.
+#[derive(Debug)]
+struct ServiceTable {
+    /// By entry index in the service's route table.
+    entries: Vec<RuleInfo>,
+    /// The service's default rule (no route config, or none for the request's port).
+    default: RuleInfo,
 }
 
-impl RouterPlan {
-    pub fn new(
-        timeout: Option<std::time::Duration>,
-        retries: Option<&RetryPolicy>,
-        backend_timeout: Option<std::time::Duration>,
-    ) -> RouterPlan {
-        let all = crate::filter::router_header_values(timeout, retries, backend_timeout);
-        let (waypoint, waypoint_rematch) = match retries {
-            // The catch-all route carries this very policy (and Istio's host predicates).
-            Some(r) if is_default_retry_policy(r) => (
-                crate::filter::router_header_values(timeout, None, backend_timeout),
-                false,
-            ),
-            // No retries, or other conditions than the route's: the retry route has none, so
-            // the headers say everything (no x-envoy-retry-on there = no retries).
-            _ => {
-                let mut h = vec![(crate::filter::RETRY_HEADER, "1".to_string())];
-                h.extend(all.iter().cloned());
-                (h, true)
-            }
+/// What the module precomputes for one rule at one place in the route tables.
+#[derive(Debug)]
+struct RuleInfo {
+    /// Route index of the rule's label in `Engine::labels`.
+    label: usize,
+    /// Router control headers, for a rule that forwards.
+    plan: Option<RouterPlan>,
+    /// Istio cluster names by backend index of a forwarding rule: (service port, name) for
+    /// each port the backend can be reached on (its own, else each port of the service).
+    clusters: Vec<Vec<(u16, String)>>,
+}
+
+impl RuleInfo {
+    fn new(rule: &Rule, label: usize, ports: &[u16]) -> RuleInfo {
+        let RuleAction::Forward(f) = &rule.action else {
+            return RuleInfo {
+                label,
+                plan: None,
+                clusters: Vec::new(),
+            };
         };
-        RouterPlan {
-            all,
-            waypoint,
-            waypoint_rematch,
+        let plan = (!f.backends.is_empty())
+            .then(|| RouterPlan::new(f.timeout, f.retries.as_ref(), f.backend_timeout));
+        let clusters = f
+            .backends
+            .iter()
+            .map(|wb| {
+                let b = &wb.backend;
+                let candidates = match b.port {
+                    Some(p) => vec![p],
+                    None => ports.to_vec(),
+                };
+                candidates
+                    .into_iter()
+                    .map(|port| (port, cluster_name_of(b, port)))
+                    .collect()
+            })
+            .collect();
+        RuleInfo {
+            label,
+            plan,
+            clusters,
         }
     }
 }
 
-fn rule_key(id: &RuleId) -> usize {
-    id as *const RuleId as usize
+/// Label of route index 0: no rule matched (or a service's default rule).
+const NONE: &str = "none";
+
+/// Route labels, each string once (rules compiled per match share their rule's label).
+struct Labels {
+    list: Vec<String>,
+    index: HashMap<String, usize>,
 }
 
-fn forward_key(backends: &[WeightedBackend]) -> usize {
-    backends.as_ptr() as usize
-}
+impl Labels {
+    fn new() -> Labels {
+        Labels {
+            list: vec![NONE.to_string()],
+            index: HashMap::from([(NONE.to_string(), 0)]),
+        }
+    }
 
-fn backend_key(b: &BackendRef, port: u16) -> (usize, u16) {
-    (b as *const BackendRef as usize, port)
+    fn of(&mut self, rule: &Rule) -> usize {
+        let id = &rule.id;
+        let label = format!("{}#{}", id.resource(), id.rule);
+        if let Some(&i) = self.index.get(&label) {
+            return i;
+        }
+        self.list.push(label.clone());
+        self.index.insert(label, self.list.len() - 1);
+        self.list.len() - 1
+    }
 }
 
 impl Engine {
@@ -105,10 +132,9 @@ impl Engine {
             ..BuildOptions::default()
         };
         let (snapshot, diags) = Snapshot::build(resources, &opts);
-        let mut route_labels = HashMap::default();
-        let mut labels = vec!["none".to_string()];
-        let mut router_headers = HashMap::default();
-        let mut cluster_names = HashMap::default();
+        let mut labels = Labels::new();
+        let mut tables: Vec<Option<ServiceTable>> = Vec::new();
+        tables.resize_with(snapshot.registry.services.len(), || None);
         for idx in snapshot.bound_services() {
             let Some(routes) = snapshot.service_routes(idx) else {
                 continue;
@@ -119,44 +145,15 @@ impl Engine {
                 .get(idx)
                 .map(|s| s.ports.iter().map(|p| p.port).collect())
                 .unwrap_or_default();
-            let rules = routes
+            let entries = routes
                 .entries
                 .iter()
-                .map(|e| &*e.rule)
-                .chain(std::iter::once(&*routes.default_rule));
-            for rule in rules {
-                let id = &rule.id;
-                route_labels.entry(rule_key(id)).or_insert_with(|| {
-                    labels.push(format!("{}#{}", id.resource(), id.rule));
-                    labels.len() - 1
-                });
-                let RuleAction::Forward(f) = &rule.action else {
-                    continue;
-                };
-                if f.backends.is_empty() {
-                    continue;
-                }
-                router_headers
-                    .entry(forward_key(&f.backends))
-                    .or_insert_with(|| {
-                        RouterPlan::new(f.timeout, f.retries.as_ref(), f.backend_timeout)
-                    });
-                let backends = f
-                    .backends
-                    .iter()
-                    .map(|wb| &wb.backend)
-                    .chain(f.mirrors.iter().map(|m| &m.backend));
-                for b in backends {
-                    let candidates: Vec<u16> = match b.port {
-                        Some(p) => vec![p],
-                        None => ports.clone(),
-                    };
-                    for port in candidates {
-                        cluster_names
-                            .entry(backend_key(b, port))
-                            .or_insert_with(|| cluster_name_of(b, port));
-                    }
-                }
+                .map(|e| RuleInfo::new(&e.rule, labels.of(&e.rule), &ports))
+                .collect();
+            // A default rule is reported as no rule matched (`none`).
+            let default = RuleInfo::new(&routes.default_rule, 0, &ports);
+            if let Some(slot) = tables.get_mut(idx) {
+                *slot = Some(ServiceTable { entries, default });
             }
         }
         let snapshot_inputs = snapshot.connection_inputs();
@@ -164,10 +161,8 @@ impl Engine {
             Engine {
                 snapshot,
                 resources: resources.len(),
-                route_labels,
-                labels,
-                router_headers,
-                cluster_names,
+                tables,
+                labels: labels.list,
                 inputs: snapshot_inputs,
             },
             diags,
@@ -192,17 +187,28 @@ impl Engine {
         self.snapshot.bound_services().count()
     }
 
-    /// `Kind/namespace/name#rule` of a matched rule (`none` when no rule matched) and its route
-    /// index (None for a rule outside the snapshot's route tables).
-    pub fn route(&self, rule: Option<&RuleId>) -> (Cow<'_, str>, Option<usize>) {
-        let idx = match rule {
-            None => Some(0),
-            Some(id) => self.route_labels.get(&rule_key(id)).copied(),
+    /// What was precomputed for the rule at `pos`.
+    fn rule_info(&self, pos: Option<RulePosition>) -> Option<&RuleInfo> {
+        let pos = pos?;
+        let table = self.tables.get(pos.service)?.as_ref()?;
+        match pos.entry {
+            Some(i) => table.entries.get(i),
+            None => Some(&table.default),
+        }
+    }
+
+    /// `Kind/namespace/name#rule` of the decision's matched rule (`none` when no rule matched)
+    /// and its route index (None for a rule outside the snapshot's route tables).
+    pub fn route(&self, d: &Decision<'_>) -> (Cow<'_, str>, Option<usize>) {
+        let Some(id) = d.matched_rule else {
+            return (Cow::Borrowed(NONE), Some(0));
         };
-        match (idx.and_then(|i| self.labels.get(i)), rule) {
-            (Some(label), _) => (Cow::Borrowed(label.as_str()), idx),
-            (None, Some(id)) => (format!("{}#{}", id.resource(), id.rule).into(), None),
-            (None, None) => ("none".into(), None),
+        let known = self
+            .rule_info(d.rule_position)
+            .and_then(|r| Some((self.labels.get(r.label)?, r.label)));
+        match known {
+            Some((label, idx)) => (Cow::Borrowed(label.as_str()), Some(idx)),
+            None => (format!("{}#{}", id.resource(), id.rule).into(), None),
         }
     }
 
@@ -212,19 +218,24 @@ impl Engine {
     }
 
     /// Istio's cluster name for the forwarding's backend and port (precomputed).
-    pub fn cluster_name(&self, fwd: &Forwarding<'_>) -> Cow<'_, str> {
-        match self.cluster_names.get(&backend_key(fwd.backend, fwd.port)) {
-            Some(name) => Cow::Borrowed(name.as_str()),
+    pub fn cluster_name(&self, pos: Option<RulePosition>, fwd: &Forwarding<'_>) -> Cow<'_, str> {
+        let cached = self
+            .rule_info(pos)
+            .and_then(|r| r.clusters.get(fwd.backend_index))
+            .and_then(|ports| ports.iter().find(|(p, _)| *p == fwd.port));
+        match cached {
+            Some((_, name)) => Cow::Borrowed(name.as_str()),
             None => Cow::Owned(cluster_name_of(fwd.backend, fwd.port)),
         }
     }
 
     /// Router control headers for a forwarding (precomputed per rule).
-    pub fn router_plan(&self, fwd: &Forwarding<'_>) -> Cow<'_, RouterPlan> {
-        let cached = (!fwd.candidates.is_empty())
-            .then(|| self.router_headers.get(&forward_key(fwd.candidates)))
-            .flatten();
-        match cached {
+    pub fn router_plan(
+        &self,
+        pos: Option<RulePosition>,
+        fwd: &Forwarding<'_>,
+    ) -> Cow<'_, RouterPlan> {
+        match self.rule_info(pos).and_then(|r| r.plan.as_ref()) {
             Some(plan) => Cow::Borrowed(plan),
             None => Cow::Owned(RouterPlan::new(
                 fwd.timeout,
@@ -245,22 +256,10 @@ impl Engine {
     }
 }
 
-/// Istio's cluster name: `outbound|<port>|<subset>|<host>`. We keep Istio's convention so one
-/// Envoy config (or an xDS server generating it) can hold one cluster per service/port/subset
-/// and the filter selects among them with `cluster_header`; the router then does load
-/// balancing, timeouts, retries and outlier detection per cluster as in Istio.
-pub fn cluster_name_of(b: &BackendRef, port: u16) -> String {
-    format!(
-        "outbound|{port}|{}|{}",
-        b.subset.as_deref().unwrap_or(""),
-        b.host
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::filter::router_header_values;
+    use crate::router::router_header_values;
     use waypoint_core::SplitMix64;
 
     const CONFIG: &str = concat!(
@@ -333,10 +332,10 @@ spec:
                 };
                 let d = engine.decide(&req, &mut rng);
                 let fwd = d.forward.as_ref().expect("routed");
-                let name = engine.cluster_name(fwd);
+                let name = engine.cluster_name(d.rule_position, fwd);
                 assert!(matches!(name, Cow::Borrowed(_)), "cache miss for {name}");
                 assert_eq!(name, cluster_name_of(fwd.backend, fwd.port));
-                let plan = engine.router_plan(fwd);
+                let plan = engine.router_plan(d.rule_position, fwd);
                 assert!(
                     matches!(plan, Cow::Borrowed(_)),
                     "router headers not cached"
@@ -359,41 +358,47 @@ spec:
         }
     }
 
+    /// Route labels come from the decision's rule position: the matched rule's label (once in
+    /// the label list, whichever match of the rule hit), `none` for a service's default rule.
     #[test]
-    fn router_plan_restates_only_what_the_waypoint_table_lacks() {
-        use std::time::Duration;
-        let default = waypoint_core::istio::default_retry_policy();
-        let custom = RetryPolicy {
-            attempts: 3,
-            retry_on: vec!["5xx".into()],
-            ..default.clone()
+    fn route_labels_follow_the_rule_position() {
+        let loaded = waypoint_loader::load_text(CONFIG, "test", "shop");
+        let (engine, _) = Engine::build(&loaded.resources, None);
+        let mut rng = SplitMix64(1);
+        let mut route = |authority: &str, path: &str| {
+            let req = waypoint_core::Request {
+                method: "GET",
+                scheme: "http",
+                authority,
+                path,
+                headers: &[],
+                source_principal: None,
+                source_ip: None,
+                destination: authority,
+                sni: None,
+            };
+            let d = engine.decide(&req, &mut rng);
+            assert!(
+                d.rule_position.is_some(),
+                "{authority}{path}: no rule position"
+            );
+            let (label, idx) = engine.route(&d);
+            let idx = idx.expect("known route");
+            assert_eq!(engine.route_labels()[idx], label);
+            label.into_owned()
         };
-        let timeout = Some(Duration::from_millis(1500));
-        // Istio's default retries: the catch-all route has them; only the timeout is sent.
-        let p = RouterPlan::new(timeout, Some(&default), None);
-        assert!(!p.waypoint_rematch);
         assert_eq!(
-            p.waypoint,
-            vec![("x-envoy-upstream-rq-timeout-ms", "1500".to_string())]
+            route("cart.shop.svc.cluster.local", "/slow/x"),
+            "VirtualService/shop/cart#0"
         );
-        assert!(p.all.iter().any(|(k, _)| *k == "x-envoy-retry-on"));
-        // Other retries: steer to the retry route and state them in headers.
-        let p = RouterPlan::new(None, Some(&custom), None);
-        assert!(p.waypoint_rematch);
         assert_eq!(
-            p.waypoint[0],
-            (crate::filter::RETRY_HEADER, "1".to_string())
+            route("cart.shop.svc.cluster.local", "/"),
+            "VirtualService/shop/cart#1"
         );
-        assert_eq!(&p.waypoint[1..], p.all.as_slice());
-        assert!(p.all.contains(&("x-envoy-max-retries", "3".to_string())));
-        assert!(p.all.contains(&("x-envoy-retry-on", "5xx".to_string())));
-        // No retries (Istio: attempts 0 means no retry policy): the retry route, no conditions.
-        let p = RouterPlan::new(None, None, None);
-        assert!(p.waypoint_rematch);
-        assert_eq!(
-            p.waypoint,
-            vec![(crate::filter::RETRY_HEADER, "1".to_string())]
-        );
-        assert!(p.all.is_empty());
+        assert_eq!(route("plain.shop.svc.cluster.local", "/"), "none");
+        let labels = engine.route_labels();
+        assert_eq!(labels[0], "none");
+        let unique: std::collections::BTreeSet<_> = labels.iter().collect();
+        assert_eq!(unique.len(), labels.len(), "{labels:?}");
     }
 }

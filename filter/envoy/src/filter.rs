@@ -7,41 +7,26 @@ use std::net::{IpAddr, SocketAddr};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
-use waypoint_core::decision::{Action, Decision, Forwarding, LocalResponse};
-use waypoint_core::route::{Cors, HeaderOps, RetryPolicy};
+use waypoint_core::decision::{Action, Decision, Forwarding, LocalResponse, RulePosition};
+use waypoint_core::route::{Cors, HeaderOps};
 use waypoint_core::{RandomSource, Request, SplitMix64};
 
 use smallvec::SmallVec;
 
 use crate::config::{FilterConfig, MetadataLevel, PrincipalFrom, RouteTable};
+use crate::ext_authz;
 use crate::header_block::{HeaderBlock, Known};
+use crate::router::{cluster_name_of, CLUSTER_HEADER, ROUTER_HEADERS};
 use crate::stream::{Attribute, HeaderKind, HeadersStatus, LogLevel, StreamHandle};
 use crate::timer;
 
 /// Dynamic-metadata namespace for `%DYNAMIC_METADATA(waypoint:decision)%` and friends.
 pub const METADATA_NS: &str = "waypoint";
-/// Request header the filter writes the chosen cluster into. The Envoy route table has a
-/// route matching on its presence with `cluster_header: x-waypoint-cluster` (and removes it
-/// before the request goes upstream with `request_headers_to_remove`).
-pub const CLUSTER_HEADER: &str = "x-waypoint-cluster";
-/// Request header that steers the `waypoint` route table to its route without retry
-/// conditions, for rules whose retry policy is not Istio's default (removed upstream too).
-pub const RETRY_HEADER: &str = "x-waypoint-retry";
 /// Body of an authorization deny, the same as Envoy's RBAC filter sends.
 pub const DENY_BODY: &str = "RBAC: access denied";
 /// Request header that makes the filter panic (only with the `test-panic` feature).
 #[cfg(any(test, feature = "test-panic"))]
 pub const TEST_PANIC_HEADER: &str = "x-waypoint-test-panic";
-
-/// Envoy router headers we own: removed from every request, then set from the decision, so a
-/// client cannot pick its own timeout or retries (Envoy only strips them for external clients).
-const ROUTER_HEADERS: [&str; 5] = [
-    "x-envoy-upstream-rq-timeout-ms",
-    "x-envoy-upstream-rq-per-try-timeout-ms",
-    "x-envoy-max-retries",
-    "x-envoy-retry-on",
-    "x-envoy-retriable-status-codes",
-];
 
 /// Timeout of a mirrored request when the route sets none.
 const MIRROR_TIMEOUT_MS: u64 = 10_000;
@@ -324,7 +309,7 @@ impl HttpFilter {
         if decision.action == Action::Route {
             // CUSTOM matched: the provider's native ext_authz filter checks (enabled here);
             // without one, fail closed like Envoy's ext_authz with failure_mode_allow=false.
-            let no_filter = |p: &&str| !crate::ext_authz::enable(s, &config, p);
+            let no_filter = |p: &&str| !ext_authz::enable(s, &config, p);
             if let Some(provider) = decision.ext_authz.filter(no_filter) {
                 s.log(
                     LogLevel::Warn,
@@ -350,7 +335,7 @@ impl HttpFilter {
             // guard after it sends this 403 when the provider allows. Nothing is forwarded:
             // no cluster is chosen.
             if let Some(provider) = decision.ext_authz {
-                if crate::ext_authz::deny_after_provider(s, &config, provider) {
+                if ext_authz::deny_after_provider(s, &config, provider) {
                     meta.flush(s);
                     self.phase = Phase::Forwarded;
                     return HeadersStatus::Continue;
@@ -359,7 +344,7 @@ impl HttpFilter {
         }
         match (&decision.forward, &decision.local) {
             (Some(fwd), _) if decision.action == Action::Route => {
-                self.forward(s, fwd, headers, meta)
+                self.forward(s, decision.rule_position, fwd, headers, meta)
             }
             (_, Some(local)) => {
                 meta.flush(s);
@@ -422,6 +407,7 @@ impl HttpFilter {
     fn forward<S: StreamHandle>(
         &mut self,
         s: &mut S,
+        rule: Option<RulePosition>,
         fwd: &Forwarding<'_>,
         headers: &HeaderBlock,
         mut meta: Meta<'_>,
@@ -483,7 +469,7 @@ impl HttpFilter {
                 s.set_header(HeaderKind::Request, name, value)
             }
         };
-        let plan = self.config.engine.router_plan(fwd);
+        let plan = self.config.engine.router_plan(rule, fwd);
         let (router_headers, rematch) = match self.config.route_table {
             RouteTable::Rematch => (&plan.all, true),
             RouteTable::Waypoint => (&plan.waypoint, plan.waypoint_rematch),
@@ -492,7 +478,7 @@ impl HttpFilter {
             put(s, name, value);
         }
         self.mirror(s, fwd);
-        let cluster = self.config.engine.cluster_name(fwd);
+        let cluster = self.config.engine.cluster_name(rule, fwd);
         put(s, CLUSTER_HEADER, &cluster);
         if self.config.metadata == MetadataLevel::Full {
             meta.push("cluster", Cow::Owned(cluster.into_owned()));
@@ -534,12 +520,7 @@ impl HttpFilter {
             .filter(|m| RNG.with(|r| r.borrow_mut().chance(m.percent)))
             .map(|m| {
                 let port = m.backend.port.unwrap_or(fwd.port);
-                let cluster = format!(
-                    "outbound|{port}|{}|{}",
-                    m.backend.subset.as_deref().unwrap_or(""),
-                    m.backend.host
-                );
-                (cluster, timeout)
+                (cluster_name_of(&m.backend, port), timeout)
             })
             .collect();
         if targets.is_empty() {
@@ -755,46 +736,6 @@ fn apply_ops<S: StreamHandle>(s: &mut S, kind: HeaderKind, ops: &HeaderOps) {
     }
 }
 
-/// Istio's cluster name for the forwarding (see `decide::cluster_name_of`).
-pub fn cluster_name(fwd: &Forwarding<'_>) -> String {
-    crate::decide::cluster_name_of(fwd.backend, fwd.port)
-}
-
-/// Router control headers carrying a route's timeout and retry policy (Envoy's
-/// `x-envoy-upstream-rq-timeout-ms` and friends).
-pub fn router_header_values(
-    timeout: Option<std::time::Duration>,
-    retries: Option<&RetryPolicy>,
-    backend_timeout: Option<std::time::Duration>,
-) -> Vec<(&'static str, String)> {
-    let mut out = Vec::new();
-    if let Some(t) = timeout {
-        out.push(("x-envoy-upstream-rq-timeout-ms", t.as_millis().to_string()));
-    }
-    let per_try = retries.and_then(|r| r.per_try_timeout).or(backend_timeout);
-    if let Some(t) = per_try {
-        out.push((
-            "x-envoy-upstream-rq-per-try-timeout-ms",
-            t.as_millis().to_string(),
-        ));
-    }
-    if let Some(r) = retries {
-        out.push(("x-envoy-max-retries", r.attempts.to_string()));
-        let mut on = r.retry_on.clone();
-        if !r.codes.is_empty() {
-            if !on.iter().any(|c| c == "retriable-status-codes") {
-                on.push("retriable-status-codes".to_string());
-            }
-            let codes: Vec<String> = r.codes.iter().map(u16::to_string).collect();
-            out.push(("x-envoy-retriable-status-codes", codes.join(",")));
-        }
-        if !on.is_empty() {
-            out.push(("x-envoy-retry-on", on.join(",")));
-        }
-    }
-    out
-}
-
 fn origin_allowed(cors: &Cors, origin: &str) -> bool {
     cors.allow_origins.iter().any(|m| m.matches(origin))
 }
@@ -856,7 +797,7 @@ fn record<'m, 'd: 'm, S: StreamHandle>(
     d: &Decision<'d>,
     meta: &mut Meta<'m>,
 ) {
-    let (route, idx) = config.engine.route(d.matched_rule);
+    let (route, idx) = config.engine.route(d);
     if let Some(id) = config.metrics.requests {
         // Counted in the module and flushed in batches; Envoy's own labelled counter only for
         // a route the snapshot does not know (never expected).

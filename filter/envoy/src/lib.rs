@@ -1,9 +1,10 @@
 //! waypoint-envoy: the policy core as an Envoy 1.40 dynamic-module HTTP filter (`libwaypoint.so`).
 //! All `unsafe`/FFI lives in `abi`; the filter logic in `filter` works over the `StreamHandle` trait.
+//!
+//! Dependencies run one way: `abi` → `filter` → {`ext_authz`, `config`, `router`}, `ext_authz`
+//! → `config` → `decide` → `router` → the core. Unit tests drive the logic through
+//! `fake::FakeStream` (`tests/`): `abi`'s parts that call Envoy only exist outside tests.
 
-// The ABI module references Envoy's callbacks, which only exist inside Envoy; unit tests link
-// without it and drive the logic through `fake::FakeStream`.
-#[cfg(not(test))]
 pub mod abi;
 pub mod config;
 pub mod counts;
@@ -13,6 +14,7 @@ pub mod ext_authz;
 pub mod fake;
 pub mod filter;
 pub mod header_block;
+pub mod router;
 pub mod stream;
 pub mod timer;
 

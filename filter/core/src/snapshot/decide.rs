@@ -12,7 +12,9 @@ use crate::authz::{
     evaluate, evaluate_tcp, normalize_path_stable, Action as AuthzAction, AuthzInput, AuthzOutcome,
     CompiledPolicy, PolicyTargets,
 };
-use crate::decision::{Action, Decision, Endpoints, Forwarding, LocalResponse, PolicyResult};
+use crate::decision::{
+    Action, Decision, Endpoints, Forwarding, LocalResponse, PolicyResult, RulePosition,
+};
 use crate::gateway::routes_apply_to_port;
 use crate::random::RandomSource;
 use crate::request::{parse_ip, split_host_port, Request};
@@ -277,6 +279,7 @@ impl Snapshot {
             local: None,
             forward: None,
             matched_rule: None,
+            rule_position: None,
             service: None,
             policies: SmallVec::new(),
             ext_authz: None,
@@ -379,7 +382,7 @@ impl Snapshot {
         // service's default route applies (Istio augmentPortMatch; mesh-ports conformance).
         let uncovered_port = routes.source == RouteSource::GatewayApi
             && !routes_apply_to_port(&routes.entries, Some(port));
-        let (entry, rule): (Option<&RouteEntry>, &Rule) =
+        let (entry_index, entry, rule): (Option<usize>, Option<&RouteEntry>, &Rule) =
             if routes.source == RouteSource::Default || uncovered_port {
                 t.add(|| {
                     format!(
@@ -387,7 +390,7 @@ impl Snapshot {
                         svc.hostname
                     )
                 });
-                (None, &routes.default_rule)
+                (None, None, &routes.default_rule)
             } else {
                 let mut found = None;
                 for (i, e) in routes.entries.iter().enumerate() {
@@ -401,12 +404,12 @@ impl Snapshot {
                         )
                     });
                     if hit {
-                        found = Some(e);
+                        found = Some((i, e));
                         break;
                     }
                 }
                 match found {
-                    Some(e) => (Some(e), &*e.rule),
+                    Some((i, e)) => (Some(i), Some(e), &*e.rule),
                     None => {
                         t.add(|| "no rule matched: 404".to_string());
                         d.local = Some(local(404, "", Vec::new()));
@@ -415,6 +418,10 @@ impl Snapshot {
                     }
                 }
             };
+        d.rule_position = Some(RulePosition {
+            service: svc_idx,
+            entry: entry_index,
+        });
         if rule.id.kind != "default" {
             d.matched_rule = Some(&rule.id);
         }
@@ -472,9 +479,11 @@ impl Snapshot {
         }
         let mut draw = rng.below(total);
         let mut chosen = &f.backends[0];
-        for b in &f.backends {
+        let mut backend_index = 0;
+        for (i, b) in f.backends.iter().enumerate() {
             if draw < u64::from(b.weight) {
                 chosen = b;
+                backend_index = i;
                 break;
             }
             draw -= u64::from(b.weight);
@@ -547,6 +556,7 @@ impl Snapshot {
             port: bport,
             endpoints,
             candidates: &f.backends,
+            backend_index,
             request_headers: [&chosen.request_headers, &f.request_headers],
             response_headers: [&chosen.response_headers, &f.response_headers],
             path: None,

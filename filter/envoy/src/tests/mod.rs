@@ -9,8 +9,11 @@ use waypoint_core::route::{BackendRef, HeaderOps, RetryPolicy, RuleId};
 
 use crate::config::FilterConfig;
 use crate::fake::FakeStream;
-use crate::filter::{HttpFilter, CLUSTER_HEADER, DENY_BODY, RETRY_HEADER, TEST_PANIC_HEADER};
+use crate::filter::{HttpFilter, DENY_BODY, TEST_PANIC_HEADER};
+use crate::router::{CLUSTER_HEADER, RETRY_HEADER};
 use crate::stream::{Attribute, HeaderKind, HeadersStatus, StreamHandle};
+
+mod ext_authz;
 
 /// A waypoint, one bound service, and a policy allowing only `sa/sleep` to call it.
 const MINI: &str = concat!(
@@ -52,6 +55,7 @@ fn local(action: Action, status: u16, body: &str, headers: &[(&str, &str)]) -> D
         }),
         forward: None,
         matched_rule: None,
+        rule_position: None,
         service: None,
         policies: Default::default(),
         ext_authz: None,
@@ -180,6 +184,7 @@ fn route<'s>(fx: &'s Fixture, delay: Option<Duration>) -> Decision<'s> {
             port: 9080,
             endpoints: waypoint_core::decision::Endpoints::None,
             candidates: &[],
+            backend_index: 0,
             request_headers: [&fx.route_ops, &fx.backend_ops],
             response_headers: [&fx.resp_ops, &fx.empty],
             path: Some("/v2/reviews?x=1".into()),
@@ -193,6 +198,7 @@ fn route<'s>(fx: &'s Fixture, delay: Option<Duration>) -> Decision<'s> {
             traffic_policy: None,
         }),
         matched_rule: Some(&fx.rule),
+        rule_position: None,
         service: None,
         policies: Default::default(),
         ext_authz: None,
