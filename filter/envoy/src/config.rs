@@ -230,17 +230,12 @@ pub fn parse_spec(text: &str) -> Result<FilterConfigSpec, FilterConfigError> {
 }
 
 fn parse_waypoint(s: &str) -> Result<WaypointName, FilterConfigError> {
-    match s.split_once('/') {
-        Some((ns, name)) if !ns.is_empty() && !name.is_empty() && !name.contains('/') => {
-            Ok(WaypointName {
-                namespace: ns.to_string(),
-                name: name.to_string(),
-            })
-        }
-        _ => Err(FilterConfigError::Spec(format!(
-            "field waypoint: expected \"namespace/name\", got {s:?}"
-        ))),
-    }
+    WaypointName::parse(s).map_err(|e| {
+        FilterConfigError::Spec(format!(
+            "field waypoint: expected \"namespace/name\", got {s:?} ({})",
+            e.reason
+        ))
+    })
 }
 
 #[cfg(test)]

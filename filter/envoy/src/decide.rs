@@ -12,12 +12,9 @@ use waypoint_core::{Diagnostics, RandomSource, Request};
 
 use crate::router::{cluster_name_of, RouterPlan};
 
-/// Which waypoint this Envoy is (`namespace/name` of the waypoint Gateway).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct WaypointName {
-    pub namespace: String,
-    pub name: String,
-}
+/// Which waypoint this Envoy is (`namespace/name` of the waypoint Gateway), validated as the
+/// host validates `--waypoint`.
+pub use waypoint_core::NamespacedName as WaypointName;
 
 /// The compiled config, shared read-only by every worker thread.
 #[derive(Debug)]

@@ -8,8 +8,8 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
 use waypoint_core::decision::{Action, Decision, Forwarding, LocalResponse, RulePosition};
-use waypoint_core::route::{Cors, HeaderOps};
-use waypoint_core::{RandomSource, Request, SplitMix64};
+use waypoint_core::route::HeaderOps;
+use waypoint_core::{CorsAction, RandomSource, Request, SplitMix64};
 
 use smallvec::SmallVec;
 
@@ -62,9 +62,10 @@ pub struct HttpFilter {
     /// Response header mutations to apply on the response path (owned copies of the
     /// non-empty ones: usually none, so nothing is allocated).
     response_ops: Vec<HeaderOps>,
-    /// Origin to allow on the response when a CORS policy matched. The rare per-stream
-    /// states are boxed so the filter Envoy creates and drops per request stays small.
-    cors_allow_origin: Option<Box<CorsAllow>>,
+    /// `access-control-*` headers for the response when a CORS policy allowed the origin.
+    /// The rare per-stream states are boxed so the filter Envoy creates and drops per request
+    /// stays small.
+    cors_response: Option<Box<CorsHeaders>>,
     /// A fault abort waiting for its fault delay (Envoy's fault filter delays, then aborts).
     delayed_reply: Option<Box<(Action, LocalResponse)>>,
     /// The request headers ended the stream (no body), so mirrors can be sent headers-only.
@@ -74,7 +75,7 @@ pub struct HttpFilter {
 }
 
 /// CORS response headers of an allowed origin: (origin, allow credentials, expose headers).
-type CorsAllow = (String, Option<bool>, Vec<String>);
+type CorsHeaders = Vec<(&'static str, String)>;
 
 /// Mirror callouts decided at request headers, sent once the body is complete.
 #[derive(Debug)]
@@ -135,7 +136,7 @@ impl HttpFilter {
             config,
             phase: Phase::New,
             response_ops: Vec::new(),
-            cors_allow_origin: None,
+            cors_response: None,
             delayed_reply: None,
             bodiless: true,
             pending_mirror: None,
@@ -414,19 +415,22 @@ impl HttpFilter {
     ) -> HeadersStatus {
         // CORS preflight is answered here, as Envoy's CORS filter does before routing.
         if let Some(cors) = fwd.cors {
-            if let Some(reply) = cors_preflight(cors, headers) {
-                meta.flush(s);
-                self.reply(s, Action::DirectResponse, &reply);
-                return HeadersStatus::StopIteration;
-            }
-            if let Some(origin) = headers.get("origin") {
-                if origin_allowed(cors, origin) {
-                    self.cors_allow_origin = Some(Box::new((
-                        origin.to_string(),
-                        cors.allow_credentials,
-                        cors.expose_headers.clone(),
-                    )));
+            let method = headers.known(Known::Method).unwrap_or_default();
+            let acrm = headers.get("access-control-request-method").is_some();
+            match cors.evaluate(method, headers.get("origin"), acrm) {
+                CorsAction::None => {}
+                CorsAction::Preflight(h) => {
+                    let reply = LocalResponse {
+                        status: 200,
+                        body: String::new(),
+                        headers: h.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
+                        grpc_status: None,
+                    };
+                    meta.flush(s);
+                    self.reply(s, Action::DirectResponse, &reply);
+                    return HeadersStatus::StopIteration;
                 }
+                CorsAction::Decorate(h) => self.cors_response = Some(Box::new(h)),
             }
         }
         for ops in fwd.request_headers.iter().filter(|o| !o.is_empty()) {
@@ -532,7 +536,7 @@ impl HttpFilter {
             .filter(|(k, _)| !is_own_header(k))
             .map(|(k, v)| {
                 let v = if k == ":authority" {
-                    shadow_host(v)
+                    waypoint_core::names::shadow_authority(v)
                 } else {
                     v.to_string()
                 };
@@ -617,21 +621,9 @@ impl HttpFilter {
         for ops in &self.response_ops {
             apply_ops(s, HeaderKind::Response, ops);
         }
-        if let Some((origin, creds, expose)) = self.cors_allow_origin.as_deref() {
-            s.set_header(HeaderKind::Response, "access-control-allow-origin", origin);
-            if *creds == Some(true) {
-                s.set_header(
-                    HeaderKind::Response,
-                    "access-control-allow-credentials",
-                    "true",
-                );
-            }
-            if !expose.is_empty() {
-                s.set_header(
-                    HeaderKind::Response,
-                    "access-control-expose-headers",
-                    &expose.join(","),
-                );
+        if let Some(h) = self.cors_response.as_deref() {
+            for (k, v) in h {
+                s.set_header(HeaderKind::Response, k, v);
             }
         }
         HeadersStatus::Continue
@@ -706,14 +698,6 @@ impl ConnectionFacts {
     }
 }
 
-/// Envoy's shadow host: `-shadow` appended to the host, before any port.
-fn shadow_host(authority: &str) -> String {
-    match waypoint_core::request::split_host_port(authority) {
-        (host, Some(port)) if !host.contains(':') => format!("{host}-shadow:{port}"),
-        _ => format!("{authority}-shadow"),
-    }
-}
-
 /// `1.2.3.4:80`, `[::1]:80`, or a bare IP.
 fn parse_ip(s: &str) -> Option<IpAddr> {
     s.parse::<SocketAddr>()
@@ -734,49 +718,6 @@ fn apply_ops<S: StreamHandle>(s: &mut S, kind: HeaderKind, ops: &HeaderOps) {
     for k in &ops.remove {
         s.remove_header(kind, k);
     }
-}
-
-fn origin_allowed(cors: &Cors, origin: &str) -> bool {
-    cors.allow_origins.iter().any(|m| m.matches(origin))
-}
-
-/// A CORS preflight (OPTIONS with Origin and Access-Control-Request-Method) from an allowed
-/// origin gets a 200 with the policy's headers, as Envoy's CORS filter answers it.
-fn cors_preflight(cors: &Cors, headers: &HeaderBlock) -> Option<LocalResponse> {
-    let method = headers.known(Known::Method)?;
-    let origin = headers.get("origin")?;
-    headers.get("access-control-request-method")?;
-    if !method.eq_ignore_ascii_case("OPTIONS") || !origin_allowed(cors, origin) {
-        return None;
-    }
-    let mut h = vec![(
-        "access-control-allow-origin".to_string(),
-        origin.to_string(),
-    )];
-    if !cors.allow_methods.is_empty() {
-        h.push((
-            "access-control-allow-methods".into(),
-            cors.allow_methods.join(","),
-        ));
-    }
-    if !cors.allow_headers.is_empty() {
-        h.push((
-            "access-control-allow-headers".into(),
-            cors.allow_headers.join(","),
-        ));
-    }
-    if let Some(age) = cors.max_age {
-        h.push(("access-control-max-age".into(), age.as_secs().to_string()));
-    }
-    if cors.allow_credentials == Some(true) {
-        h.push(("access-control-allow-credentials".into(), "true".into()));
-    }
-    Some(LocalResponse {
-        status: 200,
-        body: String::new(),
-        headers: h,
-        grpc_status: None,
-    })
 }
 
 /// Text of a caught panic payload.

@@ -29,11 +29,7 @@ pub const ROUTER_HEADERS: [&str; 5] = [
 /// and the filter selects among them with `cluster_header`; the router then does load
 /// balancing, timeouts, retries and outlier detection per cluster as in Istio.
 pub fn cluster_name_of(b: &BackendRef, port: u16) -> String {
-    format!(
-        "outbound|{port}|{}|{}",
-        b.subset.as_deref().unwrap_or(""),
-        b.host
-    )
+    waypoint_core::names::cluster_name(port, b.subset.as_deref().unwrap_or(""), &b.host)
 }
 
 /// Router control headers carrying a route's timeout and retry policy (Envoy's

@@ -73,6 +73,8 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_config_new(
                         cfg.engine.bound_services()
                     ),
                 );
+                // Counted here, uncounted in config_destroy: the last destroy quiesces timers.
+                LIVE_CONFIGS.fetch_add(1, Ordering::SeqCst);
                 Box::into_raw(Box::new(Arc::new(cfg)))
                     .cast_const()
                     .cast::<c_void>()

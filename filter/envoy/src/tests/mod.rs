@@ -600,6 +600,9 @@ fn cors_preflight_is_answered_and_actual_requests_get_allow_origin() {
         ),
         ("GET", "https://shop.example", None, false, true),
         ("GET", "https://evil.example", None, false, false),
+        // Envoy compares the method with `OPTIONS` exactly: `options` is an actual request
+        // (the host agreed, this module used to answer it as a preflight).
+        ("options", "https://shop.example", Some("POST"), false, true),
     ] {
         let mut extra = vec![("origin", origin)];
         if let Some(m) = acrm {
