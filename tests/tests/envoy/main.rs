@@ -1,0 +1,14 @@
+//! Stock Envoy 1.40 with our module end to end, the generated bootstrap and the xDS server
+//! (one test binary).
+
+mod bootstrap_generated;
+mod configs;
+mod e2e;
+mod generated_retries;
+mod generated_scenarios;
+mod generated_traffic;
+mod reload;
+mod scenarios;
+mod symbols;
+mod xds;
+mod xds_protocol;

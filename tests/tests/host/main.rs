@@ -1,0 +1,14 @@
+//! The standalone host end to end: HBONE in and out, mTLS, L7 routing and policy, admin,
+//! certificates, upstreams, load, network namespaces, ztunnel interop (one test binary).
+
+mod admin;
+mod certs;
+mod hbone;
+mod istio;
+mod l7;
+mod load;
+mod mtls;
+mod netns;
+mod scenarios;
+mod upstream;
+mod ztunnel_interop;
