@@ -58,7 +58,7 @@ impl Resolution {
     }
 
     /// The plan for one request of the tunnel (`req.destination` is the CONNECT authority).
-    pub fn plan(&self, req: &Request<'_>, rng: &mut dyn RandomSource) -> Plan {
+    pub fn plan(&self, req: &Request<'_>, rng: &mut dyn RandomSource) -> Plan<'_> {
         self.config.policy.plan(req, &self.destination, rng)
     }
 }

@@ -9,12 +9,12 @@ use crate::http::random::rng;
 use crate::policy::plan::Plan;
 
 /// The plan for a request with `head` and `headers` on the tunnel `ctx`, decided in `res`.
-pub fn plan(
+pub fn plan<'r>(
     ctx: &ConnectContext,
-    res: &Resolution,
+    res: &'r Resolution,
     head: &RequestHead,
     headers: &HeaderMap,
-) -> Plan {
+) -> Plan<'r> {
     let headers: Vec<(&str, &str)> = headers
         .iter()
         .filter_map(|(k, v)| v.to_str().ok().map(|v| (k.as_str(), v)))

@@ -9,7 +9,7 @@ use crate::connect::context::ConnectContext;
 use crate::http::head::RequestHead;
 use crate::http::headers::baggage_get;
 use crate::http::reply::Outcome;
-use crate::policy::plan::Plan;
+use crate::policy::plan::{Plan, RuleName};
 use crate::telemetry::metrics::RequestLabels;
 use crate::telemetry::request_metrics::RequestFacts;
 use crate::Shared;
@@ -32,7 +32,7 @@ pub fn finish(
         status = outcome.status,
         flags = outcome.flag.as_str(),
         action = plan.action.as_str(),
-        rule = plan.rule.as_deref().unwrap_or("-"),
+        rule = %RuleName(plan.rule),
         upstream = %outcome.target.as_ref().map(|t| t.to_string()).unwrap_or_else(|| "-".into()),
         attempts = outcome.attempts,
         source = ctx.peer.principal.as_deref().unwrap_or("-"),

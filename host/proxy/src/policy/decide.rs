@@ -35,7 +35,7 @@ impl Policy {
         req: &Request<'_>,
         destination: &Destination,
         rng: &mut dyn RandomSource,
-    ) -> Plan {
+    ) -> Plan<'_> {
         if let Destination::Passthrough(target) = destination {
             return self.plan_passthrough(req, target);
         }
@@ -73,7 +73,7 @@ impl Policy {
 
     /// An HTTP request to an address that is no service: the waypoint's own policies decide
     /// (HTTP semantics, path normalized per mesh config), then it goes to that address.
-    fn plan_passthrough(&self, req: &Request<'_>, target: &Target) -> Plan {
+    fn plan_passthrough(&self, req: &Request<'_>, target: &Target) -> Plan<'_> {
         let mode = self.snapshot.mesh().path_normalization;
         let Some(path) = normalize_path_stable(mode, req.path) else {
             // Envoy rejects a path it cannot normalize.
@@ -113,10 +113,7 @@ pub fn plan_from_decision<'s>(
     options: &PolicyOptions,
     lookup: &dyn Fn(&BackendRef) -> Option<&'s ServiceInfo>,
     rng: &mut dyn RandomSource,
-) -> Plan {
-    let rule = d
-        .matched_rule
-        .map(|r| format!("{}#{}", r.resource(), r.rule));
+) -> Plan<'s> {
     let local = |status: u16, body: &str| {
         PlanKind::Local(LocalReply {
             status,
@@ -211,7 +208,7 @@ pub fn plan_from_decision<'s>(
     };
     Plan {
         action: d.action.into(),
-        rule,
+        rule: d.matched_rule,
         service,
         delay,
         kind,

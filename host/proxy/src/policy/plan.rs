@@ -1,11 +1,12 @@
-//! What the data path does with one request, owned and independent of the policy core's
-//! borrowed `Decision`: a local reply, or forwarding instructions with concrete targets.
+//! What the data path does with one request, independent of the policy core's `Decision`: a
+//! local reply, or forwarding instructions with concrete targets. Only the matched rule's id
+//! is borrowed from the snapshot (it is named in access logs, which are usually off).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use waypoint_core::decision::Action;
-use waypoint_core::route::{Cors, HeaderOps, OutlierDetection, RetryPolicy};
+use waypoint_core::route::{Cors, HeaderOps, OutlierDetection, RetryPolicy, RuleId};
 
 use crate::policy::ext_authz_call::ExtAuthzCall;
 use crate::upstream::Target;
@@ -60,12 +61,12 @@ impl From<Action> for PlanAction {
     }
 }
 
-/// The plan for one request.
+/// The plan for one request (`'s`: the snapshot it was decided in).
 #[derive(Debug, Clone)]
-pub struct Plan {
+pub struct Plan<'s> {
     pub action: PlanAction,
-    /// Matched rule, `Kind/ns/name#rule`, for logs.
-    pub rule: Option<String>,
+    /// The matched route rule, for logs (see [`RuleName`]).
+    pub rule: Option<&'s RuleId>,
     /// The destination service (shared with the tunnel's resolved destination).
     pub service: Option<Arc<ServiceMeta>>,
     /// Delay before a local reply (a fault abort after a fault delay).
@@ -129,7 +130,20 @@ pub struct MirrorTarget {
     pub authority: String,
 }
 
-impl Plan {
+/// A matched rule as access logs name it: `Kind/ns/name#rule`, or `-`.
+#[derive(Debug, Clone, Copy)]
+pub struct RuleName<'a>(pub Option<&'a RuleId>);
+
+impl std::fmt::Display for RuleName<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(r) => write!(f, "{}/{}/{}#{}", r.kind, r.namespace, r.name, r.rule),
+            None => f.write_str("-"),
+        }
+    }
+}
+
+impl Plan<'_> {
     /// A local reply plan.
     pub fn local(action: PlanAction, status: u16, body: impl Into<String>) -> Self {
         Plan {
