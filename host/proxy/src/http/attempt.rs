@@ -1,6 +1,7 @@
 //! One upstream attempt: the endpoints in the order attempts use them (least request, outlier
 //! ejection), and one exchange bounded by the attempt's timeout or the stream idle timeout.
 
+use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -12,18 +13,26 @@ use crate::policy::plan::ForwardPlan;
 use crate::upstream::{ProxyBody, Target, UpstreamError, Wire};
 use crate::Shared;
 
-/// The endpoints attempts go to, in order, and every endpoint of the plan (outlier peers).
-pub fn targets(shared: &Shared, fp: &ForwardPlan) -> (Vec<Target>, Vec<SocketAddr>) {
-    // Ejected endpoints go last; the attempt loop walks the list in order.
+/// The endpoints attempts go to, in order (the plan's, reordered only by least request and
+/// outlier ejection), and with outlier detection every endpoint of the plan (the peers an
+/// ejection is judged against).
+pub fn targets<'p>(shared: &Shared, fp: &'p ForwardPlan) -> (Cow<'p, [Target]>, Vec<SocketAddr>) {
+    if !fp.least_request && fp.outlier.is_none() {
+        return (Cow::Borrowed(&fp.targets), Vec::new());
+    }
     let mut targets = fp.targets.clone();
-    let peers: Vec<SocketAddr> = targets.iter().map(|t| t.addr).collect();
+    let peers: Vec<SocketAddr> = match fp.outlier {
+        Some(_) => targets.iter().map(|t| t.addr).collect(),
+        None => Vec::new(),
+    };
     if fp.least_request {
         shared.active.pick(&mut targets, &mut rng());
     }
     if fp.outlier.is_some() {
+        // Ejected endpoints go last; the attempt loop walks the list in order.
         shared.outliers.order(&mut targets);
     }
-    (targets, peers)
+    (Cow::Owned(targets), peers)
 }
 
 /// How one attempt failed.

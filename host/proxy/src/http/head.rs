@@ -1,12 +1,12 @@
 //! The request head as the policy and the access log see it: method, authority (`:authority`
 //! or Host), path with query, and whether it is gRPC.
 
-use http::Request;
+use http::{Method, Request};
 
 /// What the pipeline keeps of a request head once the request itself moves on.
 #[derive(Debug, Clone)]
 pub struct RequestHead {
-    pub method: String,
+    pub method: Method,
     /// `:authority`, else `Host`, else empty.
     pub authority: String,
     /// Path with query (`/` when the target has none).
@@ -34,7 +34,7 @@ impl RequestHead {
             .map(|p| p.as_str().to_string())
             .unwrap_or_else(|| "/".to_string());
         RequestHead {
-            method: req.method().as_str().to_string(),
+            method: req.method().clone(),
             authority,
             path,
             grpc: is_grpc(req.headers()),

@@ -20,7 +20,7 @@ pub fn plan<'r>(
         .filter_map(|(k, v)| v.to_str().ok().map(|v| (k.as_str(), v)))
         .collect();
     let view = waypoint_core::Request {
-        method: &head.method,
+        method: head.method.as_str(),
         scheme: "http",
         authority: &head.authority,
         path: &head.path,
