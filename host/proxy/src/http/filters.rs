@@ -43,16 +43,12 @@ pub fn upstream_request(
     for ops in &fp.request_headers {
         apply_ops(&mut parts.headers, ops);
     }
-    let up = UpstreamRequest {
-        parts,
-        wire,
-        authority: fp
-            .authority
-            .clone()
-            .unwrap_or_else(|| head.authority.clone()),
-        path: fp.path.clone().unwrap_or_else(|| head.path.clone()),
-    };
-    (up, body)
+    let authority = fp
+        .authority
+        .clone()
+        .unwrap_or_else(|| head.authority.clone());
+    let path = fp.path.clone().unwrap_or_else(|| head.path.clone());
+    (UpstreamRequest::new(parts, wire, authority, path), body)
 }
 
 /// The upstream response's headers as the client gets them: hop-by-hop removed, the route's

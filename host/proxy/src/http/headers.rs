@@ -69,16 +69,22 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     if present == 0 {
         return;
     }
-    let named: Vec<String> = headers
-        .get_all(http::header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(|s| s.trim().to_ascii_lowercase())
-        .filter(|s| !s.is_empty())
-        .collect();
-    for n in named {
-        headers.remove(n.as_str());
+    // Usually `connection` names no header that is there (`keep-alive`, `close`): look first,
+    // copy the names out only to remove some.
+    let tokens = |h: &HeaderMap| -> Vec<String> {
+        h.get_all(http::header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .filter(|s| !s.is_empty() && h.contains_key(*s))
+            .map(str::to_string)
+            .collect()
+    };
+    if present & 1 != 0 {
+        for n in tokens(headers) {
+            headers.remove(n.as_str());
+        }
     }
     // `te: trailers` is allowed through on HTTP/2 (gRPC needs it).
     let te_trailers = headers

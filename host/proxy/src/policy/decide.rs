@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use waypoint_core::authz::normalize_path_stable;
 use waypoint_core::decision::{Action, Decision};
-use waypoint_core::route::{BackendRef, LoadBalancer};
+use waypoint_core::route::{BackendRef, HeaderOps, LoadBalancer};
 use waypoint_core::service::{Endpoint, ServiceInfo, ServiceLookup};
 use waypoint_core::snapshot::RBAC_DENIED_BODY;
 use waypoint_core::{RandomSource, Request};
@@ -161,8 +161,9 @@ pub fn plan_from_decision<'s>(
                 }
                 PlanKind::Forward(Box::new(ForwardPlan {
                     targets,
-                    request_headers: f.request_headers.iter().map(|h| (*h).clone()).collect(),
-                    response_headers: f.response_headers.iter().map(|h| (*h).clone()).collect(),
+                    // Empty mutations are left out (applying them does nothing).
+                    request_headers: owned_ops(&f.request_headers),
+                    response_headers: owned_ops(&f.response_headers),
                     path: f.path.clone(),
                     authority: f.authority.clone(),
                     timeout: f.timeout,
@@ -213,4 +214,12 @@ pub fn plan_from_decision<'s>(
         delay,
         kind,
     }
+}
+
+/// Header mutations as the plan keeps them: the non-empty ones, in order.
+fn owned_ops(ops: &[&HeaderOps]) -> Vec<HeaderOps> {
+    ops.iter()
+        .filter(|h| !h.is_empty())
+        .map(|h| (*h).clone())
+        .collect()
 }
