@@ -155,3 +155,86 @@ fn relay_headers(req: &ConnectRequest) -> http::HeaderMap {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::compiled::Policy;
+    use crate::policy::options::PolicyOptions;
+
+    const GATEWAY: &str = waypoint_core::waypoint_gateway_yaml!("default");
+
+    fn generation(n: u64, yaml: &str) -> Arc<ConfigState> {
+        let loaded = waypoint_loader::load_text(yaml, "test.yaml", "default");
+        assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);
+        let options = PolicyOptions {
+            waypoint: Some("default/waypoint".into()),
+            trust_domain: "cluster.local".into(),
+            hbone_port: 15008,
+        };
+        let (policy, diags) = Policy::compile(&loaded.resources, &options);
+        assert!(diags.errors.is_empty(), "{:?}", diags.errors);
+        Arc::new(ConfigState {
+            generation: n,
+            loaded_at: std::time::SystemTime::now(),
+            files: Vec::new(),
+            resources: loaded.resources,
+            warnings: Vec::new(),
+            errors: Vec::new(),
+            policy,
+            good: Default::default(),
+        })
+    }
+
+    fn service(protocol: &str) -> String {
+        format!(
+            "{GATEWAY}---\napiVersion: v1\nkind: Service\nmetadata: {{name: ratings, namespace: default, labels: {{istio.io/use-waypoint: waypoint}}}}\nspec: {{clusterIP: 10.96.0.7, ports: [{{name: {protocol}-x, port: 9080}}]}}\n"
+        )
+    }
+
+    fn connect(authority: &str) -> ConnectRequest {
+        ConnectRequest {
+            peer_addr: "10.0.0.9:40000".parse().expect("addr"),
+            local_addr: "10.0.0.1:15008".parse().expect("addr"),
+            peer_identity: None,
+            authority: authority.into(),
+            destination: authority.parse().ok(),
+            headers: http::HeaderMap::new(),
+        }
+    }
+
+    #[test]
+    fn a_connect_is_resolved_once_per_generation() {
+        let first = generation(1, &service("http"));
+        let ctx = ConnectContext::new(&connect("10.96.0.7:9080"), first.clone());
+        let Destination::Service(s) = &ctx.resolution.destination else {
+            panic!("{:?}", ctx.resolution.destination);
+        };
+        assert_eq!(s.meta.hostname, "ratings.default.svc.cluster.local");
+        assert_eq!(s.resolved.port, 9080);
+        assert_eq!(ctx.resolution.port_kind(), PortKind::Http);
+        assert_eq!(ctx.peer.source_ip, Some("10.0.0.9".parse().expect("ip")));
+        // The same generation: the tunnel's own resolution, not a new one.
+        assert!(matches!(ctx.resolution_for(Some(first)), Cow::Borrowed(_)));
+        assert!(matches!(ctx.resolution_for(None), Cow::Borrowed(_)));
+        // A new generation where the port is TCP: new requests see it.
+        let second = generation(2, &service("tcp"));
+        let res = ctx.resolution_for(Some(second.clone()));
+        assert!(matches!(res, Cow::Owned(_)));
+        assert!(Arc::ptr_eq(&res.config, &second));
+        assert_eq!(res.port_kind(), PortKind::Tcp);
+        // Where the service is gone, the address is a pass-through destination.
+        let third = generation(3, GATEWAY);
+        let res = ctx.resolution_for(Some(third));
+        assert!(
+            matches!(res.destination, Destination::Passthrough(_)),
+            "{:?}",
+            res.destination
+        );
+        assert_eq!(res.port_kind(), PortKind::Sniff);
+        // A hostname nothing resolves is unknown.
+        let ctx = ConnectContext::new(&connect("nowhere:80"), generation(4, GATEWAY));
+        assert_eq!(ctx.resolution.destination, Destination::Unknown);
+        assert_eq!(ctx.resolution.tcp_target(), None);
+    }
+}
