@@ -1,5 +1,6 @@
-//! waypoint-proxy: the standalone waypoint's data plane. A CONNECT is accepted and judged
-//! (`connect`), each request decided by the policy core (`policy`) and forwarded (`http`, `upstream`).
+//! waypoint-proxy: the standalone waypoint's data plane. A CONNECT is resolved once and judged
+//! (`connect`), each request planned by the policy adapter (`policy`) and served by the HTTP
+//! pipeline (`http`) over pooled `upstream`s.
 
 pub mod admin;
 pub mod config;

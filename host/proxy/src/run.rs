@@ -21,7 +21,7 @@ use waypoint_sources::watch;
 use crate::admin::{self, Admin, Role};
 use crate::config::{ConfigSource, ConfigStore};
 use crate::connect::handler::WaypointHandler;
-use crate::policy::decide::PolicyOptions;
+use crate::policy::options::PolicyOptions;
 use crate::telemetry::metrics::Metrics;
 use crate::upstream::Upstreams;
 use crate::Shared;

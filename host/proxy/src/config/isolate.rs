@@ -20,7 +20,8 @@ use waypoint_core::resource::RawResource;
 use waypoint_core::{ConfigError, Diagnostics, ResourceId};
 use waypoint_loader::Loaded;
 
-use crate::policy::decide::{Policy, PolicyOptions};
+use crate::policy::compiled::Policy;
+use crate::policy::options::PolicyOptions;
 
 /// The last accepted config, as far as isolation needs it.
 #[derive(Debug, Default)]

@@ -14,7 +14,8 @@ use tracing::{info, warn};
 use waypoint_core::resource::RawResource;
 use waypoint_core::{ConfigError, ResourceId};
 
-use crate::policy::decide::{Policy, PolicyOptions};
+use crate::policy::compiled::Policy;
+use crate::policy::options::PolicyOptions;
 
 /// One accepted config generation.
 #[derive(Debug)]

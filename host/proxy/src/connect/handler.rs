@@ -11,15 +11,16 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::AsyncWriteExt;
 use tracing::{debug, info, warn};
 
+use crate::connect::context::ConnectContext;
 use crate::connect::idle::ConnActivity;
-use crate::connect::io::UpstreamIo;
 use crate::connect::relay::relay;
 use crate::connect::sniff::{detect, detect_http_version, Protocol, Rewind};
-use crate::http::forward::{handle, TunnelCtx};
 use crate::http::head_timer::{Counted, HeadTimer};
-use crate::http::headers::forwarded_for;
-use crate::policy::decide::Destination;
+use crate::http::pipeline::handle;
+use crate::policy::destination::Destination;
 use crate::telemetry::metrics::TcpLabels;
+use crate::telemetry::response_flag::ResponseFlag;
+use crate::upstream::io::UpstreamIo;
 use crate::Shared;
 use waypoint_core::service::PortKind;
 use waypoint_hbone::server::{BoxFuture, ConnectHandler, ConnectRequest, Tunnel};
@@ -47,132 +48,75 @@ impl ConnectHandler for WaypointHandler {
     }
 }
 
-/// Headers of an incoming CONNECT to repeat on the upstream CONNECT of an L4 relay:
-/// `forwarded` (synthesized from the peer address when absent), `baggage`, `traceparent`.
-fn relay_headers(req: &ConnectRequest) -> http::HeaderMap {
-    let mut out = http::HeaderMap::new();
-    for name in ["forwarded", "baggage", "traceparent"] {
-        for v in req.headers.get_all(name) {
-            out.append(name, v.clone());
-        }
-    }
-    if !out.contains_key("forwarded") {
-        if let Ok(v) = http::HeaderValue::from_str(&format!("for=\"{}\"", req.peer_addr)) {
-            out.insert("forwarded", v);
-        }
-    }
-    out
-}
-
-fn header(req: &ConnectRequest, name: &str) -> Option<String> {
-    req.headers
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string)
-}
-
 impl WaypointHandler {
     async fn open(&self, req: ConnectRequest) -> Result<Tunnel, StatusCode> {
         let Some(cfg) = self.shared.config.current() else {
             warn!(authority = %req.authority, "hbone: no config loaded yet (503)");
             return Err(StatusCode::SERVICE_UNAVAILABLE);
         };
-        let forwarded = header(&req, "forwarded");
-        let ctx = TunnelCtx {
-            principal: req.peer_identity.as_ref().map(|i| i.to_string()),
-            peer_identity: req.peer_identity.clone(),
-            source_ip: forwarded
-                .as_deref()
-                .and_then(forwarded_for)
-                .or(Some(req.peer_addr.ip())),
-            destination: req.authority.clone(),
-            baggage: header(&req, "baggage"),
-            relay_headers: relay_headers(&req),
-        };
+        // The CONNECT resolved once; every decision below uses this context.
+        let ctx = ConnectContext::new(&req, cfg);
         // Never tunnel to the waypoint's own host or listeners; a CONNECT needs a real port.
-        if let Err(status) = self
-            .shared
-            .proxy
-            .check_destination(&req.authority, req.destination)
-        {
-            info!(source = ?ctx.principal, destination = %req.authority, status = status.as_u16(), "hbone: destination refused");
+        if let Err(status) = ctx.check_destination(&self.shared.proxy) {
+            info!(source = ?ctx.peer.principal, destination = %ctx.authority, status = status.as_u16(), "hbone: destination refused");
             return Err(status);
         }
-        let kind = cfg.policy.port_kind(&req.authority);
+        let res = &ctx.resolution;
+        let kind = res.port_kind();
         // L4 policy decides at CONNECT for ports declared TCP; HTTP ports get L7 authz per
         // request, sniffed ports one or the other once the protocol is known (as Istio's
         // waypoint applies network vs HTTP RBAC per filter chain).
-        if kind == PortKind::Tcp
-            && !cfg
-                .policy
-                .allow_tcp(ctx.principal.as_deref(), ctx.source_ip, &req.authority)
-        {
-            info!(source = ?ctx.principal, destination = %req.authority, "hbone: denied by L4 policy (401)");
+        if kind == PortKind::Tcp && !ctx.authorize_tcp(res) {
+            info!(source = ?ctx.peer.principal, destination = %ctx.authority, "hbone: denied by L4 policy (401)");
             return Err(StatusCode::UNAUTHORIZED);
         }
-        let destination = cfg.policy.destination(&req.authority, req.destination);
         // Connect first where the upstream is fixed (pass-through, TCP service ports), so an
         // unreachable one gets 503 before the tunnel is accepted. No client byte is sent
         // before the tunnel's traffic is authorized.
-        let upstream = match &destination {
+        let fixed = match &res.destination {
             // A hostname the config does not know: HTTP requests get the core's 404; opaque
             // bytes are closed (there is nothing to relay them to).
             Destination::Unknown => None,
             Destination::Service(_) if kind == PortKind::Tcp => {
-                let Some(t) = cfg.policy.tcp_target(&req.authority) else {
-                    info!(destination = %req.authority, "hbone: TCP service has no endpoints (503)");
+                let Some(t) = res.tcp_target() else {
+                    info!(destination = %ctx.authority, "hbone: TCP service has no endpoints (503)");
                     return Err(StatusCode::SERVICE_UNAVAILABLE);
                 };
-                match self
-                    .shared
-                    .upstreams
-                    .connect_with(&t, ctx.relay_headers.clone())
-                    .await
-                {
-                    Ok(io) => Some(io),
-                    Err(e) => {
-                        info!(destination = %req.authority, error = %e, "hbone: upstream unreachable (503)");
-                        return Err(StatusCode::SERVICE_UNAVAILABLE);
-                    }
-                }
+                Some(t)
             }
             Destination::Service(_) => None,
-            Destination::Passthrough(t) => match self
+            Destination::Passthrough(t) => Some(t.clone()),
+        };
+        let upstream = match fixed {
+            Some(t) => match self
                 .shared
                 .upstreams
-                .connect_with(t, ctx.relay_headers.clone())
+                .connect_with(&t, ctx.relay_headers.clone())
                 .await
             {
                 Ok(io) => Some(io),
                 Err(e) => {
-                    info!(destination = %req.authority, error = %e, "hbone: upstream unreachable (503)");
+                    info!(destination = %ctx.authority, error = %e, "hbone: upstream unreachable (503)");
                     return Err(StatusCode::SERVICE_UNAVAILABLE);
                 }
             },
+            None => None,
         };
         let shared = self.shared.clone();
         Ok(Box::new(move |stream: H2Stream| {
-            Box::pin(serve_tunnel(
-                shared,
-                Arc::new(ctx),
-                destination,
-                upstream,
-                kind,
-                stream,
-            )) as BoxFuture<()>
+            Box::pin(serve_tunnel(shared, Arc::new(ctx), upstream, stream)) as BoxFuture<()>
         }))
     }
 }
 
 async fn serve_tunnel(
     shared: Arc<Shared>,
-    ctx: Arc<TunnelCtx>,
-    destination: Destination,
+    ctx: Arc<ConnectContext>,
     upstream: Option<UpstreamIo>,
-    kind: PortKind,
     stream: H2Stream,
 ) {
     let t = &shared.timeouts;
+    let kind = ctx.resolution.port_kind();
     // The first request's head must arrive within the header timeout (Envoy
     // `request_headers_timeout`); with it off, the stream idle timeout bounds the wait.
     let head_timeout = Timeouts::enabled(t.request_headers)
@@ -191,15 +135,15 @@ async fn serve_tunnel(
     let (proto, stream) = match detected {
         Ok(Some(x)) => x,
         Ok(None) => {
-            debug!(destination = %ctx.destination, "tunnel: no HTTP request head in time on an HTTP port; closed");
+            debug!(destination = %ctx.authority, "tunnel: no HTTP request head in time on an HTTP port; closed");
             return;
         }
         Err(e) => {
-            debug!(destination = %ctx.destination, error = %e, "tunnel: read failed during detection");
+            debug!(destination = %ctx.authority, error = %e, "tunnel: read failed during detection");
             return;
         }
     };
-    debug!(destination = %ctx.destination, protocol = proto.as_str(), "tunnel: detected");
+    debug!(destination = %ctx.authority, protocol = proto.as_str(), "tunnel: detected");
     let io = TokioIo::new(stream);
     match proto {
         Protocol::Http1 => {
@@ -222,7 +166,7 @@ async fn serve_tunnel(
                 .with_upgrades()
                 .await
             {
-                debug!(destination = %ctx.destination, error = %e, "tunnel: http1 ended");
+                debug!(destination = %ctx.authority, error = %e, "tunnel: http1 ended");
             }
         }
         Protocol::Http2 => {
@@ -257,19 +201,19 @@ async fn serve_tunnel(
                 };
                 tokio::select! {
                     _ = shared.proxy.drain.started(), if !draining => {
-                        debug!(destination = %ctx.destination, "tunnel: draining; http2 GOAWAY");
+                        debug!(destination = %ctx.authority, "tunnel: draining; http2 GOAWAY");
                         conn.as_mut().graceful_shutdown();
                         draining = true;
                     }
                     r = conn.as_mut() => {
                         if let Err(e) = r {
-                            debug!(destination = %ctx.destination, error = %e, "tunnel: http2 ended");
+                            debug!(destination = %ctx.authority, error = %e, "tunnel: http2 ended");
                         }
                         break;
                     }
                     _ = tokio::time::sleep(wait.unwrap_or_default()) => {
                         if wait.is_none() {
-                            debug!(destination = %ctx.destination, "tunnel: http2 idle; closing");
+                            debug!(destination = %ctx.authority, "tunnel: http2 idle; closing");
                             conn.as_mut().graceful_shutdown();
                             draining = true;
                         }
@@ -280,60 +224,51 @@ async fn serve_tunnel(
         Protocol::Tcp => {
             let mut downstream = io.into_inner();
             // Opaque bytes (a TCP port, or a sniffed one that is not HTTP): L4 policy with
-            // Istio's TCP semantics decides before any upstream is dialled or a byte relayed;
-            // without a config nothing is relayed.
-            let allowed = shared.config.current().is_some_and(|cfg| {
-                cfg.policy
-                    .allow_tcp(ctx.principal.as_deref(), ctx.source_ip, &ctx.destination)
-            });
-            if !allowed {
-                info!(destination = %ctx.destination, "tunnel: opaque TCP denied by policy");
+            // Istio's TCP semantics decides before any upstream is dialled or a byte relayed,
+            // in the config generation in force now (see `ConnectContext::resolution_for`).
+            let res = ctx.resolution_for(shared.config.current());
+            if !ctx.authorize_tcp(&res) {
+                info!(destination = %ctx.authority, "tunnel: opaque TCP denied by policy");
                 let _ = downstream.shutdown().await;
                 return;
             }
-            let upstream = match (upstream, &destination) {
-                (Some(u), _) => Ok(u),
-                (None, Destination::Service(_)) | (None, Destination::Unknown) => {
-                    match shared
-                        .config
-                        .current()
-                        .and_then(|c| c.policy.tcp_target(&ctx.destination))
-                    {
-                        Some(t) => shared
-                            .upstreams
-                            .connect_with(&t, ctx.relay_headers.clone())
-                            .await
-                            .map_err(|e| e.to_string()),
-                        None => Err("no endpoint for TCP destination".to_string()),
-                    }
-                }
-                (None, Destination::Passthrough(t)) => shared
-                    .upstreams
-                    .connect_with(t, ctx.relay_headers.clone())
-                    .await
-                    .map_err(|e| e.to_string()),
+            let upstream = match upstream {
+                Some(u) => Ok(u),
+                None => match res.tcp_target() {
+                    Some(t) => shared
+                        .upstreams
+                        .connect_with(&t, ctx.relay_headers.clone())
+                        .await
+                        .map_err(|e| e.to_string()),
+                    None => Err("no endpoint for TCP destination".to_string()),
+                },
             };
             let labels = TcpLabels {
                 reporter: "waypoint".into(),
-                source_principal: ctx.principal.clone().unwrap_or_else(|| "unknown".into()),
+                source_principal: ctx
+                    .peer
+                    .principal
+                    .clone()
+                    .unwrap_or_else(|| "unknown".into()),
                 source_workload_namespace: ctx
-                    .peer_identity
+                    .peer
+                    .identity
                     .as_ref()
                     .map(|i| i.namespace.clone())
                     .unwrap_or_else(|| "unknown".into()),
                 // Istio labels the service's hostname, `unknown` when the destination is no
                 // service (never the raw CONNECT authority: peer-controlled, unbounded).
-                destination_service: match &destination {
-                    Destination::Service(m) => m.hostname.clone(),
-                    _ => "unknown".into(),
+                destination_service: match res.destination.service() {
+                    Some(m) => m.hostname.clone(),
+                    None => "unknown".into(),
                 },
-                response_flags: "-".into(),
+                response_flags: ResponseFlag::None.as_str().into(),
                 connection_security_policy: "mutual_tls".into(),
             };
             let mut upstream = match upstream {
                 Ok(u) => u,
                 Err(e) => {
-                    info!(destination = %ctx.destination, error = %e, "tunnel: TCP upstream failed");
+                    info!(destination = %ctx.authority, error = %e, "tunnel: TCP upstream failed");
                     let _ = downstream.shutdown().await;
                     return;
                 }
@@ -357,10 +292,10 @@ async fn serve_tunnel(
                         .tcp_sent
                         .get_or_create(&labels)
                         .inc_by(from_up);
-                    info!(target: "access", destination = %ctx.destination, source = ctx.principal.as_deref().unwrap_or("-"), bytes_in = from_down, bytes_out = from_up, "tcp");
+                    info!(target: "access", destination = %ctx.authority, source = ctx.peer.principal.as_deref().unwrap_or("-"), bytes_in = from_down, bytes_out = from_up, "tcp");
                 }
                 Err(e) => {
-                    info!(target: "access", destination = %ctx.destination, error = %e, "tcp relay ended with error")
+                    info!(target: "access", destination = %ctx.authority, error = %e, "tcp relay ended with error")
                 }
             }
             shared.metrics.tcp_closed.get_or_create(&labels).inc();

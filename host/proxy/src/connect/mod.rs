@@ -1,9 +1,9 @@
-//! One HBONE CONNECT: the tunnel handler (`handler`), protocol detection (`sniff`), the
-//! destination guard, raw TCP relay with idle bounds, and the upstream byte stream.
+//! One HBONE CONNECT: resolved once into a `context`, checked by the destination `guard`, then
+//! served by the `handler`: protocol detection (`sniff`), the HTTP path, or a raw TCP `relay`.
 
+pub mod context;
 pub mod guard;
 pub mod handler;
 pub mod idle;
-pub mod io;
 pub mod relay;
 pub mod sniff;

@@ -12,7 +12,8 @@ use http::{HeaderValue, Request, Version};
 use http_body_util::{BodyExt, Full};
 use prost::Message;
 
-use super::{AllowMutations, CheckError, CheckInput, Verdict};
+use crate::ext_authz::input::CheckInput;
+use crate::ext_authz::verdict::{AllowMutations, CheckError, Verdict};
 use crate::policy::plan::LocalReply;
 use crate::upstream::{Target, Upstreams, Wire};
 

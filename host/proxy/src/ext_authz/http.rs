@@ -6,7 +6,8 @@ use http::{HeaderMap, HeaderValue, Request, Version};
 use http_body_util::{BodyExt, Empty};
 use waypoint_core::mesh::{ExtAuthzHttp, ExtAuthzProvider, HeaderPattern};
 
-use super::{AllowMutations, CheckError, CheckInput, Verdict};
+use crate::ext_authz::input::CheckInput;
+use crate::ext_authz::verdict::{AllowMutations, CheckError, Verdict};
 use crate::policy::plan::LocalReply;
 use crate::upstream::{ProxyBody, Target, Upstreams, Wire};
 

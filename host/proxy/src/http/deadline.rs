@@ -1,15 +1,63 @@
-//! A response body bounded by the route timeout: Envoy's route timeout runs until the upstream
-//! response is complete, so a body still streaming at the deadline is cut with an error.
+//! Deadlines of one request: the route timeout over all attempts (and the response body: Envoy's
+//! route timeout runs until the upstream response is complete, so a body still streaming at the
+//! deadline is cut with an error), the per-try timeout, and the stream idle timeout.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+use http_body_util::BodyExt;
 
 use bytes::Bytes;
 use hyper::body::{Body, Frame, SizeHint};
 
 use crate::upstream::{BoxError, ProxyBody};
+
+/// The route timeout of one request (`None`: no route timeout, Istio's default).
+#[derive(Debug, Clone, Copy)]
+pub struct RequestDeadline(Option<Instant>);
+
+impl RequestDeadline {
+    /// Start the route timeout `timeout` now.
+    pub fn start(timeout: Option<Duration>) -> Self {
+        RequestDeadline(timeout.map(|t| Instant::now() + t))
+    }
+
+    /// The bound of the next attempt: what is left of the route timeout, or the per-try
+    /// timeout when shorter.
+    pub fn attempt_limit(&self, per_try: Option<Duration>) -> Option<Duration> {
+        let remaining = self.0.map(|d| d.saturating_duration_since(Instant::now()));
+        match (remaining, per_try) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Whether the route timeout has passed (no retry after it).
+    pub fn passed(&self) -> bool {
+        self.0.is_some_and(|d| Instant::now() >= d)
+    }
+
+    /// The response body, cut when the route timeout passes while it streams.
+    pub fn bound(&self, body: ProxyBody) -> ProxyBody {
+        match self.0 {
+            Some(d) => DeadlineBody::new(body, d).boxed(),
+            None => body,
+        }
+    }
+}
+
+/// With the whole request sent (`replayable`), waiting for the response is idle time: Envoy's
+/// stream idle timeout (`idle`) bounds it when it is shorter than the attempt's `limit` (no
+/// route timeout is Istio's default).
+pub fn stream_idle(
+    idle: Option<Duration>,
+    replayable: bool,
+    limit: Option<Duration>,
+) -> Option<Duration> {
+    idle.filter(|i| replayable && limit.is_none_or(|l| *i < l))
+}
 
 /// `inner`, failing with "upstream request timeout" once `deadline` passes.
 pub struct DeadlineBody {

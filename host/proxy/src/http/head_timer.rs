@@ -2,13 +2,14 @@
 //! `request_headers_timeout` counts from the first byte of a request head, hyper's from the
 //! moment it starts waiting for one, which would close every idle keep-alive connection after
 //! it. [`HeadTimer`] hands hyper a sleep that waits for the connection's idle timeout until a
-//! byte arrives, then for the header timeout from that byte.
+//! byte arrives, then for the header timeout from that byte; the waits of one connection share
+//! one tokio timer, so a request costs no timer registration.
 
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -64,7 +65,11 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Counted<S> {
 }
 
 /// hyper's header-read timer for one connection (see the module doc). hyper's HTTP/1 server
-/// uses its timer only for the header read timeout.
+/// uses its timer only for the header read timeout: it asks for a sleep each time it starts
+/// waiting for a request head, and drops it once the head is parsed. Every such sleep reuses
+/// the connection's one tokio timer (kept in `slot`), which is re-armed only when a wait needs
+/// an earlier deadline than the one it holds, or when it fired before the wait's deadline: a
+/// keep-alive request whose head arrives in one read touches no timer wheel at all.
 #[derive(Debug, Clone)]
 pub struct HeadTimer {
     reads: Arc<AtomicU64>,
@@ -72,6 +77,8 @@ pub struct HeadTimer {
     head: Option<Duration>,
     /// Waiting for a request with no byte of it yet (`None`: off).
     idle: Option<Duration>,
+    /// The connection's timer while no wait holds it (created by the first wait polled).
+    slot: Arc<Mutex<Option<Pin<Box<tokio::time::Sleep>>>>>,
 }
 
 impl HeadTimer {
@@ -83,6 +90,7 @@ impl HeadTimer {
                 reads: reads.clone(),
                 head,
                 idle,
+                slot: Arc::default(),
             },
             reads,
         )
@@ -94,13 +102,13 @@ impl HeadTimer {
     }
 
     fn start(&self) -> HeadSleep {
-        let now = tokio::time::Instant::now();
+        let sleep = self.slot.lock().unwrap_or_else(|p| p.into_inner()).take();
         HeadSleep {
-            reads: self.reads.clone(),
+            timer: self.clone(),
             start_reads: self.reads.load(Ordering::Relaxed),
-            head: self.head,
             armed: false,
-            sleep: Box::pin(tokio::time::sleep_until(now + self.idle.unwrap_or(FOREVER))),
+            deadline: tokio::time::Instant::now() + self.idle.unwrap_or(FOREVER),
+            sleep,
         }
     }
 }
@@ -117,29 +125,56 @@ impl hyper::rt::Timer for HeadTimer {
     }
 }
 
-/// Waits for the idle timeout until the connection reads a byte, then for the head timeout.
+/// One wait for a request head: the idle timeout until the connection reads a byte, then the
+/// head timeout from that byte.
 struct HeadSleep {
-    reads: Arc<AtomicU64>,
+    timer: HeadTimer,
     start_reads: u64,
-    head: Option<Duration>,
     armed: bool,
-    sleep: Pin<Box<tokio::time::Sleep>>,
+    /// When this wait ends.
+    deadline: tokio::time::Instant,
+    /// The connection's timer while this wait holds it; it may be set for an earlier
+    /// deadline (a former wait's), never a later one while polled.
+    sleep: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl Future for HeadSleep {
     type Output = ();
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = &mut *self;
         // hyper polls this after every read that leaves the head incomplete, so the first byte
         // is seen on the poll that follows it.
-        if !self.armed && self.reads.load(Ordering::Relaxed) != self.start_reads {
-            self.armed = true;
-            let deadline = tokio::time::Instant::now() + self.head.unwrap_or(FOREVER);
-            if deadline < self.sleep.deadline() {
-                self.sleep.as_mut().reset(deadline);
+        if !this.armed && this.timer.reads.load(Ordering::Relaxed) != this.start_reads {
+            this.armed = true;
+            let head = tokio::time::Instant::now() + this.timer.head.unwrap_or(FOREVER);
+            this.deadline = this.deadline.min(head);
+        }
+        let deadline = this.deadline;
+        let sleep = this
+            .sleep
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        if sleep.deadline() > deadline {
+            sleep.as_mut().reset(deadline);
+        }
+        loop {
+            match sleep.as_mut().poll(cx) {
+                Poll::Pending => return Poll::Pending,
+                // Fired for an earlier wait's deadline: re-arm for this one.
+                Poll::Ready(()) if tokio::time::Instant::now() < deadline => {
+                    sleep.as_mut().reset(deadline)
+                }
+                Poll::Ready(()) => return Poll::Ready(()),
             }
         }
-        self.sleep.as_mut().poll(cx)
+    }
+}
+
+impl Drop for HeadSleep {
+    fn drop(&mut self) {
+        if let Some(sleep) = self.sleep.take() {
+            *self.timer.slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(sleep);
+        }
     }
 }
 
@@ -199,6 +234,34 @@ mod tests {
         let (timer, reads) =
             HeadTimer::new(Some(Duration::from_secs(10)), Some(Duration::from_secs(60)));
         reads.fetch_add(5, Ordering::Relaxed);
+        let start = tokio::time::Instant::now();
+        timer.sleep_until(Instant::now()).await;
+        assert_eq!(start.elapsed().as_secs(), 60);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_later_wait_is_not_cut_short_by_an_earlier_head_deadline() {
+        let (timer, reads) =
+            HeadTimer::new(Some(Duration::from_secs(10)), Some(Duration::from_secs(60)));
+        // First wait: a byte arrives, the head timeout (10 s) is armed, then the head is
+        // complete and hyper drops the wait.
+        let mut first = timer.sleep_until(Instant::now());
+        tokio::select! {
+            _ = first.as_mut() => panic!("fired while idle"),
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+        reads.fetch_add(1, Ordering::Relaxed);
+        tokio::select! {
+            _ = first.as_mut() => panic!("fired before the head timeout"),
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+        drop(first);
+        // The next wait reuses the connection's timer, still set 9 s ahead: it must wait the
+        // whole idle timeout.
+        let start = tokio::time::Instant::now();
+        timer.sleep_until(Instant::now()).await;
+        assert_eq!(start.elapsed().as_secs(), 60);
+        // And a wait after that one fired gets its full idle timeout again.
         let start = tokio::time::Instant::now();
         timer.sleep_until(Instant::now()).await;
         assert_eq!(start.elapsed().as_secs(), 60);

@@ -69,16 +69,28 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     if present == 0 {
         return;
     }
-    let named: Vec<String> = headers
-        .get_all(http::header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(|s| s.trim().to_ascii_lowercase())
-        .filter(|s| !s.is_empty())
-        .collect();
-    for n in named {
-        headers.remove(n.as_str());
+    // Usually `connection` names no header that is there (`close`), or one removed below
+    // anyway (`keep-alive`; not `te`, which must go before `te: trailers` is judged): look
+    // first, copy the names out only to remove some.
+    let removed_anyway = |s: &str| {
+        HOP_BY_HOP
+            .iter()
+            .any(|h| *h != http::header::TE && s.eq_ignore_ascii_case(h.as_str()))
+    };
+    let tokens = |h: &HeaderMap| -> Vec<String> {
+        h.get_all(http::header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .filter(|s| !s.is_empty() && !removed_anyway(s) && h.contains_key(*s))
+            .map(str::to_string)
+            .collect()
+    };
+    if present & 1 != 0 {
+        for n in tokens(headers) {
+            headers.remove(n.as_str());
+        }
     }
     // `te: trailers` is allowed through on HTTP/2 (gRPC needs it).
     let te_trailers = headers
@@ -190,6 +202,22 @@ mod tests {
         assert!(h.get("connection").is_none());
         assert!(h.get("te").is_some());
         assert!(h.get("x-keep").is_some());
+    }
+
+    #[test]
+    fn connection_naming_te_removes_te_even_for_trailers() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            "connection",
+            HeaderValue::from_static("Keep-Alive, TE, close"),
+        );
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert("te", HeaderValue::from_static("trailers"));
+        h.insert("close", HeaderValue::from_static("1"));
+        h.insert("x-keep", HeaderValue::from_static("1"));
+        strip_hop_by_hop(&mut h);
+        let left: Vec<_> = h.keys().map(|k| k.as_str().to_string()).collect();
+        assert_eq!(left, vec!["x-keep"]);
     }
 
     #[test]

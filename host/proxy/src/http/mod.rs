@@ -1,11 +1,25 @@
-//! The HTTP path inside a tunnel: `forward` serves each request (policy, filters, upstream
-//! attempts); the rest are its parts (headers, CORS, retries, deadlines, upgrades, timers).
+//! The HTTP path inside a tunnel: `pipeline` serves each request through its stages in order —
+//! `plan` (policy), `filters` (CORS, fault, header mutations), `authz` (ext_authz), then the
+//! router: `body`, `mirror`, `retry` over `attempt`s, `deadline`s — and `report`s it; `reply`
+//! maps every local answer and proxy error to a response. The rest are helpers (headers, CORS
+//! rules, upgrades, the request and header-read timers).
 
+pub mod attempt;
+pub mod authz;
+pub mod body;
 pub mod cors;
 pub mod deadline;
-pub mod forward;
+pub mod filters;
+pub mod head;
 pub mod head_timer;
 pub mod headers;
+pub mod mirror;
+pub mod pipeline;
+pub mod plan;
+pub mod random;
+pub mod reply;
+pub mod report;
 pub mod request_timeout;
 pub mod retry;
 pub mod upgrade;
+pub mod upstream_request;

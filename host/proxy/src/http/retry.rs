@@ -1,12 +1,133 @@
-//! Envoy retry semantics for the host: which responses and failures are retriable under
-//! `retry_on` (x-envoy-retry-on / Istio `retryOn`), and the backoff between attempts.
+//! Retries as Envoy's router makes them: the attempt loop over the plan's endpoints, which
+//! responses and failures are retriable under `retry_on` (x-envoy-retry-on / Istio `retryOn`),
+//! and the backoff between attempts.
 
 use std::time::Duration;
 
-use http::{HeaderMap, StatusCode};
+use http::{HeaderMap, Response, StatusCode};
+use hyper::body::Incoming;
+use tracing::{debug, info};
 use waypoint_core::route::RetryPolicy;
 
-use crate::upstream::UpstreamError;
+use crate::http::attempt::{self, AttemptError};
+use crate::http::body::ReqBody;
+use crate::http::deadline::{stream_idle, RequestDeadline};
+use crate::http::random;
+use crate::http::reply::ProxyError;
+use crate::http::upstream_request::UpstreamRequest;
+use crate::policy::plan::ForwardPlan;
+use crate::upstream::outlier::AttemptResult;
+use crate::upstream::{Target, UpstreamError};
+use crate::Shared;
+
+/// The upstream's answer, from the last attempt.
+#[derive(Debug)]
+pub struct Answered {
+    pub response: Response<Incoming>,
+    pub target: Target,
+    pub attempts: u32,
+}
+
+/// Why the attempts ended without an answer to forward.
+#[derive(Debug)]
+pub struct Failed {
+    pub error: ProxyError,
+    /// The upstream of the last attempt, when one was made.
+    pub target: Option<Target>,
+    pub attempts: u32,
+}
+
+/// Send `up` with `body` to the plan's endpoints: first the load balancer's pick, then, while
+/// the retry policy allows and the body is replayable, the next ones in order.
+pub async fn attempts(
+    shared: &Shared,
+    fp: &ForwardPlan,
+    up: &UpstreamRequest,
+    mut body: ReqBody,
+    deadline: RequestDeadline,
+) -> Result<Answered, Failed> {
+    let (targets, peers) = attempt::targets(shared, fp);
+    let record = |addr, result| {
+        if let Some(od) = &fp.outlier {
+            shared.outliers.record(od, addr, &peers, result);
+        }
+    };
+    let max_attempts = 1 + fp.retries.as_ref().map_or(0, |r| r.attempts);
+    let idle_timeout = waypoint_hbone::timeouts::Timeouts::enabled(shared.timeouts.stream_idle);
+    let mut attempt: u32 = 0;
+    loop {
+        let target = &targets[attempt as usize % targets.len()];
+        attempt += 1;
+        let replayable = body.is_replayable();
+        let Some(req) = up.build(body.for_attempt()) else {
+            let error = ProxyError::BadRequestTarget {
+                authority: up.authority.clone(),
+                path: up.path.clone(),
+            };
+            return Err(Failed {
+                error,
+                target: None,
+                attempts: attempt,
+            });
+        };
+        let limit = deadline.attempt_limit(fp.per_try_timeout);
+        let idle = stream_idle(idle_timeout, replayable, limit);
+        let _active = shared.active.start(target.addr);
+        let result = match attempt::send(shared, target, up.wire, req, limit, idle).await {
+            Ok(r) => Ok(r),
+            Err(AttemptError::Upstream(e)) => Err(e),
+            Err(AttemptError::StreamIdle) => {
+                info!(target = %target, attempt, "stream idle timeout waiting for the upstream");
+                return Err(Failed {
+                    error: ProxyError::StreamIdleTimeout,
+                    target: Some(target.clone()),
+                    attempts: attempt,
+                });
+            }
+        };
+        let can_retry = attempt < max_attempts && replayable && !deadline.passed();
+        record(
+            target.addr,
+            match &result {
+                Ok(r) => AttemptResult::Status(r.status().as_u16()),
+                Err(_) => AttemptResult::LocalFailure,
+            },
+        );
+        let policy = fp.retries.as_ref().filter(|_| can_retry);
+        match result {
+            Ok(resp) => {
+                if let Some(policy) = policy {
+                    if retry_status(policy, resp.status(), resp.headers()) {
+                        debug!(target = %target, status = %resp.status(), attempt, "retrying after status");
+                        drop(resp);
+                        tokio::time::sleep(backoff(policy, attempt, random::unit())).await;
+                        continue;
+                    }
+                }
+                return Ok(Answered {
+                    response: resp,
+                    target: target.clone(),
+                    attempts: attempt,
+                });
+            }
+            Err(e) => {
+                if let Some(policy) = policy {
+                    if retry_error(policy, &e) {
+                        debug!(target = %target, error = %e, attempt, "retrying after failure");
+                        tokio::time::sleep(backoff(policy, attempt, random::unit())).await;
+                        continue;
+                    }
+                }
+                info!(target = %target, error = %e, attempt, "upstream failed");
+                return Err(Failed {
+                    error: ProxyError::Upstream(e),
+                    target: Some(target.clone()),
+                    attempts: attempt,
+                });
+            }
+        }
+    }
+}
 
 /// Typed, so the look-up on every retriable response does not parse the name.
 static GRPC_STATUS: http::HeaderName = http::HeaderName::from_static("grpc-status");

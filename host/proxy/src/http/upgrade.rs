@@ -5,11 +5,17 @@
 use http::{HeaderValue, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper_util::rt::TokioIo;
-use tracing::debug;
+use tracing::{debug, info};
 
 use crate::connect::guard::ProxyOptions;
+use crate::http::head::RequestHead;
+use crate::http::headers::apply_ops;
+use crate::http::reply::{self, Outcome, ProxyError};
 use crate::http::request_timeout::InBody;
+use crate::policy::plan::ForwardPlan;
+use crate::telemetry::response_flag::ResponseFlag;
 use crate::upstream::{BoxError, ProxyBody, Target, UpstreamError, Upstreams};
+use crate::Shared;
 
 /// Why a request is refused before policy: Envoy's local reply (403, details
 /// `upgrade_failed`) for an upgrade type or a CONNECT the connection manager is not
@@ -156,6 +162,48 @@ pub async fn forward(
         p,
         http_body_util::Empty::new().map_err(|e| match e {}).boxed(),
     ))
+}
+
+/// The router for an upgrade request: header mutations and rewrites apply, then one attempt
+/// on the first endpoint (upgrades are not retried, as in Envoy).
+pub async fn route(
+    shared: &Shared,
+    fp: &ForwardPlan,
+    mut req: Request<InBody>,
+    head: &RequestHead,
+) -> (Response<ProxyBody>, Outcome) {
+    for ops in &fp.request_headers {
+        apply_ops(req.headers_mut(), ops);
+    }
+    let authority = fp.authority.as_deref().unwrap_or(&head.authority);
+    let path = fp.path.as_deref().unwrap_or(&head.path);
+    let mut targets = fp.targets.clone();
+    if fp.outlier.is_some() {
+        shared.outliers.order(&mut targets);
+    }
+    let target = targets[0].clone();
+    let idle = waypoint_hbone::timeouts::Timeouts::enabled(shared.timeouts.stream_idle);
+    match forward(&shared.upstreams, &target, req, authority, path, idle).await {
+        Ok(mut resp) => {
+            for ops in &fp.response_headers {
+                apply_ops(resp.headers_mut(), ops);
+            }
+            let status = resp.status().as_u16();
+            (
+                resp,
+                Outcome {
+                    status,
+                    flag: ResponseFlag::None,
+                    target: Some(target),
+                    attempts: 1,
+                },
+            )
+        }
+        Err(e) => {
+            info!(target = %target, error = %e, "upgrade: upstream failed");
+            reply::error(ProxyError::UpgradeUpstream(e), Some(target), 1)
+        }
+    }
 }
 
 #[cfg(test)]

@@ -1,11 +1,14 @@
-//! What the data path does with one request, owned and independent of the policy core's
-//! borrowed `Decision`: a local reply, or forwarding instructions with concrete targets.
+//! What the data path does with one request, independent of the policy core's `Decision`: a
+//! local reply, or forwarding instructions with concrete targets. Only the matched rule's id
+//! is borrowed from the snapshot (it is named in access logs, which are usually off).
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use waypoint_core::route::{Cors, HeaderOps, OutlierDetection, RetryPolicy};
+use waypoint_core::decision::Action;
+use waypoint_core::route::{Cors, HeaderOps, OutlierDetection, RetryPolicy, RuleId};
 
-use crate::ext_authz::ExtAuthzCall;
+use crate::policy::ext_authz_call::ExtAuthzCall;
 use crate::upstream::Target;
 
 /// Destination service labels for telemetry.
@@ -16,14 +19,56 @@ pub struct ServiceMeta {
     pub hostname: String,
 }
 
-/// The plan for one request.
+/// What the policy decided for a request: the core's action, or pass-through to an address
+/// that is no service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PlanAction {
+    Route,
+    Deny,
+    Redirect,
+    DirectResponse,
+    FaultAbort,
+    NotFound,
+    /// An address that is no known service: the waypoint's own policies allowed it.
+    Passthrough,
+}
+
+impl PlanAction {
+    /// The name in access logs (the core's `Action::as_str`, and `passthrough`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PlanAction::Route => "route",
+            PlanAction::Deny => "deny",
+            PlanAction::Redirect => "redirect",
+            PlanAction::DirectResponse => "direct_response",
+            PlanAction::FaultAbort => "fault_abort",
+            PlanAction::NotFound => "not_found",
+            PlanAction::Passthrough => "passthrough",
+        }
+    }
+}
+
+impl From<Action> for PlanAction {
+    fn from(a: Action) -> Self {
+        match a {
+            Action::Route => PlanAction::Route,
+            Action::Deny => PlanAction::Deny,
+            Action::Redirect => PlanAction::Redirect,
+            Action::DirectResponse => PlanAction::DirectResponse,
+            Action::FaultAbort => PlanAction::FaultAbort,
+            Action::NotFound => PlanAction::NotFound,
+        }
+    }
+}
+
+/// The plan for one request (`'s`: the snapshot it was decided in).
 #[derive(Debug, Clone)]
-pub struct Plan {
-    /// `route`, `deny`, `redirect`, ... (the core's `Action::as_str`), `passthrough`.
-    pub action: &'static str,
-    /// Matched rule, `Kind/ns/name#rule`, for logs.
-    pub rule: Option<String>,
-    pub service: Option<ServiceMeta>,
+pub struct Plan<'s> {
+    pub action: PlanAction,
+    /// The matched route rule, for logs (see [`RuleName`]).
+    pub rule: Option<&'s RuleId>,
+    /// The destination service (shared with the tunnel's resolved destination).
+    pub service: Option<Arc<ServiceMeta>>,
     /// Delay before a local reply (a fault abort after a fault delay).
     pub delay: Option<Duration>,
     pub kind: PlanKind,
@@ -85,9 +130,22 @@ pub struct MirrorTarget {
     pub authority: String,
 }
 
-impl Plan {
+/// A matched rule as access logs name it: `Kind/ns/name#rule`, or `-`.
+#[derive(Debug, Clone, Copy)]
+pub struct RuleName<'a>(pub Option<&'a RuleId>);
+
+impl std::fmt::Display for RuleName<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(r) => write!(f, "{}/{}/{}#{}", r.kind, r.namespace, r.name, r.rule),
+            None => f.write_str("-"),
+        }
+    }
+}
+
+impl Plan<'_> {
     /// A local reply plan.
-    pub fn local(action: &'static str, status: u16, body: impl Into<String>) -> Self {
+    pub fn local(action: PlanAction, status: u16, body: impl Into<String>) -> Self {
         Plan {
             action,
             rule: None,

@@ -11,6 +11,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use rustc_hash::FxBuildHasher;
 
 use crate::telemetry::metrics::{Metrics, RequestLabels};
+use crate::telemetry::response_flag::ResponseFlag;
 
 /// Label sets kept; past this the cache starts over (the metric families cap their series
 /// themselves, see `admin::bounded`).
@@ -34,7 +35,7 @@ pub struct RequestFacts<'a> {
     /// Destination identity (trust domain, namespace, service account) of an HBONE upstream.
     pub destination_identity: Option<(&'a str, &'a str, &'a str)>,
     pub status: u16,
-    pub flags: &'static str,
+    pub flags: ResponseFlag,
     pub grpc: bool,
 }
 
@@ -48,7 +49,7 @@ struct OwnedFacts {
     service_id: Option<(String, String)>,
     destination_identity: Option<(String, String, String)>,
     status: u16,
-    flags: &'static str,
+    flags: ResponseFlag,
     grpc: bool,
 }
 
@@ -208,7 +209,7 @@ mod tests {
             service_id: Some(("reviews", "default")),
             destination_identity: Some(("cluster.local", "default", "reviews")),
             status,
-            flags: "-",
+            flags: ResponseFlag::None,
             grpc: false,
         }
     }

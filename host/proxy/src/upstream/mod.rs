@@ -1,6 +1,7 @@
 //! Upstream connections: where a request goes (plain `ip:port`, or a mesh endpoint reached by
 //! HBONE), connection set-up, and small per-target pools of HTTP/1.1 and HTTP/2 senders.
 
+pub mod io;
 pub mod least_request;
 pub mod outlier;
 
@@ -20,7 +21,7 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tracing::debug;
 
-use crate::connect::io::UpstreamIo;
+use crate::upstream::io::UpstreamIo;
 use waypoint_hbone::tls::Identity;
 use waypoint_hbone::HboneClient;
 
@@ -61,7 +62,8 @@ impl std::fmt::Display for Target {
     }
 }
 
-/// Why an upstream exchange failed (classified for retries and response flags).
+/// Why an upstream exchange failed (classified for retries; `http::reply` maps it to the
+/// client's response and Envoy's response flag).
 #[derive(Debug, thiserror::Error)]
 pub enum UpstreamError {
     /// Could not connect (`UF` / retry_on `connect-failure`).
@@ -73,17 +75,6 @@ pub enum UpstreamError {
     /// Per-try or request timeout (`UT`).
     #[error("upstream {0} timed out")]
     Timeout(String),
-}
-
-impl UpstreamError {
-    /// Envoy response flag for the access log and metrics.
-    pub fn response_flag(&self) -> &'static str {
-        match self {
-            UpstreamError::Connect { .. } => "UF",
-            UpstreamError::Reset { .. } => "UC",
-            UpstreamError::Timeout(_) => "UT",
-        }
-    }
 }
 
 /// Wire protocol towards the upstream.

@@ -1,4 +1,5 @@
-//! The byte stream to an upstream: plain TCP, or an HBONE tunnel for mesh endpoints.
+//! The byte stream to an upstream: plain TCP, or an HBONE tunnel for mesh endpoints; what a
+//! TCP relay or an upgrade reads and writes once connected.
 
 use std::io;
 use std::pin::Pin;

@@ -1,0 +1,51 @@
+//! The request head as the policy and the access log see it: method, authority (`:authority`
+//! or Host), path with query, and whether it is gRPC.
+
+use http::{Method, Request};
+
+/// What the pipeline keeps of a request head once the request itself moves on.
+#[derive(Debug, Clone)]
+pub struct RequestHead {
+    pub method: Method,
+    /// `:authority`, else `Host`, else empty.
+    pub authority: String,
+    /// Path with query (`/` when the target has none).
+    pub path: String,
+    /// `content-type: application/grpc*`.
+    pub grpc: bool,
+}
+
+impl RequestHead {
+    pub fn of<B>(req: &Request<B>) -> Self {
+        let authority = req
+            .uri()
+            .authority()
+            .map(|a| a.as_str().to_string())
+            .or_else(|| {
+                req.headers()
+                    .get(http::header::HOST)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_string)
+            })
+            .unwrap_or_default();
+        let path = req
+            .uri()
+            .path_and_query()
+            .map(|p| p.as_str().to_string())
+            .unwrap_or_else(|| "/".to_string());
+        RequestHead {
+            method: req.method().clone(),
+            authority,
+            path,
+            grpc: is_grpc(req.headers()),
+        }
+    }
+}
+
+/// `content-type: application/grpc*`.
+pub fn is_grpc(headers: &http::HeaderMap) -> bool {
+    headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/grpc"))
+}
