@@ -157,6 +157,9 @@ async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
 
 /// Start the waypoint on the current tokio runtime.
 pub async fn start(opts: RunOptions) -> anyhow::Result<Running> {
+    if let Some(w) = &opts.waypoint {
+        waypoint_core::NamespacedName::parse(w).map_err(|e| anyhow::anyhow!("waypoint {e}"))?;
+    }
     // Baselines for the watchers, taken before the first read so no change is missed.
     let cert_paths: Vec<_> = opts.certs.all().iter().map(|p| p.to_path_buf()).collect();
     let certs_seen = watch::fingerprint(&cert_paths);

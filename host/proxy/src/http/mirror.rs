@@ -22,7 +22,7 @@ pub fn send(
         return;
     };
     for m in &fp.mirrors {
-        let shadow = shadow_authority(&up.authority);
+        let shadow = waypoint_core::names::shadow_authority(&up.authority);
         let Some(mut r) = up.build(full(b.clone())) else {
             continue;
         };
@@ -44,24 +44,5 @@ pub fn send(
                 Err(e) => debug!(target = %target, error = %e, "mirror failed"),
             }
         });
-    }
-}
-
-/// `host[:port]` → `host-shadow[:port]`, as Envoy names shadow traffic.
-pub fn shadow_authority(authority: &str) -> String {
-    match waypoint_core::request::split_host_port(authority) {
-        (host, Some(port)) if !host.contains(':') => format!("{host}-shadow:{port}"),
-        _ => format!("{authority}-shadow"),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn shadow_names() {
-        assert_eq!(shadow_authority("reviews:9080"), "reviews-shadow:9080");
-        assert_eq!(shadow_authority("reviews"), "reviews-shadow");
     }
 }

@@ -175,11 +175,14 @@ pub fn ext_authz_denied(reply: &LocalReply) -> (Response<ProxyBody>, Outcome) {
 }
 
 /// An allowed CORS preflight, answered by the waypoint (Envoy's CORS filter).
-pub fn preflight(headers: Vec<(String, String)>) -> (Response<ProxyBody>, Outcome) {
+pub fn preflight(headers: Vec<(&'static str, String)>) -> (Response<ProxyBody>, Outcome) {
     let reply = LocalReply {
         status: 200,
         body: String::new(),
-        headers,
+        headers: headers
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
     };
     local(&reply, ResponseFlag::None)
 }

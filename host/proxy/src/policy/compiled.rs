@@ -25,11 +25,12 @@ impl Policy {
     /// Compile `resources`; errors in the diagnostics mean the change must be rejected.
     pub fn compile(resources: &[RawResource], options: &PolicyOptions) -> (Policy, Diagnostics) {
         let build = BuildOptions {
+            // Validated before start (`run::start`), so `ok()` drops nothing here.
             waypoint: options
                 .waypoint
                 .as_deref()
-                .and_then(|w| w.split_once('/'))
-                .map(|(ns, n)| (ns.to_string(), n.to_string())),
+                .and_then(|w| waypoint_core::NamespacedName::parse(w).ok())
+                .map(waypoint_core::NamespacedName::into_pair),
             ..BuildOptions::default()
         };
         let (snapshot, diags) = Snapshot::build(resources, &build);
