@@ -39,6 +39,7 @@ struct State {
     cluster_id: String,
     max_ttl: Mutex<Duration>,
     down: AtomicBool,
+    refused: AtomicUsize,
     requests: AtomicUsize,
     issued: AtomicUsize,
     requested_ttls: Mutex<Vec<i64>>,
@@ -78,6 +79,7 @@ impl FakeCa {
             cluster_id: cluster_id.to_string(),
             max_ttl: Mutex::new(max_ttl),
             down: AtomicBool::new(false),
+            refused: AtomicUsize::new(0),
             requests: AtomicUsize::new(0),
             issued: AtomicUsize::new(0),
             requested_ttls: Mutex::default(),
@@ -86,8 +88,13 @@ impl FakeCa {
         let addr = listener.local_addr().expect("addr");
         let down = state.clone();
         // While "down", every connection is closed before the TLS handshake.
-        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener)
-            .filter(move |_| !down.down.load(Ordering::SeqCst));
+        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener).filter(move |_| {
+            let is_down = down.down.load(Ordering::SeqCst);
+            if is_down {
+                down.refused.fetch_add(1, Ordering::SeqCst);
+            }
+            !is_down
+        });
         let tls = ServerTlsConfig::new().identity(TlsIdentity::from_pem(
             serving.cert_pem.as_bytes(),
             serving.key_pem.as_bytes(),
@@ -139,6 +146,11 @@ impl FakeCa {
     /// Sign for at most this long from now on.
     pub fn set_max_ttl(&self, ttl: Duration) {
         *self.state.max_ttl.lock().expect("lock") = ttl;
+    }
+
+    /// Connections closed because the CA was down.
+    pub fn refused(&self) -> usize {
+        self.state.refused.load(Ordering::SeqCst)
     }
 
     /// Requests that reached the service (authenticated or not).

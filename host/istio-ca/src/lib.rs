@@ -38,7 +38,7 @@ pub async fn first_certificate(client: &CaClient) -> Result<Issued, CaError> {
         match client.issue().await {
             Ok(issued) => return Ok(issued),
             Err(e) if e.is_retryable() => {
-                let retry_in = backoff.next();
+                let retry_in = backoff.next_delay();
                 warn!(error = %e, ?retry_in, "no certificate from the CA yet; retrying");
                 tokio::time::sleep(retry_in).await;
             }

@@ -61,7 +61,7 @@ impl Backoff {
     }
 
     /// The delay before the next retry, with random jitter.
-    pub fn next(&mut self) -> Duration {
+    pub fn next_delay(&mut self) -> Duration {
         self.next_with(random_unit())
     }
 
@@ -111,7 +111,7 @@ pub async fn keep_fresh<T, F, Fut, I>(
                     break;
                 }
                 Err(e) => {
-                    let retry_in = backoff.next();
+                    let retry_in = backoff.next_delay();
                     let left = until(validity.not_after, now());
                     if left.is_zero() {
                         error!(error = %e, ?retry_in, "certificate renewal failed and the current certificate has expired; peers will refuse handshakes until a renewal succeeds");
@@ -180,7 +180,7 @@ mod tests {
         }
         // At the cap now: random jitter keeps it within [80 %, 100 %] of it.
         for _ in 0..50 {
-            let d = b.next();
+            let d = b.next_delay();
             assert!(
                 d <= Duration::from_secs(300) && d >= Duration::from_secs(240),
                 "{d:?}"
