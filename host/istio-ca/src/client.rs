@@ -106,17 +106,17 @@ impl CaClient {
     pub async fn issue(&self) -> Result<Issued, CaError> {
         let o = &self.opts;
         // Small files, read synchronously (once per renewal).
-        let token = std::fs::read_to_string(&o.token).map_err(|source| CaError::Token {
+        let token = std::fs::read_to_string(&o.token).map_err(|error| CaError::Token {
             path: o.token.clone(),
-            source,
+            error,
         })?;
         let token = token.trim();
         if token.is_empty() {
             return Err(CaError::EmptyToken(o.token.clone()));
         }
-        let root = std::fs::read(&o.root).map_err(|source| CaError::Root {
+        let root = std::fs::read(&o.root).map_err(|error| CaError::Root {
             path: o.root.clone(),
-            source,
+            error,
         })?;
         let csr = crate::csr::generate(&o.identity)?;
 

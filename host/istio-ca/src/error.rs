@@ -6,17 +6,19 @@ use std::path::PathBuf;
 /// A failed certificate request.
 #[derive(Debug, thiserror::Error)]
 pub enum CaError {
-    #[error("reading the CA token {}: {source}", path.display())]
+    // `error`, not `source`: the I/O error is part of this message, not a separate cause
+    // (anyhow's `{:#}` would print it twice).
+    #[error("reading the CA token {}: {error}", path.display())]
     Token {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("the CA token file {} is empty", .0.display())]
     EmptyToken(PathBuf),
-    #[error("reading the CA root certificate {}: {source}", path.display())]
+    #[error("reading the CA root certificate {}: {error}", path.display())]
     Root {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("bad CA address {address}: {reason}")]
     Address { address: String, reason: String },
@@ -27,13 +29,19 @@ pub enum CaError {
     #[error("the CA refused the request ({code:?}): {message}")]
     Rpc { code: tonic::Code, message: String },
     #[error("building the certificate request: {0}")]
-    Csr(#[from] rcgen::Error),
+    Csr(rcgen::Error),
     #[error("{0} is not a valid gRPC metadata value")]
     Metadata(&'static str),
     #[error("the CA's certificate chain: {0}")]
     Chain(String),
     #[error("installing the certificate: {0}")]
     Install(String),
+}
+
+impl From<rcgen::Error> for CaError {
+    fn from(e: rcgen::Error) -> Self {
+        CaError::Csr(e)
+    }
 }
 
 impl CaError {
