@@ -6,6 +6,7 @@ pub mod envoy_generated;
 pub mod envoy_harness;
 pub mod envoy_security;
 pub mod ext_authz_server;
+pub mod fake_ca;
 pub mod hbone_client;
 pub mod hbone_server;
 pub mod manifests;

@@ -6,6 +6,7 @@ mod explain;
 mod commands {
     pub mod args;
     pub mod bootstrap;
+    pub mod ca_args;
     pub mod dev_ca;
     pub mod originate;
     pub mod run;

@@ -150,6 +150,22 @@ impl DevCa {
     /// CSR's public key and exactly one SAN, the SPIFFE URI the CSR asks for, which must be an
     /// identity of this CA's trust domain. Returns that identity and the leaf, PEM.
     pub fn sign_csr(&self, csr_pem: &str) -> anyhow::Result<(Identity, String)> {
+        let now = SystemTime::now();
+        self.sign_csr_valid(
+            csr_pem,
+            now - Duration::from_secs(3600),
+            now + WORKLOAD_VALIDITY,
+        )
+    }
+
+    /// [`DevCa::sign_csr`] with an explicit validity window (tests: short-lived certificates
+    /// to exercise rotation).
+    pub fn sign_csr_valid(
+        &self,
+        csr_pem: &str,
+        not_before: SystemTime,
+        not_after: SystemTime,
+    ) -> anyhow::Result<(Identity, String)> {
         let csr = rcgen::CertificateSigningRequestParams::from_pem(csr_pem)
             .context("parsing certificate signing request")?;
         let uris: Vec<String> = csr
@@ -173,16 +189,30 @@ impl DevCa {
                 self.trust_domain
             );
         }
-        let now = SystemTime::now();
-        let params = workload_params(
-            &id,
-            now - Duration::from_secs(3600),
-            now + WORKLOAD_VALIDITY,
-        )?;
+        let params = workload_params(&id, not_before, not_after)?;
         let cert = params
             .signed_by(&csr.public_key, &self.cert, &self.key)
             .with_context(|| format!("signing CSR for {id}"))?;
         Ok((id, cert.pem()))
+    }
+
+    /// A serving certificate for the DNS name `dns` (tests: a fake istiod's CA endpoint, which
+    /// Istio serves with a certificate for `istiod.istio-system.svc` under the mesh root).
+    pub fn issue_server(&self, dns: &str) -> anyhow::Result<IssuedCert> {
+        let key = KeyPair::generate().context("generating server key")?;
+        let now = SystemTime::now();
+        let mut params = base_params(now - Duration::from_secs(3600), now + WORKLOAD_VALIDITY);
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        params.subject_alt_names = vec![SanType::DnsName(
+            dns.try_into().with_context(|| format!("DNS name {dns}"))?,
+        )];
+        let cert = params
+            .signed_by(&key, &self.cert, &self.key)
+            .with_context(|| format!("signing server certificate for {dns}"))?;
+        Ok(IssuedCert {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        })
     }
 
     /// Issue a certificate with exactly these URI SANs (tests: a certificate with two SPIFFE

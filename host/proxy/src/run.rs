@@ -39,7 +39,7 @@ pub struct RunOptions {
     pub default_namespace: String,
     /// `namespace/name` of the waypoint Gateway this host serves.
     pub waypoint: Option<String>,
-    pub certs: CertPaths,
+    pub certs: CertSource,
     /// HBONE listener (`0.0.0.0:15008` in a cluster).
     pub hbone_addr: SocketAddr,
     /// Readiness listener (`:15021`), stats (`:15020`), admin (`:15000`); `None` disables.
@@ -56,17 +56,32 @@ pub struct RunOptions {
     pub upgrades: Vec<String>,
 }
 
+/// Where the waypoint's certificate comes from.
+#[derive(Debug, Clone)]
+pub enum CertSource {
+    /// Files, polled every `watch_interval` and reloaded on change.
+    Files(CertPaths),
+    /// A live store kept fresh by its owner (Istio's CA client); used as is.
+    Store(Arc<CertStore>),
+}
+
+impl From<CertPaths> for CertSource {
+    fn from(paths: CertPaths) -> Self {
+        CertSource::Files(paths)
+    }
+}
+
 impl RunOptions {
     /// Defaults for a cluster: Istio's ports on all interfaces, the admin (`/config_dump`) on
     /// loopback only (as Envoy's admin in an Istio proxy).
-    pub fn new(config_paths: Vec<PathBuf>, certs: CertPaths) -> Self {
+    pub fn new(config_paths: Vec<PathBuf>, certs: impl Into<CertSource>) -> Self {
         let any = |p| SocketAddr::from(([0, 0, 0, 0], p));
         let lo = |p| SocketAddr::from(([127, 0, 0, 1], p));
         RunOptions {
             config_paths,
             default_namespace: "default".into(),
             waypoint: None,
-            certs,
+            certs: certs.into(),
             hbone_addr: any(15008),
             ready_addr: Some(any(15021)),
             stats_addr: Some(any(15020)),
@@ -161,13 +176,23 @@ pub async fn start(opts: RunOptions) -> anyhow::Result<Running> {
         waypoint_core::NamespacedName::parse(w).map_err(|e| anyhow::anyhow!("waypoint {e}"))?;
     }
     // Baselines for the watchers, taken before the first read so no change is missed.
-    let cert_paths: Vec<_> = opts.certs.all().iter().map(|p| p.to_path_buf()).collect();
-    let certs_seen = watch::fingerprint(&cert_paths);
+    let cert_files = match &opts.certs {
+        CertSource::Files(paths) => {
+            let watched: Vec<_> = paths.all().iter().map(|p| p.to_path_buf()).collect();
+            Some((paths.clone(), watch::fingerprint(&watched), watched))
+        }
+        CertSource::Store(_) => None,
+    };
     let config_seen = watch::fingerprint(&opts.config_paths);
-    let material = certs::load(&opts.certs)?;
-    let identity = material.identity.clone();
-    let store = CertStore::new(material)?;
-    info!(identity = %identity, "certificates loaded");
+    let store = match &opts.certs {
+        CertSource::Files(paths) => {
+            let store = CertStore::new(certs::load(paths)?)?;
+            info!(identity = %store.identity(), "certificates loaded");
+            store
+        }
+        CertSource::Store(store) => store.clone(),
+    };
+    let identity = store.identity();
 
     let config = ConfigStore::new();
     let source = ConfigSource {
@@ -274,17 +299,18 @@ pub async fn start(opts: RunOptions) -> anyhow::Result<Running> {
             cfg.reload(&source);
         },
     )));
-    let cert_store = store.clone();
-    let cert_files = opts.certs.clone();
-    tasks.push(tokio::spawn(watch::poll(
-        cert_paths,
-        certs_seen,
-        opts.watch_interval,
-        move || match certs::load(&cert_files).and_then(|m| cert_store.replace(m)) {
-            Ok(()) => info!(identity = %cert_store.identity(), "certificates reloaded"),
-            Err(e) => warn!(error = %format!("{e:#}"), "certificate reload failed; keeping the previous ones"),
-        },
-    )));
+    if let Some((cert_files, certs_seen, watched)) = cert_files {
+        let cert_store = store.clone();
+        tasks.push(tokio::spawn(watch::poll(
+            watched,
+            certs_seen,
+            opts.watch_interval,
+            move || match certs::load(&cert_files).and_then(|m| cert_store.replace(m)) {
+                Ok(()) => info!(identity = %cert_store.identity(), "certificates reloaded"),
+                Err(e) => warn!(error = %format!("{e:#}"), "certificate reload failed; keeping the previous ones"),
+            },
+        )));
+    }
 
     Ok(Running {
         hbone_addr,

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use waypoint_hbone::tls::CertPaths;
-use waypoint_proxy::run::{start, RunOptions};
+use waypoint_proxy::run::{start, CertSource, RunOptions};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -64,6 +64,8 @@ pub struct Args {
     drain_duration: Duration,
     #[command(flatten)]
     timeouts: waypoint_hbone::timeouts::Timeouts,
+    #[command(flatten)]
+    ca: super::ca_args::CaArgs,
     /// `Upgrade` type forwarded inside tunnels (repeatable; Envoy `upgrade_configs`). Others
     /// get 403; `h2c` is always stripped.
     #[arg(long = "upgrade", value_name = "TYPE", default_values_t = ["websocket".to_string()])]
@@ -88,8 +90,9 @@ fn cert_paths(args: &Args) -> anyhow::Result<CertPaths> {
     })
 }
 
-pub fn main(args: Args) -> anyhow::Result<()> {
-    let mut opts = RunOptions::new(args.config.clone(), cert_paths(&args)?);
+/// The run options for `args`, with the certificate from `certs`.
+fn run_options(args: &Args, certs: CertSource) -> RunOptions {
+    let mut opts = RunOptions::new(args.config.clone(), certs);
     opts.waypoint = args.waypoint.clone();
     opts.timeouts = args.timeouts;
     opts.upgrades = args.upgrades.clone();
@@ -100,6 +103,18 @@ pub fn main(args: Args) -> anyhow::Result<()> {
     opts.admin_addr = Some(args.admin_addr);
     opts.hbone_upstream_port = args.hbone_upstream_port;
     opts.watch_interval = Duration::from_secs_f64(args.watch_interval.clamp(0.1, 60.0));
+    opts
+}
+
+pub fn main(args: Args) -> anyhow::Result<()> {
+    // Certificate files, unless Istio's CA issues the certificate (ca_args.rs).
+    let has_files = [&args.certs, &args.cert, &args.key, &args.roots]
+        .iter()
+        .any(|f| f.is_some());
+    let files = match args.ca.enabled(has_files)? {
+        true => None,
+        false => Some(cert_paths(&args)?),
+    };
     let threads = args
         .threads
         .or_else(|| std::thread::available_parallelism().ok().map(|n| n.get()))
@@ -117,7 +132,14 @@ pub fn main(args: Args) -> anyhow::Result<()> {
     }
     .context("starting the tokio runtime")?;
     rt.block_on(async move {
-        let running = start(opts).await?;
+        let (certs, _rotation) = match files {
+            Some(paths) => (CertSource::Files(paths), None),
+            None => {
+                let (store, rotation) = args.ca.start().await?;
+                (CertSource::Store(store), Some(rotation))
+            }
+        };
+        let running = start(run_options(&args, certs)).await?;
         tracing::info!(hbone = %running.hbone_addr, "waypoint running");
         wait_for_signal().await;
         tracing::info!(drain = ?args.drain_duration, "signal received; draining");
