@@ -109,8 +109,8 @@ pub fn connect_authority(data: &[u8]) {
         );
     }
     let snap = snapshot();
-    if let Ok((idx, _port, _ip)) = snap.resolve_destination(authority) {
-        assert!(idx < snap.registry.services.len());
+    if let Ok(r) = snap.resolve_destination(authority) {
+        assert!(r.index < snap.registry.services.len());
     }
 }
 

@@ -72,12 +72,20 @@ fn action_name(a: AuthzAction) -> &'static str {
     }
 }
 
+/// A destination the snapshot resolved to one of its services.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResolvedService {
+    /// Index into the snapshot's service registry.
+    pub index: usize,
+    /// The service port (a pod's target port is mapped back to it).
+    pub port: u16,
+    /// The destination IP when the destination was an address (a VIP or a pod IP).
+    pub ip: Option<IpAddr>,
+}
+
 impl Snapshot {
-    /// Resolve a destination (`ip:port` or `host:port`) to a service index and port.
-    pub fn resolve_destination(
-        &self,
-        destination: &str,
-    ) -> Result<(usize, u16, Option<IpAddr>), DecideError> {
+    /// Resolve a destination (`ip:port` or `host:port`) to a service and port.
+    pub fn resolve_destination(&self, destination: &str) -> Result<ResolvedService, DecideError> {
         let (host, port) = split_host_port(destination);
         let port = port.unwrap_or(80);
         // Only an IPv6 literal has a ':' and only an IPv4 one starts with a digit; skip the
@@ -85,8 +93,12 @@ impl Snapshot {
         let maybe_ip =
             host.contains(':') || host.as_bytes().first().is_some_and(u8::is_ascii_digit);
         if let Some(ip) = maybe_ip.then(|| parse_ip(host)).flatten() {
-            if let Some(i) = self.registry.index_by_vip(ip) {
-                return Ok((i, port, Some(ip)));
+            if let Some(index) = self.registry.index_by_vip(ip) {
+                return Ok(ResolvedService {
+                    index,
+                    port,
+                    ip: Some(ip),
+                });
             }
             // Workload-addressed traffic: a pod IP. Prefer a bound service of that pod.
             let eps = self.registry.indexes_by_endpoint(ip);
@@ -105,7 +117,11 @@ impl Snapshot {
                         .find(|p| p.target_port == Some(port))
                         .map(|p| p.port)
                         .unwrap_or(port);
-                    (i, sport, Some(ip))
+                    ResolvedService {
+                        index: i,
+                        port: sport,
+                        ip: Some(ip),
+                    }
                 })
                 .ok_or_else(|| DecideError::UnknownDestination(destination.to_string()));
         }
@@ -116,7 +132,11 @@ impl Snapshot {
             .unwrap_or("default");
         self.registry
             .index_by_host(host, ns)
-            .map(|i| (i, port, None))
+            .map(|index| ResolvedService {
+                index,
+                port,
+                ip: None,
+            })
             .ok_or_else(|| DecideError::UnknownDestination(destination.to_string()))
     }
 
@@ -171,7 +191,7 @@ impl Snapshot {
         destination: &str,
     ) -> (SmallVec<[&CompiledPolicy; 8]>, Option<IpAddr>, Option<u16>) {
         match self.resolve_destination(destination) {
-            Ok((idx, port, ip)) => (self.applicable_policies(idx), ip, Some(port)),
+            Ok(r) => (self.applicable_policies(r.index), r.ip, Some(r.port)),
             Err(_) => {
                 let (host, port) = split_host_port(destination);
                 (self.waypoint_policies(), parse_ip(host), port)
@@ -286,7 +306,7 @@ impl Snapshot {
             trace: Vec::new(),
         };
         let (svc_idx, port, dest_ip) = match self.resolve_destination(req.destination) {
-            Ok(v) => v,
+            Ok(r) => (r.index, r.port, r.ip),
             Err(e) => {
                 t.add(|| e.to_string());
                 d.local = Some(local(404, "", Vec::new()));

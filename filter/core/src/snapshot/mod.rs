@@ -6,7 +6,7 @@ mod decide;
 mod inputs;
 mod rewrite;
 
-pub use decide::{DecideError, RBAC_DENIED_BODY};
+pub use decide::{DecideError, ResolvedService, RBAC_DENIED_BODY};
 pub use inputs::ConnectionInputs;
 pub use rewrite::{apply_header_ops, rewrite_path};
 

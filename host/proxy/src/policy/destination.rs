@@ -11,17 +11,8 @@ use crate::policy::plan::ServiceMeta;
 use crate::policy::target::{round_robin, target_for};
 use crate::upstream::Target;
 
-/// A destination the snapshot resolved to one of its services (the core's resolver result,
-/// named).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ResolvedService {
-    /// Index into the snapshot's service registry.
-    pub index: usize,
-    /// The service port (a pod's target port is mapped back to it).
-    pub port: u16,
-    /// The destination IP when the authority was an address (a VIP or a pod IP).
-    pub ip: Option<IpAddr>,
-}
+/// A destination the snapshot resolved to one of its services (the core's resolver result).
+pub use waypoint_core::snapshot::ResolvedService;
 
 /// A service destination: which service and port, its telemetry labels, and how its bytes are
 /// handled (the port's declared protocol).
@@ -71,13 +62,13 @@ impl Policy {
     /// config generation.
     pub fn resolve(&self, authority: &str, addr: Option<SocketAddr>) -> Destination {
         match self.snapshot.resolve_destination(authority) {
-            Ok((index, port, ip)) => {
-                let svc = &self.snapshot.registry.services[index];
+            Ok(resolved) => {
+                let svc = &self.snapshot.registry.services[resolved.index];
                 Destination::Service(ServiceDestination {
-                    resolved: ResolvedService { index, port, ip },
-                    meta: self.service_meta(index),
+                    resolved,
+                    meta: self.service_meta(resolved.index),
                     port_kind: svc
-                        .port(port)
+                        .port(resolved.port)
                         .map_or(PortKind::Sniff, |p| PortKind::of(&p.protocol)),
                 })
             }
