@@ -100,6 +100,15 @@ fn envoy_containers(t: &Target, o: &Options, resources: Value) -> Vec<Value> {
         vec![
             "-c".into(),
             "/etc/waypoint/envoy-bootstrap.yaml".into(),
+            // The image's bootstrap (made by `waypoint bootstrap --xds`) names a placeholder
+            // waypoint; Envoy merges this over it, so xDS serves this Gateway's resources.
+            "--config-yaml".into(),
+            json!({"node": {
+                "id": format!("waypoint~{}", t.namespaced()),
+                "cluster": t.namespaced(),
+                "metadata": {"WAYPOINT": t.namespaced()},
+            }})
+            .to_string(),
             "--log-level".into(),
             "warn".into(),
         ],
