@@ -33,9 +33,9 @@ pub struct Options {
     pub ca_address: String,
     /// Istio's namespace (its mesh config ConfigMap `istio` lives there).
     pub istio_namespace: String,
-    /// Cluster id sent to the CA (`clusterid` header), as Istio's `ISTIO_META_CLUSTER_ID`.
+    /// Cluster id sent to the CA (`clusterid` header), env `CLUSTER_ID` of the pods.
     pub cluster_id: String,
-    /// Extra arguments appended to the waypoint command (e.g. the CA flags).
+    /// Extra arguments appended to the waypoint command (e.g. `--cert-ttl 12h`).
     pub extra_args: Vec<String>,
 }
 

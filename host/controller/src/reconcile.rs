@@ -195,3 +195,69 @@ fn render_all(t: &Target, o: &Options, p: &Params, gw: &Gateway) -> Result<Desir
             .transpose()?,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::jiff::Timestamp;
+
+    fn class(controller: &str) -> GatewayClass {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "gateway.networking.k8s.io/v1", "kind": "GatewayClass",
+            "metadata": {"name": "waypoint"},
+            "spec": {"controllerName": controller},
+        }))
+        .expect("class")
+    }
+
+    fn gateway(class: &str) -> Gateway {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
+            "metadata": {"name": "wp", "namespace": "ns", "uid": "u1", "generation": 1},
+            "spec": {"gatewayClassName": class, "listeners": [{"name": "mesh", "port": 15008, "protocol": "HBONE"}]},
+        }))
+        .expect("gateway")
+    }
+
+    fn run(c: &GatewayClass, g: &Gateway) -> Result<Outcome, Error> {
+        let now = Time(Timestamp::UNIX_EPOCH);
+        let input = Input {
+            class: c,
+            gateway: g,
+            params: None,
+            deployment: None,
+            now: &now,
+        };
+        reconcile(input, &Options::default())
+    }
+
+    #[test]
+    fn refuses_other_controllers_and_mismatched_classes() {
+        let o = Options::default();
+        assert!(matches!(
+            run(&class("istio.io/mesh-controller"), &gateway("waypoint")),
+            Err(Error::NotOurs)
+        ));
+        assert!(matches!(
+            run(&class(&o.controller_name), &gateway("istio-waypoint")),
+            Err(Error::NotOurs)
+        ));
+        let out = run(&class(&o.controller_name), &gateway("waypoint")).expect("ours");
+        assert!(out.desired.is_some());
+        assert_eq!(
+            out.gateway_status.addresses, None,
+            "no address before a ready pod"
+        );
+    }
+
+    #[test]
+    fn a_gateway_without_uid_cannot_be_owned() {
+        let o = Options::default();
+        let mut g = gateway("waypoint");
+        g.metadata.uid = None;
+        assert!(matches!(
+            run(&class(&o.controller_name), &g),
+            Err(Error::Missing("uid"))
+        ));
+    }
+}

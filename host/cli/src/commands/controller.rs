@@ -32,10 +32,10 @@ pub struct Args {
     /// Istio's namespace (mesh config ConfigMap `istio`).
     #[arg(long, default_value = "istio-system")]
     pub istio_namespace: String,
-    /// Cluster id, passed to the waypoint pods (`ISTIO_META_CLUSTER_ID`).
+    /// Cluster id, passed to the waypoint pods (`CLUSTER_ID`).
     #[arg(long, default_value = "Kubernetes")]
     pub cluster_id: String,
-    /// Extra argument for the waypoint command (repeatable), e.g. the CA flags.
+    /// Extra argument for the waypoint command (repeatable), e.g. `--waypoint-arg=--cert-ttl=12h`.
     #[arg(long = "waypoint-arg", value_name = "ARG", allow_hyphen_values = true)]
     pub waypoint_args: Vec<String>,
 }

@@ -77,11 +77,16 @@ pub fn deployment(
 
 /// The standalone host: `waypoint run --kube`, serving HBONE, readiness and metrics.
 fn host_container(t: &Target, o: &Options, resources: Value) -> Value {
+    // `--kube`: config from the API server; `--ca`: certificate from Istio's CA with the
+    // mounted token and root (paths, CA address, cluster id, identity from the env below).
     let mut args = vec![
         "run".to_string(),
         "--kube".into(),
         "--waypoint".into(),
         t.namespaced(),
+        "--mesh-namespace".into(),
+        o.istio_namespace.clone(),
+        "--ca".into(),
     ];
     args.extend(o.extra_args.iter().cloned());
     let mut c = base_container("waypoint", o, args, resources);
@@ -139,7 +144,7 @@ fn envoy_containers(t: &Target, o: &Options, resources: Value) -> Vec<Value> {
     vec![envoy, xds]
 }
 
-/// Image, args, environment (Istio's names), non-root security context and the mounts.
+/// Image, args, environment (Istio's names, read by the CA flags), non-root security context and the mounts.
 fn base_container(name: &str, o: &Options, args: Vec<String>, resources: Value) -> Value {
     let field = |path: &str| json!({"fieldRef": {"apiVersion": "v1", "fieldPath": path}});
     let mut c = json!({
@@ -153,7 +158,7 @@ fn base_container(name: &str, o: &Options, args: Vec<String>, resources: Value) 
             {"name": "SERVICE_ACCOUNT", "valueFrom": field("spec.serviceAccountName")},
             {"name": "TRUST_DOMAIN", "value": o.trust_domain},
             {"name": "CA_ADDR", "value": o.ca_address},
-            {"name": "ISTIO_META_CLUSTER_ID", "value": o.cluster_id},
+            {"name": "CLUSTER_ID", "value": o.cluster_id},
         ],
         "resources": resources,
         "securityContext": {
