@@ -110,18 +110,34 @@ fn now() -> Time {
 }
 
 async fn reconcile_one(gw: Arc<Gateway>, ctx: Arc<Context>) -> Result<Action, RunError> {
-    let client = &ctx.client;
-    let o = &ctx.options;
+    Ok(match sync(&ctx.client, &ctx.options, &gw).await? {
+        Synced::NotOurs => Action::await_change(),
+        Synced::Applied => Action::requeue(RESYNC),
+    })
+}
+
+/// What one [`sync`] did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Synced {
+    /// The Gateway's class is missing or not ours: nothing done.
+    NotOurs,
+    /// Objects (if accepted) and status applied.
+    Applied,
+}
+
+/// One reconcile of one Gateway against the API server: read its class, parameters and
+/// Deployment, apply the desired objects, delete a dropped HPA/PDB, write changed status.
+pub async fn sync(client: &Client, o: &Options, gw: &Gateway) -> Result<Synced, RunError> {
     let classes = Api::<GatewayClass>::all(client.clone());
     let Some(class) = classes.get_opt(&gw.spec.gateway_class_name).await? else {
-        return Ok(Action::await_change());
+        return Ok(Synced::NotOurs);
     };
     if !reconcile::owns_class(&class, o) {
-        return Ok(Action::await_change());
+        return Ok(Synced::NotOurs);
     }
     let ns = gw.namespace().unwrap_or_default();
     let name = gw.name_any();
-    let params = match params_name(&gw) {
+    let params = match params_name(gw) {
         Some(n) => {
             Api::<ConfigMap>::namespaced(client.clone(), &ns)
                 .get_opt(n)
@@ -136,7 +152,7 @@ async fn reconcile_one(gw: Arc<Gateway>, ctx: Arc<Context>) -> Result<Action, Ru
     let outcome = reconcile::reconcile(
         Input {
             class: &class,
-            gateway: &gw,
+            gateway: gw,
             params: params.as_ref(),
             deployment: deployment.as_ref(),
             now: &now,
@@ -179,7 +195,7 @@ async fn reconcile_one(gw: Arc<Gateway>, ctx: Arc<Context>) -> Result<Action, Ru
     }
     let status_params = PatchParams::apply(labels::FIELD_MANAGER).force();
     if gw.status.as_ref() != Some(&outcome.gateway_status) {
-        let body = crate::status::gateway_status_patch(&gw, &outcome.gateway_status);
+        let body = crate::status::gateway_status_patch(gw, &outcome.gateway_status);
         Api::<Gateway>::namespaced(client.clone(), &ns)
             .patch_status(&name, &status_params, &Patch::Apply(body))
             .await?;
@@ -191,7 +207,7 @@ async fn reconcile_one(gw: Arc<Gateway>, ctx: Arc<Context>) -> Result<Action, Ru
             .patch_status(&class.name_any(), &status_params, &Patch::Apply(body))
             .await?;
     }
-    Ok(Action::requeue(RESYNC))
+    Ok(Synced::Applied)
 }
 
 /// Server-side apply with our field manager; `force` takes over fields another manager
