@@ -131,9 +131,15 @@ fn envoy_containers(t: &Target, o: &Options, resources: Value) -> Vec<Value> {
         "--kube".into(),
         "--waypoint".into(),
         t.namespaced(),
+        "--mesh-namespace".into(),
+        o.istio_namespace.clone(),
+        "--trust-domain".into(),
+        o.trust_domain.clone(),
         "--listen".into(),
         format!("127.0.0.1:{}", labels::XDS_PORT),
     ];
+    // Not yet: `waypoint xds` has no Istio CA client (the CA flags are `run`'s), so the
+    // certificates it serves Envoy over SDS have no source in a pod; Envoy mode is on paper.
     args.extend(o.extra_args.iter().cloned());
     let xds = base_container(
         "xds",
