@@ -160,6 +160,17 @@ fn check(r: &Rendered, mode: &str) {
     let args = c.args.clone().unwrap_or_default();
     assert_eq!(args[0], "controller");
     assert!(args.contains(&format!("--mode={mode}")), "{args:?}");
+    let image = if mode == "envoy" {
+        "waypoint-envoy:dev"
+    } else {
+        "waypoint:dev"
+    };
+    assert!(args.contains(&format!("--image={image}")), "{args:?}");
+    assert_eq!(
+        c.image.as_deref(),
+        Some("waypoint:dev"),
+        "the controller runs from the host image"
+    );
     let sc = c.security_context.as_ref().expect("securityContext");
     assert_eq!(sc.run_as_non_root, Some(true));
     assert_eq!(sc.read_only_root_filesystem, Some(true));
