@@ -8,6 +8,7 @@ pub mod envoy_security;
 pub mod ext_authz_server;
 pub mod hbone_client;
 pub mod hbone_server;
+pub mod kube;
 pub mod manifests;
 pub mod netns;
 pub mod pki;

@@ -33,7 +33,8 @@ pub const DEFAULT_DRAIN: Duration = Duration::from_secs(5);
 /// Everything `waypoint run` needs.
 #[derive(Debug, Clone)]
 pub struct RunOptions {
-    /// Manifest files or directories.
+    /// Manifest files or directories. Empty: the config comes from elsewhere (the Kubernetes
+    /// API server) through [`Running::reload_resources`]; no files are read or watched.
     pub config_paths: Vec<PathBuf>,
     /// Namespace for resources without one.
     pub default_namespace: String,
@@ -99,6 +100,8 @@ pub struct Running {
     pub admin: Arc<Admin>,
     pub config: Arc<ConfigStore>,
     pub certs: Arc<CertStore>,
+    /// How config is compiled (the waypoint, trust domain, HBONE port).
+    pub policy_options: PolicyOptions,
     shutdown: signal::Sender<bool>,
     shared: Arc<Shared>,
     hbone: Option<JoinHandle<()>>,
@@ -143,6 +146,13 @@ impl Running {
         drained
     }
 
+    /// Compile and swap in a whole resource set read elsewhere (the Kubernetes API server),
+    /// with the rules of file reloads (see `ConfigStore::reload_resources`).
+    pub fn reload_resources(&self, resources: Vec<waypoint_core::resource::RawResource>) -> bool {
+        self.config
+            .reload_resources(resources, &self.policy_options)
+    }
+
     /// Whether shutdown has started.
     pub fn draining(&self) -> bool {
         *self.shutdown.borrow()
@@ -176,7 +186,10 @@ pub async fn start(opts: RunOptions) -> anyhow::Result<Running> {
             hbone_port: opts.hbone_upstream_port,
         },
     };
-    if !config.reload(&source) {
+    let external = opts.config_paths.is_empty();
+    if external {
+        info!("no config files: waiting for config from the API server");
+    } else if !config.reload(&source) {
         warn!("initial config rejected; not ready until a valid config is written");
     }
 
@@ -262,6 +275,7 @@ pub async fn start(opts: RunOptions) -> anyhow::Result<Running> {
     // Watchers. The reload closures read files, parse and compile: `watch::poll` runs them
     // on the blocking pool, so traffic keeps flowing during a reload even with `--threads 1`.
     let cfg = config.clone();
+    let policy_options = source.options.clone();
     tasks.push(tokio::spawn(watch::poll(
         opts.config_paths.clone(),
         config_seen,
@@ -291,6 +305,7 @@ pub async fn start(opts: RunOptions) -> anyhow::Result<Running> {
         admin,
         config,
         certs: store,
+        policy_options,
         shutdown,
         shared,
         hbone: Some(hbone_task),

@@ -11,9 +11,25 @@ use waypoint_proxy::run::{start, RunOptions};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Manifest files or directories (repeatable); watched for changes.
-    #[arg(long = "config", value_name = "PATH", required = true)]
+    /// Manifest files or directories (repeatable); watched for changes. Exactly one of
+    /// `--config` and `--kube`.
+    #[arg(
+        long = "config",
+        value_name = "PATH",
+        required_unless_present = "kube",
+        conflicts_with = "kube"
+    )]
     config: Vec<PathBuf>,
+    /// Read the config from the Kubernetes API server (watches; in-cluster config, or
+    /// `--kubeconfig`, or `KUBECONFIG`). Ready after every kind's first full list.
+    #[arg(long)]
+    kube: bool,
+    /// Kubeconfig file for `--kube` (default: in-cluster config, then `KUBECONFIG`).
+    #[arg(long, value_name = "FILE", requires = "kube")]
+    kubeconfig: Option<PathBuf>,
+    /// Namespace of the mesh config ConfigMap `istio` (`--kube`; Istio's root namespace).
+    #[arg(long, value_name = "NS", default_value = "istio-system")]
+    mesh_namespace: String,
     /// The waypoint Gateway this host serves, `namespace/name`.
     #[arg(long, value_name = "NS/NAME", value_parser = super::args::waypoint_name)]
     waypoint: Option<String>,
@@ -117,17 +133,55 @@ pub fn main(args: Args) -> anyhow::Result<()> {
     }
     .context("starting the tokio runtime")?;
     rt.block_on(async move {
-        let running = start(opts).await?;
+        let running = std::sync::Arc::new(start(opts).await?);
         tracing::info!(hbone = %running.hbone_addr, "waypoint running");
+        // The watchers hold a weak handle: dropping `running` at shutdown is not delayed.
+        let _kube = match args.kube {
+            false => None,
+            true => {
+                let client = waypoint_kube::client(args.kubeconfig.as_deref()).await?;
+                let weak = std::sync::Arc::downgrade(&running);
+                let options = waypoint_kube::KubeOptions {
+                    mesh_namespace: args.mesh_namespace.clone(),
+                    ..Default::default()
+                };
+                Some(waypoint_kube::KubeSource::start(
+                    client,
+                    options,
+                    move |set| {
+                        if let Some(r) = weak.upgrade() {
+                            r.reload_resources(set);
+                        }
+                    },
+                ))
+            }
+        };
         wait_for_signal().await;
         tracing::info!(drain = ?args.drain_duration, "signal received; draining");
         tokio::select! {
-            _ = running.shutdown(args.drain_duration) => {}
+            _ = shutdown(running, args.drain_duration) => {}
             _ = wait_for_signal() => tracing::warn!("second signal; exiting without draining"),
         }
         tracing::info!("stopped");
         Ok(())
     })
+}
+
+/// Drain `running` once it is the only handle left (a config reload in flight holds one
+/// for its duration).
+async fn shutdown(mut running: std::sync::Arc<waypoint_proxy::run::Running>, drain: Duration) {
+    loop {
+        match std::sync::Arc::try_unwrap(running) {
+            Ok(r) => {
+                r.shutdown(drain).await;
+                return;
+            }
+            Err(shared) => {
+                running = shared;
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
 }
 
 pub async fn wait_for_signal() {
