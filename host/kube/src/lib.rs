@@ -13,4 +13,5 @@ pub mod store;
 
 pub use client::{client, ClientError};
 pub use kinds::{kinds, Kind};
+pub use kube::Client;
 pub use source::{KubeOptions, KubeSource};

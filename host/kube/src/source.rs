@@ -144,18 +144,30 @@ where
     }
 }
 
-/// Whether a watcher error says the kind is not served (its CRD is not installed).
-fn not_found(e: &watcher::Error) -> bool {
+/// The API status code of a failed list or watch. kube's client reads a watch response's
+/// body whatever its HTTP status, so a watch refused with 404 or 410 arrives as
+/// `WatchFailed(Api)`; an `ERROR` event arrives as `WatchError`.
+fn api_code(e: &watcher::Error) -> Option<u16> {
     match e {
         watcher::Error::InitialListFailed(kube::Error::Api(s))
-        | watcher::Error::WatchStartFailed(kube::Error::Api(s)) => s.code == 404,
-        _ => false,
+        | watcher::Error::WatchStartFailed(kube::Error::Api(s))
+        | watcher::Error::WatchFailed(kube::Error::Api(s)) => Some(s.code),
+        watcher::Error::WatchError(s) => Some(s.code),
+        _ => None,
     }
 }
 
-/// Whether a watch was refused with HTTP `410 Gone` (its resourceVersion is too old).
-fn gone_at_start(e: &watcher::Error) -> bool {
-    matches!(e, watcher::Error::WatchStartFailed(kube::Error::Api(s)) if s.code == 410)
+/// Whether a watcher error says the kind is not served (its CRD is not installed).
+fn not_found(e: &watcher::Error) -> bool {
+    api_code(e) == Some(404)
+}
+
+/// Whether a watch was refused with HTTP `410 Gone` (its resourceVersion is too old). An
+/// `ERROR` event with 410 already makes kube's watcher relist.
+fn gone_http(e: &watcher::Error) -> bool {
+    matches!(e,
+        watcher::Error::WatchStartFailed(kube::Error::Api(s))
+        | watcher::Error::WatchFailed(kube::Error::Api(s)) if s.code == 410)
 }
 
 fn key_of(obj: &DynamicObject) -> Key {
@@ -205,6 +217,9 @@ async fn watch_kind(
                 listing = None;
                 stores.replace(i, BTreeMap::new());
                 tokio::time::sleep(missing_retry).await;
+                // Start over with a list: once the CRD is back, resuming the old watch would
+                // miss the objects that exist already.
+                stream = watcher(api.clone(), config.clone()).boxed();
                 continue;
             }
             Err(e) => {
@@ -212,7 +227,7 @@ async fn watch_kind(
                 warn!(kind = %label, error = %e, ?delay, "watch failed; the last good config keeps serving; retrying after a backoff");
                 listing = None;
                 tokio::time::sleep(delay).await;
-                if gone_at_start(&e) {
+                if gone_http(&e) {
                     // kube's watcher retries a watch refused with HTTP 410 from the same
                     // resourceVersion forever; client-go's reflector relists. A new watcher
                     // starts with a list.

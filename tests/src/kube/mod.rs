@@ -81,7 +81,8 @@ impl Shared {
 /// The plural of a kind, as the API server names collections.
 pub fn plural(kind: &str) -> String {
     let k = kind.to_ascii_lowercase();
-    if let Some(stem) = k.strip_suffix('y') {
+    let vowel_y = k.ends_with("ay") || k.ends_with("ey") || k.ends_with("oy");
+    if let Some(stem) = k.strip_suffix('y').filter(|_| !vowel_y) {
         format!("{stem}ies")
     } else if k.ends_with('s') {
         format!("{k}es")
@@ -304,6 +305,7 @@ mod tests {
             ("AuthorizationPolicy", "authorizationpolicies"),
             ("HTTPRoute", "httproutes"),
             ("Namespace", "namespaces"),
+            ("Gateway", "gateways"),
         ] {
             assert_eq!(plural(k), p);
         }

@@ -248,6 +248,14 @@ async fn stream_watch(
     tick.tick().await;
     loop {
         tokio::select! {
+            // A drop wins over events sent after it.
+            biased;
+            changed = drops.changed() => {
+                if changed.is_ok() && drops.borrow().1 == Drop::Abort {
+                    let _ = tx.send(Err(std::io::Error::other("watch stream cut"))).await;
+                }
+                return;
+            }
             ev = live.recv() => match ev {
                 Ok(c) => {
                     if c.rv <= last || c.collection != t.collection || !matches(&t, &c.object) {
@@ -264,12 +272,6 @@ async fn stream_watch(
                 }
                 Err(broadcast::error::RecvError::Closed) => return,
             },
-            changed = drops.changed() => {
-                if changed.is_ok() && drops.borrow().1 == Drop::Abort {
-                    let _ = tx.send(Err(std::io::Error::other("watch stream cut"))).await;
-                }
-                return;
-            }
             _ = tick.tick(), if t.bookmarks => {
                 let rv = shared.lock().rv;
                 let kind = "Bookmark";
