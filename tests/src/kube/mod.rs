@@ -267,7 +267,10 @@ impl FakeApiServer {
     pub fn compact(&self, how: Gone) {
         {
             let mut st = self.shared.lock();
-            st.compacted = st.rv + 1;
+            // As etcd compaction at a new revision: every resourceVersion a client holds is
+            // older; a list after it returns one that can be watched from.
+            st.rv += 1;
+            st.compacted = st.rv;
             st.history.clear();
             st.gone = Some(how);
         }
