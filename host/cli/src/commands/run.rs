@@ -25,7 +25,7 @@ pub struct Args {
     #[arg(long)]
     kube: bool,
     /// Kubeconfig file for `--kube` (default: in-cluster config, then `KUBECONFIG`).
-    #[arg(long, value_name = "FILE", requires = "kube")]
+    #[arg(long, value_name = "FILE", conflicts_with = "config")]
     kubeconfig: Option<PathBuf>,
     /// Namespace of the mesh config ConfigMap `istio` (`--kube`; Istio's root namespace).
     #[arg(long, value_name = "NS", default_value = "istio-system")]
@@ -133,25 +133,25 @@ pub fn main(args: Args) -> anyhow::Result<()> {
     }
     .context("starting the tokio runtime")?;
     rt.block_on(async move {
-        let running = std::sync::Arc::new(start(opts).await?);
+        let running = start(opts).await?;
         tracing::info!(hbone = %running.hbone_addr, "waypoint running");
-        // The watchers hold a weak handle: dropping `running` at shutdown is not delayed.
         let _kube = match args.kube {
             false => None,
             true => {
                 let client = waypoint_kube::client(args.kubeconfig.as_deref()).await?;
-                let weak = std::sync::Arc::downgrade(&running);
+                let (config, policy) = (running.config.clone(), running.policy_options.clone());
                 let options = waypoint_kube::KubeOptions {
                     mesh_namespace: args.mesh_namespace.clone(),
                     ..Default::default()
                 };
+                tracing::info!(
+                    "watching the Kubernetes API server; ready after the first full list"
+                );
                 Some(waypoint_kube::KubeSource::start(
                     client,
                     options,
                     move |set| {
-                        if let Some(r) = weak.upgrade() {
-                            r.reload_resources(set);
-                        }
+                        config.reload_resources(set, &policy);
                     },
                 ))
             }
@@ -159,29 +159,12 @@ pub fn main(args: Args) -> anyhow::Result<()> {
         wait_for_signal().await;
         tracing::info!(drain = ?args.drain_duration, "signal received; draining");
         tokio::select! {
-            _ = shutdown(running, args.drain_duration) => {}
+            _ = running.shutdown(args.drain_duration) => {}
             _ = wait_for_signal() => tracing::warn!("second signal; exiting without draining"),
         }
         tracing::info!("stopped");
         Ok(())
     })
-}
-
-/// Drain `running` once it is the only handle left (a config reload in flight holds one
-/// for its duration).
-async fn shutdown(mut running: std::sync::Arc<waypoint_proxy::run::Running>, drain: Duration) {
-    loop {
-        match std::sync::Arc::try_unwrap(running) {
-            Ok(r) => {
-                r.shutdown(drain).await;
-                return;
-            }
-            Err(shared) => {
-                running = shared;
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        }
-    }
 }
 
 pub async fn wait_for_signal() {
@@ -205,5 +188,34 @@ pub async fn wait_for_signal() {
     #[cfg(not(unix))]
     {
         let _ = ctrl_c.await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    #[derive(Parser, Debug)]
+    struct Cli {
+        #[command(flatten)]
+        run: super::Args,
+    }
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("run").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn exactly_one_of_config_and_kube() {
+        assert!(parse(&["--config", "a.yaml"]).is_ok());
+        let k = parse(&["--kube", "--kubeconfig", "kc"]).expect("--kube");
+        assert!(k.run.kube && k.run.config.is_empty());
+        assert_eq!(k.run.mesh_namespace, "istio-system");
+        assert!(parse(&[]).is_err(), "neither");
+        assert!(parse(&["--kube", "--config", "a.yaml"]).is_err(), "both");
+        assert!(
+            parse(&["--config", "a.yaml", "--kubeconfig", "kc"]).is_err(),
+            "--kubeconfig needs --kube"
+        );
     }
 }
