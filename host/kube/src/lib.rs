@@ -7,6 +7,7 @@
 
 pub mod client;
 pub mod convert;
+pub mod file;
 pub mod kinds;
 pub mod source;
 pub mod store;

@@ -249,3 +249,34 @@ async fn a_watch_stream_cut_mid_response_resumes_without_a_relist() {
         .await
         .expect("in time");
 }
+
+/// `waypoint xds --kube`: the resource set is kept in a file the Envoy generator reads.
+#[tokio::test]
+async fn the_resource_set_is_mirrored_to_a_file() {
+    tokio::time::timeout(LIMIT, async {
+        let fake = FakeApiServer::start().await;
+        fake.apply(obj("v1", "Service", "default", "a"));
+        let dir = waypoint_tests::pki::TempDir::new("kube-file");
+        let path = dir.path().join("resources.json");
+        let client = crate::harness::client(&fake, &dir).await;
+        let _source =
+            waypoint_kube::file::mirror_to_file(client, crate::harness::options(), path.clone())
+                .await
+                .expect("first list");
+        let read = || {
+            let text = std::fs::read_to_string(&path).expect("file written");
+            let loaded = waypoint_loader::load_text(&text, "f", "default");
+            assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);
+            loaded.resources
+        };
+        assert_eq!(names(&read(), "Service"), ["default/a"]);
+        fake.apply(obj(NET, "VirtualService", "default", "x"));
+        let seen = waypoint_tests::waypoint::eventually(Duration::from_secs(10), || async {
+            names(&read(), "VirtualService") == ["default/x"]
+        })
+        .await;
+        assert!(seen, "the file follows the API server");
+    })
+    .await
+    .expect("in time");
+}
