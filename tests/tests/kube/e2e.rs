@@ -1,7 +1,8 @@
 //! End to end without a cluster: the fake API server, the waypoint started in-process with
 //! its config from the API (the real kube client), and an HBONE client. A VirtualService
 //! created through the API routes traffic, then is changed and deleted live; watch streams
-//! dropped and history compacted under traffic lose no request.
+//! dropped and history compacted under traffic lose no request; an invalid update keeps the
+//! last good version.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -167,6 +168,19 @@ async fn a_virtual_service_through_the_api_routes_live_and_a_watch_drop_loses_no
         assert!(to_v2 > 0 && to_v2 < ok, "the change applied under traffic: {to_v2} of {ok} to v2");
         assert!(fake.requests("list", NET, "VirtualService") >= 2, "410 forced a relist");
         eprintln!("under traffic: {ok} requests, none failed; {to_v2} routed to v2 after the VirtualService change");
+
+        // An invalid update through the API is rejected alone, as for a file: the last good
+        // version keeps routing.
+        fake.apply_yaml(&virtual_service("mike").replace("  hosts:", "  bogus: 1\n  hosts:"));
+        assert!(
+            eventually(Duration::from_secs(15), || async {
+                running.config.last_errors().iter().any(|e| e.kind == "VirtualService" && e.name == "reviews")
+            })
+            .await,
+            "the invalid VirtualService is reported"
+        );
+        assert_eq!(call(&mesh, wp, Some("jason")).await.expect("call"), (200, "v2".into()));
+        assert_eq!(call(&mesh, wp, Some("mike")).await.expect("call"), (200, "v1".into()));
 
         // Deleted: everything back to v1.
         assert!(fake.delete(NET, "VirtualService", "default", "reviews"));
