@@ -157,7 +157,13 @@ async fn nothing_is_delivered_before_every_kind_is_listed() {
         );
         assert!(!w.source.synced());
         assert_eq!(w.source.pending(), ["Pod"]);
-        assert!(fake.requests("list", "v1", "Pod") >= 2, "retried");
+        // kube's DefaultBackoff: 0.8 s, jittered up to twice that.
+        let retried = waypoint_tests::waypoint::eventually(Duration::from_secs(5), || async {
+            fake.requests("list", "v1", "Pod") >= 2
+        })
+        .await;
+        assert!(retried, "the failed list is retried");
+        assert!(!w.source.synced(), "still waiting for Pods");
         fake.set_installed("v1", "Pod", true);
         let set = w.next().await;
         assert_eq!(names(&set, "Service"), ["default/a"]);
