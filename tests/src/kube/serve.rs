@@ -1,5 +1,5 @@
-//! The fake API server's HTTP side: path and query parsing, LIST, WATCH streams
-//! (newline-delimited JSON events), bookmarks, 404 and 410 answers.
+//! The fake API server's HTTP side: path and query parsing, LIST (paged by `limit` and
+//! `continue`), WATCH streams (newline-delimited JSON events), bookmarks, 404 and 410 answers.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -98,6 +98,9 @@ struct Target {
     watch: bool,
     resource_version: u64,
     bookmarks: bool,
+    /// Page size of a list (`limit`) and where the page starts (`continue`).
+    limit: Option<usize>,
+    offset: usize,
 }
 
 fn parse(req: &Request<Incoming>) -> Option<Target> {
@@ -120,6 +123,8 @@ fn parse(req: &Request<Incoming>) -> Option<Target> {
         watch: false,
         resource_version: 0,
         bookmarks: false,
+        limit: None,
+        offset: 0,
     };
     for pair in req.uri().query().unwrap_or("").split('&') {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
@@ -128,6 +133,8 @@ fn parse(req: &Request<Incoming>) -> Option<Target> {
             "watch" => t.watch = v == "true" || v == "1",
             "resourceVersion" => t.resource_version = v.parse().unwrap_or(0),
             "allowWatchBookmarks" => t.bookmarks = v == "true",
+            "limit" => t.limit = v.parse().ok().filter(|n| *n > 0),
+            "continue" => t.offset = v.parse().unwrap_or(0),
             "fieldSelector" => {
                 t.name = v.strip_prefix("metadata.name=").map(str::to_string);
             }
@@ -164,15 +171,23 @@ fn handle(req: Request<Incoming>, shared: &Arc<Shared>) -> Response<Body> {
         return not_found();
     }
     if !t.watch {
-        let items: Vec<Value> = st
+        let all: Vec<&Value> = st
             .objects
             .get(&t.collection)
-            .map(|m| m.values().filter(|o| matches(&t, o)).cloned().collect())
+            .map(|m| m.values().filter(|o| matches(&t, o)).collect())
             .unwrap_or_default();
+        // Pages in (namespace, name) order; the continue token is the next offset. (The API
+        // server serves later pages from the first page's snapshot; this fake from the
+        // current state.)
+        let end = t.limit.map_or(all.len(), |l| (t.offset + l).min(all.len()));
+        let items: Vec<&Value> = all.get(t.offset..end).unwrap_or_default().to_vec();
+        let mut meta = json!({"resourceVersion": st.rv.to_string()});
+        if end < all.len() {
+            meta["continue"] = json!(end.to_string());
+        }
         return full(
             StatusCode::OK,
-            &json!({"apiVersion": "v1", "kind": "List",
-                    "metadata": {"resourceVersion": st.rv.to_string()}, "items": items}),
+            &json!({"apiVersion": "v1", "kind": "List", "metadata": meta, "items": items}),
         );
     }
     let gone = t.resource_version < st.compacted;

@@ -286,3 +286,20 @@ async fn the_resource_set_is_mirrored_to_a_file() {
     .await
     .expect("in time");
 }
+
+/// kube lists in pages of 500 (client-go's default): every page reaches the first set.
+#[tokio::test]
+async fn a_large_kind_is_listed_in_pages() {
+    tokio::time::timeout(LIMIT, async {
+        let fake = FakeApiServer::start().await;
+        for i in 0..1201 {
+            fake.apply(obj("v1", "Pod", "default", &format!("p-{i:04}")));
+        }
+        let mut w = Watched::start(&fake).await;
+        let set = w.next().await;
+        assert_eq!(names(&set, "Pod").len(), 1201);
+        assert_eq!(fake.requests("list", "v1", "Pod"), 3, "three pages");
+    })
+    .await
+    .expect("in time");
+}
