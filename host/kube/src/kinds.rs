@@ -53,6 +53,16 @@ fn istio(group: &str, kind: &str, plural: &str) -> ApiResource {
     }
 }
 
+/// `api` at another served version. ReferenceGrant is watched at `v1beta1`, the version
+/// Gateway API has served it at since v0.6; the gateway-api crate (Gateway API v1.5) names
+/// `v1`, which clusters with older CRDs do not serve, and a watch of an unserved version is a
+/// 404 (the kind would read as empty). The core accepts both.
+fn served_as(mut api: ApiResource, version: &str) -> ApiResource {
+    api.api_version = format!("{}/{version}", api.group);
+    api.version = version.to_string();
+    api
+}
+
 /// Every kind the waypoint reads. The mesh config is ConfigMap `istio` in `mesh_namespace`
 /// (istiod's `--meshConfig` source; the core reads it from the root namespace).
 pub fn kinds(mesh_namespace: &str) -> Vec<Kind> {
@@ -76,7 +86,7 @@ pub fn kinds(mesh_namespace: &str) -> Vec<Kind> {
         Kind::of(typed::<Gateway>(), true),
         Kind::of(typed::<HttpRoute>(), true),
         Kind::of(typed::<GrpcRoute>(), true),
-        Kind::of(typed::<ReferenceGrant>(), true),
+        Kind::of(served_as(typed::<ReferenceGrant>(), "v1beta1"), true),
         Kind::of(istio(net, "VirtualService", "virtualservices"), true),
         Kind::of(istio(net, "DestinationRule", "destinationrules"), true),
         Kind::of(istio(net, "ServiceEntry", "serviceentries"), true),
@@ -104,6 +114,19 @@ mod tests {
         assert_eq!(find("HTTPRoute").api.plural, "httproutes");
         assert_eq!(find("GatewayClass").api.group, "gateway.networking.k8s.io");
         assert_eq!(find("Service").api.api_version, "v1");
+        let rg = &find("ReferenceGrant").api;
+        assert_eq!(
+            (
+                rg.api_version.as_str(),
+                rg.version.as_str(),
+                rg.plural.as_str()
+            ),
+            (
+                "gateway.networking.k8s.io/v1beta1",
+                "v1beta1",
+                "referencegrants"
+            )
+        );
         let cm = find("ConfigMap");
         assert_eq!(cm.namespace.as_deref(), Some("istio-system"));
         assert!(!cm.optional && find("VirtualService").optional);

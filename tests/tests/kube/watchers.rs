@@ -35,7 +35,12 @@ fn every_kind(fake: &FakeApiServer) {
     fake.apply(obj(GW, "Gateway", "default", "waypoint"));
     fake.apply(obj(GW, "HTTPRoute", "default", "r"));
     fake.apply(obj(GW, "GRPCRoute", "default", "g"));
-    fake.apply(obj(GW, "ReferenceGrant", "default", "rg"));
+    fake.apply(obj(
+        "gateway.networking.k8s.io/v1beta1",
+        "ReferenceGrant",
+        "default",
+        "rg",
+    ));
     for k in [
         "VirtualService",
         "DestinationRule",
