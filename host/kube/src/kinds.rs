@@ -22,6 +22,8 @@ pub struct Kind {
     pub field_selector: Option<String>,
     /// A CRD that may be missing (404 on list means "none").
     pub optional: bool,
+    /// Other versions to try, in order, when `api`'s version is not served (404).
+    pub fallback_versions: Vec<String>,
 }
 
 impl Kind {
@@ -31,6 +33,7 @@ impl Kind {
             namespace: None,
             field_selector: None,
             optional,
+            fallback_versions: Vec::new(),
         }
     }
 
@@ -53,11 +56,8 @@ fn istio(group: &str, kind: &str, plural: &str) -> ApiResource {
     }
 }
 
-/// `api` at another served version. ReferenceGrant is watched at `v1beta1`, the version
-/// Gateway API has served it at since v0.6; the gateway-api crate (Gateway API v1.5) names
-/// `v1`, which clusters with older CRDs do not serve, and a watch of an unserved version is a
-/// 404 (the kind would read as empty). The core accepts both.
-fn served_as(mut api: ApiResource, version: &str) -> ApiResource {
+/// `api` at another version.
+pub fn served_as(mut api: ApiResource, version: &str) -> ApiResource {
     api.api_version = format!("{}/{version}", api.group);
     api.version = version.to_string();
     api
@@ -86,7 +86,14 @@ pub fn kinds(mesh_namespace: &str) -> Vec<Kind> {
         Kind::of(typed::<Gateway>(), true),
         Kind::of(typed::<HttpRoute>(), true),
         Kind::of(typed::<GrpcRoute>(), true),
-        Kind::of(served_as(typed::<ReferenceGrant>(), "v1beta1"), true),
+        // ReferenceGrant: the gateway-api crate (Gateway API v1.5) names `v1`, which clusters
+        // with older CRDs do not serve; there it is `v1beta1` (served since Gateway API v0.6).
+        // A watch of an unserved version is a 404, so the other version is tried next. The
+        // core accepts both.
+        Kind {
+            fallback_versions: vec!["v1beta1".to_string()],
+            ..Kind::of(typed::<ReferenceGrant>(), true)
+        },
         Kind::of(istio(net, "VirtualService", "virtualservices"), true),
         Kind::of(istio(net, "DestinationRule", "destinationrules"), true),
         Kind::of(istio(net, "ServiceEntry", "serviceentries"), true),
@@ -114,18 +121,13 @@ mod tests {
         assert_eq!(find("HTTPRoute").api.plural, "httproutes");
         assert_eq!(find("GatewayClass").api.group, "gateway.networking.k8s.io");
         assert_eq!(find("Service").api.api_version, "v1");
-        let rg = &find("ReferenceGrant").api;
+        let rg = find("ReferenceGrant");
+        assert_eq!(rg.api.api_version, "gateway.networking.k8s.io/v1");
+        let old = served_as(rg.api.clone(), &rg.fallback_versions[0]);
+        assert_eq!(old.api_version, "gateway.networking.k8s.io/v1beta1");
         assert_eq!(
-            (
-                rg.api_version.as_str(),
-                rg.version.as_str(),
-                rg.plural.as_str()
-            ),
-            (
-                "gateway.networking.k8s.io/v1beta1",
-                "v1beta1",
-                "referencegrants"
-            )
+            (old.version.as_str(), old.plural.as_str()),
+            ("v1beta1", "referencegrants")
         );
         let cm = find("ConfigMap");
         assert_eq!(cm.namespace.as_deref(), Some("istio-system"));

@@ -22,7 +22,7 @@ use tracing::{debug, info, warn};
 use waypoint_core::resource::RawResource;
 
 use crate::convert::to_raw;
-use crate::kinds::{kinds, Kind};
+use crate::kinds::{kinds, served_as, Kind};
 use crate::store::{Key, Stores};
 
 /// How the source watches and delivers.
@@ -186,20 +186,32 @@ async fn watch_kind(
     missing_retry: Duration,
 ) {
     let label = kind.label();
-    let api: Api<DynamicObject> = match &kind.namespace {
-        Some(ns) => Api::namespaced_with(client, ns, &kind.api),
-        None => Api::all_with(client, &kind.api),
-    };
+    // The preferred version first, then the others the kind may be served at.
+    let apis: Vec<_> = std::iter::once(kind.api.clone())
+        .chain(
+            kind.fallback_versions
+                .iter()
+                .map(|v| served_as(kind.api.clone(), v)),
+        )
+        .collect();
     let mut config = watcher::Config::default();
     if let Some(fs) = &kind.field_selector {
         config = config.fields(fs);
     }
-    let mut stream = watcher(api.clone(), config.clone()).boxed();
+    let start = |v: usize| {
+        let api: Api<DynamicObject> = match &kind.namespace {
+            Some(ns) => Api::namespaced_with(client.clone(), ns, &apis[v]),
+            None => Api::all_with(client.clone(), &apis[v]),
+        };
+        watcher(api, config.clone()).boxed()
+    };
+    let mut version = 0;
+    let mut stream = start(version);
     let mut backoff = DefaultBackoff::default();
     let mut listing: Option<BTreeMap<Key, RawResource>> = None;
     let mut missing = false;
     // An object the core cannot read keeps its last good version (as a rejected file does).
-    let convert = |obj: &DynamicObject| match to_raw(&kind.api, obj) {
+    let convert = |api: &kube::discovery::ApiResource, obj: &DynamicObject| match to_raw(api, obj) {
         Ok(r) => Some(r),
         Err(e) => {
             warn!(kind = %label, resource = %e.name, namespace = %e.namespace, "object rejected: {}", e.message);
@@ -209,6 +221,14 @@ async fn watch_kind(
     while let Some(event) = stream.next().await {
         let event = match event {
             Ok(ev) => ev,
+            Err(e) if kind.optional && not_found(&e) && version + 1 < apis.len() => {
+                // Not served at this version: try the next one at once.
+                version += 1;
+                debug!(kind = %label, version = %apis[version].version, "not served; trying another version");
+                listing = None;
+                stream = start(version);
+                continue;
+            }
             Err(e) if kind.optional && not_found(&e) => {
                 if !missing {
                     warn!(kind = %label, retry = ?missing_retry, "kind not served by the API server (CRD not installed?): treated as empty");
@@ -217,9 +237,10 @@ async fn watch_kind(
                 listing = None;
                 stores.replace(i, BTreeMap::new());
                 tokio::time::sleep(missing_retry).await;
-                // Start over with a list: once the CRD is back, resuming the old watch would
-                // miss the objects that exist already.
-                stream = watcher(api.clone(), config.clone()).boxed();
+                // Start over with a list (from the preferred version): once the CRD is back,
+                // resuming the old watch would miss the objects that exist already.
+                version = 0;
+                stream = start(version);
                 continue;
             }
             Err(e) => {
@@ -231,7 +252,7 @@ async fn watch_kind(
                     // kube's watcher retries a watch refused with HTTP 410 from the same
                     // resourceVersion forever; client-go's reflector relists. A new watcher
                     // starts with a list.
-                    stream = watcher(api.clone(), config.clone()).boxed();
+                    stream = start(version);
                 }
                 continue;
             }
@@ -245,7 +266,7 @@ async fn watch_kind(
             Event::Init => listing = Some(BTreeMap::new()),
             Event::InitApply(obj) => {
                 let key = key_of(&obj);
-                let r = convert(&obj).or_else(|| stores.get(i, &key));
+                let r = convert(&apis[version], &obj).or_else(|| stores.get(i, &key));
                 if let (Some(l), Some(r)) = (listing.as_mut(), r) {
                     l.insert(key, r);
                 }
@@ -256,7 +277,7 @@ async fn watch_kind(
                 stores.replace(i, objects);
             }
             Event::Apply(obj) => {
-                if let Some(r) = convert(&obj) {
+                if let Some(r) = convert(&apis[version], &obj) {
                     stores.apply(i, r);
                 }
             }

@@ -35,12 +35,7 @@ fn every_kind(fake: &FakeApiServer) {
     fake.apply(obj(GW, "Gateway", "default", "waypoint"));
     fake.apply(obj(GW, "HTTPRoute", "default", "r"));
     fake.apply(obj(GW, "GRPCRoute", "default", "g"));
-    fake.apply(obj(
-        "gateway.networking.k8s.io/v1beta1",
-        "ReferenceGrant",
-        "default",
-        "rg",
-    ));
+    fake.apply(obj(GW, "ReferenceGrant", "default", "rg"));
     for k in [
         "VirtualService",
         "DestinationRule",
@@ -304,6 +299,30 @@ async fn a_large_kind_is_listed_in_pages() {
         let set = w.next().await;
         assert_eq!(names(&set, "Pod").len(), 1201);
         assert_eq!(fake.requests("list", "v1", "Pod"), 3, "three pages");
+    })
+    .await
+    .expect("in time");
+}
+
+/// A kind served only at an older version (ReferenceGrant `v1beta1` with older Gateway API
+/// CRDs) is read there.
+#[tokio::test]
+async fn a_kind_not_served_at_its_preferred_version_is_read_at_the_other() {
+    tokio::time::timeout(LIMIT, async {
+        let fake = FakeApiServer::start().await;
+        let beta = "gateway.networking.k8s.io/v1beta1";
+        fake.set_installed(GW, "ReferenceGrant", false);
+        fake.apply(obj(beta, "ReferenceGrant", "default", "old"));
+        let mut w = Watched::start(&fake).await;
+        let set = w.next().await;
+        assert_eq!(names(&set, "ReferenceGrant"), ["default/old"]);
+        let rg = set.iter().find(|r| r.kind == "ReferenceGrant").expect("rg");
+        assert_eq!(rg.api_version, beta);
+        // Changes are followed at that version.
+        fake.apply(obj(beta, "ReferenceGrant", "default", "new"));
+        w.until("the new grant", |s| names(s, "ReferenceGrant").len() == 2)
+            .await;
+        assert_eq!(fake.requests("list", GW, "ReferenceGrant"), 1);
     })
     .await
     .expect("in time");
