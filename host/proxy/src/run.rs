@@ -34,7 +34,8 @@ pub const DEFAULT_DRAIN: Duration = Duration::from_secs(5);
 #[derive(Debug, Clone)]
 pub struct RunOptions {
     /// Manifest files or directories. Empty: the config comes from elsewhere (the Kubernetes
-    /// API server) through [`Running::reload_resources`]; no files are read or watched.
+    /// API server) through `ConfigStore::reload_resources` with [`Running::policy_options`];
+    /// no files are read or watched.
     pub config_paths: Vec<PathBuf>,
     /// Namespace for resources without one.
     pub default_namespace: String,
@@ -100,7 +101,8 @@ pub struct Running {
     pub admin: Arc<Admin>,
     pub config: Arc<ConfigStore>,
     pub certs: Arc<CertStore>,
-    /// How config is compiled (the waypoint, trust domain, HBONE port).
+    /// How config is compiled (the waypoint, trust domain, HBONE port): what a config source
+    /// other than files passes to `ConfigStore::reload_resources`.
     pub policy_options: PolicyOptions,
     shutdown: signal::Sender<bool>,
     shared: Arc<Shared>,
@@ -144,13 +146,6 @@ impl Running {
             );
         }
         drained
-    }
-
-    /// Compile and swap in a whole resource set read elsewhere (the Kubernetes API server),
-    /// with the rules of file reloads (see `ConfigStore::reload_resources`).
-    pub fn reload_resources(&self, resources: Vec<waypoint_core::resource::RawResource>) -> bool {
-        self.config
-            .reload_resources(resources, &self.policy_options)
     }
 
     /// Whether shutdown has started.
@@ -276,15 +271,17 @@ pub async fn start(opts: RunOptions) -> anyhow::Result<Running> {
     // on the blocking pool, so traffic keeps flowing during a reload even with `--threads 1`.
     let cfg = config.clone();
     let policy_options = source.options.clone();
-    tasks.push(tokio::spawn(watch::poll(
-        opts.config_paths.clone(),
-        config_seen,
-        opts.watch_interval,
-        move || {
-            info!("config files changed; reloading");
-            cfg.reload(&source);
-        },
-    )));
+    if !external {
+        tasks.push(tokio::spawn(watch::poll(
+            opts.config_paths.clone(),
+            config_seen,
+            opts.watch_interval,
+            move || {
+                info!("config files changed; reloading");
+                cfg.reload(&source);
+            },
+        )));
+    }
     let cert_store = store.clone();
     let cert_files = opts.certs.clone();
     tasks.push(tokio::spawn(watch::poll(
