@@ -33,7 +33,9 @@ pub const DEFAULT_DRAIN: Duration = Duration::from_secs(5);
 /// Everything `waypoint run` needs.
 #[derive(Debug, Clone)]
 pub struct RunOptions {
-    /// Manifest files or directories.
+    /// Manifest files or directories. Empty: the config comes from elsewhere (the Kubernetes
+    /// API server) through `ConfigStore::reload_resources` with [`Running::policy_options`];
+    /// no files are read or watched.
     pub config_paths: Vec<PathBuf>,
     /// Namespace for resources without one.
     pub default_namespace: String,
@@ -114,6 +116,9 @@ pub struct Running {
     pub admin: Arc<Admin>,
     pub config: Arc<ConfigStore>,
     pub certs: Arc<CertStore>,
+    /// How config is compiled (the waypoint, trust domain, HBONE port): what a config source
+    /// other than files passes to `ConfigStore::reload_resources`.
+    pub policy_options: PolicyOptions,
     shutdown: signal::Sender<bool>,
     shared: Arc<Shared>,
     hbone: Option<JoinHandle<()>>,
@@ -204,7 +209,10 @@ pub async fn start(opts: RunOptions) -> anyhow::Result<Running> {
             hbone_port: opts.hbone_upstream_port,
         },
     };
-    if !config.reload(&source) {
+    let external = opts.config_paths.is_empty();
+    if external {
+        info!("no config files: waiting for config from the API server");
+    } else if !config.reload(&source) {
         warn!("initial config rejected; not ready until a valid config is written");
     }
 
@@ -290,15 +298,18 @@ pub async fn start(opts: RunOptions) -> anyhow::Result<Running> {
     // Watchers. The reload closures read files, parse and compile: `watch::poll` runs them
     // on the blocking pool, so traffic keeps flowing during a reload even with `--threads 1`.
     let cfg = config.clone();
-    tasks.push(tokio::spawn(watch::poll(
-        opts.config_paths.clone(),
-        config_seen,
-        opts.watch_interval,
-        move || {
-            info!("config files changed; reloading");
-            cfg.reload(&source);
-        },
-    )));
+    let policy_options = source.options.clone();
+    if !external {
+        tasks.push(tokio::spawn(watch::poll(
+            opts.config_paths.clone(),
+            config_seen,
+            opts.watch_interval,
+            move || {
+                info!("config files changed; reloading");
+                cfg.reload(&source);
+            },
+        )));
+    }
     if let Some((cert_files, certs_seen, watched)) = cert_files {
         let cert_store = store.clone();
         tasks.push(tokio::spawn(watch::poll(
@@ -320,6 +331,7 @@ pub async fn start(opts: RunOptions) -> anyhow::Result<Running> {
         admin,
         config,
         certs: store,
+        policy_options,
         shutdown,
         shared,
         hbone: Some(hbone_task),

@@ -11,9 +11,25 @@ use waypoint_proxy::run::{start, CertSource, RunOptions};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Manifest files or directories (repeatable); watched for changes.
-    #[arg(long = "config", value_name = "PATH", required = true)]
+    /// Manifest files or directories (repeatable); watched for changes. Exactly one of
+    /// `--config` and `--kube`.
+    #[arg(
+        long = "config",
+        value_name = "PATH",
+        required_unless_present = "kube",
+        conflicts_with = "kube"
+    )]
     config: Vec<PathBuf>,
+    /// Read the config from the Kubernetes API server (watches; in-cluster config, or
+    /// `--kubeconfig`, or `KUBECONFIG`). Ready after every kind's first full list.
+    #[arg(long)]
+    kube: bool,
+    /// Kubeconfig file for `--kube` (default: in-cluster config, then `KUBECONFIG`).
+    #[arg(long, value_name = "FILE", conflicts_with = "config")]
+    kubeconfig: Option<PathBuf>,
+    /// Namespace of the mesh config ConfigMap `istio` (`--kube`; Istio's root namespace).
+    #[arg(long, value_name = "NS", default_value = "istio-system")]
+    mesh_namespace: String,
     /// The waypoint Gateway this host serves, `namespace/name`.
     #[arg(long, value_name = "NS/NAME", value_parser = super::args::waypoint_name)]
     waypoint: Option<String>,
@@ -141,6 +157,27 @@ pub fn main(args: Args) -> anyhow::Result<()> {
         };
         let running = start(run_options(&args, certs)).await?;
         tracing::info!(hbone = %running.hbone_addr, "waypoint running");
+        let _kube = match args.kube {
+            false => None,
+            true => {
+                let client = waypoint_kube::client(args.kubeconfig.as_deref()).await?;
+                let (config, policy) = (running.config.clone(), running.policy_options.clone());
+                let options = waypoint_kube::KubeOptions {
+                    mesh_namespace: args.mesh_namespace.clone(),
+                    ..Default::default()
+                };
+                tracing::info!(
+                    "watching the Kubernetes API server; ready after the first full list"
+                );
+                Some(waypoint_kube::KubeSource::start(
+                    client,
+                    options,
+                    move |set| {
+                        config.reload_resources(set, &policy);
+                    },
+                ))
+            }
+        };
         wait_for_signal().await;
         tracing::info!(drain = ?args.drain_duration, "signal received; draining");
         tokio::select! {
@@ -173,5 +210,34 @@ pub async fn wait_for_signal() {
     #[cfg(not(unix))]
     {
         let _ = ctrl_c.await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    #[derive(Parser, Debug)]
+    struct Cli {
+        #[command(flatten)]
+        run: super::Args,
+    }
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("run").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn exactly_one_of_config_and_kube() {
+        assert!(parse(&["--config", "a.yaml"]).is_ok());
+        let k = parse(&["--kube", "--kubeconfig", "kc"]).expect("--kube");
+        assert!(k.run.kube && k.run.config.is_empty());
+        assert_eq!(k.run.mesh_namespace, "istio-system");
+        assert!(parse(&[]).is_err(), "neither");
+        assert!(parse(&["--kube", "--config", "a.yaml"]).is_err(), "both");
+        assert!(
+            parse(&["--config", "a.yaml", "--kubeconfig", "kc"]).is_err(),
+            "--kubeconfig needs --kube"
+        );
     }
 }

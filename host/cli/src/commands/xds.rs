@@ -12,9 +12,27 @@ use waypoint_envoy_config::xds::{server, Cache, Source};
 
 #[derive(ClapArgs, Debug)]
 pub struct Args {
-    /// Manifest file or directory (repeatable); watched for changes.
-    #[arg(long = "config", required = true)]
+    /// Manifest file or directory (repeatable); watched for changes. Exactly one of
+    /// `--config` and `--kube`.
+    #[arg(
+        long = "config",
+        required_unless_present = "kube",
+        conflicts_with = "kube"
+    )]
     pub config: Vec<PathBuf>,
+    /// Read the config from the Kubernetes API server (as `waypoint run --kube`). The resource
+    /// set is written to `--kube-state-dir` and served from there like a config file.
+    #[arg(long)]
+    pub kube: bool,
+    /// Kubeconfig file for `--kube` (default: in-cluster config, then `KUBECONFIG`).
+    #[arg(long, value_name = "FILE", conflicts_with = "config")]
+    pub kubeconfig: Option<PathBuf>,
+    /// Namespace of the mesh config ConfigMap `istio` (`--kube`).
+    #[arg(long, value_name = "NS", default_value = "istio-system")]
+    pub mesh_namespace: String,
+    /// Writable directory where `--kube` keeps the resource set (`resources.json`).
+    #[arg(long, value_name = "DIR", default_value = "/tmp/waypoint-kube")]
+    pub kube_state_dir: PathBuf,
     /// Address of the ADS gRPC server.
     #[arg(long, default_value = "127.0.0.1:15010")]
     pub listen: SocketAddr,
@@ -34,7 +52,38 @@ pub struct Args {
     pub generator: super::bootstrap::GeneratorArgs,
 }
 
-pub fn main(args: Args) -> anyhow::Result<()> {
+/// With `--kube`: watch the API server, keep the resource set in `--kube-state-dir`, and
+/// return that file once every kind is listed (the snapshot poller rebuilds on its changes).
+fn kube_config(
+    args: &Args,
+    rt: &tokio::runtime::Runtime,
+) -> anyhow::Result<(PathBuf, waypoint_kube::KubeSource)> {
+    std::fs::create_dir_all(&args.kube_state_dir)
+        .with_context(|| format!("--kube-state-dir {}", args.kube_state_dir.display()))?;
+    let file = args.kube_state_dir.join("resources.json");
+    let options = waypoint_kube::KubeOptions {
+        mesh_namespace: args.mesh_namespace.clone(),
+        ..Default::default()
+    };
+    tracing::info!("waiting for the first full list of every kind");
+    let source = rt.block_on(async {
+        let client = waypoint_kube::client(args.kubeconfig.as_deref()).await?;
+        waypoint_kube::file::mirror_to_file(client, options, file.clone())
+            .await
+            .context("the Kubernetes source stopped before its first list")
+    })?;
+    Ok((file, source))
+}
+
+pub fn main(mut args: Args) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Runtime::new()?;
+    let _kube = if args.kube {
+        let (file, source) = kube_config(&args, &rt)?;
+        args.config = vec![file];
+        Some(source)
+    } else {
+        None
+    };
     let mut rebind = BTreeMap::new();
     for b in &args.bind {
         let Some((name, addr)) = b.split_once('=') else {
@@ -58,7 +107,6 @@ pub fn main(args: Args) -> anyhow::Result<()> {
         .context("initial snapshot")?;
     let watched = source.watched();
     let cache = Cache::from_source(source);
-    let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async move {
         let running = server::start(
             cache,
@@ -73,4 +121,33 @@ pub fn main(args: Args) -> anyhow::Result<()> {
         drop(running);
         Ok(())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    #[derive(Parser, Debug)]
+    struct Cli {
+        #[command(flatten)]
+        xds: super::Args,
+    }
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        let base = ["xds", "--certs", "c"];
+        Cli::try_parse_from(base.iter().chain(args).copied())
+    }
+
+    #[test]
+    fn exactly_one_of_config_and_kube() {
+        assert!(parse(&["--config", "a.yaml"]).is_ok());
+        let k = parse(&["--kube", "--kube-state-dir", "/run/wp"]).expect("--kube");
+        assert!(k.xds.kube && k.xds.config.is_empty());
+        assert!(parse(&[]).is_err(), "neither");
+        assert!(parse(&["--kube", "--config", "a.yaml"]).is_err(), "both");
+        assert!(
+            parse(&["--kubeconfig", "kc"]).is_err(),
+            "--kubeconfig alone"
+        );
+    }
 }

@@ -1,5 +1,6 @@
-//! Config for the running host: manifests loaded from files, compiled into a [`Policy`],
-//! swapped atomically; an invalid resource is rejected alone (see [`isolate`]).
+//! Config for the running host: manifests loaded from files (or a resource set from the API
+//! server), compiled into a [`Policy`], swapped atomically; an invalid resource is rejected
+//! alone (see [`isolate`]).
 
 pub mod isolate;
 
@@ -75,13 +76,28 @@ impl ConfigStore {
     /// its resource and field.
     pub fn reload(&self, source: &ConfigSource) -> bool {
         let loaded = waypoint_loader::load_paths(&source.paths, &source.default_namespace);
+        self.apply(loaded, &source.options)
+    }
+
+    /// [`reload`](Self::reload) for a resource set read elsewhere (the Kubernetes API
+    /// server): the same compile, per-resource isolation, last good and atomic swap.
+    /// `resources` is the whole config; a resource absent from it is gone.
+    pub fn reload_resources(&self, resources: Vec<RawResource>, options: &PolicyOptions) -> bool {
+        let loaded = waypoint_loader::Loaded {
+            resources,
+            ..Default::default()
+        };
+        self.apply(loaded, options)
+    }
+
+    fn apply(&self, loaded: waypoint_loader::Loaded, options: &PolicyOptions) -> bool {
         let files = loaded.files.clone();
         let current = self.current();
         let prev = isolate::Previous {
             resources: current.as_deref().map_or(&[], |c| &c.resources[..]),
             good: current.as_deref().map(|c| &c.good),
         };
-        let out = isolate::isolate(loaded, &prev, &source.options);
+        let out = isolate::isolate(loaded, &prev, options);
         for w in &out.diagnostics.warnings {
             warn!(kind = %w.kind, namespace = %w.namespace, name = %w.name, field = %w.field, "config warning: {}", w.message);
         }
@@ -313,6 +329,40 @@ mod tests {
                 "a.yaml applied: {vip:?}"
             );
         }
+    }
+
+    #[test]
+    fn a_resource_set_from_elsewhere_reloads_as_files_do() {
+        let parse = |text: &str| waypoint_core::resource::parse_manifests(text, "kube", "", 0).0;
+        let options = Dir::new("set").source().options;
+        let good = [GATEWAY, &svc("a", "10.96.0.1"), &deny("[/admin]")].join("---\n");
+        let store = ConfigStore::new();
+        assert!(store.reload_resources(parse(&good), &options));
+        let c = store.current().expect("config");
+        assert_eq!(c.generation, 1);
+        assert_eq!(deny_paths(&c), serde_json::json!(["/admin"]));
+        // An invalid update keeps the last good version; the rest applies.
+        let bad = [
+            GATEWAY,
+            &svc("a", "10.96.0.1"),
+            &svc("b", "10.96.0.2"),
+            &deny("[/x]").replace("action: DENY", "action: DENY\n  bogus: 1"),
+        ]
+        .join("---\n");
+        assert!(store.reload_resources(parse(&bad), &options));
+        let c = store.current().expect("config");
+        assert_eq!(names(&c, "Service"), ["a", "b"]);
+        assert_eq!(deny_paths(&c), serde_json::json!(["/admin"]));
+        assert!(store.last_errors().iter().any(|e| e.name == "deny-admin"));
+        // A resource absent from the set is deleted.
+        let fewer = [GATEWAY, &svc("b", "10.96.0.2")].join("---\n");
+        assert!(store.reload_resources(parse(&fewer), &options));
+        let c = store.current().expect("config");
+        assert_eq!(names(&c, "Service"), ["b"]);
+        assert!(c.policy.snapshot.policies().is_empty());
+        // No waypoint: the whole change is rejected.
+        assert!(!store.reload_resources(parse(&svc("c", "10.96.0.3")), &options));
+        assert_eq!(store.current().expect("config").generation, 3);
     }
 
     #[test]

@@ -1,0 +1,316 @@
+//! A fake Kubernetes API server on loopback speaking the real LIST/WATCH protocol to the real
+//! kube client: resourceVersions, bookmarks, `410 Gone`, dropped streams, missing CRDs.
+//!
+//! Objects are written through the test API ([`FakeApiServer::apply`], [`FakeApiServer::delete`]):
+//! each write bumps one global resourceVersion and is sent to the open watches (and kept in a
+//! history, so a watch resumed from an older resourceVersion replays what it missed, unless
+//! the history was compacted: then the watch gets `410 Gone`, as from etcd compaction).
+
+mod serve;
+
+use std::collections::{BTreeMap, HashSet};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use serde_json::{json, Value};
+use tokio::sync::{broadcast, watch};
+use tokio::task::JoinHandle;
+
+/// One change, as a watch event.
+#[derive(Debug, Clone)]
+pub(crate) struct Change {
+    pub rv: u64,
+    /// `group/version/plural` (`v1/services` for core kinds).
+    pub collection: String,
+    /// `ADDED`, `MODIFIED` or `DELETED`.
+    pub kind: &'static str,
+    pub object: Value,
+}
+
+/// How dropped watches end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Drop {
+    /// The response ends cleanly (as the API server does at `timeoutSeconds`).
+    End,
+    /// The connection is cut mid-response (no final chunk).
+    Abort,
+}
+
+/// How a watch from a compacted resourceVersion is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Gone {
+    /// HTTP 200 and an `ERROR` event with code 410 (what the API server's watch cache does).
+    Event,
+    /// An HTTP `410 Gone` response.
+    Http,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct State {
+    pub rv: u64,
+    pub uid: u64,
+    /// Objects per collection, by `(namespace, name)`.
+    pub objects: BTreeMap<String, BTreeMap<(String, String), Value>>,
+    pub history: Vec<Change>,
+    /// Watches from a resourceVersion below this get 410.
+    pub compacted: u64,
+    pub gone: Option<Gone>,
+    /// Collections answered with 404 (their CRD "not installed").
+    pub missing: HashSet<String>,
+    /// `(verb, collection)` of every request: verb `list` or `watch`.
+    pub requests: Vec<(&'static str, String)>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub state: Mutex<State>,
+    pub events: broadcast::Sender<Change>,
+    /// Bumped to end every open watch; the value says how.
+    pub drops: watch::Sender<(u64, Drop)>,
+    /// Interval of BOOKMARK events on watches that allow them.
+    pub bookmark_every: std::time::Duration,
+}
+
+impl Shared {
+    pub fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The plural of a kind, as the API server names collections.
+pub fn plural(kind: &str) -> String {
+    let k = kind.to_ascii_lowercase();
+    let vowel_y = k.ends_with("ay") || k.ends_with("ey") || k.ends_with("oy");
+    if let Some(stem) = k.strip_suffix('y').filter(|_| !vowel_y) {
+        format!("{stem}ies")
+    } else if k.ends_with('s') {
+        format!("{k}es")
+    } else {
+        format!("{k}s")
+    }
+}
+
+/// The collection of `apiVersion` + `kind`.
+pub fn collection(api_version: &str, kind: &str) -> String {
+    format!("{api_version}/{}", plural(kind))
+}
+
+/// The fake API server; dropping it stops it.
+#[derive(Debug)]
+pub struct FakeApiServer {
+    pub addr: SocketAddr,
+    shared: Arc<Shared>,
+    task: JoinHandle<()>,
+}
+
+impl std::ops::Drop for FakeApiServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl FakeApiServer {
+    /// Start on 127.0.0.1 (bookmarks every 200 ms).
+    pub async fn start() -> FakeApiServer {
+        Self::start_with(std::time::Duration::from_millis(200)).await
+    }
+
+    pub async fn start_with(bookmark_every: std::time::Duration) -> FakeApiServer {
+        let (events, _) = broadcast::channel(4096);
+        let (drops, _) = watch::channel((0, Drop::End));
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State {
+                rv: 1,
+                ..Default::default()
+            }),
+            events,
+            drops,
+            bookmark_every,
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind fake API server");
+        let addr = listener.local_addr().expect("addr");
+        let task = tokio::spawn(serve::serve(listener, shared.clone()));
+        FakeApiServer { addr, shared, task }
+    }
+
+    /// The server URL (plain HTTP).
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Write a kubeconfig pointing at this server into `dir`; returns its path.
+    pub fn kubeconfig(&self, dir: &Path) -> PathBuf {
+        let path = dir.join("kubeconfig");
+        let text = format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: fake\n  cluster: {{server: \"{}\"}}\nusers:\n- name: fake\n  user: {{}}\ncontexts:\n- name: fake\n  context: {{cluster: fake, user: fake, namespace: default}}\ncurrent-context: fake\n",
+            self.url()
+        );
+        std::fs::write(&path, text).expect("write kubeconfig");
+        path
+    }
+
+    /// Create or update an object (`apiVersion`, `kind`, `metadata.name`, and
+    /// `metadata.namespace` for namespaced kinds). Returns its new resourceVersion.
+    pub fn apply(&self, mut obj: Value) -> u64 {
+        let av = obj["apiVersion"].as_str().unwrap_or_default().to_string();
+        let kind = obj["kind"].as_str().unwrap_or_default().to_string();
+        assert!(
+            !av.is_empty() && !kind.is_empty(),
+            "apiVersion and kind: {obj}"
+        );
+        let coll = collection(&av, &kind);
+        let ns = obj["metadata"]["namespace"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let name = obj["metadata"]["name"]
+            .as_str()
+            .expect("metadata.name")
+            .to_string();
+        let mut st = self.shared.lock();
+        st.rv += 1;
+        let rv = st.rv;
+        let old = st
+            .objects
+            .get(&coll)
+            .and_then(|m| m.get(&(ns.clone(), name.clone())))
+            .cloned();
+        let meta = &mut obj["metadata"];
+        meta["resourceVersion"] = json!(rv.to_string());
+        match &old {
+            Some(o) => {
+                meta["uid"] = o["metadata"]["uid"].clone();
+                meta["creationTimestamp"] = o["metadata"]["creationTimestamp"].clone();
+            }
+            None => {
+                st.uid += 1;
+                let meta = &mut obj["metadata"];
+                meta["uid"] = json!(format!("uid-{}", st.uid));
+                if meta.get("creationTimestamp").is_none() {
+                    meta["creationTimestamp"] = json!("2026-01-01T00:00:00Z");
+                }
+            }
+        }
+        st.objects
+            .entry(coll.clone())
+            .or_default()
+            .insert((ns, name), obj.clone());
+        let kind = if old.is_some() { "MODIFIED" } else { "ADDED" };
+        self.publish(&mut st, coll, kind, obj);
+        rv
+    }
+
+    /// Apply every document of a YAML text (as `kubectl apply -f`).
+    pub fn apply_yaml(&self, text: &str) {
+        use serde::Deserialize;
+        for doc in serde_yaml::Deserializer::from_str(text) {
+            let v = Value::deserialize(doc).expect("test YAML");
+            if !v.is_null() {
+                self.apply(v);
+            }
+        }
+    }
+
+    /// Delete an object; returns whether it existed.
+    pub fn delete(&self, api_version: &str, kind: &str, namespace: &str, name: &str) -> bool {
+        let coll = collection(api_version, kind);
+        let mut st = self.shared.lock();
+        let Some(mut obj) = st
+            .objects
+            .get_mut(&coll)
+            .and_then(|m| m.remove(&(namespace.to_string(), name.to_string())))
+        else {
+            return false;
+        };
+        st.rv += 1;
+        obj["metadata"]["resourceVersion"] = json!(st.rv.to_string());
+        self.publish(&mut st, coll, "DELETED", obj);
+        true
+    }
+
+    fn publish(&self, st: &mut State, collection: String, kind: &'static str, object: Value) {
+        let change = Change {
+            rv: st.rv,
+            collection,
+            kind,
+            object,
+        };
+        st.history.push(change.clone());
+        // Sent under the lock: a watch subscribing under it sees every later change once.
+        let _ = self.shared.events.send(change);
+    }
+
+    /// Answer 404 for `apiVersion`/`kind` (its CRD not installed) or serve it again.
+    pub fn set_installed(&self, api_version: &str, kind: &str, installed: bool) {
+        let coll = collection(api_version, kind);
+        let mut st = self.shared.lock();
+        if installed {
+            st.missing.remove(&coll);
+        } else {
+            st.missing.insert(coll);
+        }
+    }
+
+    /// End every open watch.
+    pub fn drop_watches(&self, how: Drop) {
+        self.shared.drops.send_modify(|(n, d)| {
+            *n += 1;
+            *d = how;
+        });
+    }
+
+    /// Compact the history: a watch resumed from any resourceVersion up to now is refused
+    /// with 410 (`how`) and the client must list again. Open watches are dropped.
+    pub fn compact(&self, how: Gone) {
+        {
+            let mut st = self.shared.lock();
+            // As etcd compaction at a new revision: every resourceVersion a client holds is
+            // older; a list after it returns one that can be watched from.
+            st.rv += 1;
+            st.compacted = st.rv;
+            st.history.clear();
+            st.gone = Some(how);
+        }
+        self.drop_watches(Drop::End);
+    }
+
+    /// The current resourceVersion.
+    pub fn resource_version(&self) -> u64 {
+        self.shared.lock().rv
+    }
+
+    /// How many `verb` (`list` or `watch`) requests `apiVersion`/`kind` got.
+    pub fn requests(&self, verb: &str, api_version: &str, kind: &str) -> usize {
+        let coll = collection(api_version, kind);
+        self.shared
+            .lock()
+            .requests
+            .iter()
+            .filter(|(v, c)| *v == verb && *c == coll)
+            .count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plurals_match_the_api_server() {
+        for (k, p) in [
+            ("Service", "services"),
+            ("EndpointSlice", "endpointslices"),
+            ("GatewayClass", "gatewayclasses"),
+            ("ServiceEntry", "serviceentries"),
+            ("AuthorizationPolicy", "authorizationpolicies"),
+            ("HTTPRoute", "httproutes"),
+            ("Namespace", "namespaces"),
+            ("Gateway", "gateways"),
+        ] {
+            assert_eq!(plural(k), p);
+        }
+    }
+}
