@@ -28,54 +28,32 @@ pub fn decorate(out: &mut HeaderMap, headers: &[(&'static str, String)]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
     use waypoint_core::matchers::StringMatch;
 
-    fn cors() -> Cors {
-        Cors {
-            allow_origins: vec![StringMatch::Exact("https://a.example".into())],
-            allow_methods: vec!["GET".into(), "POST".into()],
-            allow_headers: vec!["x-token".into()],
-            expose_headers: vec!["x-trace".into()],
-            max_age: Some(Duration::from_secs(600)),
-            allow_credentials: Some(true),
-        }
-    }
-
-    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        for (k, v) in pairs {
-            h.insert(*k, HeaderValue::from_static(v));
-        }
-        h
-    }
-
+    /// The adapter only reads `Origin` and `Access-Control-Request-Method` and writes headers;
+    /// what CORS decides is tested in the core (`waypoint_core::cors`).
     #[test]
-    fn preflight_actual_and_foreign() {
-        let c = cors();
-        let pre = evaluate(
-            &c,
-            "OPTIONS",
-            &headers(&[
-                ("origin", "https://a.example"),
-                ("access-control-request-method", "POST"),
-            ]),
-        );
-        let CorsAction::Preflight(h) = pre else {
-            panic!("expected preflight, got {pre:?}");
+    fn request_headers_are_read_and_response_headers_written() {
+        let c = Cors {
+            allow_origins: vec![StringMatch::Exact("https://a.example".into())],
+            ..Cors::default()
         };
-        assert!(h.contains(&("access-control-allow-methods", "GET,POST".into())));
-        assert!(h.contains(&("access-control-max-age", "600".into())));
-        let actual = evaluate(&c, "GET", &headers(&[("origin", "https://a.example")]));
-        let CorsAction::Decorate(h) = actual else {
-            panic!("expected decorate, got {actual:?}");
-        };
-        assert!(h.contains(&("access-control-expose-headers", "x-trace".into())));
-        assert!(h.contains(&("access-control-allow-credentials", "true".into())));
-        assert_eq!(
-            evaluate(&c, "GET", &headers(&[("origin", "https://evil.example")])),
-            CorsAction::None
+        let mut h = HeaderMap::new();
+        h.insert("origin", HeaderValue::from_static("https://a.example"));
+        assert!(matches!(
+            evaluate(&c, "OPTIONS", &h),
+            CorsAction::Decorate(_)
+        ));
+        h.insert(
+            "access-control-request-method",
+            HeaderValue::from_static("POST"),
         );
+        let CorsAction::Preflight(reply) = evaluate(&c, "OPTIONS", &h) else {
+            panic!("an allowed preflight");
+        };
+        let mut out = HeaderMap::new();
+        decorate(&mut out, &reply);
+        assert_eq!(out["access-control-allow-origin"], "https://a.example");
         assert_eq!(evaluate(&c, "GET", &HeaderMap::new()), CorsAction::None);
     }
 }
