@@ -170,6 +170,16 @@ fn gone_http(e: &watcher::Error) -> bool {
         | watcher::Error::WatchFailed(kube::Error::Api(s)) if s.code == 410)
 }
 
+/// Whether a watch's response could not be read as events (kube reads the body of any HTTP
+/// status as a watch stream; a real API server's 404 is plain text).
+fn unreadable_watch(e: &watcher::Error) -> bool {
+    matches!(
+        e,
+        watcher::Error::WatchStartFailed(kube::Error::SerdeError(_))
+            | watcher::Error::WatchFailed(kube::Error::SerdeError(_))
+    )
+}
+
 fn key_of(obj: &DynamicObject) -> Key {
     (
         obj.metadata.namespace.clone().unwrap_or_default(),
@@ -252,6 +262,14 @@ async fn watch_kind(
                     // kube's watcher retries a watch refused with HTTP 410 from the same
                     // resourceVersion forever; client-go's reflector relists. A new watcher
                     // starts with a list.
+                    stream = start(version);
+                } else if unreadable_watch(&e) {
+                    // A watch answered with something that is no event stream: a real API
+                    // server answers a resource it does not serve (CRD deleted, version no
+                    // longer served) with a `text/plain` 404, which kube reports as a decode
+                    // error. Relist from the preferred version: the list reports the 404
+                    // properly and the not-served / other-version paths take over.
+                    version = 0;
                     stream = start(version);
                 }
                 continue;

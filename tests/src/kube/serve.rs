@@ -54,15 +54,20 @@ fn status(code: u16, reason: &str, message: &str) -> Value {
            "message": message, "reason": reason, "code": code})
 }
 
+/// A resource the API server does not serve: like the real one (its mux's NotFound), a
+/// `text/plain` body, not a Status object — kube cannot read it as a watch event.
 fn not_found() -> Response<Body> {
-    full(
-        StatusCode::NOT_FOUND,
-        &status(
-            404,
-            "NotFound",
-            "the server could not find the requested resource",
-        ),
-    )
+    let mut r = Response::new(
+        Full::new(Bytes::from_static(b"404 page not found\n"))
+            .map_err(|n: Infallible| match n {})
+            .boxed(),
+    );
+    *r.status_mut() = StatusCode::NOT_FOUND;
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
 }
 
 fn percent_decode(s: &str) -> String {

@@ -137,6 +137,14 @@ fn check(r: &Rendered, mode: &str) {
     assert_eq!(r.service_accounts.len(), 1);
     assert_eq!(r.classes.len(), 1);
     assert_eq!(r.classes[0].spec.controller_name, DEFAULT_CONTROLLER_NAME);
+    // The Gateway API CRD caps the description at 64 bytes: a real API server refused a
+    // longer one (the parsed type does not check it).
+    let description = r.classes[0].spec.description.as_deref().unwrap_or_default();
+    assert!(
+        description.len() <= 64,
+        "{} bytes: {description}",
+        description.len()
+    );
     assert_eq!(
         r.classes[0]
             .metadata
