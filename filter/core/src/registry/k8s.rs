@@ -25,6 +25,9 @@ pub(crate) struct PodInfo {
     pub named_ports: BTreeMap<String, u16>,
     /// `istio.io/dataplane-mode` label on the pod, if any.
     pub dataplane_mode: Option<String>,
+    /// `ambient.istio.io/redirection` annotation, if any: set by Istio's CNI once the pod's
+    /// traffic is actually captured by ztunnel.
+    pub redirection: Option<String>,
 }
 
 fn parse_obj<T: serde::de::DeserializeOwned>(
@@ -82,6 +85,7 @@ pub(crate) fn pods(resources: &[RawResource], diags: &mut Diagnostics) -> Vec<Po
             namespace: r.namespace.clone(),
             name: r.name.clone(),
             dataplane_mode: r.labels.get("istio.io/dataplane-mode").cloned(),
+            redirection: r.annotations.get(REDIRECTION).cloned(),
             labels: r.labels.clone(),
             ips,
             service_account: spec
@@ -93,8 +97,18 @@ pub(crate) fn pods(resources: &[RawResource], diags: &mut Diagnostics) -> Vec<Po
     out
 }
 
-fn in_mesh(ns_labels: Option<&BTreeMap<String, String>>, pod_mode: Option<&str>) -> bool {
-    match pod_mode {
+/// The annotation Istio's CNI sets on a pod whose traffic ztunnel captures.
+const REDIRECTION: &str = "ambient.istio.io/redirection";
+
+/// Whether a pod is reached over HBONE. Its `ambient.istio.io/redirection` annotation, when
+/// present, is what ztunnel acts on (istiod: a workload is HBONE-capable only once the CNI
+/// marked it `enabled`); without it (hand-written manifests) the `istio.io/dataplane-mode`
+/// labels of the pod, then its namespace, decide.
+fn in_mesh(ns_labels: Option<&BTreeMap<String, String>>, pod: Option<&PodInfo>) -> bool {
+    if let Some(r) = pod.and_then(|p| p.redirection.as_deref()) {
+        return r == "enabled";
+    }
+    match pod.and_then(|p| p.dataplane_mode.as_deref()) {
         Some("none") => false,
         Some("ambient") => true,
         _ => ns_labels
@@ -213,7 +227,7 @@ pub(crate) fn services(
                         service_account: Some(pod.service_account.clone()),
                         namespace: pod.namespace.clone(),
                         named_ports: pod.named_ports.clone(),
-                        mesh: in_mesh(ns_labels, pod.dataplane_mode.as_deref()),
+                        mesh: in_mesh(ns_labels, Some(pod)),
                     });
                 }
             }
@@ -254,7 +268,7 @@ pub(crate) fn services(
                         service_account: pod.map(|p| p.service_account.clone()),
                         namespace: sr.namespace.clone(),
                         named_ports,
-                        mesh: in_mesh(ns_labels, pod.and_then(|p| p.dataplane_mode.as_deref())),
+                        mesh: in_mesh(ns_labels, pod),
                     });
                 }
             }
@@ -273,4 +287,51 @@ pub(crate) fn services(
         });
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod(mode: Option<&str>, redirection: Option<&str>) -> PodInfo {
+        PodInfo {
+            namespace: "ns".into(),
+            name: "p".into(),
+            labels: BTreeMap::new(),
+            ips: Vec::new(),
+            service_account: "default".into(),
+            named_ports: BTreeMap::new(),
+            dataplane_mode: mode.map(str::to_string),
+            redirection: redirection.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn captured_pods_are_mesh_by_annotation_then_labels() {
+        let ambient_ns =
+            BTreeMap::from([("istio.io/dataplane-mode".to_string(), "ambient".to_string())]);
+        // (namespace ambient, pod label, annotation, expected)
+        for (ns, mode, redirection, want) in [
+            (true, None, None, true),
+            (false, None, None, false),
+            (true, Some("none"), None, false),
+            (false, Some("ambient"), None, true),
+            // The CNI's mark wins: captured, or not (yet) captured despite the labels.
+            (false, None, Some("enabled"), true),
+            (true, None, Some("disabled"), false),
+            (true, Some("ambient"), Some("pending"), false),
+        ] {
+            let labels = ns.then_some(&ambient_ns);
+            let p = pod(mode, redirection);
+            assert_eq!(
+                in_mesh(labels, Some(&p)),
+                want,
+                "{ns} {mode:?} {redirection:?}"
+            );
+        }
+        assert!(
+            in_mesh(Some(&ambient_ns), None),
+            "an endpoint without a pod follows its namespace"
+        );
+    }
 }
