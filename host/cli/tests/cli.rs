@@ -165,3 +165,23 @@ fn invalid_waypoint_name_is_refused() {
         }
     }
 }
+
+/// `controller --kubeconfig` (as `run --kube`) reads the given file: a missing one is an error
+/// naming it, not a silent fall-back to in-cluster config.
+#[test]
+fn controller_reads_the_given_kubeconfig() {
+    let out = Command::new(bin())
+        .args([
+            "controller",
+            "--image",
+            "x",
+            "--kubeconfig",
+            "/nonexistent/wp-kubeconfig",
+        ])
+        .env_remove("KUBECONFIG")
+        .output()
+        .expect("spawn");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("/nonexistent/wp-kubeconfig"), "{err}");
+}

@@ -9,15 +9,16 @@ use kube::{Client, Config};
 /// Why no client could be built.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    #[error("reading kubeconfig {path}: {source}")]
+    // Messages name what failed; the cause follows as the error source (anyhow prints the chain).
+    #[error("reading kubeconfig {path}")]
     Kubeconfig {
         path: String,
         #[source]
         source: kube::config::KubeconfigError,
     },
-    #[error("inferring the API server config (in-cluster or KUBECONFIG): {0}")]
+    #[error("inferring the API server config (in-cluster or KUBECONFIG)")]
     Infer(#[source] kube::config::InferConfigError),
-    #[error("building the client: {0}")]
+    #[error("building the client")]
     Build(#[source] kube::Error),
 }
 

@@ -10,6 +10,9 @@ pub struct Args {
     /// Image of the waypoint pods.
     #[arg(long)]
     pub image: String,
+    /// Kubeconfig file (default: in-cluster config, then `KUBECONFIG`), as `run --kube`.
+    #[arg(long, value_name = "FILE")]
+    pub kubeconfig: Option<std::path::PathBuf>,
     /// Data plane of the waypoint pods: `host` (waypoint run) or `envoy` (Envoy + module,
     /// fed by waypoint xds).
     #[arg(long, default_value = "host", value_parser = mode)]
@@ -63,6 +66,12 @@ pub fn main(args: Args) -> anyhow::Result<()> {
     };
     tracing::info!(controller = %options.controller_name, image = %options.image, mode = ?options.mode, "waypoint controller starting");
     let rt = tokio::runtime::Runtime::new()?;
-    rt.block_on(waypoint_controller::run::start(options))
-        .context("controller")
+    rt.block_on(async {
+        let client = waypoint_kube::client::client(args.kubeconfig.as_deref())
+            .await
+            .context("API server")?;
+        waypoint_controller::run::run(client, options)
+            .await
+            .context("controller")
+    })
 }
