@@ -118,9 +118,22 @@ pub async fn http1_get(
     authority: &str,
     path: &str,
 ) -> anyhow::Result<Collected> {
-    let s = tunnel(client, waypoint, &[], authority).await?;
+    http1_get_as(client, waypoint, &[], authority, authority, path).await
+}
+
+/// One HTTP/1.1 GET with Host `host` through a new tunnel to `authority`, the waypoint
+/// expected to present one of `expected` (any mesh identity when empty).
+pub async fn http1_get_as(
+    client: &HboneClient,
+    waypoint: SocketAddr,
+    expected: &[Identity],
+    authority: &str,
+    host: &str,
+    path: &str,
+) -> anyhow::Result<Collected> {
+    let s = tunnel(client, waypoint, expected, authority).await?;
     let mut send = http1_over(s).await?;
-    collect(send.send_request(get(authority, path)).await?).await
+    collect(send.send_request(get(host, path)).await?).await
 }
 
 /// A raw mTLS + HTTP/2 connection (no CONNECT semantics), for sending malformed requests.

@@ -22,8 +22,22 @@ pub fn named_port_service(
     port: u16,
     mesh: bool,
 ) -> String {
+    service_with_pods(name, vip, port_name, port, &[ip], mesh)
+}
+
+/// A Service `name` (VIP `vip`, port 80 named `port_name`, bound to the waypoint) with one pod
+/// per IP in `pods` (`name-0`, `name-1`, ...) listening on `target_port`, running as service
+/// account `name`; `mesh`: the pods are ambient (reached over HBONE).
+pub fn service_with_pods(
+    name: &str,
+    vip: &str,
+    port_name: &str,
+    target_port: u16,
+    pods: &[&str],
+    mesh: bool,
+) -> String {
     let mode = if mesh { "ambient" } else { "none" };
-    format!(
+    let mut y = format!(
         r#"
 ---
 apiVersion: v1
@@ -38,14 +52,19 @@ spec:
   ports:
   - name: {port_name}
     port: 80
-    targetPort: {port}
+    targetPort: {target_port}
   selector:
     app: {name}
+"#
+    );
+    for (i, ip) in pods.iter().enumerate() {
+        y.push_str(&format!(
+            r#"
 ---
 apiVersion: v1
 kind: Pod
 metadata:
-  name: {name}-0
+  name: {name}-{i}
   namespace: default
   labels:
     app: {name}
@@ -58,5 +77,7 @@ spec:
 status:
   podIP: {ip}
 "#
-    )
+        ));
+    }
+    y
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 use waypoint_devtools::dev_ca::write_issued;
 use waypoint_hbone::HboneClient;
 use waypoint_tests::echo::http_echo;
-use waypoint_tests::hbone_client::{collect, get, http1_over, tunnel};
+use waypoint_tests::hbone_client::{collect, get, http1_get_as, http1_over, tunnel};
 use waypoint_tests::pki::Pki;
 use waypoint_tests::waypoint::{eventually, TestWaypoint};
 
@@ -72,17 +72,16 @@ async fn certificates_reload_without_dropping_connections() {
         assert_eq!(r.status, 200);
         // A new stream on the pooled connection opened before the rotation still works
         // (it authenticated the old identity once; no new handshake happens).
-        let s = tunnel(&before, wp.running.hbone_addr, &[old_id], &dest)
-            .await
-            .expect("pooled stream");
-        let mut send = http1_over(s).await.expect("h1");
-        let r = collect(
-            send.send_request(get("echo", "/pooled"))
-                .await
-                .expect("send"),
+        let r = http1_get_as(
+            &before,
+            wp.running.hbone_addr,
+            &[old_id],
+            &dest,
+            "echo",
+            "/pooled",
         )
         .await
-        .expect("collect");
+        .expect("GET through the tunnel");
         assert_eq!(r.status, 200);
         assert_eq!(before.connections_opened(), 1);
     })

@@ -13,49 +13,7 @@ use waypoint_tests::waypoint::TestWaypoint;
 const LIMIT: Duration = Duration::from_secs(60);
 
 fn service(name: &str, vip: &str, port_name: &str, target_port: u16, pods: &[&str]) -> String {
-    let mut y = format!(
-        r#"
----
-apiVersion: v1
-kind: Service
-metadata:
-  name: {name}
-  namespace: default
-  labels:
-    istio.io/use-waypoint: waypoint
-spec:
-  clusterIP: {vip}
-  ports:
-  - name: {port_name}
-    port: 80
-    targetPort: {target_port}
-  selector:
-    app: {name}
-"#
-    );
-    for (i, ip) in pods.iter().enumerate() {
-        y.push_str(&format!(
-            r#"
----
-apiVersion: v1
-kind: Pod
-metadata:
-  name: {name}-{i}
-  namespace: default
-  labels:
-    app: {name}
-    istio.io/dataplane-mode: none
-spec:
-  serviceAccountName: {name}
-  containers:
-  - name: app
-    image: example
-status:
-  podIP: {ip}
-"#
-        ));
-    }
-    y
+    waypoint_tests::manifests::service_with_pods(name, vip, port_name, target_port, pods, false)
 }
 
 const ISTIO: &str = r#"

@@ -13,7 +13,7 @@ use waypoint_istio_ca::CaError;
 use waypoint_proxy::run::CertSource;
 use waypoint_tests::echo::http_echo;
 use waypoint_tests::fake_ca::FakeCa;
-use waypoint_tests::hbone_client::{collect, get, http1_over, tunnel};
+use waypoint_tests::hbone_client::{collect, get, http1_get_as, http1_over, tunnel};
 use waypoint_tests::pki::Pki;
 use waypoint_tests::waypoint::{eventually, TestWaypoint};
 
@@ -76,18 +76,16 @@ async fn first_certificate_is_obtained_and_served() {
         // And carries traffic: an HBONE client requiring that SAN gets through to a backend.
         let echo = http_echo("127.0.0.1:0".parse().expect("addr"), "echo").await;
         let client = HboneClient::new(pki.store("default", "sleep"));
-        let s = tunnel(
+        let r = http1_get_as(
             &client,
             wp.running.hbone_addr,
             &[id],
             &echo.addr.to_string(),
+            "echo",
+            "/",
         )
         .await
-        .expect("tunnel");
-        let mut send = http1_over(s).await.expect("h1");
-        let r = collect(send.send_request(get("echo", "/")).await.expect("send"))
-            .await
-            .expect("collect");
+        .expect("GET through the tunnel");
         assert_eq!(r.status, 200);
         rotation.abort();
     })
@@ -169,22 +167,16 @@ async fn rotates_at_half_life_without_dropping_connections() {
         .await
         .expect("collect");
         assert_eq!(r.status, 200);
-        let s = tunnel(
+        let r = http1_get_as(
             &before,
             wp.running.hbone_addr,
             std::slice::from_ref(&id),
             &dest,
+            "echo",
+            "/pooled",
         )
         .await
-        .expect("pooled stream");
-        let mut send = http1_over(s).await.expect("h1");
-        let r = collect(
-            send.send_request(get("echo", "/pooled"))
-                .await
-                .expect("send"),
-        )
-        .await
-        .expect("collect");
+        .expect("GET through the tunnel");
         assert_eq!(r.status, 200);
         assert_eq!(before.connections_opened(), 1);
         // A fresh client handshakes with the rotated certificate.
