@@ -20,6 +20,27 @@ pub struct Validity {
 pub struct Issued {
     pub material: Material,
     pub validity: Validity,
+    /// The same certificate as PEM text, for a proxy that reads files (Envoy over SDS).
+    pub pem: PemSet,
+}
+
+/// A certificate as PEM text: the chain we present (leaf first), our key, the mesh roots.
+#[derive(Clone)]
+pub struct PemSet {
+    pub chain: String,
+    pub key: String,
+    pub roots: String,
+}
+
+/// Never prints the key.
+impl std::fmt::Debug for PemSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PemSet")
+            .field("chain", &self.chain)
+            .field("key", &"<redacted>")
+            .field("roots", &self.roots)
+            .finish()
+    }
 }
 
 /// Build material from `cert_chain` and the PKCS#8 key the CSR was made with. Istio's
@@ -67,7 +88,16 @@ pub fn issued_from_chain(
     };
     let material = material_from_pem(&presented, key_pem, roots)
         .map_err(|e| CaError::Chain(format!("{e:#}")))?;
-    Ok(Issued { material, validity })
+    let pem = PemSet {
+        chain: presented,
+        key: key_pem.to_string(),
+        roots: roots.clone(),
+    };
+    Ok(Issued {
+        material,
+        validity,
+        pem,
+    })
 }
 
 #[cfg(test)]
@@ -137,6 +167,15 @@ mod tests {
         assert_eq!(issued.material.certified_key.cert.len(), 2);
         assert_eq!(issued.material.roots.len(), 2);
         assert_eq!(issued.material.roots[0].as_ref(), root.cert.der().as_ref());
+        // The PEM set carries the same three parts; its Debug form hides the key.
+        assert_eq!(parse_certs(&issued.pem.chain).expect("chain").len(), 2);
+        assert_eq!(parse_certs(&issued.pem.roots).expect("roots").len(), 2);
+        assert_eq!(issued.pem.key, key.serialize_pem());
+        let shown = format!("{:?}", issued.pem);
+        assert!(
+            !shown.contains("PRIVATE KEY") && shown.contains("<redacted>"),
+            "{shown}"
+        );
     }
 
     #[test]

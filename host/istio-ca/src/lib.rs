@@ -15,6 +15,7 @@ pub mod chain;
 pub mod client;
 pub mod csr;
 pub mod error;
+pub mod files;
 pub mod proto;
 pub mod rotate;
 
@@ -25,7 +26,7 @@ use tokio::task::JoinHandle;
 use tracing::{info, warn};
 use waypoint_hbone::tls::CertStore;
 
-pub use chain::{Issued, Validity};
+pub use chain::{Issued, PemSet, Validity};
 pub use client::{CaClient, CaOptions};
 pub use error::CaError;
 pub use rotate::Backoff;

@@ -11,4 +11,5 @@ mod reload;
 mod scenarios;
 mod symbols;
 mod xds;
+mod xds_ca;
 mod xds_protocol;

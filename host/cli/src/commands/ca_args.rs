@@ -1,5 +1,5 @@
-//! `waypoint run`'s flags for Istio's CA (address, token and root files, cluster, identity,
-//! lifetime), defaulting to Istio's environment variables and in-cluster paths.
+//! The flags for Istio's CA (address, token and root files, cluster, identity, lifetime) of
+//! `waypoint run` and `waypoint xds`, defaulting to Istio's environment variables and paths.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -12,8 +12,40 @@ use waypoint_istio_ca::client::{
     CaOptions, DEFAULT_ADDRESS, DEFAULT_CLUSTER_ID, DEFAULT_ROOT, DEFAULT_TOKEN,
 };
 
+/// The CA flags with the trust domain (`waypoint run`, which has no other trust-domain flag).
 #[derive(clap::Args, Debug, Clone)]
 pub struct CaArgs {
+    #[command(flatten)]
+    pub flags: CaFlags,
+    /// Trust domain of the identity requested.
+    #[arg(long, env = "TRUST_DOMAIN", default_value = "cluster.local")]
+    pub trust_domain: String,
+}
+
+impl CaArgs {
+    /// See [`CaFlags::enabled`].
+    pub fn enabled(&self, files: bool) -> anyhow::Result<bool> {
+        self.flags.enabled(files)
+    }
+
+    /// The client's options.
+    pub fn options(&self) -> anyhow::Result<CaOptions> {
+        self.flags.options(&self.trust_domain)
+    }
+
+    /// The first certificate (before serving) and the task that rotates it.
+    pub async fn start(&self) -> anyhow::Result<(Arc<CertStore>, JoinHandle<()>)> {
+        let opts = self.options()?;
+        let address = opts.address.clone();
+        waypoint_istio_ca::start(opts)
+            .await
+            .with_context(|| format!("getting the waypoint's certificate from the CA at {address}"))
+    }
+}
+
+/// The CA flags without the trust domain (`waypoint xds` takes it from its generator flags).
+#[derive(clap::Args, Debug, Clone)]
+pub struct CaFlags {
     /// Get the waypoint's certificate from Istio's CA and rotate it at half-life, instead of
     /// certificate files. Also on when `--ca-address` (or `CA_ADDR`) is set and no
     /// certificate files are given.
@@ -35,9 +67,6 @@ pub struct CaArgs {
     /// Sent to the CA as `clusterid` (the cluster whose API server reviews the token).
     #[arg(long, env = "CLUSTER_ID", default_value = DEFAULT_CLUSTER_ID)]
     pub cluster_id: String,
-    /// Trust domain of the identity requested.
-    #[arg(long, env = "TRUST_DOMAIN", default_value = "cluster.local")]
-    pub trust_domain: String,
     /// The pod's namespace (identity `spiffe://TD/ns/NS/sa/SA`); required with the CA.
     #[arg(long, env = "POD_NAMESPACE", value_name = "NS")]
     pub pod_namespace: Option<String>,
@@ -54,7 +83,7 @@ fn duration(s: &str) -> Result<Duration, String> {
     waypoint_core::istio::parse_duration(s)
 }
 
-impl CaArgs {
+impl CaFlags {
     /// Whether the certificate comes from the CA; `files` says whether certificate files were
     /// given (`--certs`, `--cert`, `--key`, `--roots`).
     pub fn enabled(&self, files: bool) -> anyhow::Result<bool> {
@@ -66,8 +95,8 @@ impl CaArgs {
         Ok(self.ca || (self.ca_address.is_some() && !files))
     }
 
-    /// The client's options.
-    pub fn options(&self) -> anyhow::Result<CaOptions> {
+    /// The client's options, for an identity in `trust_domain`.
+    pub fn options(&self, trust_domain: &str) -> anyhow::Result<CaOptions> {
         let ns = self
             .pod_namespace
             .as_deref()
@@ -75,7 +104,7 @@ impl CaArgs {
         let sa = self.service_account.as_deref().context(
             "the CA needs the pod's service account: --service-account or SERVICE_ACCOUNT",
         )?;
-        let mut opts = CaOptions::new(Identity::new(&self.trust_domain, ns, sa));
+        let mut opts = CaOptions::new(Identity::new(trust_domain, ns, sa));
         opts.address = self
             .ca_address
             .clone()
@@ -88,11 +117,17 @@ impl CaArgs {
         Ok(opts)
     }
 
-    /// The first certificate (before serving) and the task that rotates it.
-    pub async fn start(&self) -> anyhow::Result<(Arc<CertStore>, JoinHandle<()>)> {
-        let opts = self.options()?;
+    /// The first certificate written into `dir` as `names` before returning, and the task
+    /// that renews it there.
+    pub async fn start_to_dir(
+        &self,
+        trust_domain: &str,
+        dir: PathBuf,
+        names: waypoint_istio_ca::files::FileNames,
+    ) -> anyhow::Result<JoinHandle<()>> {
+        let opts = self.options(trust_domain)?;
         let address = opts.address.clone();
-        waypoint_istio_ca::start(opts)
+        waypoint_istio_ca::files::start_to_dir(opts, dir, names)
             .await
             .with_context(|| format!("getting the waypoint's certificate from the CA at {address}"))
     }

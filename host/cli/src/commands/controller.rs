@@ -75,3 +75,57 @@ pub fn main(args: Args) -> anyhow::Result<()> {
             .context("controller")
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+    use serde::Deserialize;
+
+    /// Every `waypoint` container the controller renders (its golden files, both modes) starts
+    /// with arguments this binary accepts: a flag renamed here would crash-loop the pods.
+    #[test]
+    fn rendered_pods_args_parse() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../controller/tests/golden/expected");
+        let mut checked = Vec::new();
+        for entry in std::fs::read_dir(&dir).expect("golden dir") {
+            let path = entry.expect("entry").path();
+            let text = std::fs::read_to_string(&path).expect("golden file");
+            for doc in serde_yaml::Deserializer::from_str(&text) {
+                let v = serde_json::Value::deserialize(doc).expect("yaml");
+                if v["kind"] != "Deployment" {
+                    continue;
+                }
+                let containers = v["spec"]["template"]["spec"]["containers"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default();
+                for c in containers {
+                    // Envoy's own container runs /usr/local/bin/envoy.
+                    if c.get("command").is_some() {
+                        continue;
+                    }
+                    let args: Vec<String> = c["args"]
+                        .as_array()
+                        .expect("args")
+                        .iter()
+                        .map(|a| a.as_str().expect("string arg").to_string())
+                        .collect();
+                    let parsed = crate::Cli::try_parse_from(
+                        std::iter::once("waypoint".to_string()).chain(args.iter().cloned()),
+                    );
+                    assert!(
+                        parsed.is_ok(),
+                        "{}: container {}: {args:?}: {}",
+                        path.display(),
+                        c["name"],
+                        parsed.err().map(|e| e.to_string()).unwrap_or_default()
+                    );
+                    checked.push(format!("{}:{}", c["name"], args[0]));
+                }
+            }
+        }
+        assert!(checked.iter().any(|c| c.ends_with(":run")), "{checked:?}");
+        assert!(checked.iter().any(|c| c.ends_with(":xds")), "{checked:?}");
+    }
+}

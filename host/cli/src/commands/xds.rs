@@ -40,8 +40,15 @@ pub struct Args {
     #[arg(long, value_name = "NS/NAME", value_parser = super::args::waypoint_name)]
     pub waypoint: Option<String>,
     /// Directory with waypoint.pem, waypoint-key.pem and ca.pem (read and served over SDS).
-    #[arg(long)]
-    pub certs: String,
+    /// Required unless the certificate comes from Istio's CA (`--ca`).
+    #[arg(long, required_unless_present_any = ["ca", "ca_address"])]
+    pub certs: Option<String>,
+    #[command(flatten)]
+    pub ca: super::ca_args::CaFlags,
+    /// With the CA: the writable directory its certificate is written to (and renewed in at
+    /// half-life), served to Envoy over SDS from there.
+    #[arg(long, value_name = "DIR", default_value = "/tmp/waypoint-certs")]
+    pub ca_cert_dir: PathBuf,
     /// How often the config and certificates are checked for changes, in milliseconds.
     #[arg(long, default_value_t = 500)]
     pub poll_ms: u64,
@@ -75,8 +82,35 @@ fn kube_config(
     Ok((file, source))
 }
 
+/// The names `waypoint xds` serves over SDS from its certificate directory.
+fn served_names() -> waypoint_istio_ca::files::FileNames {
+    waypoint_istio_ca::files::FileNames {
+        chain: "waypoint.pem".into(),
+        key: "waypoint-key.pem".into(),
+        roots: "ca.pem".into(),
+    }
+}
+
 pub fn main(mut args: Args) -> anyhow::Result<()> {
     let rt = tokio::runtime::Runtime::new()?;
+    // Certificate files, unless Istio's CA issues the certificate: then it is written to
+    // --ca-cert-dir before the first snapshot and renewed there (the watcher re-serves it).
+    let _rotation = if args.ca.enabled(args.certs.is_some())? {
+        let dir = args.ca_cert_dir.clone();
+        let task = rt.block_on(args.ca.start_to_dir(
+            &args.generator.trust_domain,
+            dir.clone(),
+            served_names(),
+        ))?;
+        args.certs = Some(dir.to_string_lossy().into_owned());
+        Some(task)
+    } else {
+        None
+    };
+    let certs = args
+        .certs
+        .clone()
+        .context("--certs DIR or --ca is required")?;
     let _kube = if args.kube {
         let (file, source) = kube_config(&args, &rt)?;
         args.config = vec![file];
@@ -95,9 +129,7 @@ pub fn main(mut args: Args) -> anyhow::Result<()> {
         rebind.insert(name.to_string(), addr);
     }
     let source = Source {
-        inputs: args
-            .generator
-            .inputs(args.config, args.waypoint, args.certs)?,
+        inputs: args.generator.inputs(args.config, args.waypoint, certs)?,
         rebind,
         extra_listeners: Vec::new(),
     };
@@ -149,5 +181,39 @@ mod tests {
             parse(&["--kubeconfig", "kc"]).is_err(),
             "--kubeconfig alone"
         );
+    }
+
+    #[test]
+    fn certificates_from_files_or_the_ca() {
+        let no_certs = |a: &[&str]| {
+            Cli::try_parse_from(["xds", "--config", "a.yaml"].iter().chain(a).copied())
+        };
+        assert!(no_certs(&[]).is_err(), "neither --certs nor --ca");
+        let ca = no_certs(&["--ca", "--ca-cert-dir", "/run/certs"]).expect("--ca");
+        assert!(ca.xds.ca.enabled(ca.xds.certs.is_some()).expect("ok"));
+        let by_address = no_certs(&["--ca-address", "istiod:15012"]).expect("address");
+        assert!(by_address.xds.ca.enabled(false).expect("ok"));
+        let both = parse(&["--config", "a.yaml", "--ca"]).expect("parses");
+        assert!(
+            both.xds.ca.enabled(both.xds.certs.is_some()).is_err(),
+            "--ca with --certs"
+        );
+        // The identity's trust domain is the generator's.
+        let td = no_certs(&[
+            "--ca",
+            "--trust-domain",
+            "td.example",
+            "--pod-namespace",
+            "n",
+            "--service-account",
+            "s",
+        ])
+        .expect("td");
+        let opts = td
+            .xds
+            .ca
+            .options(&td.xds.generator.trust_domain)
+            .expect("options");
+        assert_eq!(opts.identity.to_string(), "spiffe://td.example/ns/n/sa/s");
     }
 }

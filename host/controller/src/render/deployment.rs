@@ -138,8 +138,13 @@ fn envoy_containers(t: &Target, o: &Options, resources: Value) -> Vec<Value> {
         "--listen".into(),
         format!("127.0.0.1:{}", labels::XDS_PORT),
     ];
-    // Not yet: `waypoint xds` has no Istio CA client (the CA flags are `run`'s), so the
-    // certificates it serves Envoy over SDS have no source in a pod; Envoy mode is on paper.
+    // The certificate from Istio's CA (env CA_ADDR, the token and root mounts), written to the
+    // writable /tmp volume, renewed there at half-life, and served to Envoy over SDS.
+    args.extend([
+        "--ca".to_string(),
+        "--ca-cert-dir".into(),
+        "/tmp/waypoint-certs".into(),
+    ]);
     args.extend(o.extra_args.iter().cloned());
     let xds = base_container(
         "xds",
