@@ -46,7 +46,7 @@ enum Command {
     /// Local HBONE originator for an Envoy bootstrap made with `bootstrap --originator`.
     Originate(commands::originate::Args),
     /// Serve the Envoy resources over ADS (SotW and delta xDS), pushing config changes.
-    Xds(commands::xds::Args),
+    Xds(Box<commands::xds::Args>),
     /// Deploy waypoints for Gateways of our GatewayClass and write their status (in-cluster).
     Controller(commands::controller::Args),
 }
@@ -76,7 +76,7 @@ fn main() -> ExitCode {
         }
         Command::Xds(args) => {
             waypoint_proxy::logging::init(false);
-            exit(commands::xds::main(args))
+            exit(commands::xds::main(*args))
         }
         Command::Controller(args) => {
             waypoint_proxy::logging::init(false);
