@@ -9,6 +9,7 @@ pub mod client;
 pub mod convert;
 pub mod file;
 pub mod kinds;
+pub mod retry;
 pub mod source;
 pub mod store;
 

@@ -2,8 +2,8 @@
 //! the whole resource set to a callback once every kind is listed, debounced.
 //!
 //! Errors follow client-go's reflector: a failed list or watch (a `410 Gone` included, as an
-//! `ERROR` event or an HTTP status) backs off with kube's `DefaultBackoff` (0.8 s doubling to
-//! 30 s, jittered) and relists (a dropped watch resumes from its resourceVersion); the store
+//! `ERROR` event or an HTTP status) backs off (`retry.rs`: 0.5 s doubling to 10 s) and
+//! relists (a dropped watch resumes from its resourceVersion); the store
 //! keeps its contents meanwhile, so the last good config keeps serving. A kind whose CRD is
 //! not installed (404 on list) is empty, logged once, and retried slowly.
 
@@ -13,8 +13,7 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use kube::api::{Api, DynamicObject};
-use kube::runtime::utils::Backoff;
-use kube::runtime::watcher::{self, watcher, DefaultBackoff, Event};
+use kube::runtime::watcher::{self, watcher, Event};
 use kube::Client;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -217,7 +216,7 @@ async fn watch_kind(
     };
     let mut version = 0;
     let mut stream = start(version);
-    let mut backoff = DefaultBackoff::default();
+    let mut backoff = crate::retry::Backoff::default();
     let mut listing: Option<BTreeMap<Key, RawResource>> = None;
     let mut missing = false;
     // An object the core cannot read keeps its last good version (as a rejected file does).
@@ -254,7 +253,7 @@ async fn watch_kind(
                 continue;
             }
             Err(e) => {
-                let delay = backoff.next().unwrap_or(Duration::from_secs(30));
+                let delay = backoff.next_delay();
                 warn!(kind = %label, error = %e, ?delay, "watch failed; the last good config keeps serving; retrying after a backoff");
                 listing = None;
                 tokio::time::sleep(delay).await;
