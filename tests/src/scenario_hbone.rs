@@ -241,8 +241,24 @@ pub async fn run_case(
                 got.headers
             ));
         }
-        if !l.body.is_empty() && got.text() != l.body {
+        if got.text() != l.body {
             return Err(format!("body {:?} != core {:?}", got.text(), l.body));
+        }
+        // Every header of the core's reply, with the same value(s).
+        let mut want: BTreeMap<String, Vec<&str>> = BTreeMap::new();
+        for (k, v) in &l.headers {
+            want.entry(k.to_ascii_lowercase()).or_default().push(v);
+        }
+        for (k, v) in &want {
+            let seen: Vec<&str> = got
+                .headers
+                .get_all(k.as_str())
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .collect();
+            if seen != *v {
+                return Err(format!("reply header {k}: core {v:?}, host {seen:?}"));
+            }
         }
         if let Some((_, loc)) = l
             .headers

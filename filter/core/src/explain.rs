@@ -59,6 +59,18 @@ pub fn decision_json(d: &Decision<'_>, req: &Request<'_>) -> Value {
             o.insert("body".into(), json!(l.body));
         }
     }
+    // The headers of the waypoint's own reply (lower-case names, repeated values joined).
+    let mut local_headers = Map::new();
+    for (k, v) in d.local.iter().flat_map(|l| l.headers.iter()) {
+        let k = k.to_ascii_lowercase();
+        match local_headers.get_mut(&k) {
+            Some(Value::String(prev)) => *prev = format!("{prev},{v}"),
+            _ => {
+                local_headers.insert(k, json!(v));
+            }
+        }
+    }
+    o.insert("local_headers".into(), Value::Object(local_headers));
     let routed = d.action == Action::Route;
     let fwd = d.forward.as_ref().filter(|_| routed);
     o.insert(

@@ -10,6 +10,7 @@ pub mod explain;
 pub mod fixtures;
 pub mod gateway;
 pub mod istio;
+pub mod local_reply;
 pub mod matchers;
 pub mod mesh;
 pub mod names;

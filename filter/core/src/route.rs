@@ -132,7 +132,8 @@ pub enum PathRewrite {
     /// Replace the matched prefix (VirtualService `rewrite.uri` after a prefix match, Gateway
     /// `ReplacePrefixMatch`). `prefix` is what the rule matched on.
     Prefix { prefix: String, replacement: String },
-    /// VirtualService `uriRegexRewrite`: regex replace-all over the path.
+    /// VirtualService `uriRegexRewrite`: regex replace-all over the path. `substitution` is in
+    /// the regex crate's syntax (`${1}`), converted once from Envoy's RE2 `\1` at compile time.
     Regex { regex: Regex, substitution: String },
 }
 

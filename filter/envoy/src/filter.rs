@@ -387,10 +387,8 @@ impl HttpFilter {
     }
 
     fn reply<S: StreamHandle>(&mut self, s: &mut S, action: Action, local: &LocalResponse) {
-        let mut headers = local.headers.clone();
-        if let Some(g) = &local.grpc_status {
-            headers.push(("grpc-status".to_string(), g.clone()));
-        }
+        // The core's reply is already in Envoy's form (text/plain, or gRPC to a gRPC request).
+        let headers = local.headers.clone();
         let body = if action == Action::Deny && local.body.is_empty() {
             DENY_BODY
         } else {

@@ -108,9 +108,21 @@ fn compare(
                 resp.status, resp.body
             ));
         }
-        if let Some(body) = core.get("body").and_then(Value::as_str) {
-            if resp.body != body {
-                return Err(format!("body {:?}, core says {body:?}", resp.body));
+        let body = core.get("body").and_then(Value::as_str).unwrap_or("");
+        if resp.body != body {
+            return Err(format!("body {:?}, core says {body:?}", resp.body));
+        }
+        if let Some(Value::Object(hs)) = core.get("local_headers") {
+            for (k, v) in hs {
+                let got: Vec<&str> = resp
+                    .headers
+                    .iter()
+                    .filter(|(n, _)| n.eq_ignore_ascii_case(k))
+                    .map(|(_, x)| x.as_str())
+                    .collect();
+                if Some(got.join(",").as_str()) != v.as_str() {
+                    return Err(format!("reply header {k}: {got:?}, core says {v}"));
+                }
             }
         }
         if let Some(loc) = core.get("location").and_then(Value::as_str) {

@@ -16,6 +16,7 @@ use crate::decision::{
     Action, Decision, Endpoints, Forwarding, LocalResponse, PolicyResult, RulePosition,
 };
 use crate::gateway::routes_apply_to_port;
+use crate::local_reply;
 use crate::random::RandomSource;
 use crate::request::{parse_ip, split_host_port, Request};
 use crate::route::Subset;
@@ -283,8 +284,25 @@ impl Snapshot {
     }
 
     /// Decide what to do with `req`. `rng` drives weighted splits and fault percentages;
-    /// `want_trace` fills `Decision::trace` with the rules tried and why.
+    /// `want_trace` fills `Decision::trace` with the rules tried and why. A local reply comes
+    /// out as Envoy sends it: `text/plain` for a body, the gRPC form to a gRPC request.
     pub fn decide<'s>(
+        &'s self,
+        req: &Request<'_>,
+        rng: &mut dyn RandomSource,
+        want_trace: bool,
+    ) -> Decision<'s> {
+        let mut d = self.decide_request(req, rng, want_trace);
+        if let Some(l) = d.local.as_mut() {
+            local_reply::add_text_content_type(l);
+            if local_reply::is_grpc_request(req.header("content-type")) {
+                local_reply::to_grpc(l);
+            }
+        }
+        d
+    }
+
+    fn decide_request<'s>(
         &'s self,
         req: &Request<'_>,
         rng: &mut dyn RandomSource,

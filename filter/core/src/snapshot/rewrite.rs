@@ -13,9 +13,9 @@ pub fn rewrite_path(path: &str, rw: &PathRewrite, matched: Option<&StringMatch>)
             regex,
             substitution,
         } => {
-            // Envoy regex_rewrite uses `\1` for groups; the regex crate uses `$1`/`${1}`.
-            let sub = to_regex_crate_substitution(substitution);
-            regex.replace_all(path, sub.as_str()).into_owned()
+            // `substitution` is already in the regex crate's syntax (compiled once from
+            // Envoy's `\1` form by `re2_substitution_to_rust`).
+            regex.replace_all(path, substitution.as_str()).into_owned()
         }
         PathRewrite::Prefix {
             prefix,
@@ -46,26 +46,6 @@ pub fn rewrite_path(path: &str, rw: &PathRewrite, matched: Option<&StringMatch>)
             },
         },
     }
-}
-
-fn to_regex_crate_substitution(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut chars = s.chars().peekable();
-    while let Some(c) = chars.next() {
-        match c {
-            '\\' if chars.peek().is_some_and(|d| d.is_ascii_digit()) => {
-                out.push_str("${");
-                while let Some(d) = chars.peek().copied().filter(char::is_ascii_digit) {
-                    out.push(d);
-                    chars.next();
-                }
-                out.push('}');
-            }
-            '$' => out.push_str("$$"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 /// Apply header mutations to a list of (lower-case name, value) pairs: removals first, then
@@ -113,7 +93,7 @@ mod tests {
     fn regex_rewrite_with_groups() {
         let rw = PathRewrite::Regex {
             regex: regex::Regex::new("^/service/([^/]+)(/.*)$").expect("regex"),
-            substitution: "\\2/instance/\\1".into(),
+            substitution: "${2}/instance/${1}".into(),
         };
         assert_eq!(
             rewrite_path("/service/foo/v1/api", &rw, None),

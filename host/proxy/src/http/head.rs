@@ -11,7 +11,7 @@ pub struct RequestHead {
     pub authority: String,
     /// Path with query (`/` when the target has none).
     pub path: String,
-    /// `content-type: application/grpc*`.
+    /// A gRPC request ([`is_grpc`]).
     pub grpc: bool,
 }
 
@@ -42,10 +42,11 @@ impl RequestHead {
     }
 }
 
-/// `content-type: application/grpc*`.
+/// A gRPC request as Envoy decides it (`application/grpc`, `+…` or `;…`; not gRPC-Web).
 pub fn is_grpc(headers: &http::HeaderMap) -> bool {
-    headers
-        .get(http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/grpc"))
+    waypoint_core::local_reply::is_grpc_request(
+        headers
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok()),
+    )
 }

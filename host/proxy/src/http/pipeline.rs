@@ -126,6 +126,10 @@ async fn serve(
         PlanKind::Forward(fp) => forward(&shared, &ctx, &res, fp, req, &head).await,
     };
     report::finish(&shared, &ctx, &head, &plan, &outcome, start.elapsed());
+    if head.grpc {
+        // Envoy answers a gRPC request's local replies in gRPC form (trailers-only).
+        resp = reply::grpc_form(resp);
+    }
     close_if_draining(&shared, http1, &mut resp);
     Ok(resp)
 }

@@ -117,9 +117,44 @@ pub fn full(body: impl Into<Bytes>) -> ProxyBody {
     Full::new(body.into()).map_err(|e| match e {}).boxed()
 }
 
+/// Marks a response the waypoint wrote itself, keeping its body text for [`grpc_form`].
+#[derive(Debug, Clone)]
+pub struct Written {
+    body: String,
+}
+
+/// A response the waypoint wrote itself, in the form Envoy gives a gRPC request (the core's
+/// `local_reply::to_grpc`: HTTP 200, `grpc-status`, the body as `grpc-message`). The core's
+/// own replies come converted already (the conversion is idempotent); this covers the host's
+/// (upstream failures, timeouts, ext_authz denials). Other responses pass unchanged.
+pub fn grpc_form(resp: Response<ProxyBody>) -> Response<ProxyBody> {
+    let Some(written) = resp.extensions().get::<Written>().cloned() else {
+        return resp;
+    };
+    let mut l = waypoint_core::decision::LocalResponse {
+        status: resp.status().as_u16(),
+        body: written.body,
+        headers: resp
+            .headers()
+            .iter()
+            .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
+            .collect(),
+        grpc_status: None,
+    };
+    waypoint_core::local_reply::to_grpc(&mut l);
+    local_response(&LocalReply {
+        status: l.status,
+        body: l.body,
+        headers: l.headers,
+    })
+}
+
 /// A local reply as a response (`text/plain` when it has a body and no content type).
 pub fn local_response(reply: &LocalReply) -> Response<ProxyBody> {
     let mut resp = Response::new(full(reply.body.clone()));
+    resp.extensions_mut().insert(Written {
+        body: reply.body.clone(),
+    });
     *resp.status_mut() =
         StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let h = resp.headers_mut();
