@@ -11,6 +11,9 @@ use waypoint_core::{BuildOptions, ConfigError, Diagnostics, Snapshot};
 #[derive(Debug, Clone)]
 pub struct Input<'a> {
     pub resources: &'a [RawResource],
+    /// What loading found wrong (the file loader's errors); those about a resource are
+    /// reported as schema errors, those about a file are left to the caller.
+    pub load_errors: &'a [ConfigError],
     /// Istio's root namespace (mesh-wide policies, the mesh config).
     pub root_namespace: &'a str,
 }
@@ -19,12 +22,11 @@ pub struct Input<'a> {
 #[derive(Debug)]
 pub struct Context<'a> {
     pub resources: &'a [RawResource],
-    pub root_namespace: &'a str,
     /// Every waypoint Gateway of the config.
     pub waypoints: Vec<Waypoint>,
     /// One snapshot per waypoint (same order); one built without a waypoint when there is none.
     pub snapshots: Vec<Snapshot>,
-    /// The core's diagnostics of every build, each once, in first-seen order.
+    /// The load errors and the core's diagnostics of every build, each once, in first-seen order.
     pub diagnostics: Diagnostics,
 }
 
@@ -47,6 +49,11 @@ impl<'a> Context<'a> {
         };
         let mut diagnostics = Diagnostics::default();
         let mut seen: BTreeSet<(bool, String)> = BTreeSet::new();
+        for e in input.load_errors {
+            if seen.insert((true, e.to_string())) {
+                diagnostics.error(e.clone());
+            }
+        }
         for s in &snapshots {
             for e in &s.diagnostics.errors {
                 if !is_waypoint_selection(e) && seen.insert((true, e.to_string())) {
@@ -61,7 +68,6 @@ impl<'a> Context<'a> {
         }
         Context {
             resources: input.resources,
-            root_namespace: input.root_namespace,
             waypoints,
             snapshots,
             diagnostics,

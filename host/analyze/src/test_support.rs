@@ -50,6 +50,7 @@ pub fn messages_of(analyzer: fn(&Context<'_>) -> Vec<Message>, extra: &str) -> V
     let rs = resources(extra);
     let ctx = Context::build(&Input {
         resources: &rs,
+        load_errors: &[],
         root_namespace: "istio-system",
     });
     let mut out: Vec<String> = analyzer(&ctx).iter().map(ToString::to_string).collect();
