@@ -27,8 +27,11 @@ pub use message::{Level, Message, MessageType, ResourceRef};
 
 use context::Context;
 
+/// One analyzer: the compiled input in, its messages out.
+type Analyzer = fn(&Context<'_>) -> Vec<Message>;
+
 /// Every analyzer, in the order they run.
-const ANALYZERS: &[(&str, fn(&Context<'_>) -> Vec<Message>)] = &[
+const ANALYZERS: &[(&str, Analyzer)] = &[
     ("core diagnostics", diagnostics::analyze),
     ("virtualservice rules", vs_rules::analyze),
     ("shadowed route rules", shadowed::analyze),

@@ -11,7 +11,9 @@ use waypoint_tests::kube::FakeApiServer;
 use waypoint_tests::pki::TempDir;
 
 fn repo(path: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").join(path)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(path)
 }
 
 /// (exit code, stdout, stderr).
@@ -217,8 +219,14 @@ fn thresholds_and_parse_errors_set_istioctls_exit_codes() {
     .expect("write");
     let path = dir.path().display().to_string();
     let (code, out, _) = analyze(&["--config", &path]);
-    assert_eq!(code, 0, "Info is below the default threshold (Error): {out}");
-    assert!(out.starts_with("Info [WPA0004] (VirtualService default/details)"), "{out}");
+    assert_eq!(
+        code, 0,
+        "Info is below the default threshold (Error): {out}"
+    );
+    assert!(
+        out.starts_with("Info [WPA0004] (VirtualService default/details)"),
+        "{out}"
+    );
     let (code, _, _) = analyze(&["--config", &path, "--failure-threshold", "Info"]);
     assert_eq!(code, 79);
     let (code, out, err) = analyze(&["--config", &path, "--output-threshold", "Warning"]);
@@ -277,7 +285,10 @@ async fn kube_analyzes_what_the_api_server_holds() {
     };
     let (code, out, err) = run(&["-o", "json"]).await.expect("join");
     assert_eq!((code, out.trim()), (0, "[]"), "{err}");
-    assert!(err.contains("No validation issues found when analyzing the Kubernetes API server"), "{err}");
+    assert!(
+        err.contains("No validation issues found when analyzing the Kubernetes API server"),
+        "{err}"
+    );
 
     apply(BROKEN);
     let (code, out, err) = run(&["-o", "json"]).await.expect("join");
@@ -310,5 +321,8 @@ fn kube_without_an_api_server_fails_with_exit_1() {
         "2s",
     ]);
     assert_eq!((code, out.as_str()), (1, ""), "{err}");
-    assert!(err.contains("no full list from the Kubernetes API server"), "{err}");
+    assert!(
+        err.contains("no full list from the Kubernetes API server"),
+        "{err}"
+    );
 }
