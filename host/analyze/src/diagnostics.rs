@@ -173,6 +173,26 @@ spec:
     }
 
     #[test]
+    fn load_errors_about_a_resource_are_schema_errors() {
+        use crate::context::{Context, Input};
+        let rs = crate::test_support::resources("");
+        let load_errors = [
+            ConfigError::new("Service", "shop", "x", "apiVersion", "missing apiVersion"),
+            ConfigError::new("Manifest", "", "f.yaml#3", "", "invalid YAML"),
+        ];
+        let ctx = Context::build(&Input {
+            resources: &rs,
+            load_errors: &load_errors,
+            root_namespace: "istio-system",
+        });
+        let got: Vec<String> = analyze(&ctx).iter().map(ToString::to_string).collect();
+        assert_eq!(
+            got,
+            ["Error [IST0106] (Service shop/x) Schema validation error: apiVersion: missing apiVersion"]
+        );
+    }
+
+    #[test]
     fn parse_errors_are_not_messages() {
         let e = ConfigError::new("Manifest", "", "f.yaml#0", "", "invalid YAML");
         assert!(is_parse_error(&e));
