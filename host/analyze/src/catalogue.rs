@@ -46,6 +46,9 @@ pub const SELECTOR_POLICY_IGNORED: MessageType =
     t("WPA0005", "SelectorPolicyIgnoredByWaypoint", Level::Warning);
 /// The config has no waypoint Gateway.
 pub const NO_WAYPOINT: MessageType = t("WPA0006", "NoWaypoint", Level::Info);
+/// A VirtualService host that matches no service of the config.
+pub const VIRTUAL_SERVICE_HOST_UNUSED: MessageType =
+    t("WPA0007", "VirtualServiceHostMatchesNoService", Level::Info);
 
 /// All message types, by code.
 pub const ALL: &[MessageType] = &[
@@ -63,6 +66,7 @@ pub const ALL: &[MessageType] = &[
     WEIGHTS_NOT_100,
     SELECTOR_POLICY_IGNORED,
     NO_WAYPOINT,
+    VIRTUAL_SERVICE_HOST_UNUSED,
 ];
 
 #[cfg(test)]

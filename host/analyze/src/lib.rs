@@ -13,6 +13,7 @@ pub mod message;
 mod policies;
 mod references;
 mod shadowed;
+mod vs_hosts;
 mod vs_rules;
 mod weights;
 
@@ -34,6 +35,7 @@ type Analyzer = fn(&Context<'_>) -> Vec<Message>;
 const ANALYZERS: &[(&str, Analyzer)] = &[
     ("core diagnostics", diagnostics::analyze),
     ("virtualservice rules", vs_rules::analyze),
+    ("virtualservice hosts", vs_hosts::analyze),
     ("shadowed route rules", shadowed::analyze),
     ("weights", weights::analyze),
     ("destinations", destinations::analyze),
