@@ -116,8 +116,10 @@ fn destination_rules(ctx: &Context<'_>, out: &mut Vec<Message>) {
             }
             Some(Ok(svc)) => svc,
         };
-        // Without any endpoint in the config, which pods exist is unknown: say nothing.
-        if svc.endpoints.is_empty() {
+        // Without any endpoint in the config, which pods exist is unknown; an endpoint
+        // without labels (an EndpointSlice address whose Pod the config lacks) may be any
+        // version: say nothing then either.
+        if svc.endpoints.is_empty() || svc.endpoints.iter().any(|e| e.labels.is_empty()) {
             continue;
         }
         for s in dr
@@ -192,6 +194,23 @@ kind: DestinationRule
 metadata: {name: ratings, namespace: shop}
 spec: {host: ratings.shop.svc.cluster.local, subsets: [{name: v1, labels: {version: v1}}]}
 ---
+apiVersion: v1
+kind: Service
+metadata: {name: details, namespace: shop}
+spec: {clusterIP: 10.96.0.3, ports: [{name: http, port: 9080}]}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: details-1, namespace: shop, labels: {kubernetes.io/service-name: details}}
+addressType: IPv4
+endpoints: [{addresses: [10.1.0.9]}]
+ports: [{name: http, port: 9080}]
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: details, namespace: shop}
+spec: {host: details, subsets: [{name: v1, labels: {version: v1}}]}
+---
 apiVersion: networking.istio.io/v1
 kind: VirtualService
 metadata: {name: reviews, namespace: shop}
@@ -205,7 +224,8 @@ spec:
   - route: [{destination: {host: nowhere, subset: v1}}]
 "#,
         );
-        // ratings has no pods in the config: its subset v1 is not judged.
+        // ratings has no pods in the config, and details' only endpoint (an EndpointSlice
+        // address) has no known Pod: their subsets are not judged.
         assert_eq!(
             got,
             [
