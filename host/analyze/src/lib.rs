@@ -13,6 +13,7 @@ pub mod message;
 mod policies;
 mod references;
 mod shadowed;
+pub mod suppress;
 mod vs_hosts;
 mod vs_rules;
 mod weights;
@@ -25,6 +26,7 @@ use std::collections::{BTreeMap, BTreeSet};
 pub use context::Input;
 pub use diagnostics::is_parse_error;
 pub use message::{Level, Message, MessageType, ResourceRef};
+pub use suppress::Suppression;
 
 use context::Context;
 
@@ -49,7 +51,8 @@ pub fn analyzer_names() -> Vec<&'static str> {
 }
 
 /// Run every analyzer over `input`. Messages come sorted by resource, code and text, each
-/// once, with the origin (file or API object) of their resource when known.
+/// once, with the origin (file or API object) of their resource when known; those a
+/// resource's `galley.istio.io/analyze-suppress` annotation names are left out.
 pub fn analyze(input: &Input<'_>) -> Vec<Message> {
     let ctx = Context::build(input);
     let mut out: Vec<Message> = Vec::new();
@@ -80,6 +83,18 @@ pub fn analyze(input: &Input<'_>) -> Vec<Message> {
     }
     let mut seen = BTreeSet::new();
     out.retain(|m| seen.insert((m.resource.clone(), m.kind.code, m.text.clone())));
+    let annotated: BTreeMap<ResourceRef, String> = input
+        .resources
+        .iter()
+        .filter_map(|r| {
+            let codes = r.annotations.get(suppress::ANNOTATION)?;
+            Some((
+                ResourceRef::new(&r.kind, &r.namespace, &r.name),
+                codes.clone(),
+            ))
+        })
+        .collect();
+    let mut out = suppress::apply(out, &[], &annotated);
     out.sort_by(|a, b| {
         (&a.resource, a.kind.code, &a.text).cmp(&(&b.resource, b.kind.code, &b.text))
     });

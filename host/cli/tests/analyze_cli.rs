@@ -204,6 +204,42 @@ fn a_broken_copy_reports_each_mistake_and_exits_79() {
         .filter(|(c, _)| c == "IST0101")
         .collect();
     assert_eq!(codes(&out), errors);
+
+    // --suppress (ours and istioctl's resource forms) and the annotation drop messages; the
+    // exit code counts only what is left.
+    let (code, out, err) = analyze(&[
+        "--config",
+        &path,
+        "-o",
+        "json",
+        "--output-threshold",
+        "Error",
+        "-S",
+        "IST0101=VirtualService default/det*",
+        "--suppress",
+        "IST0101=AuthorizationPolicy deny-none.default",
+        "-S",
+        "IST0101=Namespace shop",
+        "-S",
+        "IST9999=x",
+    ]);
+    assert_eq!((code, out.trim()), (0, "[]"), "{err}");
+    assert!(
+        err.contains("'IST9999' is an unknown message code"),
+        "{err}"
+    );
+    let annotated = BROKEN.replace(
+        "metadata: {name: gone}",
+        "metadata: {name: gone, annotations: {galley.istio.io/analyze-suppress: IST0174}}",
+    );
+    std::fs::write(dir.path().join("zz-broken.yaml"), annotated).expect("write");
+    let (_, out, _) = analyze(&["--config", &path, "-o", "json"]);
+    let mut want = broken_expected();
+    want.remove(&(
+        "IST0174".to_string(),
+        "DestinationRule default/gone".to_string(),
+    ));
+    assert_eq!(codes(&out), want);
 }
 
 #[test]

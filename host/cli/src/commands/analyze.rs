@@ -7,8 +7,11 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args as ClapArgs;
+use waypoint_analyze::catalogue::ALL;
 use waypoint_analyze::format::{at_least, exit_code, render, Format};
-use waypoint_analyze::{analyze, analyzer_names, is_parse_error, Input, Level};
+use waypoint_analyze::{
+    analyze, analyzer_names, is_parse_error, suppress, Input, Level, Suppression,
+};
 use waypoint_core::resource::RawResource;
 use waypoint_core::ConfigError;
 
@@ -57,6 +60,10 @@ pub struct Args {
     /// How long `--kube` waits for every kind's list (Go duration).
     #[arg(long, default_value = "30s", value_parser = duration)]
     pub timeout: Duration,
+    /// Do not report CODE on RESOURCE (repeatable): `Kind namespace/name` or istioctl's
+    /// `Kind name.namespace`, `*` matching anything, e.g. "IST0101=VirtualService default/*".
+    #[arg(short = 'S', long = "suppress", value_name = "CODE=RESOURCE", value_parser = Suppression::parse)]
+    pub suppress: Vec<Suppression>,
     /// List the analyzers and exit.
     #[arg(short = 'L', long)]
     pub list_analyzers: bool,
@@ -144,11 +151,20 @@ fn main(args: Args) -> anyhow::Result<u8> {
             names.join(", "),
         )
     };
+    for s in &args.suppress {
+        if !ALL.iter().any(|t| t.code == s.code) {
+            eprintln!(
+                "Warning: Supplied message code '{}' is an unknown message code and will not have any effect.",
+                s.code
+            );
+        }
+    }
     let messages = analyze(&Input {
         resources: &resources,
         load_errors: &load_errors,
         root_namespace: &args.mesh_namespace,
     });
+    let messages = suppress::apply(messages, &args.suppress, &Default::default());
     let shown = at_least(&messages, args.output_threshold);
     let text = render(&shown, args.output);
     match args.output {
@@ -209,6 +225,18 @@ mod tests {
         assert!(parse(&["--kube", "--config", "a"]).is_err(), "both");
         assert!(parse(&[]).is_err(), "neither");
         assert!(parse(&["-L"]).is_ok());
+        let s = parse(&[
+            "--config",
+            "a",
+            "-S",
+            "IST0101=VirtualService default/*",
+            "--suppress",
+            "WPA0004=x",
+        ])
+        .expect("suppressions");
+        assert_eq!(s.suppress.len(), 2);
+        assert_eq!(s.suppress[0].resource, "VirtualService default/*");
+        assert!(parse(&["--config", "a", "-S", "IST0101"]).is_err());
         assert!(parse(&["--config", "a", "-o", "xml"]).is_err());
         assert!(parse(&["--config", "a", "--failure-threshold", "fatal"]).is_err());
     }
