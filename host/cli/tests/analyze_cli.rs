@@ -1,6 +1,5 @@
-//! `waypoint analyze` as users run it: the bookinfo examples are clean, a broken copy reports
-//! each mistake with its code and resource, thresholds and exit codes are istioctl's, and
-//! `--kube` analyzes what the (fake) API server holds.
+//! `waypoint analyze` as users run it: bookinfo is clean, a broken copy reports each mistake
+//! (code, resource, exit code), thresholds and suppressions are istioctl's, `--kube` too.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
