@@ -95,8 +95,8 @@ fn from_kube(args: &Args) -> anyhow::Result<Vec<RawResource>> {
     })
 }
 
-/// Print the load errors of unparsable files on stderr; returns how many files they were.
-fn report_parse_errors(errors: &[ConfigError], rejected: usize) -> usize {
+/// Print the load errors of unparsable files on stderr.
+fn report_parse_errors(errors: &[ConfigError]) {
     for e in errors.iter().filter(|e| is_parse_error(e)) {
         // `name` is the file (and document index for a bad document).
         let field = if e.field.is_empty() {
@@ -106,7 +106,6 @@ fn report_parse_errors(errors: &[ConfigError], rejected: usize) -> usize {
         };
         eprintln!("Error: cannot parse {}{field}: {}", e.name, e.message);
     }
-    rejected
 }
 
 /// Run the command: istioctl's exit codes (0, 79 issues found, 65 parse errors), 1 when the
@@ -138,7 +137,9 @@ fn main(args: Args) -> anyhow::Result<u8> {
         (set, Vec::new(), 0, "the Kubernetes API server".to_string())
     } else {
         let loaded = waypoint_loader::load_paths(&args.config, &args.namespace);
-        let parse_errors = report_parse_errors(&loaded.errors, loaded.rejected.len());
+        report_parse_errors(&loaded.errors);
+        // Files (or given paths) not wholly read: istioctl's "files could not be parsed".
+        let parse_errors = loaded.rejected.len();
         let names: Vec<String> = args
             .config
             .iter()
