@@ -279,6 +279,12 @@ fn thresholds_and_parse_errors_set_istioctls_exit_codes() {
 
     let (code, _, err) = analyze(&["--config", &path, "-o", "xml"]);
     assert_eq!(code, 2, "clap usage error: {err}");
+    let (code, _, err) = analyze(&["--config", "/nonexistent/waypoint-analyze"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("--config /nonexistent/waypoint-analyze: no such file or directory"),
+        "{err}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

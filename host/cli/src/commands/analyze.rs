@@ -136,6 +136,9 @@ fn main(args: Args) -> anyhow::Result<u8> {
         let set = from_kube(&args).context("--kube")?;
         (set, Vec::new(), 0, "the Kubernetes API server".to_string())
     } else {
+        if let Some(p) = args.config.iter().find(|p| !p.exists()) {
+            anyhow::bail!("--config {}: no such file or directory", p.display());
+        }
         let loaded = waypoint_loader::load_paths(&args.config, &args.namespace);
         report_parse_errors(&loaded.errors);
         // Files (or given paths) not wholly read: istioctl's "files could not be parsed".
