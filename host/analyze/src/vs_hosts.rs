@@ -1,11 +1,11 @@
-//! VirtualService hosts that name no service of the config (WPA0007): a waypoint picks
-//! VirtualServices by the service it serves, so such a host is never used by one.
+//! VirtualService hosts a waypoint never uses: hosts naming no service (WPA0007), and services
+//! whose waypoint skips the VirtualService for its namespace (WPA0001).
 
 use serde_json::Value;
 use waypoint_core::istio::hosts::{host_matches, resolve_short_name};
 use waypoint_core::istio::MESH_GATEWAY;
 
-use crate::catalogue::VIRTUAL_SERVICE_HOST_UNUSED;
+use crate::catalogue::{IGNORED_BY_WAYPOINT, VIRTUAL_SERVICE_HOST_UNUSED};
 use crate::context::Context;
 use crate::message::{Message, ResourceRef};
 
@@ -13,6 +13,34 @@ fn strings(v: Option<&Value>) -> Vec<&str> {
     v.and_then(Value::as_array)
         .map(|a| a.iter().filter_map(Value::as_str).collect())
         .unwrap_or_default()
+}
+
+/// A waypoint takes a VirtualService for a service only from the service's or its own
+/// namespace (pilot `getVirtualServiceForWaypoint`): name the bound services it skips.
+fn wrong_namespace(
+    ctx: &Context<'_>,
+    vs: &waypoint_core::resource::RawResource,
+    host: &str,
+    out: &mut Vec<Message>,
+) {
+    for snap in &ctx.snapshots {
+        let Some(w) = &snap.waypoint else { continue };
+        for i in snap.bound_services() {
+            let s = &snap.registry.services[i];
+            let matches =
+                host_matches(host, &s.hostname) || s.aliases.iter().any(|a| host_matches(host, a));
+            if matches && vs.namespace != s.namespace && vs.namespace != w.namespace {
+                out.push(Message::new(
+                    IGNORED_BY_WAYPOINT,
+                    Some(ResourceRef::new(&vs.kind, &vs.namespace, &vs.name)),
+                    format!(
+                        "spec.hosts: not applied to {}: its waypoint {}/{} takes VirtualServices only from the service's namespace ({}) or its own ({})",
+                        s.hostname, w.namespace, w.name, s.namespace, w.namespace
+                    ),
+                ));
+            }
+        }
+    }
 }
 
 pub fn analyze(ctx: &Context<'_>) -> Vec<Message> {
@@ -31,6 +59,7 @@ pub fn analyze(ctx: &Context<'_>) -> Vec<Message> {
                     || s.aliases.iter().any(|a| host_matches(&resolved, a))
             });
             if used {
+                wrong_namespace(ctx, vs, &resolved, &mut out);
                 continue;
             }
             // `name.namespace` and the like reach a service through DNS, not in Istio's host
@@ -53,6 +82,9 @@ pub fn analyze(ctx: &Context<'_>) -> Vec<Message> {
             ));
         }
     }
+    // Two hosts (`reviews`, `*.shop...`) may cover one service: say it once.
+    let mut seen = std::collections::BTreeSet::new();
+    out.retain(|m| seen.insert(m.to_string()));
     out
 }
 
@@ -60,6 +92,35 @@ pub fn analyze(ctx: &Context<'_>) -> Vec<Message> {
 mod tests {
     use super::*;
     use crate::test_support::messages_of;
+
+    #[test]
+    fn a_virtual_service_from_a_third_namespace_is_skipped() {
+        let got = messages_of(
+            analyze,
+            r#"
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: from-elsewhere, namespace: frontend}
+spec:
+  hosts: [reviews.shop.svc.cluster.local, '*.shop.svc.cluster.local']
+  http: [{route: [{destination: {host: reviews.shop.svc.cluster.local}}]}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: local, namespace: shop}
+spec:
+  hosts: [reviews]
+  http: [{route: [{destination: {host: reviews}}]}]
+"#,
+        );
+        assert_eq!(
+            got,
+            [
+                "Warning [WPA0001] (VirtualService frontend/from-elsewhere) spec.hosts: not applied to ratings.shop.svc.cluster.local: its waypoint shop/waypoint takes VirtualServices only from the service's namespace (shop) or its own (shop)",
+                "Warning [WPA0001] (VirtualService frontend/from-elsewhere) spec.hosts: not applied to reviews.shop.svc.cluster.local: its waypoint shop/waypoint takes VirtualServices only from the service's namespace (shop) or its own (shop)",
+            ]
+        );
+    }
 
     #[test]
     fn hosts_without_a_service() {
