@@ -4,6 +4,7 @@
 mod explain;
 
 mod commands {
+    pub mod analyze;
     pub mod args;
     pub mod bootstrap;
     pub mod ca_args;
@@ -47,6 +48,8 @@ enum Command {
     Originate(commands::originate::Args),
     /// Serve the Envoy resources over ADS (SotW and delta xDS), pushing config changes.
     Xds(Box<commands::xds::Args>),
+    /// Check a config for mistakes (istioctl analyze's messages and exit codes).
+    Analyze(commands::analyze::Args),
     /// Deploy waypoints for Gateways of our GatewayClass and write their status (in-cluster).
     Controller(commands::controller::Args),
 }
@@ -67,6 +70,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Explain(args) => ExitCode::from(explain::run(args).clamp(0, 255) as u8),
+        Command::Analyze(args) => commands::analyze::run(args),
         Command::DevCa(args) => exit(commands::dev_ca::main(args)),
         Command::Demo(args) => exit(waypoint_devtools::demo::main(args)),
         Command::Bootstrap(args) => exit(commands::bootstrap::main(args)),
