@@ -17,7 +17,7 @@ const MAX_BODY: usize = 64 << 20;
 /// Why the admin could not be read. Each variant names the address and path.
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {
-    #[error("admin {addr}: cannot resolve or connect: {source}")]
+    #[error("admin {addr}: cannot resolve or connect")]
     Connect {
         addr: String,
         source: std::io::Error,

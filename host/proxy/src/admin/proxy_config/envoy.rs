@@ -272,8 +272,7 @@ fn clusters(dump: &Value, module: Option<&Snapshot>) -> (Vec<ClusterView>, Vec<E
         }
     }
     let identities = hbone_identities(&all);
-    let mut cs = Vec::new();
-    let mut es = Vec::new();
+    let mut list = Vec::new();
     let mut seen = BTreeSet::new();
     for c in all {
         let Some(name) = c["name"].as_str() else {
@@ -324,7 +323,7 @@ fn clusters(dump: &Value, module: Option<&Snapshot>) -> (Vec<ClusterView>, Vec<E
                     .map(|p| p.protocol.clone())
             })
         });
-        cs.push(ClusterView {
+        let view = ClusterView {
             name: name.to_string(),
             service: istio.as_ref().map(|(_, _, h)| h.clone()),
             port: istio.as_ref().map(|(p, _, _)| *p),
@@ -336,12 +335,11 @@ fn clusters(dump: &Value, module: Option<&Snapshot>) -> (Vec<ClusterView>, Vec<E
             protocol,
             destination_rule: dr,
             endpoints: eps.len(),
-        });
-        es.extend(eps);
+        };
+        eps.sort_by(|a, b| a.address.cmp(&b.address));
+        list.push((view, eps));
     }
-    cs.sort_by(|a, b| a.name.cmp(&b.name));
-    es.sort_by(|a, b| (&a.cluster, &a.address).cmp(&(&b.cluster, &b.address)));
-    (cs, es)
+    snap_view::ordered(list)
 }
 
 /// Envoy's own route configurations (inline in connection managers, or from RDS), one row

@@ -254,9 +254,28 @@ pub fn clusters(snap: &Snapshot, trust_domain: &str) -> (Vec<ClusterView>, Vec<E
             }
         }
     }
-    let mut cs = Vec::with_capacity(clusters.len());
+    ordered(clusters.into_values().collect())
+}
+
+/// Clusters ordered by service, port and subset (the whole service first), other clusters
+/// by name; endpoints in the order of their clusters.
+pub fn ordered(
+    mut list: Vec<(ClusterView, Vec<EndpointView>)>,
+) -> (Vec<ClusterView>, Vec<EndpointView>) {
+    list.sort_by(|(a, _), (b, _)| {
+        let key = |c: &ClusterView| {
+            (
+                c.service.clone().unwrap_or_else(|| c.name.clone()),
+                c.port,
+                c.subset.clone(),
+                c.name.clone(),
+            )
+        };
+        key(a).cmp(&key(b))
+    });
+    let mut cs = Vec::with_capacity(list.len());
     let mut es = Vec::new();
-    for (_, (c, e)) in clusters {
+    for (c, e) in list {
         cs.push(c);
         es.extend(e);
     }
@@ -408,18 +427,17 @@ spec:
         let names: Vec<&str> = cs.iter().map(|c| c.name.as_str()).collect();
         assert_eq!(
             names,
-            // Sorted by name, as the generated Envoy clusters ('|' sorts after letters).
             vec![
+                "outbound|9080||reviews.default.svc.cluster.local",
                 "outbound|9080|v1|reviews.default.svc.cluster.local",
                 "outbound|9080|v3|reviews.default.svc.cluster.local",
-                "outbound|9080||reviews.default.svc.cluster.local",
             ]
         );
-        assert_eq!(cs[2].endpoints, 2);
-        assert_eq!(cs[0].endpoints, 1);
-        assert_eq!(cs[0].subset.as_deref(), Some("v1"));
+        assert_eq!(cs[0].endpoints, 2);
+        assert_eq!(cs[1].endpoints, 1);
+        assert_eq!(cs[1].subset.as_deref(), Some("v1"));
         assert_eq!(
-            cs[0].destination_rule.as_deref(),
+            cs[1].destination_rule.as_deref(),
             Some("DestinationRule/default/reviews")
         );
         let v3: Vec<&EndpointView> = es
