@@ -71,7 +71,7 @@ async fn envoy_proxy_config_shows_the_module_routes_and_envoy_state() {
     );
     let table = proxy_config::render(&doc, Section::Routes, Format::Short).expect("render");
     assert!(
-        table.contains(&format!("{REVIEWS}/v1=90, {REVIEWS}/v3=10")),
+        table.contains(&format!("{REVIEWS}:9080/v1=90, {REVIEWS}:9080/v3=10")),
         "{table}"
     );
     // Envoy's own route on main_internal hands the module's choice to the router.

@@ -95,7 +95,7 @@ async fn host_proxy_config_shows_bookinfo_as_served() {
         );
         let table = proxy_config::render(&doc, Section::Routes, Format::Short).expect("render");
         assert!(
-            table.contains(&format!("{REVIEWS}/v1=90, {REVIEWS}/v3=10")),
+            table.contains(&format!("{REVIEWS}:9080/v1=90, {REVIEWS}:9080/v3=10")),
             "{table}"
         );
 
