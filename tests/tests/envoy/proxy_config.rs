@@ -41,6 +41,11 @@ async fn envoy_proxy_config_shows_the_module_routes_and_envoy_state() {
         .unwrap_or_else(|e| panic!("start Envoy on the generated bootstrap: {e}"));
     let admin = wp.envoy.admin_port;
     let doc = fetch(admin, &repo_root()).await;
+    // Shown with --nocapture (and by a failing run): what an operator would see.
+    println!(
+        "{}",
+        proxy_config::render(&doc, Section::All, Format::Short).expect("render")
+    );
     assert_eq!(doc.mode, Mode::Envoy);
     assert!(doc.warnings.is_empty(), "{:?}", doc.warnings);
     assert_eq!(doc.waypoint.as_deref(), Some("default/waypoint"));
@@ -87,6 +92,18 @@ async fn envoy_proxy_config_shows_the_module_routes_and_envoy_state() {
             .any(|b| b.cluster_header.as_deref() == Some("x-waypoint-cluster")),
         "{envoy_route:#?}"
     );
+
+    // Inline route configs are listed by Envoy twice (listener and routes dump): shown once.
+    let envoy_rows: Vec<(&str, &str)> = doc
+        .routes
+        .iter()
+        .filter(|r| r.table == "envoy")
+        .map(|r| (r.service.as_str(), r.matcher.as_str()))
+        .collect();
+    let mut distinct = envoy_rows.clone();
+    distinct.sort();
+    distinct.dedup();
+    assert_eq!(distinct.len(), envoy_rows.len(), "{envoy_rows:#?}");
 
     // Every cluster the module can name exists in Envoy, with the module's DestinationRule.
     for b in &canary.backends {

@@ -363,10 +363,17 @@ fn envoy_routes(dump: &Value) -> Vec<RouteView> {
             }
         }
     }
+    // Inline route configs are listed here again: only RDS ones are new.
     for r in dump_configs(dump, ".RoutesConfigDump") {
         for key in ["static_route_configs", "dynamic_route_configs"] {
             for x in r[key].as_array().into_iter().flatten() {
                 let rc = &x["route_config"];
+                let same = |seen: &Value| {
+                    seen == rc || (rc["name"].is_string() && seen["name"] == rc["name"])
+                };
+                if configs.iter().any(|(_, seen)| same(seen)) {
+                    continue;
+                }
                 let name = rc["name"].as_str().unwrap_or("?").to_string();
                 configs.push((name, rc));
             }
@@ -405,14 +412,29 @@ fn envoy_route(service: &str, domains: &[String], r: &Value) -> RouteView {
     if let Some(re) = m["safe_regex"]["regex"].as_str() {
         parts.push(format!("path regex {re:?}"));
     }
+    if m["connect_matcher"].is_object() {
+        parts.push("CONNECT".into());
+    }
     for h in m["headers"].as_array().into_iter().flatten() {
         let name = h["name"].as_str().unwrap_or("?");
-        if h["present_match"].as_bool() == Some(true) {
-            parts.push(format!("header {name} present"));
-        } else if let Some(x) = h["string_match"]["exact"].as_str() {
-            parts.push(format!("header {name} exact {x:?}"));
+        let not = if h["invert_match"].as_bool() == Some(true) {
+            "not "
         } else {
-            parts.push(format!("header {name}"));
+            ""
+        };
+        let sm = &h["string_match"];
+        let what = if h["present_match"].as_bool() == Some(true) {
+            Some("present".to_string())
+        } else if let Some(re) = sm["safe_regex"]["regex"].as_str() {
+            Some(format!("regex {re:?}"))
+        } else {
+            ["exact", "prefix", "suffix", "contains"]
+                .iter()
+                .find_map(|k| sm[*k].as_str().map(|x| format!("{k} {x:?}")))
+        };
+        match what {
+            Some(w) => parts.push(format!("header {name} {not}{w}")),
+            None => parts.push(format!("header {name} {not}(matcher)")),
         }
     }
     let backend = |cluster: Option<&str>, header: Option<&str>, weight: u32| BackendView {
