@@ -200,3 +200,139 @@ async fn envoy_proxy_config_shows_the_module_routes_and_envoy_state() {
     );
     assert!(!elsewhere.clusters.is_empty());
 }
+
+/// Under `waypoint xds` everything is dynamic: the module's manifests arrive inline over ECDS,
+/// clusters over CDS with EDS endpoints, the certificate as SDS secrets `default` and `ROOTCA`.
+#[test]
+fn envoy_proxy_config_under_xds_reads_ecds_eds_and_sds() {
+    use std::collections::BTreeMap;
+    use std::net::SocketAddr;
+    use waypoint_envoy_config::bootstrap::Inputs;
+    use waypoint_envoy_config::xds::{server, Cache, Source};
+    use waypoint_tests::envoy_harness::{scratch_dir, Envoy};
+
+    let dir = scratch_dir("proxy-config-xds");
+    let pki = Pki::new("cluster.local");
+    let certs = dir.join("certs");
+    std::fs::create_dir_all(&certs).expect("certs dir");
+    let issued = pki.issue("default", "waypoint");
+    for (from, to) in [
+        (&issued.cert, "waypoint.pem"),
+        (&issued.key, "waypoint-key.pem"),
+        (&issued.roots, "ca.pem"),
+    ] {
+        std::fs::copy(from, certs.join(to)).expect("copy cert");
+    }
+    let inputs = Inputs {
+        config: vec![repo_root().join("examples/bookinfo")],
+        root: PathBuf::from("/"),
+        namespace: "default".into(),
+        waypoint: None,
+        certs_dir: certs.display().to_string(),
+        module_name: "waypoint".into(),
+        trust_domain: "cluster.local".into(),
+        originator: None,
+        access_log: false,
+        timeouts: Default::default(),
+    };
+    let local = |port: u16| -> SocketAddr { SocketAddr::from(([127, 0, 0, 1], port)) };
+    let rebind = BTreeMap::from([
+        ("connect_terminate".to_string(), local(free_port())),
+        ("readiness".to_string(), local(free_port())),
+        ("stats".to_string(), local(free_port())),
+    ]);
+    let source = Source {
+        inputs: inputs.clone(),
+        rebind,
+        extra_listeners: Vec::new(),
+    };
+    let watched = source.watched();
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let xds = rt
+        .block_on(server::start(
+            Cache::from_source(source),
+            local(0),
+            watched,
+            Duration::from_millis(100),
+        ))
+        .expect("xds server");
+    let admin = free_port();
+    let yaml = waypoint_envoy_config::xds::render_bootstrap(&inputs, xds.addr, false)
+        .expect("bootstrap")
+        .replace("port_value: 15000", &format!("port_value: {admin}"));
+    let path = dir.join("envoy.yaml");
+    std::fs::write(&path, yaml).expect("write bootstrap");
+    let _envoy = Envoy::start(&path, admin, &repo_root()).unwrap_or_else(|e| panic!("{e}"));
+
+    // Ready means the listeners are in; wait for the module's view as well (ECDS).
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let doc = loop {
+        let d = rt.block_on(fetch(admin, &repo_root()));
+        if d.routes.iter().any(|r| r.table == "waypoint") {
+            break d;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no module routes: {:?}",
+            d.warnings
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    println!(
+        "{}",
+        proxy_config::render(&doc, Section::All, Format::Short).expect("render")
+    );
+    assert!(doc.warnings.is_empty(), "{:?}", doc.warnings);
+    let canary = doc
+        .routes
+        .iter()
+        .find(|r| r.rule.as_deref() == Some("canary"))
+        .expect("canary route");
+    let weights: Vec<(Option<&str>, u32)> = canary
+        .backends
+        .iter()
+        .map(|b| (b.subset.as_deref(), b.weight))
+        .collect();
+    assert_eq!(weights, vec![(Some("v1"), 90), (Some("v3"), 10)]);
+    let v3 = format!("outbound|9080|v3|{REVIEWS}");
+    let cluster = doc
+        .clusters
+        .iter()
+        .find(|c| c.name == v3)
+        .unwrap_or_else(|| panic!("no {v3} in {:#?}", doc.clusters));
+    assert_eq!(cluster.endpoints, 1);
+    let ep = doc
+        .endpoints
+        .iter()
+        .find(|e| e.cluster == v3)
+        .expect("v3 endpoint");
+    assert_eq!(ep.address, "127.10.0.23:9080");
+    assert!(ep.hbone);
+    assert!(doc.policies.iter().any(|p| p.name == "reviews-viewer"));
+
+    let named = |name: &str, kind: &str| {
+        doc.secrets
+            .iter()
+            .find(|s| s.name == name && s.kind == kind)
+            .unwrap_or_else(|| panic!("no {kind} secret {name} in {:#?}", doc.secrets))
+    };
+    assert_eq!(
+        named("default", "cert_chain").identity.as_deref(),
+        Some("spiffe://cluster.local/ns/default/sa/waypoint")
+    );
+    named("ROOTCA", "root");
+    let key: Vec<String> = std::fs::read_to_string(certs.join("waypoint-key.pem"))
+        .expect("key")
+        .lines()
+        .filter(|l| !l.starts_with("-----") && l.len() > 16)
+        .map(str::to_string)
+        .collect();
+    for format in [Format::Short, Format::Json, Format::Yaml] {
+        let out = proxy_config::render(&doc, Section::All, format).expect("render");
+        assert!(!out.contains("PRIVATE KEY"));
+        assert!(
+            !key.iter().any(|k| out.contains(k.as_str())),
+            "key in {format:?}"
+        );
+    }
+}

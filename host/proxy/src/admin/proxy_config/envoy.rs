@@ -55,9 +55,69 @@ pub fn view(config_dump: &Value, certs: &Value, workdir: &Path) -> ProxyConfig {
         clusters,
         endpoints,
         policies: module.as_ref().map(snap_view::policies).unwrap_or_default(),
-        secrets: secrets(certs),
+        secrets: {
+            let mut all = sds_secrets(config_dump, &mut warnings);
+            for s in secrets(certs) {
+                if !all.iter().any(|o| o.serial == s.serial && o.kind == s.kind) {
+                    all.push(s);
+                }
+            }
+            all
+        },
         warnings,
     }
+}
+
+/// Bytes of an Envoy `DataSource` given inline (files are read by Envoy; `/certs` has them).
+fn inline_data(ds: &Value) -> Option<Vec<u8>> {
+    use base64::Engine as _;
+    if let Some(s) = ds["inline_string"].as_str() {
+        return Some(s.as_bytes().to_vec());
+    }
+    ds["inline_bytes"]
+        .as_str()
+        .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
+}
+
+/// DER of every `CERTIFICATE` block of a PEM text.
+fn pem_certs(pem: &[u8]) -> Vec<Vec<u8>> {
+    x509_parser::pem::Pem::iter_from_buffer(pem)
+        .filter_map(Result::ok)
+        .filter(|p| p.label == "CERTIFICATE")
+        .map(|p| p.contents)
+        .collect()
+}
+
+/// SDS secrets (what `waypoint xds` sends: `default`, `ROOTCA`), from their certificates only:
+/// the private key is never read (Envoy shows it redacted anyway).
+fn sds_secrets(dump: &Value, warnings: &mut Vec<String>) -> Vec<SecretView> {
+    let mut out = Vec::new();
+    for d in dump_configs(dump, ".SecretsConfigDump") {
+        for key in ["static_secrets", "dynamic_active_secrets"] {
+            for x in d[key].as_array().into_iter().flatten() {
+                let name = x["name"].as_str().unwrap_or("?");
+                let secret = &x["secret"];
+                let mut push = |der: &[u8], kind: &str, len: usize| match super::certs::secret(
+                    der, name, kind, len,
+                ) {
+                    Ok(s) => out.push(s),
+                    Err(e) => warnings.push(format!("secret {name}: {e}")),
+                };
+                if let Some(pem) = inline_data(&secret["tls_certificate"]["certificate_chain"]) {
+                    let chain = pem_certs(&pem);
+                    if let Some(leaf) = chain.first() {
+                        push(leaf, "cert_chain", chain.len());
+                    }
+                }
+                if let Some(pem) = inline_data(&secret["validation_context"]["trusted_ca"]) {
+                    for der in pem_certs(&pem) {
+                        push(&der, "root", 1);
+                    }
+                }
+            }
+        }
+    }
+    out
 }
 
 /// Every object of `v`, depth first (config dumps nest the interesting parts deeply and
