@@ -1,9 +1,9 @@
-//! `proxy-config`: what a running waypoint serves — routes with their weighted backends,
-//! clusters, endpoints, authorization policies, certificates — in one shape for both runtimes.
-//!
-//! The host serves the document on its loopback admin (`GET /proxy_config`, built from the
-//! config generation in force); for Envoy, [`client::fetch`] reads Envoy's admin and compiles
-//! the module's `filter_config` ([`envoy`]). [`render`] prints either as a table, JSON or YAML.
+//! `proxy-config`: what a running waypoint serves (routes with weighted backends, clusters,
+//! endpoints, policies, certificates) in one shape for the host and for Envoy with the module.
+
+// The host serves the document on its loopback admin (`GET /proxy_config`, built from the
+// config generation in force); for Envoy, `client::fetch` reads Envoy's admin and compiles the
+// module's `filter_config` (`envoy`). `render` prints either as a table, JSON or YAML.
 
 pub mod certs;
 pub mod client;

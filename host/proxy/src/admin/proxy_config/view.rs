@@ -1,8 +1,5 @@
-//! The `proxy-config` document: what a running waypoint serves (routes, clusters, endpoints,
-//! authorization policies, certificates), one shape for the host and for Envoy with the module.
-//!
-//! Every field is always serialized (`null` when absent), so JSON and YAML readers can rely on
-//! the keys. No field ever holds private key material.
+//! The `proxy-config` document, one shape for both runtimes: every field always serialized
+//! (`null` when absent) so JSON and YAML readers can rely on the keys; never key material.
 
 use serde::{Deserialize, Serialize};
 
