@@ -11,6 +11,7 @@ mod commands {
     pub mod controller;
     pub mod dev_ca;
     pub mod originate;
+    pub mod proxy_config;
     pub mod run;
     pub mod xds;
 }
@@ -52,6 +53,8 @@ enum Command {
     Analyze(commands::analyze::Args),
     /// Deploy waypoints for Gateways of our GatewayClass and write their status (in-cluster).
     Controller(commands::controller::Args),
+    /// Show the routes, clusters, endpoints, policies or certificates a running waypoint serves.
+    ProxyConfig(commands::proxy_config::Args),
 }
 
 /// Report a subcommand's error and map it to an exit code.
@@ -86,6 +89,7 @@ fn main() -> ExitCode {
             waypoint_proxy::logging::init(false);
             exit(commands::controller::main(args))
         }
+        Command::ProxyConfig(args) => exit(commands::proxy_config::main(args)),
         Command::Run(args) => {
             waypoint_proxy::logging::init(args.access_log);
             exit(commands::run::main(*args))

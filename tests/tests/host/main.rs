@@ -9,6 +9,7 @@ mod l7;
 mod load;
 mod mtls;
 mod netns;
+mod proxy_config;
 mod scenarios;
 mod upstream;
 mod ztunnel_interop;

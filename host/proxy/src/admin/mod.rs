@@ -1,7 +1,8 @@
 //! Admin endpoints: readiness (`/healthz/ready`, :15021), Prometheus stats
-//! (`/stats/prometheus`, :15020) and `/config_dump` (admin, loopback :15000), one router each.
+//! (`/stats/prometheus`, :15020), `/config_dump` and `/proxy_config` (admin, loopback :15000).
 
 pub mod bounded;
+pub mod proxy_config;
 pub mod server;
 
 pub use server::{serve, Admin, Role};

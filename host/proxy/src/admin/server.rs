@@ -1,5 +1,6 @@
-//! The admin HTTP servers: one router per listener (admin: everything; stats: exactly
-//! `GET /stats/prometheus`; readiness: exactly `GET /healthz/ready`), with header timeouts.
+//! The admin HTTP servers: one router per listener (admin: everything, `/config_dump` and
+//! `/proxy_config` included; stats: exactly `GET /stats/prometheus`; readiness: exactly
+//! `GET /healthz/ready`), with header timeouts.
 
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -16,6 +17,7 @@ use serde_json::json;
 use tokio::net::TcpListener;
 use tracing::{debug, warn};
 
+use super::proxy_config::{self, Mode, ProxyConfig};
 use crate::config::ConfigStore;
 use crate::telemetry::metrics::Metrics;
 use waypoint_hbone::tls::CertStore;
@@ -104,6 +106,71 @@ impl Admin {
         }
     }
 
+    /// The `proxy-config` view of the config generation in force and the certificates in
+    /// use (never key material).
+    pub fn proxy_config(&self) -> ProxyConfig {
+        let store = self.certs.load_full();
+        let trust_domain = store.as_ref().map_or_else(
+            || "cluster.local".to_string(),
+            |c| c.identity().trust_domain,
+        );
+        let mut warnings: Vec<String> = self
+            .config
+            .last_errors()
+            .iter()
+            .map(|e| format!("config rejected: {e}"))
+            .collect();
+        let (secrets, cert_warnings) = match &store {
+            Some(c) => {
+                let current = c.current();
+                let chain: Vec<&[u8]> = current
+                    .material
+                    .certified_key
+                    .cert
+                    .iter()
+                    .map(|d| d.as_ref())
+                    .collect();
+                let roots: Vec<&[u8]> = current.material.roots.iter().map(|d| d.as_ref()).collect();
+                proxy_config::certs::secrets(&chain, &roots)
+            }
+            None => (Vec::new(), vec!["no certificates loaded".to_string()]),
+        };
+        warnings.extend(cert_warnings);
+        let Some(state) = self.config.current() else {
+            warnings.push("no config accepted yet".into());
+            return ProxyConfig {
+                mode: Mode::Host,
+                waypoint: None,
+                generation: None,
+                routes: Vec::new(),
+                clusters: Vec::new(),
+                endpoints: Vec::new(),
+                policies: Vec::new(),
+                secrets,
+                warnings,
+            };
+        };
+        let snap = &state.policy.snapshot;
+        warnings.extend(
+            state
+                .warnings
+                .iter()
+                .map(|w| format!("config warning: {w}")),
+        );
+        let (clusters, endpoints) = proxy_config::snapshot::clusters(snap, &trust_domain);
+        ProxyConfig {
+            mode: Mode::Host,
+            waypoint: proxy_config::snapshot::waypoint(snap),
+            generation: Some(state.generation),
+            routes: proxy_config::snapshot::routes(snap),
+            clusters,
+            endpoints,
+            policies: proxy_config::snapshot::policies(snap),
+            secrets,
+            warnings,
+        }
+    }
+
     fn ready_response(&self) -> Response<Full<Bytes>> {
         if self.ready() {
             text(StatusCode::OK, "text/plain", "ready\n".into())
@@ -136,6 +203,12 @@ impl Admin {
         text(StatusCode::OK, "application/json", body)
     }
 
+    fn proxy_config_response(&self) -> Response<Full<Bytes>> {
+        let body = serde_json::to_string_pretty(&self.proxy_config())
+            .unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"));
+        text(StatusCode::OK, "application/json", body)
+    }
+
     /// Answer `req` as the listener of `role` does.
     fn route(&self, role: Role, req: &Request<Incoming>) -> Response<Full<Bytes>> {
         // The raw request path, compared exactly: no normalization happens here, so
@@ -163,6 +236,7 @@ impl Admin {
             Endpoint::Ready => self.ready_response(),
             Endpoint::Stats => self.stats_response(),
             Endpoint::ConfigDump => self.config_dump_response(),
+            Endpoint::ProxyConfig => self.proxy_config_response(),
         }
     }
 }
@@ -171,7 +245,7 @@ impl Admin {
 /// on :15021 to the pod network, and Envoy's admin (:15000) on loopback only.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
-    /// Every endpoint, `/config_dump` included (bind it to loopback).
+    /// Every endpoint, `/config_dump` and `/proxy_config` included (bind it to loopback).
     Admin,
     /// Exactly `GET /stats/prometheus`.
     Stats,
@@ -194,6 +268,7 @@ enum Endpoint {
     Ready,
     Stats,
     ConfigDump,
+    ProxyConfig,
 }
 
 impl Endpoint {
@@ -202,6 +277,7 @@ impl Endpoint {
             "/healthz/ready" => Some(Endpoint::Ready),
             "/stats/prometheus" => Some(Endpoint::Stats),
             "/config_dump" => Some(Endpoint::ConfigDump),
+            "/proxy_config" => Some(Endpoint::ProxyConfig),
             _ => None,
         }
     }
@@ -270,6 +346,9 @@ mod tests {
             ("/healthz/ready", Some(Endpoint::Ready)),
             ("/stats/prometheus", Some(Endpoint::Stats)),
             ("/config_dump", Some(Endpoint::ConfigDump)),
+            ("/proxy_config", Some(Endpoint::ProxyConfig)),
+            ("/proxy_config/", None),
+            ("/stats/prometheus/../../proxy_config", None),
             ("/stats/prometheus/../../config_dump", None),
             ("/stats/prometheus/%2e%2e/%2e%2e/config_dump", None),
             ("//config_dump", None),
@@ -284,6 +363,9 @@ mod tests {
         assert!(!Role::Stats.serves(Endpoint::Ready));
         assert!(Role::Stats.serves(Endpoint::Stats));
         assert!(!Role::Ready.serves(Endpoint::ConfigDump));
+        assert!(Role::Admin.serves(Endpoint::ProxyConfig));
+        assert!(!Role::Stats.serves(Endpoint::ProxyConfig));
+        assert!(!Role::Ready.serves(Endpoint::ProxyConfig));
         assert!(!Role::Ready.serves(Endpoint::Stats));
         assert!(Role::Ready.serves(Endpoint::Ready));
     }
