@@ -9,7 +9,7 @@ use crate::authz::{compile_policy, PolicyTargets};
 use crate::error::{ConfigError, Diagnostics};
 use crate::gateway::{
     compile_grpc_route_with_grants, compile_http_route_with_grants, ordered_entries_for_parent,
-    routes_for_host, CompiledRoute, ParentKey, ReferenceGrants,
+    CompiledRoute, ParentKey, ReferenceGrants,
 };
 use crate::istio::{
     compile_destination_rule, compile_virtual_service, merge_destination_rules, merge_for_host_at,
@@ -132,6 +132,28 @@ impl Snapshot {
         drs.sort_by(|a, b| (&a.creation_timestamp, a.seq).cmp(&(&b.creation_timestamp, b.seq)));
 
         let by_parent = routes_by_parent(&gw_routes);
+        // istiod never binds a route whose parentRef is a waypoint Gateway: its Gateway
+        // collection skips waypoint classes (gateway_collection.go, 1.28–1.31) and writes no
+        // status, so such a route has no effect. Same here, but said (Istio is silent).
+        if let Some(w) = &waypoint {
+            for &i in by_parent
+                .get(&ParentKey::gateway(&w.namespace, &w.name))
+                .into_iter()
+                .flatten()
+            {
+                let r = &gw_routes[i];
+                diags.warn(ConfigError::new(
+                    r.id.kind.clone(),
+                    r.id.namespace.clone(),
+                    r.id.name.clone(),
+                    "spec.parentRefs",
+                    format!(
+                        "parentRef to the waypoint Gateway {}/{} has no effect (istiod binds no route to a waypoint); attach the route to the Service (parentRefs kind: Service, group: \"\")",
+                        w.namespace, w.name
+                    ),
+                ));
+            }
+        }
         let mut routes: Vec<Option<ServiceRoutes>> = Vec::with_capacity(registry.services.len());
         for (idx, svc) in registry.services.iter().enumerate() {
             let bound = waypoint.as_ref().is_some_and(|w| {
@@ -506,21 +528,7 @@ fn service_routes(
             ),
         ));
     }
-    let mut entries = ordered_entries_for_parent(&key, &producer);
-    if entries.is_empty() {
-        // 2. Routes attached to the waypoint Gateway, the most specific hostname winning.
-        if let Some(w) = waypoint {
-            let gw_key = ParentKey::gateway(&w.namespace, &w.name);
-            let on_gateway: Vec<&CompiledRoute> = gw_routes.to(&gw_key).collect();
-            let mut for_host = routes_for_host(&on_gateway, &svc.hostname);
-            for alias in &svc.aliases {
-                if for_host.is_empty() {
-                    for_host = routes_for_host(&on_gateway, alias);
-                }
-            }
-            entries = ordered_entries_for_parent(&gw_key, &for_host);
-        }
-    }
+    let entries = ordered_entries_for_parent(&key, &producer);
     let waypoint_ns = waypoint
         .map(|w| w.namespace.as_str())
         .unwrap_or(svc.namespace.as_str());

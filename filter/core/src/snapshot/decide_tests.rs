@@ -185,3 +185,44 @@ spec:
             .allowed
     );
 }
+
+/// An HTTPRoute whose parentRef is the waypoint Gateway itself is bound by no istiod: it has
+/// no effect (the Service's own routes apply), and a warning names it.
+#[test]
+fn routes_on_the_waypoint_gateway_have_no_effect_and_are_reported() {
+    let text = format!(
+        r#"{gw}apiVersion: v1
+kind: Service
+metadata: {{name: web, namespace: default, labels: {{istio.io/use-waypoint: waypoint}}}}
+spec: {{clusterIP: 10.0.0.2, ports: [{{name: http, port: 80}}]}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: on-gateway, namespace: default}}
+spec:
+  parentRefs: [{{name: waypoint}}]
+  rules:
+  - filters: [{{type: RequestRedirect, requestRedirect: {{hostname: example.com}}}}]
+"#,
+        gw = crate::waypoint_gateway_yaml!("default"),
+    );
+    let (rs, errs) = parse_manifests(&text, "t.yaml", "default", 0);
+    assert!(errs.is_empty(), "{errs:?}");
+    let (snap, d) = Snapshot::build(&rs, &BuildOptions::default());
+    assert!(d.errors.is_empty(), "{:?}", d.errors);
+    let warned: Vec<_> = d
+        .warnings
+        .iter()
+        .filter(|w| w.name == "on-gateway" && w.field == "spec.parentRefs")
+        .collect();
+    assert_eq!(warned.len(), 1, "{:?}", d.warnings);
+    assert!(warned[0].message.contains("has no effect"), "{warned:?}");
+    let mut r = req("/x", "10.0.0.2:80");
+    r.authority = "web";
+    let dec = snap.decide(&r, &mut SplitMix64(1), false);
+    assert_eq!(
+        dec.action,
+        Action::Route,
+        "the default route, not the redirect"
+    );
+}
