@@ -11,6 +11,7 @@ mod commands {
     pub mod dev_ca;
     pub mod originate;
     pub mod run;
+    pub mod waypoint;
     pub mod xds;
 }
 
@@ -49,6 +50,14 @@ enum Command {
     Xds(commands::xds::Args),
     /// Deploy waypoints for Gateways of our GatewayClass and write their status (in-cluster).
     Controller(commands::controller::Args),
+    /// Create a waypoint Gateway of our class (as `istioctl waypoint apply`).
+    Apply(commands::waypoint::apply::Args),
+    /// Delete waypoints and unlabel the namespaces that used them.
+    Delete(commands::waypoint::delete::Args),
+    /// List waypoints (our class and Istio's) with their Programmed status.
+    List(commands::waypoint::list::Args),
+    /// Readiness, bound services, attached routes and policies, certificate expiry.
+    Status(commands::waypoint::status::Args),
 }
 
 /// Report a subcommand's error and map it to an exit code.
@@ -82,6 +91,10 @@ fn main() -> ExitCode {
             waypoint_proxy::logging::init(false);
             exit(commands::controller::main(args))
         }
+        Command::Apply(args) => exit(commands::waypoint::apply::main(args)),
+        Command::Delete(args) => exit(commands::waypoint::delete::main(args)),
+        Command::List(args) => exit(commands::waypoint::list::main(args)),
+        Command::Status(args) => exit(commands::waypoint::status::main(args)),
         Command::Run(args) => {
             waypoint_proxy::logging::init(args.access_log);
             exit(commands::run::main(*args))

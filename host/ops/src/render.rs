@@ -89,7 +89,11 @@ pub fn status(all: &[WaypointStatus]) -> String {
         if i > 0 {
             out.push('\n');
         }
-        let ready = if s.ready() { "ready" } else { "NOT READY" };
+        let ready = match &s.programmed {
+            _ if s.ready() => "ready",
+            Some(_) => "NOT READY",
+            None => "readiness unknown",
+        };
         let _ = writeln!(out, "waypoint {}: {ready}", s.key());
         let one = |v: String| vec![v];
         field(
