@@ -84,7 +84,7 @@ pub fn from_config_dump(doc: &Value, now: Timestamp) -> CertStatus {
     CertStatus::Known {
         identity: certs["identity"].as_str().map(str::to_string),
         not_after: not_after.to_string(),
-        remaining_secs: not_after.as_second() - now.as_second(),
+        remaining_secs: now.duration_until(not_after).as_secs(),
     }
 }
 

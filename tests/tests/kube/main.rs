@@ -3,4 +3,5 @@
 
 mod e2e;
 mod harness;
+mod verbs;
 mod watchers;
