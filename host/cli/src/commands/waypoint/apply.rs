@@ -13,7 +13,7 @@ pub struct Args {
     #[command(flatten)]
     pub cluster: super::Cluster,
     /// Name of the waypoint (its Gateway, Service and Deployment).
-    #[arg(long, default_value = DEFAULT_NAME)]
+    #[arg(long, default_value = DEFAULT_NAME, value_parser = name)]
     pub name: String,
     /// Traffic it handles (label `istio.io/waypoint-for`; default: the class's, else service).
     #[arg(long = "for", value_name = "service|workload|all|none")]
@@ -33,6 +33,11 @@ pub struct Args {
     /// How long `--wait` waits (Go duration).
     #[arg(long, value_name = "DURATION", default_value = "90s", value_parser = super::duration)]
     pub timeout: Duration,
+}
+
+/// `--name`: refused before anything is asked of the API server.
+fn name(s: &str) -> Result<String, String> {
+    waypoint_ops::names::check_name(s).map(|()| s.to_string())
 }
 
 pub fn main(args: Args) -> anyhow::Result<()> {
