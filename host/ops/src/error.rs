@@ -41,8 +41,9 @@ pub enum Error {
     #[error("{what}")]
     Kube {
         what: String,
+        /// Boxed: kube's error is large, and this enum is every verb's `Err`.
         #[source]
-        source: kube::Error,
+        source: Box<kube::Error>,
     },
     #[error("encoding {what}: {reason}")]
     Encode { what: String, reason: String },
@@ -52,7 +53,10 @@ impl Error {
     /// An API error, with what was being done (`creating Gateway ns/name`).
     pub fn kube(what: impl Into<String>) -> impl FnOnce(kube::Error) -> Error {
         let what = what.into();
-        move |source| Error::Kube { what, source }
+        move |source| Error::Kube {
+            what,
+            source: Box::new(source),
+        }
     }
 }
 

@@ -201,7 +201,7 @@ mod tests {
     fn a_bad_name_is_refused_naming_it() {
         let mut s = spec(None);
         s.name = "none".into();
-        let e = waypoint_gateway(&s).unwrap_err().to_string();
+        let e = waypoint_gateway(&s).expect_err("an error").to_string();
         assert!(e.contains("\"none\"") && e.contains("reserved"), "{e}");
     }
 

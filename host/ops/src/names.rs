@@ -102,7 +102,9 @@ mod tests {
         for bad in ["", "Waypoint", "-a", "a-", "a.b", "a_b", &"x".repeat(64)] {
             assert!(check_name(bad).is_err(), "{bad}");
         }
-        assert!(check_name("none").unwrap_err().contains("reserved"));
+        assert!(check_name("none")
+            .expect_err("an error")
+            .contains("reserved"));
     }
 
     #[test]
@@ -110,7 +112,7 @@ mod tests {
         for t in ["service", "workload", "all", "none"] {
             assert_eq!(t.parse::<TrafficType>().map(|t| t.as_str()), Ok(t));
         }
-        let e = "services".parse::<TrafficType>().unwrap_err();
+        let e = "services".parse::<TrafficType>().expect_err("an error");
         assert!(
             e.contains("\"services\"") && e.contains("waypoint-for"),
             "{e}"

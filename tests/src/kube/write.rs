@@ -9,6 +9,9 @@
 //! the same result). `metadata.generation` starts at 1 and grows when `spec` changes; a write
 //! to the object keeps its `status`, a write to `/status` changes only the status.
 
+// The helpers' `Err` is the early HTTP answer itself (a response is large; it is sent once).
+#![allow(clippy::result_large_err)]
+
 use std::sync::Arc;
 
 use http::{Request, Response, StatusCode};

@@ -35,7 +35,7 @@ async fn writes_answer_with_the_real_codes_and_reasons() {
         let c = client(&fake, &dir).await;
         let cms: Api<ConfigMap> = Api::namespaced(c.clone(), "a");
 
-        let e = cms.get("x").await.unwrap_err();
+        let e = cms.get("x").await.expect_err("an error");
         assert_eq!(
             status(e),
             (404, "NotFound".into(), "configmaps \"x\" not found".into())
@@ -50,7 +50,7 @@ async fn writes_answer_with_the_real_codes_and_reasons() {
         let e = cms
             .create(&PostParams::default(), &config_map("a", "x"))
             .await
-            .unwrap_err();
+            .expect_err("an error");
         assert_eq!(
             status(e),
             (
@@ -63,7 +63,7 @@ async fn writes_answer_with_the_real_codes_and_reasons() {
         let e = Api::<ConfigMap>::namespaced(c.clone(), "ghost")
             .create(&PostParams::default(), &config_map("ghost", "x"))
             .await
-            .unwrap_err();
+            .expect_err("an error");
         assert_eq!(
             status(e),
             (
@@ -75,7 +75,7 @@ async fn writes_answer_with_the_real_codes_and_reasons() {
         let e = cms
             .create(&PostParams::default(), &config_map("b", "y"))
             .await
-            .unwrap_err();
+            .expect_err("an error");
         assert_eq!(
             status(e).0,
             400,
@@ -101,7 +101,7 @@ async fn writes_answer_with_the_real_codes_and_reasons() {
         let e = cms
             .patch("x", &PatchParams::default(), &Patch::Merge(&p))
             .await
-            .unwrap_err();
+            .expect_err("an error");
         assert_eq!(status(e).1, "Conflict");
         let p = json!({"metadata": {"labels": {"l": null}}});
         let patched = cms
@@ -112,7 +112,7 @@ async fn writes_answer_with_the_real_codes_and_reasons() {
         let e = cms
             .patch("nope", &PatchParams::default(), &Patch::Merge(&p))
             .await
-            .unwrap_err();
+            .expect_err("an error");
         assert_eq!(status(e).0, 404, "a merge patch does not create");
 
         // Server-side apply creates and updates; it needs a field manager.
@@ -139,7 +139,7 @@ async fn writes_answer_with_the_real_codes_and_reasons() {
                 &Patch::Apply(&config_map("a", "y")),
             )
             .await
-            .unwrap_err();
+            .expect_err("an error");
         assert_eq!(status(e).0, 422);
 
         let gone = cms
@@ -147,7 +147,10 @@ async fn writes_answer_with_the_real_codes_and_reasons() {
             .await
             .expect("delete");
         assert!(gone.is_left(), "the deleted object");
-        let e = cms.delete("x", &DeleteParams::default()).await.unwrap_err();
+        let e = cms
+            .delete("x", &DeleteParams::default())
+            .await
+            .expect_err("an error");
         assert_eq!(status(e).0, 404);
 
         // Cluster-scoped: a Namespace by name, and its labels patched.

@@ -231,7 +231,9 @@ async fn applying_an_existing_waypoint_needs_overwrite_which_replaces_it() {
             programmed("True", "Programmed"),
         );
 
-        let again = cluster::apply(&c, &request("wp")).await.unwrap_err();
+        let again = cluster::apply(&c, &request("wp"))
+            .await
+            .expect_err("an error");
         assert!(matches!(again, Error::AlreadyExists { .. }), "{again:?}");
         let msg = again.to_string();
         assert!(
@@ -294,7 +296,10 @@ async fn enrolling_a_namespace_that_uses_another_waypoint_needs_overwrite() {
             enroll_namespace: true,
             ..request("wp")
         };
-        let e = cluster::apply(&c, &req).await.unwrap_err().to_string();
+        let e = cluster::apply(&c, &req)
+            .await
+            .expect_err("an error")
+            .to_string();
         assert!(
             e.contains("Namespace shop already uses waypoint shared/other")
                 && e.contains("--overwrite"),
@@ -351,13 +356,19 @@ async fn enrolling_a_namespace_that_uses_another_waypoint_needs_overwrite() {
             },
             ..req.clone()
         };
-        let e = cluster::apply(&c, &ghost).await.unwrap_err().to_string();
+        let e = cluster::apply(&c, &ghost)
+            .await
+            .expect_err("an error")
+            .to_string();
         assert_eq!(e, "Namespace ghost not found");
         let ghost = ApplyRequest {
             enroll_namespace: false,
             ..ghost
         };
-        let e = cluster::apply(&c, &ghost).await.unwrap_err().to_string();
+        let e = cluster::apply(&c, &ghost)
+            .await
+            .expect_err("an error")
+            .to_string();
         assert_eq!(
             e, "Namespace ghost not found",
             "the API server's 404 on create"
@@ -431,7 +442,7 @@ async fn wait_returns_once_programmed_and_times_out_naming_the_condition() {
             ..request("slow")
         };
         let start = Instant::now();
-        let e = cluster::apply(&c, &req).await.unwrap_err();
+        let e = cluster::apply(&c, &req).await.expect_err("an error");
         assert!(start.elapsed() >= Duration::from_millis(600));
         assert_eq!(
             e.to_string(),
@@ -483,11 +494,11 @@ async fn delete_checks_every_name_first_and_all_spares_other_classes() {
         };
         let e = cluster::delete(&c, &del(&["wp", "nope", "gone"], false))
             .await
-            .unwrap_err();
+            .expect_err("an error");
         assert_eq!(e.to_string(), "waypoint shop/nope, shop/gone not found");
         let e = cluster::delete(&c, &del(&["wp", "ingress"], false))
             .await
-            .unwrap_err();
+            .expect_err("an error");
         assert_eq!(
             e.to_string(),
             "Gateway shop/ingress is not a waypoint (class nginx); not deleted"
@@ -527,13 +538,13 @@ async fn without_the_gateway_api_crds_the_verbs_say_so() {
         fake.set_installed(SEC, "AuthorizationPolicy", false);
         let dir = TempDir::new("verbs");
         let c = client(&fake, &dir).await;
-        let e = cluster::apply(&c, &request("wp")).await.unwrap_err();
+        let e = cluster::apply(&c, &request("wp")).await.expect_err("an error");
         assert!(matches!(e, Error::NoGatewayApi { .. }), "{e:?}");
         assert_eq!(
             e.to_string(),
             "the Gateway API CRDs are not installed (Gateways are not served): creating Gateway shop/wp"
         );
-        let e = cluster::list(&c, &selection(Some("shop"), None)).await.unwrap_err();
+        let e = cluster::list(&c, &selection(Some("shop"), None)).await.expect_err("an error");
         assert!(e.to_string().contains("listing Gateway in shop"), "{e}");
         fake.set_installed(GW, "Gateway", true);
         let all = cluster::status(&c, &selection(None, None), None).await.expect("status");
@@ -680,7 +691,7 @@ fn offline_list_and_status_summarise_the_bookinfo_files() {
     assert_eq!(routes, ["HTTPRoute parentRef Service default/reviews"]);
 
     let e = offline::inventory(&[example("no-such-dir")], "default")
-        .unwrap_err()
+        .expect_err("an error")
         .to_string();
     assert!(e.contains("no-such-dir"), "{e}");
 }

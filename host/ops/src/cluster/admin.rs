@@ -73,7 +73,7 @@ mod tests {
         assert_eq!(authority("127.0.0.1:15000"), Ok("127.0.0.1:15000"));
         assert_eq!(authority("http://localhost:15000/"), Ok("localhost:15000"));
         for bad in ["", "localhost", "https://a:1", "a:1/config_dump"] {
-            let e = authority(bad).unwrap_err();
+            let e = authority(bad).expect_err("an error");
             assert!(e.contains("HOST:PORT"), "{bad}: {e}");
         }
     }
@@ -87,7 +87,7 @@ mod tests {
         drop(l);
         let e = config_dump(&addr, Duration::from_secs(5))
             .await
-            .unwrap_err();
+            .expect_err("an error");
         assert!(e.contains(&addr), "{e}");
     }
 }

@@ -136,7 +136,10 @@ async fn write_gateway(
         } else if is_not_found(&e) {
             Error::NamespaceNotFound(req.spec.namespace.clone())
         } else {
-            Error::Kube { what, source: e }
+            Error::Kube {
+                what,
+                source: Box::new(e),
+            }
         }
     };
     if req.overwrite {

@@ -107,12 +107,7 @@ pub async fn delete(client: &Client, req: &DeleteRequest) -> Result<DeleteReport
             Ok(_) => {}
             // Deleted meanwhile by someone else: the outcome asked for.
             Err(e) if is_not_found(&e) => {}
-            Err(source) => {
-                return Err(Error::Kube {
-                    what: format!("deleting Gateway {ns}/{name}"),
-                    source,
-                })
-            }
+            Err(e) => return Err(Error::kube(format!("deleting Gateway {ns}/{name}"))(e)),
         }
         tracing::info!(gateway = %format!("{ns}/{name}"), "waypoint deleted");
         report.deleted.push(format!("{ns}/{name}"));

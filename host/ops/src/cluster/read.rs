@@ -53,7 +53,10 @@ pub async fn list(
             .collect(),
         Err(e) if optional && is_unserved(&e) => Ok(Vec::new()),
         Err(e) if is_unserved(&e) => Err(Error::NoGatewayApi { what }),
-        Err(source) => Err(Error::Kube { what, source }),
+        Err(source) => Err(Error::Kube {
+            what,
+            source: Box::new(source),
+        }),
     }
 }
 
