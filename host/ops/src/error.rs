@@ -22,7 +22,7 @@ pub enum Error {
     },
     #[error("Namespace {0} not found")]
     NamespaceNotFound(String),
-    #[error("Gateway {key} is not a waypoint (class {class}); not deleted")]
+    #[error("Gateway {key} is not a waypoint (class {class}); left as it is")]
     NotAWaypoint { key: String, class: String },
     #[error("waypoint {} not found", .0.join(", "))]
     NotFound(Vec<String>),

@@ -264,6 +264,26 @@ async fn applying_an_existing_waypoint_needs_overwrite_which_replaces_it() {
             "server-side apply"
         );
 
+        // --overwrite replaces waypoints only.
+        fake.apply(json!({"apiVersion": GW, "kind": "Gateway",
+            "metadata": {"name": "ingress", "namespace": "shop"},
+            "spec": {"gatewayClassName": "nginx", "listeners": []}}));
+        let e = cluster::apply(
+            &c,
+            &ApplyRequest {
+                overwrite: true,
+                ..request("ingress")
+            },
+        )
+        .await
+        .expect_err("not a waypoint");
+        assert_eq!(
+            e.to_string(),
+            "Gateway shop/ingress is not a waypoint (class nginx); left as it is"
+        );
+        let ingress = fake.get(GW, "Gateway", "shop", "ingress").expect("kept");
+        assert_eq!(ingress["spec"]["gatewayClassName"], "nginx");
+
         // --overwrite also creates.
         let report = cluster::apply(
             &c,
@@ -501,7 +521,7 @@ async fn delete_checks_every_name_first_and_all_spares_other_classes() {
             .expect_err("an error");
         assert_eq!(
             e.to_string(),
-            "Gateway shop/ingress is not a waypoint (class nginx); not deleted"
+            "Gateway shop/ingress is not a waypoint (class nginx); left as it is"
         );
         assert!(
             fake.get(GW, "Gateway", "shop", "wp").is_some(),
@@ -624,6 +644,51 @@ async fn status_reads_the_certificate_expiry_from_the_admin() {
         let st = cluster::status(&c, &one, Some(&addr.to_string())).await.expect("status");
         let cert = st[0].certificate.describe();
         assert!(cert.starts_with("unknown (") && cert.contains(&addr.to_string()), "{cert}");
+    })
+    .await
+    .expect("in time");
+}
+
+#[tokio::test]
+async fn status_asks_the_real_waypoint_admin() {
+    use waypoint_proxy::run::{start, RunOptions};
+    tokio::time::timeout(LIMIT, async {
+        let fake = FakeApiServer::start().await;
+        shop(&fake);
+        let dir = TempDir::new("verbs");
+        let c = client(&fake, &dir).await;
+        cluster::apply(&c, &request("wp")).await.expect("apply");
+        let pki = waypoint_tests::pki::Pki::new("cluster.local");
+        let running = start(RunOptions::new(Vec::new(), pki.issue("shop", "wp")).loopback())
+            .await
+            .expect("start waypoint");
+        let admin = running.admin_addr.expect("admin listener").to_string();
+        let st = cluster::status(&c, &selection(Some("shop"), Some("wp")), Some(&admin))
+            .await
+            .expect("status");
+        // The admin reports the identity; whether it reports the expiry is the admin's
+        // (`certificates.not_after`): either it is read, or the reason says it is missing.
+        match &st[0].certificate {
+            waypoint_ops::cert::CertStatus::Known {
+                identity,
+                remaining_secs,
+                ..
+            } => {
+                assert_eq!(
+                    identity.as_deref(),
+                    Some("spiffe://cluster.local/ns/shop/sa/wp")
+                );
+                assert!(*remaining_secs > 0, "a fresh certificate");
+            }
+            waypoint_ops::cert::CertStatus::Unknown { why } => {
+                assert!(why.contains("certificates.not_after"), "{why}");
+            }
+        }
+        assert!(
+            st[0].notes.iter().all(|n| !n.contains("identity")),
+            "{:?}",
+            st[0].notes
+        );
     })
     .await
     .expect("in time");

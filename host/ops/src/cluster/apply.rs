@@ -20,7 +20,8 @@ pub struct ApplyRequest {
     pub spec: WaypointSpec,
     /// Label the namespace `istio.io/use-waypoint=<name>`.
     pub enroll_namespace: bool,
-    /// Replace an existing Gateway of that name, and a namespace label naming another waypoint.
+    /// Replace an existing waypoint Gateway of that name (one of another class is refused),
+    /// and a namespace label naming another waypoint.
     pub overwrite: bool,
     /// Wait this long for `Programmed=True`.
     pub wait: Option<Duration>,
@@ -143,11 +144,21 @@ async fn write_gateway(
         }
     };
     if req.overwrite {
-        report.replaced = api
+        let existing = api
             .get_opt(&req.spec.name)
             .await
-            .map_err(|e| classify(e, format!("reading Gateway {key}")))?
-            .is_some();
+            .map_err(|e| classify(e, format!("reading Gateway {key}")))?;
+        if let Some(g) = existing {
+            // --overwrite replaces a waypoint, never another kind of Gateway.
+            let g = gateway::to_object(&g)?;
+            if !gateway::is_waypoint(&g, std::slice::from_ref(&req.spec.class)) {
+                return Err(Error::NotAWaypoint {
+                    key,
+                    class: gateway::class(&g).to_string(),
+                });
+            }
+            report.replaced = true;
+        }
         let pp = PatchParams::apply(names::FIELD_MANAGER).force();
         api.patch(&req.spec.name, &pp, &Patch::Apply(&gw))
             .await
