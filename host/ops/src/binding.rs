@@ -112,6 +112,26 @@ pub fn labelled_services(inv: &Inventory, namespace: &str, name: &str) -> Vec<St
         .collect()
 }
 
+/// Whether the Namespace `ns` must be labelled to use the waypoint `name` in it: not if it
+/// already does; if it names another waypoint (or `none`), only with `overwrite`.
+pub fn needs_enroll(ns: &Object, name: &str, overwrite: bool) -> Result<bool, crate::Error> {
+    match use_waypoint(ns, &ns.name) {
+        UseWaypoint::Waypoint { namespace, name: w } if namespace == ns.name && w == name => {
+            Ok(false)
+        }
+        UseWaypoint::Unset => Ok(true),
+        _ if overwrite => Ok(true),
+        other => Err(crate::Error::NamespaceBound {
+            namespace: ns.name.clone(),
+            current: match other {
+                UseWaypoint::Waypoint { namespace, name } => format!("{namespace}/{name}"),
+                _ => NONE.to_string(),
+            },
+            wanted: name.to_string(),
+        }),
+    }
+}
+
 /// The merge patch that points a Namespace at the waypoint `name` in that same namespace
 /// (a stale `istio.io/use-waypoint-namespace` is removed, or it would point elsewhere).
 pub fn enroll_patch(name: &str) -> Value {
@@ -193,6 +213,28 @@ mod tests {
             labelled_services(&inventory(), "plain", "wp"),
             ["plain/two"]
         );
+    }
+
+    #[test]
+    fn a_namespace_is_enrolled_unless_it_uses_this_or_without_overwrite_another_waypoint() {
+        let ns = |labels| obj("", "shop", labels);
+        assert_eq!(needs_enroll(&ns(json!({})), "wp", false).ok(), Some(true));
+        assert_eq!(
+            needs_enroll(&ns(json!({USE_WAYPOINT: "wp"})), "wp", false).ok(),
+            Some(false)
+        );
+        let elsewhere = ns(json!({USE_WAYPOINT: "wp", USE_WAYPOINT_NAMESPACE: "infra"}));
+        let e = needs_enroll(&elsewhere, "wp", false).expect_err("another namespace's wp");
+        assert_eq!(
+            e.to_string(),
+            "Namespace shop already uses waypoint infra/wp (label istio.io/use-waypoint); \
+             pass --overwrite to point it at wp"
+        );
+        assert_eq!(needs_enroll(&elsewhere, "wp", true).ok(), Some(true));
+        let opted_out = ns(json!({USE_WAYPOINT: "none"}));
+        let e = needs_enroll(&opted_out, "wp", false).expect_err("opted out");
+        assert!(e.to_string().contains("already uses waypoint none"), "{e}");
+        assert_eq!(needs_enroll(&opted_out, "wp", true).ok(), Some(true));
     }
 
     #[test]

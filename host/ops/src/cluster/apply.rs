@@ -8,7 +8,7 @@ use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::{Api, Client, ResourceExt};
 
-use crate::binding::{self, UseWaypoint};
+use crate::binding;
 use crate::error::{is_not_found, is_unserved, Error};
 use crate::gateway::{self, WaypointSpec};
 use crate::names;
@@ -101,26 +101,7 @@ async fn check_namespace(
             waypoint_controller::labels::DATAPLANE_MODE
         ));
     }
-    let current = binding::use_waypoint(&o, ns_name);
-    match current {
-        UseWaypoint::Waypoint { namespace, name }
-            if namespace == *ns_name && name == req.spec.name =>
-        {
-            Ok(false)
-        }
-        UseWaypoint::Unset => Ok(true),
-        _ if req.overwrite => Ok(true),
-        UseWaypoint::OptOut => Err(Error::NamespaceBound {
-            namespace: ns_name.clone(),
-            current: names::NONE.to_string(),
-            wanted: req.spec.name.clone(),
-        }),
-        UseWaypoint::Waypoint { namespace, name } => Err(Error::NamespaceBound {
-            namespace: ns_name.clone(),
-            current: format!("{namespace}/{name}"),
-            wanted: req.spec.name.clone(),
-        }),
-    }
+    binding::needs_enroll(&o, &req.spec.name, req.overwrite)
 }
 
 /// Create (or with `overwrite` server-side apply, forced) the waypoint Gateway.
