@@ -24,7 +24,8 @@ pub struct Args {
     /// Label the namespace `istio.io/use-waypoint=<name>`: its services use the waypoint.
     #[arg(long)]
     pub enroll_namespace: bool,
-    /// Replace an existing Gateway of that name, and a namespace label naming another waypoint.
+    /// Replace an existing waypoint Gateway of that name (never a Gateway of another class),
+    /// and a namespace label naming another waypoint.
     #[arg(long)]
     pub overwrite: bool,
     /// Wait until the Gateway is Programmed (its pods are ready), for at most `--timeout`.
