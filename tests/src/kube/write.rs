@@ -276,6 +276,16 @@ pub(super) async fn handle(
     if t.subresource.as_deref().is_some_and(|s| s != "status") {
         return not_found();
     }
+    if t.subresource.is_some() && !matches!(verb, "get" | "patch") {
+        return full(
+            StatusCode::METHOD_NOT_ALLOWED,
+            &status(
+                405,
+                "MethodNotAllowed",
+                "the status subresource is read and patched only",
+            ),
+        );
+    }
     let (ct, bytes) = match verb {
         "create" | "patch" => match body(req).await {
             Ok(b) => b,

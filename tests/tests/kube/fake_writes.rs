@@ -174,6 +174,49 @@ async fn writes_answer_with_the_real_codes_and_reasons() {
 }
 
 #[tokio::test]
+async fn status_is_written_through_its_subresource_only_and_spec_changes_bump_generation() {
+    use gateway_api::gateways::Gateway;
+    tokio::time::timeout(LIMIT, async {
+        let fake = FakeApiServer::start().await;
+        fake.apply(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "a"}}));
+        let dir = TempDir::new("fake-writes");
+        let c = client(&fake, &dir).await;
+        let gws: Api<Gateway> = Api::namespaced(c, "a");
+        let gw: Gateway = serde_json::from_value(json!({"apiVersion": "gateway.networking.k8s.io/v1",
+            "kind": "Gateway", "metadata": {"name": "g", "namespace": "a"},
+            "spec": {"gatewayClassName": "waypoint", "listeners": []},
+            "status": {"conditions": []}}))
+        .expect("gateway");
+        let made = gws.create(&PostParams::default(), &gw).await.expect("create");
+        assert!(made.status.is_none(), "status is not set on create");
+
+        let cond = json!({"status": {"conditions": [{"type": "Programmed", "status": "True",
+            "reason": "Programmed", "message": "", "lastTransitionTime": "2026-01-01T00:00:00Z"}]}});
+        let st = gws
+            .patch_status("g", &PatchParams::default(), &Patch::Merge(&cond))
+            .await
+            .expect("status");
+        assert_eq!(st.metadata.generation, Some(1));
+        let conditions = st.status.and_then(|s| s.conditions).unwrap_or_default();
+        assert_eq!(conditions.len(), 1);
+
+        // The object's own endpoint ignores status and bumps generation on a spec change.
+        let p = json!({"spec": {"gatewayClassName": "other"}, "status": null});
+        let g = gws.patch("g", &PatchParams::default(), &Patch::Merge(&p)).await.expect("patch");
+        assert_eq!(g.metadata.generation, Some(2));
+        assert_eq!(g.spec.gateway_class_name, "other");
+        assert!(g.status.and_then(|s| s.conditions).is_some_and(|c| c.len() == 1), "status kept");
+        let e = gws
+            .delete("g/status", &DeleteParams::default())
+            .await
+            .expect_err("no delete of a subresource");
+        assert_eq!(status(e).0, 405);
+    })
+    .await
+    .expect("in time");
+}
+
+#[tokio::test]
 async fn writes_over_http_reach_open_watches() {
     tokio::time::timeout(LIMIT, async {
         let fake = FakeApiServer::start().await;

@@ -11,6 +11,8 @@ use kube::{Api, Client, Resource};
 use crate::error::{is_unserved, Error};
 use crate::object::{AttachKind, Inventory, Object};
 
+const GATEWAY_GROUP: &str = "gateway.networking.k8s.io";
+
 fn typed<K: Resource<DynamicType = ()>>() -> ApiResource {
     ApiResource::erase::<K>(&())
 }
@@ -52,7 +54,9 @@ pub async fn list(
             })
             .collect(),
         Err(e) if optional && is_unserved(&e) => Ok(Vec::new()),
-        Err(e) if is_unserved(&e) => Err(Error::NoGatewayApi { what }),
+        Err(e) if api.group == GATEWAY_GROUP && is_unserved(&e) => {
+            Err(Error::NoGatewayApi { what })
+        }
         Err(source) => Err(Error::Kube {
             what,
             source: Box::new(source),
