@@ -1,6 +1,5 @@
-//! Which routes and policies apply at a waypoint: HTTPRoutes and GRPCRoutes whose parentRefs
-//! name it or a Service bound to it, VirtualServices whose hosts are such a Service, and
-//! AuthorizationPolicies whose targetRefs name it, its GatewayClass or such a Service.
+//! Which routes and policies apply at a waypoint: parentRefs, VirtualService hosts and
+//! targetRefs naming its Gateway, its GatewayClass or a Service bound to it.
 
 use serde_json::Value;
 

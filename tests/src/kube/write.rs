@@ -1,12 +1,10 @@
-//! The fake API server's single-object requests, as the real one answers them: GET, POST
-//! (create), PATCH (JSON merge, strategic merge read as JSON merge, server-side apply) and
-//! DELETE, with `Status` objects and the real codes for 404, 409, 400, 415 and 422.
+//! The fake API server's single-object requests as the real one answers them: GET, POST,
+//! PATCH (merge, strategic, apply), DELETE; `Status` objects with 404, 405, 409, 400, 415, 422.
 //!
-//! Simplifications, each one a superset of what a correct client sees: a strategic merge
-//! patch is applied as a JSON merge patch (lists replaced, not merged by key); server-side
-//! apply merges the applied object into the stored one as a JSON merge patch and keeps no
-//! managedFields, so it never reports a field-ownership conflict (a client that forces sees
-//! the same result). `metadata.generation` starts at 1 and grows when `spec` changes; a write
+//! Simplifications: a strategic merge patch is applied as a JSON merge patch (lists replaced,
+//! not merged by key); server-side apply merges the applied object into the stored one as a
+//! JSON merge patch and keeps no managedFields, so it never reports a field-ownership
+//! conflict (what a forcing client, like `apply --overwrite`, sees anyway). `metadata.generation` starts at 1 and grows when `spec` changes; a write
 //! to the object keeps its `status`, a write to `/status` changes only the status.
 
 // The helpers' `Err` is the early HTTP answer itself (a response is large; it is sent once).

@@ -1,6 +1,5 @@
-//! Reading from the API server: the Gateways, classes, Namespaces, Services, routes and
-//! policies a summary needs, as [`Object`]s. A kind whose CRD is missing is empty, except
-//! Gateways: without them there are no waypoints to speak of.
+//! Reading from the API server what a summary needs, as [`Object`]s; a kind whose CRD is
+//! missing is empty, except Gateways (without them there are no waypoints).
 
 use gateway_api::gatewayclasses::GatewayClass;
 use gateway_api::gateways::Gateway;
