@@ -38,6 +38,15 @@ pub enum Error {
         /// The last Programmed condition seen (or that there was none).
         last: String,
     },
+    /// The API server refused (its `Status`: forbidden, invalid, conflict...).
+    #[error("{what}: {message} ({code} {reason})")]
+    Api {
+        what: String,
+        code: u16,
+        reason: String,
+        message: String,
+    },
+    /// The API server could not be asked (connection, TLS, decoding).
     #[error("{what}")]
     Kube {
         what: String,
@@ -50,12 +59,21 @@ pub enum Error {
 }
 
 impl Error {
-    /// An API error, with what was being done (`creating Gateway ns/name`).
+    /// A kube error, with what was being done (`creating Gateway ns/name`). The API server's
+    /// own answer is kept as its message, code and reason (kube's display of it repeats them).
     pub fn kube(what: impl Into<String>) -> impl FnOnce(kube::Error) -> Error {
         let what = what.into();
-        move |source| Error::Kube {
-            what,
-            source: Box::new(source),
+        move |source| match source {
+            kube::Error::Api(s) => Error::Api {
+                what,
+                code: s.code,
+                reason: s.reason,
+                message: s.message.trim().to_string(),
+            },
+            other => Error::Kube {
+                what,
+                source: Box::new(other),
+            },
         }
     }
 }

@@ -61,6 +61,8 @@ pub(crate) struct State {
     pub gone: Option<Gone>,
     /// Collections answered with 404 (their CRD "not installed").
     pub missing: HashSet<String>,
+    /// Collections answered with 403 (the client's RBAC does not allow them).
+    pub forbidden: HashSet<String>,
     /// `(verb, collection)` of every request: verb `list`, `watch`, `get`, `create`, `patch`
     /// or `delete`.
     pub requests: Vec<(&'static str, String)>,
@@ -309,6 +311,17 @@ impl FakeApiServer {
             st.missing.remove(&coll);
         } else {
             st.missing.insert(coll);
+        }
+    }
+
+    /// Answer 403 Forbidden for every request on `apiVersion`/`kind` (as RBAC does), or not.
+    pub fn set_forbidden(&self, api_version: &str, kind: &str, forbidden: bool) {
+        let coll = collection(api_version, kind);
+        let mut st = self.shared.lock();
+        if forbidden {
+            st.forbidden.insert(coll);
+        } else {
+            st.forbidden.remove(&coll);
         }
     }
 

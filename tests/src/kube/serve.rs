@@ -71,6 +71,38 @@ pub(super) fn not_found() -> Response<Body> {
     r
 }
 
+/// RBAC's answer: 403 with a `Forbidden` Status naming the verb, resource and scope.
+fn forbidden(t: &Target, method: &http::Method) -> Response<Body> {
+    let (group, plural) = match t.collection.split('/').collect::<Vec<_>>().as_slice() {
+        [g, _, p] => (g.to_string(), p.to_string()),
+        [_, p] => (String::new(), p.to_string()),
+        _ => (String::new(), t.collection.clone()),
+    };
+    let verb = match (method.as_str(), t.object.is_some(), t.watch) {
+        ("GET", false, true) => "watch",
+        ("GET", false, false) => "list",
+        ("GET", true, _) => "get",
+        ("POST", ..) => "create",
+        ("PATCH", ..) => "patch",
+        ("DELETE", ..) => "delete",
+        (m, ..) => m,
+    }
+    .to_string();
+    let scope = match &t.namespace {
+        Some(ns) => format!("in the namespace \"{ns}\""),
+        None => "at the cluster scope".to_string(),
+    };
+    let resource = if group.is_empty() {
+        plural.clone()
+    } else {
+        format!("{plural}.{group}")
+    };
+    let message = format!(
+        "{resource} is forbidden: User \"test\" cannot {verb} resource \"{plural}\" in API group \"{group}\" {scope}"
+    );
+    full(StatusCode::FORBIDDEN, &status(403, "Forbidden", &message))
+}
+
 fn percent_decode(s: &str) -> String {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
@@ -182,6 +214,9 @@ async fn handle(req: Request<Incoming>, shared: &Arc<Shared>) -> Response<Body> 
     let Some(t) = parse(&req) else {
         return not_found();
     };
+    if shared.lock().forbidden.contains(&t.collection) {
+        return forbidden(&t, req.method());
+    }
     if t.object.is_some() || req.method() != http::Method::GET {
         return super::write::handle(req, t, shared).await;
     }

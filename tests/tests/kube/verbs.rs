@@ -569,6 +569,22 @@ async fn without_the_gateway_api_crds_the_verbs_say_so() {
         fake.set_installed(GW, "Gateway", true);
         let all = cluster::status(&c, &selection(None, None), None).await.expect("status");
         assert!(all.is_empty(), "a missing policy CRD is no error");
+
+        // A user who may not list GatewayClasses (cluster-scoped) still lists waypoints; one
+        // who may not list Services cannot get a status, and is told what was refused.
+        cluster::apply(&c, &request("wp")).await.expect("apply");
+        fake.set_forbidden(GW, "GatewayClass", true);
+        let rows = cluster::list(&c, &selection(Some("shop"), None)).await.expect("list");
+        assert_eq!(rows.len(), 1);
+        fake.set_forbidden("v1", "Service", true);
+        let e = cluster::status(&c, &selection(Some("shop"), None), None)
+            .await
+            .expect_err("forbidden");
+        assert_eq!(
+            e.to_string(),
+            "listing Service: services is forbidden: User \"test\" cannot list resource \"services\" \
+             in API group \"\" at the cluster scope (403 Forbidden)"
+        );
     })
     .await
     .expect("in time");

@@ -118,10 +118,7 @@ async fn write_gateway(
         } else if is_not_found(&e) {
             Error::NamespaceNotFound(req.spec.namespace.clone())
         } else {
-            Error::Kube {
-                what,
-                source: Box::new(e),
-            }
+            Error::kube(what)(e)
         }
     };
     if req.overwrite {

@@ -56,10 +56,7 @@ pub async fn list(
         Err(e) if api.group == GATEWAY_GROUP && is_unserved(&e) => {
             Err(Error::NoGatewayApi { what })
         }
-        Err(source) => Err(Error::Kube {
-            what,
-            source: Box::new(source),
-        }),
+        Err(source) => Err(Error::kube(what)(source)),
     }
 }
 
@@ -68,11 +65,23 @@ pub async fn gateways(client: &Client, namespace: Option<&str>) -> Result<Vec<Ob
     list(client, &typed::<Gateway>(), namespace, false).await
 }
 
+/// GatewayClasses, best effort: a user allowed only their namespace may not list them
+/// (cluster-scoped); then a Gateway without `istio.io/waypoint-for` reads as istiod's default.
+async fn classes(client: &Client) -> Result<Vec<Object>, Error> {
+    match list(client, &typed::<GatewayClass>(), None, true).await {
+        Err(Error::Api { code: 403, .. }) => {
+            tracing::warn!("GatewayClasses cannot be listed (forbidden): their istio.io/waypoint-for is not read");
+            Ok(Vec::new())
+        }
+        other => other,
+    }
+}
+
 /// What `list` needs: Gateways and their classes.
 pub async fn for_list(client: &Client, namespace: Option<&str>) -> Result<Inventory, Error> {
     let mut inv = Inventory {
         gateways: gateways(client, namespace).await?,
-        classes: list(client, &typed::<GatewayClass>(), None, true).await?,
+        classes: classes(client).await?,
         ..Default::default()
     };
     inv.sort();
