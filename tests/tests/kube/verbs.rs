@@ -550,7 +550,7 @@ async fn delete_checks_every_name_first_and_all_spares_other_classes() {
 }
 
 #[tokio::test]
-async fn without_the_gateway_api_crds_the_verbs_say_so() {
+async fn missing_crds_and_forbidden_kinds_are_named() {
     tokio::time::timeout(LIMIT, async {
         let fake = FakeApiServer::start().await;
         shop(&fake);
