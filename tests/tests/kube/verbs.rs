@@ -480,6 +480,87 @@ async fn wait_returns_once_programmed_and_times_out_naming_the_condition() {
 }
 
 #[tokio::test]
+async fn apply_wait_returns_when_our_controller_programs_the_gateway() {
+    use gateway_api::gateways::Gateway;
+    tokio::time::timeout(LIMIT, async {
+        let fake = std::sync::Arc::new(FakeApiServer::start().await);
+        shop(&fake);
+        fake.apply_yaml(
+            r#"
+apiVersion: v1
+kind: Namespace
+metadata: {name: istio-system}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {name: waypoint, labels: {istio.io/waypoint-for: service}}
+spec: {controllerName: waypoint.dev/gateway-controller}
+"#,
+        );
+        let dir = TempDir::new("verbs");
+        let c = client(&fake, &dir).await;
+
+        // The controller's own reconcile (`waypoint_controller::run::sync`) every 100 ms; the
+        // "kubelet" marks the Deployment it applies ready.
+        let (f, cc) = (fake.clone(), c.clone());
+        let controller = tokio::spawn(async move {
+            let gws = kube::Api::<Gateway>::namespaced(cc.clone(), "shop");
+            let options = waypoint_controller::Options::default();
+            loop {
+                if let Ok(Some(gw)) = gws.get_opt("wp").await {
+                    if let Err(e) = waypoint_controller::run::sync(&cc, &options, &gw).await {
+                        panic!("controller sync: {e:?}");
+                    }
+                }
+                if f.get("apps/v1", "Deployment", "shop", "wp").is_some() {
+                    f.set_status(
+                        "apps/v1",
+                        "Deployment",
+                        "shop",
+                        "wp",
+                        json!({"replicas": 1, "readyReplicas": 1, "availableReplicas": 1}),
+                    );
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        });
+        let req = ApplyRequest {
+            wait: Some(Duration::from_secs(20)),
+            enroll_namespace: true,
+            ..request("wp")
+        };
+        let report = cluster::apply(&c, &req)
+            .await
+            .expect("programmed by the controller");
+        assert!(report.programmed && report.enrolled);
+        controller.abort();
+        let all = cluster::status(&c, &selection(Some("shop"), Some("wp")), None)
+            .await
+            .expect("status");
+        let st = &all[0];
+        assert!(st.ready());
+        assert_eq!(st.addresses, ["wp.shop.svc.cluster.local"]);
+        assert_eq!(
+            st.accepted.as_ref().map(|c| c.status.as_str()),
+            Some("True")
+        );
+        assert_eq!(st.traffic, "service", "from the class's label");
+        assert!(
+            fake.get("v1", "Service", "shop", "wp").is_some(),
+            "the controller's Service for the waypoint"
+        );
+        let services: Vec<&str> = st.services.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(
+            services,
+            ["cart", "pay"],
+            "the waypoint's own Service is not bound to it"
+        );
+    })
+    .await
+    .expect("in time");
+}
+
+#[tokio::test]
 async fn delete_checks_every_name_first_and_all_spares_other_classes() {
     tokio::time::timeout(LIMIT, async {
         let fake = FakeApiServer::start().await;
