@@ -158,6 +158,8 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    const USE: &str = crate::names::USE_WAYPOINT;
+
     #[test]
     fn an_api_object_keeps_its_namespace_name_and_string_labels() {
         let o = Object::from_value(
@@ -170,8 +172,6 @@ mod tests {
         let ns = Object::from_value(json!({"metadata": {"name": "bookinfo"}}));
         assert_eq!(ns.key(), "bookinfo");
     }
-
-    const USE: &str = crate::names::USE_WAYPOINT;
 
     #[test]
     fn resources_from_files_are_sorted_by_kind_and_key() {
