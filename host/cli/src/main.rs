@@ -13,6 +13,7 @@ mod commands {
     pub mod originate;
     pub mod proxy_config;
     pub mod run;
+    pub mod waypoint;
     pub mod xds;
 }
 
@@ -55,6 +56,14 @@ enum Command {
     Controller(commands::controller::Args),
     /// Show the routes, clusters, endpoints, policies or certificates a running waypoint serves.
     ProxyConfig(commands::proxy_config::Args),
+    /// Create a waypoint Gateway of our class (as `istioctl waypoint apply`).
+    Apply(commands::waypoint::apply::Args),
+    /// Delete waypoints and unlabel the namespaces that used them.
+    Delete(commands::waypoint::delete::Args),
+    /// List waypoints (our class and Istio's) with their Programmed status.
+    List(commands::waypoint::list::Args),
+    /// Readiness, bound services, attached routes and policies, certificate expiry.
+    Status(commands::waypoint::status::Args),
 }
 
 /// Report a subcommand's error and map it to an exit code.
@@ -90,6 +99,10 @@ fn main() -> ExitCode {
             exit(commands::controller::main(args))
         }
         Command::ProxyConfig(args) => exit(commands::proxy_config::main(args)),
+        Command::Apply(args) => exit(commands::waypoint::apply::main(args)),
+        Command::Delete(args) => exit(commands::waypoint::delete::main(args)),
+        Command::List(args) => exit(commands::waypoint::list::main(args)),
+        Command::Status(args) => exit(commands::waypoint::status::main(args)),
         Command::Run(args) => {
             waypoint_proxy::logging::init(args.access_log);
             exit(commands::run::main(*args))

@@ -1,12 +1,15 @@
-//! A fake Kubernetes API server on loopback speaking the real LIST/WATCH protocol to the real
-//! kube client: resourceVersions, bookmarks, `410 Gone`, dropped streams, missing CRDs.
+//! A fake Kubernetes API server on loopback speaking the real protocol to the real kube client:
+//! LIST/WATCH (resourceVersions, bookmarks, `410 Gone`, dropped streams, missing CRDs) and the
+//! writes a CLI makes (GET, POST, PATCH, DELETE; `write.rs`).
 //!
-//! Objects are written through the test API ([`FakeApiServer::apply`], [`FakeApiServer::delete`]):
-//! each write bumps one global resourceVersion and is sent to the open watches (and kept in a
-//! history, so a watch resumed from an older resourceVersion replays what it missed, unless
-//! the history was compacted: then the watch gets `410 Gone`, as from etcd compaction).
+//! Objects are written through the test API ([`FakeApiServer::apply`], [`FakeApiServer::delete`])
+//! or over HTTP: each write bumps one global resourceVersion and is sent to the open watches
+//! (and kept in a history, so a watch resumed from an older resourceVersion replays what it
+//! missed, unless the history was compacted: then the watch gets `410 Gone`, as from etcd
+//! compaction).
 
 mod serve;
+mod write;
 
 use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
@@ -58,7 +61,10 @@ pub(crate) struct State {
     pub gone: Option<Gone>,
     /// Collections answered with 404 (their CRD "not installed").
     pub missing: HashSet<String>,
-    /// `(verb, collection)` of every request: verb `list` or `watch`.
+    /// Collections answered with 403 (the client's RBAC does not allow them).
+    pub forbidden: HashSet<String>,
+    /// `(verb, collection)` of every request: verb `list`, `watch`, `get`, `create`, `patch`
+    /// or `delete`.
     pub requests: Vec<(&'static str, String)>,
 }
 
@@ -75,6 +81,72 @@ pub(crate) struct Shared {
 impl Shared {
     pub fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Store `obj` as `collection` `(ns, name)` under a new resourceVersion (a new object gets
+    /// a uid and a creation time, an update keeps them) and publish the change.
+    pub fn put(
+        &self,
+        st: &mut State,
+        collection: &str,
+        ns: &str,
+        name: &str,
+        mut obj: Value,
+    ) -> Value {
+        st.rv += 1;
+        let rv = st.rv;
+        let old = st
+            .objects
+            .get(collection)
+            .and_then(|m| m.get(&(ns.to_string(), name.to_string())))
+            .cloned();
+        let meta = &mut obj["metadata"];
+        meta["resourceVersion"] = json!(rv.to_string());
+        match &old {
+            Some(o) => {
+                meta["uid"] = o["metadata"]["uid"].clone();
+                meta["creationTimestamp"] = o["metadata"]["creationTimestamp"].clone();
+            }
+            None => {
+                st.uid += 1;
+                let meta = &mut obj["metadata"];
+                meta["uid"] = json!(format!("uid-{}", st.uid));
+                if meta.get("creationTimestamp").is_none() {
+                    meta["creationTimestamp"] = json!("2026-01-01T00:00:00Z");
+                }
+            }
+        }
+        st.objects
+            .entry(collection.to_string())
+            .or_default()
+            .insert((ns.to_string(), name.to_string()), obj.clone());
+        let kind = if old.is_some() { "MODIFIED" } else { "ADDED" };
+        self.publish(st, collection.to_string(), kind, obj.clone());
+        obj
+    }
+
+    /// Remove `collection` `(ns, name)` and publish its deletion; returns its last state.
+    pub fn remove(&self, st: &mut State, collection: &str, ns: &str, name: &str) -> Option<Value> {
+        let mut obj = st
+            .objects
+            .get_mut(collection)
+            .and_then(|m| m.remove(&(ns.to_string(), name.to_string())))?;
+        st.rv += 1;
+        obj["metadata"]["resourceVersion"] = json!(st.rv.to_string());
+        self.publish(st, collection.to_string(), "DELETED", obj.clone());
+        Some(obj)
+    }
+
+    fn publish(&self, st: &mut State, collection: String, kind: &'static str, object: Value) {
+        let change = Change {
+            rv: st.rv,
+            collection,
+            kind,
+            object,
+        };
+        st.history.push(change.clone());
+        // Sent under the lock: a watch subscribing under it sees every later change once.
+        let _ = self.events.send(change);
     }
 }
 
@@ -154,7 +226,7 @@ impl FakeApiServer {
 
     /// Create or update an object (`apiVersion`, `kind`, `metadata.name`, and
     /// `metadata.namespace` for namespaced kinds). Returns its new resourceVersion.
-    pub fn apply(&self, mut obj: Value) -> u64 {
+    pub fn apply(&self, obj: Value) -> u64 {
         let av = obj["apiVersion"].as_str().unwrap_or_default().to_string();
         let kind = obj["kind"].as_str().unwrap_or_default().to_string();
         assert!(
@@ -171,36 +243,8 @@ impl FakeApiServer {
             .expect("metadata.name")
             .to_string();
         let mut st = self.shared.lock();
-        st.rv += 1;
-        let rv = st.rv;
-        let old = st
-            .objects
-            .get(&coll)
-            .and_then(|m| m.get(&(ns.clone(), name.clone())))
-            .cloned();
-        let meta = &mut obj["metadata"];
-        meta["resourceVersion"] = json!(rv.to_string());
-        match &old {
-            Some(o) => {
-                meta["uid"] = o["metadata"]["uid"].clone();
-                meta["creationTimestamp"] = o["metadata"]["creationTimestamp"].clone();
-            }
-            None => {
-                st.uid += 1;
-                let meta = &mut obj["metadata"];
-                meta["uid"] = json!(format!("uid-{}", st.uid));
-                if meta.get("creationTimestamp").is_none() {
-                    meta["creationTimestamp"] = json!("2026-01-01T00:00:00Z");
-                }
-            }
-        }
-        st.objects
-            .entry(coll.clone())
-            .or_default()
-            .insert((ns, name), obj.clone());
-        let kind = if old.is_some() { "MODIFIED" } else { "ADDED" };
-        self.publish(&mut st, coll, kind, obj);
-        rv
+        self.shared.put(&mut st, &coll, &ns, &name, obj);
+        st.rv
     }
 
     /// Apply every document of a YAML text (as `kubectl apply -f`).
@@ -218,29 +262,45 @@ impl FakeApiServer {
     pub fn delete(&self, api_version: &str, kind: &str, namespace: &str, name: &str) -> bool {
         let coll = collection(api_version, kind);
         let mut st = self.shared.lock();
+        self.shared
+            .remove(&mut st, &coll, namespace, name)
+            .is_some()
+    }
+
+    /// The stored object, as a GET would return it.
+    pub fn get(&self, api_version: &str, kind: &str, namespace: &str, name: &str) -> Option<Value> {
+        let coll = collection(api_version, kind);
+        self.shared
+            .lock()
+            .objects
+            .get(&coll)
+            .and_then(|m| m.get(&(namespace.to_string(), name.to_string())))
+            .cloned()
+    }
+
+    /// Replace an existing object's `status` (as its controller does through the status
+    /// subresource); returns whether it existed.
+    pub fn set_status(
+        &self,
+        api_version: &str,
+        kind: &str,
+        namespace: &str,
+        name: &str,
+        status: Value,
+    ) -> bool {
+        let coll = collection(api_version, kind);
+        let mut st = self.shared.lock();
         let Some(mut obj) = st
             .objects
-            .get_mut(&coll)
-            .and_then(|m| m.remove(&(namespace.to_string(), name.to_string())))
+            .get(&coll)
+            .and_then(|m| m.get(&(namespace.to_string(), name.to_string())))
+            .cloned()
         else {
             return false;
         };
-        st.rv += 1;
-        obj["metadata"]["resourceVersion"] = json!(st.rv.to_string());
-        self.publish(&mut st, coll, "DELETED", obj);
+        obj["status"] = status;
+        self.shared.put(&mut st, &coll, namespace, name, obj);
         true
-    }
-
-    fn publish(&self, st: &mut State, collection: String, kind: &'static str, object: Value) {
-        let change = Change {
-            rv: st.rv,
-            collection,
-            kind,
-            object,
-        };
-        st.history.push(change.clone());
-        // Sent under the lock: a watch subscribing under it sees every later change once.
-        let _ = self.shared.events.send(change);
     }
 
     /// Answer 404 for `apiVersion`/`kind` (its CRD not installed) or serve it again.
@@ -251,6 +311,17 @@ impl FakeApiServer {
             st.missing.remove(&coll);
         } else {
             st.missing.insert(coll);
+        }
+    }
+
+    /// Answer 403 Forbidden for every request on `apiVersion`/`kind` (as RBAC does), or not.
+    pub fn set_forbidden(&self, api_version: &str, kind: &str, forbidden: bool) {
+        let coll = collection(api_version, kind);
+        let mut st = self.shared.lock();
+        if forbidden {
+            st.forbidden.insert(coll);
+        } else {
+            st.forbidden.remove(&coll);
         }
     }
 

@@ -1,5 +1,6 @@
 //! The fake API server's HTTP side: path and query parsing, LIST (paged by `limit` and
-//! `continue`), WATCH streams (newline-delimited JSON events), bookmarks, 404 and 410 answers.
+//! `continue`), WATCH streams (newline-delimited JSON events), bookmarks, 404 and 410 answers;
+//! requests for one object go to `write.rs`.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -26,7 +27,7 @@ pub(crate) async fn serve(listener: TcpListener, shared: Arc<Shared>) {
         tokio::spawn(async move {
             let svc = hyper::service::service_fn(move |req| {
                 let shared = shared.clone();
-                async move { Ok::<_, Infallible>(handle(req, &shared)) }
+                async move { Ok::<_, Infallible>(handle(req, &shared).await) }
             });
             let _ = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(tcp), svc)
@@ -35,7 +36,7 @@ pub(crate) async fn serve(listener: TcpListener, shared: Arc<Shared>) {
     }
 }
 
-fn full(status: StatusCode, v: &Value) -> Response<Body> {
+pub(super) fn full(status: StatusCode, v: &Value) -> Response<Body> {
     let mut r = Response::new(
         Full::new(Bytes::from(v.to_string()))
             .map_err(|n: Infallible| match n {})
@@ -49,14 +50,14 @@ fn full(status: StatusCode, v: &Value) -> Response<Body> {
     r
 }
 
-fn status(code: u16, reason: &str, message: &str) -> Value {
+pub(super) fn status(code: u16, reason: &str, message: &str) -> Value {
     json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
            "message": message, "reason": reason, "code": code})
 }
 
 /// A resource the API server does not serve: like the real one (its mux's NotFound), a
 /// `text/plain` body, not a Status object — kube cannot read it as a watch event.
-fn not_found() -> Response<Body> {
+pub(super) fn not_found() -> Response<Body> {
     let mut r = Response::new(
         Full::new(Bytes::from_static(b"404 page not found\n"))
             .map_err(|n: Infallible| match n {})
@@ -68,6 +69,38 @@ fn not_found() -> Response<Body> {
         http::HeaderValue::from_static("text/plain; charset=utf-8"),
     );
     r
+}
+
+/// RBAC's answer: 403 with a `Forbidden` Status naming the verb, resource and scope.
+fn forbidden(t: &Target, method: &http::Method) -> Response<Body> {
+    let (group, plural) = match t.collection.split('/').collect::<Vec<_>>().as_slice() {
+        [g, _, p] => (g.to_string(), p.to_string()),
+        [_, p] => (String::new(), p.to_string()),
+        _ => (String::new(), t.collection.clone()),
+    };
+    let verb = match (method.as_str(), t.object.is_some(), t.watch) {
+        ("GET", false, true) => "watch",
+        ("GET", false, false) => "list",
+        ("GET", true, _) => "get",
+        ("POST", ..) => "create",
+        ("PATCH", ..) => "patch",
+        ("DELETE", ..) => "delete",
+        (m, ..) => m,
+    }
+    .to_string();
+    let scope = match &t.namespace {
+        Some(ns) => format!("in the namespace \"{ns}\""),
+        None => "at the cluster scope".to_string(),
+    };
+    let resource = if group.is_empty() {
+        plural.clone()
+    } else {
+        format!("{plural}.{group}")
+    };
+    let message = format!(
+        "{resource} is forbidden: User \"test\" cannot {verb} resource \"{plural}\" in API group \"{group}\" {scope}"
+    );
+    full(StatusCode::FORBIDDEN, &status(403, "Forbidden", &message))
 }
 
 fn percent_decode(s: &str) -> String {
@@ -95,9 +128,15 @@ fn percent_decode(s: &str) -> String {
 
 /// What a request asks for.
 #[derive(Debug)]
-struct Target {
-    collection: String,
-    namespace: Option<String>,
+pub(super) struct Target {
+    pub collection: String,
+    pub namespace: Option<String>,
+    /// One object (`.../plural/NAME`) rather than the collection.
+    pub object: Option<String>,
+    /// Its subresource (`.../NAME/status`).
+    pub subresource: Option<String>,
+    /// Query parameters other than those below (`fieldManager`, `force`...).
+    pub query: Vec<(String, String)>,
     /// `metadata.name=X` from a field selector.
     name: Option<String>,
     watch: bool,
@@ -116,14 +155,26 @@ fn parse(req: &Request<Incoming>) -> Option<Target> {
         ["apis", g, v, rest @ ..] => (format!("{g}/{v}"), rest),
         _ => return None,
     };
-    let (namespace, plural) = match rest {
-        [p] => (None, *p),
-        ["namespaces", ns, p] => (Some(ns.to_string()), *p),
+    // `namespaces/NAME/status` is a Namespace's subresource, `namespaces/NS/PLURAL` a
+    // namespaced collection.
+    let (namespace, plural, object, subresource) = match rest {
+        [p] => (None, *p, None, None),
+        ["namespaces", n, sub @ ("status" | "finalize")] => {
+            (None, "namespaces", Some(*n), Some(*sub))
+        }
+        [p, name] => (None, *p, Some(*name), None),
+        [p, name, sub] if *p != "namespaces" => (None, *p, Some(*name), Some(*sub)),
+        ["namespaces", ns, p] => (Some(ns.to_string()), *p, None, None),
+        ["namespaces", ns, p, name] => (Some(ns.to_string()), *p, Some(*name), None),
+        ["namespaces", ns, p, name, sub] => (Some(ns.to_string()), *p, Some(*name), Some(*sub)),
         _ => return None,
     };
     let mut t = Target {
         collection: format!("{prefix}/{plural}"),
         namespace,
+        object: object.map(percent_decode),
+        subresource: subresource.map(str::to_string),
+        query: Vec::new(),
         name: None,
         watch: false,
         resource_version: 0,
@@ -143,7 +194,7 @@ fn parse(req: &Request<Incoming>) -> Option<Target> {
             "fieldSelector" => {
                 t.name = v.strip_prefix("metadata.name=").map(str::to_string);
             }
-            _ => {}
+            _ => t.query.push((k.to_string(), v)),
         }
     }
     Some(t)
@@ -159,16 +210,16 @@ fn matches(t: &Target, obj: &Value) -> bool {
             .is_none_or(|n| meta["name"].as_str() == Some(n))
 }
 
-fn handle(req: Request<Incoming>, shared: &Arc<Shared>) -> Response<Body> {
-    if req.method() != http::Method::GET {
-        return full(
-            StatusCode::METHOD_NOT_ALLOWED,
-            &status(405, "MethodNotAllowed", "read only"),
-        );
-    }
+async fn handle(req: Request<Incoming>, shared: &Arc<Shared>) -> Response<Body> {
     let Some(t) = parse(&req) else {
         return not_found();
     };
+    if shared.lock().forbidden.contains(&t.collection) {
+        return forbidden(&t, req.method());
+    }
+    if t.object.is_some() || req.method() != http::Method::GET {
+        return super::write::handle(req, t, shared).await;
+    }
     let mut st = shared.lock();
     st.requests
         .push((if t.watch { "watch" } else { "list" }, t.collection.clone()));
