@@ -39,9 +39,9 @@ pub struct Args {
     /// Default waypoint NS/NAME for nodes that do not name one (node metadata WAYPOINT).
     #[arg(long, value_name = "NS/NAME", value_parser = super::args::waypoint_name)]
     pub waypoint: Option<String>,
-    /// Directory with waypoint.pem, waypoint-key.pem and ca.pem (read and served over SDS).
-    #[arg(long)]
-    pub certs: String,
+    /// The waypoint's certificate files (read, watched and served over SDS).
+    #[command(flatten)]
+    pub certs: super::args::CertArgs,
     /// How often the config and certificates are checked for changes, in milliseconds.
     #[arg(long, default_value_t = 500)]
     pub poll_ms: u64,
@@ -97,7 +97,7 @@ pub fn main(mut args: Args) -> anyhow::Result<()> {
     let source = Source {
         inputs: args
             .generator
-            .inputs(args.config, args.waypoint, args.certs)?,
+            .inputs(args.config, args.waypoint, args.certs.resolve()?)?,
         rebind,
         extra_listeners: Vec::new(),
     };
