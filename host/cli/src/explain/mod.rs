@@ -2,7 +2,7 @@
 //! as JSON (a stable interface) or as aligned text for people.
 
 mod text;
-mod url;
+pub(crate) mod url;
 
 use std::net::IpAddr;
 use std::path::PathBuf;
