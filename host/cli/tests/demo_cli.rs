@@ -61,11 +61,17 @@ fn demo_runs_bookinfo_end_to_end() {
         "{stdout}"
     );
     // What to try next, and no terminal escapes in output that is not a terminal.
-    let next = stdout.split("\nnext:").nth(1).unwrap_or_else(|| panic!("no next: in {stdout}"));
+    let next = stdout
+        .split("\nnext:")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no next: in {stdout}"));
     for verb in ["waypoint explain", "waypoint run", "waypoint curl"] {
         assert!(next.contains(verb), "{verb} missing: {next}");
     }
-    assert!(!stdout.contains('\x1b') && !stderr.contains('\x1b'), "{stdout}{stderr}");
+    assert!(
+        !stdout.contains('\x1b') && !stderr.contains('\x1b'),
+        "{stdout}{stderr}"
+    );
 }
 
 /// A taken mesh port: the error says how to pick another through `make`, once, uncoloured.
@@ -83,6 +89,10 @@ fn demo_port_conflict_is_reported_once_with_the_make_flag() {
     let stderr = String::from_utf8_lossy(&out.stderr).to_string();
     assert_ne!(out.status.code(), Some(0), "{stderr}");
     assert!(stderr.contains("DEMO_ARGS='--mesh-port"), "{stderr}");
-    assert_eq!(stderr.matches("HBONE server on").count(), 1, "printed once: {stderr}");
+    assert_eq!(
+        stderr.matches("HBONE server on").count(),
+        1,
+        "printed once: {stderr}"
+    );
     assert!(!stderr.contains('\x1b'), "{stderr}");
 }

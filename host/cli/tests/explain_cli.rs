@@ -211,11 +211,17 @@ fn json_fields_are_always_present() {
             "json",
         ]);
         assert_eq!(j["action"], action, "{raw}");
-        let o = j.as_object().unwrap_or_else(|| panic!("not an object: {raw}"));
+        let o = j
+            .as_object()
+            .unwrap_or_else(|| panic!("not an object: {raw}"));
         for f in fields {
             assert!(o.contains_key(f), "{request}: no {f} in {raw}");
         }
-        assert_eq!(o.len(), fields.len(), "{request}: undocumented fields in {raw}");
+        assert_eq!(
+            o.len(),
+            fields.len(),
+            "{request}: undocumented fields in {raw}"
+        );
     }
     let (_, j, _) = explain(&[
         "--config",

@@ -65,7 +65,11 @@ fn try_it_commands() -> Vec<(Vec<String>, String)> {
 fn http_status(addr: SocketAddr, path: &str) -> Option<u16> {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_millis(500)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    write!(s, "GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n"
+    )
+    .ok()?;
     let mut out = String::new();
     s.read_to_string(&mut out).ok()?;
     out.split_whitespace().nth(1)?.parse().ok()
@@ -182,6 +186,9 @@ fn readme_dev_ca_run_curl_work_as_written() {
 #[test]
 fn words_split_like_a_shell() {
     let (w, c) = words("waypoint curl -H 'end-user: jason' http://a/  # 403 RBAC: x");
-    assert_eq!(w, ["waypoint", "curl", "-H", "end-user: jason", "http://a/"]);
+    assert_eq!(
+        w,
+        ["waypoint", "curl", "-H", "end-user: jason", "http://a/"]
+    );
     assert_eq!(c, "403 RBAC: x");
 }

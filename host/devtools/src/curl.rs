@@ -59,10 +59,16 @@ pub enum CurlError {
     },
     /// No HBONE connection (nothing listening, TLS failure, wrong identity).
     #[error("no HBONE tunnel through {waypoint}: {detail} (is `waypoint run` listening there?)")]
-    Tunnel { waypoint: SocketAddr, detail: String },
+    Tunnel {
+        waypoint: SocketAddr,
+        detail: String,
+    },
     /// The HTTP exchange inside the tunnel failed.
     #[error("the request through {waypoint} failed: {detail}")]
-    Http { waypoint: SocketAddr, detail: String },
+    Http {
+        waypoint: SocketAddr,
+        detail: String,
+    },
     #[error("no answer from {waypoint} within {timeout:?}")]
     Timeout {
         waypoint: SocketAddr,
@@ -96,7 +102,12 @@ async fn exchange(client: &HboneClient, out: &Outgoing) -> Result<Answer, CurlEr
         detail: e.to_string(),
     };
     let stream = client
-        .connect(out.waypoint, &out.expected, &out.authority, HeaderMap::new())
+        .connect(
+            out.waypoint,
+            &out.expected,
+            &out.authority,
+            HeaderMap::new(),
+        )
         .await
         .map_err(|e| match e.status() {
             Some(status) => CurlError::Refused {
@@ -119,11 +130,7 @@ async fn exchange(client: &HboneClient, out: &Outgoing) -> Result<Answer, CurlEr
     let req = request(out).map_err(|e| http_err(&e))?;
     let resp = send.send_request(req).await.map_err(|e| http_err(&e))?;
     let (parts, body) = resp.into_parts();
-    let body = body
-        .collect()
-        .await
-        .map_err(|e| http_err(&e))?
-        .to_bytes();
+    let body = body.collect().await.map_err(|e| http_err(&e))?.to_bytes();
     Ok(Answer {
         version: parts.version,
         status: parts.status,

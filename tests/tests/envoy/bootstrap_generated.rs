@@ -79,7 +79,8 @@ fn generated_bootstraps_have_no_drift() {
 
 #[test]
 fn generated_bootstraps_validate() {
-    let certs = CertPaths::find(&repo_root().join("envoy-configs/certs")).expect("example certificates");
+    let certs =
+        CertPaths::find(&repo_root().join("envoy-configs/certs")).expect("example certificates");
     let committed = CertPaths::from_dir(Path::new(CERTS));
     let dir = scratch_dir("bootstrap");
     for (file, config, originator) in GENERATED {

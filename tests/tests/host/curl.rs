@@ -58,7 +58,9 @@ async fn curl_sends_method_headers_and_body_and_gets_the_whole_answer() {
 
         // Another identity expected of the waypoint: no tunnel, and the error says so.
         out.expected = vec![pki.id("default", "not-the-waypoint")];
-        let e = send(&client, &out).await.expect_err("wrong waypoint identity");
+        let e = send(&client, &out)
+            .await
+            .expect_err("wrong waypoint identity");
         assert!(matches!(e, CurlError::Tunnel { .. }), "{e}");
     })
     .await
@@ -79,13 +81,20 @@ async fn curl_reports_a_refused_tunnel_with_its_status() {
             CurlError::Refused { status, .. } => assert_eq!(*status, StatusCode::BAD_REQUEST),
             other => panic!("expected a refusal, got {other}"),
         }
-        assert!(e.to_string().contains("refused the tunnel to 127.0.0.1:0: 400"), "{e}");
+        assert!(
+            e.to_string()
+                .contains("refused the tunnel to 127.0.0.1:0: 400"),
+            "{e}"
+        );
         // Nothing listening: the error names the address and what to start.
         let closed = waypoint_tests::echo::closed_port().await;
         let e = send(&client, &outgoing(closed, "10.0.0.1:80"))
             .await
             .expect_err("no waypoint");
-        assert!(e.to_string().contains("is `waypoint run` listening there?"), "{e}");
+        assert!(
+            e.to_string().contains("is `waypoint run` listening there?"),
+            "{e}"
+        );
     })
     .await
     .expect("test timed out");

@@ -156,10 +156,12 @@ pub fn main(args: Args) -> anyhow::Result<()> {
         .write_all(curl::head(&answer).as_bytes())
         .and_then(|()| stdout.write_all(b"\n"))
         .and_then(|()| stdout.write_all(&answer.body))
-        .and_then(|()| match answer.body.ends_with(b"\n") || answer.body.is_empty() {
-            true => Ok(()),
-            false => stdout.write_all(b"\n"),
-        })
+        .and_then(
+            |()| match answer.body.ends_with(b"\n") || answer.body.is_empty() {
+                true => Ok(()),
+                false => stdout.write_all(b"\n"),
+            },
+        )
         .and_then(|()| stdout.flush());
     match printed {
         // `waypoint curl … | head`: the reader left; not an error.
@@ -199,10 +201,19 @@ mod tests {
         assert_eq!(out.method, http::Method::POST, "-d without -X posts");
         assert_eq!(out.headers[0].1, "jason");
         assert_eq!(out.waypoint.to_string(), "127.0.0.1:15008");
-        let c = parse(&["http://10.96.0.9/", "-X", "delete", "--dest", "10.96.0.9:9080"])
-            .expect("parse");
+        let c = parse(&[
+            "http://10.96.0.9/",
+            "-X",
+            "delete",
+            "--dest",
+            "10.96.0.9:9080",
+        ])
+        .expect("parse");
         let out = super::outgoing(&c.curl).expect("outgoing");
-        assert_eq!((out.method, out.authority.as_str()), (http::Method::DELETE, "10.96.0.9:9080"));
+        assert_eq!(
+            (out.method, out.authority.as_str()),
+            (http::Method::DELETE, "10.96.0.9:9080")
+        );
     }
 
     #[test]

@@ -29,7 +29,8 @@ pub fn main(args: Args) -> anyhow::Result<()> {
         println!("no --workload NS/SA given: no workload certificate issued");
     }
     for w in &args.workloads {
-        let id = Identity::from_ns_sa(&args.trust_domain, w).with_context(|| format!("--workload {w}"))?;
+        let id = Identity::from_ns_sa(&args.trust_domain, w)
+            .with_context(|| format!("--workload {w}"))?;
         let dir = ca.write_workload(&args.out, &id)?;
         println!("{id}: {}", dir.display());
     }

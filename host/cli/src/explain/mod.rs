@@ -138,7 +138,10 @@ fn complete(mut out: Value) -> Value {
 /// Write `text` to stdout; a reader that went away (`explain … | head`) is not an error.
 fn print_out(text: &str) {
     let mut stdout = std::io::stdout().lock();
-    if let Err(e) = stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush()) {
+    if let Err(e) = stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
         if e.kind() != std::io::ErrorKind::BrokenPipe {
             eprintln!("error: writing stdout: {e}");
         }

@@ -143,9 +143,12 @@ impl CertPaths {
         let name = |p: &Path| p.file_name().and_then(|n| n.to_str()).map(str::to_string);
         let names = self.all().map(name);
         let one_dir = self.all().iter().all(|p| p.parent() == dir);
-        let layout = LAYOUTS
-            .iter()
-            .any(|l| names.iter().zip(l).all(|(n, want)| n.as_deref() == Some(*want)));
+        let layout = LAYOUTS.iter().any(|l| {
+            names
+                .iter()
+                .zip(l)
+                .all(|(n, want)| n.as_deref() == Some(*want))
+        });
         match (dir, one_dir && layout) {
             (Some(d), true) => format!("--certs {}", d.display()),
             _ => format!(
@@ -226,20 +229,32 @@ mod tests {
         let d = Dir::with("nokey", &["cert-chain.pem", "root-cert.pem"]);
         let e = CertPaths::find(&d.0).expect_err("no key");
         assert!(
-            matches!(&e, LayoutError::MissingInDir { what: "private key", .. }),
+            matches!(
+                &e,
+                LayoutError::MissingInDir {
+                    what: "private key",
+                    ..
+                }
+            ),
             "{e:?}"
         );
         assert!(e.to_string().contains("key.pem or waypoint-key.pem"), "{e}");
         let d = Dir::with("noroots", &["cert.pem", "key.pem"]);
         let e = CertPaths::find(&d.0).expect_err("no roots").to_string();
-        assert!(e.contains("no root certificates (root-cert.pem or ca.pem)"), "{e}");
+        assert!(
+            e.contains("no root certificates (root-cert.pem or ca.pem)"),
+            "{e}"
+        );
         let e = CertPaths::find(Path::new("/nonexistent/wp")).expect_err("no dir");
         assert_eq!(e.to_string(), "--certs /nonexistent/wp: not a directory");
     }
 
     #[test]
     fn overrides_win_and_are_checked() {
-        let d = Dir::with("over", &["cert-chain.pem", "key.pem", "root-cert.pem", "other.pem"]);
+        let d = Dir::with(
+            "over",
+            &["cert-chain.pem", "key.pem", "root-cert.pem", "other.pem"],
+        );
         let other = d.0.join("other.pem");
         let p = CertPaths::resolve(Some(&d.0), None, None, Some(&other)).expect("roots override");
         assert_eq!(p.roots, other);
@@ -248,8 +263,15 @@ mod tests {
         assert_eq!(all.map(|p| p.key), Ok(other.clone()));
         let gone = d.0.join("gone.pem");
         let e = CertPaths::resolve(Some(&d.0), None, Some(&gone), None).expect_err("missing");
-        assert_eq!(e.to_string(), format!("--key {}: no such file", gone.display()));
+        assert_eq!(
+            e.to_string(),
+            format!("--key {}: no such file", gone.display())
+        );
         let e = CertPaths::resolve(None, Some(&other), None, None).expect_err("no key");
-        assert!(e.to_string().starts_with("no private key: pass --certs DIR"), "{e}");
+        assert!(
+            e.to_string()
+                .starts_with("no private key: pass --certs DIR"),
+            "{e}"
+        );
     }
 }

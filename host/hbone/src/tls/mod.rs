@@ -10,6 +10,6 @@ pub mod store;
 pub mod verify;
 
 pub use certs::Material;
-pub use layout::{CertPaths, LayoutError};
 pub use identity::Identity;
+pub use layout::{CertPaths, LayoutError};
 pub use store::CertStore;
