@@ -45,7 +45,7 @@ fn words(line: &str) -> (Vec<String>, String) {
     (out, comment)
 }
 
-/// The `waypoint …` lines of the README's "Try it" section, in order, with their comments.
+/// The `waypoint …` lines of the README's "Try it" code blocks, in order, with their comments.
 fn try_it_commands() -> Vec<(Vec<String>, String)> {
     let readme = std::fs::read_to_string(root().join("README.md")).expect("README.md");
     let section = readme
@@ -53,12 +53,19 @@ fn try_it_commands() -> Vec<(Vec<String>, String)> {
         .nth(1)
         .and_then(|s| s.split("\n## ").next())
         .expect("a '## Try it' section in README.md");
-    // Continuation lines (`\` at the end) joined first.
+    // Only code blocks (every second piece between fences), continuation lines joined.
     section
-        .replace("\\\n", " ")
-        .lines()
-        .filter(|l| l.starts_with("waypoint "))
-        .map(words)
+        .split("```")
+        .skip(1)
+        .step_by(2)
+        .flat_map(|block| {
+            block
+                .replace("\\\n", " ")
+                .lines()
+                .filter(|l| l.starts_with("waypoint "))
+                .map(words)
+                .collect::<Vec<_>>()
+        })
         .collect()
 }
 
@@ -172,6 +179,12 @@ fn readme_dev_ca_run_curl_work_as_written() {
                 );
                 if want == "403" {
                     assert!(text.contains("RBAC: access denied"), "{text}");
+                }
+                if args.iter().any(|a| a == "--explain") {
+                    let why = String::from_utf8_lossy(&out.stderr);
+                    assert!(why.contains("* explain under"), "{why}");
+                    let action = if want == "403" { "deny (403)" } else { "route" };
+                    assert!(why.contains(action), "explain disagrees with {want}: {why}");
                 }
                 curls += 1;
             }

@@ -51,6 +51,11 @@ pub struct Args {
     /// Also print the tunnel and the request head (on stderr).
     #[arg(short, long)]
     verbose: bool,
+    /// Also print (on stderr) why the waypoint decides as it does: `explain` of the same
+    /// request, source and destination under this config (the one `waypoint run` serves).
+    /// Weighted picks and fault percentages are drawn apart from the waypoint's.
+    #[arg(long, value_name = "PATH")]
+    explain: Vec<PathBuf>,
     /// Give up after this long (tunnel, request and response): a duration, `30s`, `500ms`.
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = duration)]
     max_time: Duration,
@@ -123,6 +128,34 @@ fn identity(args: &Args) -> anyhow::Result<(String, Arc<CertStore>)> {
     Ok((format!("--certs {}", dir.display()), store))
 }
 
+/// `explain`'s text for the request `out` sent as `id`, under `--explain`.
+fn explained(args: &Args, out: &Outgoing, id: &Identity) -> anyhow::Result<String> {
+    let explain = crate::explain::ExplainArgs {
+        config: args.explain.clone(),
+        waypoint: None,
+        namespace: "default".into(),
+        request: format!("{} {}", out.method, args.url),
+        headers: args.headers.clone(),
+        source_principal: Some(id.to_string()),
+        source_ip: None,
+        dest: Some(out.authority.clone()),
+        seed: None,
+        output: crate::explain::Output::Text,
+    };
+    let text = crate::explain::text(&explain).context("--explain")?;
+    Ok(format!(
+        "* explain under {}:\n{}",
+        args.explain
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", "),
+        text.lines()
+            .map(|l| format!("*   {l}\n"))
+            .collect::<String>()
+    ))
+}
+
 pub fn main(args: Args) -> anyhow::Result<()> {
     let out = outgoing(&args)?;
     let (source, store) = identity(&args)?;
@@ -142,6 +175,9 @@ pub fn main(args: Args) -> anyhow::Result<()> {
                 eprintln!("> ({} bytes of body)", out.body.len());
             }
         }
+    }
+    if !args.explain.is_empty() {
+        eprint!("{}", explained(&args, &out, &store.identity())?);
     }
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

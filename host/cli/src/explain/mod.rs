@@ -178,6 +178,29 @@ fn check_config_paths(paths: &[PathBuf]) -> anyhow::Result<()> {
 }
 
 fn run_inner(args: &ExplainArgs) -> anyhow::Result<i32> {
+    let (out, errors) = decide(args)?;
+    match args.output {
+        Output::Json => print_out(&format!("{}\n", complete(out))),
+        Output::Text => {
+            for e in &errors {
+                eprintln!("error: {e}");
+            }
+            print_out(&text::render(&out));
+        }
+    }
+    Ok(if errors.is_empty() { 0 } else { 1 })
+}
+
+/// The decision as text, for `waypoint curl --explain` (config errors listed first).
+pub fn text(args: &ExplainArgs) -> anyhow::Result<String> {
+    let (out, errors) = decide(args)?;
+    let mut s: String = errors.iter().map(|e| format!("error: {e}\n")).collect();
+    s.push_str(&text::render(&out));
+    Ok(s)
+}
+
+/// Load the config and decide the request: the JSON answer and the config errors.
+fn decide(args: &ExplainArgs) -> anyhow::Result<(Value, Vec<String>)> {
     check_config_paths(&args.config)?;
     let parsed = parse_request(args)?;
     let waypoint = args
@@ -237,16 +260,7 @@ fn run_inner(args: &ExplainArgs) -> anyhow::Result<i32> {
                 .collect::<Vec<_>>()),
         );
     }
-    match args.output {
-        Output::Json => print_out(&format!("{}\n", complete(out))),
-        Output::Text => {
-            for e in &diags.errors {
-                eprintln!("error: {e}");
-            }
-            print_out(&text::render(&out));
-        }
-    }
-    Ok(if diags.errors.is_empty() { 0 } else { 1 })
+    Ok((out, diags.errors.iter().map(|e| e.to_string()).collect()))
 }
 
 fn random_seed() -> u64 {
