@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
+use waypoint_hbone::tls::LayoutError;
 use waypoint_proxy::run::{start, CertSource, RunOptions};
 
 #[derive(clap::Args, Debug)]
@@ -103,7 +104,12 @@ pub fn main(args: Args) -> anyhow::Result<()> {
     // Certificate files, unless Istio's CA issues the certificate (ca_args.rs).
     let files = match args.ca.enabled(args.certs.given())? {
         true => None,
-        false => Some(args.certs.resolve()?),
+        false => Some(args.certs.resolve().map_err(|e| match e {
+            LayoutError::NotGiven { .. } => {
+                anyhow::anyhow!("{e}, or --ca for a certificate from Istio's CA")
+            }
+            other => other.into(),
+        })?),
     };
     let threads = args
         .threads
