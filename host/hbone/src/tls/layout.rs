@@ -65,7 +65,7 @@ impl CertPaths {
     }
 
     /// The files in `dir`, under Istio's names or one of the older layouts ([`LAYOUTS`]):
-    /// the first layout whose chain exists gives the chain and key (a pair); the roots are
+    /// the first layout holding both a chain and a key gives them (a pair); the roots are
     /// the first accepted roots name present. A missing file is an error naming it.
     pub fn find(dir: &Path) -> Result<Self, LayoutError> {
         Self::resolve(Some(dir), None, None, None)
@@ -247,6 +247,32 @@ mod tests {
         );
         let e = CertPaths::find(Path::new("/nonexistent/wp")).expect_err("no dir");
         assert_eq!(e.to_string(), "--certs /nonexistent/wp: not a directory");
+    }
+
+    #[test]
+    fn flags_name_a_directory_only_for_one_layout_in_one_place() {
+        let canonical = CertPaths::from_dir(Path::new("/etc/waypoint/certs"));
+        assert_eq!(canonical.flags(), "--certs /etc/waypoint/certs");
+        let old = Dir::with("flags", &[]).paths(LAYOUTS[2]);
+        assert_eq!(
+            old.flags(),
+            format!(
+                "--certs {}",
+                old.cert
+                    .parent()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default()
+            )
+        );
+        let mixed = CertPaths {
+            cert: "/a/cert-chain.pem".into(),
+            key: "/b/key.pem".into(),
+            roots: "/a/root-cert.pem".into(),
+        };
+        assert_eq!(
+            mixed.flags(),
+            "--cert /a/cert-chain.pem --key /b/key.pem --roots /a/root-cert.pem"
+        );
     }
 
     #[test]
