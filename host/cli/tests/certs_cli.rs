@@ -40,7 +40,8 @@ fn dev_ca(dir: &Path) -> PathBuf {
 
 #[test]
 fn bootstrap_names_the_files_dev_ca_wrote() {
-    let w = dev_ca(&temp("boot"));
+    let dir = temp("boot");
+    let w = dev_ca(&dir);
     let ws = w.display().to_string();
     let out = waypoint(&[
         "bootstrap",
@@ -67,11 +68,13 @@ fn bootstrap_names_the_files_dev_ca_wrote() {
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(String::from_utf8_lossy(&out.stdout).contains("certs/waypoint-key.pem"));
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn a_missing_file_fails_every_command_at_start() {
-    let w = dev_ca(&temp("missing"));
+    let dir = temp("missing");
+    let w = dev_ca(&dir);
     std::fs::remove_file(w.join("key.pem")).expect("rm key");
     let ws = w.display().to_string();
     let cfg = repo("examples/bookinfo");
@@ -131,4 +134,5 @@ fn a_missing_file_fails_every_command_at_start() {
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(String::from_utf8_lossy(&out.stdout).contains("/etc/waypoint/certs/root-cert.pem"));
+    let _ = std::fs::remove_dir_all(&dir);
 }
