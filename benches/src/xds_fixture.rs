@@ -35,7 +35,7 @@ pub fn manifests(n: usize, backend_of_0: &str) -> String {
 pub fn source(dir: &Path) -> Source {
     let certs = dir.join("certs");
     std::fs::create_dir_all(&certs).expect("certs dir");
-    for f in ["waypoint.pem", "waypoint-key.pem", "ca.pem"] {
+    for f in ["cert-chain.pem", "key.pem", "root-cert.pem"] {
         std::fs::write(
             certs.join(f),
             "-----BEGIN CERTIFICATE-----\nMA==\n-----END CERTIFICATE-----\n",
@@ -48,7 +48,7 @@ pub fn source(dir: &Path) -> Source {
             root: PathBuf::from("/"),
             namespace: "default".into(),
             waypoint: None,
-            certs_dir: certs.display().to_string(),
+            certs: waypoint_hbone::tls::CertPaths::from_dir(&certs),
             module_name: "waypoint".into(),
             trust_domain: "cluster.local".into(),
             originator: None,

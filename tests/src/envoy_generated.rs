@@ -169,7 +169,7 @@ impl GeneratedWaypoint {
                 .iter()
                 .map(|p| p.display().to_string())
                 .collect(),
-            certs_dir: certs.path().display().to_string(),
+            certs: waypoint_hbone::tls::CertPaths::find(certs.path()).map_err(|e| e.to_string())?,
             module_name: "waypoint".into(),
             trust_domain: pki.trust_domain.clone(),
             originator: originator.as_ref().map(|o| o.addr),

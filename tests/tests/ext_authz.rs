@@ -343,7 +343,7 @@ async fn envoy_over_xds_calls_http_and_grpc_providers() {
             root: PathBuf::from("/"),
             namespace: "default".into(),
             waypoint: None,
-            certs_dir: certs.display().to_string(),
+            certs: waypoint_hbone::tls::CertPaths::find(&certs).expect("certificate files"),
             module_name: "waypoint".into(),
             trust_domain: "cluster.local".into(),
             originator: None,

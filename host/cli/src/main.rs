@@ -9,6 +9,7 @@ mod commands {
     pub mod bootstrap;
     pub mod ca_args;
     pub mod controller;
+    pub mod curl;
     pub mod dev_ca;
     pub mod originate;
     pub mod proxy_config;
@@ -42,6 +43,8 @@ enum Command {
     DevCa(commands::dev_ca::Args),
     /// Run the standalone HBONE waypoint.
     Run(Box<commands::run::Args>),
+    /// Send one HTTP request through a waypoint over HBONE as a mesh workload.
+    Curl(commands::curl::Args),
     /// Run bookinfo on loopback through the waypoint and summarise what happened.
     Demo(waypoint_devtools::demo::Args),
     /// Print a static Envoy bootstrap for the waypoint (HBONE in and out, our module).
@@ -84,6 +87,7 @@ fn main() -> ExitCode {
         Command::Explain(args) => ExitCode::from(explain::run(args).clamp(0, 255) as u8),
         Command::Analyze(args) => commands::analyze::run(args),
         Command::DevCa(args) => exit(commands::dev_ca::main(args)),
+        Command::Curl(args) => exit(commands::curl::main(args)),
         Command::Demo(args) => exit(waypoint_devtools::demo::main(args)),
         Command::Bootstrap(args) => exit(commands::bootstrap::main(args)),
         Command::Originate(args) => {

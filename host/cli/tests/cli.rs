@@ -61,10 +61,10 @@ fn dev_ca_writes_layout_and_run_becomes_ready() {
     for f in [
         "ca.pem",
         "ca-key.pem",
-        "default.waypoint/cert.pem",
+        "default.waypoint/cert-chain.pem",
         "default.waypoint/key.pem",
-        "default.waypoint/ca.pem",
-        "shop.cart/cert.pem",
+        "default.waypoint/root-cert.pem",
+        "shop.cart/cert-chain.pem",
     ] {
         assert!(dir.join(f).is_file(), "missing {f}");
     }

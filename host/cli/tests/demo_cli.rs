@@ -60,4 +60,39 @@ fn demo_runs_bookinfo_end_to_end() {
         stdout.contains("expected outcomes seen; everything shut down cleanly"),
         "{stdout}"
     );
+    // What to try next, and no terminal escapes in output that is not a terminal.
+    let next = stdout
+        .split("\nnext:")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no next: in {stdout}"));
+    for verb in ["waypoint explain", "waypoint run", "waypoint curl"] {
+        assert!(next.contains(verb), "{verb} missing: {next}");
+    }
+    assert!(
+        !stdout.contains('\x1b') && !stderr.contains('\x1b'),
+        "{stdout}{stderr}"
+    );
+}
+
+/// A taken mesh port: the error says how to pick another through `make`, once, uncoloured.
+#[test]
+fn demo_port_conflict_is_reported_once_with_the_make_flag() {
+    let root = format!("{}/../..", env!("CARGO_MANIFEST_DIR"));
+    // Every pod IP's port is taken by one wildcard listener.
+    let taken = std::net::TcpListener::bind("0.0.0.0:0").expect("bind");
+    let port = taken.local_addr().expect("addr").port().to_string();
+    let out = Command::new(env!("CARGO_BIN_EXE_waypoint"))
+        .current_dir(&root)
+        .args(["demo", "--requests", "10", "--mesh-port", &port])
+        .output()
+        .expect("run waypoint demo");
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_ne!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("DEMO_ARGS='--mesh-port"), "{stderr}");
+    assert_eq!(
+        stderr.matches("HBONE server on").count(),
+        1,
+        "printed once: {stderr}"
+    );
+    assert!(!stderr.contains('\x1b'), "{stderr}");
 }

@@ -164,3 +164,110 @@ fn bad_arguments_are_reported() {
     assert_ne!(code, 0);
     assert!(raw.contains("NS/NAME"), "{raw}");
 }
+
+/// The JSON object has every documented field in every answer, `null` where it does not
+/// apply: a route has `status`/`body` null, a denial has `backend` null.
+#[test]
+fn json_fields_are_always_present() {
+    let cfg = repo("examples/bookinfo");
+    let fields = [
+        "waypoint",
+        "action",
+        "status",
+        "body",
+        "backend",
+        "weights",
+        "request_headers",
+        "response_headers_add",
+        "response_headers_remove",
+        "path",
+        "authority",
+        "location",
+        "timeout_ms",
+        "retries",
+        "fault_delay_ms",
+        "mirrors",
+        "matched_route",
+        "matched_rule",
+        "policies",
+        "trace",
+        "seed",
+        "errors",
+        "warnings",
+    ];
+    let principal = "spiffe://cluster.local/ns/default/sa/bookinfo-productpage";
+    for (request, action) in [
+        ("GET http://reviews:9080/reviews/1", "route"),
+        ("GET http://productpage:9080/admin", "deny"),
+    ] {
+        let (_, j, raw) = explain(&[
+            "--config",
+            &cfg,
+            "--request",
+            request,
+            "--source-principal",
+            principal,
+            "--output",
+            "json",
+        ]);
+        assert_eq!(j["action"], action, "{raw}");
+        let o = j
+            .as_object()
+            .unwrap_or_else(|| panic!("not an object: {raw}"));
+        for f in fields {
+            assert!(o.contains_key(f), "{request}: no {f} in {raw}");
+        }
+        assert_eq!(
+            o.len(),
+            fields.len(),
+            "{request}: undocumented fields in {raw}"
+        );
+    }
+    let (_, j, _) = explain(&[
+        "--config",
+        &cfg,
+        "--request",
+        "GET http://reviews:9080/reviews/1",
+        "--source-principal",
+        principal,
+        "--output",
+        "json",
+    ]);
+    assert!(j["status"].is_null() && j["body"].is_null() && j["backend"].is_object());
+}
+
+/// A missing `--config` path is one clear error (no knock-on "no waypoint Gateway").
+#[test]
+fn missing_config_path_is_one_error() {
+    let (code, _, raw) = explain(&[
+        "--config",
+        "/nonexistent/waypoint-config",
+        "--request",
+        "GET http://a/",
+    ]);
+    assert_eq!(code, 2, "{raw}");
+    assert_eq!(
+        raw.trim(),
+        "error: --config /nonexistent/waypoint-config: no such file or directory"
+    );
+}
+
+/// `explain … | head -1`: the reader leaves early; no panic, no error message.
+#[test]
+fn a_closed_pipe_is_not_a_panic() {
+    use std::process::Stdio;
+    let cfg = repo("examples/bookinfo");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_waypoint"))
+        .args(["explain", "--config", &cfg])
+        .args(["--request", "GET http://reviews:9080/reviews/1"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    // Close our end of stdout before the child writes.
+    drop(child.stdout.take());
+    let out = child.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(!stderr.contains("Broken pipe"), "{stderr}");
+}

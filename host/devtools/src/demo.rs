@@ -45,6 +45,15 @@ pub struct Args {
     mesh_port: u16,
 }
 
+/// What to try after the demo (the README's "Try it" section).
+const NEXT: &str = "\nnext:
+  waypoint explain --config examples/bookinfo --request 'GET http://reviews:9080/reviews/1' -H 'end-user: jason' \\
+      --source-principal spiffe://cluster.local/ns/default/sa/bookinfo-productpage   # one decision, explained
+  waypoint dev-ca --out /tmp/mesh --workload default/waypoint
+  waypoint run --config examples/bookinfo --certs /tmp/mesh/default.waypoint        # the waypoint alone
+  waypoint curl --as default/notsleep http://productpage:9080/productpage           # a request through it (second terminal)
+(`make install` puts `waypoint` on your PATH; docs/cli.md has every flag)";
+
 /// A temporary directory removed on drop.
 struct TempDir(PathBuf);
 
@@ -97,10 +106,13 @@ fn say(line: &str) {
 }
 
 pub fn main(args: Args) -> anyhow::Result<()> {
+    // `waypoint=off`: the binary reports the demo's error itself on stderr (it was printed
+    // twice, once as a log line). Colours only on a terminal.
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,waypoint=off"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .try_init();
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -117,6 +129,7 @@ pub fn main(args: Args) -> anyhow::Result<()> {
             "demo: all {} expected outcomes seen; everything shut down cleanly",
             checks.passed
         ));
+        say(NEXT);
         Ok(())
     } else {
         anyhow::bail!(

@@ -3,12 +3,14 @@
 //!
 //! Directory layout written by [`DevCa::write_workload`] and [`DevCa::save`]:
 //! ```text
-//! DIR/ca.pem             root certificate (the mesh trust anchor)
-//! DIR/ca-key.pem         root private key (PKCS#8), reused by later runs
-//! DIR/<ns>.<sa>/cert.pem workload certificate (leaf, URI SAN spiffe://TD/ns/NS/sa/SA)
-//! DIR/<ns>.<sa>/key.pem  workload private key (PKCS#8)
-//! DIR/<ns>.<sa>/ca.pem   copy of the root, so a workload directory is self-contained
+//! DIR/ca.pem                   root certificate (the mesh trust anchor)
+//! DIR/ca-key.pem               root private key (PKCS#8), reused by later runs
+//! DIR/<ns>.<sa>/cert-chain.pem workload certificate (leaf, URI SAN spiffe://TD/ns/NS/sa/SA)
+//! DIR/<ns>.<sa>/key.pem        workload private key (PKCS#8)
+//! DIR/<ns>.<sa>/root-cert.pem  copy of the root, so a workload directory is self-contained
 //! ```
+//! A workload directory uses Istio's file names, the layout every `--certs` flag reads
+//! (`waypoint_hbone::tls::layout`).
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
@@ -19,7 +21,7 @@ use rcgen::{
     KeyPair, KeyUsagePurpose, SanType,
 };
 
-use waypoint_hbone::tls::Identity;
+use waypoint_hbone::tls::{CertPaths, Identity};
 
 /// Default workload certificate lifetime (istiod's default is 24 h).
 pub const WORKLOAD_VALIDITY: Duration = Duration::from_secs(24 * 3600);
@@ -239,11 +241,11 @@ impl DevCa {
         })
     }
 
-    /// Issue a certificate for `id` and write it as `dir/<ns>.<sa>/{cert,key,ca}.pem`.
+    /// Issue a certificate for `id` and write it into `dir/<ns>.<sa>/` ([`write_issued`]).
     /// Returns the workload directory.
     pub fn write_workload(&self, dir: &Path, id: &Identity) -> anyhow::Result<PathBuf> {
         let issued = self.issue(id)?;
-        let wdir = dir.join(format!("{}.{}", id.namespace, id.service_account));
+        let wdir = workload_dir(dir, id);
         write_issued(&wdir, &issued, &self.ca_pem())?;
         Ok(wdir)
     }
@@ -283,12 +285,19 @@ fn base_params(not_before: SystemTime, not_after: SystemTime) -> CertificatePara
     params
 }
 
-/// Write one workload's `cert.pem`, `key.pem` and `ca.pem` into `wdir`.
+/// The workload directory of `id` under a `dev-ca` output directory: `dir/<ns>.<sa>`.
+pub fn workload_dir(dir: &Path, id: &Identity) -> PathBuf {
+    dir.join(format!("{}.{}", id.namespace, id.service_account))
+}
+
+/// Write one workload's chain, key and roots into `wdir` under Istio's names
+/// (`cert-chain.pem`, `key.pem`, `root-cert.pem`).
 pub fn write_issued(wdir: &Path, issued: &IssuedCert, ca_pem: &str) -> anyhow::Result<()> {
     std::fs::create_dir_all(wdir).with_context(|| format!("creating {}", wdir.display()))?;
-    write(&wdir.join("cert.pem"), &issued.cert_pem)?;
-    write(&wdir.join("key.pem"), &issued.key_pem)?;
-    write(&wdir.join("ca.pem"), ca_pem)
+    let files = CertPaths::from_dir(wdir);
+    write(&files.cert, &issued.cert_pem)?;
+    write(&files.key, &issued.key_pem)?;
+    write(&files.roots, ca_pem)
 }
 
 /// Write a file atomically (temp file + rename), so a watcher never reads half a PEM.
@@ -309,7 +318,11 @@ mod tests {
         let id = Identity::new("example.org", "ns1", "sa1");
         let wdir = ca.write_workload(&dir, &id).expect("issue");
         assert!(wdir.ends_with("ns1.sa1"));
-        let pem = std::fs::read_to_string(wdir.join("cert.pem")).expect("read");
+        // Istio's names, found by the layout every `--certs` flag reads.
+        let files = CertPaths::find(&wdir).expect("layout");
+        assert_eq!(files, CertPaths::from_dir(&wdir));
+        assert!(wdir.join("cert-chain.pem").is_file() && wdir.join("root-cert.pem").is_file());
+        let pem = std::fs::read_to_string(&files.cert).expect("read");
         let certs = waypoint_hbone::tls::certs::parse_certs(&pem).expect("parse");
         let sans = waypoint_hbone::tls::san::spiffe_sans(&certs[0]);
         assert_eq!(sans, vec![id.clone()]);

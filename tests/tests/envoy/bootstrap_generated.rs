@@ -1,9 +1,10 @@
 //! The committed bootstraps in envoy-configs/generated/ match what `waypoint bootstrap` writes
 //! now (no drift), and every generated bootstrap passes `envoy --mode validate` with the module.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use waypoint_envoy_config::bootstrap::{from_config, Inputs};
+use waypoint_hbone::tls::CertPaths;
 use waypoint_tests::envoy_harness::{repo_root, scratch_dir, validate};
 
 /// Fixed certificate directory of the committed bootstraps (as mounted in a deployment).
@@ -32,7 +33,7 @@ fn regenerate(config: &[&str], originator: bool) -> String {
         root: repo_root(),
         namespace: "default".into(),
         waypoint: None,
-        certs_dir: CERTS.into(),
+        certs: CertPaths::from_dir(Path::new(CERTS)),
         module_name: "waypoint".into(),
         trust_domain: "cluster.local".into(),
         originator: originator.then(|| ORIGINATOR.parse().expect("address")),
@@ -65,7 +66,7 @@ fn generated_bootstraps_have_no_drift() {
             };
             panic!(
                 "{file} is out of date ({} committed lines, {} generated); first differences:\n{}\n\
-                 Regenerate with: cargo run -p waypoint-cli -- bootstrap --config {} --certs {CERTS}{} > {file}",
+                 Regenerate with: cargo run -p waypoint-cli -- bootstrap --config {} --certs {CERTS} --unchecked-certs{} > {file}",
                 committed.lines().count(),
                 fresh.lines().count(),
                 diff.join("\n"),
@@ -78,12 +79,17 @@ fn generated_bootstraps_have_no_drift() {
 
 #[test]
 fn generated_bootstraps_validate() {
-    let certs = repo_root().join("envoy-configs/certs");
+    let certs =
+        CertPaths::find(&repo_root().join("envoy-configs/certs")).expect("example certificates");
+    let committed = CertPaths::from_dir(Path::new(CERTS));
     let dir = scratch_dir("bootstrap");
     for (file, config, originator) in GENERATED {
         // The committed certificate paths exist only in a deployment: point them at the
         // example certificates; everything else is validated exactly as generated.
-        let text = regenerate(config, *originator).replace(CERTS, &certs.display().to_string());
+        let mut text = regenerate(config, *originator);
+        for (from, to) in committed.all().iter().zip(certs.all()) {
+            text = text.replace(&from.display().to_string(), &to.display().to_string());
+        }
         let name = file.rsplit('/').next().unwrap_or("bootstrap.yaml");
         let path = dir.join(name);
         std::fs::write(&path, &text).expect("write bootstrap");

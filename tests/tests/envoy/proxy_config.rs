@@ -217,9 +217,9 @@ fn envoy_proxy_config_under_xds_reads_ecds_eds_and_sds() {
     std::fs::create_dir_all(&certs).expect("certs dir");
     let issued = pki.issue("default", "waypoint");
     for (from, to) in [
-        (&issued.cert, "waypoint.pem"),
-        (&issued.key, "waypoint-key.pem"),
-        (&issued.roots, "ca.pem"),
+        (&issued.cert, "cert-chain.pem"),
+        (&issued.key, "key.pem"),
+        (&issued.roots, "root-cert.pem"),
     ] {
         std::fs::copy(from, certs.join(to)).expect("copy cert");
     }
@@ -228,7 +228,7 @@ fn envoy_proxy_config_under_xds_reads_ecds_eds_and_sds() {
         root: PathBuf::from("/"),
         namespace: "default".into(),
         waypoint: None,
-        certs_dir: certs.display().to_string(),
+        certs: waypoint_hbone::tls::CertPaths::from_dir(&certs),
         module_name: "waypoint".into(),
         trust_domain: "cluster.local".into(),
         originator: None,
@@ -321,7 +321,7 @@ fn envoy_proxy_config_under_xds_reads_ecds_eds_and_sds() {
         Some("spiffe://cluster.local/ns/default/sa/waypoint")
     );
     named("ROOTCA", "root");
-    let key: Vec<String> = std::fs::read_to_string(certs.join("waypoint-key.pem"))
+    let key: Vec<String> = std::fs::read_to_string(certs.join("key.pem"))
         .expect("key")
         .lines()
         .filter(|l| !l.starts_with("-----") && l.len() > 16)

@@ -55,12 +55,8 @@ fn envoy_serves_the_ca_certificate_and_its_renewals() {
     let ca = rt.block_on(FakeCa::start(&pki, TOKEN, CLUSTER, Duration::from_secs(6)));
     let id = pki.id("default", "waypoint");
     let certs: PathBuf = dir.join("ca-certs");
-    // The names `waypoint xds --ca` writes (its served_names).
-    let names = FileNames {
-        chain: "waypoint.pem".into(),
-        key: "waypoint-key.pem".into(),
-        roots: "ca.pem".into(),
-    };
+    // Istio's names, as `waypoint xds --ca` writes them.
+    let names = FileNames::default();
     let rotation = rt
         .block_on(start_to_dir(
             ca.options(id.clone(), CLUSTER),
@@ -88,7 +84,7 @@ fn envoy_serves_the_ca_certificate_and_its_renewals() {
         root: PathBuf::from("/"),
         namespace: "default".into(),
         waypoint: None,
-        certs_dir: certs.display().to_string(),
+        certs: waypoint_hbone::tls::CertPaths::from_dir(&certs),
         module_name: "waypoint".into(),
         trust_domain: "cluster.local".into(),
         originator: None,
@@ -137,7 +133,7 @@ fn envoy_serves_the_ca_certificate_and_its_renewals() {
             ),
         }
     };
-    let written = std::fs::read_to_string(certs.join("waypoint.pem")).expect("written chain");
+    let written = std::fs::read_to_string(certs.join("cert-chain.pem")).expect("written chain");
     let written = waypoint_hbone::tls::certs::parse_certs(&written).expect("chain");
     // Envoy serves the file the CA client wrote, unless a renewal already replaced it.
     let rotated_already = ca.issued() > 1;

@@ -3,6 +3,7 @@
 
 mod admin;
 mod certs;
+mod curl;
 mod hbone;
 mod istio;
 mod l7;

@@ -121,7 +121,7 @@ fn envoy_mode_generator_rejects_deep_and_huge_yaml_by_limit() {
             root: PathBuf::from("/"),
             namespace: "default".into(),
             waypoint: None,
-            certs_dir: "/etc/certs".into(),
+            certs: waypoint_hbone::tls::CertPaths::from_dir(std::path::Path::new("/etc/certs")),
             module_name: "waypoint".into(),
             trust_domain: "cluster.local".into(),
             originator: None,

@@ -2,11 +2,12 @@
 //! Config errors are reported on stderr and fail the command (no half-right bootstrap).
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use clap::Args as ClapArgs;
 use waypoint_envoy_config::bootstrap::{from_config, Inputs};
+use waypoint_hbone::tls::CertPaths;
 
 #[derive(ClapArgs, Debug)]
 pub struct Args {
@@ -16,9 +17,14 @@ pub struct Args {
     /// Waypoint Gateway as NS/NAME (optional when the config holds exactly one).
     #[arg(long, value_name = "NS/NAME", value_parser = super::args::waypoint_name)]
     pub waypoint: Option<String>,
-    /// Directory with waypoint.pem, waypoint-key.pem and ca.pem (as Envoy will see it).
+    /// The waypoint's certificate files, checked to exist (not needed with `--xds`: the
+    /// certificates then come from `waypoint xds` over SDS).
+    #[command(flatten)]
+    pub certs: super::args::CertArgs,
+    /// The certificate files exist only where Envoy runs (a container mount): write the
+    /// `--cert`/`--key`/`--roots` paths, else Istio's names in `--certs`, without checking.
     #[arg(long)]
-    pub certs: String,
+    pub unchecked_certs: bool,
     #[command(flatten)]
     pub generator: GeneratorArgs,
     /// Write the minimal bootstrap that gets everything from `waypoint xds` at ADDR.
@@ -60,14 +66,14 @@ impl GeneratorArgs {
         self,
         config: Vec<PathBuf>,
         waypoint: Option<String>,
-        certs_dir: String,
+        certs: CertPaths,
     ) -> anyhow::Result<Inputs> {
         Ok(Inputs {
             config,
             root: PathBuf::from("."),
             namespace: self.namespace,
             waypoint,
-            certs_dir,
+            certs,
             module_name: module_name(self.module.as_ref())?,
             trust_domain: self.trust_domain,
             originator: self.originator,
@@ -91,10 +97,22 @@ pub fn module_name(path: Option<&PathBuf>) -> anyhow::Result<String> {
     }
 }
 
+/// The certificate files the bootstrap names: checked unless `--unchecked-certs`; with `--xds`
+/// none are written, so none are needed.
+fn cert_paths(args: &Args) -> anyhow::Result<CertPaths> {
+    if args.xds.is_some() && !args.certs.given() {
+        return Ok(CertPaths::from_dir(Path::new("/etc/waypoint/certs")));
+    }
+    let paths = match args.unchecked_certs || args.xds.is_some() {
+        true => args.certs.unchecked()?,
+        false => args.certs.resolve()?,
+    };
+    Ok(paths)
+}
+
 pub fn main(args: Args) -> anyhow::Result<()> {
-    let inputs = args
-        .generator
-        .inputs(args.config, args.waypoint, args.certs)?;
+    let certs = cert_paths(&args)?;
+    let inputs = args.generator.inputs(args.config, args.waypoint, certs)?;
     match args.xds {
         Some(addr) => print!(
             "{}",
@@ -104,8 +122,8 @@ pub fn main(args: Args) -> anyhow::Result<()> {
     }
     if let Some(addr) = inputs.originator {
         eprintln!(
-            "waypoint bootstrap: run the originator next to Envoy: waypoint originate --listen {addr} --certs {}",
-            inputs.certs_dir
+            "waypoint bootstrap: run the originator next to Envoy: waypoint originate --listen {addr} {}",
+            inputs.certs.flags()
         );
     }
     Ok(())

@@ -9,11 +9,12 @@ use waypoint_hbone::tls::Identity;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Output directory (`ca.pem`, `ca-key.pem`, `<ns>.<sa>/{cert,key,ca}.pem`).
-    #[arg(long)]
+    /// Output directory: `ca.pem`, `ca-key.pem` (reused by later runs) and one directory per
+    /// workload, `<ns>.<sa>/` with `cert-chain.pem`, `key.pem`, `root-cert.pem`.
+    #[arg(long, value_name = "DIR")]
     out: PathBuf,
-    /// SPIFFE trust domain.
-    #[arg(long, default_value = "cluster.local")]
+    /// SPIFFE trust domain of the CA and its certificates.
+    #[arg(long, value_name = "DOMAIN", default_value = "cluster.local")]
     trust_domain: String,
     /// Workload identities to issue, as `namespace/serviceaccount` (repeatable).
     #[arg(long = "workload", value_name = "NS/SA")]
@@ -24,8 +25,12 @@ pub fn main(args: Args) -> anyhow::Result<()> {
     let ca = DevCa::load_or_generate(&args.out, &args.trust_domain)
         .with_context(|| format!("CA in {}", args.out.display()))?;
     println!("ca: {}", args.out.join("ca.pem").display());
+    if args.workloads.is_empty() {
+        println!("no --workload NS/SA given: no workload certificate issued");
+    }
     for w in &args.workloads {
-        let id = Identity::from_ns_sa(&args.trust_domain, w)?;
+        let id = Identity::from_ns_sa(&args.trust_domain, w)
+            .with_context(|| format!("--workload {w}"))?;
         let dir = ca.write_workload(&args.out, &id)?;
         println!("{id}: {}", dir.display());
     }

@@ -2,12 +2,10 @@
 //! (PROXY v2 in from Envoy, HBONE to the pod out), with its certificate files watched.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
-
 use std::time::Duration;
 
 use anyhow::Context;
-use waypoint_hbone::tls::{certs, CertPaths, CertStore};
+use waypoint_hbone::tls::{certs, CertStore};
 use waypoint_sources::watch;
 
 #[derive(clap::Args, Debug)]
@@ -15,34 +13,24 @@ pub struct Args {
     /// Address Envoy connects to (the bootstrap's `--originator`).
     #[arg(long, default_value = "127.0.0.1:15009")]
     listen: SocketAddr,
-    /// The waypoint's certificate directory, as given to `waypoint bootstrap --certs`
-    /// (`waypoint.pem`, `waypoint-key.pem`, `ca.pem`).
-    #[arg(long, value_name = "DIR")]
-    certs: PathBuf,
+    /// The waypoint's certificate files, as given to `waypoint bootstrap`.
+    #[command(flatten)]
+    certs: super::args::CertArgs,
     /// Port mesh endpoints accept HBONE on.
     #[arg(long, default_value_t = 15008)]
     hbone_port: u16,
-    /// Seconds between checks of the certificate files (new connections use new ones).
-    #[arg(long, default_value_t = 1.0)]
-    watch_interval: f64,
-}
-
-/// The certificate files of a bootstrap certificate directory.
-pub fn bootstrap_cert_paths(dir: &std::path::Path) -> CertPaths {
-    CertPaths {
-        cert: dir.join("waypoint.pem"),
-        key: dir.join("waypoint-key.pem"),
-        roots: dir.join("ca.pem"),
-    }
+    /// How often the certificate files are checked for changes (new connections use new
+    /// ones): a duration (`500ms`, `2s`) or plain seconds.
+    #[arg(long, value_name = "DURATION", value_parser = super::args::interval, default_value = "1s")]
+    watch_interval: Duration,
 }
 
 pub fn main(args: Args) -> anyhow::Result<()> {
-    let paths = bootstrap_cert_paths(&args.certs);
+    let paths = args.certs.resolve()?;
     let files: Vec<_> = paths.all().iter().map(|p| p.to_path_buf()).collect();
     // Taken before the first read, so a change in between is still seen.
     let seen = watch::fingerprint(&files);
-    let material = certs::load(&paths)
-        .with_context(|| format!("loading certificates from {}", args.certs.display()))?;
+    let material = certs::load(&paths)?;
     let store = CertStore::new(material)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -53,7 +41,7 @@ pub fn main(args: Args) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("listening on {}", args.listen))?;
         tracing::info!(listen = %o.addr, identity = %store.identity(), "originator running");
-        let interval = Duration::from_secs_f64(args.watch_interval.clamp(0.1, 60.0));
+        let interval = args.watch_interval;
         let reload = tokio::spawn(watch::poll(files, seen, interval, move || {
             match certs::load(&paths).and_then(|m| store.replace(m)) {
                 Ok(()) => tracing::info!(identity = %store.identity(), "certificates reloaded"),

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
-use waypoint_hbone::tls::CertPaths;
+use waypoint_hbone::tls::LayoutError;
 use waypoint_proxy::run::{start, CertSource, RunOptions};
 
 #[derive(clap::Args, Debug)]
@@ -33,21 +33,12 @@ pub struct Args {
     /// The waypoint Gateway this host serves, `namespace/name`.
     #[arg(long, value_name = "NS/NAME", value_parser = super::args::waypoint_name)]
     waypoint: Option<String>,
-    /// Workload certificate directory (`cert.pem`, `key.pem`, `ca.pem`, as `dev-ca` writes).
-    #[arg(long, value_name = "DIR")]
-    certs: Option<PathBuf>,
-    /// Certificate chain PEM (overrides `--certs`).
-    #[arg(long)]
-    cert: Option<PathBuf>,
-    /// Private key PEM (overrides `--certs`).
-    #[arg(long)]
-    key: Option<PathBuf>,
-    /// Mesh root certificates PEM (overrides `--certs`).
-    #[arg(long)]
-    roots: Option<PathBuf>,
+    #[command(flatten)]
+    certs: super::args::CertArgs,
     /// Namespace for resources without one.
     #[arg(long, default_value = "default")]
     namespace: String,
+    /// HBONE listener (mTLS, HTTP/2 CONNECT), where ztunnel sends traffic for the waypoint.
     #[arg(long, default_value = "0.0.0.0:15008")]
     hbone_addr: SocketAddr,
     /// Readiness: serves only `GET /healthz/ready` (503 while draining).
@@ -63,9 +54,10 @@ pub struct Args {
     /// Port mesh endpoints accept HBONE on.
     #[arg(long, default_value_t = 15008)]
     hbone_upstream_port: u16,
-    /// Seconds between checks of config and certificate files.
-    #[arg(long, default_value_t = 1.0)]
-    watch_interval: f64,
+    /// How often config and certificate files are checked for changes: a duration (`500ms`,
+    /// `2s`) or plain seconds.
+    #[arg(long, value_name = "DURATION", value_parser = super::args::interval, default_value = "1s")]
+    watch_interval: Duration,
     /// Worker threads (like Envoy's `--concurrency`); 1 runs everything on one thread.
     /// Default: the CPUs this process may run on.
     #[arg(long, value_name = "N")]
@@ -92,20 +84,6 @@ fn drain_duration(s: &str) -> Result<Duration, String> {
     waypoint_core::istio::parse_duration(s)
 }
 
-fn cert_paths(args: &Args) -> anyhow::Result<CertPaths> {
-    let base = args.certs.as_deref().map(CertPaths::from_dir);
-    let pick = |flag: &Option<PathBuf>, from_dir: Option<&PathBuf>, what: &str| {
-        flag.clone()
-            .or_else(|| from_dir.cloned())
-            .with_context(|| format!("no {what}: pass --certs DIR or --{what}"))
-    };
-    Ok(CertPaths {
-        cert: pick(&args.cert, base.as_ref().map(|b| &b.cert), "cert")?,
-        key: pick(&args.key, base.as_ref().map(|b| &b.key), "key")?,
-        roots: pick(&args.roots, base.as_ref().map(|b| &b.roots), "roots")?,
-    })
-}
-
 /// The run options for `args`, with the certificate from `certs`.
 fn run_options(args: &Args, certs: CertSource) -> RunOptions {
     let mut opts = RunOptions::new(args.config.clone(), certs);
@@ -118,18 +96,20 @@ fn run_options(args: &Args, certs: CertSource) -> RunOptions {
     opts.stats_addr = Some(args.stats_addr);
     opts.admin_addr = Some(args.admin_addr);
     opts.hbone_upstream_port = args.hbone_upstream_port;
-    opts.watch_interval = Duration::from_secs_f64(args.watch_interval.clamp(0.1, 60.0));
+    opts.watch_interval = args.watch_interval;
     opts
 }
 
 pub fn main(args: Args) -> anyhow::Result<()> {
     // Certificate files, unless Istio's CA issues the certificate (ca_args.rs).
-    let has_files = [&args.certs, &args.cert, &args.key, &args.roots]
-        .iter()
-        .any(|f| f.is_some());
-    let files = match args.ca.enabled(has_files)? {
+    let files = match args.ca.enabled(args.certs.given())? {
         true => None,
-        false => Some(cert_paths(&args)?),
+        false => Some(args.certs.resolve().map_err(|e| match e {
+            LayoutError::NotGiven { .. } => {
+                anyhow::anyhow!("{e}, or --ca for a certificate from Istio's CA")
+            }
+            other => other.into(),
+        })?),
     };
     let threads = args
         .threads

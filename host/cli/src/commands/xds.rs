@@ -39,14 +39,14 @@ pub struct Args {
     /// Default waypoint NS/NAME for nodes that do not name one (node metadata WAYPOINT).
     #[arg(long, value_name = "NS/NAME", value_parser = super::args::waypoint_name)]
     pub waypoint: Option<String>,
-    /// Directory with waypoint.pem, waypoint-key.pem and ca.pem (read and served over SDS).
-    /// Required unless the certificate comes from Istio's CA (`--ca`).
-    #[arg(long, required_unless_present_any = ["ca", "ca_address"])]
-    pub certs: Option<String>,
+    /// The waypoint's certificate files (read, watched and served over SDS); required unless
+    /// the certificate comes from Istio's CA (`--ca`).
+    #[command(flatten)]
+    pub certs: super::args::CertArgs,
     #[command(flatten)]
     pub ca: super::ca_args::CaFlags,
-    /// With the CA: the writable directory its certificate is written to (and renewed in at
-    /// half-life), served to Envoy over SDS from there.
+    /// With the CA: the writable directory its certificate is written to (Istio's names) and
+    /// renewed in at half-life, served to Envoy over SDS from there.
     #[arg(long, value_name = "DIR", default_value = "/tmp/waypoint-certs")]
     pub ca_cert_dir: PathBuf,
     /// How often the config and certificates are checked for changes, in milliseconds.
@@ -82,35 +82,26 @@ fn kube_config(
     Ok((file, source))
 }
 
-/// The names `waypoint xds` serves over SDS from its certificate directory.
-fn served_names() -> waypoint_istio_ca::files::FileNames {
-    waypoint_istio_ca::files::FileNames {
-        chain: "waypoint.pem".into(),
-        key: "waypoint-key.pem".into(),
-        roots: "ca.pem".into(),
-    }
-}
-
 pub fn main(mut args: Args) -> anyhow::Result<()> {
     let rt = tokio::runtime::Runtime::new()?;
     // Certificate files, unless Istio's CA issues the certificate: then it is written to
     // --ca-cert-dir before the first snapshot and renewed there (the watcher re-serves it).
-    let _rotation = if args.ca.enabled(args.certs.is_some())? {
+    let (certs, _rotation) = if args.ca.enabled(args.certs.given())? {
         let dir = args.ca_cert_dir.clone();
         let task = rt.block_on(args.ca.start_to_dir(
             &args.generator.trust_domain,
             dir.clone(),
-            served_names(),
+            Default::default(),
         ))?;
-        args.certs = Some(dir.to_string_lossy().into_owned());
-        Some(task)
+        (
+            waypoint_hbone::tls::layout::CertPaths::from_dir(&dir),
+            Some(task),
+        )
+    } else if args.certs.given() {
+        (args.certs.resolve()?, None)
     } else {
-        None
+        bail!("certificates: give --certs DIR (or --cert/--key/--roots), or --ca for Istio's CA");
     };
-    let certs = args
-        .certs
-        .clone()
-        .context("--certs DIR or --ca is required")?;
     let _kube = if args.kube {
         let (file, source) = kube_config(&args, &rt)?;
         args.config = vec![file];
@@ -188,14 +179,19 @@ mod tests {
         let no_certs = |a: &[&str]| {
             Cli::try_parse_from(["xds", "--config", "a.yaml"].iter().chain(a).copied())
         };
-        assert!(no_certs(&[]).is_err(), "neither --certs nor --ca");
+        let neither = no_certs(&[]).expect("parses");
+        assert!(!neither
+            .xds
+            .ca
+            .enabled(neither.xds.certs.given())
+            .expect("ok"));
         let ca = no_certs(&["--ca", "--ca-cert-dir", "/run/certs"]).expect("--ca");
-        assert!(ca.xds.ca.enabled(ca.xds.certs.is_some()).expect("ok"));
+        assert!(ca.xds.ca.enabled(ca.xds.certs.given()).expect("ok"));
         let by_address = no_certs(&["--ca-address", "istiod:15012"]).expect("address");
         assert!(by_address.xds.ca.enabled(false).expect("ok"));
         let both = parse(&["--config", "a.yaml", "--ca"]).expect("parses");
         assert!(
-            both.xds.ca.enabled(both.xds.certs.is_some()).is_err(),
+            both.xds.ca.enabled(both.xds.certs.given()).is_err(),
             "--ca with --certs"
         );
         // The identity's trust domain is the generator's.

@@ -2,8 +2,9 @@
 //! as JSON (a stable interface) or as aligned text for people.
 
 mod text;
-mod url;
+pub(crate) mod url;
 
+use std::io::Write;
 use std::net::IpAddr;
 use std::path::PathBuf;
 
@@ -25,29 +26,31 @@ pub struct ExplainArgs {
     #[arg(long = "config", required = true)]
     pub config: Vec<PathBuf>,
     /// Waypoint Gateway as NS/NAME (optional when the config holds exactly one).
-    #[arg(long)]
+    #[arg(long, value_name = "NS/NAME")]
     pub waypoint: Option<String>,
     /// Namespace for resources without metadata.namespace.
-    #[arg(long, default_value = "default")]
+    #[arg(long, value_name = "NS", default_value = "default")]
     pub namespace: String,
     /// The request: 'METHOD URL', e.g. 'GET http://reviews:9080/reviews/1'.
-    #[arg(long)]
+    #[arg(long, value_name = "'METHOD URL'")]
     pub request: String,
     /// Request header 'Name: value' (repeatable).
-    #[arg(short = 'H', long = "header")]
+    #[arg(short = 'H', long = "header", value_name = "NAME: VALUE")]
     pub headers: Vec<String>,
     /// Source SPIFFE principal, e.g. spiffe://cluster.local/ns/default/sa/bookinfo-productpage.
-    #[arg(long)]
+    #[arg(long, value_name = "SPIFFE_ID")]
     pub source_principal: Option<String>,
-    /// Source IP.
-    #[arg(long)]
+    /// Source IP (as ztunnel's `forwarded` header carries it; ipBlocks and remoteIpBlocks).
+    #[arg(long, value_name = "IP")]
     pub source_ip: Option<IpAddr>,
     /// Original destination HOST:PORT (default: the URL's host and port).
-    #[arg(long)]
+    #[arg(long, value_name = "HOST:PORT")]
     pub dest: Option<String>,
     /// Seed for weighted choices and fault percentages (default: random).
-    #[arg(long)]
+    #[arg(long, value_name = "N")]
     pub seed: Option<u64>,
+    /// `text` for people; `json` for tools: one object whose fields are always present
+    /// (`null` when they do not apply).
     #[arg(long, value_enum, default_value_t = Output::Text)]
     pub output: Output,
 }
@@ -94,13 +97,67 @@ fn parse_request(args: &ExplainArgs) -> anyhow::Result<Parsed> {
     })
 }
 
+/// Every field of the JSON output, in docs/cli.md's order: each is present in every answer,
+/// `null` when it does not apply (a local reply's `status`/`body`, a route's `backend`).
+pub const JSON_FIELDS: &[&str] = &[
+    "waypoint",
+    "action",
+    "status",
+    "body",
+    "backend",
+    "weights",
+    "request_headers",
+    "response_headers_add",
+    "response_headers_remove",
+    "path",
+    "authority",
+    "location",
+    "timeout_ms",
+    "retries",
+    "fault_delay_ms",
+    "mirrors",
+    "matched_route",
+    "matched_rule",
+    "policies",
+    "trace",
+    "seed",
+    "errors",
+    "warnings",
+];
+
+/// `out` with every [`JSON_FIELDS`] key, `null` where absent.
+fn complete(mut out: Value) -> Value {
+    if let Value::Object(o) = &mut out {
+        for k in JSON_FIELDS {
+            o.entry(k.to_string()).or_insert(Value::Null);
+        }
+    }
+    out
+}
+
+/// Write `text` to stdout; a reader that went away (`explain … | head`) is not an error.
+fn print_out(text: &str) {
+    let mut stdout = std::io::stdout().lock();
+    if let Err(e) = stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        if e.kind() != std::io::ErrorKind::BrokenPipe {
+            eprintln!("error: writing stdout: {e}");
+        }
+    }
+}
+
 /// Run the subcommand; returns the process exit code.
 pub fn run(args: ExplainArgs) -> i32 {
     match run_inner(&args) {
         Ok(code) => code,
         Err(e) => {
             if args.output == Output::Json {
-                println!("{}", json!({"errors": [format!("{e:#}")]}));
+                print_out(&format!(
+                    "{}\n",
+                    complete(json!({"errors": [format!("{e:#}")], "warnings": []}))
+                ));
             } else {
                 eprintln!("error: {e:#}");
             }
@@ -109,7 +166,42 @@ pub fn run(args: ExplainArgs) -> i32 {
     }
 }
 
+/// Every `--config` path must exist: a missing one is the only error reported (loading
+/// would add a knock-on "no waypoint Gateway" error).
+fn check_config_paths(paths: &[PathBuf]) -> anyhow::Result<()> {
+    for p in paths {
+        if !p.exists() {
+            bail!("--config {}: no such file or directory", p.display());
+        }
+    }
+    Ok(())
+}
+
 fn run_inner(args: &ExplainArgs) -> anyhow::Result<i32> {
+    let (out, errors) = decide(args)?;
+    match args.output {
+        Output::Json => print_out(&format!("{}\n", complete(out))),
+        Output::Text => {
+            for e in &errors {
+                eprintln!("error: {e}");
+            }
+            print_out(&text::render(&out));
+        }
+    }
+    Ok(if errors.is_empty() { 0 } else { 1 })
+}
+
+/// The decision as text, for `waypoint curl --explain` (config errors listed first).
+pub fn text(args: &ExplainArgs) -> anyhow::Result<String> {
+    let (out, errors) = decide(args)?;
+    let mut s: String = errors.iter().map(|e| format!("error: {e}\n")).collect();
+    s.push_str(&text::render(&out));
+    Ok(s)
+}
+
+/// Load the config and decide the request: the JSON answer and the config errors.
+fn decide(args: &ExplainArgs) -> anyhow::Result<(Value, Vec<String>)> {
+    check_config_paths(&args.config)?;
     let parsed = parse_request(args)?;
     let waypoint = args
         .waypoint
@@ -168,16 +260,7 @@ fn run_inner(args: &ExplainArgs) -> anyhow::Result<i32> {
                 .collect::<Vec<_>>()),
         );
     }
-    match args.output {
-        Output::Json => println!("{out}"),
-        Output::Text => {
-            for e in &diags.errors {
-                eprintln!("error: {e}");
-            }
-            print!("{}", text::render(&out));
-        }
-    }
-    Ok(if diags.errors.is_empty() { 0 } else { 1 })
+    Ok((out, diags.errors.iter().map(|e| e.to_string()).collect()))
 }
 
 fn random_seed() -> u64 {

@@ -180,7 +180,9 @@ pub async fn start(pod: Pod, hbone_port: u16, store: Arc<CertStore>) -> anyhow::
     let bind = SocketAddr::new(pod.ip, hbone_port);
     let listener = TcpListener::bind(bind).await.with_context(|| {
         format!(
-            "binding {}'s HBONE server on {bind} (another demo running? try --mesh-port)",
+            "binding {}'s HBONE server on {bind}: port {hbone_port} taken (a `waypoint run` or \
+             another demo?); pick another: make demo DEMO_ARGS='--mesh-port 25008', or \
+             waypoint demo --mesh-port 25008 (127.10.0.x needs Linux)",
             pod.name
         )
     })?;

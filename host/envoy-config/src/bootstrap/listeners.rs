@@ -48,14 +48,15 @@ const ORIGINAL_SRC_KEY: &str = "envoy.filters.listener.original_dst.remote_ip";
 
 /// TLS context shared by the HBONE server and client sides: our cert, the mesh CA, TLS 1.3.
 fn common_tls(o: &Options, san: Value) -> Value {
+    let [chain, key, roots] = o.cert_files();
     json!({
         "tls_params": {"tls_minimum_protocol_version": "TLSv1_3", "tls_maximum_protocol_version": "TLSv1_3"},
         "alpn_protocols": ["h2"],
         "tls_certificates": [{
-            "certificate_chain": {"filename": o.cert_path("waypoint.pem")},
-            "private_key": {"filename": o.cert_path("waypoint-key.pem")}}],
+            "certificate_chain": {"filename": chain},
+            "private_key": {"filename": key}}],
         "validation_context": {
-            "trusted_ca": {"filename": o.cert_path("ca.pem")},
+            "trusted_ca": {"filename": roots},
             "match_typed_subject_alt_names": [{"san_type": "URI", "matcher": san}]},
     })
 }

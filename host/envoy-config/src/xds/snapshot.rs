@@ -143,7 +143,7 @@ pub struct Source {
 }
 
 impl Source {
-    /// Paths whose change means a rebuild: the config and the certificate directory.
+    /// Paths whose change means a rebuild: the config and the certificate files.
     pub fn watched(&self) -> Vec<PathBuf> {
         let mut p: Vec<PathBuf> = self
             .inputs
@@ -151,7 +151,7 @@ impl Source {
             .iter()
             .map(|c| self.inputs.root.join(c))
             .collect();
-        p.push(self.inputs.root.join(&self.inputs.certs_dir));
+        p.extend(self.inputs.certs.all().map(|c| self.inputs.root.join(c)));
         p
     }
 

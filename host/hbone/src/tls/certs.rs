@@ -1,7 +1,7 @@
 //! Certificate material from files: the workload chain and key, the mesh roots, and the
-//! identity the chain proves. Paths default to the `dev-ca` workload directory layout.
+//! identity the chain proves. Which files to read: [`super::layout`].
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{bail, Context};
@@ -10,30 +10,8 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::sign::CertifiedKey;
 
 use super::identity::Identity;
+use super::layout::CertPaths;
 use super::san::spiffe_id;
-
-/// Where to read the chain, key and roots.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CertPaths {
-    pub cert: PathBuf,
-    pub key: PathBuf,
-    pub roots: PathBuf,
-}
-
-impl CertPaths {
-    /// `dir/cert.pem`, `dir/key.pem`, `dir/ca.pem` (a `dev-ca` workload directory).
-    pub fn from_dir(dir: &Path) -> Self {
-        CertPaths {
-            cert: dir.join("cert.pem"),
-            key: dir.join("key.pem"),
-            roots: dir.join("ca.pem"),
-        }
-    }
-
-    pub fn all(&self) -> [&Path; 3] {
-        [&self.cert, &self.key, &self.roots]
-    }
-}
 
 /// Parsed material, ready for rustls.
 #[derive(Debug, Clone)]
@@ -81,5 +59,12 @@ pub fn load(paths: &CertPaths) -> anyhow::Result<Material> {
         &read(&paths.key)?,
         &read(&paths.roots)?,
     )
-    .with_context(|| format!("loading certificates from {}", paths.cert.display()))
+    .with_context(|| {
+        format!(
+            "loading certificates (chain {}, key {}, roots {})",
+            paths.cert.display(),
+            paths.key.display(),
+            paths.roots.display()
+        )
+    })
 }

@@ -4,10 +4,12 @@
 pub mod certs;
 pub mod config;
 pub mod identity;
+pub mod layout;
 pub mod san;
 pub mod store;
 pub mod verify;
 
-pub use certs::{CertPaths, Material};
+pub use certs::Material;
 pub use identity::Identity;
+pub use layout::{CertPaths, LayoutError};
 pub use store::CertStore;
