@@ -74,7 +74,6 @@ fn exit(result: anyhow::Result<()>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!("{e:#}");
             eprintln!("waypoint: {e:#}");
             ExitCode::FAILURE
         }

@@ -175,6 +175,7 @@ fn json_fields_are_always_present() {
         "action",
         "status",
         "body",
+        "local_headers",
         "backend",
         "weights",
         "request_headers",

@@ -49,9 +49,18 @@ pub struct Args {
     /// renewed in at half-life, served to Envoy over SDS from there.
     #[arg(long, value_name = "DIR", default_value = "/tmp/waypoint-certs")]
     pub ca_cert_dir: PathBuf,
-    /// How often the config and certificates are checked for changes, in milliseconds.
-    #[arg(long, default_value_t = 500)]
-    pub poll_ms: u64,
+    /// How often the config and certificates are checked for changes: a duration (`500ms`,
+    /// `2s`) or seconds, as `run --watch-interval`.
+    #[arg(long, value_name = "DURATION", value_parser = super::args::interval, default_value = "500ms")]
+    pub watch_interval: Duration,
+    /// Deprecated: `--watch-interval` in milliseconds (kept for existing scripts).
+    #[arg(
+        long,
+        hide = true,
+        value_name = "MS",
+        conflicts_with = "watch_interval"
+    )]
+    pub poll_ms: Option<u64>,
     /// Bind a listener elsewhere: NAME=ADDR (repeatable), e.g. connect_terminate=0.0.0.0:16008.
     #[arg(long = "bind", value_name = "NAME=ADDR")]
     pub bind: Vec<String>,
@@ -135,7 +144,9 @@ pub fn main(mut args: Args) -> anyhow::Result<()> {
             cache,
             args.listen,
             watched,
-            Duration::from_millis(args.poll_ms),
+            args.poll_ms
+                .map(Duration::from_millis)
+                .unwrap_or(args.watch_interval),
         )
         .await
         .with_context(|| format!("bind {}", args.listen))?;
