@@ -57,10 +57,21 @@ impl Admin {
     /// The config dump document.
     pub fn config_dump(&self) -> serde_json::Value {
         let cert = self.certs.load_full().map(|c| {
+            let current = c.current();
+            // The leaf's validity, as `proxy-config secrets` shows it (`waypoint status` reads it).
+            let leaf = current
+                .material
+                .certified_key
+                .cert
+                .first()
+                .map(|d| proxy_config::certs::secrets(&[d.as_ref()], &[]).0)
+                .and_then(|v| v.into_iter().next());
             json!({
                 "identity": c.identity().to_string(),
-                "chain_length": c.current().material.certified_key.cert.len(),
-                "roots": c.current().material.roots.len(),
+                "chain_length": current.material.certified_key.cert.len(),
+                "roots": current.material.roots.len(),
+                "not_before": leaf.as_ref().map(|l| l.not_before.clone()),
+                "not_after": leaf.as_ref().map(|l| l.not_after.clone()),
             })
         });
         let last_errors: Vec<String> = self
