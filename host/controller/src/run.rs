@@ -36,10 +36,18 @@ const RETRY: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
-    #[error("kubernetes API")]
-    Kube(#[from] kube::Error),
+    /// The API server's answer in the message itself: the reconcile loop logs only the
+    /// error's Display (a bare "kubernetes API" hid a 404 `namespaces "istio-system" not found`).
+    #[error("kubernetes API: {0}")]
+    Kube(kube::Error),
     #[error(transparent)]
     Render(#[from] crate::Error),
+}
+
+impl From<kube::Error> for RunError {
+    fn from(e: kube::Error) -> Self {
+        RunError::Kube(e)
+    }
 }
 
 struct Context {
@@ -129,12 +137,15 @@ pub enum Synced {
 /// Deployment, apply the desired objects, delete a dropped HPA/PDB, write changed status.
 pub async fn sync(client: &Client, o: &Options, gw: &Gateway) -> Result<Synced, RunError> {
     let classes = Api::<GatewayClass>::all(client.clone());
-    let Some(class) = classes.get_opt(&gw.spec.gateway_class_name).await? else {
-        return Ok(Synced::NotOurs);
-    };
-    if !reconcile::owns_class(&class, o) {
+    let class = classes.get_opt(&gw.spec.gateway_class_name).await?;
+    if !class.as_ref().is_some_and(|c| reconcile::owns_class(c, o)) {
+        // A Gateway that left our class (or whose class is gone) keeps nothing of ours.
+        release(client, o, gw).await?;
         return Ok(Synced::NotOurs);
     }
+    let Some(class) = class else {
+        return Ok(Synced::NotOurs);
+    };
     let ns = gw.namespace().unwrap_or_default();
     let name = gw.name_any();
     let params = match params_name(gw) {
@@ -208,6 +219,83 @@ pub async fn sync(client: &Client, o: &Options, gw: &Gateway) -> Result<Synced, 
             .await?;
     }
     Ok(Synced::Applied)
+}
+
+/// Undo what we did for a Gateway that is no longer ours, if we did anything (our field
+/// manager wrote its status): delete the objects it owns and its RBAC bindings, and withdraw
+/// our status conditions (an empty server-side apply of the status with our field manager
+/// removes the fields only we own; another controller's status stays).
+async fn release(client: &Client, o: &Options, gw: &Gateway) -> Result<(), RunError> {
+    let ours = gw
+        .managed_fields()
+        .iter()
+        .any(|m| m.manager.as_deref() == Some(labels::FIELD_MANAGER));
+    if !ours {
+        return Ok(());
+    }
+    let ns = gw.namespace().unwrap_or_default();
+    let name = gw.name_any();
+    let uid = gw.uid().unwrap_or_default();
+    tracing::info!(gateway = %format!("{ns}/{name}"), class = %gw.spec.gateway_class_name, "no longer of our class: removing its waypoint");
+    delete_owned(
+        &Api::<Deployment>::namespaced(client.clone(), &ns),
+        &name,
+        &uid,
+    )
+    .await?;
+    delete_owned(
+        &Api::<Service>::namespaced(client.clone(), &ns),
+        &name,
+        &uid,
+    )
+    .await?;
+    delete_owned(
+        &Api::<ServiceAccount>::namespaced(client.clone(), &ns),
+        &name,
+        &uid,
+    )
+    .await?;
+    delete_owned(
+        &Api::<HorizontalPodAutoscaler>::namespaced(client.clone(), &ns),
+        &name,
+        &uid,
+    )
+    .await?;
+    delete_owned(
+        &Api::<PodDisruptionBudget>::namespaced(client.clone(), &ns),
+        &name,
+        &uid,
+    )
+    .await?;
+    let selector = format!(
+        "{}={},{}={ns},{}={name}",
+        labels::MANAGED_BY,
+        labels::FIELD_MANAGER,
+        rbac::OWNER_NAMESPACE,
+        rbac::OWNER_NAME
+    );
+    let crbs = Api::<ClusterRoleBinding>::all(client.clone());
+    for b in crbs.list(&ListParams::default().labels(&selector)).await? {
+        crbs.delete(&b.name_any(), &DeleteParams::default()).await?;
+    }
+    let rbs = Api::<RoleBinding>::namespaced(client.clone(), &o.istio_namespace);
+    for b in rbs.list(&ListParams::default().labels(&selector)).await? {
+        rbs.delete(&b.name_any(), &DeleteParams::default()).await?;
+    }
+    let withdraw = serde_json::json!({
+        "apiVersion": "gateway.networking.k8s.io/v1",
+        "kind": "Gateway",
+        "metadata": {"name": name, "namespace": ns},
+        "status": {},
+    });
+    Api::<Gateway>::namespaced(client.clone(), &ns)
+        .patch_status(
+            &name,
+            &PatchParams::apply(labels::FIELD_MANAGER).force(),
+            &Patch::Apply(withdraw),
+        )
+        .await?;
+    Ok(())
 }
 
 /// Server-side apply with our field manager; `force` takes over fields another manager

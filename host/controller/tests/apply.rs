@@ -117,6 +117,11 @@ async fn serve(class: Value, calls: Arc<Mutex<Vec<Call>>>) -> SocketAddr {
                                 "spec": {"maxReplicas": 3, "scaleTargetRef": {"kind": "Deployment", "name": "wp"}},
                             }),
                         ),
+                        ("GET", p) if p.ends_with("rolebindings") => (
+                            200,
+                            json!({"apiVersion": "rbac.authorization.k8s.io/v1",
+                                   "kind": "List", "metadata": {}, "items": []}),
+                        ),
                         ("DELETE", _) => (
                             200,
                             json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success"}),
@@ -222,4 +227,53 @@ async fn leaves_gateways_of_other_classes_alone() {
     assert_eq!(done, Synced::NotOurs);
     let calls = calls.lock().expect("lock");
     assert!(calls.iter().all(|c| c.method == "GET"), "{calls:?}");
+}
+
+/// A Gateway that left our class (our field manager wrote its status) gets its waypoint back:
+/// owned objects and bindings deleted, our status withdrawn; objects it does not own stay.
+#[tokio::test]
+async fn a_gateway_that_left_our_class_is_released() {
+    let calls = Arc::new(Mutex::new(Vec::new()));
+    let addr = serve(class("istio.io/mesh-controller"), calls.clone()).await;
+    let mut g = gateway();
+    g["metadata"]["managedFields"] = json!([
+        {"manager": "waypoint-controller", "operation": "Apply", "subresource": "status",
+         "apiVersion": "gateway.networking.k8s.io/v1"}]);
+    let gw: Gateway = serde_json::from_value(g).expect("gateway");
+    let done = sync(&client(addr).await, &Options::default(), &gw)
+        .await
+        .expect("sync");
+    assert_eq!(done, Synced::NotOurs);
+    let calls = calls.lock().expect("lock");
+    let deletes: Vec<&str> = calls
+        .iter()
+        .filter(|c| c.method == "DELETE")
+        .map(|c| c.path.as_str())
+        .collect();
+    // The HPA is owned by the Gateway's uid; the Deployment of the fake carries no owner.
+    assert_eq!(
+        deletes,
+        ["/apis/autoscaling/v2/namespaces/bookinfo/horizontalpodautoscalers/wp"]
+    );
+    let lists: Vec<&Call> = calls
+        .iter()
+        .filter(|c| c.method == "GET" && c.path.ends_with("rolebindings"))
+        .collect();
+    assert_eq!(lists.len(), 2, "{calls:?}");
+    assert!(
+        lists
+            .iter()
+            .all(|c| c.query.contains("waypoint.dev%2Fgateway-name%3Dwp")),
+        "{lists:?}"
+    );
+    let withdraw = calls
+        .iter()
+        .find(|c| c.method == "PATCH" && c.path.ends_with("/gateways/wp/status"))
+        .expect("status withdrawn");
+    assert_eq!(withdraw.body["status"], json!({}));
+    assert!(
+        withdraw.query.contains("fieldManager=waypoint-controller"),
+        "{}",
+        withdraw.query
+    );
 }

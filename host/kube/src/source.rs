@@ -274,7 +274,12 @@ async fn watch_kind(
                 continue;
             }
         };
-        backoff.reset();
+        // Only progress resets the backoff: kube's watcher emits `Init` before every list
+        // attempt, so resetting on it would retry a failing list (403, API server down) every
+        // half second forever.
+        if !matches!(event, Event::Init) {
+            backoff.reset();
+        }
         if missing {
             info!(kind = %label, "kind now served; watching");
             missing = false;
