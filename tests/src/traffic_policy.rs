@@ -1,6 +1,6 @@
 //! DestinationRule traffic-policy scenarios run alike through the host and through Envoy on
-//! the generated bootstrap: consistent-hash stickiness, ejection after consecutive 5xx, and a
-//! pending-request overflow answered 503 `UO`. Each builds its upstreams and config, then
+//! the generated bootstrap: consistent-hash stickiness, ejection after consecutive 5xx, a
+//! pending-request overflow answered 503 `UO`, and one request per upstream connection. Each builds its upstreams and config, then
 //! checks what a client sees over HBONE.
 
 use std::net::{IpAddr, SocketAddr};
@@ -141,7 +141,10 @@ impl Sticky {
                 assert_eq!(r.status, 200, "{name} request {i}");
                 let body = String::from_utf8_lossy(&r.body).to_ascii_lowercase();
                 assert!(!body.contains("x-waypoint-"), "leaked upstream: {body}");
-                assert!(body.contains("x-user"), "the echo shows the request: {body}");
+                assert!(
+                    body.contains("x-user"),
+                    "the echo shows the request: {body}"
+                );
                 let by = r.header("x-served-by").unwrap_or("-").to_string();
                 match &first {
                     None => first = Some(by.clone()),
@@ -233,11 +236,12 @@ impl Ejection {
 }
 
 /// An HTTP/1.1 upstream that holds every request for `hold` before answering 200; counts the
-/// requests that reached it.
+/// requests that reached it and the connections they came on.
 #[derive(Debug)]
 pub struct SlowUpstream {
     pub addr: SocketAddr,
     pub arrived: Arc<AtomicUsize>,
+    pub connections: Arc<AtomicUsize>,
     task: JoinHandle<()>,
 }
 
@@ -251,10 +255,12 @@ pub async fn slow_upstream(bind: SocketAddr, hold: Duration) -> SlowUpstream {
     let listener = TcpListener::bind(bind).await.expect("bind slow upstream");
     let addr = listener.local_addr().expect("addr");
     let arrived = Arc::new(AtomicUsize::new(0));
-    let a = arrived.clone();
+    let connections = Arc::new(AtomicUsize::new(0));
+    let (a, c) = (arrived.clone(), connections.clone());
     let task = tokio::spawn(async move {
         let mut conns = tokio::task::JoinSet::new();
         while let Ok((mut sock, _)) = listener.accept().await {
+            c.fetch_add(1, Ordering::SeqCst);
             let a = a.clone();
             conns.spawn(async move {
                 let mut buf = Vec::new();
@@ -283,7 +289,54 @@ pub async fn slow_upstream(bind: SocketAddr, hold: Duration) -> SlowUpstream {
     SlowUpstream {
         addr,
         arrived,
+        connections,
         task,
+    }
+}
+
+/// `maxRequestsPerConnection: 1`: every request goes upstream on a connection of its own.
+#[derive(Debug)]
+pub struct PerConnection {
+    pub yaml: String,
+    pub authority: String,
+    upstream: SlowUpstream,
+}
+
+impl PerConnection {
+    pub async fn setup(net: u8) -> PerConnection {
+        let upstream = slow_upstream(SocketAddr::new(ip(net, 1), 0), Duration::ZERO).await;
+        let vip = format!("10.96.{net}.1");
+        let yaml = [
+            service_with_pods(
+                "oneshot",
+                &vip,
+                "http",
+                upstream.addr.port(),
+                &[&ip(net, 1).to_string()],
+                false,
+            ),
+            destination_rule(
+                "oneshot",
+                "    connectionPool:\n      http: {maxRequestsPerConnection: 1}\n",
+            ),
+        ]
+        .concat();
+        PerConnection {
+            yaml,
+            authority: format!("{vip}:80"),
+            upstream,
+        }
+    }
+
+    pub async fn check(&self, p: &Proxy) {
+        for i in 0..4 {
+            let r = get(p, &self.authority, &format!("/one/{i}"), &[])
+                .await
+                .unwrap_or_else(|e| panic!("request {i}: {e}"));
+            assert_eq!(r.status, 200, "request {i}: {r:?}");
+        }
+        assert_eq!(self.upstream.arrived.load(Ordering::SeqCst), 4);
+        assert_eq!(self.upstream.connections.load(Ordering::SeqCst), 4);
     }
 }
 

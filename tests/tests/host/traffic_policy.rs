@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use waypoint_tests::pki::Pki;
-use waypoint_tests::traffic_policy::{Ejection, Overflow, Proxy, Sticky};
+use waypoint_tests::traffic_policy::{Ejection, Overflow, PerConnection, Proxy, Sticky};
 use waypoint_tests::waypoint::TestWaypoint;
 
 const LIMIT: Duration = Duration::from_secs(60);
@@ -52,6 +52,18 @@ async fn pending_overflow_is_503_uo() {
     tokio::time::timeout(LIMIT, async {
         let pki = Pki::new("cluster.local");
         let s = Overflow::setup(173).await;
+        let (_wp, p) = start(&pki, &s.yaml).await;
+        s.check(&p).await;
+    })
+    .await
+    .expect("test timed out");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_request_per_connection() {
+    tokio::time::timeout(LIMIT, async {
+        let pki = Pki::new("cluster.local");
+        let s = PerConnection::setup(174).await;
         let (_wp, p) = start(&pki, &s.yaml).await;
         s.check(&p).await;
     })

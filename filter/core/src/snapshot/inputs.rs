@@ -39,9 +39,11 @@ impl Snapshot {
         let policies = self.destination_list.iter().flat_map(|d| {
             std::iter::once(&d.traffic_policy)
                 .chain(d.port_policies.values())
-                .chain(d.subsets.values().flat_map(|s| {
-                    s.traffic_policy.iter().chain(s.port_policies.values())
-                }))
+                .chain(
+                    d.subsets
+                        .values()
+                        .flat_map(|s| s.traffic_policy.iter().chain(s.port_policies.values())),
+                )
         });
         if policies
             .filter_map(|p| p.load_balancer.as_ref()?.hash_key())
