@@ -23,7 +23,8 @@ const BY_SOURCE: &str = "---\napiVersion: networking.istio.io/v1\nkind: Destinat
 fn the_hash_input_is_written_and_a_client_value_never_kept() {
     let sleep = "spiffe://cluster.local/ns/bookinfo/sa/sleep";
     // (rule, request headers, the hash header Envoy sees)
-    let cases: Vec<(&str, Vec<(&str, &str)>, Vec<String>)> = vec![
+    type Case<'a> = (&'a str, Vec<(&'a str, &'a str)>, Vec<String>);
+    let cases: Vec<Case> = vec![
         (BY_USER, vec![("x-user", "jason")], vec!["jason".into()]),
         (
             BY_USER,
