@@ -235,6 +235,62 @@ impl Ejection {
     }
 }
 
+/// One endpoint, always 500, `consecutive5xxErrors: 2`, `maxEjectionPercent: 100`: after two
+/// 500s it is ejected and, with Istio's panic threshold of 0, the cluster has no healthy
+/// endpoint left: 503 `no healthy upstream` until the ejection ends.
+#[derive(Debug)]
+pub struct AllEjected {
+    pub yaml: String,
+    pub authority: String,
+    bad: EchoServer,
+}
+
+impl AllEjected {
+    pub async fn setup(net: u8) -> AllEjected {
+        let bad = http_fixed_status(SocketAddr::new(ip(net, 1), 0), 500).await;
+        let vip = format!("10.96.{net}.1");
+        let yaml = [
+            service_with_pods(
+                "alleject",
+                &vip,
+                "http",
+                bad.addr.port(),
+                &[&ip(net, 1).to_string()],
+                false,
+            ),
+            destination_rule(
+                "alleject",
+                "    outlierDetection: {consecutive5xxErrors: 2, baseEjectionTime: 60s, maxEjectionPercent: 100}\n",
+            ),
+        ]
+        .concat();
+        AllEjected {
+            yaml,
+            authority: format!("{vip}:80"),
+            bad,
+        }
+    }
+
+    pub async fn check(&self, p: &Proxy) {
+        for i in 0..2 {
+            let r = get(p, &self.authority, &format!("/bad/{i}"), &[])
+                .await
+                .unwrap_or_else(|e| panic!("request {i}: {e}"));
+            assert_eq!(r.status, 500, "request {i}: {r:?}");
+        }
+        // Envoy ejects on its main thread just after the second error.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        for i in 0..3 {
+            let r = get(p, &self.authority, &format!("/out/{i}"), &[])
+                .await
+                .unwrap_or_else(|e| panic!("request {i}: {e}"));
+            assert_eq!(r.status, 503, "request {i}: {r:?}");
+            assert_eq!(String::from_utf8_lossy(&r.body), "no healthy upstream");
+        }
+        assert_eq!(self.bad.hits(), 2, "the ejected endpoint got traffic");
+    }
+}
+
 /// An HTTP/1.1 upstream that holds every request for `hold` before answering 200; counts the
 /// requests that reached it and the connections they came on.
 #[derive(Debug)]

@@ -4,7 +4,9 @@
 
 use waypoint_tests::envoy_generated::{client, write_config, GeneratedWaypoint, Layout};
 use waypoint_tests::pki::{Pki, TempDir};
-use waypoint_tests::traffic_policy::{Ejection, Overflow, PerConnection, Proxy, Sticky};
+use waypoint_tests::traffic_policy::{
+    AllEjected, Ejection, Overflow, PerConnection, Proxy, Sticky,
+};
 use waypoint_tests::waypoint::WAYPOINT_GATEWAY;
 
 async fn start(pki: &Pki, yaml: &str) -> (GeneratedWaypoint, Proxy, TempDir) {
@@ -52,6 +54,15 @@ async fn pending_overflow_is_503_uo() {
 async fn one_request_per_connection() {
     let pki = Pki::new("cluster.local");
     let s = PerConnection::setup(184).await;
+    let (wp, p, _dir) = start(&pki, &s.yaml).await;
+    let outcome = tokio::spawn(async move { s.check(&p).await }).await;
+    assert!(outcome.is_ok(), "{}", wp.log_tail(30));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_endpoint_ejected_is_no_healthy_upstream() {
+    let pki = Pki::new("cluster.local");
+    let s = AllEjected::setup(185).await;
     let (wp, p, _dir) = start(&pki, &s.yaml).await;
     let outcome = tokio::spawn(async move { s.check(&p).await }).await;
     assert!(outcome.is_ok(), "{}", wp.log_tail(30));

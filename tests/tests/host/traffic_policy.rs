@@ -4,7 +4,9 @@
 use std::time::Duration;
 
 use waypoint_tests::pki::Pki;
-use waypoint_tests::traffic_policy::{Ejection, Overflow, PerConnection, Proxy, Sticky};
+use waypoint_tests::traffic_policy::{
+    AllEjected, Ejection, Overflow, PerConnection, Proxy, Sticky,
+};
 use waypoint_tests::waypoint::TestWaypoint;
 
 const LIMIT: Duration = Duration::from_secs(60);
@@ -64,6 +66,18 @@ async fn one_request_per_connection() {
     tokio::time::timeout(LIMIT, async {
         let pki = Pki::new("cluster.local");
         let s = PerConnection::setup(174).await;
+        let (_wp, p) = start(&pki, &s.yaml).await;
+        s.check(&p).await;
+    })
+    .await
+    .expect("test timed out");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_endpoint_ejected_is_no_healthy_upstream() {
+    tokio::time::timeout(LIMIT, async {
+        let pki = Pki::new("cluster.local");
+        let s = AllEjected::setup(175).await;
         let (_wp, p) = start(&pki, &s.yaml).await;
         s.check(&p).await;
     })
