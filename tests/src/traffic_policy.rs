@@ -308,6 +308,11 @@ impl Drop for SlowUpstream {
 }
 
 pub async fn slow_upstream(bind: SocketAddr, hold: Duration) -> SlowUpstream {
+    slow_upstream_status(bind, hold, 200).await
+}
+
+/// [`slow_upstream`] answering `status`.
+pub async fn slow_upstream_status(bind: SocketAddr, hold: Duration, status: u16) -> SlowUpstream {
     let listener = TcpListener::bind(bind).await.expect("bind slow upstream");
     let addr = listener.local_addr().expect("addr");
     let arrived = Arc::new(AtomicUsize::new(0));
@@ -334,7 +339,7 @@ pub async fn slow_upstream(bind: SocketAddr, hold: Duration) -> SlowUpstream {
                     buf.drain(..end);
                     a.fetch_add(1, Ordering::SeqCst);
                     tokio::time::sleep(hold).await;
-                    let resp = "HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nslow\n";
+                    let resp = format!("HTTP/1.1 {status} X\r\ncontent-length: 5\r\n\r\nslow\n");
                     if sock.write_all(resp.as_bytes()).await.is_err() {
                         return;
                     }
@@ -347,6 +352,65 @@ pub async fn slow_upstream(bind: SocketAddr, hold: Duration) -> SlowUpstream {
         arrived,
         connections,
         task,
+    }
+}
+
+/// `maxRetries: 1` with a VirtualService retrying 5xx twice, in front of an upstream that
+/// answers 500 after a while: of two requests failing at once, one gets its retries, the
+/// other's retry overflows (not made), so the upstream sees 3 + 1 attempts, not 6.
+#[derive(Debug)]
+pub struct RetryOverflow {
+    pub yaml: String,
+    pub authority: String,
+    upstream: SlowUpstream,
+}
+
+impl RetryOverflow {
+    pub async fn setup(net: u8) -> RetryOverflow {
+        let upstream = slow_upstream_status(
+            SocketAddr::new(ip(net, 1), 0),
+            Duration::from_millis(400),
+            500,
+        )
+        .await;
+        let vip = format!("10.96.{net}.1");
+        let yaml = [
+            service_with_pods(
+                "retrying",
+                &vip,
+                "http",
+                upstream.addr.port(),
+                &[&ip(net, 1).to_string()],
+                false,
+            ),
+            destination_rule(
+                "retrying",
+                "    connectionPool:\n      http: {maxRetries: 1}\n",
+            ),
+            "---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: retrying, namespace: default}\nspec:\n  hosts: [retrying.default.svc.cluster.local]\n  http:\n  - route: [{destination: {host: retrying.default.svc.cluster.local}}]\n    retries: {attempts: 2, retryOn: 5xx}\n".to_string(),
+        ]
+        .concat();
+        RetryOverflow {
+            yaml,
+            authority: format!("{vip}:80"),
+            upstream,
+        }
+    }
+
+    pub async fn check(&self, p: &Proxy) {
+        let send = |path: &'static str| {
+            let (p, a) = (p.clone(), self.authority.clone());
+            tokio::spawn(async move { get(&p, &a, path, &[]).await })
+        };
+        let (a, b) = (send("/a"), send("/b"));
+        for (name, h) in [("a", a), ("b", b)] {
+            let r = h
+                .await
+                .unwrap_or_else(|e| panic!("{name}: {e}"))
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(r.status, 500, "{name}: {r:?}");
+        }
+        assert_eq!(self.upstream.arrived.load(Ordering::SeqCst), 4);
     }
 }
 

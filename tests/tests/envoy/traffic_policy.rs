@@ -5,7 +5,7 @@
 use waypoint_tests::envoy_generated::{client, write_config, GeneratedWaypoint, Layout};
 use waypoint_tests::pki::{Pki, TempDir};
 use waypoint_tests::traffic_policy::{
-    AllEjected, Ejection, Overflow, PerConnection, Proxy, Sticky,
+    AllEjected, Ejection, Overflow, PerConnection, Proxy, RetryOverflow, Sticky,
 };
 use waypoint_tests::waypoint::WAYPOINT_GATEWAY;
 
@@ -63,6 +63,15 @@ async fn one_request_per_connection() {
 async fn every_endpoint_ejected_is_no_healthy_upstream() {
     let pki = Pki::new("cluster.local");
     let s = AllEjected::setup(185).await;
+    let (wp, p, _dir) = start(&pki, &s.yaml).await;
+    let outcome = tokio::spawn(async move { s.check(&p).await }).await;
+    assert!(outcome.is_ok(), "{}", wp.log_tail(30));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retries_beyond_max_retries_are_not_made() {
+    let pki = Pki::new("cluster.local");
+    let s = RetryOverflow::setup(186).await;
     let (wp, p, _dir) = start(&pki, &s.yaml).await;
     let outcome = tokio::spawn(async move { s.check(&p).await }).await;
     assert!(outcome.is_ok(), "{}", wp.log_tail(30));

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use waypoint_tests::pki::Pki;
 use waypoint_tests::traffic_policy::{
-    AllEjected, Ejection, Overflow, PerConnection, Proxy, Sticky,
+    AllEjected, Ejection, Overflow, PerConnection, Proxy, RetryOverflow, Sticky,
 };
 use waypoint_tests::waypoint::TestWaypoint;
 
@@ -78,6 +78,18 @@ async fn every_endpoint_ejected_is_no_healthy_upstream() {
     tokio::time::timeout(LIMIT, async {
         let pki = Pki::new("cluster.local");
         let s = AllEjected::setup(175).await;
+        let (_wp, p) = start(&pki, &s.yaml).await;
+        s.check(&p).await;
+    })
+    .await
+    .expect("test timed out");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retries_beyond_max_retries_are_not_made() {
+    tokio::time::timeout(LIMIT, async {
+        let pki = Pki::new("cluster.local");
+        let s = RetryOverflow::setup(176).await;
         let (_wp, p) = start(&pki, &s.yaml).await;
         s.check(&p).await;
     })

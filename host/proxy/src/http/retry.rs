@@ -16,6 +16,7 @@ use crate::http::random;
 use crate::http::reply::ProxyError;
 use crate::http::upstream_request::UpstreamRequest;
 use crate::policy::plan::ForwardPlan;
+use crate::telemetry::response_flag::ResponseFlag;
 use crate::upstream::circuit::{Limits, Resource, Slot};
 use crate::upstream::outlier::AttemptResult;
 use crate::upstream::{Target, UpstreamError};
@@ -27,6 +28,8 @@ pub struct Answered {
     pub response: Response<Incoming>,
     pub target: Target,
     pub attempts: u32,
+    /// `UO` when a retry was due but the cluster's `max_retries` were in flight, else none.
+    pub flag: ResponseFlag,
 }
 
 /// Why the attempts ended without an answer to forward.
@@ -65,13 +68,6 @@ pub async fn attempts(
     let max_attempts = 1 + fp.retries.as_ref().map_or(0, |r| r.attempts);
     // The retry in flight holds one of the cluster's `max_retries`.
     let mut retry_slot = None;
-    let mut may_retry = || {
-        let ok = retry_budget(shared, fp, &mut retry_slot);
-        if !ok {
-            info!("retry not attempted: the cluster's max_retries are in flight (overflow)");
-        }
-        ok
-    };
     let idle_timeout = waypoint_hbone::timeouts::Timeouts::enabled(shared.timeouts.stream_idle);
     let mut attempt: u32 = 0;
     loop {
@@ -114,23 +110,29 @@ pub async fn attempts(
         let policy = fp.retries.as_ref().filter(|_| can_retry);
         match result {
             Ok(resp) => {
+                let mut flag = ResponseFlag::None;
                 if let Some(policy) = policy {
-                    if retry_status(policy, resp.status(), resp.headers()) && may_retry() {
-                        debug!(target = %target, status = %resp.status(), attempt, "retrying after status");
-                        drop(resp);
-                        tokio::time::sleep(backoff(policy, attempt, random::unit())).await;
-                        continue;
+                    if retry_status(policy, resp.status(), resp.headers()) {
+                        if retry_budget(shared, fp, &mut retry_slot) {
+                            debug!(target = %target, status = %resp.status(), attempt, "retrying after status");
+                            drop(resp);
+                            tokio::time::sleep(backoff(policy, attempt, random::unit())).await;
+                            continue;
+                        }
+                        // Envoy's retry overflow: this response goes out, flagged `UO`.
+                        flag = ResponseFlag::UpstreamOverflow;
                     }
                 }
                 return Ok(Answered {
                     response: resp,
                     target: target.clone(),
                     attempts: attempt,
+                    flag,
                 });
             }
             Err(e) => {
                 if let Some(policy) = policy {
-                    if retry_error(policy, &e) && may_retry() {
+                    if retry_error(policy, &e) && retry_budget(shared, fp, &mut retry_slot) {
                         debug!(target = %target, error = %e, attempt, "retrying after failure");
                         tokio::time::sleep(backoff(policy, attempt, random::unit())).await;
                         continue;
@@ -157,6 +159,9 @@ fn retry_budget(shared: &Shared, fp: &ForwardPlan, slot: &mut Option<Slot>) -> b
     let max = Limits::of(&pool.settings).max_retries;
     let state = shared.upstreams.circuits().state(&pool.cluster);
     *slot = state.try_take(Resource::Retry, max);
+    if slot.is_none() {
+        info!(cluster = %pool.cluster, "retry not made: the cluster's max_retries are in flight (overflow)");
+    }
     slot.is_some()
 }
 
