@@ -323,6 +323,21 @@ mod tests {
                 "UC",
                 CONNECT_FAILURE,
             ),
+            (
+                ProxyError::Upstream(UpstreamError::Overflow {
+                    cluster: "outbound|80||a".into(),
+                    what: "pending requests",
+                }),
+                503,
+                "UO",
+                OVERFLOW,
+            ),
+            (
+                ProxyError::NoHealthyUpstream,
+                503,
+                "UH",
+                "no healthy upstream",
+            ),
         ] {
             let (s, f, b) = e.reply();
             assert_eq!((s, f.as_str(), b.as_str()), (status, flag, body), "{e:?}");
