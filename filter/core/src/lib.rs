@@ -9,6 +9,7 @@ pub mod explain;
 #[cfg(any(test, feature = "test-fixtures"))]
 pub mod fixtures;
 pub mod gateway;
+pub mod hash_key;
 pub mod istio;
 pub mod local_reply;
 pub mod matchers;

@@ -252,8 +252,21 @@ pub enum LoadBalancer {
     LeastRequest,
     Random,
     Passthrough,
-    /// Consistent hash on a header, cookie, source IP or query parameter.
+    /// Consistent hash on a header, cookie, source IP or query parameter: Envoy's ring hash
+    /// (`consistentHash.ringHash`, Istio's default) ...
     ConsistentHash(HashKey),
+    /// ... or Maglev (`consistentHash.maglev`).
+    Maglev(HashKey),
+}
+
+impl LoadBalancer {
+    /// The hash key of a consistent-hash balancer.
+    pub fn hash_key(&self) -> Option<&HashKey> {
+        match self {
+            LoadBalancer::ConsistentHash(k) | LoadBalancer::Maglev(k) => Some(k),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -298,5 +311,30 @@ pub struct DestinationPolicy {
 #[derive(Debug, Clone, Default)]
 pub struct Subset {
     pub labels: BTreeMap<String, String>,
+    /// The subset's own policy merged over the rule's top level; `None`: the rule's applies.
     pub traffic_policy: Option<TrafficPolicy>,
+    /// Per-port policies of the subset: its own portLevelSettings, else the rule's
+    /// port-level ones with the subset's fields over them (set with `traffic_policy`).
+    pub port_policies: BTreeMap<u16, TrafficPolicy>,
+}
+
+impl DestinationPolicy {
+    /// The traffic policy of the cluster for `subset` (`None`: the whole service) and service
+    /// port `port`, as pilot `MergeTrafficPolicy` resolves it: port-level settings replace the
+    /// top level, a subset's fields replace the rule's, a subset's port-level settings last.
+    /// `None` when the subset is not defined.
+    pub fn policy_for(&self, subset: Option<&str>, port: u16) -> Option<&TrafficPolicy> {
+        let top = self
+            .port_policies
+            .get(&port)
+            .unwrap_or(&self.traffic_policy);
+        let Some(name) = subset else {
+            return Some(top);
+        };
+        let s = self.subsets.get(name)?;
+        Some(match &s.traffic_policy {
+            Some(own) => s.port_policies.get(&port).unwrap_or(own),
+            None => top,
+        })
+    }
 }

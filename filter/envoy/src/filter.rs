@@ -16,7 +16,7 @@ use smallvec::SmallVec;
 use crate::config::{FilterConfig, MetadataLevel, PrincipalFrom, RouteTable};
 use crate::ext_authz;
 use crate::header_block::{HeaderBlock, Known};
-use crate::router::{cluster_name_of, CLUSTER_HEADER, ROUTER_HEADERS};
+use crate::router::{cluster_name_of, hash_input, CLUSTER_HEADER, HASH_HEADER, ROUTER_HEADERS};
 use crate::stream::{Attribute, HeaderKind, HeadersStatus, LogLevel, StreamHandle};
 use crate::timer;
 
@@ -72,6 +72,9 @@ pub struct HttpFilter {
     bodiless: bool,
     /// Mirrors waiting for the request body.
     pending_mirror: Option<Box<PendingMirror>>,
+    /// The request's consistent-hash input for the chosen cluster (DestinationRule
+    /// `consistentHash`), read while deciding, written into `x-waypoint-hash` when forwarding.
+    hash_input: Option<Box<str>>,
 }
 
 /// CORS response headers of an allowed origin: (origin, allow credentials, expose headers).
@@ -137,6 +140,7 @@ impl HttpFilter {
             phase: Phase::New,
             response_ops: Vec::new(),
             cors_response: None,
+            hash_input: None,
             delayed_reply: None,
             bodiless: true,
             pending_mirror: None,
@@ -242,7 +246,7 @@ impl HttpFilter {
         // The decision reads the headers where Envoy keeps them (no copy); applying it changes
         // them, so what applying still reads is copied first, and usually nothing is: only a
         // client's control headers or a CORS policy need the request's own headers.
-        let (decision, kept) = s.with_headers(HeaderKind::Request, |headers| {
+        let (decision, kept, hash) = s.with_headers(HeaderKind::Request, |headers| {
             #[cfg(any(test, feature = "test-panic"))]
             if headers.get(TEST_PANIC_HEADER) == Some("decide") {
                 panic!("test panic requested before the decision");
@@ -276,6 +280,7 @@ impl HttpFilter {
                 let mut rng = r.borrow_mut();
                 config.engine.decide(&req, &mut *rng)
             });
+            let hash = decision.forward.as_ref().and_then(|f| hash_input(f, &req));
             let cors = decision.forward.as_ref().is_some_and(|f| f.cors.is_some());
             #[cfg(any(test, feature = "test-panic"))]
             let cors = cors || headers.get(TEST_PANIC_HEADER).is_some();
@@ -284,8 +289,9 @@ impl HttpFilter {
             } else {
                 HeaderBlock::default()
             };
-            (decision, kept)
+            (decision, kept, hash)
         });
+        self.hash_input = hash;
         self.phase = Phase::Applying(decision.action);
         #[cfg(any(test, feature = "test-panic"))]
         if kept.get(TEST_PANIC_HEADER) == Some("apply") {
@@ -482,6 +488,15 @@ impl HttpFilter {
         self.mirror(s, fwd);
         let cluster = self.config.engine.cluster_name(rule, fwd);
         put(s, CLUSTER_HEADER, &cluster);
+        // The route's hash policy hashes this header (ring hash / Maglev clusters); a client's
+        // own is never hashed.
+        match self.hash_input.take() {
+            Some(h) => put(s, HASH_HEADER, &h),
+            None if control && headers.get(HASH_HEADER).is_some() => {
+                s.remove_header(HeaderKind::Request, HASH_HEADER)
+            }
+            None => {}
+        }
         if self.config.metadata == MetadataLevel::Full {
             meta.push("cluster", Cow::Owned(cluster.into_owned()));
         }

@@ -3,8 +3,10 @@
 
 use std::time::Duration;
 
+use waypoint_core::decision::Forwarding;
 use waypoint_core::istio::is_default_retry_policy;
 use waypoint_core::route::{BackendRef, RetryPolicy};
+use waypoint_core::Request;
 
 /// Request header the filter writes the chosen cluster into. The Envoy route table has a
 /// route matching on its presence with `cluster_header: x-waypoint-cluster` (and removes it
@@ -13,6 +15,18 @@ pub const CLUSTER_HEADER: &str = "x-waypoint-cluster";
 /// Request header that steers the `waypoint` route table to its route without retry
 /// conditions, for rules whose retry policy is not Istio's default (removed upstream too).
 pub const RETRY_HEADER: &str = "x-waypoint-retry";
+
+/// Request header carrying the consistent-hash input the core extracted (DestinationRule
+/// `consistentHash`); the generated routes' `hash_policy` hashes it for ring hash and Maglev
+/// clusters, and remove it before the request goes upstream.
+pub const HASH_HEADER: &str = "x-waypoint-hash";
+
+/// The value a forwarding's consistent-hash key takes for `req` (`None`: no consistent hash,
+/// or the request lacks the key and Envoy picks as without a hash).
+pub fn hash_input(fwd: &Forwarding<'_>, req: &Request<'_>) -> Option<Box<str>> {
+    let key = fwd.traffic_policy?.load_balancer.as_ref()?.hash_key()?;
+    key.input(req).map(|v| v.into())
+}
 
 /// Envoy router headers we own: removed from every request, then set from the decision, so a
 /// client cannot pick its own timeout or retries (Envoy only strips them for external clients).

@@ -12,5 +12,6 @@ mod mtls;
 mod netns;
 mod proxy_config;
 mod scenarios;
+mod traffic_policy;
 mod upstream;
 mod ztunnel_interop;

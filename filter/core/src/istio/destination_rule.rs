@@ -92,16 +92,17 @@ pub fn compile_destination_rule(
             );
             continue;
         }
-        // Pilot `MergeTrafficPolicy`: each field the subset sets replaces the rule-level one.
+        // Pilot `MergeTrafficPolicy` (cluster_traffic_policy.go): each field the subset sets
+        // replaces the rule-level one (the rule's port-level settings for that port first);
+        // the subset's own port-level settings replace both for their port.
+        let mut port_policies = BTreeMap::new();
         let traffic_policy = s.traffic_policy.as_ref().map(|tp| {
             let tpath = format!("{path}.trafficPolicy");
-            let (own, ports) = compile_traffic_policy(&mut ctx, &tpath, tp);
-            if !ports.is_empty() {
-                ctx.warn(
-                    format!("{tpath}.portLevelSettings"),
-                    "subset portLevelSettings are not supported by the waypoint; ignored",
-                );
+            let (own, own_ports) = compile_traffic_policy(&mut ctx, &tpath, tp);
+            for (port, top) in &policy.port_policies {
+                port_policies.insert(*port, overlay(top, own.clone()));
             }
+            port_policies.extend(own_ports);
             overlay(&policy.traffic_policy, own)
         });
         policy.subsets.insert(
@@ -109,6 +110,7 @@ pub fn compile_destination_rule(
             Subset {
                 labels: s.labels.clone(),
                 traffic_policy,
+                port_policies,
             },
         );
     }
@@ -219,8 +221,10 @@ fn compile_traffic_policy(
     if tp.tunnel.is_some() && tp.proxy_protocol.is_some() {
         ctx.err(path, "tunnel and proxyProtocol must not be set together");
     }
+    if let Some(tls) = &tp.tls {
+        check_tls(ctx, &format!("{path}.tls"), tls);
+    }
     for (field, v) in [
-        ("tls", &tp.tls),
         ("tunnel", &tp.tunnel),
         ("proxyProtocol", &tp.proxy_protocol),
         ("retryBudget", &tp.retry_budget),
@@ -268,8 +272,8 @@ fn compile_traffic_policy(
             ctx.err(&ppath, "port traffic policy must have at least one field");
             continue;
         }
-        if pls.tls.is_some() {
-            ctx.ignored(&format!("{ppath}.tls"));
+        if let Some(tls) = &pls.tls {
+            check_tls(ctx, &format!("{ppath}.tls"), tls);
         }
         // Pilot `MergeTrafficPolicy(..., hasPortLevel=true)`: the port-level policy replaces the
         // load balancer, connection pool and outlier detection wholesale, unset ones included.
@@ -298,8 +302,13 @@ fn compile_traffic_policy(
 }
 
 fn compile_lb(ctx: &mut Ctx, path: &str, lb: &LoadBalancerIn) -> Option<LoadBalancer> {
+    if lb.locality_lb_setting.is_some() {
+        ctx.warn(
+            format!("{path}.localityLbSetting"),
+            "locality load balancing is not supported by the waypoint (endpoints carry no locality); every endpoint is used alike",
+        );
+    }
     for (field, v) in [
-        ("localityLbSetting", &lb.locality_lb_setting),
         ("zoneAwareLbSetting", &lb.zone_aware_lb_setting),
         ("warmupDurationSecs", &lb.warmup_duration_secs),
         ("warmup", &lb.warmup),
@@ -324,7 +333,13 @@ fn compile_lb(ctx: &mut Ctx, path: &str, lb: &LoadBalancerIn) -> Option<LoadBala
                 Some(LoadBalancer::LeastRequest)
             }
             "RANDOM" => Some(LoadBalancer::Random),
-            "PASSTHROUGH" => Some(LoadBalancer::Passthrough),
+            "PASSTHROUGH" => {
+                ctx.warn(
+                    format!("{path}.simple"),
+                    "PASSTHROUGH (original destination) is not supported by the waypoint; round robin over the service's endpoints applies",
+                );
+                Some(LoadBalancer::Passthrough)
+            }
             // Let the proxy pick its default.
             "UNSPECIFIED" => None,
             other => {
@@ -338,15 +353,30 @@ fn compile_lb(ctx: &mut Ctx, path: &str, lb: &LoadBalancerIn) -> Option<LoadBala
     }
     let ch = lb.consistent_hash.as_ref()?;
     let hpath = format!("{path}.consistentHash");
-    for (field, v) in [
-        ("ringHash", &ch.ring_hash),
-        ("maglev", &ch.maglev),
-        ("minimumRingSize", &ch.minimum_ring_size),
+    if ch.ring_hash.is_some() && ch.maglev.is_some() {
+        ctx.err(&hpath, "only one of ringHash or maglev may be set");
+    }
+    // The table sizes are Envoy tuning: its defaults apply.
+    for (field, set) in [
+        (
+            "ringHash.minimumRingSize",
+            ch.ring_hash
+                .as_ref()
+                .is_some_and(|r| r.get("minimumRingSize").is_some()),
+        ),
+        (
+            "maglev.tableSize",
+            ch.maglev
+                .as_ref()
+                .is_some_and(|m| m.get("tableSize").is_some()),
+        ),
+        ("minimumRingSize", ch.minimum_ring_size.is_some()),
     ] {
-        if v.is_some() {
+        if set {
             ctx.ignored(&format!("{hpath}.{field}"));
         }
     }
+    let maglev = ch.maglev.is_some();
     let mut keys = Vec::new();
     if let Some(h) = &ch.http_header_name {
         keys.push(HashKey::Header(h.to_ascii_lowercase()));
@@ -380,7 +410,13 @@ fn compile_lb(ctx: &mut Ctx, path: &str, lb: &LoadBalancerIn) -> Option<LoadBala
             );
             None
         }
-        1 => keys.pop().map(LoadBalancer::ConsistentHash),
+        1 => keys.pop().map(|k| {
+            if maglev {
+                LoadBalancer::Maglev(k)
+            } else {
+                LoadBalancer::ConsistentHash(k)
+            }
+        }),
         _ => {
             ctx.err(
                 &hpath,
@@ -420,7 +456,8 @@ fn compile_pool(ctx: &mut Ctx, path: &str, cp: &ConnectionPoolIn) -> Option<Conn
             ctx.ignored(&format!("{tpath}.maxConnectionDuration"));
         }
         if let Some(t) = &tcp.idle_timeout {
-            // `0s` disables the timeout and is valid.
+            // `0s` disables the timeout and is valid. It bounds TCP proxying, which the
+            // waypoint's tunnels bound with their own idle timeout.
             ctx.duration_any(&format!("{tpath}.idleTimeout"), t);
             ctx.ignored(&format!("{tpath}.idleTimeout"));
         }
@@ -554,4 +591,20 @@ fn compile_outlier(ctx: &mut Ctx, path: &str, od: &OutlierDetectionIn) -> Outlie
         }
     }
     out
+}
+
+/// `tls`: the waypoint reaches mesh endpoints over HBONE (mutual TLS with Istio certificates,
+/// what `ISTIO_MUTUAL` asks for) and others in plaintext; any other mode is not applied.
+fn check_tls(ctx: &mut Ctx, path: &str, tls: &serde_json::Value) {
+    match tls.get("mode").and_then(|m| m.as_str()) {
+        Some("ISTIO_MUTUAL") => {}
+        Some(mode) => ctx.warn(
+            format!("{path}.mode"),
+            format!("tls mode {mode} is not supported by the waypoint (only ISTIO_MUTUAL, which HBONE provides); not applied"),
+        ),
+        None => ctx.warn(
+            path,
+            "tls without mode is not supported by the waypoint (only ISTIO_MUTUAL, which HBONE provides); not applied",
+        ),
+    }
 }

@@ -82,6 +82,10 @@ fn load_balancers() {
             "{consistentHash: {httpHeaderName: x, ringHash: {minimumRingSize: 1024}}}",
             Some(LoadBalancer::ConsistentHash(HashKey::Header("x".into()))),
         ),
+        (
+            "{consistentHash: {httpHeaderName: x, maglev: {tableSize: 65537}}}",
+            Some(LoadBalancer::Maglev(HashKey::Header("x".into()))),
+        ),
     ];
     for (lb, want) in cases {
         let (dr, d) = compile_dr(&format!(
@@ -95,7 +99,7 @@ fn load_balancers() {
 #[test]
 fn pool_outlier_ports_and_subsets() {
     let (dr, d) = compile_dr(
-        "host: reviews\ntrafficPolicy:\n  loadBalancer: {simple: LEAST_REQUEST}\n  connectionPool:\n    tcp: {maxConnections: 100, connectTimeout: 30ms, tcpKeepalive: {time: 7200s}}\n    http: {http1MaxPendingRequests: 10, http2MaxRequests: 1000, maxRequestsPerConnection: 1, maxRetries: 3, idleTimeout: 30s}\n  outlierDetection: {consecutive5xxErrors: 7, consecutiveGatewayErrors: 5, interval: 5m, baseEjectionTime: 15m, maxEjectionPercent: 50}\n  portLevelSettings:\n  - port: {number: 9080}\n    loadBalancer: {simple: RANDOM}\n  tls: {mode: ISTIO_MUTUAL}\nsubsets:\n- name: v1\n  labels: {version: v1}\n- name: v2\n  labels: {version: v2}\n  trafficPolicy:\n    loadBalancer: {simple: ROUND_ROBIN}\n",
+        "host: reviews\ntrafficPolicy:\n  loadBalancer: {simple: LEAST_REQUEST}\n  connectionPool:\n    tcp: {maxConnections: 100, connectTimeout: 30ms, tcpKeepalive: {time: 7200s}}\n    http: {http1MaxPendingRequests: 10, http2MaxRequests: 1000, maxRequestsPerConnection: 1, maxRetries: 3, idleTimeout: 30s}\n  outlierDetection: {consecutive5xxErrors: 7, consecutiveGatewayErrors: 5, interval: 5m, baseEjectionTime: 15m, maxEjectionPercent: 50}\n  portLevelSettings:\n  - port: {number: 9080}\n    loadBalancer: {simple: RANDOM}\n  tls: {mode: SIMPLE}\nsubsets:\n- name: v1\n  labels: {version: v1}\n- name: v2\n  labels: {version: v2}\n  trafficPolicy:\n    loadBalancer: {simple: ROUND_ROBIN}\n",
     );
     let dr = dr.unwrap_or_else(|| panic!("{:?}", d.errors));
     assert_eq!(dr.host, "reviews.default.svc.cluster.local");
@@ -133,10 +137,98 @@ fn pool_outlier_ports_and_subsets() {
     assert_eq!(v2.connection_pool, tp.connection_pool);
     // Ignored-but-valid fields are warnings naming them.
     let warned: Vec<&str> = d.warnings.iter().map(|w| w.field.as_str()).collect();
-    assert!(warned.contains(&"spec.trafficPolicy.tls"), "{warned:?}");
+    assert!(
+        warned.contains(&"spec.trafficPolicy.tls.mode"),
+        "{warned:?}"
+    );
     assert!(
         warned.contains(&"spec.trafficPolicy.connectionPool.tcp.tcpKeepalive"),
         "{warned:?}"
+    );
+}
+
+/// The policy of each cluster (subset × port) as pilot `MergeTrafficPolicy` resolves it.
+#[test]
+fn cluster_policies_merge_subsets_and_ports() {
+    let (dr, d) = compile_dr(
+        "host: reviews\ntrafficPolicy:\n  loadBalancer: {simple: LEAST_REQUEST}\n  connectionPool: {tcp: {maxConnections: 5}}\n  portLevelSettings:\n  - port: {number: 9080}\n    loadBalancer: {simple: RANDOM}\n  - port: {number: 9081}\n    outlierDetection: {consecutive5xxErrors: 2}\nsubsets:\n- name: v1\n  labels: {version: v1}\n- name: v2\n  labels: {version: v2}\n  trafficPolicy:\n    connectionPool: {http: {http1MaxPendingRequests: 1}}\n    portLevelSettings:\n    - port: {number: 9081}\n      loadBalancer: {consistentHash: {useSourceIp: true}}\n",
+    );
+    let dr = dr.unwrap_or_else(|| panic!("{:?}", d.errors));
+    let p = &dr.policy;
+    let lb = |subset: Option<&str>, port: u16| {
+        p.policy_for(subset, port)
+            .map(|t| (t.load_balancer.clone(), t.connection_pool.clone()))
+    };
+    let top_pool = p.traffic_policy.connection_pool.clone();
+    let v2_pool = p.subsets["v2"]
+        .traffic_policy
+        .as_ref()
+        .and_then(|t| t.connection_pool.clone());
+    assert_eq!(
+        v2_pool.as_ref().and_then(|c| c.http1_max_pending_requests),
+        Some(1)
+    );
+    let cases = [
+        (
+            None,
+            80,
+            Some((Some(LoadBalancer::LeastRequest), top_pool.clone())),
+        ),
+        // Port-level settings replace the whole policy (the pool is not inherited).
+        (None, 9080, Some((Some(LoadBalancer::Random), None))),
+        // A subset without a policy takes the rule's, port-level included.
+        (Some("v1"), 9080, Some((Some(LoadBalancer::Random), None))),
+        // A subset's fields over the rule's, for the rule's port-level settings too.
+        (
+            Some("v2"),
+            80,
+            Some((Some(LoadBalancer::LeastRequest), v2_pool.clone())),
+        ),
+        (
+            Some("v2"),
+            9080,
+            Some((Some(LoadBalancer::Random), v2_pool.clone())),
+        ),
+        // The subset's own port-level settings win for their port.
+        (
+            Some("v2"),
+            9081,
+            Some((Some(LoadBalancer::ConsistentHash(HashKey::SourceIp)), None)),
+        ),
+        (Some("v3"), 80, None),
+    ];
+    for (subset, port, want) in cases {
+        assert_eq!(lb(subset, port), want, "{subset:?} {port}");
+    }
+}
+
+#[test]
+fn unsupported_settings_are_warnings() {
+    let (dr, d) = compile_dr(
+        "host: reviews\ntrafficPolicy:\n  tls: {mode: ISTIO_MUTUAL}\n  loadBalancer:\n    simple: ROUND_ROBIN\n    localityLbSetting: {enabled: true}\n  portLevelSettings:\n  - port: {number: 80}\n    tls: {mode: MUTUAL}\nsubsets:\n- name: v1\n  trafficPolicy: {tls: {mode: DISABLE}, loadBalancer: {simple: PASSTHROUGH}}\n",
+    );
+    assert!(dr.is_some(), "{:?}", d.errors);
+    let warned: Vec<&str> = d.warnings.iter().map(|w| w.field.as_str()).collect();
+    for field in [
+        "spec.trafficPolicy.loadBalancer.localityLbSetting",
+        "spec.trafficPolicy.portLevelSettings[0].tls.mode",
+        "spec.subsets[0].trafficPolicy.tls.mode",
+        "spec.subsets[0].trafficPolicy.loadBalancer.simple",
+    ] {
+        assert!(warned.contains(&field), "{field} not in {warned:?}");
+    }
+    // ISTIO_MUTUAL is what HBONE does: no warning.
+    assert!(
+        !warned.contains(&"spec.trafficPolicy.tls.mode"),
+        "{warned:?}"
+    );
+    let (_, d) = compile_dr("host: reviews\ntrafficPolicy: {loadBalancer: {consistentHash: {httpHeaderName: x, ringHash: {}, maglev: {}}}}\n");
+    assert!(
+        error_fields(&d)
+            .iter()
+            .any(|f| f == "spec.trafficPolicy.loadBalancer.consistentHash"),
+        "{:?}",
+        d.errors
     );
 }
 

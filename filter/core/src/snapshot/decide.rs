@@ -551,15 +551,12 @@ impl Snapshot {
         let backend = &chosen.backend;
         let bport = backend.port.unwrap_or(port);
         let (bsvc, dpol) = self.resolve_backend(backend);
-        let mut traffic_policy: Option<&'s TrafficPolicy> =
-            dpol.map(|p| p.port_policies.get(&bport).unwrap_or(&p.traffic_policy));
+        let traffic_policy: Option<&'s TrafficPolicy> =
+            dpol.and_then(|p| p.policy_for(backend.subset.as_deref(), bport));
         let mut endpoints = Endpoints::None;
         if let Some(subset) = &backend.subset {
             match dpol.and_then(|p| p.subsets.get(subset)) {
                 Some(ss) => {
-                    if let Some(tp) = &ss.traffic_policy {
-                        traffic_policy = Some(tp);
-                    }
                     if let Some(s) = bsvc {
                         let key = (
                             s as *const ServiceInfo as usize,

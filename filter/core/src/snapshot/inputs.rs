@@ -3,11 +3,13 @@
 
 use super::Snapshot;
 use crate::authz::Attr;
+use crate::route::HashKey;
 
 /// Connection facts beyond the request headers and the peer principal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct ConnectionInputs {
-    /// Some policy matches `ipBlocks`/`remoteIpBlocks` (or `source.ip`/`remote.ip`).
+    /// Some policy matches `ipBlocks`/`remoteIpBlocks` (or `source.ip`/`remote.ip`), or a
+    /// DestinationRule hashes on `useSourceIp`.
     pub source_ip: bool,
     /// Some policy matches `connection.sni`.
     pub sni: bool,
@@ -34,6 +36,21 @@ impl Snapshot {
                 _ => {}
             }
         }
+        let policies = self.destination_list.iter().flat_map(|d| {
+            std::iter::once(&d.traffic_policy)
+                .chain(d.port_policies.values())
+                .chain(
+                    d.subsets
+                        .values()
+                        .flat_map(|s| s.traffic_policy.iter().chain(s.port_policies.values())),
+                )
+        });
+        if policies
+            .filter_map(|p| p.load_balancer.as_ref()?.hash_key())
+            .any(|k| *k == HashKey::SourceIp)
+        {
+            out.source_ip = true;
+        }
         out
     }
 }
@@ -57,6 +74,21 @@ spec:
         assert!(errors.is_empty(), "{errors:?}");
         let (snap, _) = Snapshot::build(&docs, &BuildOptions::default());
         snap.connection_inputs()
+    }
+
+    #[test]
+    fn a_source_ip_hash_reads_the_source_address() {
+        let dr = |lb: &str| {
+            let yaml = format!("apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {{name: r, namespace: default}}\nspec:\n  host: reviews\n  subsets:\n  - name: v1\n    labels: {{version: v1}}\n    trafficPolicy: {{loadBalancer: {lb}}}\n");
+            let (docs, errors) = parse_manifests(&yaml, "test.yaml", "default", 0);
+            assert!(errors.is_empty(), "{errors:?}");
+            Snapshot::build(&docs, &BuildOptions::default())
+                .0
+                .connection_inputs()
+                .source_ip
+        };
+        assert!(dr("{consistentHash: {useSourceIp: true}}"));
+        assert!(!dr("{consistentHash: {httpHeaderName: x-user}}"));
     }
 
     #[test]

@@ -14,9 +14,10 @@ use crate::router::{CLUSTER_HEADER, RETRY_HEADER};
 use crate::stream::{Attribute, HeaderKind, HeadersStatus, StreamHandle};
 
 mod ext_authz;
+mod hash;
 
 /// A waypoint, one bound service, and a policy allowing only `sa/sleep` to call it.
-const MINI: &str = concat!(
+pub(super) const MINI: &str = concat!(
     waypoint_core::waypoint_gateway_yaml!("bookinfo"),
     r#"apiVersion: v1
 kind: Service

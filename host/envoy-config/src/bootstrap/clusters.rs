@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 
 use serde_json::{json, Value};
+use waypoint_core::route::TrafficPolicy;
 use waypoint_core::service::ServiceInfo;
 use waypoint_core::Snapshot;
 
@@ -52,12 +53,14 @@ pub struct Target {
     pub identity: Option<String>,
 }
 
-/// A cluster to generate: its name, the service port's protocol and its targets.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A cluster to generate: its name, the service port's protocol, its targets and its
+/// DestinationRule traffic policy (subset and port-level settings merged in).
+#[derive(Debug, Clone, PartialEq)]
 pub struct ClusterPlan {
     pub name: String,
     pub protocol: String,
     pub targets: Vec<Target>,
+    pub policy: Option<TrafficPolicy>,
 }
 
 /// Every outbound cluster, sorted by name: one per service, port and DestinationRule subset,
@@ -69,17 +72,23 @@ pub fn plan(snapshot: &Snapshot, trust_domain: &str) -> Vec<ClusterPlan> {
         // Subset names of the DestinationRule for this host (Istio: one cluster per subset).
         let mut subsets: Vec<(String, BTreeMap<String, String>)> =
             vec![(String::new(), BTreeMap::new())];
-        if let Some(dp) = snapshot.destination_policy(&svc.hostname) {
+        let dp = snapshot.destination_policy(&svc.hostname);
+        if let Some(dp) = dp {
             for (name, s) in &dp.subsets {
                 subsets.push((name.clone(), s.labels.clone()));
             }
         }
         for port in &svc.ports {
             for (subset, labels) in &subsets {
+                let subset_name = (!subset.is_empty()).then_some(subset.as_str());
                 out.push(ClusterPlan {
                     name: cluster_name(port.port, subset, &svc.hostname),
                     protocol: port.protocol.clone(),
                     targets: targets(svc, port.port, labels, trust_domain),
+                    // The same merge the core's decisions use (`policy_for`).
+                    policy: dp
+                        .and_then(|d| d.policy_for(subset_name, port.port))
+                        .cloned(),
                 });
             }
         }
@@ -156,6 +165,7 @@ pub fn outbound_cluster_via(p: &ClusterPlan, originator: bool) -> Value {
                 "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
                 "explicit_http_config": {"http2_protocol_options": {}}}});
     }
+    super::traffic_policy::apply(&mut c, p.policy.as_ref());
     c
 }
 
@@ -337,6 +347,7 @@ mod tests {
             name: cluster_name(9080, "", &s.hostname),
             protocol: "http".into(),
             targets: targets(&s, 9080, &BTreeMap::new(), "cluster.local"),
+            policy: None,
         };
         let c = outbound_cluster(&p);
         let eps = &c["load_assignment"]["endpoints"][0]["lb_endpoints"];
@@ -372,6 +383,7 @@ mod tests {
             name: cluster_name(9080, "", &s.hostname),
             protocol: "http".into(),
             targets: targets(&s, 9080, &BTreeMap::new(), "cluster.local"),
+            policy: None,
         };
         let c = outbound_cluster_via(&p, true);
         let eps = &c["load_assignment"]["endpoints"][0]["lb_endpoints"];

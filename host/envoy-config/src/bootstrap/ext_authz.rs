@@ -212,6 +212,7 @@ pub fn provider_clusters(
             name: cluster_name(p),
             protocol: if p.is_grpc() { "grpc" } else { "http" }.into(),
             targets,
+            policy: None,
         };
         out.push(clusters::outbound_cluster_via(&plan, originator));
     }

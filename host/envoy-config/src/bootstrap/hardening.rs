@@ -87,7 +87,11 @@ pub fn pool_idle(cluster: &mut Value, t: &Timeouts) {
             "@type": format!("type.googleapis.com/{HTTP_PROTOCOL_OPTIONS}"),
             "explicit_http_config": {"http_protocol_options": {}}});
     }
-    opts["common_http_protocol_options"] = json!({"idle_timeout": duration(t.upstream_idle)});
+    // A DestinationRule's `http.idleTimeout` (set with the cluster) wins.
+    let common = &mut opts["common_http_protocol_options"];
+    if common["idle_timeout"].is_null() {
+        common["idle_timeout"] = json!(duration(t.upstream_idle));
+    }
 }
 
 const HTTP_PROTOCOL_OPTIONS: &str = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";

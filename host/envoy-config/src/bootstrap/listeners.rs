@@ -9,6 +9,7 @@ use super::clusters::{
     hbone_cluster_name, host_port, originate_listener_name, originator_cluster_name, Target,
 };
 use super::hardening::{self, duration};
+use super::traffic_policy;
 use super::Options;
 use waypoint_hbone::timeouts::Timeouts;
 
@@ -170,6 +171,7 @@ fn istio_retry_policy(conditions: bool) -> Value {
 fn waypoint_routes() -> Value {
     let forward = |retry: bool| {
         json!({"timeout": "0s", "retry_policy": istio_retry_policy(!retry),
+               "hash_policy": traffic_policy::route_hash_policy(),
                "weighted_clusters": {"clusters": [{"cluster_header": "x-waypoint-cluster", "weight": 1}]}})
     };
     json!({"name": "waypoint", "virtual_hosts": [{"name": "all", "domains": ["*"], "routes": [
@@ -207,7 +209,7 @@ pub fn main_internal(o: &Options, paths: PathNormalization) -> Value {
                         // Dynamic metadata only feeds the access log; without one, none
                         // is written (each key is a metadata merge in Envoy).
                         "metadata": if o.access_log { "decision" } else { "none" }}}}},
-                router()]}}]}],
+                traffic_policy::router_dropping_hash_header()]}}]}],
     });
     let hcm = &mut listener["filter_chains"][0]["filters"][0]["typed_config"];
     hardening::normalize_paths(hcm, paths);

@@ -5,6 +5,7 @@ pub mod clusters;
 pub mod ext_authz;
 pub mod hardening;
 pub mod listeners;
+pub mod traffic_policy;
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;

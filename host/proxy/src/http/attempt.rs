@@ -48,13 +48,16 @@ pub enum AttemptError {
 /// request) for as long as it lasts, its retry backoff included.
 pub async fn send(
     shared: &Shared,
+    fp: &ForwardPlan,
     target: &Target,
     wire: Wire,
     req: Request<ProxyBody>,
     limit: Option<Duration>,
     idle: Option<Duration>,
 ) -> Result<Response<Incoming>, AttemptError> {
-    let send = shared.upstreams.send(target, wire, req);
+    let send = shared
+        .upstreams
+        .send_in(fp.pool.as_ref(), target, wire, req);
     match (idle, limit) {
         (Some(i), _) => match tokio::time::timeout(i, send).await {
             Ok(r) => r.map_err(AttemptError::Upstream),

@@ -24,7 +24,6 @@ use crate::http::request_timeout::{InBody, Received};
 use crate::http::retry::{self, Answered, Failed};
 use crate::http::{authz, filters, mirror, plan, report, upgrade};
 use crate::policy::plan::{ForwardPlan, PlanKind};
-use crate::telemetry::response_flag::ResponseFlag;
 use crate::upstream::{BoxError, ProxyBody};
 use crate::Shared;
 
@@ -192,6 +191,7 @@ async fn route(
             response,
             target,
             attempts,
+            flag,
         }) => {
             let (mut parts, body) = response.into_parts();
             filters::response_headers(fp, &mut parts.headers, cors);
@@ -201,7 +201,7 @@ async fn route(
                 Response::from_parts(parts, body),
                 Outcome {
                     status,
-                    flag: ResponseFlag::None,
+                    flag,
                     target: Some(target),
                     attempts,
                 },

@@ -33,6 +33,8 @@ pub enum ProxyError {
     BadRequestTarget { authority: String, path: String },
     /// The stream idle timeout fired before the upstream's response headers.
     StreamIdleTimeout,
+    /// Outlier detection ejected every endpoint of the cluster (Envoy `UH`).
+    NoHealthyUpstream,
     /// The upstream exchange failed (connect, reset or timeout).
     Upstream(UpstreamError),
     /// The upstream of an upgrade (WebSocket) request failed.
@@ -43,6 +45,9 @@ pub enum ProxyError {
 const CONNECT_FAILURE: &str =
     "upstream connect error or disconnect/reset before headers. reset reason: connection failure";
 const CONNECT_TERMINATION: &str = "upstream connect error or disconnect/reset before headers. reset reason: connection termination";
+/// Envoy's reply when a cluster's circuit breaker is full (router reset reason `overflow`).
+const OVERFLOW: &str =
+    "upstream connect error or disconnect/reset before headers. reset reason: overflow";
 
 impl ProxyError {
     /// Status, Envoy response flag and body of the reply, as Envoy sends them.
@@ -67,6 +72,11 @@ impl ProxyError {
                 ResponseFlag::StreamIdleTimeout,
                 "stream timeout".into(),
             ),
+            ProxyError::NoHealthyUpstream => (
+                503,
+                ResponseFlag::NoHealthyUpstream,
+                "no healthy upstream".into(),
+            ),
             ProxyError::Upstream(e) => match e {
                 UpstreamError::Timeout(_) => (
                     504,
@@ -83,6 +93,9 @@ impl ProxyError {
                     ResponseFlag::UpstreamConnectionTermination,
                     CONNECT_TERMINATION.into(),
                 ),
+                UpstreamError::Overflow { .. } => {
+                    (503, ResponseFlag::UpstreamOverflow, OVERFLOW.into())
+                }
             },
             // An upgrade's failure is always answered as a connection failure; the flag
             // still says what happened.
@@ -96,6 +109,7 @@ fn upstream_flag(e: &UpstreamError) -> ResponseFlag {
         UpstreamError::Connect { .. } => ResponseFlag::UpstreamConnectionFailure,
         UpstreamError::Reset { .. } => ResponseFlag::UpstreamConnectionTermination,
         UpstreamError::Timeout(_) => ResponseFlag::UpstreamRequestTimeout,
+        UpstreamError::Overflow { .. } => ResponseFlag::UpstreamOverflow,
     }
 }
 
@@ -182,10 +196,15 @@ pub fn error(
     attempts: u32,
 ) -> (Response<ProxyBody>, Outcome) {
     let (status, flag, body) = e.reply();
+    // Envoy's router marks a reply it sends for a full circuit breaker.
+    let headers = match flag {
+        ResponseFlag::UpstreamOverflow => vec![("x-envoy-overloaded".into(), "true".into())],
+        _ => Vec::new(),
+    };
     let reply = LocalReply {
         status,
         body,
-        headers: Vec::new(),
+        headers,
     };
     (
         local_response(&reply),
@@ -303,6 +322,21 @@ mod tests {
                 503,
                 "UC",
                 CONNECT_FAILURE,
+            ),
+            (
+                ProxyError::Upstream(UpstreamError::Overflow {
+                    cluster: "outbound|80||a".into(),
+                    what: "pending requests",
+                }),
+                503,
+                "UO",
+                OVERFLOW,
+            ),
+            (
+                ProxyError::NoHealthyUpstream,
+                503,
+                "UH",
+                "no healthy upstream",
             ),
         ] {
             let (s, f, b) = e.reply();

@@ -16,6 +16,8 @@ use crate::http::random;
 use crate::http::reply::ProxyError;
 use crate::http::upstream_request::UpstreamRequest;
 use crate::policy::plan::ForwardPlan;
+use crate::telemetry::response_flag::ResponseFlag;
+use crate::upstream::circuit::{Limits, Resource, Slot};
 use crate::upstream::outlier::AttemptResult;
 use crate::upstream::{Target, UpstreamError};
 use crate::Shared;
@@ -26,6 +28,8 @@ pub struct Answered {
     pub response: Response<Incoming>,
     pub target: Target,
     pub attempts: u32,
+    /// `UO` when a retry was due but the cluster's `max_retries` were in flight, else none.
+    pub flag: ResponseFlag,
 }
 
 /// Why the attempts ended without an answer to forward.
@@ -47,12 +51,23 @@ pub async fn attempts(
     deadline: RequestDeadline,
 ) -> Result<Answered, Failed> {
     let (targets, peers) = attempt::targets(shared, fp);
+    // Istio turns Envoy's panic threshold off with outlier detection (minHealthPercent 0):
+    // with every endpoint ejected the cluster has no healthy host.
+    if fp.outlier.is_some() && targets.iter().all(|t| shared.outliers.ejected(t.addr)) {
+        return Err(Failed {
+            error: ProxyError::NoHealthyUpstream,
+            target: None,
+            attempts: 0,
+        });
+    }
     let record = |addr, result| {
         if let Some(od) = &fp.outlier {
             shared.outliers.record(od, addr, &peers, result);
         }
     };
     let max_attempts = 1 + fp.retries.as_ref().map_or(0, |r| r.attempts);
+    // The retry in flight holds one of the cluster's `max_retries`.
+    let mut retry_slot = None;
     let idle_timeout = waypoint_hbone::timeouts::Timeouts::enabled(shared.timeouts.stream_idle);
     let mut attempt: u32 = 0;
     loop {
@@ -73,7 +88,7 @@ pub async fn attempts(
         let limit = deadline.attempt_limit(fp.per_try_timeout);
         let idle = stream_idle(idle_timeout, replayable, limit);
         let _active = shared.active.start(target.addr);
-        let result = match attempt::send(shared, target, up.wire, req, limit, idle).await {
+        let result = match attempt::send(shared, fp, target, up.wire, req, limit, idle).await {
             Ok(r) => Ok(r),
             Err(AttemptError::Upstream(e)) => Err(e),
             Err(AttemptError::StreamIdle) => {
@@ -86,33 +101,38 @@ pub async fn attempts(
             }
         };
         let can_retry = attempt < max_attempts && replayable && !deadline.passed();
-        record(
-            target.addr,
-            match &result {
-                Ok(r) => AttemptResult::Status(r.status().as_u16()),
-                Err(_) => AttemptResult::LocalFailure,
-            },
-        );
+        // An overflow never reached the endpoint: nothing to hold against it.
+        match &result {
+            Ok(r) => record(target.addr, AttemptResult::Status(r.status().as_u16())),
+            Err(UpstreamError::Overflow { .. }) => {}
+            Err(_) => record(target.addr, AttemptResult::LocalFailure),
+        }
         let policy = fp.retries.as_ref().filter(|_| can_retry);
         match result {
             Ok(resp) => {
+                let mut flag = ResponseFlag::None;
                 if let Some(policy) = policy {
                     if retry_status(policy, resp.status(), resp.headers()) {
-                        debug!(target = %target, status = %resp.status(), attempt, "retrying after status");
-                        drop(resp);
-                        tokio::time::sleep(backoff(policy, attempt, random::unit())).await;
-                        continue;
+                        if retry_budget(shared, fp, &mut retry_slot) {
+                            debug!(target = %target, status = %resp.status(), attempt, "retrying after status");
+                            drop(resp);
+                            tokio::time::sleep(backoff(policy, attempt, random::unit())).await;
+                            continue;
+                        }
+                        // Envoy's retry overflow: this response goes out, flagged `UO`.
+                        flag = ResponseFlag::UpstreamOverflow;
                     }
                 }
                 return Ok(Answered {
                     response: resp,
                     target: target.clone(),
                     attempts: attempt,
+                    flag,
                 });
             }
             Err(e) => {
                 if let Some(policy) = policy {
-                    if retry_error(policy, &e) {
+                    if retry_error(policy, &e) && retry_budget(shared, fp, &mut retry_slot) {
                         debug!(target = %target, error = %e, attempt, "retrying after failure");
                         tokio::time::sleep(backoff(policy, attempt, random::unit())).await;
                         continue;
@@ -127,6 +147,22 @@ pub async fn attempts(
             }
         }
     }
+}
+
+/// Take one of the plan's cluster `max_retries` for the next retry (replacing the previous
+/// retry's); `false` when they are all in flight (Envoy's retry overflow: no retry).
+fn retry_budget(shared: &Shared, fp: &ForwardPlan, slot: &mut Option<Slot>) -> bool {
+    let Some(pool) = &fp.pool else {
+        return true;
+    };
+    *slot = None;
+    let max = Limits::of(&pool.settings).max_retries;
+    let state = shared.upstreams.circuits().state(&pool.cluster);
+    *slot = state.try_take(Resource::Retry, max);
+    if slot.is_none() {
+        info!(cluster = %pool.cluster, "retry not made: the cluster's max_retries are in flight (overflow)");
+    }
+    slot.is_some()
 }
 
 /// Typed, so the look-up on every retriable response does not parse the name.
@@ -194,6 +230,8 @@ pub fn retry_error(policy: &RetryPolicy, err: &UpstreamError) -> bool {
         }
         // Per-try timeouts count as 5xx / gateway errors in Envoy.
         UpstreamError::Timeout(_) => has(policy, "5xx") || has(policy, "gateway-error"),
+        // Envoy never retries an overflow.
+        UpstreamError::Overflow { .. } => false,
     }
 }
 

@@ -20,6 +20,7 @@ use crate::policy::plan::{
     ForwardPlan, LocalReply, MirrorTarget, Plan, PlanAction, PlanKind, ServiceMeta,
 };
 use crate::policy::target::order_targets;
+use crate::upstream::circuit::ClusterPool;
 use crate::upstream::Target;
 
 /// Service-port protocols whose upstream is HTTP/2 (Istio: `http2`, `grpc`, `grpc-web`).
@@ -189,6 +190,18 @@ pub fn plan_from_decision<'s>(
                         .traffic_policy
                         .as_ref()
                         .and_then(|t| t.outlier_detection.clone()),
+                    pool: f
+                        .traffic_policy
+                        .as_ref()
+                        .and_then(|t| t.connection_pool.clone())
+                        .map(|settings| ClusterPool {
+                            cluster: Arc::from(waypoint_core::names::cluster_name(
+                                port,
+                                f.backend.subset.as_deref().unwrap_or(""),
+                                &f.backend.host,
+                            )),
+                            settings,
+                        }),
                     // Unresolved (fails closed) until `Policy::plan` resolves the provider.
                     ext_authz: d.ext_authz.map(ExtAuthzCall::unresolved),
                 }))

@@ -9,6 +9,7 @@ use waypoint_core::decision::Action;
 use waypoint_core::route::{Cors, HeaderOps, OutlierDetection, RetryPolicy, RuleId};
 
 use crate::policy::ext_authz_call::ExtAuthzCall;
+use crate::upstream::circuit::ClusterPool;
 use crate::upstream::Target;
 
 /// Destination service labels for telemetry.
@@ -118,6 +119,9 @@ pub struct ForwardPlan {
     pub least_request: bool,
     /// DestinationRule outlier detection for the chosen backend.
     pub outlier: Option<OutlierDetection>,
+    /// DestinationRule connection pool settings of the backend's cluster (its circuit
+    /// breakers, timeouts and requests per connection); `None`: none set.
+    pub pool: Option<ClusterPool>,
     /// A CUSTOM AuthorizationPolicy matched: this provider must allow first.
     pub ext_authz: Option<ExtAuthzCall>,
 }

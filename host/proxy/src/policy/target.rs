@@ -60,10 +60,12 @@ pub fn order_targets(
     }
     let start = match lb {
         Some(LoadBalancer::Random) => rng.below(n as u64) as usize,
-        Some(LoadBalancer::ConsistentHash(key)) => match hash_key(key, req) {
-            Some(h) => (h % n as u64) as usize,
-            None => rng.below(n as u64) as usize,
-        },
+        Some(LoadBalancer::ConsistentHash(key) | LoadBalancer::Maglev(key)) => {
+            match hash_key(key, req) {
+                Some(h) => (h % n as u64) as usize,
+                None => rng.below(n as u64) as usize,
+            }
+        }
         // Least request is applied by the data path (in-flight counts); start round robin.
         _ => round_robin(n),
     };
@@ -72,26 +74,10 @@ pub fn order_targets(
         .collect()
 }
 
+/// The hash of the request's consistent-hash input (the core extracts it, as for Envoy mode).
 fn hash_key(key: &HashKey, req: &Request<'_>) -> Option<u64> {
     let mut h = DefaultHasher::new();
-    match key {
-        HashKey::Header(name) => req.header_joined(name)?.hash(&mut h),
-        HashKey::Cookie(name) => {
-            let cookies = req.header_joined("cookie")?;
-            let v = cookies.split(';').find_map(|c| {
-                let (k, v) = c.trim().split_once('=')?;
-                (k == name).then(|| v.to_string())
-            })?;
-            v.hash(&mut h)
-        }
-        HashKey::SourceIp => req.source_ip?.hash(&mut h),
-        HashKey::QueryParameter(name) => {
-            let v = waypoint_core::request::query_pairs(req.query()?)
-                .find(|(k, _)| k == name)
-                .map(|(_, v)| v)?;
-            v.hash(&mut h)
-        }
-    }
+    key.input(req)?.hash(&mut h);
     Some(h.finish())
 }
 

@@ -22,6 +22,10 @@ pub enum ResponseFlag {
     UpstreamConnectionTermination,
     /// `UT`: upstream request timeout.
     UpstreamRequestTimeout,
+    /// `UO`: upstream overflow (a cluster's circuit breaker was full).
+    UpstreamOverflow,
+    /// `UH`: no healthy upstream (every endpoint ejected by outlier detection).
+    NoHealthyUpstream,
 }
 
 impl ResponseFlag {
@@ -37,6 +41,8 @@ impl ResponseFlag {
             ResponseFlag::UpstreamConnectionFailure => "UF",
             ResponseFlag::UpstreamConnectionTermination => "UC",
             ResponseFlag::UpstreamRequestTimeout => "UT",
+            ResponseFlag::UpstreamOverflow => "UO",
+            ResponseFlag::NoHealthyUpstream => "UH",
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Upstream connections: where a request goes (plain `ip:port`, or a mesh endpoint reached by
 //! HBONE), connection set-up, and small per-target pools of HTTP/1.1 and HTTP/2 senders.
 
+pub mod circuit;
 pub mod io;
 pub mod least_request;
 pub mod outlier;
@@ -21,6 +22,9 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tracing::debug;
 
+use crate::upstream::circuit::{
+    Circuits, ClusterPool, ClusterState, Limits, Resource, Slot, DEFAULT_CONNECT_TIMEOUT,
+};
 use crate::upstream::io::UpstreamIo;
 use waypoint_hbone::tls::Identity;
 use waypoint_hbone::HboneClient;
@@ -75,6 +79,10 @@ pub enum UpstreamError {
     /// Per-try or request timeout (`UT`).
     #[error("upstream {0} timed out")]
     Timeout(String),
+    /// A circuit breaker of the cluster is full (`UO`): too many requests, pending requests
+    /// or connections.
+    #[error("cluster {cluster} overflow: {what}")]
+    Overflow { cluster: String, what: &'static str },
 }
 
 /// Wire protocol towards the upstream.
@@ -84,23 +92,47 @@ pub enum Wire {
     Http2,
 }
 
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_IDLE_PER_TARGET: usize = 32;
+/// How often a request waiting for a connection of a full cluster looks again (besides being
+/// woken when a connection closes or returns to the pool).
+const PENDING_POLL: Duration = Duration::from_millis(5);
 
-/// A pooled HTTP/1.1 sender and when it went back to the pool.
-type IdleH1 = (http1::SendRequest<ProxyBody>, Instant);
+/// A pooled connection's key: the cluster it belongs to (`None`: no DestinationRule pool
+/// settings, shared by everything) and the endpoint. Envoy pools per cluster and host.
+type PoolKey = (Option<Arc<str>>, Target);
+
+/// A pooled HTTP/1.1 sender: when it went back to the pool, the requests it has carried, and
+/// its cluster's idle timeout (over the pools' own).
+#[derive(Debug)]
+struct IdleH1 {
+    sender: http1::SendRequest<ProxyBody>,
+    since: Instant,
+    uses: u32,
+    idle: Option<Duration>,
+}
+
+/// The HTTP/2 connection of one key, when it was last used, the streams it has carried.
+#[derive(Debug)]
+struct LiveH2 {
+    sender: http2::SendRequest<ProxyBody>,
+    since: Instant,
+    uses: u32,
+    idle: Option<Duration>,
+}
 
 /// Connection pools for every upstream the proxy talks to.
 #[derive(Debug)]
 pub struct Upstreams {
     hbone: Arc<HboneClient>,
-    /// Idle HTTP/1.1 senders with the time each was returned to the pool.
-    h1: Mutex<HashMap<Target, Vec<IdleH1>>>,
-    /// One HTTP/2 sender per target with the time it was last used.
-    h2: Mutex<HashMap<Target, (http2::SendRequest<ProxyBody>, Instant)>>,
+    /// Idle HTTP/1.1 senders.
+    h1: Mutex<HashMap<PoolKey, Vec<IdleH1>>>,
+    /// One HTTP/2 connection per key.
+    h2: Mutex<HashMap<PoolKey, LiveH2>>,
     /// Pooled connections unused for this long are closed (Envoy's cluster
     /// `common_http_protocol_options.idle_timeout`); `None`: kept until the peer closes them.
     idle: Option<Duration>,
+    /// Circuit breakers of the clusters with DestinationRule pool settings.
+    circuits: Circuits,
 }
 
 impl Upstreams {
@@ -116,14 +148,23 @@ impl Upstreams {
             h1: Mutex::new(HashMap::default()),
             h2: Mutex::new(HashMap::default()),
             idle,
+            circuits: Circuits::default(),
         })
     }
 
+    /// The clusters' circuit breaker counts.
+    pub fn circuits(&self) -> &Circuits {
+        &self.circuits
+    }
+
     /// Close pooled connections unused for the idle timeout, every half of it (at most every
-    /// minute), for as long as the pools exist.
+    /// minute; every second without one, for the clusters' own idle timeouts), for as long as
+    /// the pools exist.
     pub fn spawn_idle_sweeper(self: &Arc<Self>) {
-        let Some(idle) = self.idle else { return };
-        let every = (idle / 2).clamp(Duration::from_millis(100), Duration::from_secs(60));
+        let every = match self.idle {
+            Some(idle) => (idle / 2).clamp(Duration::from_millis(100), Duration::from_secs(60)),
+            None => Duration::from_secs(1),
+        };
         let pools = Arc::downgrade(self);
         tokio::spawn(async move {
             loop {
@@ -136,19 +177,23 @@ impl Upstreams {
         });
     }
 
-    /// Drop (and so close) every pooled connection idle for the timeout.
+    /// Drop (and so close) every pooled connection idle for its timeout (its cluster's, else
+    /// the pools').
     pub fn sweep(&self) {
-        let Some(idle) = self.idle else { return };
         let now = Instant::now();
-        let fresh = |since: Instant| now.saturating_duration_since(since) < idle;
+        let global = self.idle;
+        let fresh = move |since: Instant, own: Option<Duration>| match own.or(global) {
+            Some(idle) => now.saturating_duration_since(since) < idle,
+            None => true,
+        };
         let mut h1 = self.h1.lock().unwrap_or_else(|p| p.into_inner());
         h1.retain(|_, list| {
-            list.retain(|(s, since)| !s.is_closed() && fresh(*since));
+            list.retain(|c| !c.sender.is_closed() && fresh(c.since, c.idle));
             !list.is_empty()
         });
         drop(h1);
         let mut h2 = self.h2.lock().unwrap_or_else(|p| p.into_inner());
-        h2.retain(|_, (s, since)| !s.is_closed() && fresh(*since));
+        h2.retain(|_, c| !c.sender.is_closed() && fresh(c.since, c.idle));
     }
 
     /// Pooled connections (HTTP/1.1 idle senders + HTTP/2 connections), for tests.
@@ -159,7 +204,7 @@ impl Upstreams {
             .unwrap_or_else(|p| p.into_inner())
             .values()
             .map(Vec::len)
-            .sum();
+            .sum::<usize>();
         h1 + self.h2.lock().unwrap_or_else(|p| p.into_inner()).len()
     }
 
@@ -175,13 +220,25 @@ impl Upstreams {
         target: &Target,
         headers: http::HeaderMap,
     ) -> Result<UpstreamIo, UpstreamError> {
+        self.connect_within(target, headers, DEFAULT_CONNECT_TIMEOUT)
+            .await
+    }
+
+    /// As [`Upstreams::connect_with`], giving up after `timeout` (the cluster's
+    /// `connectTimeout`).
+    pub async fn connect_within(
+        &self,
+        target: &Target,
+        headers: http::HeaderMap,
+        timeout: Duration,
+    ) -> Result<UpstreamIo, UpstreamError> {
         let err = |message: String| UpstreamError::Connect {
             target: target.to_string(),
             message,
         };
         match &target.hbone {
             None => {
-                let tcp = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(target.addr))
+                let tcp = tokio::time::timeout(timeout, TcpStream::connect(target.addr))
                     .await
                     .map_err(|_| err("timed out".into()))?
                     .map_err(|e| err(e.to_string()))?;
@@ -189,95 +246,190 @@ impl Upstreams {
                 Ok(UpstreamIo::Tcp(tcp))
             }
             Some(hop) => {
-                let s = self
-                    .hbone
-                    .connect(
+                let s = tokio::time::timeout(
+                    timeout,
+                    self.hbone.connect(
                         hop.gateway,
                         &hop.expected,
                         &target.addr.to_string(),
                         headers,
-                    )
-                    .await
-                    .map_err(|e| err(e.to_string()))?;
+                    ),
+                )
+                .await
+                .map_err(|_| err("timed out".into()))?
+                .map_err(|e| err(e.to_string()))?;
                 Ok(UpstreamIo::Hbone(s))
             }
         }
     }
 
-    /// Send one request to `target` over a pooled (or new) connection.
+    /// Send one request to `target` over a pooled (or new) connection of no cluster.
     pub async fn send(
         &self,
         target: &Target,
         wire: Wire,
+        req: http::Request<ProxyBody>,
+    ) -> Result<http::Response<Incoming>, UpstreamError> {
+        self.send_in(None, target, wire, req).await
+    }
+
+    /// Send one request to `target` of cluster `pool` (`None`: no DestinationRule pool
+    /// settings) with the cluster's circuit breakers as Envoy applies them: a request beyond
+    /// `max_requests`, or one needing a connection while `max_pending_requests` already wait,
+    /// fails at once with [`UpstreamError::Overflow`]; one beyond `max_connections` waits as
+    /// pending for a connection. Also the cluster's connect timeout, idle timeout and
+    /// requests per connection.
+    pub async fn send_in(
+        &self,
+        pool: Option<&ClusterPool>,
+        target: &Target,
+        wire: Wire,
         mut req: http::Request<ProxyBody>,
     ) -> Result<http::Response<Incoming>, UpstreamError> {
+        let p = self.params(pool, target);
         let reset = |e: hyper::Error| UpstreamError::Reset {
             target: target.to_string(),
             message: e.to_string(),
         };
+        // Envoy's `max_requests` counts every request in flight in the cluster (here until
+        // the response head).
+        let _request = match &p.limits {
+            Some((st, l)) => Some(
+                st.try_take(Resource::Request, l.max_requests)
+                    .ok_or_else(|| p.overflow("requests"))?,
+            ),
+            None => None,
+        };
+        let mut pending: Option<Slot> = None;
         match wire {
-            Wire::Http1 => {
-                // A pooled keep-alive connection may be closed by the server just as we pick
-                // it; when hyper hands the unsent request back, use a fresh connection.
-                if let Some(mut sender) = self.idle_h1(target) {
-                    match sender.try_send_request(req).await {
-                        Ok(resp) => {
-                            self.put_h1(target, sender);
-                            return Ok(resp);
-                        }
-                        Err(mut e) => match e.take_message() {
-                            Some(unsent) => {
-                                debug!(target = %target, error = %e.error(), "pooled connection unusable; reconnecting");
-                                req = unsent;
-                            }
-                            None => return Err(reset(e.into_error())),
-                        },
-                    }
-                }
-                let mut sender = self.new_h1(target).await?;
-                let resp = sender.send_request(req).await.map_err(reset)?;
-                self.put_h1(target, sender);
-                Ok(resp)
-            }
-            Wire::Http2 => {
-                let mut sender = match self.live_h2(target) {
-                    Some(s) => s,
-                    None => self.new_h2(target).await?,
+            Wire::Http1 => loop {
+                let (mut sender, uses, new_conn) = match self.idle_h1(&p) {
+                    Some(c) => (c.sender, c.uses, false),
+                    None => match p.connection_slot(&mut pending).await? {
+                        Some(slot) => (self.new_h1(target, &p, slot).await?, 0, true),
+                        None => continue,
+                    },
                 };
+                drop(pending.take());
+                // A pooled keep-alive connection may be closed by the server just as we pick
+                // it; when hyper hands the unsent request back, use another connection.
+                match sender.try_send_request(req).await {
+                    Ok(resp) => {
+                        self.put_h1(&p, sender, uses + 1);
+                        return Ok(resp);
+                    }
+                    Err(mut e) => match e.take_message() {
+                        Some(unsent) if !new_conn => {
+                            debug!(target = %target, error = %e.error(), "pooled connection unusable; reconnecting");
+                            req = unsent;
+                        }
+                        _ => return Err(reset(e.into_error())),
+                    },
+                }
+            },
+            Wire::Http2 => {
+                let mut sender = loop {
+                    if let Some(s) = self.live_h2(&p) {
+                        break s;
+                    }
+                    if let Some(slot) = p.connection_slot(&mut pending).await? {
+                        break self.new_h2(target, &p, slot).await?;
+                    }
+                };
+                drop(pending);
                 sender.send_request(req).await.map_err(reset)
             }
         }
     }
 
-    fn idle_h1(&self, target: &Target) -> Option<http1::SendRequest<ProxyBody>> {
-        let mut pool = self.h1.lock().unwrap_or_else(|p| p.into_inner());
-        let list = pool.get_mut(target)?;
-        list.retain(|(s, _)| !s.is_closed());
-        let i = list.iter().position(|(s, _)| s.is_ready())?;
-        Some(list.swap_remove(i).0)
-    }
-
-    fn put_h1(&self, target: &Target, sender: http1::SendRequest<ProxyBody>) {
-        let mut pool = self.h1.lock().unwrap_or_else(|p| p.into_inner());
-        let list = pool.entry(target.clone()).or_default();
-        list.retain(|(s, _)| !s.is_closed());
-        if list.len() < MAX_IDLE_PER_TARGET {
-            list.push((sender, Instant::now()));
+    /// Where a request of `pool` to `target` gets its connection, and the cluster's limits.
+    fn params(&self, pool: Option<&ClusterPool>, target: &Target) -> PoolParams {
+        match pool {
+            None => PoolParams {
+                key: (None, target.clone()),
+                limits: None,
+                connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+                idle: None,
+                max_uses: None,
+            },
+            Some(pool) => PoolParams {
+                key: (Some(pool.cluster.clone()), target.clone()),
+                limits: Some((
+                    self.circuits.state(&pool.cluster),
+                    Limits::of(&pool.settings),
+                )),
+                connect_timeout: pool
+                    .settings
+                    .connect_timeout
+                    .unwrap_or(DEFAULT_CONNECT_TIMEOUT),
+                idle: pool.settings.idle_timeout,
+                max_uses: pool.settings.max_requests_per_connection.filter(|n| *n > 0),
+            },
         }
     }
 
-    fn live_h2(&self, target: &Target) -> Option<http2::SendRequest<ProxyBody>> {
-        let mut pool = self.h2.lock().unwrap_or_else(|p| p.into_inner());
-        let (s, used) = pool.get_mut(target).filter(|(s, _)| !s.is_closed())?;
-        *used = Instant::now();
-        Some(s.clone())
+    /// A ready pooled HTTP/1.1 connection of the key (closed and timed-out ones dropped).
+    fn idle_h1(&self, p: &PoolParams) -> Option<IdleH1> {
+        let mut pool = self.h1.lock().unwrap_or_else(|e| e.into_inner());
+        let list = pool.get_mut(&p.key)?;
+        let now = Instant::now();
+        let global = self.idle;
+        list.retain(|c| !c.sender.is_closed() && fresh(now, c.since, c.idle.or(global)));
+        let i = list.iter().position(|c| c.sender.is_ready())?;
+        Some(list.swap_remove(i))
+    }
+
+    /// Back to the pool, unless it has carried the cluster's requests per connection (then it
+    /// is dropped, which closes it once the response is read).
+    fn put_h1(&self, p: &PoolParams, sender: http1::SendRequest<ProxyBody>, uses: u32) {
+        if p.max_uses.is_some_and(|max| uses >= max) {
+            return;
+        }
+        let mut pool = self.h1.lock().unwrap_or_else(|e| e.into_inner());
+        let list = pool.entry(p.key.clone()).or_default();
+        list.retain(|c| !c.sender.is_closed());
+        if list.len() < MAX_IDLE_PER_TARGET {
+            list.push(IdleH1 {
+                sender,
+                since: Instant::now(),
+                uses,
+                idle: p.idle,
+            });
+        }
+        drop(pool);
+        if let Some((st, _)) = &p.limits {
+            st.freed.notify_waiters();
+        }
+    }
+
+    /// The key's HTTP/2 connection, counted as used once more (and taken out of the pool
+    /// when that is its last stream under the cluster's requests per connection).
+    fn live_h2(&self, p: &PoolParams) -> Option<http2::SendRequest<ProxyBody>> {
+        let mut pool = self.h2.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        let c = pool.get_mut(&p.key)?;
+        if c.sender.is_closed() || !fresh(now, c.since, c.idle.or(self.idle)) {
+            pool.remove(&p.key);
+            return None;
+        }
+        c.since = now;
+        c.uses += 1;
+        let sender = c.sender.clone();
+        if p.max_uses.is_some_and(|max| c.uses >= max) {
+            pool.remove(&p.key);
+        }
+        Some(sender)
     }
 
     async fn new_h1(
         &self,
         target: &Target,
+        p: &PoolParams,
+        slot: Option<Slot>,
     ) -> Result<http1::SendRequest<ProxyBody>, UpstreamError> {
-        let io = self.connect(target).await?;
+        let io = self
+            .connect_within(target, http::HeaderMap::new(), p.connect_timeout)
+            .await?;
         let (sender, conn) = http1::Builder::new()
             .handshake(TokioIo::new(io))
             .await
@@ -287,6 +439,8 @@ impl Upstreams {
             })?;
         let t = target.to_string();
         tokio::spawn(async move {
+            // The cluster's connection count holds until the connection ends.
+            let _slot = slot;
             if let Err(e) = conn.await {
                 debug!(target = %t, error = %e, "upstream http1 connection ended");
             }
@@ -297,8 +451,12 @@ impl Upstreams {
     async fn new_h2(
         &self,
         target: &Target,
+        p: &PoolParams,
+        slot: Option<Slot>,
     ) -> Result<http2::SendRequest<ProxyBody>, UpstreamError> {
-        let io = self.connect(target).await?;
+        let io = self
+            .connect_within(target, http::HeaderMap::new(), p.connect_timeout)
+            .await?;
         let (sender, conn) = http2::Builder::new(TokioExecutor::new())
             .initial_stream_window_size(4 * 1024 * 1024)
             .initial_connection_window_size(16 * 1024 * 1024)
@@ -310,12 +468,75 @@ impl Upstreams {
             })?;
         let t = target.to_string();
         tokio::spawn(async move {
+            let _slot = slot;
             if let Err(e) = conn.await {
                 debug!(target = %t, error = %e, "upstream http2 connection ended");
             }
         });
-        let mut pool = self.h2.lock().unwrap_or_else(|p| p.into_inner());
-        pool.insert(target.clone(), (sender.clone(), Instant::now()));
+        let mut pool = self.h2.lock().unwrap_or_else(|e| e.into_inner());
+        if p.max_uses.is_none_or(|max| max > 1) {
+            pool.insert(
+                p.key.clone(),
+                LiveH2 {
+                    sender: sender.clone(),
+                    since: Instant::now(),
+                    uses: 1,
+                    idle: p.idle,
+                },
+            );
+        }
         Ok(sender)
+    }
+}
+
+/// Used within its idle timeout (`None`: no timeout)?
+fn fresh(now: Instant, since: Instant, idle: Option<Duration>) -> bool {
+    idle.is_none_or(|idle| now.saturating_duration_since(since) < idle)
+}
+
+/// How one request gets a connection: its pool key and its cluster's settings.
+#[derive(Debug)]
+struct PoolParams {
+    key: PoolKey,
+    /// The cluster's counts and thresholds (`None`: no DestinationRule pool settings).
+    limits: Option<(Arc<ClusterState>, Limits)>,
+    connect_timeout: Duration,
+    /// The cluster's idle timeout for pooled connections (`None`: the pools').
+    idle: Option<Duration>,
+    /// Requests per connection (`maxRequestsPerConnection`), `None`: unlimited.
+    max_uses: Option<u32>,
+}
+
+impl PoolParams {
+    fn overflow(&self, what: &'static str) -> UpstreamError {
+        UpstreamError::Overflow {
+            cluster: self.key.0.as_deref().unwrap_or("-").to_string(),
+            what,
+        }
+    }
+
+    /// For a request with no ready connection: count it as pending (Envoy: from here until it
+    /// is on a connection, connecting included), overflowing when `max_pending_requests`
+    /// already wait; then a connection slot (`Some(None)`: no limits). `Ok(None)`: the cluster
+    /// is at `max_connections`; this waited a little for a connection to close or come back
+    /// to the pool, so look for a ready one again.
+    async fn connection_slot(
+        &self,
+        pending: &mut Option<Slot>,
+    ) -> Result<Option<Option<Slot>>, UpstreamError> {
+        let Some((st, l)) = &self.limits else {
+            return Ok(Some(None));
+        };
+        if pending.is_none() {
+            *pending = Some(
+                st.try_take(Resource::Pending, l.max_pending_requests)
+                    .ok_or_else(|| self.overflow("pending requests"))?,
+            );
+        }
+        if let Some(slot) = st.try_take(Resource::Connection, l.max_connections) {
+            return Ok(Some(Some(slot)));
+        }
+        let _ = tokio::time::timeout(PENDING_POLL, st.freed.notified()).await;
+        Ok(None)
     }
 }

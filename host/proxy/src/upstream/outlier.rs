@@ -1,6 +1,6 @@
 //! Outlier detection as Envoy does it for a DestinationRule's `outlierDetection`: count
 //! consecutive 5xx / gateway errors per endpoint, eject for `baseEjectionTime × times
-//! ejected`, never more than `maxEjectionPercent` of a service's endpoints (at least one).
+//! ejected`, only while the ejected stay within `maxEjectionPercent` of the endpoints.
 
 // FxHash: keys are upstream addresses from config, not client input, and SipHash was
 // ≈ 1 % of the instructions per request.
@@ -105,8 +105,8 @@ impl Outliers {
         let max_pct = od
             .max_ejection_percent
             .unwrap_or(DEFAULT_MAX_EJECTION_PERCENT);
-        let allowed = ((peers.len().max(1) as u64 * u64::from(max_pct)) / 100).max(1) as usize;
-        if ejected_now >= allowed {
+        // Envoy `ejectHost`: only if the ejected, this one included, stay within the percent.
+        if 100 * (ejected_now as u64 + 1) > u64::from(max_pct) * peers.len().max(1) as u64 {
             return;
         }
         state.times_ejected += 1;
@@ -160,13 +160,18 @@ mod tests {
         let o = Outliers::new();
         let peers = [a("10.0.0.1:80"), a("10.0.0.2:80"), a("10.0.0.3:80")];
         // Only gateway errors count; 5xx limit disabled with 0.
-        let p = od(Some(0), Some(1), Some(10));
+        let p = od(Some(0), Some(1), Some(34));
         o.record(&p, peers[0], &peers, AttemptResult::Status(500));
         assert!(!o.ejected(peers[0]), "500 is not a gateway error");
         o.record(&p, peers[0], &peers, AttemptResult::Status(503));
         assert!(o.ejected(peers[0]));
-        // 10% of 3 rounds to 0 but at least one may be ejected: the second is not.
-        o.record(&p, peers[1], &peers, AttemptResult::Status(502));
+        // Envoy: one of three is 33 % > 10 %: never ejected.
+        let p10 = od(Some(0), Some(1), Some(10));
+        o.record(&p10, peers[1], &peers, AttemptResult::Status(502));
         assert!(!o.ejected(peers[1]));
+        // 40 %: one (33 %) may be, a second (67 %) not.
+        let p40 = od(Some(0), Some(1), Some(40));
+        o.record(&p40, peers[2], &peers, AttemptResult::Status(502));
+        assert!(!o.ejected(peers[2]), "peers[0] is already out");
     }
 }
