@@ -22,6 +22,8 @@ pub enum ResponseFlag {
     UpstreamConnectionTermination,
     /// `UT`: upstream request timeout.
     UpstreamRequestTimeout,
+    /// `RL`: limited by the local rate limit filter.
+    RateLimited,
 }
 
 impl ResponseFlag {
@@ -37,6 +39,7 @@ impl ResponseFlag {
             ResponseFlag::UpstreamConnectionFailure => "UF",
             ResponseFlag::UpstreamConnectionTermination => "UC",
             ResponseFlag::UpstreamRequestTimeout => "UT",
+            ResponseFlag::RateLimited => "RL",
         }
     }
 }
