@@ -3,8 +3,9 @@
 //!
 //! Buckets live in [`Limiter`] (per waypoint, per route config, per descriptor; per tunnel
 //! with `local_rate_limit_per_downstream_connection`), keyed with their shape so a changed
-//! config starts a fresh bucket. A limited request gets the config's status (429) and body
-//! `local_rate_limited`, `x-envoy-ratelimited: true`, response flag `RL`.
+//! config starts a fresh bucket. A limited request gets the config's status (429), body
+//! `local_rate_limited`, the config's `response_headers_to_add`, response flag `RL`; like
+//! Envoy 1.40's filter (measured), no `x-envoy-ratelimited`.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -173,9 +174,6 @@ pub fn check(
             for h in &a.config.response_headers {
                 reply.headers.push((h.name.clone(), h.value.clone()));
             }
-            reply
-                .headers
-                .push(("x-envoy-ratelimited".into(), "true".into()));
             for (k, v) in &out.response_headers {
                 reply.headers.push(((*k).to_string(), v.clone()));
             }
