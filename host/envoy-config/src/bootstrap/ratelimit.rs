@@ -103,3 +103,126 @@ fn regex_escape(s: &str) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::Value;
+    use waypoint_core::{BuildOptions, Snapshot};
+
+    use super::super::{generate, Options};
+
+    const SERVICE: &str = "apiVersion: v1
+kind: Namespace
+metadata: {name: default, labels: {istio.io/use-waypoint: waypoint}}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: front, namespace: default}
+spec: {clusterIP: 10.96.7.1, ports: [{name: http, port: 80}]}
+---
+";
+
+    fn main_internal(filter: &str) -> Value {
+        let yaml = format!(
+            "{}{SERVICE}{filter}",
+            waypoint_core::waypoint_gateway_yaml!("default")
+        );
+        let loaded = waypoint_loader::load_text(&yaml, "test", "default");
+        assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);
+        let (snapshot, diags) = Snapshot::build(&loaded.resources, &BuildOptions::default());
+        assert!(diags.errors.is_empty(), "{:?}", diags.errors);
+        let boot = generate(&snapshot, &Options::default());
+        boot["static_resources"]["listeners"]
+            .as_array()
+            .and_then(|ls| ls.iter().find(|l| l["name"] == "main_internal"))
+            .cloned()
+            .expect("main_internal")
+    }
+
+    fn hcm(l: &Value) -> &Value {
+        &l["filter_chains"][0]["filters"][0]["typed_config"]
+    }
+
+    const FILTER: &str = "apiVersion: networking.istio.io/v1alpha3
+kind: EnvoyFilter
+metadata: {name: rl, namespace: default}
+spec:
+  targetRefs: [{kind: Gateway, name: waypoint}]
+  configPatches:
+  - applyTo: HTTP_FILTER
+    patch:
+      operation: INSERT_BEFORE
+      value:
+        name: envoy.filters.http.local_ratelimit
+        typed_config:
+          '@type': type.googleapis.com/udpa.type.v1.TypedStruct
+          type_url: type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit
+          value: {stat_prefix: all}
+  - applyTo: HTTP_ROUTE
+    match: {routeConfiguration: {vhost: {name: 'front.default.svc.cluster.local:80'}}}
+    patch:
+      operation: MERGE
+      value:
+        route: {rate_limits: [{actions: [{generic_key: {descriptor_value: front}}]}]}
+        typed_per_filter_config:
+          envoy.filters.http.local_ratelimit:
+            '@type': type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit
+            stat_prefix: front
+            token_bucket: {max_tokens: 2, fill_interval: 1s}
+";
+
+    #[test]
+    fn the_filter_goes_before_the_module_and_limited_services_get_their_routes() {
+        let plain = main_internal("");
+        let l = main_internal(FILTER);
+        let names: Vec<&str> = hcm(&l)["http_filters"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|f| f["name"].as_str())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "envoy.filters.http.local_ratelimit",
+                "waypoint",
+                "envoy.filters.http.router"
+            ]
+        );
+        // The TypedStruct is unwrapped into the plain config Envoy reads.
+        let f = &hcm(&l)["http_filters"][0]["typed_config"];
+        assert_eq!(f["@type"], waypoint_core::ratelimit::TYPE_URL);
+        assert_eq!(f["stat_prefix"], "all");
+        let routes = hcm(&l)["route_config"]["virtual_hosts"][0]["routes"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let generic = hcm(&plain)["route_config"]["virtual_hosts"][0]["routes"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        // One copy of each generic route for front's VIP, then the generic routes unchanged.
+        assert_eq!(routes.len(), 2 * generic.len());
+        assert_eq!(&routes[generic.len()..], &generic[..]);
+        for (r, g) in routes.iter().zip(&generic) {
+            assert_eq!(r["route"]["weighted_clusters"], g["route"]["weighted_clusters"]);
+            assert_eq!(
+                r["match"]["filter_state"][0]["string_match"]["safe_regex"]["regex"],
+                "^(?:10\\.96\\.7\\.1:80)$"
+            );
+            let c = &r["typed_per_filter_config"]["envoy.filters.http.local_ratelimit"];
+            assert_eq!(c["stat_prefix"], "front");
+            assert_eq!(
+                r["route"]["rate_limits"][0]["actions"][0]["generic_key"]["descriptor_value"],
+                "front"
+            );
+        }
+    }
+
+    #[test]
+    fn without_envoy_filters_nothing_changes() {
+        let l = main_internal("");
+        let names = hcm(&l)["http_filters"].as_array().map(Vec::len);
+        assert_eq!(names, Some(2));
+    }
+}
