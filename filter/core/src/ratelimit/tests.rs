@@ -431,3 +431,33 @@ spec:
         assert!(miss[0].rules.is_empty());
     }
 }
+
+#[test]
+fn the_readme_example_is_read_without_a_warning() {
+    let readme = include_str!("../../../../README.md");
+    let section = readme
+        .split("## Rate limiting")
+        .nth(1)
+        .expect("README has a rate limiting section");
+    let yaml = section
+        .split("```yaml\n")
+        .nth(1)
+        .and_then(|s| s.split("```").next())
+        .expect("a yaml block");
+    let (docs, errors) = parse_manifests(yaml, "README.md", "default", 0);
+    assert!(errors.is_empty(), "{errors:?}");
+    let mut diags = Diagnostics::default();
+    let w = Waypoint {
+        namespace: "default".into(),
+        ..waypoint()
+    };
+    let rl = compile(&docs, Some(&w), "istio-system", &mut diags);
+    assert!(diags.errors.is_empty() && diags.warnings.is_empty(), "{diags:?}");
+    assert_eq!((rl.filters.len(), rl.routes.len()), (1, 1));
+    let applied = rl.applied(&Target {
+        host: "productpage.default.svc.cluster.local",
+        port: 9080,
+        rule: None,
+    });
+    assert_eq!(applied[0].config.descriptors.len(), 1);
+}
