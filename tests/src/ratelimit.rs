@@ -141,7 +141,12 @@ fn assert_limited(r: &Collected, what: &str) {
     assert_eq!(r.text(), "local_rate_limited", "{what}");
     // Envoy 1.40's local_ratelimit sets no `x-envoy-ratelimited` (its docs say it does; the
     // real filter, run in tests/tests/envoy/ratelimit.rs, does not): neither does the host.
-    assert_eq!(r.header("x-envoy-ratelimited"), None, "{what}: {:?}", r.headers);
+    assert_eq!(
+        r.header("x-envoy-ratelimited"),
+        None,
+        "{what}: {:?}",
+        r.headers
+    );
 }
 
 /// Run the scenario against a waypoint at `waypoint` (host or Envoy): limits hit, the route's
@@ -152,7 +157,12 @@ pub async fn run(client: &HboneClient, waypoint: SocketAddr) {
         let r = get(client, waypoint, OTHER, "/a", None).await;
         assert_eq!(r.status, 200, "{}", r.text());
         assert_eq!(r.header("x-ratelimit-limit"), Some("3"), "{:?}", r.headers);
-        assert_eq!(r.header("x-ratelimit-remaining"), Some(left), "{:?}", r.headers);
+        assert_eq!(
+            r.header("x-ratelimit-remaining"),
+            Some(left),
+            "{:?}",
+            r.headers
+        );
     }
     let r = get(client, waypoint, OTHER, "/a", None).await;
     assert_limited(&r, "other, 4th");

@@ -26,7 +26,11 @@ async fn envoy_local_rate_limits_match_the_host() {
             ratelimit::manifests(front.addr, other.addr)
         );
         let (paths, snap) = write_config(config.path(), &yaml);
-        assert!(snap.diagnostics.warnings.is_empty(), "{:?}", snap.diagnostics.warnings);
+        assert!(
+            snap.diagnostics.warnings.is_empty(),
+            "{:?}",
+            snap.diagnostics.warnings
+        );
         let wp = GeneratedWaypoint::start(&pki, &snap, &paths, Layout::Originator, 15008)
             .await
             .unwrap_or_else(|e| panic!("start Envoy on the generated bootstrap: {e}"));
@@ -52,7 +56,12 @@ async fn envoy_local_rate_limits_match_the_host() {
             )
         };
         for (prefix, ok) in [(OTHER_PREFIX, 4), (FRONT_PREFIX, 2)] {
-            assert_eq!(counter("rate_limited", prefix), Some(2), "{prefix}: {}", grep(&text));
+            assert_eq!(
+                counter("rate_limited", prefix),
+                Some(2),
+                "{prefix}: {}",
+                grep(&text)
+            );
             assert_eq!(counter("enforced", prefix), Some(2), "{prefix}");
             assert_eq!(counter("ok", prefix), Some(ok), "{prefix}");
         }

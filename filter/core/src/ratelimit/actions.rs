@@ -109,7 +109,10 @@ struct RawRegex {
 pub fn parse_rate_limits(v: &serde_json::Value) -> Result<Vec<RateLimitRule>, (String, String)> {
     let raw: Vec<RawRateLimit> = serde_path_to_error::deserialize(v).map_err(|e| {
         let p = e.path().to_string();
-        (if p == "." { String::new() } else { p }, e.inner().to_string())
+        (
+            if p == "." { String::new() } else { p },
+            e.inner().to_string(),
+        )
     })?;
     compile_rate_limits(raw)
 }

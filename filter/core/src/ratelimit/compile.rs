@@ -212,7 +212,11 @@ fn patch(r: &RawResource, i: usize, p: &RawPatch, out: &mut RateLimits, diags: &
         resource: r.id(),
         index: i,
     };
-    let context = p.match_.get("context").and_then(Value::as_str).unwrap_or("ANY");
+    let context = p
+        .match_
+        .get("context")
+        .and_then(Value::as_str)
+        .unwrap_or("ANY");
     if !matches!(
         context,
         "ANY" | "SIDECAR_INBOUND" | "SIDECAR_OUTBOUND" | "GATEWAY"
@@ -309,7 +313,13 @@ fn route_patch(
         .map(str::to_string);
     if let Some(a) = route.get("action").and_then(Value::as_str) {
         if !matches!(a, "ANY" | "ROUTE") {
-            not_applied(r, i, p, &format!("route action {a} is not limited by the waypoint (only ROUTE and ANY)"), diags);
+            not_applied(
+                r,
+                i,
+                p,
+                &format!("route action {a} is not limited by the waypoint (only ROUTE and ANY)"),
+                diags,
+            );
             return;
         }
     }

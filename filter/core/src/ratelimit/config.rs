@@ -217,7 +217,10 @@ pub fn unwrap_typed(v: &Value) -> Result<(Value, &'static str), (String, String)
 pub fn compile(v: &Value, per_route: bool) -> Result<LocalRateLimit, (String, String)> {
     let raw: RawLocalRateLimit = serde_path_to_error::deserialize(v).map_err(|e| {
         let p = e.path().to_string();
-        (if p == "." { String::new() } else { p }, e.inner().to_string())
+        (
+            if p == "." { String::new() } else { p },
+            e.inner().to_string(),
+        )
     })?;
     let err = |f: &str, m: String| (f.to_string(), m);
     let stat_prefix = match raw.stat_prefix {
@@ -246,8 +249,9 @@ pub fn compile(v: &Value, per_route: bool) -> Result<LocalRateLimit, (String, St
     let enforced_ppm = fraction(raw.filter_enforced).map_err(|m| err("filter_enforced", m))?;
     let response_headers = headers(raw.response_headers_to_add)
         .map_err(|(i, m)| err(&format!("response_headers_to_add[{i}]"), m))?;
-    let request_headers_when_not_enforced = headers(raw.request_headers_to_add_when_not_enforced)
-        .map_err(|(i, m)| err(&format!("request_headers_to_add_when_not_enforced[{i}]"), m))?;
+    let request_headers_when_not_enforced =
+        headers(raw.request_headers_to_add_when_not_enforced)
+            .map_err(|(i, m)| err(&format!("request_headers_to_add_when_not_enforced[{i}]"), m))?;
     let mut descriptors = Vec::new();
     for (i, d) in raw.descriptors.into_iter().enumerate() {
         let f = format!("descriptors[{i}]");
@@ -292,7 +296,10 @@ pub fn compile(v: &Value, per_route: bool) -> Result<LocalRateLimit, (String, St
     }
     let stage = raw.stage.unwrap_or(0);
     if stage > 10 {
-        return Err(err("stage", format!("{stage} is over 10 (Envoy's range 0-10)")));
+        return Err(err(
+            "stage",
+            format!("{stage} is over 10 (Envoy's range 0-10)"),
+        ));
     }
     let rate_limits = compile_rate_limits(raw.rate_limits).map_err(|(f, m)| {
         let f = if f.is_empty() {
@@ -380,7 +387,10 @@ fn fraction(f: Option<RawRuntimeFraction>) -> Result<u32, String> {
         }
     };
     // Envoy caps a numerator above the denominator at 100%.
-    Ok(f.default_value.numerator.saturating_mul(scale).min(1_000_000))
+    Ok(f.default_value
+        .numerator
+        .saturating_mul(scale)
+        .min(1_000_000))
 }
 
 fn headers(list: Vec<RawHeaderValueOption>) -> Result<Vec<HeaderAdd>, (usize, String)> {
@@ -388,7 +398,10 @@ fn headers(list: Vec<RawHeaderValueOption>) -> Result<Vec<HeaderAdd>, (usize, St
     for (i, h) in list.into_iter().enumerate() {
         let name = h.header.key.to_ascii_lowercase();
         if name.is_empty() || http_header_name_bad(&name) {
-            return Err((i, format!("header.key {:?} is no header name", h.header.key)));
+            return Err((
+                i,
+                format!("header.key {:?} is no header name", h.header.key),
+            ));
         }
         let value = h.header.raw_value.unwrap_or(h.header.value);
         let (overwrite, if_absent) = match (h.append_action.as_deref(), h.append) {

@@ -294,7 +294,10 @@ pub fn decide(
     let rate = |i: &usize| {
         let b = &config.descriptors[*i].bucket;
         // Tokens per second, compared as fractions without floats.
-        (u128::from(b.tokens_per_fill), b.fill_interval.as_nanos().max(1))
+        (
+            u128::from(b.tokens_per_fill),
+            b.fill_interval.as_nanos().max(1),
+        )
     };
     order.sort_by(|a, b| {
         let ((na, da), (nb, db)) = (rate(a), rate(b));

@@ -109,7 +109,10 @@ fn the_task_shape_is_read_for_the_waypoint() {
             fill_interval: Duration::from_secs(60)
         })
     );
-    assert_eq!((c.enabled_ppm, c.enforced_ppm, c.status), (1_000_000, 1_000_000, 429));
+    assert_eq!(
+        (c.enabled_ppm, c.enforced_ppm, c.status),
+        (1_000_000, 1_000_000, 429)
+    );
     assert_eq!(c.response_headers[0].name, "x-local-rate-limit");
     assert!(c.response_headers[0].overwrite);
     assert_eq!(c.envoy_json["@type"], TYPE_URL);
@@ -233,7 +236,9 @@ spec:
         ]
     );
     assert!(diags.warnings[0].message.contains("global rate limiting"));
-    assert!(diags.warnings[1].message.contains("applyTo CLUSTER, operation ADD"));
+    assert!(diags.warnings[1]
+        .message
+        .contains("applyTo CLUSTER, operation ADD"));
     assert!(diags.warnings[4].message.contains("patch.value.timeout"));
     assert!(rl.filters.is_empty());
     assert_eq!(rl.routes.len(), 1);
@@ -397,7 +402,10 @@ spec:
 "#
     );
     let (rl, diags) = read(&yaml);
-    assert!(diags.errors.is_empty() && diags.warnings.is_empty(), "{diags:?}");
+    assert!(
+        diags.errors.is_empty() && diags.warnings.is_empty(),
+        "{diags:?}"
+    );
     let rule = |name: &str| crate::route::RuleId {
         kind: "VirtualService",
         namespace: "shop".into(),
@@ -421,7 +429,10 @@ spec:
         headers: &h,
         remote_address: None,
     };
-    assert_eq!(matched(hit[0].config, &descriptors(hit[0].rules, 0, &view)), [0]);
+    assert_eq!(
+        matched(hit[0].config, &descriptors(hit[0].rules, 0, &view)),
+        [0]
+    );
     for miss in [
         at("reviews.shop.svc.cluster.local", &other),
         at("ratings.shop.svc.cluster.local", &v2),
@@ -452,7 +463,10 @@ fn the_readme_example_is_read_without_a_warning() {
         ..waypoint()
     };
     let rl = compile(&docs, Some(&w), "istio-system", &mut diags);
-    assert!(diags.errors.is_empty() && diags.warnings.is_empty(), "{diags:?}");
+    assert!(
+        diags.errors.is_empty() && diags.warnings.is_empty(),
+        "{diags:?}"
+    );
     assert_eq!((rl.filters.len(), rl.routes.len()), (1, 1));
     let applied = rl.applied(&Target {
         host: "productpage.default.svc.cluster.local",

@@ -205,7 +205,10 @@ spec:
         assert_eq!(routes.len(), 2 * generic.len());
         assert_eq!(&routes[generic.len()..], &generic[..]);
         for (r, g) in routes.iter().zip(&generic) {
-            assert_eq!(r["route"]["weighted_clusters"], g["route"]["weighted_clusters"]);
+            assert_eq!(
+                r["route"]["weighted_clusters"],
+                g["route"]["weighted_clusters"]
+            );
             assert_eq!(
                 r["match"]["filter_state"][0]["string_match"]["safe_regex"]["regex"],
                 "^(?:10\\.96\\.7\\.1:80)$"

@@ -18,10 +18,10 @@ use waypoint_core::ratelimit::{
 use waypoint_core::RandomSource;
 
 use crate::connect::context::{ConnectContext, Resolution};
+use crate::http::head::RequestHead;
 use crate::http::random::rng;
 use crate::policy::destination::Destination;
 use crate::policy::plan::{LocalReply, Plan};
-use crate::http::head::RequestHead;
 use crate::Shared;
 
 /// Body and response code details of a limited request (Envoy's).
@@ -64,11 +64,7 @@ impl Limiter {
 #[derive(Debug, Default)]
 pub struct ConnectionBuckets(Mutex<HashMap<Key, BucketState>>);
 
-fn take(
-    map: &Mutex<HashMap<Key, BucketState>>,
-    key: Key,
-    now: Duration,
-) -> ratelimit::Verdict {
+fn take(map: &Mutex<HashMap<Key, BucketState>>, key: Key, now: Duration) -> ratelimit::Verdict {
     let mut m = map.lock().unwrap_or_else(|p| p.into_inner());
     if m.len() >= MAX_BUCKETS && !m.contains_key(&key) {
         m.clear();
@@ -98,7 +94,11 @@ pub fn check(
     headers: &mut HeaderMap,
 ) -> Check {
     let (limiter, stats) = (&shared.ratelimit, &shared.metrics.ratelimit);
-    let (path, authority, method) = (head.path.as_str(), head.authority.as_str(), head.method.as_str());
+    let (path, authority, method) = (
+        head.path.as_str(),
+        head.authority.as_str(),
+        head.method.as_str(),
+    );
     let snapshot = &res.config.policy.snapshot;
     let limits = &snapshot.rate_limits;
     let mut out = Check::default();
@@ -125,14 +125,18 @@ pub fn check(
     if applied.is_empty() {
         return out;
     }
-    let view_headers: Vec<(&str, &str)> = [(":path", path), (":authority", authority), (":method", method)]
-        .into_iter()
-        .chain(
-            headers
-                .iter()
-                .filter_map(|(k, v)| v.to_str().ok().map(|v| (k.as_str(), v))),
-        )
-        .collect();
+    let view_headers: Vec<(&str, &str)> = [
+        (":path", path),
+        (":authority", authority),
+        (":method", method),
+    ]
+    .into_iter()
+    .chain(
+        headers
+            .iter()
+            .filter_map(|(k, v)| v.to_str().ok().map(|v| (k.as_str(), v))),
+    )
+    .collect();
     let view = RequestView {
         headers: &view_headers,
         remote_address: ctx.peer.source_ip,
@@ -144,19 +148,20 @@ pub fn check(
         let matched = ratelimit::matched(a.config, &descriptors);
         let mut rng = rng();
         let rolls = (roll(&mut rng), roll(&mut rng));
-        let outcome: LimitOutcome = ratelimit::decide(a.config, &matched, rolls, |bucket, shape| {
-            let key = Key {
-                filter: a.filter,
-                scope: a.scope.clone(),
-                bucket,
-                shape: *shape,
-            };
-            if a.config.per_connection {
-                take(&ctx.ratelimit.0, key, now)
-            } else {
-                take(&limiter.buckets, key, now)
-            }
-        });
+        let outcome: LimitOutcome =
+            ratelimit::decide(a.config, &matched, rolls, |bucket, shape| {
+                let key = Key {
+                    filter: a.filter,
+                    scope: a.scope.clone(),
+                    bucket,
+                    shape: *shape,
+                };
+                if a.config.per_connection {
+                    take(&ctx.ratelimit.0, key, now)
+                } else {
+                    take(&limiter.buckets, key, now)
+                }
+            });
         stats.record(&a.config.stat_prefix, &outcome);
         if let Some((limit, remaining, reset)) = outcome.x_ratelimit {
             out.response_headers = vec![
