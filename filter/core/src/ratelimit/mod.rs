@@ -265,7 +265,7 @@ pub fn matched(config: &LocalRateLimit, request: &[Vec<(String, String)>]) -> Ve
         .descriptors
         .iter()
         .enumerate()
-        .filter(|(_, d)| request.iter().any(|r| *r == d.entries))
+        .filter(|(_, d)| request.contains(&d.entries))
         .map(|(i, _)| i)
         .collect()
 }
