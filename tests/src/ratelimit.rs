@@ -151,7 +151,8 @@ fn assert_limited(r: &Collected, what: &str) {
 
 /// Run the scenario against a waypoint at `waypoint` (host or Envoy): limits hit, the route's
 /// config and descriptors per route, the 429 headers, refill after the interval.
-pub async fn run(client: &HboneClient, waypoint: SocketAddr) {
+/// `front_pod`: front's pod, addressed directly (it meets front's limits too).
+pub async fn run(client: &HboneClient, waypoint: SocketAddr, front_pod: SocketAddr) {
     // The filter's bucket: 3 pass with x-ratelimit headers counting down, the 4th is limited.
     for left in ["2", "1", "0"] {
         let r = get(client, waypoint, OTHER, "/a", None).await;
@@ -184,6 +185,11 @@ pub async fn run(client: &HboneClient, waypoint: SocketAddr) {
     assert_limited(&r, "front, jason's 2nd");
     assert_eq!(r.header("x-front-limited"), Some("true"));
     assert_eq!(r.header("x-local-rate-limit"), None);
+    // Addressed to front's pod, the same route config and the same (empty) bucket.
+    let pod = front_pod.to_string();
+    let r = get(client, waypoint, &pod, "/b", Some("jason")).await;
+    assert_limited(&r, "front's pod, jason's 3rd");
+    assert_eq!(r.header("x-front-limited"), Some("true"));
     // The route's default bucket (2) lost one token to jason's first request.
     let r = get(client, waypoint, FRONT, "/b", Some("ann")).await;
     assert_eq!(r.status, 200, "{}", r.text());

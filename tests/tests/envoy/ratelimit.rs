@@ -42,7 +42,7 @@ async fn envoy_local_rate_limits_match_the_host() {
         );
         let client = client(&pki, "default", "sleep");
 
-        ratelimit::run(&client, wp.hbone_addr).await;
+        ratelimit::run(&client, wp.hbone_addr, front.addr).await;
 
         let (code, text) = admin_get(wp.stats_addr, "/stats/prometheus")
             .await
@@ -55,15 +55,18 @@ async fn envoy_local_rate_limits_match_the_host() {
                 &[&format!("envoy_local_http_ratelimit_prefix=\"{prefix}\"")],
             )
         };
-        for (prefix, ok) in [(OTHER_PREFIX, 4), (FRONT_PREFIX, 2)] {
+        // The host's counts (tests/tests/host/ratelimit.rs).
+        for (prefix, ok, limited) in [(OTHER_PREFIX, 4, 2), (FRONT_PREFIX, 2, 3)] {
+            let at = |name| counter(name, prefix);
             assert_eq!(
-                counter("rate_limited", prefix),
-                Some(2),
+                at("rate_limited"),
+                Some(limited),
                 "{prefix}: {}",
                 grep(&text)
             );
-            assert_eq!(counter("enforced", prefix), Some(2), "{prefix}");
-            assert_eq!(counter("ok", prefix), Some(ok), "{prefix}");
+            assert_eq!(at("enforced"), Some(limited), "{prefix}");
+            assert_eq!(at("ok"), Some(ok), "{prefix}");
+            assert_eq!(at("enabled"), Some(ok + limited), "{prefix}");
         }
     })
     .await

@@ -27,7 +27,7 @@ async fn local_rate_limits_hit_refill_and_count() {
         assert!(state.warnings.is_empty(), "{:?}", state.warnings);
         let client = HboneClient::new(pki.store("default", "sleep"));
 
-        ratelimit::run(&client, wp.running.hbone_addr).await;
+        ratelimit::run(&client, wp.running.hbone_addr, front.addr).await;
 
         let stats = wp.running.stats_addr.expect("stats listener");
         let (code, text) = admin_get(stats, "/stats/prometheus").await.expect("stats");
@@ -44,7 +44,7 @@ async fn local_rate_limits_hit_refill_and_count() {
             )
         };
         assert_eq!(limited("other"), Some(2), "{text}");
-        assert_eq!(limited("front"), Some(2), "{text}");
+        assert_eq!(limited("front"), Some(3), "{text}");
         let counter = |name: &str, prefix: &str| {
             sample(
                 &text,
@@ -52,12 +52,16 @@ async fn local_rate_limits_hit_refill_and_count() {
                 &[&format!("envoy_local_http_ratelimit_prefix=\"{prefix}\"")],
             )
         };
-        // other: 3 + 1 allowed, 2 limited; front: 2 allowed, 2 limited.
-        for (prefix, ok) in [(OTHER_PREFIX, 4), (FRONT_PREFIX, 2)] {
-            assert_eq!(counter("enabled", prefix), Some(ok + 2), "{prefix}: {text}");
+        // other: 3 + 1 allowed, 2 limited; front: 2 allowed, 3 limited.
+        for (prefix, ok, limited) in [(OTHER_PREFIX, 4, 2), (FRONT_PREFIX, 2, 3)] {
+            assert_eq!(
+                counter("enabled", prefix),
+                Some(ok + limited),
+                "{prefix}: {text}"
+            );
             assert_eq!(counter("ok", prefix), Some(ok), "{prefix}");
-            assert_eq!(counter("rate_limited", prefix), Some(2), "{prefix}");
-            assert_eq!(counter("enforced", prefix), Some(2), "{prefix}");
+            assert_eq!(counter("rate_limited", prefix), Some(limited), "{prefix}");
+            assert_eq!(counter("enforced", prefix), Some(limited), "{prefix}");
         }
     })
     .await
@@ -165,6 +169,7 @@ async fn route_names_observe_only_and_per_tunnel_buckets() {
                 .header("host", vip)
                 .body(waypoint_tests::echo::empty())
                 .expect("req");
+            send.ready().await.expect("connection ready");
             let r = collect(send.send_request(req).await.expect("send"))
                 .await
                 .expect("collect");

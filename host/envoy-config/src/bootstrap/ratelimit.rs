@@ -5,8 +5,9 @@
 //! The waypoint's route table matches every request with one route (the module picks the
 //! rule), so a service's route-level limit becomes a copy of the generic routes matching the
 //! tunnel's original destination (`waypoint.original_dst`, the service VIP and port) and
-//! carrying the `typed_per_filter_config` and `rate_limits`. What cannot be mapped that way
-//! (patches naming one route; destinations addressed by pod IP) is returned as notes.
+//! carrying the `typed_per_filter_config` and `rate_limits` (one bucket per service port, for
+//! its VIPs and its pods alike). What cannot be mapped that way (patches naming one route) is
+//! returned as notes.
 
 use serde_json::{json, Value};
 use waypoint_core::ratelimit::FILTER_NAME;
@@ -51,21 +52,22 @@ pub fn wire(listener: &mut Value, snapshot: &Snapshot) -> Vec<String> {
             let Some(route) = limits.envoy_route(&svc.hostname, p.port) else {
                 continue;
             };
-            if svc.vips.is_empty() {
+            // The service's VIPs on its port, and its pods on their target port (ztunnel
+            // sends pod-addressed traffic to a service's waypoint too).
+            let mut dsts: Vec<String> = svc.vips.iter().map(|ip| addr(*ip, p.port)).collect();
+            for e in &svc.endpoints {
+                let d = addr(e.ip, svc.target_port(p.port, e));
+                if !dsts.contains(&d) {
+                    dsts.push(d);
+                }
+            }
+            if dsts.is_empty() {
                 notes.push(format!(
-                    "{}:{}: no VIP, so its route-level rate limit is not applied by Envoy",
+                    "{}:{}: no VIP and no pod, so Envoy has no route for its route-level rate limit",
                     svc.hostname, p.port
                 ));
                 continue;
             }
-            let dsts: Vec<String> = svc
-                .vips
-                .iter()
-                .map(|ip| match ip {
-                    std::net::IpAddr::V4(v4) => format!("{v4}:{}", p.port),
-                    std::net::IpAddr::V6(v6) => format!("[{v6}]:{}", p.port),
-                })
-                .collect();
             let pattern = dsts
                 .iter()
                 .map(|d| regex_escape(d))
@@ -91,6 +93,13 @@ pub fn wire(listener: &mut Value, snapshot: &Snapshot) -> Vec<String> {
         *routes = limited;
     }
     notes
+}
+
+fn addr(ip: std::net::IpAddr, port: u16) -> String {
+    match ip {
+        std::net::IpAddr::V4(v4) => format!("{v4}:{port}"),
+        std::net::IpAddr::V6(v6) => format!("[{v6}]:{port}"),
+    }
 }
 
 fn regex_escape(s: &str) -> String {
