@@ -24,8 +24,10 @@ fn read(yaml: &str) -> (RateLimits, Diagnostics) {
     (rl, diags)
 }
 
-/// Istio's rate-limit task, second local example, with the waypoint's selector: the filter
-/// without a bucket, the bucket per route (TypedStruct as the task writes it).
+/// Istio's rate-limit task (istio/istio.io content/en/docs/tasks/policy-enforcement/rate-limit,
+/// Apache-2.0), its second local example as istio.io/latest shows it (4 requests a minute),
+/// with the waypoint's selector instead of `app: productpage`: the filter without a bucket,
+/// the bucket per route, both in a TypedStruct, `listener` beside `match` as the task has it.
 const TASK: &str = r#"
 apiVersion: networking.istio.io/v1alpha3
 kind: EnvoyFilter

@@ -179,6 +179,10 @@ pub fn check(
             for h in &a.config.response_headers {
                 reply.headers.push((h.name.clone(), h.value.clone()));
             }
+            // gRPC: 429 maps to UNAVAILABLE, or RESOURCE_EXHAUSTED when the config asks.
+            if head.grpc && a.config.grpc_resource_exhausted {
+                reply.headers.push(("grpc-status".into(), "8".into()));
+            }
             for (k, v) in &out.response_headers {
                 reply.headers.push(((*k).to_string(), v.clone()));
             }
