@@ -14,6 +14,7 @@ pub mod manifests;
 pub mod netns;
 pub mod pki;
 pub mod probes;
+pub mod ratelimit;
 pub mod scenario;
 pub mod scenario_hbone;
 pub mod security;

@@ -16,6 +16,7 @@ pub mod matchers;
 pub mod mesh;
 pub mod names;
 pub mod random;
+pub mod ratelimit;
 pub mod registry;
 pub mod request;
 pub mod resource;

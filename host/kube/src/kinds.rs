@@ -98,6 +98,11 @@ pub fn kinds(mesh_namespace: &str) -> Vec<Kind> {
         Kind::of(istio(net, "DestinationRule", "destinationrules"), true),
         Kind::of(istio(net, "ServiceEntry", "serviceentries"), true),
         Kind::of(istio(net, "WorkloadEntry", "workloadentries"), true),
+        // EnvoyFilter is served as v1alpha3 only (local rate limits, see the core's ratelimit).
+        Kind::of(
+            served_as(istio(net, "EnvoyFilter", "envoyfilters"), "v1alpha3"),
+            true,
+        ),
         Kind::of(
             istio(sec, "AuthorizationPolicy", "authorizationpolicies"),
             true,
@@ -132,6 +137,9 @@ mod tests {
         let cm = find("ConfigMap");
         assert_eq!(cm.namespace.as_deref(), Some("istio-system"));
         assert!(!cm.optional && find("VirtualService").optional);
-        assert_eq!(ks.len(), 16);
+        let ef = find("EnvoyFilter");
+        assert_eq!(ef.api.api_version, "networking.istio.io/v1alpha3");
+        assert!(ef.optional);
+        assert_eq!(ks.len(), 17);
     }
 }

@@ -32,4 +32,6 @@ pub struct Shared {
     pub timeouts: waypoint_hbone::timeouts::Timeouts,
     /// Allowed upgrades, inner CONNECT, and the waypoint's own listeners (refused destinations).
     pub proxy: connect::guard::ProxyOptions,
+    /// Local rate limit buckets (kept across config generations).
+    pub ratelimit: http::ratelimit::Limiter,
 }

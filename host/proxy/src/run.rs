@@ -241,6 +241,7 @@ pub async fn start(opts: RunOptions) -> anyhow::Result<Running> {
                 .collect(),
             ..Default::default()
         },
+        ratelimit: Default::default(),
     });
 
     let mut tasks = Vec::new();

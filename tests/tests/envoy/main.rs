@@ -8,6 +8,7 @@ mod generated_retries;
 mod generated_scenarios;
 mod generated_traffic;
 mod proxy_config;
+mod ratelimit;
 mod reload;
 mod scenarios;
 mod symbols;

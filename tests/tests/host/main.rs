@@ -11,6 +11,7 @@ mod load;
 mod mtls;
 mod netns;
 mod proxy_config;
+mod ratelimit;
 mod scenarios;
 mod traffic_policy;
 mod upstream;

@@ -29,7 +29,7 @@ fn known_kind(r: &RawResource) -> bool {
         "discovery.k8s.io" => r.kind == "EndpointSlice",
         "networking.istio.io" => matches!(
             r.kind.as_str(),
-            "VirtualService" | "DestinationRule" | "ServiceEntry"
+            "VirtualService" | "DestinationRule" | "ServiceEntry" | "EnvoyFilter"
         ),
         "security.istio.io" => r.kind == "AuthorizationPolicy",
         "gateway.networking.k8s.io" => matches!(
@@ -315,7 +315,14 @@ impl Snapshot {
                 idx.into_boxed_slice()
             })
             .collect();
+        let rate_limits = crate::ratelimit::compile(
+            resources,
+            waypoint.as_ref(),
+            &opts.root_namespace,
+            &mut diags,
+        );
         let snapshot = Snapshot {
+            rate_limits,
             policy_order,
             waypoint,
             registry,

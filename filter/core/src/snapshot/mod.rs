@@ -84,6 +84,8 @@ pub struct Snapshot {
     pub(crate) mesh: MeshConfig,
     /// Istio's root namespace the snapshot was built with.
     pub(crate) root_namespace: String,
+    /// Local rate limits from EnvoyFilters attached to the waypoint.
+    pub rate_limits: crate::ratelimit::RateLimits,
     /// Everything compiling found.
     pub diagnostics: Diagnostics,
 }

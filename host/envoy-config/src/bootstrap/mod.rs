@@ -5,6 +5,7 @@ pub mod clusters;
 pub mod ext_authz;
 pub mod hardening;
 pub mod listeners;
+pub mod ratelimit;
 pub mod traffic_policy;
 
 use std::collections::BTreeSet;
@@ -86,6 +87,9 @@ pub fn generate(snapshot: &Snapshot, o: &Options) -> Value {
     let tcp_idle = o.timeouts.tcp_idle;
     let mut main = listeners::main_internal(o, paths);
     ext_authz::wire(&mut main, snapshot);
+    for note in ratelimit::wire(&mut main, snapshot) {
+        tracing::warn!("rate limit: {note}");
+    }
     let mut listeners = vec![listeners::connect_terminate(o, paths), main];
     listeners.extend(mesh.iter().map(|t| match via {
         Some(_) => listeners::connect_originate_local(t, tcp_idle),

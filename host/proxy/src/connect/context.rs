@@ -78,6 +78,8 @@ pub struct ConnectContext {
     pub relay_headers: http::HeaderMap,
     /// The generation in force when the CONNECT arrived, and the destination in it.
     pub resolution: Resolution,
+    /// Local rate limit buckets of this tunnel (`local_rate_limit_per_downstream_connection`).
+    pub ratelimit: crate::http::ratelimit::ConnectionBuckets,
 }
 
 impl ConnectContext {
@@ -98,6 +100,7 @@ impl ConnectContext {
             baggage: header(req, "baggage"),
             relay_headers: relay_headers(req),
             resolution: Resolution::new(config, &req.authority, req.destination),
+            ratelimit: Default::default(),
         }
     }
 

@@ -17,6 +17,7 @@ pub mod mirror;
 pub mod pipeline;
 pub mod plan;
 pub mod random;
+pub mod ratelimit;
 pub mod reply;
 pub mod report;
 pub mod request_timeout;

@@ -22,7 +22,7 @@ use crate::http::head::RequestHead;
 use crate::http::reply::{self, Outcome, ProxyError};
 use crate::http::request_timeout::{InBody, Received};
 use crate::http::retry::{self, Answered, Failed};
-use crate::http::{authz, filters, mirror, plan, report, upgrade};
+use crate::http::{authz, filters, mirror, plan, ratelimit, report, upgrade};
 use crate::policy::plan::{ForwardPlan, PlanKind};
 use crate::upstream::{BoxError, ProxyBody};
 use crate::Shared;
@@ -111,6 +111,17 @@ async fn serve(
     let head = RequestHead::of(&req);
     let res = ctx.resolution_for(shared.config.current());
     let plan = plan::plan(&ctx, &res, &head, req.headers());
+    // Local rate limit: Istio's EnvoyFilter inserts it before every other filter.
+    let limit = ratelimit::check(&shared, &ctx, &res, &plan, &head, req.headers_mut());
+    if let Some(reply) = &limit.limited {
+        let (mut resp, outcome) = reply::rate_limited(reply);
+        report::finish(&shared, &ctx, &head, &plan, &outcome, start.elapsed());
+        if head.grpc {
+            resp = reply::grpc_form(resp);
+        }
+        close_if_draining(&shared, http1, &mut resp);
+        return Ok(resp);
+    }
     if let Some(d) = plan.delay {
         tokio::time::sleep(d).await;
     }
@@ -124,6 +135,7 @@ async fn serve(
         }
         PlanKind::Forward(fp) => forward(&shared, &ctx, &res, fp, req, &head).await,
     };
+    ratelimit::decorate(resp.headers_mut(), &limit.response_headers);
     report::finish(&shared, &ctx, &head, &plan, &outcome, start.elapsed());
     if head.grpc {
         // Envoy answers a gRPC request's local replies in gRPC form (trailers-only).

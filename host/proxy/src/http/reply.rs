@@ -228,6 +228,11 @@ pub fn ext_authz_denied(reply: &LocalReply) -> (Response<ProxyBody>, Outcome) {
     local(reply, ResponseFlag::UnauthorizedExternalService)
 }
 
+/// A request over a local rate limit (Envoy's `local_rate_limited`, flag `RL`).
+pub fn rate_limited(reply: &LocalReply) -> (Response<ProxyBody>, Outcome) {
+    local(reply, ResponseFlag::RateLimited)
+}
+
 /// An allowed CORS preflight, answered by the waypoint (Envoy's CORS filter).
 pub fn preflight(headers: Vec<(&'static str, String)>) -> (Response<ProxyBody>, Outcome) {
     let reply = LocalReply {

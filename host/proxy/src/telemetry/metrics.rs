@@ -247,6 +247,8 @@ pub struct Metrics {
     pub tcp_closed: BoundedFamily<TcpLabels, Counter>,
     pub tcp_sent: BoundedFamily<TcpLabels, Counter>,
     pub tcp_received: BoundedFamily<TcpLabels, Counter>,
+    /// The local rate limit filter's counters (Envoy's names).
+    pub ratelimit: crate::telemetry::ratelimit_stats::RateLimitStats,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -312,6 +314,7 @@ impl Metrics {
             tcp_closed,
             tcp_sent,
             tcp_received,
+            ratelimit: Default::default(),
         }
     }
 
@@ -328,6 +331,7 @@ impl Metrics {
         if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &registry) {
             tracing::warn!(error = %e, "metrics: encoding failed");
         }
+        out.push_str(&self.ratelimit.encode());
         out
     }
 }

@@ -2,5 +2,6 @@
 //! per-request recorder with cached label sets (`request_metrics`), and Envoy's response flags.
 
 pub mod metrics;
+pub mod ratelimit_stats;
 pub mod request_metrics;
 pub mod response_flag;

@@ -26,6 +26,8 @@ pub enum ResponseFlag {
     UpstreamOverflow,
     /// `UH`: no healthy upstream (every endpoint ejected by outlier detection).
     NoHealthyUpstream,
+    /// `RL`: limited by the local rate limit filter.
+    RateLimited,
 }
 
 impl ResponseFlag {
@@ -43,6 +45,7 @@ impl ResponseFlag {
             ResponseFlag::UpstreamRequestTimeout => "UT",
             ResponseFlag::UpstreamOverflow => "UO",
             ResponseFlag::NoHealthyUpstream => "UH",
+            ResponseFlag::RateLimited => "RL",
         }
     }
 }
