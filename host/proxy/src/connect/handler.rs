@@ -18,8 +18,7 @@ use crate::connect::sniff::{detect, detect_http_version, Protocol, Rewind};
 use crate::http::head_timer::{Counted, HeadTimer};
 use crate::http::pipeline::handle;
 use crate::policy::destination::Destination;
-use crate::telemetry::metrics::TcpLabels;
-use crate::telemetry::response_flag::ResponseFlag;
+use crate::telemetry::metrics::tcp_labels;
 use crate::upstream::io::UpstreamIo;
 use crate::Shared;
 use waypoint_core::service::PortKind;
@@ -243,28 +242,7 @@ async fn serve_tunnel(
                     None => Err("no endpoint for TCP destination".to_string()),
                 },
             };
-            let labels = TcpLabels {
-                reporter: "waypoint".into(),
-                source_principal: ctx
-                    .peer
-                    .principal
-                    .clone()
-                    .unwrap_or_else(|| "unknown".into()),
-                source_workload_namespace: ctx
-                    .peer
-                    .identity
-                    .as_ref()
-                    .map(|i| i.namespace.clone())
-                    .unwrap_or_else(|| "unknown".into()),
-                // Istio labels the service's hostname, `unknown` when the destination is no
-                // service (never the raw CONNECT authority: peer-controlled, unbounded).
-                destination_service: match res.destination.service() {
-                    Some(m) => m.hostname.clone(),
-                    None => "unknown".into(),
-                },
-                response_flags: ResponseFlag::None.as_str().into(),
-                connection_security_policy: "mutual_tls".into(),
-            };
+            let labels = tcp_labels(&ctx, &res);
             let mut upstream = match upstream {
                 Ok(u) => u,
                 Err(e) => {

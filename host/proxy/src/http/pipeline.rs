@@ -108,6 +108,8 @@ async fn serve(
         close_if_draining(&shared, http1, &mut resp);
         return Ok(resp);
     }
+    // Envoy's connection manager gives every request an `x-request-id` before its filters.
+    crate::telemetry::request_id::ensure(req.headers_mut());
     // Policy: one config generation for the whole request.
     let head = RequestHead::of(&req);
     let res = ctx.resolution_for(shared.config.current());
@@ -115,7 +117,7 @@ async fn serve(
     if let Some(d) = plan.delay {
         tokio::time::sleep(d).await;
     }
-    let (mut resp, outcome) = match &plan.kind {
+    let (resp, outcome) = match &plan.kind {
         PlanKind::Local(r) => reply::policy(r, plan.action),
         PlanKind::AskThenLocal(call, r) => {
             match authz::check(&shared.upstreams, &ctx, &res, call, &req, &head).await {
@@ -125,7 +127,8 @@ async fn serve(
         }
         PlanKind::Forward(fp) => forward(&shared, &ctx, &res, fp, req, &head).await,
     };
-    report::finish(&shared, &ctx, &head, &plan, &outcome, start.elapsed());
+    let sizes = report::finish(&shared, &ctx, &head, &plan, &outcome, start.elapsed());
+    let mut resp = crate::telemetry::body_size::counted(resp, sizes);
     if head.grpc {
         // Envoy answers a gRPC request's local replies in gRPC form (trailers-only).
         resp = reply::grpc_form(resp);

@@ -3,6 +3,7 @@
 //! request costs one hash of those facts, not ~25 label strings built and hashed twice.
 
 use std::hash::{Hash, Hasher};
+use std::net::IpAddr;
 use std::sync::Mutex;
 
 use hashbrown::{Equivalent, HashMap};
@@ -37,6 +38,10 @@ pub struct RequestFacts<'a> {
     pub status: u16,
     pub flags: ResponseFlag,
     pub grpc: bool,
+    /// The source IP (names the source workload when the registry has its pod).
+    pub source_ip: Option<IpAddr>,
+    /// The IP of the endpoint that served the request (names the destination workload).
+    pub endpoint_ip: Option<IpAddr>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,6 +56,8 @@ struct OwnedFacts {
     status: u16,
     flags: ResponseFlag,
     grpc: bool,
+    source_ip: Option<IpAddr>,
+    endpoint_ip: Option<IpAddr>,
 }
 
 fn hash_facts<H: Hasher>(f: &RequestFacts<'_>, h: &mut H) {
@@ -64,6 +71,8 @@ fn hash_facts<H: Hasher>(f: &RequestFacts<'_>, h: &mut H) {
     f.status.hash(h);
     f.flags.hash(h);
     f.grpc.hash(h);
+    f.source_ip.hash(h);
+    f.endpoint_ip.hash(h);
 }
 
 impl OwnedFacts {
@@ -85,6 +94,8 @@ impl OwnedFacts {
             status: self.status,
             flags: self.flags,
             grpc: self.grpc,
+            source_ip: self.source_ip,
+            endpoint_ip: self.endpoint_ip,
         }
     }
 }
@@ -113,6 +124,8 @@ impl PartialEq for RequestFacts<'_> {
             && self.status == o.status
             && self.flags == o.flags
             && self.grpc == o.grpc
+            && self.source_ip == o.source_ip
+            && self.endpoint_ip == o.endpoint_ip
     }
 }
 
@@ -137,14 +150,43 @@ impl From<RequestFacts<'_>> for OwnedFacts {
             status: f.status,
             flags: f.flags,
             grpc: f.grpc,
+            source_ip: f.source_ip,
+            endpoint_ip: f.endpoint_ip,
         }
+    }
+}
+
+/// The handles of one label set: count, duration, request and response sizes.
+#[derive(Clone)]
+struct Handles {
+    count: Counter,
+    duration: Histogram,
+    request_bytes: Histogram,
+    response_bytes: Histogram,
+}
+
+impl Handles {
+    fn of(metrics: &Metrics, labels: &RequestLabels) -> Self {
+        Handles {
+            count: metrics.requests.get_or_create(labels),
+            duration: metrics.duration.get_or_create(labels),
+            request_bytes: metrics.request_bytes.get_or_create(labels),
+            response_bytes: metrics.response_bytes.get_or_create(labels),
+        }
+    }
+
+    fn observe(&self, millis: f64, request_bytes: u64) -> Histogram {
+        self.count.inc();
+        self.duration.observe(millis);
+        self.request_bytes.observe(request_bytes as f64);
+        self.response_bytes.clone()
     }
 }
 
 /// Cached metric handles by request facts.
 #[derive(Default)]
 pub struct RequestMetrics {
-    handles: Mutex<HashMap<OwnedFacts, (Counter, Histogram), FxBuildHasher>>,
+    handles: Mutex<HashMap<OwnedFacts, Handles, FxBuildHasher>>,
 }
 
 impl std::fmt::Debug for RequestMetrics {
@@ -154,14 +196,17 @@ impl std::fmt::Debug for RequestMetrics {
 }
 
 impl RequestMetrics {
-    /// Count one request of `millis`; `labels` builds the full label set on a cache miss.
+    /// Count one request of `millis` and `request_bytes`; `labels` builds the full label set
+    /// on a cache miss. Returns the `istio_response_bytes` histogram of the request's label
+    /// set, observed once the response body has streamed (see `body_size`).
     pub fn record(
         &self,
         metrics: &Metrics,
         facts: RequestFacts<'_>,
         millis: f64,
+        request_bytes: u64,
         labels: impl FnOnce() -> RequestLabels,
-    ) {
+    ) -> Histogram {
         let mut facts = facts;
         if !facts.has_service {
             // The CONNECT authority of an unresolved destination is labelled `unknown` (see
@@ -172,26 +217,19 @@ impl RequestMetrics {
             || facts.principal.is_some_and(|p| p.len() > MAX_CACHED_FACT)
             || facts.service.len() > MAX_CACHED_FACT
         {
-            let labels = labels();
-            metrics.requests.get_or_create(&labels).inc();
-            metrics.duration.get_or_create(&labels).observe(millis);
-            return;
+            return Handles::of(metrics, &labels()).observe(millis, request_bytes);
         }
         let mut map = self.handles.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((count, duration)) = map.get(&facts) {
-            count.inc();
-            duration.observe(millis);
-            return;
+        if let Some(h) = map.get(&facts) {
+            return h.observe(millis, request_bytes);
         }
-        let labels = labels();
-        let count = metrics.requests.get_or_create(&labels);
-        let duration = metrics.duration.get_or_create(&labels);
-        count.inc();
-        duration.observe(millis);
+        let h = Handles::of(metrics, &labels());
+        let response = h.observe(millis, request_bytes);
         if map.len() >= MAX_ENTRIES {
             map.clear();
         }
-        map.insert(facts.into(), (count, duration));
+        map.insert(facts.into(), h);
+        response
     }
 }
 
@@ -211,6 +249,8 @@ mod tests {
             status,
             flags: ResponseFlag::None,
             grpc: false,
+            source_ip: None,
+            endpoint_ip: None,
         }
     }
 
@@ -231,7 +271,7 @@ mod tests {
         let b = "spiffe://cluster.local/ns/default/sa/b";
         let mut built = 0;
         for (status, p) in [(200, a), (200, a), (503, a), (200, b), (200, a)] {
-            cache.record(&m, facts(status, Some(p)), 1.0, || {
+            cache.record(&m, facts(status, Some(p)), 1.0, 10, || {
                 built += 1;
                 labels(status, p)
             });
@@ -284,7 +324,7 @@ mod tests {
                 destination_identity: None,
                 ..facts(503, Some("p"))
             };
-            cache.record(&m, f, 1.0, || {
+            cache.record(&m, f, 1.0, 10, || {
                 built += 1;
                 RequestLabels {
                     destination_service: a.clone(),
