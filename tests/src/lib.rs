@@ -17,5 +17,6 @@ pub mod probes;
 pub mod scenario;
 pub mod scenario_hbone;
 pub mod security;
+pub mod telemetry;
 pub mod waypoint;
 pub mod ztunnel;

@@ -12,5 +12,6 @@ mod mtls;
 mod netns;
 mod proxy_config;
 mod scenarios;
+mod telemetry_labels;
 mod upstream;
 mod ztunnel_interop;
