@@ -11,6 +11,7 @@ mod proxy_config;
 mod reload;
 mod scenarios;
 mod symbols;
+mod telemetry_istio;
 mod xds;
 mod xds_ca;
 mod xds_protocol;
