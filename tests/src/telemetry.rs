@@ -161,9 +161,14 @@ pub async fn host_scrape(ok: usize) -> (Scrape, crate::hbone_client::Collected) 
     let client = HboneClient::new(pki.store("default", "sleep"));
     let mut first = None;
     for i in 0..ok {
-        let r = http1_get(&client, wp.running.hbone_addr, "10.96.1.1:80", &format!("/ok/{i}"))
-            .await
-            .expect("request");
+        let r = http1_get(
+            &client,
+            wp.running.hbone_addr,
+            "10.96.1.1:80",
+            &format!("/ok/{i}"),
+        )
+        .await
+        .expect("request");
         assert_eq!(r.status, 200, "{}", r.text());
         first.get_or_insert(r);
     }
@@ -244,7 +249,8 @@ spec:
 /// denied one through the listener that hands the module [`FS_PRINCIPAL`] and productpage's
 /// VIP, and scrape `/stats/prometheus` once Envoy's histograms have them.
 pub fn envoy_scrape(ok: usize) -> (Bookinfo, Scrape) {
-    let config = serde_json::json!({"waypoint": "bookinfo/waypoint", "config_inline": ENVOY_MANIFESTS});
+    let config =
+        serde_json::json!({"waypoint": "bookinfo/waypoint", "config_inline": ENVOY_MANIFESTS});
     let ups = vec![(
         "productpage-v1".to_string(),
         "outbound|9080||productpage.bookinfo.svc.cluster.local".to_string(),

@@ -88,11 +88,15 @@ fn cron_job_name(job: &str) -> Option<&str> {
 /// Canonical service: the first label present of `service.istio.io/canonical-name`,
 /// `app.kubernetes.io/name`, `app`; else the workload name.
 pub fn canonical_service(labels: &BTreeMap<String, String>, workload: &str) -> String {
-    ["service.istio.io/canonical-name", "app.kubernetes.io/name", "app"]
-        .iter()
-        .find_map(|k| labels.get(*k))
-        .cloned()
-        .unwrap_or_else(|| workload.to_string())
+    [
+        "service.istio.io/canonical-name",
+        "app.kubernetes.io/name",
+        "app",
+    ]
+    .iter()
+    .find_map(|k| labels.get(*k))
+    .cloned()
+    .unwrap_or_else(|| workload.to_string())
 }
 
 /// Canonical revision: the first label present of `service.istio.io/canonical-revision`,
@@ -335,10 +339,7 @@ mod tests {
         );
         // No hash label (a bare ReplicaSet): its name.
         let none = labels(&[]);
-        assert_eq!(
-            workload_name(&pod(&none, true, rs)),
-            "reviews-v2-5b4f8c9d7"
-        );
+        assert_eq!(workload_name(&pod(&none, true, rs)), "reviews-v2-5b4f8c9d7");
         // A hash the owner name does not end with: not stripped.
         let other = labels(&[("pod-template-hash", "abc")]);
         assert_eq!(
@@ -352,7 +353,11 @@ mod tests {
         );
         let dc = labels(&[("deploymentconfig", "frontend")]);
         assert_eq!(
-            workload_name(&pod(&dc, true, Some(("ReplicationController", "frontend-3")))),
+            workload_name(&pod(
+                &dc,
+                true,
+                Some(("ReplicationController", "frontend-3"))
+            )),
             "frontend"
         );
         assert_eq!(

@@ -153,7 +153,11 @@ impl HttpFilter {
             return;
         };
         let config = Arc::clone(&self.config);
-        if catch_unwind(AssertUnwindSafe(|| crate::metrics::record(s, &config, ids, &t))).is_err() {
+        if catch_unwind(AssertUnwindSafe(|| {
+            crate::metrics::record(s, &config, ids, &t)
+        }))
+        .is_err()
+        {
             s.log(LogLevel::Error, "waypoint: panic while recording metrics");
         }
     }

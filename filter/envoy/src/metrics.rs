@@ -138,7 +138,11 @@ pub fn record<S: StreamHandle>(
     let values: Vec<&str> = labels.values.iter().map(String::as_str).collect();
     let millis = t.start.elapsed().as_millis();
     s.increment_counter(ids.requests, &values, 1);
-    s.record_histogram(ids.duration, &values, u64::try_from(millis).unwrap_or(u64::MAX));
+    s.record_histogram(
+        ids.duration,
+        &values,
+        u64::try_from(millis).unwrap_or(u64::MAX),
+    );
     let req_size = s.attribute_int(Attribute::RequestTotalSize).unwrap_or(0);
     let resp_size = s.attribute_int(Attribute::ResponseTotalSize).unwrap_or(0);
     s.record_histogram(ids.request_bytes, &values, req_size);

@@ -17,7 +17,10 @@ fn envoy_reports_istio_series_with_the_hosts_labels() {
         "istio_requests_total",
         &[
             ("reporter", "waypoint"),
-            ("destination_service", "productpage.bookinfo.svc.cluster.local"),
+            (
+                "destination_service",
+                "productpage.bookinfo.svc.cluster.local",
+            ),
             ("response_code", "200"),
         ],
     )
@@ -39,18 +42,28 @@ fn envoy_reports_istio_series_with_the_hosts_labels() {
         ("source_canonical_service", "sleep"),
         ("source_canonical_revision", "v1"),
         ("source_workload_namespace", "bookinfo"),
-        ("source_principal", "spiffe://cluster.local/ns/bookinfo/sa/sleep"),
+        (
+            "source_principal",
+            "spiffe://cluster.local/ns/bookinfo/sa/sleep",
+        ),
         ("request_protocol", "http"),
         ("response_flags", "-"),
         ("connection_security_policy", "mutual_tls"),
     ] {
-        assert_eq!(ok.labels.get(k).map(String::as_str), Some(v), "{k} in {ok:?}");
+        assert_eq!(
+            ok.labels.get(k).map(String::as_str),
+            Some(v),
+            "{k} in {ok:?}"
+        );
     }
     assert_eq!(ok.value, 3.0, "{ok:?}");
     let denied = find(
         s,
         "istio_requests_total",
-        &[("response_code", "403"), ("destination_service_name", "productpage")],
+        &[
+            ("response_code", "403"),
+            ("destination_service_name", "productpage"),
+        ],
     )
     .unwrap_or_else(|| panic!("no 403 series:\n{}", scrape.text));
     assert_eq!(denied.value, 1.0);
@@ -63,7 +76,12 @@ fn envoy_reports_istio_series_with_the_hosts_labels() {
         assert_eq!(n, 4.0, "{name}:\n{}", scrape.text);
     }
     assert!(
-        find(s, "istio_request_duration_milliseconds_bucket", &[("le", "+Inf")]).is_some(),
+        find(
+            s,
+            "istio_request_duration_milliseconds_bucket",
+            &[("le", "+Inf")]
+        )
+        .is_some(),
         "{}",
         scrape.text
     );
@@ -239,8 +257,8 @@ fn missing(exprs: &[String], series: &[Series]) -> Vec<String> {
 #[test]
 fn dashboard_queries_resolve_in_both_modes() {
     let path = repo_root().join("host/deploy/dashboards/waypoint.json");
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    let text =
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
     let dash: serde_json::Value =
         serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let exprs = dashboard_queries(&dash);
@@ -279,10 +297,35 @@ fn the_query_check_finds_what_a_scrape_lacks() {
     )
     .expect("parse");
     let exprs = |e: &str| vec![e.to_string()];
-    assert!(missing(&exprs("sum by (le) (istio_request_bytes_bucket{reporter=\"waypoint\"})"), &series).is_empty());
-    assert_eq!(missing(&exprs("sum by (destination_version) (istio_request_bytes_bucket)"), &series).len(), 1);
-    assert_eq!(missing(&exprs("istio_requests_total{reporter=\"waypoint\"}"), &series).len(), 1);
-    assert_eq!(missing(&exprs("istio_request_bytes_bucket{reporter=\"ztunnel\"}"), &series).len(), 1);
+    assert!(missing(
+        &exprs("sum by (le) (istio_request_bytes_bucket{reporter=\"waypoint\"})"),
+        &series
+    )
+    .is_empty());
+    assert_eq!(
+        missing(
+            &exprs("sum by (destination_version) (istio_request_bytes_bucket)"),
+            &series
+        )
+        .len(),
+        1
+    );
+    assert_eq!(
+        missing(
+            &exprs("istio_requests_total{reporter=\"waypoint\"}"),
+            &series
+        )
+        .len(),
+        1
+    );
+    assert_eq!(
+        missing(
+            &exprs("istio_request_bytes_bucket{reporter=\"ztunnel\"}"),
+            &series
+        )
+        .len(),
+        1
+    );
     assert_eq!(
         missing(&exprs("label_values(istio_request_bytes_bucket{reporter=\"waypoint\"}, destination_workload)"), &series).len(),
         1

@@ -34,22 +34,35 @@ async fn host_labels_name_the_chosen_pod_and_count_sizes() {
             ("source_workload", "sleep"),
             ("source_canonical_service", "sleep"),
             ("source_canonical_revision", "v1"),
-            ("source_principal", "spiffe://cluster.local/ns/default/sa/sleep"),
+            (
+                "source_principal",
+                "spiffe://cluster.local/ns/default/sa/sleep",
+            ),
             ("request_protocol", "http"),
         ] {
-            assert_eq!(ok.labels.get(k).map(String::as_str), Some(v), "{k} in {ok:?}");
+            assert_eq!(
+                ok.labels.get(k).map(String::as_str),
+                Some(v),
+                "{k} in {ok:?}"
+            );
         }
         assert_eq!(ok.value, 3.0, "{ok:?}");
         let denied = find(
             s,
             "istio_requests_total",
-            &[("response_code", "403"), ("destination_service_name", "echo")],
+            &[
+                ("response_code", "403"),
+                ("destination_service_name", "echo"),
+            ],
         )
         .unwrap_or_else(|| panic!("no 403 series:\n{}", scrape.text));
         assert_eq!(denied.value, 1.0);
         // Denied before any pod was chosen: no destination workload.
         assert_eq!(
-            denied.labels.get("destination_workload").map(String::as_str),
+            denied
+                .labels
+                .get("destination_workload")
+                .map(String::as_str),
             Some("unknown")
         );
         for name in ["istio_request_bytes_count", "istio_response_bytes_count"] {
@@ -59,14 +72,17 @@ async fn host_labels_name_the_chosen_pod_and_count_sizes() {
         let response_bytes = find(
             s,
             "istio_response_bytes_sum",
-            &[("response_code", "200"), ("destination_workload", "echo-v2")],
+            &[
+                ("response_code", "200"),
+                ("destination_workload", "echo-v2"),
+            ],
         )
         .expect("response bytes of the 200s");
         assert!(response_bytes.value > 3.0 * 50.0, "{response_bytes:?}");
         // x-request-id: generated (a UUID v4) and forwarded to the upstream.
-        let id = first.header("x-echo-h-x-request-id").unwrap_or_else(|| {
-            panic!("the upstream got no x-request-id: {:?}", first.headers)
-        });
+        let id = first
+            .header("x-echo-h-x-request-id")
+            .unwrap_or_else(|| panic!("the upstream got no x-request-id: {:?}", first.headers));
         assert_eq!(id.len(), 36, "{id}");
         assert_eq!(id.as_bytes()[14], b'4', "version 4: {id}");
     })

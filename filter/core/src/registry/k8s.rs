@@ -12,10 +12,10 @@ use std::sync::Arc;
 
 use crate::error::Diagnostics;
 use crate::resource::RawResource;
-use crate::telemetry_labels::{PodFacts, WorkloadMeta};
 use crate::service::{
     select_protocol, service_fqdn, Endpoint, ServiceInfo, ServiceKind, ServicePort, CLUSTER_DOMAIN,
 };
+use crate::telemetry_labels::{PodFacts, WorkloadMeta};
 
 /// A pod, as far as the waypoint cares.
 #[derive(Debug, Clone)]

@@ -213,19 +213,36 @@ status: {podIP: 10.0.0.20}
         let w = reg.workloads.by_ip("10.0.0.12".parse().expect("ip"));
         let w = w.expect("reviews-v2 pod");
         assert_eq!(
-            (w.name.as_str(), w.canonical_service.as_str(), w.canonical_revision.as_str()),
+            (
+                w.name.as_str(),
+                w.canonical_service.as_str(),
+                w.canonical_revision.as_str()
+            ),
             ("reviews-v2", "reviews", "v2")
         );
         assert_eq!(w.service_account, "bookinfo-reviews");
         let v3 = reg.workloads.by_ip("10.0.0.13".parse().expect("ip"));
         assert_eq!(v3.map(|w| w.name.as_str()), Some("reviews-v3-0"));
         // Two workloads run as bookinfo-reviews: the identity names neither.
-        assert!(reg.workloads.by_identity("default", "bookinfo-reviews").is_none());
-        let sleep = reg.workloads.by_identity("default", "sleep").expect("sleep");
+        assert!(reg
+            .workloads
+            .by_identity("default", "bookinfo-reviews")
+            .is_none());
+        let sleep = reg
+            .workloads
+            .by_identity("default", "sleep")
+            .expect("sleep");
         assert_eq!(
-            (sleep.name.as_str(), sleep.canonical_service.as_str(), sleep.canonical_revision.as_str()),
+            (
+                sleep.name.as_str(),
+                sleep.canonical_service.as_str(),
+                sleep.canonical_revision.as_str()
+            ),
             ("sleep-1", "sleeper", "latest")
         );
-        assert!(reg.workloads.by_ip("10.0.0.99".parse().expect("ip")).is_none());
+        assert!(reg
+            .workloads
+            .by_ip("10.0.0.99".parse().expect("ip"))
+            .is_none());
     }
 }

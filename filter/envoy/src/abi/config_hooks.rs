@@ -13,8 +13,8 @@ use super::scheduler::{ConfigScheduler, FlushWake};
 use super::types::{EnvoyBuffer, ModuleBuffer, ABI_VERSION, METRICS_SUCCESS};
 use crate::config::FilterConfig;
 use crate::counts::FLUSH_DELAY;
-use crate::metrics::{self, IstioMetricIds};
 use crate::filter::panic_message;
+use crate::metrics::{self, IstioMetricIds};
 use crate::stream::LogLevel;
 use crate::timer;
 use waypoint_core::telemetry_labels::REQUEST_LABELS;
@@ -108,7 +108,8 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_config_new(
 }
 
 /// Envoy's two metric definers (same C signature).
-type Define = unsafe extern "C" fn(*mut c_void, ModuleBuffer, *mut ModuleBuffer, usize, *mut usize) -> u32;
+type Define =
+    unsafe extern "C" fn(*mut c_void, ModuleBuffer, *mut ModuleBuffer, usize, *mut usize) -> u32;
 
 /// Define a labelled counter (only possible inside config_new; doc §5.7).
 ///

@@ -89,7 +89,10 @@ fn a_completed_stream_counts_once_with_the_chosen_pods_labels() {
         ("source_workload", "sleep-0"),
         ("source_canonical_service", "sleep"),
         ("source_canonical_revision", "v1"),
-        ("source_principal", "spiffe://cluster.local/ns/bookinfo/sa/sleep"),
+        (
+            "source_principal",
+            "spiffe://cluster.local/ns/bookinfo/sa/sleep",
+        ),
         ("source_workload_namespace", "bookinfo"),
         ("destination_workload", "reviews-v2"),
         ("destination_version", "v2"),

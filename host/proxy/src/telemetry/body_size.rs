@@ -126,7 +126,11 @@ mod tests {
     #[test]
     fn a_dropped_body_reports_what_it_had() {
         let h = Histogram::new([10.0].into_iter());
-        drop(CountedBody::new(Full::new(Bytes::from_static(b"xyz")), 5, h.clone()));
+        drop(CountedBody::new(
+            Full::new(Bytes::from_static(b"xyz")),
+            5,
+            h.clone(),
+        ));
         assert_eq!(sum(&h), "b_sum 5.0");
     }
 }

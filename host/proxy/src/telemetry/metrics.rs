@@ -390,7 +390,10 @@ mod tests {
             .lines()
             .find(|l| l.starts_with("istio_requests_total{"))
             .unwrap_or_default();
-        for (i, name) in waypoint_core::telemetry_labels::REQUEST_LABELS.iter().enumerate() {
+        for (i, name) in waypoint_core::telemetry_labels::REQUEST_LABELS
+            .iter()
+            .enumerate()
+        {
             assert!(line.contains(&format!("{name}=\"v{i}\"")), "{name}: {line}");
         }
     }

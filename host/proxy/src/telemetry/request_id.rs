@@ -87,7 +87,10 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert(&X_REQUEST_ID, HeaderValue::from_static("client-id"));
         ensure(&mut h);
-        assert_eq!(h.get(&X_REQUEST_ID).map(|v| v.as_bytes()), Some(&b"client-id"[..]));
+        assert_eq!(
+            h.get(&X_REQUEST_ID).map(|v| v.as_bytes()),
+            Some(&b"client-id"[..])
+        );
         let mut h = HeaderMap::new();
         ensure(&mut h);
         let first = h.get(&X_REQUEST_ID).cloned();
