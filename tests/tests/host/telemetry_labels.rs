@@ -65,7 +65,11 @@ async fn host_labels_name_the_chosen_pod_and_count_sizes() {
                 .map(String::as_str),
             Some("unknown")
         );
-        for name in ["istio_request_bytes_count", "istio_response_bytes_count"] {
+        for name in [
+            "istio_request_bytes_count",
+            "istio_response_bytes_count",
+            "istio_request_duration_milliseconds_count",
+        ] {
             let n: f64 = s.iter().filter(|x| x.name == name).map(|x| x.value).sum();
             assert_eq!(n, 4.0, "{name}:\n{}", scrape.text);
         }

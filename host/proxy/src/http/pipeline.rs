@@ -127,8 +127,8 @@ async fn serve(
         }
         PlanKind::Forward(fp) => forward(&shared, &ctx, &res, fp, req, &head).await,
     };
-    let sizes = report::finish(&shared, &ctx, &head, &plan, &outcome, start.elapsed());
-    let mut resp = crate::telemetry::body_size::counted(resp, sizes);
+    let sizes = report::finish(&shared, &ctx, &res, &head, &plan, &outcome, start.elapsed());
+    let mut resp = crate::telemetry::body_size::counted(resp, sizes, start);
     if head.grpc {
         // Envoy answers a gRPC request's local replies in gRPC form (trailers-only).
         resp = reply::grpc_form(resp);

@@ -5,29 +5,29 @@ use std::time::Duration;
 
 use tracing::info;
 
-use crate::connect::context::ConnectContext;
+use crate::connect::context::{ConnectContext, Resolution};
 use crate::http::head::RequestHead;
 use crate::http::reply::Outcome;
 use crate::policy::plan::{Plan, RuleName};
 use crate::telemetry::metrics::RequestLabels;
-use crate::telemetry::request_metrics::RequestFacts;
+use crate::telemetry::request_metrics::{RequestFacts, ResponseHandles};
 use crate::Shared;
-use prometheus_client::metrics::histogram::Histogram;
 use waypoint_core::telemetry_labels::{
     request_labels as request_labels_of, RequestFacts as TelemetryFacts, SourceFacts,
 };
 
-/// Count the request in Istio's metrics and write its access log line. Returns the
-/// `istio_response_bytes` histogram for the response body's wrapper (`body_size`).
+/// Count the request in Istio's metrics and write its access log line. Returns the duration
+/// and response-size histograms for the response body's wrapper (`body_size`).
 pub fn finish(
     shared: &Shared,
     ctx: &ConnectContext,
+    res: &Resolution,
     head: &RequestHead,
     plan: &Plan,
     outcome: &Outcome,
     elapsed: Duration,
-) -> Histogram {
-    let response_bytes = record(shared, ctx, head, plan, outcome, elapsed);
+) -> ResponseHandles {
+    let response = record(shared, ctx, res, head, plan, outcome);
     info!(
         target: "access",
         method = %head.method,
@@ -44,17 +44,17 @@ pub fn finish(
         duration_ms = elapsed.as_millis() as u64,
         "request"
     );
-    response_bytes
+    response
 }
 
 fn record(
     shared: &Shared,
     ctx: &ConnectContext,
+    res: &Resolution,
     head: &RequestHead,
     plan: &Plan,
     outcome: &Outcome,
-    elapsed: Duration,
-) -> Histogram {
+) -> ResponseHandles {
     let identity = outcome
         .target
         .as_ref()
@@ -86,12 +86,12 @@ fn record(
         grpc: head.grpc,
         source_ip: ctx.peer.source_ip,
         endpoint_ip,
+        generation: res.config.generation,
     };
-    let millis = elapsed.as_secs_f64() * 1000.0;
     shared
         .request_metrics
-        .record(&shared.metrics, facts, millis, head.size, || {
-            request_labels(ctx, plan, outcome, head.grpc)
+        .record(&shared.metrics, facts, head.size, || {
+            request_labels(ctx, res, plan, outcome, head.grpc)
         })
 }
 
@@ -99,11 +99,13 @@ fn record(
 /// the core's `telemetry_labels` (the Envoy module computes them there too).
 fn request_labels(
     ctx: &ConnectContext,
+    res: &Resolution,
     plan: &Plan,
     outcome: &Outcome,
     grpc: bool,
 ) -> RequestLabels {
-    let policy = &ctx.resolution.config.policy;
+    // The generation the request was decided in names the pods.
+    let policy = &res.config.policy;
     let workloads = &policy.snapshot.registry.workloads;
     let peer = ctx.peer.identity.as_ref();
     let source = ctx

@@ -1,8 +1,9 @@
-//! `istio_response_bytes` as the response streams: a body wrapper that counts the bytes it
-//! passes on and observes the total (headers included) once, at its end or when dropped.
+//! `istio_response_bytes` and `istio_request_duration_milliseconds` as the response streams:
+//! a body wrapper observes the bytes it passed (headers included) and the time once, at its end.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Instant;
 
 use bytes::Bytes;
 use http::HeaderMap;
@@ -10,6 +11,7 @@ use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
 use prometheus_client::metrics::histogram::Histogram;
 
+use crate::telemetry::request_metrics::ResponseHandles;
 use crate::upstream::ProxyBody;
 
 /// Approximate wire size of a header block (name, `: `, value, CRLF per field), as Envoy's
@@ -21,10 +23,19 @@ pub fn header_bytes(headers: &HeaderMap) -> u64 {
         .sum()
 }
 
-/// `resp` with its body counted into `histogram` (headers included).
-pub fn counted(resp: http::Response<ProxyBody>, histogram: Histogram) -> http::Response<ProxyBody> {
+/// `resp` with its size (headers included) and the request's duration since `start`
+/// observed when its body ends.
+pub fn counted(
+    resp: http::Response<ProxyBody>,
+    handles: ResponseHandles,
+    start: Instant,
+) -> http::Response<ProxyBody> {
     let head = header_bytes(resp.headers()) + 16;
-    resp.map(|b| CountedBody::new(b, head, histogram).boxed())
+    resp.map(|b| {
+        CountedBody::new(b, head, handles.response_bytes)
+            .timed(handles.duration, start)
+            .boxed()
+    })
 }
 
 /// A body that observes its total size into a histogram once.
@@ -32,6 +43,8 @@ pub struct CountedBody<B> {
     inner: B,
     bytes: u64,
     histogram: Option<Histogram>,
+    /// The duration histogram and the request's start, observed with the size.
+    timer: Option<(Histogram, Instant)>,
 }
 
 impl<B> CountedBody<B> {
@@ -41,12 +54,22 @@ impl<B> CountedBody<B> {
             inner,
             bytes: header_bytes,
             histogram: Some(histogram),
+            timer: None,
         }
+    }
+
+    /// Also observe the milliseconds since `start` into `duration` when the body ends.
+    pub fn timed(mut self, duration: Histogram, start: Instant) -> Self {
+        self.timer = Some((duration, start));
+        self
     }
 
     fn finish(&mut self) {
         if let Some(h) = self.histogram.take() {
             h.observe(self.bytes as f64);
+        }
+        if let Some((h, start)) = self.timer.take() {
+            h.observe(start.elapsed().as_secs_f64() * 1000.0);
         }
     }
 }

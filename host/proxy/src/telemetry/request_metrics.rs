@@ -42,6 +42,8 @@ pub struct RequestFacts<'a> {
     pub source_ip: Option<IpAddr>,
     /// The IP of the endpoint that served the request (names the destination workload).
     pub endpoint_ip: Option<IpAddr>,
+    /// The config generation whose registry names the workloads.
+    pub generation: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,6 +60,7 @@ struct OwnedFacts {
     grpc: bool,
     source_ip: Option<IpAddr>,
     endpoint_ip: Option<IpAddr>,
+    generation: u64,
 }
 
 fn hash_facts<H: Hasher>(f: &RequestFacts<'_>, h: &mut H) {
@@ -73,6 +76,7 @@ fn hash_facts<H: Hasher>(f: &RequestFacts<'_>, h: &mut H) {
     f.grpc.hash(h);
     f.source_ip.hash(h);
     f.endpoint_ip.hash(h);
+    f.generation.hash(h);
 }
 
 impl OwnedFacts {
@@ -96,6 +100,7 @@ impl OwnedFacts {
             grpc: self.grpc,
             source_ip: self.source_ip,
             endpoint_ip: self.endpoint_ip,
+            generation: self.generation,
         }
     }
 }
@@ -126,6 +131,7 @@ impl PartialEq for RequestFacts<'_> {
             && self.grpc == o.grpc
             && self.source_ip == o.source_ip
             && self.endpoint_ip == o.endpoint_ip
+            && self.generation == o.generation
     }
 }
 
@@ -152,6 +158,7 @@ impl From<RequestFacts<'_>> for OwnedFacts {
             grpc: f.grpc,
             source_ip: f.source_ip,
             endpoint_ip: f.endpoint_ip,
+            generation: f.generation,
         }
     }
 }
@@ -160,26 +167,33 @@ impl From<RequestFacts<'_>> for OwnedFacts {
 #[derive(Clone)]
 struct Handles {
     count: Counter,
-    duration: Histogram,
     request_bytes: Histogram,
-    response_bytes: Histogram,
+    response: ResponseHandles,
+}
+
+/// What is observed once the response has streamed: its duration and size.
+#[derive(Clone, Debug)]
+pub struct ResponseHandles {
+    pub duration: Histogram,
+    pub response_bytes: Histogram,
 }
 
 impl Handles {
     fn of(metrics: &Metrics, labels: &RequestLabels) -> Self {
         Handles {
             count: metrics.requests.get_or_create(labels),
-            duration: metrics.duration.get_or_create(labels),
             request_bytes: metrics.request_bytes.get_or_create(labels),
-            response_bytes: metrics.response_bytes.get_or_create(labels),
+            response: ResponseHandles {
+                duration: metrics.duration.get_or_create(labels),
+                response_bytes: metrics.response_bytes.get_or_create(labels),
+            },
         }
     }
 
-    fn observe(&self, millis: f64, request_bytes: u64) -> Histogram {
+    fn observe(&self, request_bytes: u64) -> ResponseHandles {
         self.count.inc();
-        self.duration.observe(millis);
         self.request_bytes.observe(request_bytes as f64);
-        self.response_bytes.clone()
+        self.response.clone()
     }
 }
 
@@ -196,17 +210,17 @@ impl std::fmt::Debug for RequestMetrics {
 }
 
 impl RequestMetrics {
-    /// Count one request of `millis` and `request_bytes`; `labels` builds the full label set
-    /// on a cache miss. Returns the `istio_response_bytes` histogram of the request's label
-    /// set, observed once the response body has streamed (see `body_size`).
+    /// Count one request of `request_bytes`; `labels` builds the full label set on a cache
+    /// miss. Returns the duration and response-size histograms of the request's label set,
+    /// observed once the response body has streamed (Istio's duration runs to the end of the
+    /// response; see `body_size`).
     pub fn record(
         &self,
         metrics: &Metrics,
         facts: RequestFacts<'_>,
-        millis: f64,
         request_bytes: u64,
         labels: impl FnOnce() -> RequestLabels,
-    ) -> Histogram {
+    ) -> ResponseHandles {
         let mut facts = facts;
         if !facts.has_service {
             // The CONNECT authority of an unresolved destination is labelled `unknown` (see
@@ -217,14 +231,14 @@ impl RequestMetrics {
             || facts.principal.is_some_and(|p| p.len() > MAX_CACHED_FACT)
             || facts.service.len() > MAX_CACHED_FACT
         {
-            return Handles::of(metrics, &labels()).observe(millis, request_bytes);
+            return Handles::of(metrics, &labels()).observe(request_bytes);
         }
         let mut map = self.handles.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(h) = map.get(&facts) {
-            return h.observe(millis, request_bytes);
+            return h.observe(request_bytes);
         }
         let h = Handles::of(metrics, &labels());
-        let response = h.observe(millis, request_bytes);
+        let response = h.observe(request_bytes);
         if map.len() >= MAX_ENTRIES {
             map.clear();
         }
@@ -251,6 +265,7 @@ mod tests {
             grpc: false,
             source_ip: None,
             endpoint_ip: None,
+            generation: 1,
         }
     }
 
@@ -271,10 +286,11 @@ mod tests {
         let b = "spiffe://cluster.local/ns/default/sa/b";
         let mut built = 0;
         for (status, p) in [(200, a), (200, a), (503, a), (200, b), (200, a)] {
-            cache.record(&m, facts(status, Some(p)), 1.0, 10, || {
+            let r = cache.record(&m, facts(status, Some(p)), 10, || {
                 built += 1;
                 labels(status, p)
             });
+            r.duration.observe(1.0);
         }
         assert_eq!(built, 3, "labels built once per distinct fact set");
         let text = m.encode();
@@ -324,7 +340,7 @@ mod tests {
                 destination_identity: None,
                 ..facts(503, Some("p"))
             };
-            cache.record(&m, f, 1.0, 10, || {
+            cache.record(&m, f, 10, || {
                 built += 1;
                 RequestLabels {
                     destination_service: a.clone(),
