@@ -3,6 +3,8 @@
 
 use std::collections::BTreeMap;
 
+use crate::decision::{Action, Decision};
+
 /// Istio's label value for what the reporter does not know.
 pub const UNKNOWN: &str = "unknown";
 
@@ -287,6 +289,32 @@ pub fn request_labels(f: &RequestFacts<'_>) -> IstioLabels {
     }
 }
 
+/// The counter of AuthorizationPolicy denials by policy (not an Istio metric: Istio's labels
+/// name no policy), with [`DENIAL_LABELS`].
+pub const POLICY_DENIALS: &str = "waypoint_policy_denials_total";
+
+/// The label names of [`POLICY_DENIALS`].
+pub const DENIAL_LABELS: [&str; 3] = ["reporter", "policy", "destination_service"];
+
+/// The `policy` label of a denial no DENY policy matched: no ALLOW policy allowed it.
+pub const NO_ALLOW_MATCHED: &str = "no-allow-matched";
+
+/// The policy a denied decision is counted under: the first matching DENY policy
+/// (`namespace/name`), else [`NO_ALLOW_MATCHED`]. `None` for a decision that is no deny.
+pub fn denying_policy(d: &Decision<'_>) -> Option<String> {
+    if d.action != Action::Deny {
+        return None;
+    }
+    let deny = d
+        .policies
+        .iter()
+        .find(|p| p.action == "DENY" && p.matched && !p.dry_run);
+    Some(deny.map_or_else(
+        || NO_ALLOW_MATCHED.to_string(),
+        |p| format!("{}/{}", p.policy.namespace, p.policy.name),
+    ))
+}
+
 /// Istio's labels of a TCP connection: the request set with `request_protocol="tcp"` and no
 /// response code (empty, which Prometheus treats as absent, as Istio's TCP metrics have none).
 pub fn tcp_labels(f: &RequestFacts<'_>) -> IstioLabels {
@@ -409,6 +437,49 @@ mod tests {
         assert_eq!(canonical_service(&empty, "w"), "");
     }
 
+    fn decision<'s>(
+        action: Action,
+        policies: &[(&'s crate::ResourceId, &'static str, bool)],
+    ) -> Decision<'s> {
+        Decision {
+            action,
+            local: None,
+            forward: None,
+            matched_rule: None,
+            rule_position: None,
+            service: None,
+            policies: policies
+                .iter()
+                .map(|(policy, action, matched)| crate::decision::PolicyResult {
+                    policy,
+                    action,
+                    matched: *matched,
+                    dry_run: false,
+                })
+                .collect(),
+            ext_authz: None,
+            trace: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn denials_are_counted_under_the_matching_deny_policy() {
+        let allow = crate::ResourceId::new("AuthorizationPolicy", "ns", "allow-viewers");
+        let deny = crate::ResourceId::new("AuthorizationPolicy", "ns", "deny-admin");
+        let d = decision(
+            Action::Deny,
+            &[(&allow, "ALLOW", false), (&deny, "DENY", true)],
+        );
+        assert_eq!(denying_policy(&d).as_deref(), Some("ns/deny-admin"));
+        let d = decision(
+            Action::Deny,
+            &[(&allow, "ALLOW", false), (&deny, "DENY", false)],
+        );
+        assert_eq!(denying_policy(&d).as_deref(), Some(NO_ALLOW_MATCHED));
+        let d = decision(Action::Route, &[(&deny, "DENY", false)]);
+        assert_eq!(denying_policy(&d), None);
+    }
+
     fn reviews_v2() -> WorkloadMeta {
         let l = labels(&[
             ("app", "reviews"),
@@ -492,6 +563,7 @@ mod tests {
         assert_eq!(l.get("response_flags"), Some("UF"));
         assert_eq!(l.pairs().count(), 25);
         let t = tcp_labels(&facts);
+        assert_eq!(denying_policy(&decision(Action::Route, &[])), None);
         assert_eq!(t.get("request_protocol"), Some("tcp"));
         assert_eq!(t.get("response_code"), Some(""));
         assert_eq!(t.get("destination_workload"), Some("unknown"));

@@ -5,7 +5,9 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
 use waypoint_core::decision::{Action, Decision};
-use waypoint_core::telemetry_labels::{request_labels, RequestFacts, SourceFacts};
+use waypoint_core::telemetry_labels::{
+    denying_policy, request_labels, RequestFacts, SourceFacts, REPORTER, UNKNOWN,
+};
 
 use crate::config::FilterConfig;
 use crate::stream::{Attribute, StreamHandle};
@@ -25,6 +27,8 @@ pub struct IstioMetricIds {
     pub duration: usize,
     pub request_bytes: usize,
     pub response_bytes: usize,
+    /// `waypoint_policy_denials_total{reporter, policy, destination_service}`.
+    pub denials: usize,
 }
 
 /// What one stream keeps from its decision until it completes.
@@ -37,6 +41,8 @@ pub struct StreamTelemetry {
     source_ip: Option<IpAddr>,
     flags: &'static str,
     grpc: bool,
+    /// The policy a deny is counted under (`telemetry_labels::denying_policy`).
+    denied_by: Option<String>,
 }
 
 impl StreamTelemetry {
@@ -57,6 +63,7 @@ impl StreamTelemetry {
             source_ip,
             flags: flag_of(decision.action),
             grpc,
+            denied_by: denying_policy(decision),
         }
     }
 }
@@ -147,6 +154,10 @@ pub fn record<S: StreamHandle>(
     let resp_size = s.attribute_int(Attribute::ResponseTotalSize).unwrap_or(0);
     s.record_histogram(ids.request_bytes, &values, req_size);
     s.record_histogram(ids.response_bytes, &values, resp_size);
+    if let Some(policy) = &t.denied_by {
+        let service = t.service.as_ref().map_or(UNKNOWN, |(h, _, _)| h.as_str());
+        s.increment_counter(ids.denials, &[REPORTER, policy, service], 1);
+    }
 }
 
 #[cfg(test)]

@@ -67,6 +67,20 @@ fn envoy_reports_istio_series_with_the_hosts_labels() {
     )
     .unwrap_or_else(|| panic!("no 403 series:\n{}", scrape.text));
     assert_eq!(denied.value, 1.0);
+    let by_policy = find(
+        s,
+        "waypoint_policy_denials_total",
+        &[
+            ("reporter", "waypoint"),
+            ("policy", "bookinfo/deny-admin"),
+            (
+                "destination_service",
+                "productpage.bookinfo.svc.cluster.local",
+            ),
+        ],
+    )
+    .unwrap_or_else(|| panic!("no denial by policy:\n{}", scrape.text));
+    assert_eq!(by_policy.value, 1.0);
     for name in [
         "istio_request_duration_milliseconds_count",
         "istio_request_bytes_count",
@@ -148,7 +162,7 @@ fn analyze(expr: &str) -> Result<(Vec<Selector>, BTreeSet<String>), String> {
             let label = args.rsplit(',').next().unwrap_or_default().trim();
             grouping.insert(label.to_string());
             i += 1;
-        } else if word.starts_with("istio_") {
+        } else if word.starts_with("istio_") || word.starts_with("waypoint_") {
             let mut matchers = Vec::new();
             if chars.get(i) == Some(&'{') {
                 i += 1;
@@ -225,7 +239,7 @@ fn missing(exprs: &[String], series: &[Series]) -> Vec<String> {
             }
         };
         if selectors.is_empty() {
-            gaps.push(format!("no istio_* metric in {expr}"));
+            gaps.push(format!("no istio_*/waypoint_* metric in {expr}"));
         }
         for sel in &selectors {
             let of_metric: Vec<&Series> = series.iter().filter(|s| s.name == sel.metric).collect();

@@ -57,6 +57,17 @@ async fn host_labels_name_the_chosen_pod_and_count_sizes() {
         )
         .unwrap_or_else(|| panic!("no 403 series:\n{}", scrape.text));
         assert_eq!(denied.value, 1.0);
+        let by_policy = find(
+            s,
+            "waypoint_policy_denials_total",
+            &[
+                ("reporter", "waypoint"),
+                ("policy", "default/deny-admin"),
+                ("destination_service", "echo.default.svc.cluster.local"),
+            ],
+        )
+        .unwrap_or_else(|| panic!("no denial by policy:\n{}", scrape.text));
+        assert_eq!(by_policy.value, 1.0);
         // Denied before any pod was chosen: no destination workload.
         assert_eq!(
             denied

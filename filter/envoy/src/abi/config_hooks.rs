@@ -17,7 +17,7 @@ use crate::filter::panic_message;
 use crate::metrics::{self, IstioMetricIds};
 use crate::stream::LogLevel;
 use crate::timer;
-use waypoint_core::telemetry_labels::REQUEST_LABELS;
+use waypoint_core::telemetry_labels::{DENIAL_LABELS, POLICY_DENIALS, REQUEST_LABELS};
 
 /// Event id of the counter flush on the config's main-thread scheduler.
 const FLUSH_EVENT: u64 = 1;
@@ -141,6 +141,7 @@ unsafe fn define_istio(config_envoy: *mut c_void) -> Option<IstioMetricIds> {
             duration: define(histogram, config_envoy, metrics::DURATION, labels)?,
             request_bytes: define(histogram, config_envoy, metrics::REQUEST_BYTES, labels)?,
             response_bytes: define(histogram, config_envoy, metrics::RESPONSE_BYTES, labels)?,
+            denials: define_counter(config_envoy, POLICY_DENIALS, &DENIAL_LABELS)?,
         })
     }
 }

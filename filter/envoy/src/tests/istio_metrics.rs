@@ -34,6 +34,14 @@ kind: Pod
 metadata: {name: sleep-0, namespace: bookinfo, labels: {app: sleep, version: v1}}
 spec: {serviceAccountName: sleep, containers: [{name: app, image: sleep}]}
 status: {podIP: 127.0.0.9}
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: deny-admin, namespace: bookinfo}
+spec:
+  targetRefs: [{kind: Service, group: "", name: reviews}]
+  action: DENY
+  rules: [{to: [{operation: {paths: [/admin]}}]}]
 "#
 );
 
@@ -42,6 +50,7 @@ const IDS: IstioMetricIds = IstioMetricIds {
     duration: 12,
     request_bytes: 13,
     response_bytes: 14,
+    denials: 15,
 };
 
 fn filter() -> HttpFilter {
@@ -120,6 +129,10 @@ fn a_completed_stream_counts_once_with_the_chosen_pods_labels() {
     assert_eq!(recorded(IDS.request_bytes), vec![(true, 120)]);
     assert_eq!(recorded(IDS.response_bytes), vec![(true, 345)]);
     assert_eq!(recorded(IDS.duration).len(), 1);
+    assert!(
+        s.counters.iter().all(|(id, _, _)| *id != IDS.denials),
+        "an allowed request is no denial"
+    );
 }
 
 #[test]
@@ -142,4 +155,33 @@ fn a_local_reply_to_an_unknown_destination_is_counted_with_its_status() {
     assert_eq!(label(values, "destination_workload"), "unknown");
     assert_eq!(label(values, "destination_service"), "unknown");
     assert_eq!(label(values, "source_principal"), "unknown");
+}
+
+#[test]
+fn a_deny_is_counted_under_its_policy() {
+    let mut f = filter();
+    let mut s = FakeStream::request("GET", "reviews:9080", "/admin", &[])
+        .with_peer(Some("spiffe://cluster.local/ns/bookinfo/sa/sleep"), None)
+        .with_attribute(Attribute::DestinationAddress, "10.96.0.11:9080");
+    f.on_request_headers(&mut s, true);
+    assert_eq!(s.reply.as_ref().map(|r| r.status), Some(403));
+    s = s.with_attribute(Attribute::ResponseCode, "403");
+    f.on_stream_complete(&mut s);
+    let denials: Vec<_> = s
+        .counters
+        .iter()
+        .filter(|(id, _, _)| *id == IDS.denials)
+        .map(|(_, l, n)| (l.clone(), *n))
+        .collect();
+    assert_eq!(
+        denials,
+        vec![(
+            vec![
+                "waypoint".to_string(),
+                "bookinfo/deny-admin".to_string(),
+                "reviews.bookinfo.svc.cluster.local".to_string()
+            ],
+            1
+        )]
+    );
 }

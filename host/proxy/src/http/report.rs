@@ -9,11 +9,12 @@ use crate::connect::context::{ConnectContext, Resolution};
 use crate::http::head::RequestHead;
 use crate::http::reply::Outcome;
 use crate::policy::plan::{Plan, RuleName};
-use crate::telemetry::metrics::RequestLabels;
+use crate::telemetry::metrics::{DenialLabels, RequestLabels};
 use crate::telemetry::request_metrics::{RequestFacts, ResponseHandles};
 use crate::Shared;
 use waypoint_core::telemetry_labels::{
-    request_labels as request_labels_of, RequestFacts as TelemetryFacts, SourceFacts,
+    request_labels as request_labels_of, RequestFacts as TelemetryFacts, SourceFacts, REPORTER,
+    UNKNOWN,
 };
 
 /// Count the request in Istio's metrics and write its access log line. Returns the duration
@@ -28,6 +29,17 @@ pub fn finish(
     elapsed: Duration,
 ) -> ResponseHandles {
     let response = record(shared, ctx, res, head, plan, outcome);
+    if let Some(policy) = &plan.denied_by {
+        let labels = DenialLabels {
+            reporter: REPORTER.to_string(),
+            policy: policy.clone(),
+            destination_service: plan
+                .service
+                .as_ref()
+                .map_or_else(|| UNKNOWN.to_string(), |s| s.hostname.clone()),
+        };
+        shared.metrics.policy_denials.get_or_create(&labels).inc();
+    }
     info!(
         target: "access",
         method = %head.method,

@@ -100,6 +100,7 @@ impl Policy {
                 ext_authz,
                 ..Default::default()
             })),
+            denied_by: None,
         }
     }
 }
@@ -213,6 +214,7 @@ pub fn plan_from_decision<'s>(
         service,
         delay,
         kind,
+        denied_by: waypoint_core::telemetry_labels::denying_policy(d),
     }
 }
 

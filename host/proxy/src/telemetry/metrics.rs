@@ -51,6 +51,40 @@ pub struct RequestLabels {
     pub connection_security_policy: String,
 }
 
+/// Labels of `waypoint_policy_denials_total` (`telemetry_labels::DENIAL_LABELS`).
+#[derive(Debug, Clone, Default, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DenialLabels {
+    pub reporter: String,
+    pub policy: String,
+    pub destination_service: String,
+}
+
+impl BoundedLabels for DenialLabels {
+    fn needs_sanitizing(&self) -> bool {
+        [&self.reporter, &self.policy, &self.destination_service]
+            .iter()
+            .any(|v| is_dirty(v))
+    }
+
+    fn sanitize(&mut self) {
+        for v in [
+            &mut self.reporter,
+            &mut self.policy,
+            &mut self.destination_service,
+        ] {
+            clean(v);
+        }
+    }
+
+    fn overflow(&self) -> Self {
+        DenialLabels {
+            reporter: self.reporter.clone(),
+            policy: OVERFLOW.into(),
+            destination_service: OVERFLOW.into(),
+        }
+    }
+}
+
 impl From<IstioLabels> for RequestLabels {
     /// The core's values, in `REQUEST_LABELS` order (the same order as these fields).
     fn from(l: IstioLabels) -> Self {
@@ -231,6 +265,8 @@ pub struct Metrics {
     pub request_bytes: BoundedFamily<RequestLabels, Histogram, fn() -> Histogram>,
     pub response_bytes: BoundedFamily<RequestLabels, Histogram, fn() -> Histogram>,
     pub tcp_opened: BoundedFamily<RequestLabels, Counter>,
+    /// `waypoint_policy_denials_total{reporter, policy, destination_service}`.
+    pub policy_denials: BoundedFamily<DenialLabels, Counter>,
     pub tcp_closed: BoundedFamily<RequestLabels, Counter>,
     pub tcp_sent: BoundedFamily<RequestLabels, Counter>,
     pub tcp_received: BoundedFamily<RequestLabels, Counter>,
@@ -263,6 +299,12 @@ impl Metrics {
         };
         let (request_bytes, response_bytes) = (sizes(), sizes());
         let tcp_opened = BoundedFamily::<RequestLabels, Counter>::default();
+        let policy_denials = BoundedFamily::<DenialLabels, Counter>::default();
+        registry.register(
+            "waypoint_policy_denials",
+            "Requests denied by AuthorizationPolicy, by the policy that denied",
+            policy_denials.family().clone(),
+        );
         let tcp_closed = BoundedFamily::<RequestLabels, Counter>::default();
         let tcp_sent = BoundedFamily::<RequestLabels, Counter>::default();
         let tcp_received = BoundedFamily::<RequestLabels, Counter>::default();
@@ -314,6 +356,7 @@ impl Metrics {
             request_bytes,
             response_bytes,
             tcp_opened,
+            policy_denials,
             tcp_closed,
             tcp_sent,
             tcp_received,
