@@ -2,6 +2,7 @@
 //! answering, then the port's protocol (HTTP, opaque TCP, or sniffed) and either the L7 proxy
 //! (HTTP/1.1, HTTP/2) or a TCP relay authorized with Istio's TCP semantics.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -93,7 +94,7 @@ impl WaypointHandler {
                 .connect_with(&t, ctx.relay_headers.clone())
                 .await
             {
-                Ok(io) => Some(io),
+                Ok(io) => Some((io, t.addr.ip())),
                 Err(e) => {
                     info!(destination = %ctx.authority, error = %e, "hbone: upstream unreachable (503)");
                     return Err(StatusCode::SERVICE_UNAVAILABLE);
@@ -111,7 +112,7 @@ impl WaypointHandler {
 async fn serve_tunnel(
     shared: Arc<Shared>,
     ctx: Arc<ConnectContext>,
-    upstream: Option<UpstreamIo>,
+    upstream: Option<(UpstreamIo, IpAddr)>,
     stream: H2Stream,
 ) {
     let t = &shared.timeouts;
@@ -238,13 +239,13 @@ async fn serve_tunnel(
                         .upstreams
                         .connect_with(&t, ctx.relay_headers.clone())
                         .await
+                        .map(|io| (io, t.addr.ip()))
                         .map_err(|e| e.to_string()),
                     None => Err("no endpoint for TCP destination".to_string()),
                 },
             };
-            let labels = tcp_labels(&ctx, &res);
-            let mut upstream = match upstream {
-                Ok(u) => u,
+            let (mut upstream, labels) = match upstream {
+                Ok((io, endpoint)) => (io, tcp_labels(&ctx, &res, Some(endpoint))),
                 Err(e) => {
                     info!(destination = %ctx.authority, error = %e, "tunnel: TCP upstream failed");
                     let _ = downstream.shutdown().await;

@@ -4,6 +4,7 @@
 //! sanitized label values, capped series. The label values come from `waypoint_core::
 //! telemetry_labels`, which the Envoy module uses too.
 
+use std::net::IpAddr;
 use std::sync::Mutex;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -210,10 +211,14 @@ impl BoundedLabels for RequestLabels {
     }
 }
 
-/// Istio's labels of an opaque TCP tunnel: the core's TCP set (`request_protocol="tcp"`); the
-/// service's hostname, `unknown` when the destination is no service (never the raw CONNECT
-/// authority: peer-controlled, unbounded).
-pub fn tcp_labels(ctx: &ConnectContext, res: &Resolution) -> RequestLabels {
+/// Istio's labels of an opaque TCP tunnel to `endpoint`: the core's TCP set
+/// (`request_protocol="tcp"`); the service's hostname, `unknown` when the destination is no
+/// service (never the raw CONNECT authority: peer-controlled, unbounded).
+pub fn tcp_labels(
+    ctx: &ConnectContext,
+    res: &Resolution,
+    endpoint: Option<IpAddr>,
+) -> RequestLabels {
     let policy = &res.config.policy;
     let workloads = &policy.snapshot.registry.workloads;
     let peer = ctx.peer.identity.as_ref();
@@ -231,7 +236,7 @@ pub fn tcp_labels(ctx: &ConnectContext, res: &Resolution) -> RequestLabels {
             baggage: ctx.baggage.as_deref().unwrap_or(""),
         },
         service: service.map(|s| (s.hostname.as_str(), s.name.as_str(), s.namespace.as_str())),
-        destination: None,
+        destination: endpoint.and_then(|ip| workloads.by_ip(ip)),
         destination_principal: None,
         trust_domain: &policy.options.trust_domain,
         grpc: false,
