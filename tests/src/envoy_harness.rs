@@ -710,6 +710,7 @@ pub fn bootstrap(
     });
     let boot = serde_json::json!({
         "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": admin}}},
+        "layered_runtime": waypoint_envoy_config::bootstrap::metrics_runtime(),
         "static_resources": {
             "listeners": [
                 {"name": "plain", "address": {"socket_address": {"address": "127.0.0.1", "port_value": plain}},

@@ -18,6 +18,7 @@ pub mod ratelimit;
 pub mod scenario;
 pub mod scenario_hbone;
 pub mod security;
+pub mod telemetry;
 pub mod traffic_policy;
 pub mod waypoint;
 pub mod ztunnel;

@@ -132,6 +132,8 @@ fn join(errs: &[ConfigError]) -> String {
 pub struct Metrics {
     /// `waypoint_requests_total{decision, route}`.
     pub requests: Option<usize>,
+    /// Istio's `istio_*` request metrics (see `metrics`).
+    pub istio: Option<crate::metrics::IstioMetricIds>,
 }
 
 /// One compiled filter config. New Envoy filter configs (listener updates) build a new one;

@@ -179,6 +179,11 @@ impl Engine {
         }
     }
 
+    /// The service registry the snapshot decides over (telemetry names its workloads).
+    pub fn registry(&self) -> &waypoint_core::registry::Registry {
+        &self.snapshot.registry
+    }
+
     /// Number of services bound to this waypoint.
     pub fn bound_services(&self) -> usize {
         self.snapshot.bound_services().count()

@@ -31,6 +31,8 @@ pub struct FakeStream {
     /// Number of batched metadata writes (the filter writes once per decision).
     pub metadata_calls: usize,
     pub counters: Vec<(usize, Vec<String>, u64)>,
+    /// Histogram records: (id, label values, value).
+    pub histograms: Vec<(usize, Vec<String>, u64)>,
     pub route_cache_cleared: usize,
     /// Calls of `refresh_route_cluster`.
     pub route_cluster_refreshed: usize,
@@ -88,6 +90,10 @@ fn attr_key(a: Attribute) -> &'static str {
         Attribute::DestinationAddress => "destination.address",
         Attribute::PeerUriSan => "connection.uri_san_peer_certificate",
         Attribute::RequestedServerName => "connection.requested_server_name",
+        Attribute::ResponseCode => "response.code",
+        Attribute::RequestTotalSize => "request.total_size",
+        Attribute::ResponseTotalSize => "response.total_size",
+        Attribute::UpstreamAddress => "upstream.address",
     }
 }
 
@@ -188,6 +194,13 @@ impl StreamHandle for FakeStream {
     }
     fn attribute(&self, attr: Attribute) -> Option<String> {
         self.attributes.get(attr_key(attr)).cloned()
+    }
+    fn attribute_int(&self, attr: Attribute) -> Option<u64> {
+        self.attributes.get(attr_key(attr))?.parse().ok()
+    }
+    fn record_histogram(&mut self, id: usize, labels: &[&str], value: u64) {
+        self.histograms
+            .push((id, labels.iter().map(|l| l.to_string()).collect(), value));
     }
     fn filter_state(&self, key: &str) -> Option<String> {
         self.filter_state.get(key).cloned()

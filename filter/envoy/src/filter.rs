@@ -16,6 +16,7 @@ use smallvec::SmallVec;
 use crate::config::{FilterConfig, MetadataLevel, PrincipalFrom, RouteTable};
 use crate::ext_authz;
 use crate::header_block::{HeaderBlock, Known};
+use crate::metrics::StreamTelemetry;
 use crate::router::{cluster_name_of, hash_input, CLUSTER_HEADER, HASH_HEADER, ROUTER_HEADERS};
 use crate::stream::{Attribute, HeaderKind, HeadersStatus, LogLevel, StreamHandle};
 use crate::timer;
@@ -75,6 +76,8 @@ pub struct HttpFilter {
     /// The request's consistent-hash input for the chosen cluster (DestinationRule
     /// `consistentHash`), read while deciding, written into `x-waypoint-hash` when forwarding.
     hash_input: Option<Box<str>>,
+    /// The decision's facts for Istio's metrics, counted when the stream completes.
+    telemetry: Option<Box<StreamTelemetry>>,
 }
 
 /// CORS response headers of an allowed origin: (origin, allow credentials, expose headers).
@@ -144,6 +147,22 @@ impl HttpFilter {
             delayed_reply: None,
             bodiless: true,
             pending_mirror: None,
+            telemetry: None,
+        }
+    }
+
+    /// The stream is complete (response sent or stream reset): count it in Istio's metrics.
+    pub fn on_stream_complete<S: StreamHandle>(&mut self, s: &mut S) {
+        let (Some(t), Some(ids)) = (self.telemetry.take(), self.config.metrics.istio) else {
+            return;
+        };
+        let config = Arc::clone(&self.config);
+        if catch_unwind(AssertUnwindSafe(|| {
+            crate::metrics::record(s, &config, ids, &t)
+        }))
+        .is_err()
+        {
+            s.log(LogLevel::Error, "waypoint: panic while recording metrics");
         }
     }
 
@@ -230,6 +249,7 @@ impl HttpFilter {
     }
 
     fn request_headers<S: StreamHandle>(&mut self, s: &mut S) -> HeadersStatus {
+        let start = std::time::Instant::now();
         self.phase = Phase::Deciding;
         let conn = ConnectionFacts::read(s, &self.config);
         if conn.several_identities {
@@ -246,7 +266,7 @@ impl HttpFilter {
         // The decision reads the headers where Envoy keeps them (no copy); applying it changes
         // them, so what applying still reads is copied first, and usually nothing is: only a
         // client's control headers or a CORS policy need the request's own headers.
-        let (decision, kept, hash) = s.with_headers(HeaderKind::Request, |headers| {
+        let (decision, kept, hash, grpc) = s.with_headers(HeaderKind::Request, |headers| {
             #[cfg(any(test, feature = "test-panic"))]
             if headers.get(TEST_PANIC_HEADER) == Some("decide") {
                 panic!("test panic requested before the decision");
@@ -289,9 +309,17 @@ impl HttpFilter {
             } else {
                 HeaderBlock::default()
             };
-            (decision, kept, hash)
+            let grpc = waypoint_core::local_reply::is_grpc_request(headers.get("content-type"));
+            (decision, kept, hash, grpc)
         });
         self.hash_input = hash;
+        self.telemetry = Some(Box::new(StreamTelemetry::new(
+            start,
+            &decision,
+            conn.principal.as_deref(),
+            conn.source_ip,
+            grpc,
+        )));
         self.phase = Phase::Applying(decision.action);
         #[cfg(any(test, feature = "test-panic"))]
         if kept.get(TEST_PANIC_HEADER) == Some("apply") {

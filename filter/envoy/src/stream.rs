@@ -24,6 +24,14 @@ pub enum Attribute {
     PeerUriSan,
     /// SNI; only set when the listener has `tls_inspector`.
     RequestedServerName,
+    /// `response.code` (int).
+    ResponseCode,
+    /// `request.total_size` (int): headers and body.
+    RequestTotalSize,
+    /// `response.total_size` (int): headers and body.
+    ResponseTotalSize,
+    /// `upstream.address`: the endpoint the router sent the request to.
+    UpstreamAddress,
 }
 
 /// Log level, same order as Envoy's `log_level` enum.
@@ -82,6 +90,10 @@ pub trait StreamHandle {
     fn set_metadata_batch(&mut self, ns: &str, entries: &[(&str, &str)]);
     /// A connection or request attribute as a string.
     fn attribute(&self, attr: Attribute) -> Option<String>;
+    /// An integer attribute (`response.code`, sizes).
+    fn attribute_int(&self, attr: Attribute) -> Option<u64>;
+    /// Record `value` in histogram `id` with the given label values.
+    fn record_histogram(&mut self, id: usize, labels: &[&str], value: u64);
     /// A filter-state object (as bytes / its string form).
     fn filter_state(&self, key: &str) -> Option<String>;
     /// Re-run route matching after header changes.

@@ -12,6 +12,7 @@ mod ratelimit;
 mod reload;
 mod scenarios;
 mod symbols;
+mod telemetry_istio;
 mod traffic_policy;
 mod xds;
 mod xds_ca;

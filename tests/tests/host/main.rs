@@ -13,6 +13,7 @@ mod netns;
 mod proxy_config;
 mod ratelimit;
 mod scenarios;
+mod telemetry_labels;
 mod traffic_policy;
 mod upstream;
 mod ztunnel_interop;

@@ -8,11 +8,14 @@ use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
+use std::sync::Arc;
+
 use crate::error::Diagnostics;
 use crate::resource::RawResource;
 use crate::service::{
     select_protocol, service_fqdn, Endpoint, ServiceInfo, ServiceKind, ServicePort, CLUSTER_DOMAIN,
 };
+use crate::telemetry_labels::{PodFacts, WorkloadMeta};
 
 /// A pod, as far as the waypoint cares.
 #[derive(Debug, Clone)]
@@ -28,6 +31,8 @@ pub(crate) struct PodInfo {
     /// `ambient.istio.io/redirection` annotation, if any: set by Istio's CNI once the pod's
     /// traffic is actually captured by ztunnel.
     pub redirection: Option<String>,
+    /// The pod's workload as Istio's telemetry names it.
+    pub workload: Arc<WorkloadMeta>,
 }
 
 fn parse_obj<T: serde::de::DeserializeOwned>(
@@ -81,6 +86,24 @@ pub(crate) fn pods(resources: &[RawResource], diags: &mut Diagnostics) -> Vec<Po
                     .map(|port| (name, port))
             })
             .collect();
+        let service_account = spec
+            .service_account_name
+            .unwrap_or_else(|| "default".to_string());
+        let controller = pod
+            .metadata
+            .owner_references
+            .iter()
+            .flatten()
+            .find(|o| o.controller == Some(true))
+            .map(|o| (o.kind.as_str(), o.name.as_str()));
+        let workload = Arc::new(WorkloadMeta::of_pod(&PodFacts {
+            name: &r.name,
+            namespace: &r.namespace,
+            generate_name: pod.metadata.generate_name.as_deref(),
+            labels: &r.labels,
+            controller,
+            service_account: &service_account,
+        }));
         out.push(PodInfo {
             namespace: r.namespace.clone(),
             name: r.name.clone(),
@@ -88,10 +111,9 @@ pub(crate) fn pods(resources: &[RawResource], diags: &mut Diagnostics) -> Vec<Po
             redirection: r.annotations.get(REDIRECTION).cloned(),
             labels: r.labels.clone(),
             ips,
-            service_account: spec
-                .service_account_name
-                .unwrap_or_else(|| "default".to_string()),
+            service_account,
             named_ports,
+            workload,
         });
     }
     out
@@ -303,6 +325,7 @@ mod tests {
             named_ports: BTreeMap::new(),
             dataplane_mode: mode.map(str::to_string),
             redirection: redirection.map(str::to_string),
+            workload: Default::default(),
         }
     }
 

@@ -11,10 +11,12 @@ use std::collections::BTreeMap;
 
 use rustc_hash::FxHashMap as HashMap;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use crate::error::Diagnostics;
 use crate::resource::RawResource;
 use crate::service::{ServiceInfo, ServiceLookup, CLUSTER_DOMAIN};
+use crate::telemetry_labels::WorkloadMeta;
 
 /// All services known to the config, with indexes.
 #[derive(Debug, Default)]
@@ -27,6 +29,48 @@ pub struct Registry {
     by_endpoint: HashMap<IpAddr, Vec<usize>>,
     /// Namespace labels.
     pub namespaces: BTreeMap<String, BTreeMap<String, String>>,
+    /// Telemetry names of the workloads the Pods declare (see [`Workloads`]).
+    pub workloads: Workloads,
+}
+
+/// Pods' workloads for telemetry labels: by pod IP, and by identity where one workload alone
+/// runs as it.
+#[derive(Debug, Default)]
+pub struct Workloads {
+    by_ip: HashMap<IpAddr, Arc<WorkloadMeta>>,
+    /// (namespace, service account) → its workload; `None` when several workloads share it.
+    by_identity: HashMap<(String, String), Option<Arc<WorkloadMeta>>>,
+}
+
+impl Workloads {
+    fn insert(&mut self, ips: &[IpAddr], w: &Arc<WorkloadMeta>) {
+        for ip in ips {
+            self.by_ip.entry(*ip).or_insert_with(|| w.clone());
+        }
+        let key = (w.namespace.clone(), w.service_account.clone());
+        match self.by_identity.get_mut(&key) {
+            None => {
+                self.by_identity.insert(key, Some(w.clone()));
+            }
+            Some(slot) => {
+                if slot.as_ref().is_some_and(|o| o.name != w.name) {
+                    *slot = None;
+                }
+            }
+        }
+    }
+
+    /// The workload of the pod with IP `ip`.
+    pub fn by_ip(&self, ip: IpAddr) -> Option<&WorkloadMeta> {
+        self.by_ip.get(&ip).map(|w| &**w)
+    }
+
+    /// The one workload running as `namespace`/`service_account`, if exactly one does.
+    pub fn by_identity(&self, namespace: &str, service_account: &str) -> Option<&WorkloadMeta> {
+        self.by_identity
+            .get(&(namespace.to_string(), service_account.to_string()))
+            .and_then(|w| w.as_deref())
+    }
 }
 
 impl Registry {
@@ -37,6 +81,9 @@ impl Registry {
             reg.namespaces.insert(r.name.clone(), r.labels.clone());
         }
         let pods = k8s::pods(resources, diags);
+        for p in &pods {
+            reg.workloads.insert(&p.ips, &p.workload);
+        }
         let mut services = k8s::services(resources, &pods, &reg.namespaces, diags);
         services.extend(service_entry::service_entries(resources, diags));
         for s in services {
@@ -117,5 +164,85 @@ impl ServiceLookup for Registry {
     fn by_host(&self, host: &str, namespace: &str) -> Option<&ServiceInfo> {
         self.index_by_host(host, namespace)
             .map(|i| &self.services[i])
+    }
+}
+
+#[cfg(test)]
+mod workload_tests {
+    use super::*;
+    use crate::resource::parse_manifests;
+
+    const PODS: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata:
+  name: reviews-v2-5b4f8c9d7-x2x7q
+  generateName: reviews-v2-5b4f8c9d7-
+  namespace: default
+  labels: {app: reviews, version: v2, pod-template-hash: 5b4f8c9d7}
+  ownerReferences:
+  - {apiVersion: apps/v1, kind: ReplicaSet, name: reviews-v2-5b4f8c9d7, uid: u1, controller: true}
+spec: {serviceAccountName: bookinfo-reviews, containers: [{name: app, image: reviews}]}
+status: {podIP: 10.0.0.12}
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: reviews-v3-0
+  namespace: default
+  labels: {app: reviews, version: v3}
+spec: {serviceAccountName: bookinfo-reviews, containers: [{name: app, image: reviews}]}
+status: {podIP: 10.0.0.13}
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: sleep-1
+  namespace: default
+  labels: {service.istio.io/canonical-name: sleeper, app: sleep}
+spec: {serviceAccountName: sleep, containers: [{name: app, image: sleep}]}
+status: {podIP: 10.0.0.20}
+"#;
+
+    #[test]
+    fn pods_name_their_workloads_by_ip_and_by_a_unique_identity() {
+        let (resources, errors) = parse_manifests(PODS, "pods.yaml", "default", 0);
+        assert!(errors.is_empty(), "{errors:?}");
+        let mut diags = Diagnostics::default();
+        let reg = Registry::build(&resources, &mut diags);
+        let w = reg.workloads.by_ip("10.0.0.12".parse().expect("ip"));
+        let w = w.expect("reviews-v2 pod");
+        assert_eq!(
+            (
+                w.name.as_str(),
+                w.canonical_service.as_str(),
+                w.canonical_revision.as_str()
+            ),
+            ("reviews-v2", "reviews", "v2")
+        );
+        assert_eq!(w.service_account, "bookinfo-reviews");
+        let v3 = reg.workloads.by_ip("10.0.0.13".parse().expect("ip"));
+        assert_eq!(v3.map(|w| w.name.as_str()), Some("reviews-v3-0"));
+        // Two workloads run as bookinfo-reviews: the identity names neither.
+        assert!(reg
+            .workloads
+            .by_identity("default", "bookinfo-reviews")
+            .is_none());
+        let sleep = reg
+            .workloads
+            .by_identity("default", "sleep")
+            .expect("sleep");
+        assert_eq!(
+            (
+                sleep.name.as_str(),
+                sleep.canonical_service.as_str(),
+                sleep.canonical_revision.as_str()
+            ),
+            ("sleep-1", "sleeper", "latest")
+        );
+        assert!(reg
+            .workloads
+            .by_ip("10.0.0.99".parse().expect("ip"))
+            .is_none());
     }
 }

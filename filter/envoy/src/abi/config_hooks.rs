@@ -1,5 +1,5 @@
 //! Exported hooks of the module and filter-config lifecycle (main thread): the ABI handshake,
-//! compiling `filter_config`, defining and flushing the request counter, dropping a config.
+//! compiling `filter_config`, defining metrics, flushing the request counter, dropping a config.
 
 use std::ffi::{c_char, c_void};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -14,8 +14,10 @@ use super::types::{EnvoyBuffer, ModuleBuffer, ABI_VERSION, METRICS_SUCCESS};
 use crate::config::FilterConfig;
 use crate::counts::FLUSH_DELAY;
 use crate::filter::panic_message;
+use crate::metrics::{self, IstioMetricIds};
 use crate::stream::LogLevel;
 use crate::timer;
+use waypoint_core::telemetry_labels::{DENIAL_LABELS, POLICY_DENIALS, REQUEST_LABELS};
 
 /// Event id of the counter flush on the config's main-thread scheduler.
 const FLUSH_EVENT: u64 = 1;
@@ -60,6 +62,8 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_config_new(
                         &["decision", "route"],
                     )
                 };
+                // SAFETY: as above.
+                cfg.metrics.istio = unsafe { define_istio(config_envoy) };
                 if cfg.metrics.requests.is_some() {
                     // SAFETY: as above.
                     unsafe { install_counter_flush(config_envoy, &cfg) };
@@ -103,17 +107,61 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_config_new(
     }
 }
 
+/// Envoy's two metric definers (same C signature).
+type Define =
+    unsafe extern "C" fn(*mut c_void, ModuleBuffer, *mut ModuleBuffer, usize, *mut usize) -> u32;
+
 /// Define a labelled counter (only possible inside config_new; doc §5.7).
 ///
 /// # Safety
 /// `config_envoy` must be Envoy's live config pointer of the running config_new hook.
 unsafe fn define_counter(config_envoy: *mut c_void, name: &str, labels: &[&str]) -> Option<usize> {
+    // SAFETY: the caller's contract.
+    unsafe {
+        define(
+            envoy_dynamic_module_callback_http_filter_config_define_counter,
+            config_envoy,
+            name,
+            labels,
+        )
+    }
+}
+
+/// Istio's request counter and histograms, labelled as the host labels them.
+///
+/// # Safety
+/// `config_envoy` must be Envoy's live config pointer of the running config_new hook.
+unsafe fn define_istio(config_envoy: *mut c_void) -> Option<IstioMetricIds> {
+    let labels = &REQUEST_LABELS[..];
+    let histogram = envoy_dynamic_module_callback_http_filter_config_define_histogram as Define;
+    // SAFETY: the caller's contract, for each definition.
+    unsafe {
+        Some(IstioMetricIds {
+            requests: define_counter(config_envoy, metrics::REQUESTS, labels)?,
+            duration: define(histogram, config_envoy, metrics::DURATION, labels)?,
+            request_bytes: define(histogram, config_envoy, metrics::REQUEST_BYTES, labels)?,
+            response_bytes: define(histogram, config_envoy, metrics::RESPONSE_BYTES, labels)?,
+            denials: define_counter(config_envoy, POLICY_DENIALS, &DENIAL_LABELS)?,
+        })
+    }
+}
+
+/// Define one labelled metric with `definer`.
+///
+/// # Safety
+/// `config_envoy` must be Envoy's live config pointer of the running config_new hook.
+unsafe fn define(
+    definer: Define,
+    config_envoy: *mut c_void,
+    name: &str,
+    labels: &[&str],
+) -> Option<usize> {
     let mut names: Vec<ModuleBuffer> = labels.iter().map(|l| ModuleBuffer::of(l)).collect();
     let mut id: usize = 0;
     // SAFETY: live `config_envoy` (the caller's contract); `names`, the strs it points into
     // and `id` are valid for the call.
     let r = unsafe {
-        envoy_dynamic_module_callback_http_filter_config_define_counter(
+        definer(
             config_envoy,
             ModuleBuffer::of(name),
             names.as_mut_ptr(),
@@ -126,7 +174,7 @@ unsafe fn define_counter(config_envoy: *mut c_void, name: &str, labels: &[&str])
     } else {
         log(
             LogLevel::Warn,
-            &format!("waypoint: define_counter({name}) returned {r}"),
+            &format!("waypoint: defining metric {name} returned {r}"),
         );
         None
     }

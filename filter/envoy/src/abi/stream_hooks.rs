@@ -152,11 +152,24 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_response_trailers(
     CONTINUE
 }
 
+/// The stream is done (the last hook with a live stream in 1.40): Istio's metrics.
+///
+/// # Safety
+/// Called by Envoy only: `fe`/`fm` are the live pointers of one stream on its worker thread.
 #[no_mangle]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_stream_complete(
-    _fe: *mut c_void,
-    _fm: *const c_void,
+pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_stream_complete(
+    fe: *mut c_void,
+    fm: *const c_void,
 ) {
+    // SAFETY: `fm` is our filter, on its own worker thread (the hook's contract).
+    let Some(f) = (unsafe { filter(fm) }) else {
+        return;
+    };
+    // SAFETY: `fe` is this hook's live filter pointer; `s` is dropped when the hook returns.
+    let mut s = unsafe { EnvoyStream::new(fe) };
+    if catch_unwind(AssertUnwindSafe(|| f.on_stream_complete(&mut s))).is_err() {
+        log(LogLevel::Error, "waypoint: panic in stream_complete");
+    }
 }
 
 /// Drop a stream's filter. In 1.40 this runs after the stream is gone: no stream callbacks.

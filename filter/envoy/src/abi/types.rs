@@ -290,6 +290,10 @@ impl From<Attribute> for AttributeId {
             Attribute::DestinationAddress => AttributeId::DestinationAddress,
             Attribute::PeerUriSan => AttributeId::ConnectionUriSanPeerCertificate,
             Attribute::RequestedServerName => AttributeId::ConnectionRequestedServerName,
+            Attribute::ResponseCode => AttributeId::ResponseCode,
+            Attribute::RequestTotalSize => AttributeId::RequestTotalSize,
+            Attribute::ResponseTotalSize => AttributeId::ResponseTotalSize,
+            Attribute::UpstreamAddress => AttributeId::UpstreamAddress,
         }
     }
 }
@@ -410,6 +414,10 @@ mod tests {
             (Attribute::DestinationAddress, 26),
             (Attribute::RequestedServerName, 30),
             (Attribute::PeerUriSan, 37),
+            (Attribute::ResponseCode, 15),
+            (Attribute::RequestTotalSize, 14),
+            (Attribute::ResponseTotalSize, 22),
+            (Attribute::UpstreamAddress, 41),
         ] {
             assert_eq!(AttributeId::from(attr) as u32, number, "{attr:?}");
         }

@@ -149,7 +149,17 @@ pub fn generate(snapshot: &Snapshot, o: &Options) -> Value {
             "@type": "type.googleapis.com/envoy.extensions.bootstrap.internal_listener.v3.InternalListener",
             "buffer_size_kb": 64}}],
         "static_resources": {"listeners": listeners, "clusters": cluster_list},
+        "layered_runtime": metrics_runtime(),
     })
+}
+
+/// Envoy 1.40 prefixes module metrics with `envoy_<metrics_namespace>_` in Prometheus output
+/// unless this runtime flag makes it register the namespace as a custom stat namespace, which
+/// the output strips: then the module's counter reads `istio_requests_total{...}`, as Istio's
+/// proxies report it (docs/telemetry.md).
+pub fn metrics_runtime() -> Value {
+    json!({"layers": [{"name": "waypoint", "static_layer": {
+        "envoy.reloadable_features.dynamic_modules_strip_custom_stat_prefix": true}}]})
 }
 
 /// The bootstrap as YAML with a header comment.

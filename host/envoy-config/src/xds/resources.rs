@@ -317,6 +317,7 @@ pub fn xds_bootstrap(static_bootstrap: &Value, xds: SocketAddr, delta: bool) -> 
         "node": node,
         "admin": static_bootstrap["admin"],
         "bootstrap_extensions": static_bootstrap["bootstrap_extensions"],
+        "layered_runtime": static_bootstrap["layered_runtime"],
         "dynamic_resources": {
             "ads_config": {
                 "api_type": if delta { "DELTA_GRPC" } else { "GRPC" },

@@ -2,6 +2,7 @@
 //! answering, then the port's protocol (HTTP, opaque TCP, or sniffed) and either the L7 proxy
 //! (HTTP/1.1, HTTP/2) or a TCP relay authorized with Istio's TCP semantics.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,8 +19,7 @@ use crate::connect::sniff::{detect, detect_http_version, Protocol, Rewind};
 use crate::http::head_timer::{Counted, HeadTimer};
 use crate::http::pipeline::handle;
 use crate::policy::destination::Destination;
-use crate::telemetry::metrics::TcpLabels;
-use crate::telemetry::response_flag::ResponseFlag;
+use crate::telemetry::metrics::tcp_labels;
 use crate::upstream::io::UpstreamIo;
 use crate::Shared;
 use waypoint_core::service::PortKind;
@@ -94,7 +94,7 @@ impl WaypointHandler {
                 .connect_with(&t, ctx.relay_headers.clone())
                 .await
             {
-                Ok(io) => Some(io),
+                Ok(io) => Some((io, t.addr.ip())),
                 Err(e) => {
                     info!(destination = %ctx.authority, error = %e, "hbone: upstream unreachable (503)");
                     return Err(StatusCode::SERVICE_UNAVAILABLE);
@@ -112,7 +112,7 @@ impl WaypointHandler {
 async fn serve_tunnel(
     shared: Arc<Shared>,
     ctx: Arc<ConnectContext>,
-    upstream: Option<UpstreamIo>,
+    upstream: Option<(UpstreamIo, IpAddr)>,
     stream: H2Stream,
 ) {
     let t = &shared.timeouts;
@@ -239,34 +239,13 @@ async fn serve_tunnel(
                         .upstreams
                         .connect_with(&t, ctx.relay_headers.clone())
                         .await
+                        .map(|io| (io, t.addr.ip()))
                         .map_err(|e| e.to_string()),
                     None => Err("no endpoint for TCP destination".to_string()),
                 },
             };
-            let labels = TcpLabels {
-                reporter: "waypoint".into(),
-                source_principal: ctx
-                    .peer
-                    .principal
-                    .clone()
-                    .unwrap_or_else(|| "unknown".into()),
-                source_workload_namespace: ctx
-                    .peer
-                    .identity
-                    .as_ref()
-                    .map(|i| i.namespace.clone())
-                    .unwrap_or_else(|| "unknown".into()),
-                // Istio labels the service's hostname, `unknown` when the destination is no
-                // service (never the raw CONNECT authority: peer-controlled, unbounded).
-                destination_service: match res.destination.service() {
-                    Some(m) => m.hostname.clone(),
-                    None => "unknown".into(),
-                },
-                response_flags: ResponseFlag::None.as_str().into(),
-                connection_security_policy: "mutual_tls".into(),
-            };
-            let mut upstream = match upstream {
-                Ok(u) => u,
+            let (mut upstream, labels) = match upstream {
+                Ok((io, endpoint)) => (io, tcp_labels(&ctx, &res, Some(endpoint))),
                 Err(e) => {
                     info!(destination = %ctx.authority, error = %e, "tunnel: TCP upstream failed");
                     let _ = downstream.shutdown().await;

@@ -13,6 +13,9 @@ pub struct RequestHead {
     pub path: String,
     /// A gRPC request ([`is_grpc`]).
     pub grpc: bool,
+    /// Request size for `istio_request_bytes`: headers (with pseudo-headers) and the body's
+    /// `content-length` (a body of unknown length counts as 0).
+    pub size: u64,
 }
 
 impl RequestHead {
@@ -33,7 +36,15 @@ impl RequestHead {
             .path_and_query()
             .map(|p| p.as_str().to_string())
             .unwrap_or_else(|| "/".to_string());
+        let body = req
+            .headers()
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0);
+        let pseudo = (req.method().as_str().len() + authority.len() + path.len() + 30) as u64;
         RequestHead {
+            size: crate::telemetry::body_size::header_bytes(req.headers()) + pseudo + body,
             method: req.method().clone(),
             authority,
             path,

@@ -107,6 +107,8 @@ async fn serve(
         close_if_draining(&shared, http1, &mut resp);
         return Ok(resp);
     }
+    // Envoy's connection manager gives every request an `x-request-id` before its filters.
+    crate::telemetry::request_id::ensure(req.headers_mut());
     // Policy: one config generation for the whole request.
     let head = RequestHead::of(&req);
     let res = ctx.resolution_for(shared.config.current());
@@ -114,8 +116,9 @@ async fn serve(
     // Local rate limit: Istio's EnvoyFilter inserts it before every other filter.
     let limit = ratelimit::check(&shared, &ctx, &res, &plan, &head, req.headers_mut());
     if let Some(reply) = &limit.limited {
-        let (mut resp, outcome) = reply::rate_limited(reply);
-        report::finish(&shared, &ctx, &head, &plan, &outcome, start.elapsed());
+        let (resp, outcome) = reply::rate_limited(reply);
+        let sizes = report::finish(&shared, &ctx, &res, &head, &plan, &outcome, start.elapsed());
+        let mut resp = crate::telemetry::body_size::counted(resp, sizes, start);
         if head.grpc {
             resp = reply::grpc_form(resp);
         }
@@ -125,7 +128,7 @@ async fn serve(
     if let Some(d) = plan.delay {
         tokio::time::sleep(d).await;
     }
-    let (mut resp, outcome) = match &plan.kind {
+    let (resp, outcome) = match &plan.kind {
         PlanKind::Local(r) => reply::policy(r, plan.action),
         PlanKind::AskThenLocal(call, r) => {
             match authz::check(&shared.upstreams, &ctx, &res, call, &req, &head).await {
@@ -135,8 +138,10 @@ async fn serve(
         }
         PlanKind::Forward(fp) => forward(&shared, &ctx, &res, fp, req, &head).await,
     };
+    let mut resp = resp;
     ratelimit::decorate(resp.headers_mut(), &limit.response_headers);
-    report::finish(&shared, &ctx, &head, &plan, &outcome, start.elapsed());
+    let sizes = report::finish(&shared, &ctx, &res, &head, &plan, &outcome, start.elapsed());
+    let mut resp = crate::telemetry::body_size::counted(resp, sizes, start);
     if head.grpc {
         // Envoy answers a gRPC request's local replies in gRPC form (trailers-only).
         resp = reply::grpc_form(resp);

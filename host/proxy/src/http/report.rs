@@ -5,25 +5,41 @@ use std::time::Duration;
 
 use tracing::info;
 
-use crate::connect::context::ConnectContext;
+use crate::connect::context::{ConnectContext, Resolution};
 use crate::http::head::RequestHead;
-use crate::http::headers::baggage_get;
 use crate::http::reply::Outcome;
 use crate::policy::plan::{Plan, RuleName};
-use crate::telemetry::metrics::RequestLabels;
-use crate::telemetry::request_metrics::RequestFacts;
+use crate::telemetry::metrics::{DenialLabels, RequestLabels};
+use crate::telemetry::request_metrics::{RequestFacts, ResponseHandles};
 use crate::Shared;
+use waypoint_core::telemetry_labels::{
+    request_labels as request_labels_of, RequestFacts as TelemetryFacts, SourceFacts, REPORTER,
+    UNKNOWN,
+};
 
-/// Count the request in Istio's metrics and write its access log line.
+/// Count the request in Istio's metrics and write its access log line. Returns the duration
+/// and response-size histograms for the response body's wrapper (`body_size`).
 pub fn finish(
     shared: &Shared,
     ctx: &ConnectContext,
+    res: &Resolution,
     head: &RequestHead,
     plan: &Plan,
     outcome: &Outcome,
     elapsed: Duration,
-) {
-    record(shared, ctx, plan, outcome, head.grpc, elapsed);
+) -> ResponseHandles {
+    let response = record(shared, ctx, res, head, plan, outcome);
+    if let Some(policy) = &plan.denied_by {
+        let labels = DenialLabels {
+            reporter: REPORTER.to_string(),
+            policy: policy.clone(),
+            destination_service: plan
+                .service
+                .as_ref()
+                .map_or_else(|| UNKNOWN.to_string(), |s| s.hostname.clone()),
+        };
+        shared.metrics.policy_denials.get_or_create(&labels).inc();
+    }
     info!(
         target: "access",
         method = %head.method,
@@ -40,21 +56,23 @@ pub fn finish(
         duration_ms = elapsed.as_millis() as u64,
         "request"
     );
+    response
 }
 
 fn record(
     shared: &Shared,
     ctx: &ConnectContext,
+    res: &Resolution,
+    head: &RequestHead,
     plan: &Plan,
     outcome: &Outcome,
-    grpc: bool,
-    elapsed: Duration,
-) {
+) -> ResponseHandles {
     let identity = outcome
         .target
         .as_ref()
         .and_then(|t| t.hbone.as_ref())
         .and_then(|h| h.expected.first());
+    let endpoint_ip = outcome.target.as_ref().map(|t| t.addr.ip());
     let facts = RequestFacts {
         baggage: ctx.baggage.as_deref().unwrap_or(""),
         peer_namespace: ctx.peer.identity.as_ref().map(|i| i.namespace.as_str()),
@@ -77,72 +95,68 @@ fn record(
         }),
         status: outcome.status,
         flags: outcome.flag,
-        grpc,
+        grpc: head.grpc,
+        source_ip: ctx.peer.source_ip,
+        endpoint_ip,
+        generation: res.config.generation,
     };
-    let millis = elapsed.as_secs_f64() * 1000.0;
     shared
         .request_metrics
-        .record(&shared.metrics, facts, millis, || {
-            request_labels(ctx, plan, outcome, grpc)
-        });
+        .record(&shared.metrics, facts, head.size, || {
+            request_labels(ctx, res, plan, outcome, head.grpc)
+        })
 }
 
-/// Istio's standard request labels (`reporter="waypoint"`), built on a metrics cache miss.
+/// Istio's standard request labels (`reporter="waypoint"`), built on a metrics cache miss by
+/// the core's `telemetry_labels` (the Envoy module computes them there too).
 fn request_labels(
     ctx: &ConnectContext,
+    res: &Resolution,
     plan: &Plan,
     outcome: &Outcome,
     grpc: bool,
 ) -> RequestLabels {
-    let unknown = || "unknown".to_string();
-    let bag = ctx.baggage.as_deref().unwrap_or("");
-    let bag_get = |k: &str| baggage_get(bag, k).map(str::to_string);
-    let src_workload = bag_get("k8s.deployment.name")
-        .or_else(|| bag_get("k8s.pod.name"))
-        .unwrap_or_else(unknown);
-    let src_app = bag_get("service.name").unwrap_or_else(unknown);
-    let src_version = bag_get("service.version").unwrap_or_else(unknown);
-    let (dst_service, dst_name, dst_ns) = match &plan.service {
-        Some(s) => (s.hostname.clone(), s.name.clone(), s.namespace.clone()),
-        None => (ctx.authority.clone(), unknown(), unknown()),
-    };
+    // The generation the request was decided in names the pods.
+    let policy = &res.config.policy;
+    let workloads = &policy.snapshot.registry.workloads;
+    let peer = ctx.peer.identity.as_ref();
+    let source = ctx
+        .peer
+        .source_ip
+        .and_then(|ip| workloads.by_ip(ip))
+        .or_else(|| peer.and_then(|i| workloads.by_identity(&i.namespace, &i.service_account)));
+    let destination = outcome
+        .target
+        .as_ref()
+        .and_then(|t| workloads.by_ip(t.addr.ip()));
     let dst_principal = outcome
         .target
         .as_ref()
         .and_then(|t| t.hbone.as_ref())
         .and_then(|h| h.expected.first())
-        .map(|i| i.to_string())
-        .unwrap_or_else(unknown);
-    RequestLabels {
-        reporter: "waypoint".into(),
-        source_workload: src_workload.clone(),
-        source_canonical_service: src_app.clone(),
-        source_canonical_revision: src_version.clone(),
-        source_workload_namespace: ctx
-            .peer
-            .identity
+        .map(|i| i.to_string());
+    let facts = TelemetryFacts {
+        source: SourceFacts {
+            principal: ctx.peer.principal.as_deref(),
+            namespace: peer.map(|i| i.namespace.as_str()),
+            workload: source,
+            baggage: ctx.baggage.as_deref().unwrap_or(""),
+        },
+        service: plan
+            .service
             .as_ref()
-            .map(|i| i.namespace.clone())
-            .unwrap_or_else(unknown),
-        source_principal: ctx.peer.principal.clone().unwrap_or_else(unknown),
-        source_app: src_app,
-        source_version: src_version,
-        source_cluster: bag_get("k8s.cluster.name").unwrap_or_else(unknown),
-        destination_workload: unknown(),
-        destination_workload_namespace: dst_ns.clone(),
-        destination_principal: dst_principal,
-        destination_app: dst_name.clone(),
-        destination_version: unknown(),
-        destination_service: dst_service,
-        destination_service_name: dst_name.clone(),
-        destination_service_namespace: dst_ns,
-        destination_canonical_service: dst_name,
-        destination_canonical_revision: "latest".into(),
-        destination_cluster: unknown(),
-        request_protocol: if grpc { "grpc" } else { "http" }.into(),
-        response_code: outcome.status.to_string(),
-        grpc_response_status: String::new(),
-        response_flags: outcome.flag.as_str().into(),
-        connection_security_policy: "mutual_tls".into(),
+            .map(|s| (s.hostname.as_str(), s.name.as_str(), s.namespace.as_str())),
+        destination,
+        destination_principal: dst_principal.as_deref(),
+        trust_domain: &policy.options.trust_domain,
+        grpc,
+        status: outcome.status,
+        flags: outcome.flag.as_str(),
+    };
+    let mut labels = RequestLabels::from(request_labels_of(&facts));
+    if plan.service.is_none() {
+        // The sanitizer labels an unresolved destination `unknown` from the raw authority.
+        labels.destination_service = ctx.authority.clone();
     }
+    labels
 }

@@ -101,6 +101,7 @@ impl Policy {
                 ext_authz,
                 ..Default::default()
             })),
+            denied_by: None,
         }
     }
 }
@@ -226,6 +227,7 @@ pub fn plan_from_decision<'s>(
         service,
         delay,
         kind,
+        denied_by: waypoint_core::telemetry_labels::denying_policy(d),
     }
 }
 

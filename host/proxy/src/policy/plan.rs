@@ -73,6 +73,8 @@ pub struct Plan<'s> {
     /// Delay before a local reply (a fault abort after a fault delay).
     pub delay: Option<Duration>,
     pub kind: PlanKind,
+    /// The AuthorizationPolicy a deny is counted under (`telemetry_labels::denying_policy`).
+    pub denied_by: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -160,6 +162,7 @@ impl Plan<'_> {
                 body: body.into(),
                 headers: Vec::new(),
             }),
+            denied_by: None,
         }
     }
 }

@@ -1,7 +1,10 @@
 //! Istio standard metrics with `reporter="waypoint"`: `istio_requests_total`,
-//! `istio_request_duration_milliseconds`, and TCP connection counters, in Prometheus text.
-//! Every family is bounded (`bounded.rs`): sanitized label values, capped series.
+//! `istio_request_duration_milliseconds`, `istio_request_bytes`, `istio_response_bytes` and
+//! the `istio_tcp_*` counters, in Prometheus text. Every family is bounded (`bounded.rs`):
+//! sanitized label values, capped series. The label values come from `waypoint_core::
+//! telemetry_labels`, which the Envoy module uses too.
 
+use std::net::IpAddr;
 use std::sync::Mutex;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -11,8 +14,12 @@ use prometheus_client::registry::Registry;
 
 use crate::admin::bounded::{clean, is_dirty, BoundedFamily, BoundedLabels, OVERFLOW};
 
-/// Istio's label for what the waypoint does not know.
-const UNKNOWN: &str = "unknown";
+use waypoint_core::telemetry_labels::{
+    tcp_labels as core_tcp_labels, IstioLabels, RequestFacts, SourceFacts, UNKNOWN,
+};
+
+use crate::connect::context::{ConnectContext, Resolution};
+use crate::telemetry::response_flag::ResponseFlag;
 
 /// Istio's standard label set for request metrics
 /// (https://istio.io/latest/docs/reference/config/metrics/).
@@ -45,15 +52,49 @@ pub struct RequestLabels {
     pub connection_security_policy: String,
 }
 
-/// Labels for TCP (non-HTTP) tunnels.
+/// Labels of `waypoint_policy_denials_total` (`telemetry_labels::DENIAL_LABELS`).
 #[derive(Debug, Clone, Default, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct TcpLabels {
+pub struct DenialLabels {
     pub reporter: String,
-    pub source_principal: String,
-    pub source_workload_namespace: String,
+    pub policy: String,
     pub destination_service: String,
-    pub response_flags: String,
-    pub connection_security_policy: String,
+}
+
+impl BoundedLabels for DenialLabels {
+    fn needs_sanitizing(&self) -> bool {
+        [&self.reporter, &self.policy, &self.destination_service]
+            .iter()
+            .any(|v| is_dirty(v))
+    }
+
+    fn sanitize(&mut self) {
+        for v in [
+            &mut self.reporter,
+            &mut self.policy,
+            &mut self.destination_service,
+        ] {
+            clean(v);
+        }
+    }
+
+    fn overflow(&self) -> Self {
+        DenialLabels {
+            reporter: self.reporter.clone(),
+            policy: OVERFLOW.into(),
+            destination_service: OVERFLOW.into(),
+        }
+    }
+}
+
+impl From<IstioLabels> for RequestLabels {
+    /// The core's values, in `REQUEST_LABELS` order (the same order as these fields).
+    fn from(l: IstioLabels) -> Self {
+        let mut out = RequestLabels::default();
+        for (slot, v) in out.values_mut().into_iter().zip(l.values) {
+            *slot = v;
+        }
+        out
+    }
 }
 
 impl RequestLabels {
@@ -170,62 +211,39 @@ impl BoundedLabels for RequestLabels {
     }
 }
 
-impl TcpLabels {
-    fn values_mut(&mut self) -> [&mut String; 6] {
-        [
-            &mut self.reporter,
-            &mut self.source_principal,
-            &mut self.source_workload_namespace,
-            &mut self.destination_service,
-            &mut self.response_flags,
-            &mut self.connection_security_policy,
-        ]
-    }
-
-    fn values(&self) -> [&String; 6] {
-        [
-            &self.reporter,
-            &self.source_principal,
-            &self.source_workload_namespace,
-            &self.destination_service,
-            &self.response_flags,
-            &self.connection_security_policy,
-        ]
-    }
-}
-
-/// Whether a TCP tunnel's `destination_service` (a hostname or the CONNECT authority) can be a
-/// real destination: at most a DNS name (253 bytes) and a port. Anything longer is a peer's
-/// invention and is labelled `unknown`.
-fn plausible_destination(v: &str) -> bool {
-    v.len() <= 253 + 6
-}
-
-impl BoundedLabels for TcpLabels {
-    fn needs_sanitizing(&self) -> bool {
-        !plausible_destination(&self.destination_service)
-            || self.values().iter().any(|v| is_dirty(v))
-    }
-
-    fn sanitize(&mut self) {
-        if !plausible_destination(&self.destination_service) {
-            self.destination_service = UNKNOWN.into();
-        }
-        for v in self.values_mut() {
-            clean(v);
-        }
-    }
-
-    fn overflow(&self) -> Self {
-        TcpLabels {
-            reporter: self.reporter.clone(),
-            source_principal: OVERFLOW.into(),
-            source_workload_namespace: OVERFLOW.into(),
-            destination_service: OVERFLOW.into(),
-            response_flags: self.response_flags.clone(),
-            connection_security_policy: self.connection_security_policy.clone(),
-        }
-    }
+/// Istio's labels of an opaque TCP tunnel to `endpoint`: the core's TCP set
+/// (`request_protocol="tcp"`); the service's hostname, `unknown` when the destination is no
+/// service (never the raw CONNECT authority: peer-controlled, unbounded).
+pub fn tcp_labels(
+    ctx: &ConnectContext,
+    res: &Resolution,
+    endpoint: Option<IpAddr>,
+) -> RequestLabels {
+    let policy = &res.config.policy;
+    let workloads = &policy.snapshot.registry.workloads;
+    let peer = ctx.peer.identity.as_ref();
+    let source = ctx
+        .peer
+        .source_ip
+        .and_then(|ip| workloads.by_ip(ip))
+        .or_else(|| peer.and_then(|i| workloads.by_identity(&i.namespace, &i.service_account)));
+    let service = res.destination.service();
+    let facts = RequestFacts {
+        source: SourceFacts {
+            principal: ctx.peer.principal.as_deref(),
+            namespace: peer.map(|i| i.namespace.as_str()),
+            workload: source,
+            baggage: ctx.baggage.as_deref().unwrap_or(""),
+        },
+        service: service.map(|s| (s.hostname.as_str(), s.name.as_str(), s.namespace.as_str())),
+        destination: endpoint.and_then(|ip| workloads.by_ip(ip)),
+        destination_principal: None,
+        trust_domain: &policy.options.trust_domain,
+        grpc: false,
+        status: 0,
+        flags: ResponseFlag::None.as_str(),
+    };
+    RequestLabels::from(core_tcp_labels(&facts))
 }
 
 /// Istio's default duration buckets, in milliseconds.
@@ -238,15 +256,25 @@ fn duration_histogram() -> Histogram {
     Histogram::new(DURATION_BUCKETS.into_iter())
 }
 
+/// Size buckets in bytes: Envoy's default histogram buckets, which the Envoy mode's
+/// `istio_request_bytes`/`istio_response_bytes` use, so both modes bucket alike.
+fn size_histogram() -> Histogram {
+    Histogram::new(DURATION_BUCKETS.into_iter())
+}
+
 /// The metric families and their registry.
 pub struct Metrics {
     registry: Mutex<Registry>,
     pub requests: BoundedFamily<RequestLabels, Counter>,
     pub duration: BoundedFamily<RequestLabels, Histogram, fn() -> Histogram>,
-    pub tcp_opened: BoundedFamily<TcpLabels, Counter>,
-    pub tcp_closed: BoundedFamily<TcpLabels, Counter>,
-    pub tcp_sent: BoundedFamily<TcpLabels, Counter>,
-    pub tcp_received: BoundedFamily<TcpLabels, Counter>,
+    pub request_bytes: BoundedFamily<RequestLabels, Histogram, fn() -> Histogram>,
+    pub response_bytes: BoundedFamily<RequestLabels, Histogram, fn() -> Histogram>,
+    pub tcp_opened: BoundedFamily<RequestLabels, Counter>,
+    /// `waypoint_policy_denials_total{reporter, policy, destination_service}`.
+    pub policy_denials: BoundedFamily<DenialLabels, Counter>,
+    pub tcp_closed: BoundedFamily<RequestLabels, Counter>,
+    pub tcp_sent: BoundedFamily<RequestLabels, Counter>,
+    pub tcp_received: BoundedFamily<RequestLabels, Counter>,
     /// The local rate limit filter's counters (Envoy's names).
     pub ratelimit: crate::telemetry::ratelimit_stats::RateLimitStats,
 }
@@ -271,10 +299,22 @@ impl Metrics {
             BoundedFamily::<RequestLabels, Histogram, fn() -> Histogram>::new_with_constructor(
                 duration_histogram as fn() -> Histogram,
             );
-        let tcp_opened = BoundedFamily::<TcpLabels, Counter>::default();
-        let tcp_closed = BoundedFamily::<TcpLabels, Counter>::default();
-        let tcp_sent = BoundedFamily::<TcpLabels, Counter>::default();
-        let tcp_received = BoundedFamily::<TcpLabels, Counter>::default();
+        let sizes = || {
+            BoundedFamily::<RequestLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+                size_histogram as fn() -> Histogram,
+            )
+        };
+        let (request_bytes, response_bytes) = (sizes(), sizes());
+        let tcp_opened = BoundedFamily::<RequestLabels, Counter>::default();
+        let policy_denials = BoundedFamily::<DenialLabels, Counter>::default();
+        registry.register(
+            "waypoint_policy_denials",
+            "Requests denied by AuthorizationPolicy, by the policy that denied",
+            policy_denials.family().clone(),
+        );
+        let tcp_closed = BoundedFamily::<RequestLabels, Counter>::default();
+        let tcp_sent = BoundedFamily::<RequestLabels, Counter>::default();
+        let tcp_received = BoundedFamily::<RequestLabels, Counter>::default();
         // The text encoder appends `_total` to counters.
         registry.register(
             "istio_requests",
@@ -285,6 +325,16 @@ impl Metrics {
             "istio_request_duration_milliseconds",
             "Request duration",
             duration.family().clone(),
+        );
+        registry.register(
+            "istio_request_bytes",
+            "Request sizes (headers and body)",
+            request_bytes.family().clone(),
+        );
+        registry.register(
+            "istio_response_bytes",
+            "Response sizes (headers and body)",
+            response_bytes.family().clone(),
         );
         registry.register(
             "istio_tcp_connections_opened",
@@ -310,7 +360,10 @@ impl Metrics {
             registry: Mutex::new(registry),
             requests,
             duration,
+            request_bytes,
+            response_bytes,
             tcp_opened,
+            policy_denials,
             tcp_closed,
             tcp_sent,
             tcp_received,
@@ -361,14 +414,39 @@ mod tests {
         assert!(text.contains("response_code=\"200\""), "{text}");
     }
 
-    fn tcp(dest: &str) -> TcpLabels {
-        TcpLabels {
+    fn tcp(dest: &str) -> RequestLabels {
+        RequestLabels {
             reporter: "waypoint".into(),
             source_principal: "spiffe://cluster.local/ns/default/sa/sleep".into(),
             source_workload_namespace: "default".into(),
             destination_service: dest.into(),
+            destination_service_name: "svc".into(),
+            request_protocol: "tcp".into(),
             response_flags: "-".into(),
             connection_security_policy: "mutual_tls".into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn field_order_is_the_cores_label_order() {
+        let mut values: [String; 25] = Default::default();
+        for (i, v) in values.iter_mut().enumerate() {
+            *v = format!("v{i}");
+        }
+        let labels = RequestLabels::from(IstioLabels { values });
+        let m = Metrics::new();
+        m.record_request(&labels, 1.0);
+        let text = m.encode();
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("istio_requests_total{"))
+            .unwrap_or_default();
+        for (i, name) in waypoint_core::telemetry_labels::REQUEST_LABELS
+            .iter()
+            .enumerate()
+        {
+            assert!(line.contains(&format!("{name}=\"v{i}\"")), "{name}: {line}");
         }
     }
 

@@ -1,7 +1,9 @@
-//! Telemetry: the Prometheus registry with Istio's metric names and labels (`metrics`), the
-//! per-request recorder with cached label sets (`request_metrics`), and Envoy's response flags.
+//! Telemetry: Istio's metrics in Prometheus form (`metrics`, cached per label set in
+//! `request_metrics`, sizes in `body_size`), Envoy's response flags, `x-request-id`.
 
+pub mod body_size;
 pub mod metrics;
 pub mod ratelimit_stats;
+pub mod request_id;
 pub mod request_metrics;
 pub mod response_flag;

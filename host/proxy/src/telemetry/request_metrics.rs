@@ -3,6 +3,7 @@
 //! request costs one hash of those facts, not ~25 label strings built and hashed twice.
 
 use std::hash::{Hash, Hasher};
+use std::net::IpAddr;
 use std::sync::Mutex;
 
 use hashbrown::{Equivalent, HashMap};
@@ -37,6 +38,12 @@ pub struct RequestFacts<'a> {
     pub status: u16,
     pub flags: ResponseFlag,
     pub grpc: bool,
+    /// The source IP (names the source workload when the registry has its pod).
+    pub source_ip: Option<IpAddr>,
+    /// The IP of the endpoint that served the request (names the destination workload).
+    pub endpoint_ip: Option<IpAddr>,
+    /// The config generation whose registry names the workloads.
+    pub generation: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,6 +58,9 @@ struct OwnedFacts {
     status: u16,
     flags: ResponseFlag,
     grpc: bool,
+    source_ip: Option<IpAddr>,
+    endpoint_ip: Option<IpAddr>,
+    generation: u64,
 }
 
 fn hash_facts<H: Hasher>(f: &RequestFacts<'_>, h: &mut H) {
@@ -64,6 +74,9 @@ fn hash_facts<H: Hasher>(f: &RequestFacts<'_>, h: &mut H) {
     f.status.hash(h);
     f.flags.hash(h);
     f.grpc.hash(h);
+    f.source_ip.hash(h);
+    f.endpoint_ip.hash(h);
+    f.generation.hash(h);
 }
 
 impl OwnedFacts {
@@ -85,6 +98,9 @@ impl OwnedFacts {
             status: self.status,
             flags: self.flags,
             grpc: self.grpc,
+            source_ip: self.source_ip,
+            endpoint_ip: self.endpoint_ip,
+            generation: self.generation,
         }
     }
 }
@@ -113,6 +129,9 @@ impl PartialEq for RequestFacts<'_> {
             && self.status == o.status
             && self.flags == o.flags
             && self.grpc == o.grpc
+            && self.source_ip == o.source_ip
+            && self.endpoint_ip == o.endpoint_ip
+            && self.generation == o.generation
     }
 }
 
@@ -137,14 +156,51 @@ impl From<RequestFacts<'_>> for OwnedFacts {
             status: f.status,
             flags: f.flags,
             grpc: f.grpc,
+            source_ip: f.source_ip,
+            endpoint_ip: f.endpoint_ip,
+            generation: f.generation,
         }
+    }
+}
+
+/// The handles of one label set: count, duration, request and response sizes.
+#[derive(Clone)]
+struct Handles {
+    count: Counter,
+    request_bytes: Histogram,
+    response: ResponseHandles,
+}
+
+/// What is observed once the response has streamed: its duration and size.
+#[derive(Clone, Debug)]
+pub struct ResponseHandles {
+    pub duration: Histogram,
+    pub response_bytes: Histogram,
+}
+
+impl Handles {
+    fn of(metrics: &Metrics, labels: &RequestLabels) -> Self {
+        Handles {
+            count: metrics.requests.get_or_create(labels),
+            request_bytes: metrics.request_bytes.get_or_create(labels),
+            response: ResponseHandles {
+                duration: metrics.duration.get_or_create(labels),
+                response_bytes: metrics.response_bytes.get_or_create(labels),
+            },
+        }
+    }
+
+    fn observe(&self, request_bytes: u64) -> ResponseHandles {
+        self.count.inc();
+        self.request_bytes.observe(request_bytes as f64);
+        self.response.clone()
     }
 }
 
 /// Cached metric handles by request facts.
 #[derive(Default)]
 pub struct RequestMetrics {
-    handles: Mutex<HashMap<OwnedFacts, (Counter, Histogram), FxBuildHasher>>,
+    handles: Mutex<HashMap<OwnedFacts, Handles, FxBuildHasher>>,
 }
 
 impl std::fmt::Debug for RequestMetrics {
@@ -154,14 +210,17 @@ impl std::fmt::Debug for RequestMetrics {
 }
 
 impl RequestMetrics {
-    /// Count one request of `millis`; `labels` builds the full label set on a cache miss.
+    /// Count one request of `request_bytes`; `labels` builds the full label set on a cache
+    /// miss. Returns the duration and response-size histograms of the request's label set,
+    /// observed once the response body has streamed (Istio's duration runs to the end of the
+    /// response; see `body_size`).
     pub fn record(
         &self,
         metrics: &Metrics,
         facts: RequestFacts<'_>,
-        millis: f64,
+        request_bytes: u64,
         labels: impl FnOnce() -> RequestLabels,
-    ) {
+    ) -> ResponseHandles {
         let mut facts = facts;
         if !facts.has_service {
             // The CONNECT authority of an unresolved destination is labelled `unknown` (see
@@ -172,26 +231,19 @@ impl RequestMetrics {
             || facts.principal.is_some_and(|p| p.len() > MAX_CACHED_FACT)
             || facts.service.len() > MAX_CACHED_FACT
         {
-            let labels = labels();
-            metrics.requests.get_or_create(&labels).inc();
-            metrics.duration.get_or_create(&labels).observe(millis);
-            return;
+            return Handles::of(metrics, &labels()).observe(request_bytes);
         }
         let mut map = self.handles.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((count, duration)) = map.get(&facts) {
-            count.inc();
-            duration.observe(millis);
-            return;
+        if let Some(h) = map.get(&facts) {
+            return h.observe(request_bytes);
         }
-        let labels = labels();
-        let count = metrics.requests.get_or_create(&labels);
-        let duration = metrics.duration.get_or_create(&labels);
-        count.inc();
-        duration.observe(millis);
+        let h = Handles::of(metrics, &labels());
+        let response = h.observe(request_bytes);
         if map.len() >= MAX_ENTRIES {
             map.clear();
         }
-        map.insert(facts.into(), (count, duration));
+        map.insert(facts.into(), h);
+        response
     }
 }
 
@@ -211,6 +263,9 @@ mod tests {
             status,
             flags: ResponseFlag::None,
             grpc: false,
+            source_ip: None,
+            endpoint_ip: None,
+            generation: 1,
         }
     }
 
@@ -231,10 +286,11 @@ mod tests {
         let b = "spiffe://cluster.local/ns/default/sa/b";
         let mut built = 0;
         for (status, p) in [(200, a), (200, a), (503, a), (200, b), (200, a)] {
-            cache.record(&m, facts(status, Some(p)), 1.0, || {
+            let r = cache.record(&m, facts(status, Some(p)), 10, || {
                 built += 1;
                 labels(status, p)
             });
+            r.duration.observe(1.0);
         }
         assert_eq!(built, 3, "labels built once per distinct fact set");
         let text = m.encode();
@@ -284,7 +340,7 @@ mod tests {
                 destination_identity: None,
                 ..facts(503, Some("p"))
             };
-            cache.record(&m, f, 1.0, || {
+            cache.record(&m, f, 10, || {
                 built += 1;
                 RequestLabels {
                     destination_service: a.clone(),

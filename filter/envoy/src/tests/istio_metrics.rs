@@ -1,0 +1,187 @@
+//! Istio's request metrics from the module over the fake stream: one counter and three
+//! histogram records per completed stream, labelled from the core with the chosen pod.
+
+use std::sync::Arc;
+
+use crate::config::FilterConfig;
+use crate::fake::FakeStream;
+use crate::filter::HttpFilter;
+use crate::metrics::IstioMetricIds;
+use crate::stream::Attribute;
+use waypoint_core::telemetry_labels::REQUEST_LABELS;
+
+/// The waypoint, reviews with its v2 pod (a Deployment's) at 127.0.0.1, and sleep's pod.
+const MESH: &str = concat!(
+    waypoint_core::waypoint_gateway_yaml!("bookinfo"),
+    r#"apiVersion: v1
+kind: Service
+metadata: {name: reviews, namespace: bookinfo, labels: {istio.io/use-waypoint: waypoint}}
+spec: {clusterIP: 10.96.0.11, selector: {app: reviews}, ports: [{port: 9080, name: http}]}
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: reviews-v2-6d8f7-abcde
+  generateName: reviews-v2-6d8f7-
+  namespace: bookinfo
+  labels: {app: reviews, version: v2, pod-template-hash: 6d8f7}
+  ownerReferences: [{apiVersion: apps/v1, kind: ReplicaSet, name: reviews-v2-6d8f7, uid: u, controller: true}]
+spec: {serviceAccountName: bookinfo-reviews, containers: [{name: app, image: reviews}]}
+status: {podIP: 127.0.0.1}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: sleep-0, namespace: bookinfo, labels: {app: sleep, version: v1}}
+spec: {serviceAccountName: sleep, containers: [{name: app, image: sleep}]}
+status: {podIP: 127.0.0.9}
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: deny-admin, namespace: bookinfo}
+spec:
+  targetRefs: [{kind: Service, group: "", name: reviews}]
+  action: DENY
+  rules: [{to: [{operation: {paths: [/admin]}}]}]
+"#
+);
+
+const IDS: IstioMetricIds = IstioMetricIds {
+    requests: 11,
+    duration: 12,
+    request_bytes: 13,
+    response_bytes: 14,
+    denials: 15,
+};
+
+fn filter() -> HttpFilter {
+    let spec = serde_json::json!({"waypoint": "bookinfo/waypoint", "config_inline": MESH});
+    let mut cfg =
+        FilterConfig::from_bytes("waypoint", spec.to_string().as_bytes()).expect("config");
+    cfg.metrics.istio = Some(IDS);
+    HttpFilter::new(Arc::new(cfg))
+}
+
+fn label<'a>(values: &'a [String], name: &str) -> &'a str {
+    let i = REQUEST_LABELS
+        .iter()
+        .position(|n| *n == name)
+        .expect("label name");
+    &values[i]
+}
+
+#[test]
+fn a_completed_stream_counts_once_with_the_chosen_pods_labels() {
+    let mut f = filter();
+    let mut s = FakeStream::request("GET", "reviews:9080", "/r", &[])
+        .with_peer(Some("spiffe://cluster.local/ns/bookinfo/sa/sleep"), None)
+        .with_attribute(Attribute::DestinationAddress, "10.96.0.11:9080");
+    f.on_request_headers(&mut s, true);
+    assert!(s.counters.iter().all(|(id, _, _)| *id != IDS.requests));
+    s = s
+        .with_attribute(Attribute::ResponseCode, "200")
+        .with_attribute(Attribute::UpstreamAddress, "127.0.0.1:9080")
+        .with_attribute(Attribute::RequestTotalSize, "120")
+        .with_attribute(Attribute::ResponseTotalSize, "345");
+    f.on_stream_complete(&mut s);
+    f.on_stream_complete(&mut s);
+    let counted: Vec<_> = s
+        .counters
+        .iter()
+        .filter(|(id, _, _)| *id == IDS.requests)
+        .collect();
+    assert_eq!(counted.len(), 1, "counted once: {:?}", s.counters);
+    let (_, values, by) = counted[0];
+    assert_eq!(*by, 1);
+    assert_eq!(values.len(), REQUEST_LABELS.len());
+    for (name, want) in [
+        ("reporter", "waypoint"),
+        ("source_workload", "sleep-0"),
+        ("source_canonical_service", "sleep"),
+        ("source_canonical_revision", "v1"),
+        (
+            "source_principal",
+            "spiffe://cluster.local/ns/bookinfo/sa/sleep",
+        ),
+        ("source_workload_namespace", "bookinfo"),
+        ("destination_workload", "reviews-v2"),
+        ("destination_version", "v2"),
+        ("destination_canonical_service", "reviews"),
+        ("destination_canonical_revision", "v2"),
+        (
+            "destination_principal",
+            "spiffe://cluster.local/ns/bookinfo/sa/bookinfo-reviews",
+        ),
+        ("destination_service", "reviews.bookinfo.svc.cluster.local"),
+        ("destination_service_name", "reviews"),
+        ("response_code", "200"),
+        ("response_flags", "-"),
+        ("request_protocol", "http"),
+    ] {
+        assert_eq!(label(values, name), want, "{name}");
+    }
+    let recorded = |id: usize| {
+        s.histograms
+            .iter()
+            .filter(|(i, _, _)| *i == id)
+            .map(|(_, l, v)| (l == values, *v))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(recorded(IDS.request_bytes), vec![(true, 120)]);
+    assert_eq!(recorded(IDS.response_bytes), vec![(true, 345)]);
+    assert_eq!(recorded(IDS.duration).len(), 1);
+    assert!(
+        s.counters.iter().all(|(id, _, _)| *id != IDS.denials),
+        "an allowed request is no denial"
+    );
+}
+
+#[test]
+fn a_local_reply_to_an_unknown_destination_is_counted_with_its_status() {
+    let mut f = filter();
+    // No principal, and a destination that is no service: the core answers it locally.
+    let mut s = FakeStream::request("GET", "nowhere:80", "/", &[])
+        .with_attribute(Attribute::DestinationAddress, "10.1.2.3:80");
+    f.on_request_headers(&mut s, true);
+    let status = s.reply.as_ref().map(|r| r.status).unwrap_or(0);
+    assert!(status >= 400, "a local reply: {status}");
+    s = s.with_attribute(Attribute::ResponseCode, &status.to_string());
+    f.on_stream_complete(&mut s);
+    let (_, values, _) = s
+        .counters
+        .iter()
+        .find(|(id, _, _)| *id == IDS.requests)
+        .expect("counted");
+    assert_eq!(label(values, "response_code"), status.to_string());
+    assert_eq!(label(values, "destination_workload"), "unknown");
+    assert_eq!(label(values, "destination_service"), "unknown");
+    assert_eq!(label(values, "source_principal"), "unknown");
+}
+
+#[test]
+fn a_deny_is_counted_under_its_policy() {
+    let mut f = filter();
+    let mut s = FakeStream::request("GET", "reviews:9080", "/admin", &[])
+        .with_peer(Some("spiffe://cluster.local/ns/bookinfo/sa/sleep"), None)
+        .with_attribute(Attribute::DestinationAddress, "10.96.0.11:9080");
+    f.on_request_headers(&mut s, true);
+    assert_eq!(s.reply.as_ref().map(|r| r.status), Some(403));
+    s = s.with_attribute(Attribute::ResponseCode, "403");
+    f.on_stream_complete(&mut s);
+    let denials: Vec<_> = s
+        .counters
+        .iter()
+        .filter(|(id, _, _)| *id == IDS.denials)
+        .map(|(_, l, n)| (l.clone(), *n))
+        .collect();
+    assert_eq!(
+        denials,
+        vec![(
+            vec![
+                "waypoint".to_string(),
+                "bookinfo/deny-admin".to_string(),
+                "reviews.bookinfo.svc.cluster.local".to_string()
+            ],
+            1
+        )]
+    );
+}
