@@ -76,6 +76,7 @@ fn run<'p>(policies: &[&'p CompiledPolicy], r: &Req) -> AuthzOutcome<'p> {
         path: &normalized,
         dest_ip: r.dest_ip.map(ip),
         dest_port: r.dest_port,
+        auth: None,
     };
     let with_trace = evaluate(policies, &input, true);
     let without = evaluate(policies, &input, false);
@@ -558,6 +559,7 @@ fn run_tcp<'p>(policies: &[&'p CompiledPolicy], r: &Req) -> AuthzOutcome<'p> {
         path: "",
         dest_ip: r.dest_ip.map(ip),
         dest_port: r.dest_port,
+        auth: None,
     };
     let with_trace = evaluate_tcp(policies, &input, true);
     let without = evaluate_tcp(policies, &input, false);
