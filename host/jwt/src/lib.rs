@@ -9,4 +9,4 @@ mod keys;
 mod verifier;
 
 pub use keys::{JwksError, KeySet};
-pub use verifier::{verify_signature, JwksVerifier, KeySource};
+pub use verifier::{verify_signature, JwksVerifier, KeySource, SUPPORTED};

@@ -7,6 +7,7 @@ pub mod config;
 pub mod connect;
 pub mod ext_authz;
 pub mod http;
+pub mod jwks;
 pub mod logging;
 pub mod policy;
 pub mod run;
@@ -32,4 +33,6 @@ pub struct Shared {
     pub timeouts: waypoint_hbone::timeouts::Timeouts,
     /// Allowed upgrades, inner CONNECT, and the waypoint's own listeners (refused destinations).
     pub proxy: connect::guard::ProxyOptions,
+    /// JWKS of RequestAuthentication rules (inline parsed once, `jwksUri` fetched and cached).
+    pub jwks: Arc<jwks::JwksCache>,
 }

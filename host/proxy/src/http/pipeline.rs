@@ -1,5 +1,5 @@
 //! One HTTP request inside a tunnel, as a linear pipeline with early exits: screen (upgrades,
-//! inner CONNECT) → policy plan → local reply, or CORS → fault → ext_authz → router (attempts,
+//! inner CONNECT) → JWT (RequestAuthentication) → policy plan → local reply, or CORS → fault → ext_authz → router (attempts,
 //! retries, mirrors, deadlines) → metrics and access log. Each stage lives in its own file.
 
 use std::convert::Infallible;
@@ -22,7 +22,7 @@ use crate::http::head::RequestHead;
 use crate::http::reply::{self, Outcome, ProxyError};
 use crate::http::request_timeout::{InBody, Received};
 use crate::http::retry::{self, Answered, Failed};
-use crate::http::{authz, filters, mirror, plan, report, upgrade};
+use crate::http::{authz, filters, jwt, mirror, plan, report, upgrade};
 use crate::policy::plan::{ForwardPlan, PlanKind};
 use crate::telemetry::response_flag::ResponseFlag;
 use crate::upstream::{BoxError, ProxyBody};
@@ -111,7 +111,11 @@ async fn serve(
     // Policy: one config generation for the whole request.
     let head = RequestHead::of(&req);
     let res = ctx.resolution_for(shared.config.current());
-    let plan = plan::plan(&ctx, &res, &head, req.headers());
+    // Request authentication (Envoy's jwt_authn, before RBAC): 401 for a bad token.
+    let plan = match jwt::authenticate(&shared, &ctx, &res, &head, &mut req).await {
+        Ok(auth) => plan::plan(&ctx, &res, &head, req.headers(), auth.as_ref()),
+        Err(unauthenticated) => unauthenticated,
+    };
     if let Some(d) = plan.delay {
         tokio::time::sleep(d).await;
     }
