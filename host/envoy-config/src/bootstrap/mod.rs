@@ -4,6 +4,7 @@
 pub mod clusters;
 pub mod ext_authz;
 pub mod hardening;
+pub mod jwt_authn;
 pub mod listeners;
 
 use std::collections::BTreeSet;
@@ -85,6 +86,7 @@ pub fn generate(snapshot: &Snapshot, o: &Options) -> Value {
     let tcp_idle = o.timeouts.tcp_idle;
     let mut main = listeners::main_internal(o, paths);
     ext_authz::wire(&mut main, snapshot);
+    jwt_authn::wire(&mut main, snapshot);
     let mut listeners = vec![listeners::connect_terminate(o, paths), main];
     listeners.extend(mesh.iter().map(|t| match via {
         Some(_) => listeners::connect_originate_local(t, tcp_idle),
@@ -123,6 +125,7 @@ pub fn generate(snapshot: &Snapshot, o: &Options) -> Value {
             .iter()
             .map(|p| clusters::outbound_cluster_via(p, via.is_some())),
     );
+    cluster_list.extend(jwt_authn::clusters(snapshot));
     cluster_list.extend(ext_authz::provider_clusters(
         snapshot,
         &plans,
