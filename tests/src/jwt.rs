@@ -138,7 +138,9 @@ pub struct JwksServer {
 
 impl JwksServer {
     pub async fn start(initial: String) -> JwksServer {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
         let addr = listener.local_addr().expect("addr");
         let body = Arc::new(Mutex::new(initial));
         let hits = Arc::new(AtomicUsize::new(0));

@@ -41,9 +41,15 @@ spec:
 fn explain(dir: &TempDir, token: &str) -> (Value, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_waypoint"))
         .arg("explain")
-        .args(["--config", &dir.path().join("config.yaml").display().to_string()])
+        .args([
+            "--config",
+            &dir.path().join("config.yaml").display().to_string(),
+        ])
         .args(["--request", "GET http://shop/orders", "--jwt", token])
-        .args(["--jwks", &dir.path().join("jwks.json").display().to_string()])
+        .args([
+            "--jwks",
+            &dir.path().join("jwks.json").display().to_string(),
+        ])
         .args(["--output", "json"])
         .output()
         .expect("run waypoint");
@@ -68,7 +74,11 @@ fn explain_shows_verified_claims_and_their_effect() {
 
     let dev = key.sign(&claims(ISS, "bob", "shop", json!({"groups": ["dev"]})));
     let (j, raw) = explain(&dir, &dev);
-    assert_eq!((j["action"].as_str(), j["status"].as_u64()), (Some("deny"), Some(403)), "{raw}");
+    assert_eq!(
+        (j["action"].as_str(), j["status"].as_u64()),
+        (Some("deny"), Some(403)),
+        "{raw}"
+    );
 
     let mut c = claims(ISS, "alice", "shop", json!({"groups": ["admin"]}));
     c["exp"] = json!(now() - 3600);

@@ -66,8 +66,15 @@ spec:
     )
 }
 
-async fn get(client: &HboneClient, wp: &GeneratedWaypoint, path: &str, token: Option<&str>) -> Collected {
-    let s = tunnel(client, wp.hbone_addr, &[], VIP).await.expect("tunnel");
+async fn get(
+    client: &HboneClient,
+    wp: &GeneratedWaypoint,
+    path: &str,
+    token: Option<&str>,
+) -> Collected {
+    let s = tunnel(client, wp.hbone_addr, &[], VIP)
+        .await
+        .expect("tunnel");
     let mut send = http1_over(s).await.expect("h1");
     let mut b = http::Request::builder().uri(path).header("host", "front");
     if let Some(t) = token {
@@ -96,8 +103,20 @@ async fn request_authentication_through_envoy() {
         let yaml = [
             WAYPOINT_GATEWAY.to_string(),
             service("front", "10.96.60.1", &ip(1).to_string(), 1, false),
-            service("one", "10.96.60.2", &ip(2).to_string(), one.addr.port(), false),
-            service("two", "10.96.60.3", &ip(3).to_string(), two.addr.port(), false),
+            service(
+                "one",
+                "10.96.60.2",
+                &ip(2).to_string(),
+                one.addr.port(),
+                false,
+            ),
+            service(
+                "two",
+                "10.96.60.3",
+                &ip(3).to_string(),
+                two.addr.port(),
+                false,
+            ),
             policy(&server.uri()),
         ]
         .concat();
@@ -115,7 +134,10 @@ async fn request_authentication_through_envoy() {
             let body = r.text();
             assert!(body.contains("x-jwt-sub=alice"), "{body}");
             assert!(!body.contains("authorization="), "token forwarded: {body}");
-            assert!(!body.contains("x-waypoint-jwt-"), "payload header forwarded: {body}");
+            assert!(
+                !body.contains("x-waypoint-jwt-"),
+                "payload header forwarded: {body}"
+            );
         }
 
         let mut expired = alice.clone();
@@ -147,13 +169,20 @@ async fn request_authentication_through_envoy() {
             .header("x-waypoint-jwt-0", payload)
             .body(empty())
             .expect("request");
-        let r = collect(send.send_request(req).await.expect("send")).await.expect("collect");
+        let r = collect(send.send_request(req).await.expect("send"))
+            .await
+            .expect("collect");
         assert_eq!(r.status, 401, "forged payload header accepted ({forged})");
 
         assert_eq!(get(&c, &wp, "/public", None).await.status, 200);
         assert_eq!(get(&c, &wp, "/secure", None).await.status, 403);
         let banned = claims(ISS, "mallory", "shop", json!({"groups": ["banned"]}));
-        assert_eq!(get(&c, &wp, "/secure", Some(&es.sign(&banned))).await.status, 403);
+        assert_eq!(
+            get(&c, &wp, "/secure", Some(&es.sign(&banned)))
+                .await
+                .status,
+            403
+        );
         let gold = claims(ISS, "bob", "shop", json!({"tier": "gold"}));
         let r = get(&c, &wp, "/secure", Some(&ed.sign(&gold))).await;
         assert_eq!(r.status, 200, "{}", r.text());

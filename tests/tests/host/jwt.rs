@@ -135,15 +135,28 @@ async fn request_authentication_end_to_end() {
         let stranger = SigningKey::es256("ec-1"); // same kid, another key
         for (name, token, body) in [
             ("expired", rs.sign(&expired), "Jwt is expired"),
-            ("wrong audience", es.sign(&wrong_aud), "Audiences in Jwt are not allowed"),
-            ("wrong issuer", es.sign(&wrong_iss), "Jwt issuer is not configured"),
-            ("bad signature", stranger.sign(&alice), "Jwt verification fails"),
+            (
+                "wrong audience",
+                es.sign(&wrong_aud),
+                "Audiences in Jwt are not allowed",
+            ),
+            (
+                "wrong issuer",
+                es.sign(&wrong_iss),
+                "Jwt issuer is not configured",
+            ),
+            (
+                "bad signature",
+                stranger.sign(&alice),
+                "Jwt verification fails",
+            ),
         ] {
             let r = get(&client, &wp, "/public", Some(&token)).await;
             assert_eq!(r.status, 401, "{name}: {}", r.text());
             assert_eq!(r.text(), body, "{name}");
             assert!(
-                r.header("www-authenticate").is_some_and(|v| v.contains("invalid_token")),
+                r.header("www-authenticate")
+                    .is_some_and(|v| v.contains("invalid_token")),
                 "{name}"
             );
         }
@@ -155,7 +168,12 @@ async fn request_authentication_end_to_end() {
 
         // Claim-based DENY, routing on a claim.
         let banned = claims(ISS, "mallory", "shop", json!({"groups": ["banned"]}));
-        assert_eq!(get(&client, &wp, "/secure", Some(&es.sign(&banned))).await.status, 403);
+        assert_eq!(
+            get(&client, &wp, "/secure", Some(&es.sign(&banned)))
+                .await
+                .status,
+            403
+        );
         let gold = claims(ISS, "bob", "shop", json!({"tier": "gold"}));
         let r = get(&client, &wp, "/secure", Some(&ed.sign(&gold))).await;
         assert_eq!(r.status, 200, "{}", r.text());
@@ -179,7 +197,12 @@ async fn request_authentication_end_to_end() {
         );
         assert!(server.hits() > fetched, "the key set was fetched again");
         let r = get(&client, &wp, "/secure", Some(&old_token)).await;
-        assert_eq!(r.status, 401, "the removed key still verifies: {}", r.text());
+        assert_eq!(
+            r.status,
+            401,
+            "the removed key still verifies: {}",
+            r.text()
+        );
     })
     .await
     .expect("test timed out");

@@ -50,7 +50,11 @@ impl Unauthenticated {
     pub fn www_authenticate(&self, req: &Request<'_>) -> String {
         format!(
             "Bearer realm=\"{}://{}{}\", error=\"invalid_token\"",
-            if req.scheme.is_empty() { "http" } else { req.scheme },
+            if req.scheme.is_empty() {
+                "http"
+            } else {
+                req.scheme
+            },
             req.authority,
             req.path_only()
         )
@@ -79,12 +83,16 @@ pub fn authenticate(
         return Ok(out);
     }
     if is_cors_preflight(req) {
-        out.trace.push("CORS preflight: not authenticated".to_string());
+        out.trace
+            .push("CORS preflight: not authenticated".to_string());
         return Ok(out);
     }
     let mut first_error: Option<JwtError> = None;
     for rule in rules {
-        let name = format!("{} jwtRules[{}] (issuer {})", rule.id, rule.index, rule.issuer);
+        let name = format!(
+            "{} jwtRules[{}] (issuer {})",
+            rule.id, rule.index, rule.issuer
+        );
         let found = rule
             .locations
             .iter()

@@ -37,7 +37,8 @@ pub(crate) fn select_rules(
                 for t in refs {
                     match (t.group.as_str(), t.kind.as_str()) {
                         ("gateway.networking.k8s.io", "Gateway") => {
-                            if waypoint.is_some_and(|w| w.name == t.name && w.namespace == t.namespace)
+                            if waypoint
+                                .is_some_and(|w| w.name == t.name && w.namespace == t.namespace)
                             {
                                 wp.extend(&idx);
                             }

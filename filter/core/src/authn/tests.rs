@@ -123,12 +123,28 @@ fn token_outcomes_as_envoy_jwt_authn() {
     wrong_aud["aud"] = json!("other");
     let cases: Vec<(&str, String, Result<(), JwtError>)> = vec![
         ("valid", good(claims()), Ok(())),
-        ("expired past the skew", good(expired), Err(JwtError::Expired)),
+        (
+            "expired past the skew",
+            good(expired),
+            Err(JwtError::Expired),
+        ),
         ("expired within 60 s of skew", good(skewed), Ok(())),
         ("not yet valid", good(early), Err(JwtError::NotYetValid)),
-        ("wrong issuer", good(wrong_iss), Err(JwtError::UnknownIssuer)),
-        ("wrong audience", good(wrong_aud), Err(JwtError::AudienceNotAllowed)),
-        ("bad signature", token(claims(), "bad"), Err(JwtError::VerificationFailed)),
+        (
+            "wrong issuer",
+            good(wrong_iss),
+            Err(JwtError::UnknownIssuer),
+        ),
+        (
+            "wrong audience",
+            good(wrong_aud),
+            Err(JwtError::AudienceNotAllowed),
+        ),
+        (
+            "bad signature",
+            token(claims(), "bad"),
+            Err(JwtError::VerificationFailed),
+        ),
         ("not a JWT", "abc.def".to_string(), Err(JwtError::BadFormat)),
     ];
     for (name, tok, want) in cases {
@@ -180,7 +196,10 @@ fn rules_apply_only_to_their_targets() {
     let h = [("authorization", bad.as_str())];
     let mut r = req("/", &h);
     r.destination = "10.0.0.2:80";
-    assert!(run(&snap, &r).is_ok(), "no rule for `other`: the token is not read");
+    assert!(
+        run(&snap, &r).is_ok(),
+        "no rule for `other`: the token is not read"
+    );
 }
 
 #[test]
@@ -220,7 +239,10 @@ spec:
         let out = run(&snap, &r).unwrap_or_else(|e| panic!("{name}: {e:?}"));
         let a = out.auth.unwrap_or_else(|| panic!("{name}: verified"));
         assert_eq!(a.issuer, "other-issuer", "{name}");
-        assert!(out.remove_headers.is_empty(), "{name}: forwardOriginalToken");
+        assert!(
+            out.remove_headers.is_empty(),
+            "{name}: forwardOriginalToken"
+        );
     }
     // The default Authorization header is not one of this rule's locations.
     let auth = format!("Bearer {tok}");
@@ -231,7 +253,10 @@ spec:
     // On `echo` both rules apply: the other issuer's token in the Authorization header fails
     // the first rule (unknown issuer) and is in no location of the second: 401.
     let r = req("/", &h);
-    assert_eq!(run(&snap, &r).map(|_| ()).map_err(|e| e.error), Err(JwtError::UnknownIssuer));
+    assert_eq!(
+        run(&snap, &r).map(|_| ()).map_err(|e| e.error),
+        Err(JwtError::UnknownIssuer)
+    );
 }
 
 #[test]
@@ -311,19 +336,43 @@ fn decide_status(snap: &Snapshot, path: &str, payload: Option<serde_json::Value>
 #[test]
 fn claims_and_request_principals_in_authorization() {
     let snap = snapshot(POLICIES);
-    assert_eq!(decide_status(&snap, "/", Some(claims())), 200, "admin group");
-    assert_eq!(decide_status(&snap, "/", None), 403, "no token: no request principal");
+    assert_eq!(
+        decide_status(&snap, "/", Some(claims())),
+        200,
+        "admin group"
+    );
+    assert_eq!(
+        decide_status(&snap, "/", None),
+        403,
+        "no token: no request principal"
+    );
     assert_eq!(decide_status(&snap, "/public", None), 200);
     let mut dev = claims();
     dev["groups"] = json!("dev");
-    assert_eq!(decide_status(&snap, "/", Some(dev)), 403, "claim not matched");
+    assert_eq!(
+        decide_status(&snap, "/", Some(dev)),
+        403,
+        "claim not matched"
+    );
     let mut other = claims();
     other["iss"] = json!("https://other.test");
-    assert_eq!(decide_status(&snap, "/", Some(other)), 403, "principal not matched");
-    assert_eq!(decide_status(&snap, "/gold-free", Some(claims())), 403, "nested claim DENY");
+    assert_eq!(
+        decide_status(&snap, "/", Some(other)),
+        403,
+        "principal not matched"
+    );
+    assert_eq!(
+        decide_status(&snap, "/gold-free", Some(claims())),
+        403,
+        "nested claim DENY"
+    );
     let mut silver = claims();
     silver["realm"] = json!({"role": "silver"});
-    assert_eq!(decide_status(&snap, "/gold-free", Some(silver)), 200, "DENY not matched, ALLOW matched");
+    assert_eq!(
+        decide_status(&snap, "/gold-free", Some(silver)),
+        200,
+        "DENY not matched, ALLOW matched"
+    );
 }
 
 #[test]
@@ -345,10 +394,15 @@ spec:
         let auth = payload.and_then(|p| p.as_object().cloned().map(RequestAuth::from_payload));
         let r = req("/", &[("@request.auth.claims.realm.role", "gold")]);
         let d = snap.decide_authenticated(&r, auth.as_ref(), &mut SplitMix64(1), false);
-        d.forward.map(|f| f.backend.host.clone()).unwrap_or_default()
+        d.forward
+            .map(|f| f.backend.host.clone())
+            .unwrap_or_default()
     };
     assert!(host(Some(claims())).starts_with("other"));
-    assert!(host(None).starts_with("echo"), "a header of that name is no claim");
+    assert!(
+        host(None).starts_with("echo"),
+        "a header of that name is no claim"
+    );
     let mut silver = claims();
     silver["realm"] = json!({"role": "silver"});
     assert!(host(Some(silver)).starts_with("echo"));

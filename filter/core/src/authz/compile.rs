@@ -11,8 +11,7 @@ use serde_json::Value;
 
 use super::pattern::{parse_ip_block, parse_port, PathPat, PrincipalPat, StrPat};
 use super::policy::{
-    Action, Attr, CompiledPolicy, CompiledRule, Cond, CustomMode, JwtAttr, PolicyTargets,
-    TargetRef,
+    Action, Attr, CompiledPolicy, CompiledRule, Cond, CustomMode, JwtAttr, PolicyTargets, TargetRef,
 };
 use super::spec::{self, ActionSpec, AuthorizationPolicySpec};
 use super::trust_domain::TrustDomainBundle;

@@ -149,7 +149,10 @@ pub(crate) enum Attr {
     Sni(Vec<StrPat>),
     /// JWT-derived attributes (request principals, audiences, presenter, claims), read from
     /// the request's verified token; absent without one.
-    Jwt { what: JwtAttr, pats: Vec<StrPat> },
+    Jwt {
+        what: JwtAttr,
+        pats: Vec<StrPat>,
+    },
 }
 
 /// Which `request.auth.*` attribute a JWT condition reads.
@@ -171,7 +174,11 @@ impl Attr {
     pub(crate) fn http_only(&self) -> bool {
         matches!(
             self,
-            Attr::Host(_) | Attr::Method(_) | Attr::Path(_) | Attr::Header { .. } | Attr::Jwt { .. }
+            Attr::Host(_)
+                | Attr::Method(_)
+                | Attr::Path(_)
+                | Attr::Header { .. }
+                | Attr::Jwt { .. }
         )
     }
 

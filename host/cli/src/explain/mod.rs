@@ -264,8 +264,7 @@ fn decide(args: &ExplainArgs) -> anyhow::Result<(Value, Vec<String>)> {
             let decision = snapshot.decide_authenticated(&req, auth.as_ref(), &mut rng, true);
             let mut out = decision_json(&decision, &req);
             // The JWT stage's lines first: it runs before authorization and routing.
-            if let (Some(jt), Some(t)) = (jwt_field["trace"].as_array(), out["trace"].as_array())
-            {
+            if let (Some(jt), Some(t)) = (jwt_field["trace"].as_array(), out["trace"].as_array()) {
                 let lines: Vec<Value> = jt.iter().chain(t.iter()).cloned().collect();
                 out["trace"] = Value::Array(lines);
             }

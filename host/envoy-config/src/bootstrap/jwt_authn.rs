@@ -8,7 +8,8 @@ use serde_json::{json, Value};
 use waypoint_core::authn::{JwksSource, JwtRule, TokenLocation};
 use waypoint_core::Snapshot;
 
-const JWT_AUTHN: &str = "type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication";
+const JWT_AUTHN: &str =
+    "type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication";
 const HEADER_MUTATION: &str =
     "type.googleapis.com/envoy.extensions.filters.http.header_mutation.v3.HeaderMutation";
 const TLS: &str =
@@ -201,7 +202,10 @@ spec:
         assert_eq!(a["issuer"], "https://a.test");
         assert_eq!(a["audiences"], json!(["shop"]));
         assert_eq!(a["forward_payload_header"], "x-waypoint-jwt-0");
-        assert_eq!(a["remote_jwks"]["http_uri"]["cluster"], "jwks|keys.a.test|443");
+        assert_eq!(
+            a["remote_jwks"]["http_uri"]["cluster"],
+            "jwks|keys.a.test|443"
+        );
         assert_eq!(
             a["from_headers"],
             json!([{"name": "authorization", "value_prefix": "Bearer "}])
@@ -209,7 +213,10 @@ spec:
         assert_eq!(a["from_params"], json!(["access_token"]));
         let b = &jwt["providers"]["origins-1"];
         assert_eq!(b["local_jwks"]["inline_string"], "{\"keys\": []}");
-        assert_eq!(b["from_headers"], json!([{"name": "x-jwt", "value_prefix": ""}]));
+        assert_eq!(
+            b["from_headers"],
+            json!([{"name": "x-jwt", "value_prefix": ""}])
+        );
         assert_eq!(b["from_cookies"], json!(["session"]));
         assert_eq!(
             jwt["rules"][0]["requires"]["requires_any"]["requirements"],
@@ -219,6 +226,9 @@ spec:
         let c = clusters(&snap);
         assert_eq!(c.len(), 1);
         assert_eq!(c[0]["name"], "jwks|keys.a.test|443");
-        assert_eq!(c[0]["transport_socket"]["typed_config"]["sni"], "keys.a.test");
+        assert_eq!(
+            c[0]["transport_socket"]["typed_config"]["sni"],
+            "keys.a.test"
+        );
     }
 }
