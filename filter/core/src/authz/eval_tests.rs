@@ -115,7 +115,7 @@ fn allow_rule_fields() {
         ("notServiceAccounts", "from: [{source: {notServiceAccounts: [foo/sleep]}}]", |_| {}, false),
         ("trustDomains", "from: [{source: {trustDomains: [cluster.local]}}]", |_| {}, true),
         ("notTrustDomains", "from: [{source: {notTrustDomains: ['cluster.*']}}]", |_| {}, false),
-        // requestPrincipals: no JWT on the waypoint.
+        // requestPrincipals: these requests carry no verified JWT (see authn::tests for some).
         ("requestPrincipals any", "from: [{source: {requestPrincipals: ['*']}}]", |_| {}, false),
         ("notRequestPrincipals any", "from: [{source: {notRequestPrincipals: ['*']}}]", |_| {}, true),
         // IP blocks: source IP for both.
