@@ -128,7 +128,8 @@ pub fn claims(iss: &str, sub: &str, aud: &str, extra: Value) -> Value {
     c
 }
 
-/// A JWKS server on loopback: `GET` anything returns the current set.
+/// A JWKS server on loopback: `GET .../.well-known/openid-configuration` returns an OpenID
+/// configuration pointing at `/jwks.json`; any other path returns the current set.
 #[derive(Debug, Clone)]
 pub struct JwksServer {
     pub addr: SocketAddr,
@@ -158,7 +159,18 @@ impl JwksServer {
                         }
                     }
                     h.fetch_add(1, Ordering::SeqCst);
-                    let text = b.lock().map(|t| t.clone()).unwrap_or_default();
+                    let head = String::from_utf8_lossy(&buf);
+                    let text = if head
+                        .lines()
+                        .next()
+                        .is_some_and(|l| l.contains("/.well-known/openid-configuration"))
+                    {
+                        json!({"issuer": format!("http://{addr}"),
+                               "jwks_uri": format!("http://{addr}/jwks.json")})
+                        .to_string()
+                    } else {
+                        b.lock().map(|t| t.clone()).unwrap_or_default()
+                    };
                     let resp = format!(
                         "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{text}",
                         text.len()

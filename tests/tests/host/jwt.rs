@@ -207,3 +207,46 @@ async fn request_authentication_end_to_end() {
     .await
     .expect("test timed out");
 }
+
+/// A rule with neither `jwks` nor `jwksUri`: the host finds the keys by OpenID discovery at
+/// `<issuer>/.well-known/openid-configuration`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openid_discovery_finds_the_keys() {
+    tokio::time::timeout(LIMIT, async {
+        let pki = Pki::new("cluster.local");
+        let one = http_echo("127.0.0.33:0".parse().expect("addr"), "one").await;
+        let key = SigningKey::es256("d-1");
+        let server = JwksServer::start(jwks(&[&key])).await;
+        let issuer = format!("http://{}", server.addr);
+        let yaml = [
+            service("front", "10.96.7.1", "127.0.0.33", one.addr.port()),
+            format!(
+                r#"
+---
+apiVersion: security.istio.io/v1
+kind: RequestAuthentication
+metadata: {{name: front-jwt, namespace: default}}
+spec:
+  targetRefs: [{{kind: Service, group: "", name: front}}]
+  jwtRules:
+  - issuer: {issuer}
+"#
+            ),
+        ]
+        .concat();
+        let wp = TestWaypoint::start_with(&pki, &yaml, |_| {}).await;
+        let client = HboneClient::new(pki.store("default", "sleep"));
+        let good = key.sign(&claims(&issuer, "alice", "any", json!({})));
+        let r = get(&client, &wp, "/", Some(&good)).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        let bad = SigningKey::es256("d-1").sign(&claims(&issuer, "alice", "any", json!({})));
+        assert_eq!(get(&client, &wp, "/", Some(&bad)).await.status, 401);
+        assert_eq!(
+            server.hits(),
+            2,
+            "configuration, then the key set; cached after"
+        );
+    })
+    .await
+    .expect("test timed out");
+}
