@@ -18,6 +18,20 @@ const TLS: &str =
 /// Istio's `PILOT_JWT_PUB_KEY_REFRESH_INTERVAL` (20 min) as the remote JWKS cache duration.
 const JWKS_CACHE_SECONDS: u64 = 1200;
 
+/// A JWKS that verifies nothing (no one holds its private key), for providers Envoy cannot get
+/// keys for (OpenID discovery, a bad `jwksUri`): as istiod's fake JWKS, Envoy accepts the
+/// config and every token of the provider fails (401).
+fn unverifiable_jwks() -> String {
+    json!({"keys": [{"kty": "RSA", "kid": "waypoint-unverifiable", "alg": "RS256", "e": "AQAB",
+    "n": concat!(
+        "x9OebYSd3ihubVB9fX-idsPh4-zjQoyDrV8Na5vFF20EDv_aljFSyQuYtqlxaexlpGxWGwCRIvQ4XRiDur5k5Z",
+        "7lD5Z83Zxodj7w93cRomaTk_GBvMA3mVo84Dfgn0WrceX4FMoj-J8Wr_sqPE2V67Twc6Bh3GDhbsl17z8RuB4w",
+        "DnfV51zXhYcvyzXtTQS0ulzlpXMaptq_z2OgEQmD1R7IWsRSDSgURBNvNyDXDLUV-KCJv0mYVnV62Gn-fN0l_2",
+        "sMYVAh5rfYkpZhhmrT6NMQRxHyzNTj5kALHoOik9XH0Iyzh4ZTVOxOsPK40Fe6eunQbDz2-02UzdMrvuRMGQ"
+    )}]})
+    .to_string()
+}
+
 /// The module's payload header of provider `k` (the module's `jwt::payload_header`).
 pub fn payload_header(k: usize) -> String {
     format!("x-waypoint-jwt-{k}")
@@ -73,10 +87,10 @@ fn provider(k: usize, r: &JwtRule) -> Value {
                     "async_fetch": {},
                 })
             }
-            None => p["local_jwks"] = json!({"inline_string": "{\"keys\":[]}"}),
+            None => p["local_jwks"] = json!({"inline_string": unverifiable_jwks()}),
         },
         // No OpenID discovery in Envoy: the provider verifies nothing (tokens fail, 401).
-        JwksSource::Discovery(_) => p["local_jwks"] = json!({"inline_string": "{\"keys\":[]}"}),
+        JwksSource::Discovery(_) => p["local_jwks"] = json!({"inline_string": unverifiable_jwks()}),
     }
     p
 }
