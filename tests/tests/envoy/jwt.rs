@@ -88,6 +88,8 @@ async fn get(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn request_authentication_through_envoy() {
+    // Build the module (once per test binary) before the clock starts.
+    let _ = tokio::task::spawn_blocking(waypoint_tests::envoy_harness::module_dir).await;
     tokio::time::timeout(LIMIT, async {
         let pki = Pki::new("cluster.local");
         let ip = |n: u8| IpAddr::from([127, 61, 0, n]);
