@@ -14,6 +14,7 @@ use crate::router::{CLUSTER_HEADER, RETRY_HEADER};
 use crate::stream::{Attribute, HeaderKind, HeadersStatus, StreamHandle};
 
 mod ext_authz;
+mod jwt;
 
 /// A waypoint, one bound service, and a policy allowing only `sa/sleep` to call it.
 const MINI: &str = concat!(
