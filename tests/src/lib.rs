@@ -9,6 +9,7 @@ pub mod ext_authz_server;
 pub mod fake_ca;
 pub mod hbone_client;
 pub mod hbone_server;
+pub mod jwt;
 pub mod kube;
 pub mod manifests;
 pub mod netns;

@@ -1,6 +1,7 @@
 //! waypoint-core: the pure policy core of the waypoint.
 //! Config in (Istio + Gateway API manifests), one synchronous decision per request out; no I/O.
 
+pub mod authn;
 pub mod authz;
 pub mod cors;
 pub mod decision;

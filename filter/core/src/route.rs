@@ -31,11 +31,16 @@ impl RuleId {
 /// Gateway API has no negation).
 #[derive(Debug, Clone)]
 pub struct HeaderMatch {
-    /// Lower-case header name.
+    /// Lower-case header name, or a JWT claim as `@request.auth.claims.a.b`
+    /// ([`CLAIM_MATCH_PREFIX`]).
     pub name: String,
     pub matcher: Option<StringMatch>,
     pub invert: bool,
 }
+
+/// A [`HeaderMatch`] name with this prefix matches a claim of the request's verified JWT
+/// (dot-separated nested names), not a header.
+pub const CLAIM_MATCH_PREFIX: &str = "@request.auth.claims.";
 
 /// A query parameter condition; `matcher: None` means "present".
 #[derive(Debug, Clone)]

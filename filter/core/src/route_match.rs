@@ -1,14 +1,40 @@
 //! Evaluates one compiled `RequestMatch` against a request: every present field must match.
 //! Shared by VirtualService and Gateway API routes (their differences live in the compiled form).
 
+use crate::authn::RequestAuth;
 use crate::request::{query_pairs, Request};
-use crate::route::RequestMatch;
+use crate::route::{HeaderMatch, RequestMatch, CLAIM_MATCH_PREFIX};
 
 /// Does `m` match `req`? `path` is the normalized path without query; `dest_port` the service
-/// port the request was sent to.
+/// port the request was sent to. Claim matches see no token (see [`request_matches_auth`]).
 pub fn request_matches(
     m: &RequestMatch,
     req: &Request<'_>,
+    path: &str,
+    dest_port: Option<u16>,
+) -> bool {
+    request_matches_auth(m, req, None, path, dest_port)
+}
+
+/// A claim match (`@request.auth.claims.a.b`): present when the verified token has the claim
+/// as a string or a list of strings; a value matcher matches any of those strings.
+fn claim_hit(h: &HeaderMatch, claim: &str, auth: Option<&RequestAuth>) -> bool {
+    let Some(a) = auth else {
+        return false;
+    };
+    let path: Vec<&str> = claim.split('.').collect();
+    let values = a.claim_strings(&path);
+    match &h.matcher {
+        None => !values.is_empty(),
+        Some(sm) => values.iter().any(|v| sm.matches(v)),
+    }
+}
+
+/// [`request_matches`] with the request's verified JWT attributes for claim matches.
+pub fn request_matches_auth(
+    m: &RequestMatch,
+    req: &Request<'_>,
+    auth: Option<&RequestAuth>,
     path: &str,
     dest_port: Option<u16>,
 ) -> bool {
@@ -43,6 +69,12 @@ pub fn request_matches(
         }
     }
     for h in &m.headers {
+        if let Some(claim) = h.name.strip_prefix(CLAIM_MATCH_PREFIX) {
+            if claim_hit(h, claim, auth) == h.invert {
+                return false;
+            }
+            continue;
+        }
         let value = req.header_joined(&h.name);
         let hit = match (&value, &h.matcher) {
             (None, _) => false,

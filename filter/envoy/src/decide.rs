@@ -256,6 +256,29 @@ impl Engine {
     pub fn decide<'s>(&'s self, req: &Request<'_>, rng: &mut dyn RandomSource) -> Decision<'s> {
         self.snapshot.decide(req, rng, false)
     }
+
+    /// Decide one request with its verified JWT attributes.
+    pub fn decide_authenticated<'s>(
+        &'s self,
+        req: &Request<'_>,
+        auth: Option<&waypoint_core::authn::RequestAuth>,
+        rng: &mut dyn RandomSource,
+    ) -> Decision<'s> {
+        self.snapshot.decide_authenticated(req, auth, rng, false)
+    }
+
+    /// Authenticate one request (see [`crate::jwt`]).
+    pub fn authenticate<'a>(
+        &'a self,
+        req: &Request<'a>,
+    ) -> Result<waypoint_core::authn::Authenticated, waypoint_core::authn::Unauthenticated> {
+        crate::jwt::authenticate_request(&self.snapshot, req, crate::jwt::now())
+    }
+
+    /// Number of JWT rules (providers `x-waypoint-jwt-<k>` for k below it).
+    pub fn jwt_rule_count(&self) -> usize {
+        self.snapshot.jwt_rules().len()
+    }
 }
 
 #[cfg(test)]

@@ -266,7 +266,7 @@ impl HttpFilter {
         // The decision reads the headers where Envoy keeps them (no copy); applying it changes
         // them, so what applying still reads is copied first, and usually nothing is: only a
         // client's control headers or a CORS policy need the request's own headers.
-        let (decision, kept, hash, grpc) = s.with_headers(HeaderKind::Request, |headers| {
+        let decided = s.with_headers(HeaderKind::Request, |headers| {
             #[cfg(any(test, feature = "test-panic"))]
             if headers.get(TEST_PANIC_HEADER) == Some("decide") {
                 panic!("test panic requested before the decision");
@@ -296,9 +296,19 @@ impl HttpFilter {
                 destination,
                 sni: conn.sni.as_deref(),
             };
+            // RequestAuthentication first (Envoy's jwt_authn runs before RBAC).
+            let authn = match config.engine.authenticate(&req) {
+                Ok(a) => a,
+                Err(u) => {
+                    let www = u.www_authenticate(&req);
+                    return Err((u.body(), www));
+                }
+            };
             let decision = RNG.with(|r| {
                 let mut rng = r.borrow_mut();
-                config.engine.decide(&req, &mut *rng)
+                config
+                    .engine
+                    .decide_authenticated(&req, authn.auth.as_ref(), &mut *rng)
             });
             let hash = decision.forward.as_ref().and_then(|f| hash_input(f, &req));
             let cors = decision.forward.as_ref().is_some_and(|f| f.cors.is_some());
@@ -310,8 +320,26 @@ impl HttpFilter {
                 HeaderBlock::default()
             };
             let grpc = waypoint_core::local_reply::is_grpc_request(headers.get("content-type"));
-            (decision, kept, hash, grpc)
+            Ok((decision, kept, authn, hash, grpc))
         });
+        // jwt_authn's payload headers never go further; the token and outputs as the core says.
+        for k in 0..config.engine.jwt_rule_count() {
+            s.remove_header(HeaderKind::Request, &crate::jwt::payload_header(k));
+        }
+        let (decision, kept, authn, hash, grpc) = match decided {
+            Ok(d) => d,
+            Err((body, www)) => {
+                self.phase = Phase::Replied;
+                s.set_metadata(METADATA_NS, "decision", "deny");
+                s.send_local_reply(
+                    401,
+                    &[("www-authenticate".to_string(), www)],
+                    &body,
+                    "jwt_authn_access_denied",
+                );
+                return HeadersStatus::StopIteration;
+            }
+        };
         self.hash_input = hash;
         self.telemetry = Some(Box::new(StreamTelemetry::new(
             start,
@@ -320,6 +348,12 @@ impl HttpFilter {
             conn.source_ip,
             grpc,
         )));
+        for name in &authn.remove_headers {
+            s.remove_header(HeaderKind::Request, name);
+        }
+        for (name, value) in &authn.set_headers {
+            s.set_header(HeaderKind::Request, name, value);
+        }
         self.phase = Phase::Applying(decision.action);
         #[cfg(any(test, feature = "test-panic"))]
         if kept.get(TEST_PANIC_HEADER) == Some("apply") {

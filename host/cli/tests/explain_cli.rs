@@ -191,6 +191,7 @@ fn json_fields_are_always_present() {
         "matched_route",
         "matched_rule",
         "policies",
+        "jwt",
         "trace",
         "seed",
         "errors",

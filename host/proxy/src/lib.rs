@@ -7,6 +7,7 @@ pub mod config;
 pub mod connect;
 pub mod ext_authz;
 pub mod http;
+pub mod jwks;
 pub mod logging;
 pub mod policy;
 pub mod run;
@@ -34,4 +35,6 @@ pub struct Shared {
     pub proxy: connect::guard::ProxyOptions,
     /// Local rate limit buckets (kept across config generations).
     pub ratelimit: http::ratelimit::Limiter,
+    /// JWKS of RequestAuthentication rules (inline parsed once, `jwksUri` fetched and cached).
+    pub jwks: Arc<jwks::JwksCache>,
 }

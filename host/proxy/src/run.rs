@@ -56,6 +56,9 @@ pub struct RunOptions {
     pub timeouts: waypoint_hbone::timeouts::Timeouts,
     /// `Upgrade` types forwarded inside tunnels (default `websocket`, as Istio configures).
     pub upgrades: Vec<String>,
+    /// How often a `jwksUri` key set is fetched again (Istio's
+    /// `PILOT_JWT_PUB_KEY_REFRESH_INTERVAL`, 20 min).
+    pub jwks_refresh: Duration,
 }
 
 /// Where the waypoint's certificate comes from.
@@ -92,6 +95,7 @@ impl RunOptions {
             watch_interval: Duration::from_secs(1),
             timeouts: Default::default(),
             upgrades: vec!["websocket".to_string()],
+            jwks_refresh: Duration::from_secs(20 * 60),
         }
     }
 
@@ -219,6 +223,7 @@ pub async fn start(opts: RunOptions) -> anyhow::Result<Running> {
     let metrics = Arc::new(Metrics::new());
     let admin = Arc::new(Admin::new(config.clone(), store.clone(), metrics.clone()));
     let shared = Arc::new(Shared {
+        jwks: Arc::new(crate::jwks::JwksCache::new(opts.jwks_refresh)),
         config: config.clone(),
         upstreams: {
             let u = Upstreams::with_idle_timeout(

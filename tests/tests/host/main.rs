@@ -6,6 +6,7 @@ mod certs;
 mod curl;
 mod hbone;
 mod istio;
+mod jwt;
 mod l7;
 mod load;
 mod mtls;

@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use super::pattern::{parse_ip_block, parse_port, PathPat, PrincipalPat, StrPat};
 use super::policy::{
-    Action, Attr, CompiledPolicy, CompiledRule, Cond, CustomMode, PolicyTargets, TargetRef,
+    Action, Attr, CompiledPolicy, CompiledRule, Cond, CustomMode, JwtAttr, PolicyTargets, TargetRef,
 };
 use super::spec::{self, ActionSpec, AuthorizationPolicySpec};
 use super::trust_domain::TrustDomainBundle;
@@ -522,8 +522,10 @@ impl RuleBuilder<'_, '_> {
             conds,
             field,
             "requestPrincipals",
+            "notRequestPrincipals",
             &s.request_principals,
             &s.not_request_principals,
+            JwtAttr::Principal,
         );
         for (name, list) in [
             ("serviceAccounts", &s.service_accounts),
@@ -637,41 +639,32 @@ impl RuleBuilder<'_, '_> {
         );
     }
 
-    /// JWT-derived fields: no request principal exists on the waypoint, so `values` never
-    /// match and `notValues` always match (Envoy metadata matchers on absent metadata).
+    /// JWT-derived fields, matched against the request's verified token (Istio: metadata
+    /// matchers on the jwt_authn payload; values as `StringMatcher`, `*` = present).
+    #[allow(clippy::too_many_arguments)]
     fn jwt(
         &mut self,
         conds: &mut Vec<Cond>,
         field: &str,
         name: &str,
+        not_name: &str,
         values: &[String],
         not_values: &[String],
+        what: JwtAttr,
     ) {
-        if values.is_empty() && not_values.is_empty() {
-            return;
-        }
-        let e = self.err(
-            &format!("{field}.{name}"),
-            "the waypoint validates no JWT: requests have no request principal or claims, so \
-             values never match and notValues always match",
+        self.pair(
+            conds,
+            field,
+            name,
+            not_name,
+            values,
+            not_values,
+            |v| Ok(StrPat::string(v)),
+            |pats| Attr::Jwt {
+                what: what.clone(),
+                pats,
+            },
         );
-        self.diags.warn(e);
-        if !values.is_empty() {
-            conds.push(Cond {
-                field: name.to_string(),
-                negate: false,
-                attr: Attr::Jwt,
-            });
-        }
-        if !not_values.is_empty() {
-            // Always true on HTTP (nothing to exclude), but it is an HTTP-only condition: on
-            // TCP it drops an ALLOW rule (Istio's `checkError`).
-            conds.push(Cond {
-                field: format!("not {name}"),
-                negate: true,
-                attr: Attr::Jwt,
-            });
-        }
     }
 
     fn condition(&mut self, field: &str, w: &spec::Condition, conds: &mut Vec<Cond>) {
@@ -804,18 +797,26 @@ impl RuleBuilder<'_, '_> {
                     Attr::Principal,
                 )
             }
-            "request.auth.principal" | "request.auth.audiences" | "request.auth.presenter" => {
-                self.jwt(conds, field, &name, v, nv)
+            "request.auth.principal" => {
+                self.jwt(conds, field, &name, &not_name, v, nv, JwtAttr::Principal)
+            }
+            "request.auth.audiences" => {
+                self.jwt(conds, field, &name, &not_name, v, nv, JwtAttr::Audiences)
+            }
+            "request.auth.presenter" => {
+                self.jwt(conds, field, &name, &not_name, v, nv, JwtAttr::Presenter)
             }
             k if k.starts_with("request.auth.claims") => {
-                if claim_names(&k["request.auth.claims".len()..]).is_none() {
-                    self.bad_key(
+                match claim_names(&k["request.auth.claims".len()..]) {
+                    None => self.bad_key(
                         field,
                         key,
                         "bad key: expecting format request.auth.claims[<NAME>]",
-                    );
-                } else {
-                    self.jwt(conds, field, &name, v, nv)
+                    ),
+                    Some(path) => {
+                        let path = path.into_iter().map(str::to_string).collect();
+                        self.jwt(conds, field, &name, &not_name, v, nv, JwtAttr::Claim(path))
+                    }
                 }
             }
             k if k.starts_with("request.headers") => {

@@ -11,7 +11,7 @@ use std::net::IpAddr;
 
 use super::path::path_without_query;
 use super::pattern::block_contains;
-use super::policy::{Action, Attr, CompiledPolicy, CompiledRule, Cond, CustomMode};
+use super::policy::{Action, Attr, CompiledPolicy, CompiledRule, Cond, CustomMode, JwtAttr};
 use crate::error::ResourceId;
 use crate::request::Request;
 
@@ -25,6 +25,8 @@ pub struct AuthzInput<'a> {
     /// also what `ports` / `notPorts` compare).
     pub dest_ip: Option<IpAddr>,
     pub dest_port: Option<u16>,
+    /// The verified JWT's attributes (`request.auth.*`), if the request carried one.
+    pub auth: Option<&'a crate::authn::RequestAuth>,
 }
 
 /// The result of one policy for one request.
@@ -73,6 +75,7 @@ struct Ctx<'a> {
     path: &'a str,
     dest_ip: Option<IpAddr>,
     dest_port: Option<u16>,
+    auth: Option<&'a crate::authn::RequestAuth>,
 }
 
 impl<'a> Ctx<'a> {
@@ -126,7 +129,7 @@ impl Cond {
             Attr::Sni(pats) => pats
                 .iter()
                 .any(|p| p.matches(Some(ctx.req.sni.unwrap_or("")))),
-            Attr::Jwt => false,
+            Attr::Jwt { what, pats } => jwt_matches(ctx.auth, what, pats),
         };
         hit != self.negate
     }
@@ -138,6 +141,34 @@ impl Cond {
             self.field,
             self.attr.describe()
         )
+    }
+}
+
+/// A JWT condition: no verified token matches nothing (Envoy metadata matchers on absent
+/// metadata); list attributes (audiences, list claims) match when any element does.
+fn jwt_matches(
+    auth: Option<&crate::authn::RequestAuth>,
+    what: &JwtAttr,
+    pats: &[super::pattern::StrPat],
+) -> bool {
+    let Some(a) = auth else {
+        return false;
+    };
+    let any = |vals: &[&str]| vals.iter().any(|v| pats.iter().any(|p| p.matches(Some(v))));
+    match what {
+        JwtAttr::Principal => a
+            .principal
+            .as_deref()
+            .is_some_and(|p| pats.iter().any(|pat| pat.matches(Some(p)))),
+        JwtAttr::Presenter => a
+            .presenter
+            .as_deref()
+            .is_some_and(|p| pats.iter().any(|pat| pat.matches(Some(p)))),
+        JwtAttr::Audiences => {
+            let v: Vec<&str> = a.audiences.iter().map(String::as_str).collect();
+            any(&v)
+        }
+        JwtAttr::Claim(path) => any(&a.claim_strings(path)),
     }
 }
 
@@ -276,6 +307,7 @@ fn evaluate_as<'p>(
         path: path_without_query(input.path),
         dest_ip: input.dest_ip,
         dest_port: input.dest_port,
+        auth: input.auth,
     };
     let mut trace = Vec::new();
 

@@ -76,6 +76,7 @@ fn run<'p>(policies: &[&'p CompiledPolicy], r: &Req) -> AuthzOutcome<'p> {
         path: &normalized,
         dest_ip: r.dest_ip.map(ip),
         dest_port: r.dest_port,
+        auth: None,
     };
     let with_trace = evaluate(policies, &input, true);
     let without = evaluate(policies, &input, false);
@@ -114,7 +115,7 @@ fn allow_rule_fields() {
         ("notServiceAccounts", "from: [{source: {notServiceAccounts: [foo/sleep]}}]", |_| {}, false),
         ("trustDomains", "from: [{source: {trustDomains: [cluster.local]}}]", |_| {}, true),
         ("notTrustDomains", "from: [{source: {notTrustDomains: ['cluster.*']}}]", |_| {}, false),
-        // requestPrincipals: no JWT on the waypoint.
+        // requestPrincipals: these requests carry no verified JWT (see authn::tests for some).
         ("requestPrincipals any", "from: [{source: {requestPrincipals: ['*']}}]", |_| {}, false),
         ("notRequestPrincipals any", "from: [{source: {notRequestPrincipals: ['*']}}]", |_| {}, true),
         // IP blocks: source IP for both.
@@ -558,6 +559,7 @@ fn run_tcp<'p>(policies: &[&'p CompiledPolicy], r: &Req) -> AuthzOutcome<'p> {
         path: "",
         dest_ip: r.dest_ip.map(ip),
         dest_port: r.dest_port,
+        auth: None,
     };
     let with_trace = evaluate_tcp(policies, &input, true);
     let without = evaluate_tcp(policies, &input, false);

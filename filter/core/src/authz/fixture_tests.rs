@@ -179,6 +179,7 @@ fn decide<'p>(policies: &[&'p CompiledPolicy], p: &Probe) -> AuthzOutcome<'p> {
             path: &path,
             dest_ip: "10.0.0.2".parse().ok(),
             dest_port: Some(p.dest_port),
+            auth: None,
         },
         false,
     )

@@ -147,9 +147,25 @@ pub(crate) enum Attr {
         pats: Vec<StrPat>,
     },
     Sni(Vec<StrPat>),
-    /// JWT-derived attributes (request principals, audiences, presenter, claims). The waypoint
-    /// validates no JWT, so a request never has them: these never match.
-    Jwt,
+    /// JWT-derived attributes (request principals, audiences, presenter, claims), read from
+    /// the request's verified token; absent without one.
+    Jwt {
+        what: JwtAttr,
+        pats: Vec<StrPat>,
+    },
+}
+
+/// Which `request.auth.*` attribute a JWT condition reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum JwtAttr {
+    /// `requestPrincipals`, `request.auth.principal`: `iss/sub`.
+    Principal,
+    /// `request.auth.audiences`: `aud`.
+    Audiences,
+    /// `request.auth.presenter`: `azp`.
+    Presenter,
+    /// `request.auth.claims[a][b]`: a (nested) claim, string or list of strings.
+    Claim(Vec<String>),
 }
 
 impl Attr {
@@ -158,7 +174,11 @@ impl Attr {
     pub(crate) fn http_only(&self) -> bool {
         matches!(
             self,
-            Attr::Host(_) | Attr::Method(_) | Attr::Path(_) | Attr::Header { .. } | Attr::Jwt
+            Attr::Host(_)
+                | Attr::Method(_)
+                | Attr::Path(_)
+                | Attr::Header { .. }
+                | Attr::Jwt { .. }
         )
     }
 
@@ -179,7 +199,15 @@ impl Attr {
                 format!("header {name} {}", list(pats, |p| p.describe()))
             }
             Attr::Sni(v) => format!("sni {}", list(v, |p| p.describe())),
-            Attr::Jwt => "JWT attribute (never present on the waypoint)".to_string(),
+            Attr::Jwt { what, pats } => {
+                let name = match what {
+                    JwtAttr::Principal => "request principal".to_string(),
+                    JwtAttr::Audiences => "JWT audience".to_string(),
+                    JwtAttr::Presenter => "JWT presenter".to_string(),
+                    JwtAttr::Claim(path) => format!("JWT claim {}", path.join(".")),
+                };
+                format!("{name} {}", list(pats, |p| p.describe()))
+            }
         }
     }
 }

@@ -156,7 +156,7 @@ pub(crate) fn compile_match(ctx: &mut Ctx, path: &str, m: &MatchIn) -> MatchOutc
         };
         if let Ok(matcher) = compile_string_match(ctx, &hpath, sm, Where::Named) {
             out.headers.push(HeaderMatch {
-                name: name.to_ascii_lowercase(),
+                name: header_key(name),
                 matcher,
                 invert: false,
             });
@@ -176,7 +176,7 @@ pub(crate) fn compile_match(ctx: &mut Ctx, path: &str, m: &MatchIn) -> MatchOutc
         };
         if let Ok(matcher) = matcher {
             out.headers.push(HeaderMatch {
-                name: name.to_ascii_lowercase(),
+                name: header_key(name),
                 matcher,
                 invert: true,
             });
@@ -246,21 +246,35 @@ pub(crate) fn compile_match(ctx: &mut Ctx, path: &str, m: &MatchIn) -> MatchOutc
     }))
 }
 
-/// Header names in matches: an HTTP token; JWT claim routing (`@request.auth.claims...`) is
-/// only supported on gateways, so Istio validation rejects it for mesh VirtualServices.
+/// Header names in matches: an HTTP token, or a JWT claim (`@request.auth.claims.a.b`, nested
+/// claims separated by `.`) matched against the request's verified token.
 fn check_header_name(ctx: &mut Ctx, path: &str, name: &str) -> bool {
-    if name.starts_with("@request.auth.claims") {
-        ctx.err(
-            path,
-            "JWT claim based routing is only supported for gateways, not for the waypoint",
-        );
-        return false;
+    if let Some(claim) = name.strip_prefix("@request.auth.claims") {
+        let ok = claim
+            .strip_prefix('.')
+            .is_some_and(|c| !c.is_empty() && c.split('.').all(|p| !p.is_empty()));
+        if !ok {
+            ctx.err(
+                path,
+                format!("invalid claim {name:?}: expecting @request.auth.claims.<name>[.<name>]"),
+            );
+        }
+        return ok;
     }
     if !is_http_token(name) {
         ctx.err(path, format!("invalid header name {name:?}"));
         return false;
     }
     true
+}
+
+/// The match key: header names lowercased, claim names kept (claims are case-sensitive).
+fn header_key(name: &str) -> String {
+    if name.starts_with(crate::route::CLAIM_MATCH_PREFIX) {
+        name.to_string()
+    } else {
+        name.to_ascii_lowercase()
+    }
 }
 
 /// RFC 7230 token.

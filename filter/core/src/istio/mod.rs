@@ -5,7 +5,7 @@ mod context;
 pub mod destination_rule;
 pub mod duration;
 pub mod hosts;
-mod http_match;
+pub(crate) mod http_match;
 mod http_rule;
 pub mod types;
 pub mod virtual_service;

@@ -28,7 +28,7 @@ fn errors_name_field_paths() {
         ("hosts: [reviews]\nhttp:\n- delegate: {name: x, namespace: y}\n", "spec.http[0].delegate"),
         ("hosts: [reviews]\nhttp:\n- match:\n  - headers:\n      x: {regex: '('}\n  route:\n  - destination: {host: reviews}\n", "spec.http[0].match[0].headers.x.regex"),
         ("hosts: [reviews]\nhttp:\n- match:\n  - headers:\n      x: {prefix: ''}\n  route:\n  - destination: {host: reviews}\n", "spec.http[0].match[0].headers.x.prefix"),
-        ("hosts: [reviews]\nhttp:\n- match:\n  - headers:\n      '@request.auth.claims.group': {exact: a}\n  route:\n  - destination: {host: reviews}\n", "spec.http[0].match[0].headers.@request.auth.claims.group"),
+        ("hosts: [reviews]\nhttp:\n- match:\n  - headers:\n      '@request.auth.claims.': {exact: a}\n  route:\n  - destination: {host: reviews}\n", "spec.http[0].match[0].headers.@request.auth.claims."),
         ("hosts: [reviews]\nhttp:\n- timeout: 10\n  route:\n  - destination: {host: reviews}\n", "spec.http[0].timeout"),
         ("hosts: [reviews]\nhttp:\n- timeout: 10x\n  route:\n  - destination: {host: reviews}\n", "spec.http[0].timeout"),
         ("hosts: [reviews]\nhttp:\n- retries: {attempts: -1}\n  route:\n  - destination: {host: reviews}\n", "spec.http[0].retries.attempts"),

@@ -31,7 +31,10 @@ fn known_kind(r: &RawResource) -> bool {
             r.kind.as_str(),
             "VirtualService" | "DestinationRule" | "ServiceEntry" | "EnvoyFilter"
         ),
-        "security.istio.io" => r.kind == "AuthorizationPolicy",
+        "security.istio.io" => matches!(
+            r.kind.as_str(),
+            "AuthorizationPolicy" | "RequestAuthentication"
+        ),
         "gateway.networking.k8s.io" => matches!(
             r.kind.as_str(),
             "HTTPRoute" | "GRPCRoute" | "Gateway" | "GatewayClass" | "ReferenceGrant"
@@ -92,6 +95,7 @@ impl Snapshot {
         let mut vss: Vec<CompiledVirtualService> = Vec::new();
         let mut drs: Vec<CompiledDestinationRule> = Vec::new();
         let mut policies = Vec::new();
+        let mut authns = Vec::new();
         let mesh = mesh_config(resources, &registry, opts, &mut diags);
         let mut providers: Vec<&str> = opts.custom_providers.iter().map(String::as_str).collect();
         providers.extend(mesh.ext_authz.iter().map(|p| p.name.as_str()));
@@ -123,6 +127,11 @@ impl Snapshot {
                     let (c, d) = compile_policy(r, &providers);
                     diags.extend(d);
                     policies.push(c);
+                }
+                ("security.istio.io", "RequestAuthentication") => {
+                    let (c, d) = crate::authn::compile_request_authn(r);
+                    diags.extend(d);
+                    authns.extend(c);
                 }
                 _ => {}
             }
@@ -321,8 +330,16 @@ impl Snapshot {
             &opts.root_namespace,
             &mut diags,
         );
+        let jwt = crate::authn::select_rules(
+            authns,
+            waypoint.as_ref(),
+            &registry,
+            &opts.root_namespace,
+            &mut diags,
+        );
         let snapshot = Snapshot {
             rate_limits,
+            jwt,
             policy_order,
             waypoint,
             registry,

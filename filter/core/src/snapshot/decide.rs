@@ -8,6 +8,7 @@ use smallvec::SmallVec;
 
 use super::rewrite::rewrite_path;
 use super::{RouteSource, Snapshot};
+use crate::authn::{JwtRule, RequestAuth};
 use crate::authz::{
     evaluate, evaluate_tcp, normalize_path_stable, Action as AuthzAction, AuthzInput, AuthzOutcome,
     CompiledPolicy, PolicyTargets,
@@ -24,7 +25,7 @@ use crate::route::{
     BackendRef, DestinationPolicy, Forward, Redirect, RedirectPort, RouteEntry, Rule, RuleAction,
     TrafficPolicy,
 };
-use crate::route_match::request_matches;
+use crate::route_match::request_matches_auth;
 use crate::service::ServiceInfo;
 
 /// Why no service could be chosen for a request (reported as 404 with a trace line).
@@ -229,6 +230,7 @@ impl Snapshot {
                 path: "",
                 dest_ip,
                 dest_port,
+                auth: None,
             },
             want_trace,
         )
@@ -243,6 +245,17 @@ impl Snapshot {
         path: &str,
         want_trace: bool,
     ) -> AuthzOutcome<'s> {
+        self.authorize_passthrough_authenticated(req, None, path, want_trace)
+    }
+
+    /// [`Self::authorize_passthrough`] with the request's verified JWT attributes.
+    pub fn authorize_passthrough_authenticated<'s>(
+        &'s self,
+        req: &Request<'_>,
+        auth: Option<&RequestAuth>,
+        path: &str,
+        want_trace: bool,
+    ) -> AuthzOutcome<'s> {
         let (policies, dest_ip, dest_port) = self.policies_for(req.destination);
         evaluate(
             &policies,
@@ -251,6 +264,7 @@ impl Snapshot {
                 path,
                 dest_ip,
                 dest_port,
+                auth,
             },
             want_trace,
         )
@@ -292,7 +306,35 @@ impl Snapshot {
         rng: &mut dyn RandomSource,
         want_trace: bool,
     ) -> Decision<'s> {
-        let mut d = self.decide_request(req, rng, want_trace);
+        self.decide_authenticated(req, None, rng, want_trace)
+    }
+
+    /// The JWT rules (RequestAuthentication) that apply to a request for `destination`: its
+    /// service's and the waypoint's, or the waypoint's alone for an address that is no
+    /// service. Empty: nothing to authenticate.
+    pub fn jwt_rules_for(&self, destination: &str) -> SmallVec<[&JwtRule; 4]> {
+        let idx: &[usize] = match self.resolve_destination(destination) {
+            Ok(r) => &self.jwt.by_service[r.index],
+            Err(_) => &self.jwt.waypoint,
+        };
+        idx.iter().map(|&i| &self.jwt.rules[i]).collect()
+    }
+
+    /// Every compiled JWT rule (what the Envoy config generator turns into providers).
+    pub fn jwt_rules(&self) -> &[JwtRule] {
+        &self.jwt.rules
+    }
+
+    /// [`Self::decide`] for a request whose JWT was verified ([`crate::authn::authenticate`]):
+    /// `auth` feeds `requestPrincipals` / `request.auth.*` and claim route matches.
+    pub fn decide_authenticated<'s>(
+        &'s self,
+        req: &Request<'_>,
+        auth: Option<&RequestAuth>,
+        rng: &mut dyn RandomSource,
+        want_trace: bool,
+    ) -> Decision<'s> {
+        let mut d = self.decide_request(req, auth, rng, want_trace);
         if let Some(l) = d.local.as_mut() {
             local_reply::add_text_content_type(l);
             if local_reply::is_grpc_request(req.header("content-type")) {
@@ -305,6 +347,7 @@ impl Snapshot {
     fn decide_request<'s>(
         &'s self,
         req: &Request<'_>,
+        auth: Option<&RequestAuth>,
         rng: &mut dyn RandomSource,
         want_trace: bool,
     ) -> Decision<'s> {
@@ -381,6 +424,7 @@ impl Snapshot {
                     path: &normalized,
                     dest_ip,
                     dest_port: Some(port),
+                    auth,
                 },
                 want_trace,
             );
@@ -432,7 +476,7 @@ impl Snapshot {
             } else {
                 let mut found = None;
                 for (i, e) in routes.entries.iter().enumerate() {
-                    let hit = request_matches(&e.matcher, req, path_only, Some(port));
+                    let hit = request_matches_auth(&e.matcher, req, auth, path_only, Some(port));
                     t.add(|| {
                         format!(
                             "{} rule {} (entry {i}): {}",

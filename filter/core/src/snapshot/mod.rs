@@ -80,6 +80,8 @@ pub struct Snapshot {
     /// Per service index: every policy that applies (waypoint-wide and service-specific),
     /// in evaluation order (CUSTOM, DENY, ALLOW, AUDIT), computed once at build time.
     pub(crate) policy_order: Vec<Box<[usize]>>,
+    /// RequestAuthentication rules and where they apply.
+    pub(crate) jwt: crate::authn::RuleSelection,
     /// MeshConfig from the `istio` ConfigMap (ext_authz providers).
     pub(crate) mesh: MeshConfig,
     /// Istio's root namespace the snapshot was built with.

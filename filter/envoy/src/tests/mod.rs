@@ -16,6 +16,7 @@ use crate::stream::{Attribute, HeaderKind, HeadersStatus, StreamHandle};
 mod ext_authz;
 mod hash;
 mod istio_metrics;
+mod jwt;
 
 /// A waypoint, one bound service, and a policy allowing only `sa/sleep` to call it.
 pub(super) const MINI: &str = concat!(

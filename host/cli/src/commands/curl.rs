@@ -139,6 +139,8 @@ fn explained(args: &Args, out: &Outgoing, id: &Identity) -> anyhow::Result<Strin
         source_principal: Some(id.to_string()),
         source_ip: None,
         dest: Some(out.authority.clone()),
+        jwt: None,
+        jwks: None,
         seed: None,
         output: crate::explain::Output::Text,
     };

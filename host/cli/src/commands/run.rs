@@ -58,6 +58,10 @@ pub struct Args {
     /// `2s`) or plain seconds.
     #[arg(long, value_name = "DURATION", value_parser = super::args::interval, default_value = "1s")]
     watch_interval: Duration,
+    /// How often a RequestAuthentication `jwksUri` key set is fetched again (Istio's
+    /// `PILOT_JWT_PUB_KEY_REFRESH_INTERVAL`).
+    #[arg(long, value_name = "DURATION", value_parser = jwks_refresh, default_value = "20m")]
+    jwks_refresh: Duration,
     /// Worker threads (like Envoy's `--concurrency`); 1 runs everything on one thread.
     /// Default: the CPUs this process may run on.
     #[arg(long, value_name = "N")]
@@ -97,6 +101,7 @@ fn run_options(args: &Args, certs: CertSource) -> RunOptions {
     opts.admin_addr = Some(args.admin_addr);
     opts.hbone_upstream_port = args.hbone_upstream_port;
     opts.watch_interval = args.watch_interval;
+    opts.jwks_refresh = args.jwks_refresh;
     opts
 }
 
@@ -191,6 +196,15 @@ pub async fn wait_for_signal() {
     {
         let _ = ctrl_c.await;
     }
+}
+
+/// `--jwks-refresh`: a Go duration (`30s`, `20m`, `1h`), at least 1 s.
+fn jwks_refresh(s: &str) -> Result<Duration, String> {
+    let d = waypoint_core::istio::parse_duration(s.trim())?;
+    if d < Duration::from_secs(1) {
+        return Err(format!("{s:?}: must be at least 1s"));
+    }
+    Ok(d)
 }
 
 #[cfg(test)]

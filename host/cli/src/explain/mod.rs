@@ -1,6 +1,7 @@
 //! `waypoint explain`: load config, build one snapshot, decide one request, print the decision
 //! as JSON (a stable interface) or as aligned text for people.
 
+mod jwt;
 mod text;
 pub(crate) mod url;
 
@@ -46,6 +47,14 @@ pub struct ExplainArgs {
     /// Original destination HOST:PORT (default: the URL's host and port).
     #[arg(long, value_name = "HOST:PORT")]
     pub dest: Option<String>,
+    /// A JWT sent as `Authorization: Bearer TOKEN`: authenticated with the destination's
+    /// RequestAuthentication rules; its verified claims feed authorization and routing.
+    #[arg(long, value_name = "TOKEN")]
+    pub jwt: Option<String>,
+    /// JWKS file to verify `--jwt` with (default: each rule's inline `jwks`; a `jwksUri` is
+    /// not fetched).
+    #[arg(long, value_name = "FILE")]
+    pub jwks: Option<PathBuf>,
     /// Seed for weighted choices and fault percentages (default: random).
     #[arg(long, value_name = "N")]
     pub seed: Option<u64>,
@@ -83,6 +92,9 @@ fn parse_request(args: &ExplainArgs) -> anyhow::Result<Parsed> {
         }
         headers.push((k.to_ascii_lowercase(), v.trim().to_string()));
     }
+    if let Some(t) = &args.jwt {
+        headers.push(("authorization".into(), format!("Bearer {}", t.trim())));
+    }
     let dest = match &args.dest {
         Some(d) => d.clone(),
         None => format!("{}:{}", u.host_for_authority(), u.port_or_default()),
@@ -119,6 +131,7 @@ pub const JSON_FIELDS: &[&str] = &[
     "matched_route",
     "matched_rule",
     "policies",
+    "jwt",
     "trace",
     "seed",
     "errors",
@@ -233,9 +246,35 @@ fn decide(args: &ExplainArgs) -> anyhow::Result<(Value, Vec<String>)> {
     };
     let seed = args.seed.unwrap_or_else(random_seed);
     let mut rng = SplitMix64(seed);
-    let decision = snapshot.decide(&req, &mut rng, true);
-    let mut out = decision_json(&decision, &req);
+    let jwks = args.jwks.as_deref().map(jwt::load_jwks).transpose()?;
+    let (auth, jwt_field, refused) = match jwt::run(&snapshot, &req, jwks) {
+        jwt::Authn::Passed(auth, v) => (auth, v, None),
+        jwt::Authn::Refused { body, jwt } => (None, jwt, Some(body)),
+    };
+    let mut out = match &refused {
+        // Envoy's jwt_authn answers before RBAC and the router.
+        Some(body) => json!({
+            "action": "deny",
+            "status": 401,
+            "body": body,
+            "trace": jwt_field["trace"].clone(),
+            "policies": [],
+        }),
+        None => {
+            let decision = snapshot.decide_authenticated(&req, auth.as_ref(), &mut rng, true);
+            let mut out = decision_json(&decision, &req);
+            // The JWT stage's lines first: it runs before authorization and routing.
+            if let (Some(jt), Some(t)) = (jwt_field["trace"].as_array(), out["trace"].as_array()) {
+                let lines: Vec<Value> = jt.iter().chain(t.iter()).cloned().collect();
+                out["trace"] = Value::Array(lines);
+            }
+            out
+        }
+    };
     if let Value::Object(o) = &mut out {
+        if !snapshot.jwt_rules_for(req.destination).is_empty() || args.jwt.is_some() {
+            o.insert("jwt".into(), jwt_field);
+        }
         o.insert("seed".into(), json!(seed));
         if let Some(w) = &snapshot.waypoint {
             o.insert(

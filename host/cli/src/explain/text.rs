@@ -130,6 +130,28 @@ pub fn render(o: &Value) -> String {
             .collect();
         row("policies", parts.join(", "));
     }
+    let j = &o["jwt"];
+    if !j.is_null() {
+        let status = match (j["verified"].as_bool(), j["error"].as_str()) {
+            (_, Some(e)) => format!("refused: {e}"),
+            (Some(true), _) => format!("verified, principal {}", scalar(&j["principal"])),
+            _ => "no token".to_string(),
+        };
+        row("jwt", status);
+        if j["claims"].is_object() {
+            row("jwt claims", j["claims"].to_string());
+        }
+        if let Some(h) = j["headers_set"].as_array().filter(|h| !h.is_empty()) {
+            let parts: Vec<String> = h
+                .iter()
+                .map(|p| format!("{}: {}", scalar(&p[0]), scalar(&p[1])))
+                .collect();
+            row("jwt headers", parts.join("; "));
+        }
+        if let Some(n) = j["note"].as_str() {
+            row("jwt note", n.to_string());
+        }
+    }
     row("seed", scalar(&o["seed"]));
     let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
     let mut out = String::new();

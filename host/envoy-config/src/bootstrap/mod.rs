@@ -4,6 +4,7 @@
 pub mod clusters;
 pub mod ext_authz;
 pub mod hardening;
+pub mod jwt_authn;
 pub mod listeners;
 pub mod ratelimit;
 pub mod traffic_policy;
@@ -90,6 +91,7 @@ pub fn generate(snapshot: &Snapshot, o: &Options) -> Value {
     for note in ratelimit::wire(&mut main, snapshot) {
         tracing::warn!("rate limit: {note}");
     }
+    jwt_authn::wire(&mut main, snapshot);
     let mut listeners = vec![listeners::connect_terminate(o, paths), main];
     listeners.extend(mesh.iter().map(|t| match via {
         Some(_) => listeners::connect_originate_local(t, tcp_idle),
@@ -128,6 +130,7 @@ pub fn generate(snapshot: &Snapshot, o: &Options) -> Value {
             .iter()
             .map(|p| clusters::outbound_cluster_via(p, via.is_some())),
     );
+    cluster_list.extend(jwt_authn::clusters(snapshot));
     cluster_list.extend(ext_authz::provider_clusters(
         snapshot,
         &plans,

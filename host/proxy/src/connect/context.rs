@@ -58,8 +58,14 @@ impl Resolution {
     }
 
     /// The plan for one request of the tunnel (`req.destination` is the CONNECT authority).
-    pub fn plan(&self, req: &Request<'_>, rng: &mut dyn RandomSource) -> Plan<'_> {
-        self.config.policy.plan(req, &self.destination, rng)
+    /// `auth`: the request's verified JWT attributes (the JWT stage's result).
+    pub fn plan(
+        &self,
+        req: &Request<'_>,
+        auth: Option<&waypoint_core::authn::RequestAuth>,
+        rng: &mut dyn RandomSource,
+    ) -> Plan<'_> {
+        self.config.policy.plan(req, auth, &self.destination, rng)
     }
 }
 

@@ -13,6 +13,7 @@ pub mod filters;
 pub mod head;
 pub mod head_timer;
 pub mod headers;
+pub mod jwt;
 pub mod mirror;
 pub mod pipeline;
 pub mod plan;

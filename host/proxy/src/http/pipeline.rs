@@ -1,5 +1,5 @@
 //! One HTTP request inside a tunnel, as a linear pipeline with early exits: screen (upgrades,
-//! inner CONNECT) → policy plan → local reply, or CORS → fault → ext_authz → router (attempts,
+//! inner CONNECT) → JWT (RequestAuthentication) → policy plan → local reply, or CORS → fault → ext_authz → router (attempts,
 //! retries, mirrors, deadlines) → metrics and access log. Each stage lives in its own file.
 
 use std::convert::Infallible;
@@ -22,7 +22,7 @@ use crate::http::head::RequestHead;
 use crate::http::reply::{self, Outcome, ProxyError};
 use crate::http::request_timeout::{InBody, Received};
 use crate::http::retry::{self, Answered, Failed};
-use crate::http::{authz, filters, mirror, plan, ratelimit, report, upgrade};
+use crate::http::{authz, filters, jwt, mirror, plan, ratelimit, report, upgrade};
 use crate::policy::plan::{ForwardPlan, PlanKind};
 use crate::upstream::{BoxError, ProxyBody};
 use crate::Shared;
@@ -112,7 +112,11 @@ async fn serve(
     // Policy: one config generation for the whole request.
     let head = RequestHead::of(&req);
     let res = ctx.resolution_for(shared.config.current());
-    let plan = plan::plan(&ctx, &res, &head, req.headers());
+    // Request authentication (Envoy's jwt_authn, before RBAC): 401 for a bad token.
+    let plan = match jwt::authenticate(&shared, &ctx, &res, &head, &mut req).await {
+        Ok(auth) => plan::plan(&ctx, &res, &head, req.headers(), auth.as_ref()),
+        Err(unauthenticated) => unauthenticated,
+    };
     // Local rate limit: Istio's EnvoyFilter inserts it before every other filter.
     let limit = ratelimit::check(&shared, &ctx, &res, &plan, &head, req.headers_mut());
     if let Some(reply) = &limit.limited {

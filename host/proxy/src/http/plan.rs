@@ -8,12 +8,14 @@ use crate::http::head::RequestHead;
 use crate::http::random::rng;
 use crate::policy::plan::Plan;
 
-/// The plan for a request with `head` and `headers` on the tunnel `ctx`, decided in `res`.
+/// The plan for a request with `head` and `headers` on the tunnel `ctx`, decided in `res`
+/// (`auth`: what the JWT stage verified).
 pub fn plan<'r>(
     ctx: &ConnectContext,
     res: &'r Resolution,
     head: &RequestHead,
     headers: &HeaderMap,
+    auth: Option<&waypoint_core::authn::RequestAuth>,
 ) -> Plan<'r> {
     let headers: Vec<(&str, &str)> = headers
         .iter()
@@ -30,5 +32,5 @@ pub fn plan<'r>(
         destination: &ctx.authority,
         sni: None,
     };
-    res.plan(&view, &mut rng())
+    res.plan(&view, auth, &mut rng())
 }

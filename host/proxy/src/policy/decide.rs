@@ -5,6 +5,7 @@
 use std::borrow::Cow;
 use std::sync::Arc;
 
+use waypoint_core::authn::RequestAuth;
 use waypoint_core::authz::normalize_path_stable;
 use waypoint_core::decision::{Action, Decision};
 use waypoint_core::route::{BackendRef, HeaderOps, LoadBalancer};
@@ -34,13 +35,14 @@ impl Policy {
     pub fn plan(
         &self,
         req: &Request<'_>,
+        auth: Option<&RequestAuth>,
         destination: &Destination,
         rng: &mut dyn RandomSource,
     ) -> Plan<'_> {
         if let Destination::Passthrough(target) = destination {
-            return self.plan_passthrough(req, target);
+            return self.plan_passthrough(req, auth, target);
         }
-        let d = self.snapshot.decide(req, rng, false);
+        let d = self.snapshot.decide_authenticated(req, auth, rng, false);
         let reg = &self.snapshot.registry;
         let service = d.service.and(destination.service()).cloned();
         let mut plan = plan_from_decision(
@@ -74,13 +76,20 @@ impl Policy {
 
     /// An HTTP request to an address that is no service: the waypoint's own policies decide
     /// (HTTP semantics, path normalized per mesh config), then it goes to that address.
-    fn plan_passthrough(&self, req: &Request<'_>, target: &Target) -> Plan<'_> {
+    fn plan_passthrough(
+        &self,
+        req: &Request<'_>,
+        auth: Option<&RequestAuth>,
+        target: &Target,
+    ) -> Plan<'_> {
         let mode = self.snapshot.mesh().path_normalization;
         let Some(path) = normalize_path_stable(mode, req.path) else {
             // Envoy rejects a path it cannot normalize.
             return Plan::local(PlanAction::DirectResponse, 400, "Bad Request");
         };
-        let outcome = self.snapshot.authorize_passthrough(req, &path, false);
+        let outcome = self
+            .snapshot
+            .authorize_passthrough_authenticated(req, auth, &path, false);
         if !outcome.allowed {
             return Plan::local(PlanAction::Deny, 403, RBAC_DENIED_BODY);
         }
