@@ -10,6 +10,7 @@ pub mod fake_ca;
 pub mod hbone_client;
 pub mod hbone_server;
 pub mod jwt;
+pub mod jwt_cases;
 pub mod kube;
 pub mod manifests;
 pub mod netns;

@@ -8,60 +8,13 @@ use serde_json::json;
 use waypoint_hbone::HboneClient;
 use waypoint_tests::echo::{empty, http_echo};
 use waypoint_tests::hbone_client::{collect, http1_over, tunnel, Collected};
-use waypoint_tests::jwt::{claims, jwks, now, JwksServer, SigningKey};
+use waypoint_tests::jwt::{claims, jwks, JwksServer, SigningKey};
+use waypoint_tests::jwt_cases::{self, alice, policy, Keys};
 use waypoint_tests::manifests::plain_service as service;
 use waypoint_tests::pki::Pki;
 use waypoint_tests::waypoint::{eventually, TestWaypoint};
 
 const LIMIT: Duration = Duration::from_secs(90);
-const ISS: &str = "https://issuer.test";
-
-fn policy(jwks_uri: &str) -> String {
-    format!(
-        r#"
----
-apiVersion: security.istio.io/v1
-kind: RequestAuthentication
-metadata: {{name: front-jwt, namespace: default}}
-spec:
-  targetRefs: [{{kind: Service, group: "", name: front}}]
-  jwtRules:
-  - issuer: {ISS}
-    audiences: [shop]
-    jwksUri: {jwks_uri}
-    outputClaimToHeaders: [{{header: x-jwt-sub, claim: sub}}]
----
-apiVersion: security.istio.io/v1
-kind: AuthorizationPolicy
-metadata: {{name: front-allow, namespace: default}}
-spec:
-  targetRefs: [{{kind: Service, group: "", name: front}}]
-  rules:
-  - from: [{{source: {{requestPrincipals: ["{ISS}/*"]}}}}]
-    to: [{{operation: {{paths: ["/secure*"]}}}}]
-  - to: [{{operation: {{paths: ["/public*"]}}}}]
----
-apiVersion: security.istio.io/v1
-kind: AuthorizationPolicy
-metadata: {{name: front-deny, namespace: default}}
-spec:
-  targetRefs: [{{kind: Service, group: "", name: front}}]
-  action: DENY
-  rules:
-  - when: [{{key: "request.auth.claims[groups]", values: [banned]}}]
----
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {{name: front, namespace: default}}
-spec:
-  hosts: [front.default.svc.cluster.local]
-  http:
-  - match: [{{headers: {{"@request.auth.claims.tier": {{exact: gold}}}}}}]
-    route: [{{destination: {{host: two.default.svc.cluster.local}}}}]
-  - route: [{{destination: {{host: one.default.svc.cluster.local}}}}]
-"#
-    )
-}
 
 async fn get(
     client: &HboneClient,
@@ -89,12 +42,8 @@ async fn request_authentication_end_to_end() {
         let pki = Pki::new("cluster.local");
         let one = http_echo("127.0.0.31:0".parse().expect("addr"), "one").await;
         let two = http_echo("127.0.0.32:0".parse().expect("addr"), "two").await;
-        let (rs, es, ed) = (
-            SigningKey::rs256("rsa-1"),
-            SigningKey::es256("ec-1"),
-            SigningKey::ed25519("ed-1"),
-        );
-        let server = JwksServer::start(jwks(&[&rs, &es, &ed])).await;
+        let keys = Keys::new();
+        let server = JwksServer::start(jwks(&[&keys.rs, &keys.es, &keys.ed])).await;
         let yaml = [
             service("front", "10.96.7.1", "127.0.0.30", 1),
             service("one", "10.96.7.2", "127.0.0.31", one.addr.port()),
@@ -112,72 +61,12 @@ async fn request_authentication_end_to_end() {
             wp.running.config.last_errors()
         );
         let client = HboneClient::new(pki.store("default", "sleep"));
-        let alice = claims(ISS, "alice", "shop", json!({"groups": ["dev"]}));
-
-        // Valid tokens of each algorithm: allowed, the claim forwarded as a header, the token
-        // removed (forwardOriginalToken is false).
-        for key in [&rs, &es, &ed] {
-            let r = get(&client, &wp, "/secure", Some(&key.sign(&alice))).await;
-            assert_eq!(r.status, 200, "{key:?}: {}", r.text());
-            assert_eq!(r.header("x-served-by"), Some("one"));
-            let body = r.text();
-            assert!(body.contains("x-jwt-sub=alice"), "{body}");
-            assert!(!body.contains("authorization="), "token forwarded: {body}");
-        }
-
-        // Bad tokens: 401 with Envoy's messages.
-        let mut expired = alice.clone();
-        expired["exp"] = json!(now() - 120);
-        let mut wrong_aud = alice.clone();
-        wrong_aud["aud"] = json!("other");
-        let mut wrong_iss = alice.clone();
-        wrong_iss["iss"] = json!("https://evil.test");
-        let stranger = SigningKey::es256("ec-1"); // same kid, another key
-        for (name, token, body) in [
-            ("expired", rs.sign(&expired), "Jwt is expired"),
-            (
-                "wrong audience",
-                es.sign(&wrong_aud),
-                "Audiences in Jwt are not allowed",
-            ),
-            (
-                "wrong issuer",
-                es.sign(&wrong_iss),
-                "Jwt issuer is not configured",
-            ),
-            (
-                "bad signature",
-                stranger.sign(&alice),
-                "Jwt verification fails",
-            ),
-        ] {
-            let r = get(&client, &wp, "/public", Some(&token)).await;
-            assert_eq!(r.status, 401, "{name}: {}", r.text());
-            assert_eq!(r.text(), body, "{name}");
-            assert!(
-                r.header("www-authenticate")
-                    .is_some_and(|v| v.contains("invalid_token")),
-                "{name}"
-            );
-        }
-
-        // Missing token: authentication passes; authorization decides.
-        assert_eq!(get(&client, &wp, "/public", None).await.status, 200);
-        let r = get(&client, &wp, "/secure", None).await;
-        assert_eq!(r.status, 403, "no request principal: {}", r.text());
-
-        // Claim-based DENY, routing on a claim.
-        let banned = claims(ISS, "mallory", "shop", json!({"groups": ["banned"]}));
-        assert_eq!(
-            get(&client, &wp, "/secure", Some(&es.sign(&banned)))
-                .await
-                .status,
-            403
-        );
-        let gold = claims(ISS, "bob", "shop", json!({"tier": "gold"}));
-        let r = get(&client, &wp, "/secure", Some(&ed.sign(&gold))).await;
-        assert_eq!(r.status, 200, "{}", r.text());
-        assert_eq!(r.header("x-served-by"), Some("two"), "routed on tier=gold");
+        let (c, w) = (&client, &wp);
+        jwt_cases::run("host", &keys, |path, token| async move {
+            get(c, w, path, token.as_deref()).await
+        })
+        .await;
+        let alice = alice();
 
         // Rotation: the server drops rsa-1 and serves a new key; within the refresh interval
         // the waypoint accepts the new key and refuses the old one.
@@ -186,7 +75,7 @@ async fn request_authentication_end_to_end() {
         let es2 = SigningKey::es256("ec-2");
         server.set(jwks(&[&es2]));
         let new_token = es2.sign(&alice);
-        let old_token = rs.sign(&alice);
+        let old_token = keys.rs.sign(&alice);
         assert!(
             eventually(Duration::from_secs(10), || {
                 let (c, w, t) = (&client, &wp, &new_token);

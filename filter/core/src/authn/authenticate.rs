@@ -137,8 +137,10 @@ fn verify_one(
     if jwt.issuer() != Some(rule.issuer.as_str()) {
         return Err(JwtError::UnknownIssuer);
     }
-    verifier.verify(rule, token)?;
+    // Envoy's jwt_authn order (authenticator.cc `startVerify`): issuer, then time and
+    // audiences, then the signature: an expired token is "Jwt is expired" whatever its keys.
     jwt.check_claims(rule, now)?;
+    verifier.verify(rule, token)?;
     Ok(jwt)
 }
 
