@@ -1,8 +1,7 @@
 //! RequestAuthentication compilation: strict parse, Istio's validation findings as errors that
 //! name the field, and the rules (issuer, audiences, key source, token locations, outputs).
 
-use crate::authz::spec::PolicyTargetReference;
-use crate::authz::{PolicyTargets, TargetRef};
+use crate::authz::PolicyTargets;
 use crate::error::{Diagnostics, ResourceId};
 use crate::istio::http_match::is_http_token;
 use crate::resource::RawResource;
@@ -260,50 +259,16 @@ fn check_uri(u: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn target_ref(raw: &RawResource, r: &PolicyTargetReference) -> TargetRef {
-    let group = match r.group.as_deref() {
-        None | Some("core") => String::new(),
-        Some(g) => g.to_string(),
-    };
-    TargetRef {
-        group,
-        kind: r.kind.clone(),
-        name: r.name.clone(),
-        namespace: r
-            .namespace
-            .clone()
-            .filter(|n| !n.is_empty())
-            .unwrap_or_else(|| raw.namespace.clone()),
-    }
-}
-
 fn targets(
     raw: &RawResource,
     s: &RequestAuthenticationSpec,
     diags: &mut Diagnostics,
 ) -> PolicyTargets {
-    let refs: Vec<TargetRef> = s
-        .target_ref
-        .iter()
-        .chain(s.target_refs.iter().flatten())
-        .map(|r| target_ref(raw, r))
-        .collect();
-    if s.selector.is_some() && !refs.is_empty() {
-        diags.error(raw.error("spec", "only one of targetRefs or selector can be set"));
-    }
-    for (i, r) in refs.iter().enumerate() {
-        if r.namespace != raw.namespace {
-            diags.error(raw.error(
-                format!("spec.targetRefs[{i}].namespace"),
-                "cross namespace referencing is not currently supported",
-            ));
-        }
-    }
-    if !refs.is_empty() {
-        PolicyTargets::Refs(refs)
-    } else if s.selector.is_some() {
-        PolicyTargets::Selector
-    } else {
-        PolicyTargets::Unscoped
-    }
+    crate::authz::compile::policy_targets(
+        raw,
+        s.selector.is_some(),
+        s.target_ref.as_ref(),
+        s.target_refs.as_deref(),
+        diags,
+    )
 }

@@ -211,21 +211,35 @@ fn targets(
     s: &AuthorizationPolicySpec,
     diags: &mut Diagnostics,
 ) -> PolicyTargets {
-    let mut refs = Vec::new();
-    if let Some(r) = &s.target_ref {
-        refs.push(target_ref(raw, r));
-    }
-    for r in s.target_refs.iter().flatten() {
-        refs.push(target_ref(raw, r));
-    }
-    let set = [
+    policy_targets(
+        raw,
         s.selector.is_some(),
-        s.target_ref.is_some(),
-        s.target_refs.is_some(),
-    ]
-    .iter()
-    .filter(|b| **b)
-    .count();
+        s.target_ref.as_ref(),
+        s.target_refs.as_deref(),
+        diags,
+    )
+}
+
+/// What an Istio security policy (AuthorizationPolicy, RequestAuthentication) applies to, as
+/// Istio validates it (`ValidatePolicyTargetReferences`): `targetRef`/`targetRefs` or
+/// `selector`, never both; Gateway, GatewayClass, Service or ServiceEntry in the policy's own
+/// namespace.
+pub(crate) fn policy_targets(
+    raw: &RawResource,
+    selector: bool,
+    one: Option<&spec::PolicyTargetReference>,
+    many: Option<&[spec::PolicyTargetReference]>,
+    diags: &mut Diagnostics,
+) -> PolicyTargets {
+    let refs: Vec<TargetRef> = one
+        .into_iter()
+        .chain(many.into_iter().flatten())
+        .map(|r| target_ref(raw, r))
+        .collect();
+    let set = [selector, one.is_some(), many.is_some()]
+        .iter()
+        .filter(|b| **b)
+        .count();
     if set > 1 {
         diags.error(raw.error("spec", "only one of targetRefs or selector can be set"));
     }
@@ -251,7 +265,7 @@ fn targets(
     }
     if !refs.is_empty() {
         PolicyTargets::Refs(refs)
-    } else if s.selector.is_some() {
+    } else if selector {
         PolicyTargets::Selector
     } else {
         PolicyTargets::Unscoped

@@ -6,7 +6,7 @@
 //! [`evaluate`]. `allowed == false` maps to 403 `RBAC: access denied`; `custom == Some(p)`
 //! means ext-authz provider `p` must also allow the request.
 
-mod compile;
+pub(crate) mod compile;
 mod eval;
 mod path;
 mod pattern;
