@@ -29,19 +29,31 @@ fn seed() -> u64 {
 
 /// A random UUID v4 (RFC 9562 §5.4) from two 64-bit draws, in its 36-character form.
 pub fn uuid_v4(rng: &mut dyn RandomSource) -> String {
+    let b = uuid_v4_bytes(rng);
+    // The form is ASCII hex and dashes.
+    String::from_utf8_lossy(&b).into_owned()
+}
+
+/// The same UUID written into a stack buffer: hex digits by table, no formatting machinery (a
+/// `format!` per byte cost ~7k instructions per request, 10 % of the host's path).
+fn uuid_v4_bytes(rng: &mut dyn RandomSource) -> [u8; 36] {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut b = [0u8; 16];
     b[..8].copy_from_slice(&rng.next_u64().to_be_bytes());
     b[8..].copy_from_slice(&rng.next_u64().to_be_bytes());
     b[6] = (b[6] & 0x0f) | 0x40; // version 4
     b[8] = (b[8] & 0x3f) | 0x80; // variant 10
-    let mut s = String::with_capacity(36);
+    let mut out = [b'-'; 36];
+    let mut o = 0;
     for (i, byte) in b.iter().enumerate() {
         if matches!(i, 4 | 6 | 8 | 10) {
-            s.push('-');
+            o += 1; // the dash already there
         }
-        s.push_str(&format!("{byte:02x}"));
+        out[o] = HEX[usize::from(byte >> 4)];
+        out[o + 1] = HEX[usize::from(byte & 0x0f)];
+        o += 2;
     }
-    s
+    out
 }
 
 /// Add `x-request-id` unless the request has a non-empty one (Envoy keeps a client's id;
@@ -53,8 +65,8 @@ pub fn ensure(headers: &mut HeaderMap) {
     {
         return;
     }
-    let id = RNG.with(|r| uuid_v4(&mut *r.borrow_mut()));
-    if let Ok(v) = HeaderValue::from_str(&id) {
+    let id = RNG.with(|r| uuid_v4_bytes(&mut *r.borrow_mut()));
+    if let Ok(v) = HeaderValue::from_bytes(&id) {
         headers.insert(X_REQUEST_ID.clone(), v);
     }
 }
@@ -79,6 +91,28 @@ mod tests {
                 "variant: {id}"
             );
             assert!(id.bytes().all(|c| c == b'-' || c.is_ascii_hexdigit()));
+        }
+    }
+
+    #[test]
+    fn the_table_writer_matches_the_formatted_form() {
+        let (mut a, mut b) = (SplitMix64(42), SplitMix64(42));
+        for _ in 0..100 {
+            let mut raw = [0u8; 16];
+            raw[..8].copy_from_slice(&b.next_u64().to_be_bytes());
+            raw[8..].copy_from_slice(&b.next_u64().to_be_bytes());
+            raw[6] = (raw[6] & 0x0f) | 0x40;
+            raw[8] = (raw[8] & 0x3f) | 0x80;
+            let hex: String = raw.iter().map(|x| format!("{x:02x}")).collect();
+            let want = format!(
+                "{}-{}-{}-{}-{}",
+                &hex[..8],
+                &hex[8..12],
+                &hex[12..16],
+                &hex[16..20],
+                &hex[20..]
+            );
+            assert_eq!(uuid_v4(&mut a), want);
         }
     }
 
