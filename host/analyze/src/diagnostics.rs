@@ -43,9 +43,12 @@ const IGNORED: &[&str] = &[
     "not expanded by the waypoint",
 ];
 
-/// Warnings another analyzer reports in Istio's form (rules after a catch-all: IST0130).
+/// Warnings another analyzer reports in Istio's form (rules after a catch-all: IST0130), or
+/// judges itself (selector policies: WPA0005 only where their L7 rules would be lost, as an
+/// L4 selector policy is ztunnel's and correct).
 fn reported_elsewhere(w: &ConfigError) -> bool {
-    w.kind == "VirtualService" && w.message.starts_with("unreachable: ")
+    (w.kind == "VirtualService" && w.message.starts_with("unreachable: "))
+        || (w.kind == "AuthorizationPolicy" && w.field == "spec.selector")
 }
 
 /// A quoted value after `prefix` at the start of `message` (`host "x" is ...` → `x`).

@@ -290,8 +290,28 @@ impl Snapshot {
                         waypoint_policies.push(pi);
                     }
                 }
-                // selector / namespace-wide policies are enforced by ztunnel or sidecars.
-                PolicyTargets::Selector | PolicyTargets::Unscoped => {}
+                // Istio's waypoints ignore selector policies (ztunnel or sidecars enforce them):
+                // so do we, but say so where the policy's namespace has services on this
+                // waypoint (Istio is silent). Namespace-wide ones are ztunnel's L4 policy.
+                PolicyTargets::Selector => {
+                    let serves_namespace = waypoint
+                        .as_ref()
+                        .is_some_and(|w| w.namespace == p.id.namespace)
+                        || routes.iter().enumerate().any(|(si, r)| {
+                            r.is_some() && registry.services[si].namespace == p.id.namespace
+                        });
+                    if serves_namespace {
+                        diags.warn(ConfigError::new(
+                            "AuthorizationPolicy",
+                            p.id.namespace.clone(),
+                            p.id.name.clone(),
+                            "spec.selector",
+                            "a policy with a selector applies to sidecars and ztunnel, not to \
+                             the waypoint: use targetRefs to the Service or the waypoint Gateway",
+                        ));
+                    }
+                }
+                PolicyTargets::Unscoped => {}
             }
         }
         for v in service_policies.values_mut() {
@@ -710,6 +730,42 @@ spec:
         // One entry per attachment port (each matches its own port), then the younger route.
         assert_eq!(names("cart"), ["both-ports", "both-ports", "later"]);
         assert_eq!(names("pay"), ["pay-only"]);
+    }
+
+    #[test]
+    fn selector_policies_are_ignored_with_a_warning_where_this_waypoint_serves() {
+        let policy = |ns: &str, name: &str| {
+            format!(
+                "---\napiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\n\
+                 metadata: {{name: {name}, namespace: {ns}}}\n\
+                 spec: {{action: DENY, selector: {{matchLabels: {{app: cart}}}}, rules: [{{}}]}}\n"
+            )
+        };
+        let yaml = format!(
+            "apiVersion: v1
+kind: Service
+metadata: {{name: cart, namespace: shop}}
+spec: {{clusterIP: 10.96.0.1, ports: [{{name: http, port: 80}}]}}
+{}{}",
+            policy("shop", "deny-by-selector"),
+            policy("elsewhere", "not-ours")
+        );
+        let (docs, errors) =
+            parse_manifests(&format!("{WAYPOINT}---\n{yaml}"), "t.yaml", "shop", 0);
+        assert!(errors.is_empty(), "{errors:?}");
+        let (snap, diags) = Snapshot::build(&docs, &BuildOptions::default());
+        let warned: Vec<String> = diags
+            .warnings
+            .iter()
+            .filter(|w| w.field == "spec.selector")
+            .map(|w| w.to_string())
+            .collect();
+        assert_eq!(warned.len(), 1, "{warned:?}");
+        assert!(warned[0].contains("shop/deny-by-selector"), "{warned:?}");
+        assert!(warned[0].contains("not to the waypoint"), "{warned:?}");
+        // Ignored, as Istio's waypoint: the DENY-all selector policy applies to nothing here.
+        let cart = service(&snap, "cart");
+        assert!(snap.policy_order[cart].is_empty());
     }
 
     #[test]
