@@ -63,6 +63,9 @@ pub struct RequestMatch {
     pub query: Vec<QueryMatch>,
     /// Destination (service) port.
     pub port: Option<u16>,
+    /// Only requests from this namespace's workloads (peer identity `.../ns/NS/...`): the
+    /// consumer routes of GAMMA.
+    pub source_namespace: Option<Arc<str>>,
 }
 
 /// One entry of a route table: one match of one rule.

@@ -53,6 +53,11 @@ pub fn request_matches_auth(
             return false;
         }
     }
+    if let Some(ns) = &m.source_namespace {
+        if req.source_principal.and_then(principal_namespace) != Some(&**ns) {
+            return false;
+        }
+    }
     if let Some(meth) = &m.method {
         if !meth.matches(req.method) {
             return false;
@@ -101,6 +106,13 @@ pub fn request_matches_auth(
         }
     }
     true
+}
+
+/// The namespace of an Istio SPIFFE identity (`spiffe://td/ns/NS/sa/SA`).
+fn principal_namespace(principal: &str) -> Option<&str> {
+    let rest = principal.strip_prefix("spiffe://")?;
+    let (_, rest) = rest.split_once("/ns/")?;
+    rest.split_once('/').map(|(ns, _)| ns)
 }
 
 #[cfg(test)]

@@ -77,6 +77,7 @@ pub fn covers(a: &RequestMatch, b: &RequestMatch) -> bool {
     };
     let opt = |x: &Option<StringMatch>, y: &Option<StringMatch>| x.is_none() || same_opt(x, y);
     path && (a.port.is_none() || a.port == b.port)
+        && (a.source_namespace.is_none() || a.source_namespace == b.source_namespace)
         && opt(&a.method, &b.method)
         && opt(&a.scheme, &b.scheme)
         && opt(&a.authority, &b.authority)
@@ -126,6 +127,9 @@ pub fn describe(m: &RequestMatch) -> String {
     }
     if let Some(p) = m.port {
         parts.push(format!("port {p}"));
+    }
+    if let Some(ns) = &m.source_namespace {
+        parts.push(format!("clients in namespace {ns}"));
     }
     if parts.is_empty() {
         "{any request}".to_string()

@@ -15,8 +15,8 @@
 //!   Envoy's virtual host choice) before ordering; a listener `hostname` on the Gateway must
 //!   also be intersected with the route hostnames (not modelled here).
 //! - Consumer routes (route namespace != parent Service namespace): GAMMA says they affect only
-//!   clients in the route's namespace; the caller decides whether its waypoint applies them
-//!   (compare `CompiledRoute::id.namespace` with `ParentRef::namespace`).
+//!   clients in the route's namespace; the snapshot puts them first in the service's table,
+//!   each entry restricted to that namespace (`RequestMatch::source_namespace`).
 
 mod backends;
 mod compile;

@@ -19,7 +19,9 @@ use crate::mesh::{mesh_from_resources, MeshConfig};
 use crate::registry::binding::service_waypoint;
 use crate::registry::{find_waypoints, Registry, Waypoint};
 use crate::resource::RawResource;
-use crate::route::{BackendRef, Forward, Rule, RuleAction, RuleId, WeightedBackend};
+use crate::route::{
+    BackendRef, Forward, RequestMatch, RouteEntry, Rule, RuleAction, RuleId, WeightedBackend,
+};
 use crate::service::{ServiceInfo, ServiceKind};
 
 /// Kinds the waypoint reads; anything else is skipped with a note.
@@ -516,8 +518,52 @@ fn routes_by_parent(gw_routes: &[CompiledRoute]) -> HashMap<ParentKey, Vec<usize
     m
 }
 
-#[allow(clippy::too_many_arguments)]
+/// A service's route table: its consumer routes (GAMMA, GEP-1426: an HTTPRoute in another
+/// namespace than its parent Service applies only to clients in the route's namespace, and
+/// wins over producer routes for them) ahead of what the producer configured. Istio's
+/// waypoints drop consumer routes; the waypoint knows the client's namespace from its peer
+/// identity, so we honour them, each entry matching only that namespace's requests.
 fn service_routes(
+    idx: usize,
+    svc: &ServiceInfo,
+    waypoint: Option<&Waypoint>,
+    gw_routes: &AttachedRoutes<'_>,
+    vss: &[CompiledVirtualService],
+    diags: &mut Diagnostics,
+) -> ServiceRoutes {
+    let key = service_parent_key(svc);
+    let mut consumer: Vec<&CompiledRoute> = gw_routes
+        .to(&key)
+        .filter(|r| r.id.namespace != svc.namespace)
+        .collect();
+    let mut own = producer_routes(idx, svc, waypoint, gw_routes, vss, diags);
+    if consumer.is_empty() {
+        return own;
+    }
+    consumer.sort_by(|a, b| a.id.namespace.cmp(&b.id.namespace));
+    let mut entries = Vec::new();
+    for group in consumer.chunk_by(|a, b| a.id.namespace == b.id.namespace) {
+        let ns: Arc<str> = Arc::from(group[0].id.namespace.as_str());
+        for mut e in ordered_entries_for_parent(&key, group) {
+            e.matcher.source_namespace = Some(ns.clone());
+            entries.push(e);
+        }
+    }
+    if own.source == RouteSource::Default {
+        // Other clients keep the service's default route: a catch-all after the consumers'.
+        entries.push(RouteEntry {
+            matcher: RequestMatch::default(),
+            rule: own.default_rule.clone(),
+        });
+        own.source = RouteSource::GatewayApi;
+    }
+    entries.append(&mut own.entries);
+    own.entries = entries;
+    own
+}
+
+/// The producer's table: its Gateway API routes, else its VirtualServices, else the default.
+fn producer_routes(
     _idx: usize,
     svc: &ServiceInfo,
     waypoint: Option<&Waypoint>,
@@ -553,25 +599,11 @@ fn service_routes(
         }),
     });
     // 1. Gateway API routes attached to the Service itself (GAMMA) take precedence.
-    // Consumer routes (route namespace != service namespace) only affect clients in the
-    // route's namespace, which a producer-side waypoint cannot tell apart: Istio's waypoints
-    // apply producer routes only.
     let key = service_parent_key(svc);
-    let (producer, consumer): (Vec<&CompiledRoute>, Vec<&CompiledRoute>) = gw_routes
+    let producer: Vec<&CompiledRoute> = gw_routes
         .to(&key)
-        .partition(|r| r.id.namespace == svc.namespace);
-    for r in consumer {
-        diags.warn(ConfigError::new(
-            r.id.kind.clone(),
-            r.id.namespace.clone(),
-            r.id.name.clone(),
-            "spec.parentRefs",
-            format!(
-                "consumer route for {} is not applied by the waypoint (producer routes only)",
-                svc.hostname
-            ),
-        ));
-    }
+        .filter(|r| r.id.namespace == svc.namespace)
+        .collect();
     let entries = ordered_entries_for_parent(&key, &producer);
     let waypoint_ns = waypoint
         .map(|w| w.namespace.as_str())

@@ -185,6 +185,9 @@ pub fn describe_match(m: &RequestMatch) -> String {
     if let Some(p) = m.port {
         parts.push(format!("port {p}"));
     }
+    if let Some(ns) = &m.source_namespace {
+        parts.push(format!("source namespace {ns}"));
+    }
     if parts.is_empty() {
         "*".into()
     } else {
