@@ -1,7 +1,8 @@
 //! DestinationRule traffic-policy scenarios run alike through the host and through Envoy on
 //! the generated bootstrap: consistent-hash stickiness, ejection after consecutive 5xx, a
-//! pending-request overflow answered 503 `UO`, and one request per upstream connection. Each builds its upstreams and config, then
-//! checks what a client sees over HBONE.
+//! pending-request overflow answered 503 `UO`, one request per upstream connection, and an
+//! HTTPRoute's `timeouts.backendRequest` retried by its `retry`. Each builds its upstreams and
+//! config, then checks what a client sees over HBONE.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -541,6 +542,99 @@ impl Overflow {
                 .unwrap_or_else(|e| panic!("{name}: {e}"));
             assert_eq!(r.status, 200, "{name}: {r:?}");
         }
+        assert_eq!(self.upstream.arrived.load(Ordering::SeqCst), 2);
+    }
+}
+
+/// An HTTPRoute with `retry` and `timeouts.backendRequest` (the per-try timeout, GEP-1742) in
+/// front of an upstream whose first answer comes after the per-try timeout: the timed-out
+/// attempt is retried (GEP-1731: retry on "disconnect, reset, timeout"), the client gets the
+/// second attempt's 200.
+#[derive(Debug)]
+pub struct BackendTimeoutRetry {
+    pub yaml: String,
+    pub authority: String,
+    upstream: SlowFirst,
+}
+
+/// An HTTP/1.1 upstream holding only its first request for `hold`; counts requests.
+#[derive(Debug)]
+struct SlowFirst {
+    arrived: Arc<AtomicUsize>,
+    task: JoinHandle<()>,
+}
+
+impl Drop for SlowFirst {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn slow_first(bind: SocketAddr, hold: Duration) -> (SocketAddr, SlowFirst) {
+    let listener = TcpListener::bind(bind).await.expect("bind upstream");
+    let addr = listener.local_addr().expect("addr");
+    let arrived = Arc::new(AtomicUsize::new(0));
+    let a = arrived.clone();
+    let task = tokio::spawn(async move {
+        let mut conns = tokio::task::JoinSet::new();
+        while let Ok((mut sock, _)) = listener.accept().await {
+            let a = a.clone();
+            conns.spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    let end = loop {
+                        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            break i + 4;
+                        }
+                        match sock.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    };
+                    buf.drain(..end);
+                    let n = a.fetch_add(1, Ordering::SeqCst) + 1;
+                    if n == 1 {
+                        tokio::time::sleep(hold).await;
+                    }
+                    let body = format!("attempt {n}\n");
+                    let resp = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}",
+                        body.len()
+                    );
+                    if sock.write_all(resp.as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (addr, SlowFirst { arrived, task })
+}
+
+impl BackendTimeoutRetry {
+    pub async fn setup(net: u8) -> BackendTimeoutRetry {
+        let (addr, upstream) =
+            slow_first(SocketAddr::new(ip(net, 1), 0), Duration::from_secs(3)).await;
+        let vip = format!("10.96.{net}.1");
+        let yaml = [
+            service_with_pods("timing", &vip, "http", addr.port(), &[&ip(net, 1).to_string()], false),
+            "---\napiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: timing, namespace: default}\nspec:\n  parentRefs: [{group: '', kind: Service, name: timing, port: 80}]\n  rules:\n  - backendRefs: [{name: timing, port: 80}]\n    timeouts: {backendRequest: 300ms}\n    retry: {attempts: 2}\n".to_string(),
+        ]
+        .concat();
+        BackendTimeoutRetry {
+            yaml,
+            authority: format!("{vip}:80"),
+            upstream,
+        }
+    }
+
+    pub async fn check(&self, p: &Proxy) {
+        let r = get(p, &self.authority, "/", &[])
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(r.status, 200, "{r:?}");
+        assert_eq!(r.body, b"attempt 2\n", "{r:?}");
         assert_eq!(self.upstream.arrived.load(Ordering::SeqCst), 2);
     }
 }

@@ -5,7 +5,8 @@
 use waypoint_tests::envoy_generated::{client, write_config, GeneratedWaypoint, Layout};
 use waypoint_tests::pki::{Pki, TempDir};
 use waypoint_tests::traffic_policy::{
-    AllEjected, Ejection, Overflow, PerConnection, Proxy, RetryOverflow, Sticky,
+    AllEjected, BackendTimeoutRetry, Ejection, Overflow, PerConnection, Proxy, RetryOverflow,
+    Sticky,
 };
 use waypoint_tests::waypoint::WAYPOINT_GATEWAY;
 
@@ -72,6 +73,15 @@ async fn every_endpoint_ejected_is_no_healthy_upstream() {
 async fn retries_beyond_max_retries_are_not_made() {
     let pki = Pki::new("cluster.local");
     let s = RetryOverflow::setup(186).await;
+    let (wp, p, _dir) = start(&pki, &s.yaml).await;
+    let outcome = tokio::spawn(async move { s.check(&p).await }).await;
+    assert!(outcome.is_ok(), "{}", wp.log_tail(30));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timed_out_backend_request_is_retried() {
+    let pki = Pki::new("cluster.local");
+    let s = BackendTimeoutRetry::setup(187).await;
     let (wp, p, _dir) = start(&pki, &s.yaml).await;
     let outcome = tokio::spawn(async move { s.check(&p).await }).await;
     assert!(outcome.is_ok(), "{}", wp.log_tail(30));

@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use waypoint_tests::pki::Pki;
 use waypoint_tests::traffic_policy::{
-    AllEjected, Ejection, Overflow, PerConnection, Proxy, RetryOverflow, Sticky,
+    AllEjected, BackendTimeoutRetry, Ejection, Overflow, PerConnection, Proxy, RetryOverflow,
+    Sticky,
 };
 use waypoint_tests::waypoint::TestWaypoint;
 
@@ -90,6 +91,18 @@ async fn retries_beyond_max_retries_are_not_made() {
     tokio::time::timeout(LIMIT, async {
         let pki = Pki::new("cluster.local");
         let s = RetryOverflow::setup(176).await;
+        let (_wp, p) = start(&pki, &s.yaml).await;
+        s.check(&p).await;
+    })
+    .await
+    .expect("test timed out");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timed_out_backend_request_is_retried() {
+    tokio::time::timeout(LIMIT, async {
+        let pki = Pki::new("cluster.local");
+        let s = BackendTimeoutRetry::setup(177).await;
         let (_wp, p) = start(&pki, &s.yaml).await;
         s.check(&p).await;
     })

@@ -506,13 +506,16 @@ impl Ctx<'_> {
             let mut retry_on: Vec<String> = Vec::new();
             if attempts > 0 {
                 // "Implementations SHOULD retry on connection errors (disconnect, reset,
-                // timeout, TCP failure) if a retry stanza is configured."
+                // timeout, TCP failure) if a retry stanza is configured." (GEP-1731). Istio's
+                // list, plus Envoy's `reset` (disconnect / reset / per-try timeout), so that an
+                // attempt cut by `timeouts.backendRequest` is retried.
                 retry_on.extend(
                     [
                         "connect-failure",
                         "refused-stream",
                         "unavailable",
                         "cancelled",
+                        "reset",
                     ]
                     .map(String::from),
                 );

@@ -228,8 +228,10 @@ pub fn retry_error(policy: &RetryPolicy, err: &UpstreamError) -> bool {
                 || has(policy, "gateway-error")
                 || has(policy, "refused-stream")
         }
-        // Per-try timeouts count as 5xx / gateway errors in Envoy.
-        UpstreamError::Timeout(_) => has(policy, "5xx") || has(policy, "gateway-error"),
+        // A per-try timeout is a "read timeout" to Envoy: 5xx, gateway-error and reset retry it.
+        UpstreamError::Timeout(_) => {
+            has(policy, "5xx") || has(policy, "gateway-error") || has(policy, "reset")
+        }
         // Envoy never retries an overflow.
         UpstreamError::Overflow { .. } => false,
     }
