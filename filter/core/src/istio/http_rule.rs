@@ -359,7 +359,10 @@ pub(crate) fn compile_rule(
 ) -> Option<RuleTemplate> {
     let before = ctx.diags.errors.len();
     if rule.delegate.is_some() {
-        ctx.err(format!("{path}.delegate"), "delegate is not supported");
+        ctx.err(
+            format!("{path}.delegate"),
+            "delegate was not resolved (resolved only when the snapshot is built)",
+        );
         return None;
     }
     let has_route = rule.route.as_ref().is_some_and(|r| !r.is_empty());

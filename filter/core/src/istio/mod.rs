@@ -2,6 +2,7 @@
 //! route model and destination policies.
 
 mod context;
+mod delegate;
 pub mod destination_rule;
 pub mod duration;
 pub mod hosts;
@@ -19,6 +20,7 @@ mod tests_fixtures;
 #[cfg(test)]
 mod tests_vs;
 
+pub use delegate::merge_delegates;
 pub use destination_rule::{
     compile_destination_rule, merge_destination_rules, CompiledDestinationRule,
 };

@@ -87,12 +87,8 @@ pub fn compile_virtual_service(
             "bound only to gateways (no \"mesh\"); not used by the waypoint",
         );
     }
-    if spec.hosts.is_empty() {
-        ctx.warn(
-            "spec.hosts",
-            "no hosts: this is a delegate VirtualService, which the waypoint does not use",
-        );
-    }
+    // No hosts: a delegate VirtualService, merged into its roots (`delegate.rs`, which also
+    // reports one nothing delegates to).
     let mut resolved_hosts = Vec::new();
     for (i, h) in spec.hosts.iter().enumerate() {
         let is_ip = h.parse::<std::net::IpAddr>().is_ok();

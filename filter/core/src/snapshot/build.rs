@@ -103,7 +103,10 @@ impl Snapshot {
         providers.extend(mesh.ext_authz.iter().map(|p| p.name.as_str()));
         let (grants, grant_diags) = ReferenceGrants::from_resources(resources);
         diags.extend(grant_diags);
-        for r in resources {
+        // VirtualService delegation is resolved on the specs first, as Istio's config layer does.
+        let (delegated, delegate_diags) = crate::istio::merge_delegates(resources);
+        diags.extend(delegate_diags);
+        for (i, r) in resources.iter().enumerate() {
             match (r.group(), r.kind.as_str()) {
                 ("gateway.networking.k8s.io", "HTTPRoute") => {
                     let (c, d) = compile_http_route_with_grants(r, &registry, &grants);
@@ -116,6 +119,7 @@ impl Snapshot {
                     gw_routes.extend(c);
                 }
                 ("networking.istio.io", "VirtualService") => {
+                    let r = delegated.get(&i).unwrap_or(r);
                     let (c, d) = compile_virtual_service(r, &registry);
                     diags.extend(d);
                     vss.extend(c);
