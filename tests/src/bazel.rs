@@ -103,6 +103,18 @@ struct Dep {
     proc_macro: bool,
 }
 
+/// Per workspace package: (features of `cargo build`, extra ones only dev-dependencies add).
+type FeatureSets = BTreeMap<String, (BTreeSet<String>, BTreeSet<String>)>;
+
+/// A build script that reads a file of a third-party crate through an environment variable.
+struct ScriptData {
+    package: String,
+    /// crate_universe's repository of that crate.
+    repo: String,
+    var: String,
+    file: String,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum DepKind {
     Normal,
@@ -128,7 +140,7 @@ struct Workspace<'a> {
     /// External crate name → versions that workspace crates depend on directly.
     direct_versions: BTreeMap<String, BTreeSet<String>>,
     /// Workspace package name → (normal features, features only dev-dependencies add).
-    features: BTreeMap<String, (BTreeSet<String>, BTreeSet<String>)>,
+    features: FeatureSets,
 }
 
 fn rel(root: &Path, path: &str) -> Result<String> {
@@ -180,6 +192,28 @@ fn list_in(items: &[String], indent: &str) -> String {
             out
         }
     }
+}
+
+/// The `.rs` files of a crate, not descending into nested crates or `target/`.
+fn rs_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .with_context(|| format!("reading {}", dir.display()))?
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    entries.sort();
+    for p in entries {
+        if p.is_dir() {
+            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+            if name == "target" || name.starts_with('.') || p.join("Cargo.toml").is_file() {
+                continue;
+            }
+            rs_files(&p, out)?;
+        } else if p.extension().is_some_and(|e| e == "rs") {
+            out.push(p);
+        }
+    }
+    Ok(())
 }
 
 fn target_name(t: &Value) -> Result<String> {
@@ -281,7 +315,7 @@ impl<'a> Workspace<'a> {
     /// Features of each workspace crate as Cargo enables them for `cargo build` (defaults and
     /// what workspace dependents ask for), and the extra ones only dev-dependencies ask for
     /// (Cargo unifies those into `cargo test`; Bazel gets a flag per feature for them).
-    fn resolve_features(&self) -> Result<BTreeMap<String, (BTreeSet<String>, BTreeSet<String>)>> {
+    fn resolve_features(&self) -> Result<FeatureSets> {
         let mut normal: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
         let mut dev: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
         for c in &self.crates {
@@ -526,7 +560,7 @@ impl<'a> Workspace<'a> {
     fn includes(&self, c: &Crate) -> Result<Vec<(String, String)>> {
         let dir = self.root.join(&c.dir);
         let mut files = Vec::new();
-        self.rs_files(&dir, c, &mut files)?;
+        rs_files(&dir, &mut files)?;
         let mut out = Vec::new();
         for f in files {
             let text =
@@ -547,28 +581,6 @@ impl<'a> Workspace<'a> {
         out.sort();
         out.dedup();
         Ok(out)
-    }
-
-    /// The `.rs` files of a crate, not descending into nested crates or `target/`.
-    fn rs_files(&self, dir: &Path, c: &Crate, out: &mut Vec<PathBuf>) -> Result<()> {
-        let mut entries: Vec<_> = std::fs::read_dir(dir)
-            .with_context(|| format!("reading {}", dir.display()))?
-            .flatten()
-            .map(|e| e.path())
-            .collect();
-        entries.sort();
-        for p in entries {
-            if p.is_dir() {
-                let name = p.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-                if name == "target" || name.starts_with('.') || p.join("Cargo.toml").is_file() {
-                    continue;
-                }
-                self.rs_files(&p, c, out)?;
-            } else if p.extension().is_some_and(|e| e == "rs") {
-                out.push(p);
-            }
-        }
-        Ok(())
     }
 
     /// The `harness = false` benches of a crate (cargo metadata does not carry the flag).
@@ -664,8 +676,8 @@ impl<'a> Workspace<'a> {
                 .map(|c| format!("//{}:Cargo.toml", c.dir)),
         );
         let mut extra_repos = Vec::new();
-        for (_, repo, _) in self.build_script_data()? {
-            extra_repos.push(repo);
+        for d in self.build_script_data()? {
+            extra_repos.push(d.repo);
         }
         let mut repos = vec!["crates".to_owned()];
         repos.extend(extra_repos);
@@ -722,7 +734,7 @@ impl<'a> Workspace<'a> {
     /// Build scripts that read a file of a third-party crate: (package, spoke repository,
     /// (env var, file in that crate)). host/envoy-config/build.rs copies envoy-types'
     /// descriptor set and takes its path from `WAYPOINT_ENVOY_DESCRIPTORS`.
-    fn build_script_data(&self) -> Result<Vec<(String, String, (String, String))>> {
+    fn build_script_data(&self) -> Result<Vec<ScriptData>> {
         let mut out = Vec::new();
         if let Ok(c) = self.member("waypoint-envoy-config") {
             let versions = self
@@ -733,14 +745,12 @@ impl<'a> Workspace<'a> {
                 .iter()
                 .next()
                 .ok_or_else(|| anyhow!("no envoy-types version"))?;
-            out.push((
-                c.name.clone(),
-                format!("crates__envoy-types-{v}"),
-                (
-                    "WAYPOINT_ENVOY_DESCRIPTORS".to_owned(),
-                    "src/generated/types.bin".to_owned(),
-                ),
-            ));
+            out.push(ScriptData {
+                package: c.name.clone(),
+                repo: format!("crates__envoy-types-{v}"),
+                var: "WAYPOINT_ENVOY_DESCRIPTORS".to_owned(),
+                file: "src/generated/types.bin".to_owned(),
+            });
         }
         Ok(out)
     }
@@ -1001,8 +1011,14 @@ impl<'a> Workspace<'a> {
                 rules.insert("cargo_build_script");
                 let sl = script_label.clone().unwrap_or_default();
                 let mut extra = String::new();
-                for (pkg, repo, (var, file)) in self.build_script_data()? {
-                    if pkg == c.name {
+                for ScriptData {
+                    package,
+                    repo,
+                    var,
+                    file,
+                } in self.build_script_data()?
+                {
+                    if package == c.name {
                         let label = format!("@{repo}//:{file}");
                         let _ = writeln!(extra, "    data = [\"{label}\"],");
                         let _ = writeln!(
