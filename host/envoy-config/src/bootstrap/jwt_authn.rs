@@ -161,39 +161,46 @@ pub fn inline_remote(
             texts.insert(format!("origins-{k}"), json!(text));
         }
     }
-    if let Some(listeners) = config["static_resources"]["listeners"].as_array_mut() {
-        for l in listeners {
-            let Some(chains) = l["filter_chains"].as_array_mut() else {
-                continue;
-            };
-            for chain in chains {
-                let Some(filters) = chain["filters"].as_array_mut() else {
-                    continue;
-                };
-                for f in filters {
-                    let Some(http) = f["typed_config"]["http_filters"].as_array_mut() else {
-                        continue;
-                    };
-                    for h in http {
-                        if h["name"] != "envoy.filters.http.jwt_authn" {
-                            continue;
-                        }
-                        let Some(providers) = h["typed_config"]["providers"].as_object_mut() else {
-                            continue;
-                        };
-                        for (name, text) in &texts {
-                            if let Some(p) = providers.get_mut(name).and_then(Value::as_object_mut)
-                            {
-                                p.remove("remote_jwks");
-                                p.insert("local_jwks".into(), json!({"inline_string": text}));
-                            }
-                        }
-                    }
-                }
+    // `get_mut` only: indexing a `Value` mutably would add the keys it looks for.
+    let http_filters = config
+        .get_mut("static_resources")
+        .and_then(|s| s.get_mut("listeners"))
+        .and_then(Value::as_array_mut)
+        .into_iter()
+        .flatten()
+        .filter_map(|l| l.get_mut("filter_chains").and_then(Value::as_array_mut))
+        .flatten()
+        .filter_map(|c| c.get_mut("filters").and_then(Value::as_array_mut))
+        .flatten()
+        .filter_map(|f| {
+            f.get_mut("typed_config")
+                .and_then(|t| t.get_mut("http_filters"))
+                .and_then(Value::as_array_mut)
+        })
+        .flatten();
+    for h in http_filters {
+        if h.get("name").and_then(Value::as_str) != Some("envoy.filters.http.jwt_authn") {
+            continue;
+        }
+        let Some(providers) = h
+            .get_mut("typed_config")
+            .and_then(|t| t.get_mut("providers"))
+            .and_then(Value::as_object_mut)
+        else {
+            continue;
+        };
+        for (name, text) in &texts {
+            if let Some(p) = providers.get_mut(name).and_then(Value::as_object_mut) {
+                p.remove("remote_jwks");
+                p.insert("local_jwks".into(), json!({"inline_string": text}));
             }
         }
     }
-    if let Some(clusters) = config["static_resources"]["clusters"].as_array_mut() {
+    if let Some(clusters) = config
+        .get_mut("static_resources")
+        .and_then(|s| s.get_mut("clusters"))
+        .and_then(Value::as_array_mut)
+    {
         clusters.retain(|c| !c["name"].as_str().is_some_and(|n| n.starts_with("jwks|")));
     }
 }
@@ -300,9 +307,11 @@ spec:
         );
 
         // `waypoint xds`: the fetched set inlined, its cluster gone, inline rules untouched.
+        let tcp = json!({"name": "tcp", "filter_chains": [{"filters": [{"typed_config": {"cluster": "x"}}]}]});
         let config = |f: Vec<Value>, c: Vec<Value>| {
             json!({"static_resources": {
-                "listeners": [{"filter_chains": [{"filters": [{"typed_config": {"http_filters": f}}]}]}],
+                "listeners": [{"filter_chains": [{"filters": [{"typed_config": {"http_filters": f}}]}]},
+                              tcp.clone()],
                 "clusters": c}})
         };
         let mut fetched = config(filters(&snap), clusters(&snap));
@@ -322,6 +331,8 @@ spec:
         assert!(p["origins-0"].get("remote_jwks").is_none());
         assert_eq!(p["origins-1"], b.clone());
         assert_eq!(fetched["static_resources"]["clusters"], json!([]));
+        // Other listeners are left exactly as they were (nothing added).
+        assert_eq!(fetched["static_resources"]["listeners"][1], tcp);
         // Never fetched: the unverifiable set (every token of the issuer fails).
         let mut missing = config(filters(&snap), clusters(&snap));
         inline_remote(&mut missing, &snap, &|_| None);
