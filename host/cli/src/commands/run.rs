@@ -199,7 +199,7 @@ pub async fn wait_for_signal() {
 }
 
 /// `--jwks-refresh`: a Go duration (`30s`, `20m`, `1h`), at least 1 s.
-fn jwks_refresh(s: &str) -> Result<Duration, String> {
+pub(crate) fn jwks_refresh(s: &str) -> Result<Duration, String> {
     let d = waypoint_core::istio::parse_duration(s.trim())?;
     if d < Duration::from_secs(1) {
         return Err(format!("{s:?}: must be at least 1s"));

@@ -4,11 +4,12 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::Args as ClapArgs;
-use waypoint_envoy_config::xds::{server, Cache, Source};
+use waypoint_envoy_config::xds::{jwks, server, Cache, JwksInliner, Source};
 
 #[derive(ClapArgs, Debug)]
 pub struct Args {
@@ -64,6 +65,11 @@ pub struct Args {
     /// Bind a listener elsewhere: NAME=ADDR (repeatable), e.g. connect_terminate=0.0.0.0:16008.
     #[arg(long = "bind", value_name = "NAME=ADDR")]
     pub bind: Vec<String>,
+    /// How often each RequestAuthentication `jwksUri` key set is fetched again (Istio's
+    /// `PILOT_JWT_PUB_KEY_REFRESH_INTERVAL`). As istiod, `xds` fetches the sets itself and
+    /// inlines them in the pushed config; a changed set is pushed at once.
+    #[arg(long, value_name = "DURATION", value_parser = super::run::jwks_refresh, default_value = "20m")]
+    pub jwks_refresh: Duration,
     #[command(flatten)]
     pub generator: super::bootstrap::GeneratorArgs,
 }
@@ -133,25 +139,31 @@ pub fn main(mut args: Args) -> anyhow::Result<()> {
         rebind,
         extra_listeners: Vec::new(),
     };
-    // Fail fast on a config that cannot serve at all.
+    // Fail fast on a config that cannot serve at all; this build also names the key sets to
+    // fetch, so the first push already carries them (istiod fetches on first use too).
+    let jwks = JwksInliner::new(args.jwks_refresh);
     source
-        .build(source.inputs.waypoint.as_deref())
+        .build_with(source.inputs.waypoint.as_deref(), Some(&jwks))
         .context("initial snapshot")?;
+    rt.block_on(jwks.refresh());
     let watched = source.watched();
-    let cache = Cache::from_source(source);
+    let cache = Cache::from_source_with_jwks(source, Arc::clone(&jwks));
+    let interval = args
+        .poll_ms
+        .map(Duration::from_millis)
+        .unwrap_or(args.watch_interval);
     rt.block_on(async move {
-        let running = server::start(
-            cache,
-            args.listen,
-            watched,
-            args.poll_ms
-                .map(Duration::from_millis)
-                .unwrap_or(args.watch_interval),
-        )
-        .await
-        .with_context(|| format!("bind {}", args.listen))?;
+        let running = server::start(cache, args.listen, watched, interval)
+            .await
+            .with_context(|| format!("bind {}", args.listen))?;
+        let refresher = jwks::spawn_refresher(
+            jwks,
+            Arc::clone(&running.cache),
+            interval.min(args.jwks_refresh),
+        );
         tracing::info!(addr = %running.addr, "waypoint xds serving");
         tokio::signal::ctrl_c().await?;
+        refresher.abort();
         drop(running);
         Ok(())
     })

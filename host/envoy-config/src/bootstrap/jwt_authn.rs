@@ -2,7 +2,8 @@
 //! (Istio's form: `requires_any` of every provider and `allow_missing_or_failed`), each
 //! forwarding its verified payload in `x-waypoint-jwt-<k>` for the module, which rejects
 //! failed tokens with 401 as Istio's authn step did; a `header_mutation` filter first strips
-//! those headers from the client. `jwksUri` sets are fetched by Envoy (`remote_jwks`).
+//! those headers from the client. In the static bootstrap Envoy fetches `jwksUri` sets
+//! (`remote_jwks`); `waypoint xds` fetches them itself and inlines them ([`inline_remote`]).
 
 use serde_json::{json, Value};
 use waypoint_core::authn::{JwksSource, JwtRule, TokenLocation};
@@ -144,6 +145,66 @@ pub fn wire(listener: &mut Value, snapshot: &Snapshot) {
     }
 }
 
+/// istiod's form for `waypoint xds`: every remote set (`jwksUri`, OpenID discovery) of
+/// `config` (a [`super::generate`] result for `snapshot`) becomes `local_jwks` with the text
+/// `fetched` gives, or the unverifiable set when it has none yet; the `jwks|` clusters go.
+pub fn inline_remote(
+    config: &mut Value,
+    snapshot: &Snapshot,
+    fetched: &dyn Fn(&JwtRule) -> Option<std::sync::Arc<str>>,
+) {
+    let rules = snapshot.jwt_rules();
+    let mut texts = serde_json::Map::new();
+    for (k, r) in rules.iter().enumerate() {
+        if matches!(r.jwks, JwksSource::Remote(_) | JwksSource::Discovery(_)) {
+            let text = fetched(r).map_or_else(unverifiable_jwks, |t| t.to_string());
+            texts.insert(format!("origins-{k}"), json!(text));
+        }
+    }
+    // `get_mut` only: indexing a `Value` mutably would add the keys it looks for.
+    let http_filters = config
+        .get_mut("static_resources")
+        .and_then(|s| s.get_mut("listeners"))
+        .and_then(Value::as_array_mut)
+        .into_iter()
+        .flatten()
+        .filter_map(|l| l.get_mut("filter_chains").and_then(Value::as_array_mut))
+        .flatten()
+        .filter_map(|c| c.get_mut("filters").and_then(Value::as_array_mut))
+        .flatten()
+        .filter_map(|f| {
+            f.get_mut("typed_config")
+                .and_then(|t| t.get_mut("http_filters"))
+                .and_then(Value::as_array_mut)
+        })
+        .flatten();
+    for h in http_filters {
+        if h.get("name").and_then(Value::as_str) != Some("envoy.filters.http.jwt_authn") {
+            continue;
+        }
+        let Some(providers) = h
+            .get_mut("typed_config")
+            .and_then(|t| t.get_mut("providers"))
+            .and_then(Value::as_object_mut)
+        else {
+            continue;
+        };
+        for (name, text) in &texts {
+            if let Some(p) = providers.get_mut(name).and_then(Value::as_object_mut) {
+                p.remove("remote_jwks");
+                p.insert("local_jwks".into(), json!({"inline_string": text}));
+            }
+        }
+    }
+    if let Some(clusters) = config
+        .get_mut("static_resources")
+        .and_then(|s| s.get_mut("clusters"))
+        .and_then(Value::as_array_mut)
+    {
+        clusters.retain(|c| !c["name"].as_str().is_some_and(|n| n.starts_with("jwks|")));
+    }
+}
+
 /// One cluster per `jwksUri` host and port (DNS, TLS with the system roots for https).
 pub fn clusters(snapshot: &Snapshot) -> Vec<Value> {
     let mut out: Vec<Value> = Vec::new();
@@ -243,6 +304,43 @@ spec:
         assert_eq!(
             c[0]["transport_socket"]["typed_config"]["sni"],
             "keys.a.test"
+        );
+
+        // `waypoint xds`: the fetched set inlined, its cluster gone, inline rules untouched.
+        let tcp = json!({"name": "tcp", "filter_chains": [{"filters": [{"typed_config": {"cluster": "x"}}]}]});
+        let config = |f: Vec<Value>, c: Vec<Value>| {
+            json!({"static_resources": {
+                "listeners": [{"filter_chains": [{"filters": [{"typed_config": {"http_filters": f}}]}]},
+                              tcp.clone()],
+                "clusters": c}})
+        };
+        let mut fetched = config(filters(&snap), clusters(&snap));
+        inline_remote(&mut fetched, &snap, &|r| {
+            (r.issuer == "https://a.test").then(|| std::sync::Arc::from(r#"{"keys": ["a"]}"#))
+        });
+        let providers = |v: &Value| {
+            v["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+                ["http_filters"][1]["typed_config"]["providers"]
+                .clone()
+        };
+        let p = providers(&fetched);
+        assert_eq!(
+            p["origins-0"]["local_jwks"]["inline_string"],
+            r#"{"keys": ["a"]}"#
+        );
+        assert!(p["origins-0"].get("remote_jwks").is_none());
+        assert_eq!(p["origins-1"], b.clone());
+        assert_eq!(fetched["static_resources"]["clusters"], json!([]));
+        // Other listeners are left exactly as they were (nothing added).
+        assert_eq!(fetched["static_resources"]["listeners"][1], tcp);
+        // Never fetched: the unverifiable set (every token of the issuer fails).
+        let mut missing = config(filters(&snap), clusters(&snap));
+        inline_remote(&mut missing, &snap, &|_| None);
+        let text = providers(&missing)["origins-0"]["local_jwks"]["inline_string"].clone();
+        assert!(
+            text.as_str()
+                .is_some_and(|t| t.contains("waypoint-unverifiable")),
+            "{text}"
         );
     }
 }

@@ -8,6 +8,7 @@ use envoy_types::pb::envoy::config::core::v3::Node;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
+use super::jwks::JwksInliner;
 use super::snapshot::{Snapshot, Source};
 use super::XdsError;
 
@@ -88,6 +89,16 @@ impl Cache {
     pub fn from_source(source: Source) -> Arc<Cache> {
         let default = source.inputs.waypoint.clone();
         Cache::new(Box::new(move |w| source.build(w)), default)
+    }
+
+    /// A cache over `source` whose RequestAuthentication key sets come from `jwks` (fetched
+    /// by the server and inlined, as istiod does; see [`super::jwks::spawn_refresher`]).
+    pub fn from_source_with_jwks(source: Source, jwks: Arc<JwksInliner>) -> Arc<Cache> {
+        let default = source.inputs.waypoint.clone();
+        Cache::new(
+            Box::new(move |w| source.build_with(w, Some(&jwks))),
+            default,
+        )
     }
 
     /// The waypoint a node is for: metadata `WAYPOINT`, else a `NS/NAME` node cluster, else

@@ -3,6 +3,7 @@
 
 pub mod cache;
 pub mod delta;
+pub mod jwks;
 pub mod proto;
 pub mod resources;
 pub mod server;
@@ -11,6 +12,7 @@ pub mod sotw;
 pub mod stream_loop;
 
 pub use cache::{Cache, Nack, Push};
+pub use jwks::JwksInliner;
 pub use snapshot::{Snapshot, Source};
 
 /// Why a snapshot could not be built. The last good snapshot keeps serving.

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use crate::bootstrap::{self, Inputs};
 
+use super::jwks::JwksInliner;
 use super::proto;
 use super::resources::{self, JsonResources, SplitOptions};
 use super::XdsError;
@@ -159,12 +160,31 @@ impl Source {
     /// Everything is validated (config, certificates, every resource's protobuf encoding)
     /// before a snapshot exists, so a bad change never replaces a good snapshot.
     pub fn build(&self, waypoint: Option<&str>) -> Result<Snapshot, XdsError> {
-        let json = self.json(waypoint)?;
+        self.build_with(waypoint, None)
+    }
+
+    /// [`Source::build`] with RequestAuthentication key sets inlined from `jwks` (as istiod
+    /// pushes them) instead of fetched by Envoy (`remote_jwks`, the static bootstrap's form).
+    pub fn build_with(
+        &self,
+        waypoint: Option<&str>,
+        jwks: Option<&JwksInliner>,
+    ) -> Result<Snapshot, XdsError> {
+        let json = self.json_with(waypoint, jwks)?;
         Snapshot::encode(&json)
     }
 
     /// The JSON resources (before encoding) for `waypoint`.
     pub fn json(&self, waypoint: Option<&str>) -> Result<JsonResources, XdsError> {
+        self.json_with(waypoint, None)
+    }
+
+    /// [`Source::json`], key sets inlined from `jwks` when given.
+    pub fn json_with(
+        &self,
+        waypoint: Option<&str>,
+        jwks: Option<&JwksInliner>,
+    ) -> Result<JsonResources, XdsError> {
         let mut inputs = self.inputs.clone();
         if let Some(w) = waypoint {
             inputs.waypoint = Some(w.to_string());
@@ -181,6 +201,11 @@ impl Source {
         }
         let mut generated = bootstrap::generate(&loaded.snapshot, &loaded.options);
         bootstrap::ext_authz::add_xds_guard(&mut generated, &loaded.snapshot);
+        if let Some(j) = jwks {
+            bootstrap::jwt_authn::inline_remote(&mut generated, &loaded.snapshot, &|r| {
+                j.text_for(r)
+            });
+        }
         if let Some(l) = generated["static_resources"]["listeners"].as_array_mut() {
             l.extend(self.extra_listeners.iter().cloned());
         }

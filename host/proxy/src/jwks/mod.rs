@@ -17,6 +17,8 @@ const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(5);
 #[derive(Debug)]
 struct Remote {
     keys: Option<Arc<KeySet>>,
+    /// The JWKS text `keys` came from (`waypoint xds` inlines it into Envoy's config).
+    text: Option<Arc<str>>,
     /// When to fetch again.
     due: Instant,
 }
@@ -59,17 +61,23 @@ impl JwksCache {
             } else {
                 fetch::get(&self.client, key, timeout).await
             };
-            let parsed = got.and_then(|text| KeySet::parse(&text).map_err(|e| e.to_string()));
+            let parsed = got.and_then(|text| {
+                KeySet::parse(&text)
+                    .map(|keys| (keys, Arc::from(text)))
+                    .map_err(|e| e.to_string())
+            });
             let now = Instant::now();
             let mut remote = self.remote.lock().unwrap_or_else(|p| p.into_inner());
             let entry = remote.entry(key.clone()).or_insert(Remote {
                 keys: None,
+                text: None,
                 due: now,
             });
             match parsed {
-                Ok(keys) => {
+                Ok((keys, text)) => {
                     info!(uri = %key, keys = keys.len(), issuer = %r.issuer, "JWKS fetched");
                     entry.keys = Some(Arc::new(keys));
+                    entry.text = Some(text);
                     entry.due = now + self.refresh;
                 }
                 Err(e) => {
@@ -79,6 +87,13 @@ impl JwksCache {
                 }
             }
         }
+    }
+
+    /// The last good JWKS text of a remote source (`jwksUri`, or the OpenID configuration's
+    /// URI for discovery); `None` until a fetch succeeded.
+    pub fn remote_text(&self, uri: &str) -> Option<Arc<str>> {
+        let remote = self.remote.lock().unwrap_or_else(|p| p.into_inner());
+        remote.get(uri).and_then(|e| e.text.clone())
     }
 
     fn due(&self, key: &str) -> bool {
