@@ -48,6 +48,56 @@ pub struct Options {
     /// Handshake, header, stream, connection, TCP relay and upstream pool timeouts of every
     /// listener and cluster (the same flags as `waypoint run`).
     pub timeouts: Timeouts,
+    /// Which filter runs the policy core on the L7 listener (`waypoint bootstrap --filter`).
+    pub filter: PolicyFilter,
+}
+
+/// The HTTP filter that runs the policy core.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum PolicyFilter {
+    /// The dynamic module (`lib<module_name>.so`), reading `config_paths` itself.
+    #[default]
+    Module,
+    /// The proxy-wasm filter (filter/wasm) on Envoy's V8 runtime: a Wasm VM has no file
+    /// system, so the manifests travel inline in its plugin configuration.
+    Wasm {
+        /// The `.wasm` file as Envoy will see it.
+        file: String,
+        /// Every manifest, as one multi-document YAML text.
+        manifests: String,
+        /// Namespace for resources without one.
+        default_namespace: String,
+    },
+}
+
+/// The manifests of `files` as one multi-document YAML text (for `PolicyFilter::Wasm`).
+pub fn inline_manifests(files: &[PathBuf]) -> anyhow::Result<String> {
+    let mut out = String::new();
+    for f in files {
+        let text =
+            std::fs::read_to_string(f).map_err(|e| anyhow::anyhow!("{}: {e}", f.display()))?;
+        out.push_str("---\n");
+        out.push_str(&text);
+        if !text.ends_with('\n') {
+            out.push('\n');
+        }
+    }
+    Ok(out)
+}
+
+/// The `envoy.filters.http.wasm` entry running `file` on V8 with `configuration` (the
+/// plugin configuration: JSON text) as its plugin configuration.
+pub fn wasm_http_filter(file: &str, configuration: &str) -> Value {
+    json!({"name": "waypoint", "typed_config": {
+        "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
+        "config": {
+            "name": "waypoint",
+            "root_id": "waypoint",
+            "configuration": {"@type": "type.googleapis.com/google.protobuf.StringValue", "value": configuration},
+            "vm_config": {
+                "vm_id": "waypoint",
+                "runtime": "envoy.wasm.runtime.v8",
+                "code": {"local": {"filename": file}}}}}})
 }
 
 impl Default for Options {
@@ -61,6 +111,7 @@ impl Default for Options {
             originator: None,
             access_log: false,
             timeouts: Timeouts::default(),
+            filter: PolicyFilter::Module,
         }
     }
 }
@@ -285,6 +336,7 @@ pub fn load(i: &Inputs) -> anyhow::Result<Loaded> {
         originator: i.originator,
         access_log: i.access_log,
         timeouts: i.timeouts,
+        filter: PolicyFilter::Module,
     };
     Ok(Loaded {
         snapshot,
