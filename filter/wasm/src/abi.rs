@@ -79,6 +79,13 @@ impl RootContext for Root {
                 for w in &cfg.warnings {
                     log(LogLevel::Warn, &format!("waypoint: {w}"));
                 }
+                log(
+                    LogLevel::Info,
+                    &format!(
+                        "waypoint wasm: config loaded ({} bound services)",
+                        cfg.snapshot.bound_services().count()
+                    ),
+                );
                 self.shared.borrow_mut().config = Some(cfg);
                 true
             }
