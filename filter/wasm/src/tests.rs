@@ -8,12 +8,15 @@ use waypoint_core::SplitMix64;
 use crate::config::WasmConfig;
 use crate::filter::{on_request, on_response, Outcome, RequestState, Stream, DENY_BODY};
 
+/// A local reply: status, headers, body.
+type Reply = (u16, Vec<(String, String)>, String);
+
 #[derive(Default)]
 struct Fake {
     headers: Vec<(String, String)>,
     response: Vec<(String, String)>,
     properties: HashMap<String, String>,
-    reply: Option<(u16, Vec<(String, String)>, String)>,
+    reply: Option<Reply>,
 }
 
 impl Fake {
