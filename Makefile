@@ -42,6 +42,7 @@ check-core-deps:
 ## Every test: lint, the core's dependency rule, unit tests, scenario suite, e2e tests.
 test: deps lint check-core-deps
 	CARGO_TARGET_DIR=target/envoy-module $(CARGO) build -p waypoint-envoy --features test-panic
+	CARGO_TARGET_DIR=target/envoy-module $(CARGO) build --release --target wasm32-wasip1 -p waypoint-wasm
 	$(CARGO) test --workspace --no-fail-fast
 
 ## A complete local mesh with no cluster; needs only Rust. Flags for `waypoint demo`:

@@ -6,9 +6,10 @@ command -v valgrind >/dev/null || { apt-get install -y valgrind >/dev/null 2>&1 
 # stop_pid PID: TERM, wait up to 20 s, then KILL.
 stop_pid() { kill -TERM "$1" 2>/dev/null || return 0; for _ in $(seq 100); do kill -0 "$1" 2>/dev/null || break; sleep 0.2; done; kill -KILL "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
 listening() { ss -ltnH "sport = :$1" | grep -q .; }
-# wait_port PORT PID LOG: until PORT listens (up to 3 min: Envoy starts slowly under valgrind),
-# or PID exits (then LOG's tail is shown).
-wait_port() { for _ in $(seq 900); do listening "$1" && return 0; kill -0 "$2" 2>/dev/null || break; sleep 0.2; done; echo "nothing on :$1" >&2; tail -20 "$3" >&2; return 1; }
+# wait_port PORT PID LOG: until PORT listens (up to 3 min, or WAIT_PORT_TRIES × 0.2 s: Envoy
+# starts slowly under valgrind, and compiling a .wasm takes far longer), or PID exits (then
+# LOG's tail is shown).
+wait_port() { for _ in $(seq "${WAIT_PORT_TRIES:-900}"); do listening "$1" && return 0; kill -0 "$2" 2>/dev/null || break; sleep 0.2; done; echo "nothing on :$1" >&2; tail -20 "$3" >&2; return 1; }
 # callgrind_total OUT: the instructions (first event) of every dump part OUT* summed.
 callgrind_total() {
   local f t total=0

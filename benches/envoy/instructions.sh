@@ -11,10 +11,14 @@
 # the dump's total Ir ÷ N (curl and nginx are not counted). Prints a Markdown table and writes
 # the top inclusive costs of the module's functions per variant under the scratch dir.
 #
-# Options: --requests N [2000]  --warm N [200]  --variants "plain native module"
+# Options: --requests N [2000]  --warm N [200]  --variants "plain native module" (or wasm:
+#                       the module's config with the proxy-wasm filter, filter/wasm, on V8 in
+#                       its place and config/ inline, rendered by wasm-config.py)
 #          --scratch DIR [${TMPDIR:-/tmp}/waypoint-envoy-instr]  --no-build
-# Environment: WAYPOINT_ENVOY, CARGO_TARGET_DIR (as run.sh).
+# Environment: WAYPOINT_ENVOY, CARGO_TARGET_DIR (as run.sh), WAYPOINT_WASM (a prebuilt .wasm).
 set -euo pipefail
+# V8 compiles the .wasm (Liftoff, then TurboFan) under valgrind before Envoy listens.
+case "$*" in *wasm*) export WAIT_PORT_TRIES=${WAIT_PORT_TRIES:-9000} ;; esac
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$HERE/../.." && pwd)
@@ -42,6 +46,10 @@ if [ -z "$ENVOY" ]; then ENVOY=$("$REPO/scripts/install-envoy.sh"); fi
 TARGET=${CARGO_TARGET_DIR:-$REPO/target}
 if [ "$BUILD" = 1 ]; then (cd "$REPO" && cargo build --release -q -p waypoint-envoy); fi
 MODULE_DIR=$TARGET/release
+WASM=${WAYPOINT_WASM:-$TARGET/envoy-module/wasm32-wasip1/release/waypoint_wasm.wasm}
+case " $VARIANTS " in *" wasm "*)
+  [ "$BUILD" = 0 ] || (cd "$REPO" && CARGO_TARGET_DIR=$TARGET/envoy-module cargo build --release -q --target wasm32-wasip1 -p waypoint-wasm) ;;
+esac
 
 RUN=$SCRATCH/run-$(date -u +%Y%m%dT%H%M%S)
 mkdir -p "$RUN/nginx-tmp"
@@ -66,8 +74,13 @@ send() { # send COUNT: COUNT requests on one keep-alive connection; prints the n
 declare -A IR NS
 for v in $VARIANTS; do
   out=$RUN/callgrind-$v.out
+  config=$HERE/envoy-$v.yaml
+  if [ "$v" = wasm ]; then
+    config=$RUN/envoy-wasm.yaml
+    python3 "$HERE/wasm-config.py" "$HERE/envoy-module.yaml" "$WASM" "$HERE/config" >"$config"
+  fi
   (cd "$REPO" && ENVOY_DYNAMIC_MODULES_SEARCH_PATH=$MODULE_DIR exec valgrind --tool=callgrind \
-    --instr-atstart=no --callgrind-out-file="$out" "$ENVOY" -c "$HERE/envoy-$v.yaml" \
+    --instr-atstart=no --callgrind-out-file="$out" "$ENVOY" -c "$config" \
     --concurrency 1 --disable-hot-restart --log-level warn --base-id $((RANDOM % 1000 + 100)) \
     >"$RUN/envoy-$v.log" 2>&1) &
   ENVOY_PID=$!
@@ -87,4 +100,8 @@ for v in $VARIANTS; do
 done
 
 instr_table variant native module
+if [ -n "${IR[wasm]:-}" ] && [ -n "${IR[module]:-}" ]; then
+  awk -v b="${IR[module]}" -v o="${IR[wasm]}" -v nb="${NS[module]}" -v no="${NS[wasm]}" \
+    'BEGIN { printf "wasm/module instructions per request: %.3f\n", (o / no) / (b / nb) }'
+fi
 echo "(requests per variant: $N after $WARM warm-up; scratch: $RUN)"

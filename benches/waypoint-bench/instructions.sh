@@ -12,7 +12,8 @@
 # dump's total Ir ÷ N (the client Envoy, curl and nginx are not counted). Also writes each
 # variant's top inclusive functions under the scratch dir (callgrind_annotate).
 # Options: --requests N [2000]  --warm N [300]  --variants "anchor envoy-module" (or host: the
-#                       standalone host, host.sh, under callgrind)
+#                       standalone host, host.sh, under callgrind; envoy-wasm: Envoy with the
+#                       proxy-wasm filter, filter/wasm, on V8, from `bootstrap --filter wasm`)
 #          --floor (variants "anchor anchor+retry anchor+noop anchor+noop+retry envoy-module":
 #                       the anchor's config edited by anchor-edit.py with Istio's default retry
 #                       policy and/or a dynamic-module filter that returns at once, built with
@@ -26,6 +27,8 @@
 # Environment: WAYPOINT_BENCH (as run.sh), ENVOY_BIN, CARGO_TARGET_DIR. Prints a SKIP line and
 # exits 0 when the shared harness (not part of the product) is absent.
 set -euo pipefail
+# V8 compiles the .wasm (Liftoff, then TurboFan) under valgrind before Envoy listens.
+case "$*" in *wasm*) export WAIT_PORT_TRIES=${WAIT_PORT_TRIES:-9000} ;; esac
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 bench=${WAYPOINT_BENCH:-$repo/../shared/bench/waypoint-bench.sh}
@@ -62,6 +65,9 @@ target=${CARGO_TARGET_DIR:-$repo/target}
 if [ "$BUILD" = 1 ]; then
   # One at a time: both crates name their library `waypoint`.
   (cd "$repo" && cargo build --release -q -p waypoint-cli && cargo build --release -q -p waypoint-envoy)
+  case $VARIANTS in *wasm*)
+    (cd "$repo" && CARGO_TARGET_DIR=$target/envoy-module cargo build --release -q --target wasm32-wasip1 -p waypoint-wasm) ;;
+  esac
   case $VARIANTS in *noop*)
     (cd "$repo" && CARGO_TARGET_DIR=$target/bench-noop cargo build --release -q -p waypoint-envoy --features bench-noop) ;;
   esac
@@ -159,11 +165,14 @@ EOF
       EDITS=$(echo "${v#anchor+}" | tr + ' ')
       export EDITS ;;
     envoy-module) cmd=$here/envoy-module.sh; [ -z "$BOOTSTRAP" ] || cmd=$RUN/envoy-module-given.sh ;;
+    envoy-wasm) cmd=$here/envoy-module.sh
+      export WASM_FILE=${WAYPOINT_WASM:-$target/envoy-module/wasm32-wasip1/release/waypoint_wasm.wasm} ;;
     *) echo "instructions.sh: unknown variant $v" >&2; exit 2 ;;
   esac
   export CALLGRIND_OUT=$RUN/callgrind-$v.out
   HOST_BIN=$hostbin ENVOY_BIN=$wrapper "$cmd" >"$RUN/waypoint-$v.log" 2>&1 &
   wp=$!
+  unset WASM_FILE
   pids+=("$wp")
   wait_port "$WAYPOINT_PORT" "$wp" "$RUN/waypoint-$v.log"
   ok=$(send "$WARM"); log "$v: warm-up $ok/$WARM ok"
@@ -188,6 +197,12 @@ EOF
 done
 
 instr_table waypoint anchor envoy-module
+for other in envoy-module anchor; do
+  if [ -n "${IR[envoy-wasm]:-}" ] && [ -n "${IR[$other]:-}" ]; then
+    awk -v b="${IR[$other]}" -v o="${IR[envoy-wasm]}" -v nb="${NS[$other]}" -v no="${NS[envoy-wasm]}" \
+      -v name="envoy-wasm/$other" 'BEGIN { printf "%s instructions per request: %.3f\n", name, (o / no) / (b / nb) }'
+  fi
+done
 if [ -n "$SIM" ]; then
   echo
   echo "| waypoint | estimated cycles / request | / anchor |"

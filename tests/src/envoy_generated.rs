@@ -176,6 +176,7 @@ impl GeneratedWaypoint {
             // Shown by `log_tail` when a test fails.
             access_log: true,
             timeouts,
+            filter: Default::default(),
         };
         let mut boot = bootstrap::generate(snapshot, &opts);
         let ports = relocate(&mut boot, pod_hbone_port);

@@ -75,19 +75,24 @@ pub fn envoy_binary() -> PathBuf {
     }
 }
 
+/// The module's (and Wasm filter's) target dir: one of its own, since the outer `cargo test`
+/// may hold the lock on the main one.
+fn module_target_dir() -> PathBuf {
+    std::env::var_os("WAYPOINT_MODULE_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            std::env::var_os("CARGO_TARGET_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| repo_root().join("target"))
+                .join("envoy-module")
+        })
+}
+
 /// Build `libwaypoint.so` (with the `test-panic` trigger) once and return its directory.
 pub fn module_dir() -> PathBuf {
     static DIR: OnceLock<Result<PathBuf, String>> = OnceLock::new();
     let r = DIR.get_or_init(|| {
-        // A target dir of its own: the outer `cargo test` may hold the lock on the main one.
-        let target = std::env::var_os("WAYPOINT_MODULE_TARGET_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| {
-                std::env::var_os("CARGO_TARGET_DIR")
-                    .map(PathBuf::from)
-                    .unwrap_or_else(|| repo_root().join("target"))
-                    .join("envoy-module")
-            });
+        let target = module_target_dir();
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
         let status = Command::new(cargo)
             .args(["build", "-p", "waypoint-envoy", "--features", "test-panic"])
@@ -590,6 +595,14 @@ impl Bookinfo {
         filter_config: &serde_json::Value,
         ups: &[(String, String)],
     ) -> Result<Bookinfo, String> {
+        Self::start_filter(&module_filter(filter_config), ups)
+    }
+
+    /// As `start_with`, with any HTTP filter entry in the module's place (e.g. `wasm_filter`).
+    pub fn start_filter(
+        filter: &serde_json::Value,
+        ups: &[(String, String)],
+    ) -> Result<Bookinfo, String> {
         let dir = scratch_dir("envoy");
         let pki = Pki::new(&dir);
         let mut upstreams = Vec::new();
@@ -600,7 +613,7 @@ impl Bookinfo {
             upstreams.push(u);
         }
         let (admin, plain, tls, fs) = (free_port(), free_port(), free_port(), free_port());
-        let yaml = bootstrap(filter_config, admin, [plain, tls, fs], &dir, &clusters);
+        let yaml = bootstrap_filter(filter, admin, [plain, tls, fs], &dir, &clusters);
         let path = dir.join("envoy.yaml");
         std::fs::write(&path, yaml).map_err(|e| e.to_string())?;
         let envoy = Envoy::start(&path, admin, &repo_root())?;
@@ -621,11 +634,16 @@ impl Bookinfo {
 pub fn bootstrap(
     filter_config: &serde_json::Value,
     admin: u16,
-    [plain, tls, fs]: [u16; 3],
+    ports: [u16; 3],
     dir: &Path,
     clusters: &[(String, u16)],
 ) -> String {
-    let filter = serde_json::json!({
+    bootstrap_filter(&module_filter(filter_config), admin, ports, dir, clusters)
+}
+
+/// The module's HTTP filter entry on `filter_config`.
+pub fn module_filter(filter_config: &serde_json::Value) -> serde_json::Value {
+    serde_json::json!({
         "name": "waypoint",
         "typed_config": {
             "@type": "type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter",
@@ -633,7 +651,67 @@ pub fn bootstrap(
             "filter_name": "waypoint",
             "filter_config": {"@type": "type.googleapis.com/google.protobuf.Struct", "value": filter_config},
         }
+    })
+}
+
+/// The proxy-wasm filter's HTTP filter entry (`waypoint_wasm.wasm` on Envoy's V8 runtime) on
+/// `plugin_config` (the JSON the Wasm filter takes: `config_inline`, not paths).
+pub fn wasm_filter(plugin_config: &serde_json::Value) -> serde_json::Value {
+    waypoint_envoy_config::bootstrap::wasm_http_filter(
+        &wasm_file().display().to_string(),
+        &plugin_config.to_string(),
+    )
+}
+
+/// Build `waypoint_wasm.wasm` (release, wasm32-wasip1) once, in the module's target dir, and
+/// return its path; `$WAYPOINT_WASM` names a prebuilt one. `make test` builds it first.
+pub fn wasm_file() -> PathBuf {
+    static FILE: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    let r = FILE.get_or_init(|| {
+        if let Some(p) = std::env::var_os("WAYPOINT_WASM") {
+            return Ok(PathBuf::from(p));
+        }
+        let target = module_target_dir();
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let status = Command::new(cargo)
+            .args(WASM_BUILD_ARGS)
+            .env("CARGO_TARGET_DIR", &target)
+            .current_dir(repo_root())
+            .status()
+            .map_err(|e| format!("cannot run cargo: {e}"))?;
+        if !status.success() {
+            return Err("cargo build -p waypoint-wasm --target wasm32-wasip1 failed (is the target installed? scripts/install-deps.sh adds it)".to_string());
+        }
+        let file = target.join("wasm32-wasip1/release/waypoint_wasm.wasm");
+        if !file.exists() {
+            return Err(format!("{} missing after build", file.display()));
+        }
+        Ok(file)
     });
+    match r {
+        Ok(p) => p.clone(),
+        Err(e) => panic!("building the Wasm filter failed: {e}"),
+    }
+}
+
+/// `cargo` arguments that build the Wasm filter (the Makefile's `test` target runs the same).
+pub const WASM_BUILD_ARGS: [&str; 6] = [
+    "build",
+    "--release",
+    "--target",
+    "wasm32-wasip1",
+    "-p",
+    "waypoint-wasm",
+];
+
+/// Bootstrap with `filter` (an HTTP filter entry) where the waypoint filter goes.
+pub fn bootstrap_filter(
+    filter: &serde_json::Value,
+    admin: u16,
+    [plain, tls, fs]: [u16; 3],
+    dir: &Path,
+    clusters: &[(String, u16)],
+) -> String {
     let routes = serde_json::json!({
         "name": "waypoint",
         "virtual_hosts": [{

@@ -23,6 +23,7 @@ pub mod request;
 pub mod resource;
 pub mod route;
 pub mod route_match;
+pub mod router_headers;
 pub mod service;
 pub mod snapshot;
 pub mod telemetry_labels;

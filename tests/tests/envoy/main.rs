@@ -15,6 +15,7 @@ mod scenarios;
 mod symbols;
 mod telemetry_istio;
 mod traffic_policy;
+mod wasm;
 mod xds;
 mod xds_ca;
 mod xds_protocol;

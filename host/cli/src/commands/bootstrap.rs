@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use clap::Args as ClapArgs;
-use waypoint_envoy_config::bootstrap::{from_config, Inputs};
+use waypoint_envoy_config::bootstrap::{
+    from_config, inline_manifests, load, render, Inputs, PolicyFilter,
+};
 use waypoint_hbone::tls::CertPaths;
 
 #[derive(ClapArgs, Debug)]
@@ -35,6 +37,20 @@ pub struct Args {
     /// With --xds: use delta ADS (DELTA_GRPC) instead of state-of-the-world.
     #[arg(long, requires = "xds")]
     pub delta: bool,
+    /// The filter that runs the policy core: `module` (libwaypoint.so) or `wasm` (the
+    /// proxy-wasm filter on Envoy's V8 runtime, with the manifests inline).
+    #[arg(long, value_enum, default_value = "module", conflicts_with = "xds")]
+    pub filter: FilterKind,
+    /// With --filter wasm: the waypoint_wasm.wasm file as Envoy will see it.
+    #[arg(long, value_name = "FILE", default_value = "waypoint_wasm.wasm")]
+    pub wasm: PathBuf,
+}
+
+/// `--filter`: which filter runs the policy core.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FilterKind {
+    Module,
+    Wasm,
 }
 
 /// Generator options shared by `waypoint bootstrap` and `waypoint xds`.
@@ -120,6 +136,15 @@ pub fn main(args: Args) -> anyhow::Result<()> {
             "{}",
             waypoint_envoy_config::xds::render_bootstrap(&inputs, addr, args.delta)?
         ),
+        None if args.filter == FilterKind::Wasm => {
+            let mut l = load(&inputs)?;
+            l.options.filter = PolicyFilter::Wasm {
+                file: args.wasm.display().to_string(),
+                manifests: inline_manifests(&l.files)?,
+                default_namespace: inputs.namespace.clone(),
+            };
+            print!("{}", render(&l.snapshot, &l.options)?)
+        }
         None => print!("{}", from_config(&inputs)?),
     }
     if let Some(addr) = inputs.originator {

@@ -10,7 +10,7 @@ use super::clusters::{
 };
 use super::hardening::{self, duration};
 use super::traffic_policy;
-use super::Options;
+use super::{Options, PolicyFilter};
 use waypoint_hbone::timeouts::Timeouts;
 
 const HCM: &str = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager";
@@ -212,6 +212,21 @@ pub fn main_internal(o: &Options, paths: PathNormalization) -> Value {
                 traffic_policy::router_dropping_hash_header()]}}]}],
     });
     let hcm = &mut listener["filter_chains"][0]["filters"][0]["typed_config"];
+    if let PolicyFilter::Wasm {
+        file,
+        manifests,
+        default_namespace,
+    } = &o.filter
+    {
+        // The same place and manifests; the Wasm filter reads the principal from the same
+        // filter state and sets every router header itself (no `route_table` choice).
+        let plugin = json!({
+            "waypoint": o.waypoint,
+            "config_inline": manifests,
+            "default_namespace": default_namespace,
+            "principal_from": "filter_state"});
+        hcm["http_filters"][0] = super::wasm_http_filter(file, &plugin.to_string());
+    }
     hardening::normalize_paths(hcm, paths);
     hardening::websocket_only(hcm);
     hardening::http_timeouts(hcm, &o.timeouts, o.timeouts.connection_idle);
