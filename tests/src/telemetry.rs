@@ -265,7 +265,8 @@ pub fn envoy_scrape(ok: usize) -> (Bookinfo, Scrape) {
     let denied =
         http_get(b.fs_port, "productpage:9080", "/admin", &[]).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(denied.status, 403, "{}", denied.body);
-    // Envoy merges histograms into the admin view on its stats flush (5 s by default).
+    // The module flushes its batched Istio metrics into Envoy's counters 5 s after the first
+    // request of a batch (`istio_batch::FLUSH_DELAY`): poll, bounded.
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let text = http_get(b.envoy.admin_port, "127.0.0.1", "/stats/prometheus", &[])

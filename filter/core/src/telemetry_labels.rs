@@ -12,7 +12,7 @@ pub const UNKNOWN: &str = "unknown";
 pub const REPORTER: &str = "waypoint";
 
 /// A workload as Istio's telemetry names it.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
 pub struct WorkloadMeta {
     /// Workload name: the Deployment (etc.) owning the pod, or the pod name.
     pub name: String,

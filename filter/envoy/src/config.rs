@@ -6,6 +6,7 @@ use waypoint_core::ConfigError;
 
 use crate::counts::RequestCounts;
 use crate::decide::{Engine, WaypointName};
+use crate::istio_batch::IstioBatch;
 
 /// Default filter-state key holding the peer SPIFFE principal when an HBONE-terminating
 /// listener hands the stream to an internal listener. It is Istio's key; stock Envoy can set
@@ -148,6 +149,8 @@ pub struct FilterConfig {
     pub metrics: Metrics,
     /// Request counts waiting to be flushed to `metrics.requests`.
     pub counts: RequestCounts,
+    /// Istio's request metrics waiting to be flushed to `metrics.istio`.
+    pub istio: IstioBatch,
     pub metadata: MetadataLevel,
     pub route_table: RouteTable,
     /// See [`FilterConfigSpec::ext_authz_filters`].
@@ -210,6 +213,7 @@ impl FilterConfig {
                 .unwrap_or_else(|| DEFAULT_DESTINATION_KEY.to_string()),
             metrics: Metrics::default(),
             counts,
+            istio: IstioBatch::default(),
             metadata: spec.metadata,
             route_table: spec.route_table,
             ext_authz_filters: spec.ext_authz_filters.clone(),

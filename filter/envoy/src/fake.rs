@@ -31,8 +31,6 @@ pub struct FakeStream {
     /// Number of batched metadata writes (the filter writes once per decision).
     pub metadata_calls: usize,
     pub counters: Vec<(usize, Vec<String>, u64)>,
-    /// Histogram records: (id, label values, value).
-    pub histograms: Vec<(usize, Vec<String>, u64)>,
     pub route_cache_cleared: usize,
     /// Calls of `refresh_route_cluster`.
     pub route_cluster_refreshed: usize,
@@ -197,10 +195,6 @@ impl StreamHandle for FakeStream {
     }
     fn attribute_int(&self, attr: Attribute) -> Option<u64> {
         self.attributes.get(attr_key(attr))?.parse().ok()
-    }
-    fn record_histogram(&mut self, id: usize, labels: &[&str], value: u64) {
-        self.histograms
-            .push((id, labels.iter().map(|l| l.to_string()).collect(), value));
     }
     fn filter_state(&self, key: &str) -> Option<String> {
         self.filter_state.get(key).cloned()

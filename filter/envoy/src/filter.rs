@@ -158,7 +158,7 @@ impl HttpFilter {
         };
         let config = Arc::clone(&self.config);
         if catch_unwind(AssertUnwindSafe(|| {
-            crate::metrics::record(s, &config, ids, &t)
+            crate::metrics::record(s, &config, &ids, *t)
         }))
         .is_err()
         {
@@ -344,6 +344,7 @@ impl HttpFilter {
         self.telemetry = Some(Box::new(StreamTelemetry::new(
             start,
             &decision,
+            &config.engine.registry().services,
             conn.principal.as_deref(),
             conn.source_ip,
             grpc,

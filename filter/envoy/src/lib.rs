@@ -14,6 +14,7 @@ pub mod ext_authz;
 pub mod fake;
 pub mod filter;
 pub mod header_block;
+pub mod istio_batch;
 pub mod jwt;
 pub mod metrics;
 pub mod router;

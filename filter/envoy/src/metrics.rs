@@ -1,42 +1,34 @@
 //! Istio's request metrics from the module (`istio_requests_total`, the duration and size
-//! histograms), with the label values the host computes (`waypoint_core::telemetry_labels`).
+//! histograms): what a stream keeps from its decision, and its key when it completes.
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
 use waypoint_core::decision::{Action, Decision};
-use waypoint_core::telemetry_labels::{
-    denying_policy, request_labels, RequestFacts, SourceFacts, REPORTER, UNKNOWN,
-};
+use waypoint_core::service::ServiceInfo;
+use waypoint_core::telemetry_labels::denying_policy;
 
 use crate::config::FilterConfig;
+use crate::istio_batch::{identity, CounterSink, Sample, SeriesKey};
 use crate::stream::{Attribute, StreamHandle};
+
+pub use crate::istio_batch::{HistogramIds, IstioMetricIds};
 
 /// The counter's name. Envoy names a module metric `<metrics_namespace>.<name>` and registers
 /// the namespace as a custom stat namespace, which `/stats/prometheus` strips: the series is
 /// `istio_requests_total{...}` as Istio's proxies report it (counters get no `_total` added).
 pub const REQUESTS: &str = "istio_requests_total";
+/// The histograms; each is exported as three counters, `<name>_bucket`, `_sum` and `_count`.
 pub const DURATION: &str = "istio_request_duration_milliseconds";
 pub const REQUEST_BYTES: &str = "istio_request_bytes";
 pub const RESPONSE_BYTES: &str = "istio_response_bytes";
 
-/// Envoy's ids of the four metrics, defined in `on_http_filter_config_new`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct IstioMetricIds {
-    pub requests: usize,
-    pub duration: usize,
-    pub request_bytes: usize,
-    pub response_bytes: usize,
-    /// `waypoint_policy_denials_total{reporter, policy, destination_service}`.
-    pub denials: usize,
-}
-
-/// What one stream keeps from its decision until it completes.
+/// What one stream keeps from its decision until it completes (no strings but the principal).
 #[derive(Debug)]
 pub struct StreamTelemetry {
     start: Instant,
-    /// The resolved service: (hostname, name, namespace).
-    service: Option<(String, String, String)>,
+    /// Index of the resolved service in the registry.
+    service: Option<u32>,
     principal: Option<String>,
     source_ip: Option<IpAddr>,
     flags: &'static str,
@@ -46,19 +38,19 @@ pub struct StreamTelemetry {
 }
 
 impl StreamTelemetry {
-    /// The facts of `decision` for a request that started at `start`.
+    /// The facts of `decision` (over the registry's `services`) for a request that started at
+    /// `start`.
     pub fn new(
         start: Instant,
         decision: &Decision<'_>,
+        services: &[ServiceInfo],
         principal: Option<&str>,
         source_ip: Option<IpAddr>,
         grpc: bool,
     ) -> Self {
         StreamTelemetry {
             start,
-            service: decision
-                .service
-                .map(|s| (s.hostname.clone(), s.name.clone(), s.namespace.clone())),
+            service: decision.service.and_then(|s| index_in(services, s)),
             principal: principal.map(str::to_string),
             source_ip,
             flags: flag_of(decision.action),
@@ -66,6 +58,16 @@ impl StreamTelemetry {
             denied_by: denying_policy(decision),
         }
     }
+}
+
+/// The index of `item` in `slice`, found by its address (the decision borrows the registry's
+/// service, so no name look-up is needed).
+fn index_in<T>(slice: &[T], item: &T) -> Option<u32> {
+    let size = std::mem::size_of::<T>().max(1);
+    let offset = (item as *const T as usize).checked_sub(slice.as_ptr() as usize)?;
+    let i = offset / size;
+    let found = offset % size == 0 && slice.get(i).is_some_and(|s| std::ptr::eq(s, item));
+    found.then(|| u32::try_from(i).ok()).flatten()
 }
 
 /// Envoy's response flag for a decision the module answers itself (the host's the same:
@@ -78,14 +80,6 @@ fn flag_of(action: Action) -> &'static str {
     }
 }
 
-/// (namespace, service account) of an Istio SPIFFE principal.
-fn identity(principal: &str) -> Option<(&str, &str, &str)> {
-    let rest = principal.strip_prefix("spiffe://")?;
-    let (td, rest) = rest.split_once("/ns/")?;
-    let (ns, sa) = rest.split_once("/sa/")?;
-    Some((td, ns, sa))
-}
-
 /// The IP of Envoy's `upstream.address`: `ip:port`, or an internal address whose last part is
 /// the endpoint (`envoy://listener/ip:port`).
 fn upstream_ip(address: &str) -> Option<IpAddr> {
@@ -96,43 +90,45 @@ fn upstream_ip(address: &str) -> Option<IpAddr> {
         .ok()
 }
 
-/// Count the completed stream in Istio's metrics.
+/// A stream's counters as a flush target (when no main-thread flush can be scheduled).
+struct StreamSink<'a, S>(&'a mut S);
+
+impl<S: StreamHandle> CounterSink for StreamSink<'_, S> {
+    fn add(&mut self, id: usize, labels: &[&str], n: u64) {
+        self.0.increment_counter(id, labels, n);
+    }
+}
+
+/// Count the completed stream in Istio's metrics: its key and values go to the config's
+/// batch, which a main-thread flush moves into Envoy's counters.
 pub fn record<S: StreamHandle>(
     s: &mut S,
     cfg: &FilterConfig,
-    ids: IstioMetricIds,
-    t: &StreamTelemetry,
+    ids: &IstioMetricIds,
+    t: StreamTelemetry,
 ) {
-    let workloads = &cfg.engine.registry().workloads;
-    let peer = t.principal.as_deref().and_then(identity);
+    let registry = cfg.engine.registry();
+    let workloads = &registry.workloads;
     let source = t
         .source_ip
-        .and_then(|ip| workloads.by_ip(ip))
-        .or_else(|| peer.and_then(|(_, ns, sa)| workloads.by_identity(ns, sa)));
+        .and_then(|ip| workloads.id_by_ip(ip))
+        .or_else(|| {
+            let (_, ns, sa) = identity(t.principal.as_deref()?)?;
+            workloads.id_by_identity(ns, sa)
+        });
     let upstream = s.attribute(Attribute::UpstreamAddress);
     let destination = upstream
         .as_deref()
         .and_then(upstream_ip)
-        .and_then(|ip| workloads.by_ip(ip));
+        .and_then(|ip| workloads.id_by_ip(ip));
     let status = s
         .attribute_int(Attribute::ResponseCode)
         .and_then(|c| u16::try_from(c).ok())
         .unwrap_or(0);
-    let facts = RequestFacts {
-        source: SourceFacts {
-            principal: t.principal.as_deref(),
-            namespace: peer.map(|(_, ns, _)| ns),
-            workload: source,
-            baggage: "",
-        },
-        service: t
-            .service
-            .as_ref()
-            .map(|(h, n, ns)| (h.as_str(), n.as_str(), ns.as_str())),
+    let key = SeriesKey {
+        source,
         destination,
-        destination_principal: None,
-        trust_domain: peer.map_or("cluster.local", |(td, _, _)| td),
-        grpc: t.grpc,
+        service: t.service,
         status,
         flags: if status == 503 && upstream.is_none() && t.flags == "-" {
             // Routed, but no upstream answered: Envoy's upstream connection failure.
@@ -140,23 +136,18 @@ pub fn record<S: StreamHandle>(
         } else {
             t.flags
         },
+        grpc: t.grpc,
     };
-    let labels = request_labels(&facts);
-    let values: Vec<&str> = labels.values.iter().map(String::as_str).collect();
-    let millis = t.start.elapsed().as_millis();
-    s.increment_counter(ids.requests, &values, 1);
-    s.record_histogram(
-        ids.duration,
-        &values,
-        u64::try_from(millis).unwrap_or(u64::MAX),
-    );
-    let req_size = s.attribute_int(Attribute::RequestTotalSize).unwrap_or(0);
-    let resp_size = s.attribute_int(Attribute::ResponseTotalSize).unwrap_or(0);
-    s.record_histogram(ids.request_bytes, &values, req_size);
-    s.record_histogram(ids.response_bytes, &values, resp_size);
-    if let Some(policy) = &t.denied_by {
-        let service = t.service.as_ref().map_or(UNKNOWN, |(h, _, _)| h.as_str());
-        s.increment_counter(ids.denials, &[REPORTER, policy, service], 1);
+    let sample = Sample {
+        duration_ms: u64::try_from(t.start.elapsed().as_millis()).unwrap_or(u64::MAX),
+        request_bytes: s.attribute_int(Attribute::RequestTotalSize).unwrap_or(0),
+        response_bytes: s.attribute_int(Attribute::ResponseTotalSize).unwrap_or(0),
+    };
+    if !cfg
+        .istio
+        .add(t.principal.as_deref(), key, sample, t.denied_by)
+    {
+        cfg.istio.flush(registry, ids, &mut StreamSink(s));
     }
 }
 
@@ -165,12 +156,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn principals_and_upstream_addresses_parse() {
-        assert_eq!(
-            identity("spiffe://cluster.local/ns/default/sa/curl"),
-            Some(("cluster.local", "default", "curl"))
-        );
-        assert_eq!(identity("spiffe://td/ns/x"), None);
+    fn upstream_addresses_parse() {
         assert_eq!(
             upstream_ip("127.10.0.4:9080"),
             Some(IpAddr::from([127, 10, 0, 4]))
@@ -184,5 +170,16 @@ mod tests {
             Some(IpAddr::from(std::net::Ipv6Addr::LOCALHOST))
         );
         assert_eq!(upstream_ip("nonsense"), None);
+    }
+
+    #[test]
+    fn items_are_found_by_address() {
+        let v = vec![10u64, 20, 30];
+        assert_eq!(index_in(&v, &v[2]), Some(2));
+        assert_eq!(index_in(&v, &v[0]), Some(0));
+        let other = 20u64;
+        assert_eq!(index_in(&v, &other), None);
+        let empty: Vec<u64> = Vec::new();
+        assert_eq!(index_in(&empty, &other), None);
     }
 }

@@ -92,8 +92,6 @@ pub trait StreamHandle {
     fn attribute(&self, attr: Attribute) -> Option<String>;
     /// An integer attribute (`response.code`, sizes).
     fn attribute_int(&self, attr: Attribute) -> Option<u64>;
-    /// Record `value` in histogram `id` with the given label values.
-    fn record_histogram(&mut self, id: usize, labels: &[&str], value: u64);
     /// A filter-state object (as bytes / its string form).
     fn filter_state(&self, key: &str) -> Option<String>;
     /// Re-run route matching after header changes.

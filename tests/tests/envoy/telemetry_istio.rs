@@ -89,16 +89,35 @@ fn envoy_reports_istio_series_with_the_hosts_labels() {
         let n: f64 = s.iter().filter(|x| x.name == name).map(|x| x.value).sum();
         assert_eq!(n, 4.0, "{name}:\n{}", scrape.text);
     }
-    assert!(
-        find(
-            s,
-            "istio_request_duration_milliseconds_bucket",
-            &[("le", "+Inf")]
-        )
-        .is_some(),
-        "{}",
-        scrape.text
-    );
+    // The module's histograms as Envoy prints its own: every `le` of Istio's buckets,
+    // cumulative, `+Inf` equal to `_count` (here: the three 200s of one series).
+    let ok_series = [
+        ("response_code", "200"),
+        ("destination_workload", "productpage-v1"),
+    ];
+    for name in [
+        "istio_request_duration_milliseconds",
+        "istio_request_bytes",
+        "istio_response_bytes",
+    ] {
+        let bucket = format!("{name}_bucket");
+        let mut last = 0.0;
+        for le in [
+            "0.5", "1", "5", "10", "25", "50", "100", "250", "500", "1000", "2500", "5000",
+            "10000", "30000", "60000", "300000", "600000", "1800000", "3600000", "+Inf",
+        ] {
+            let mut want = ok_series.to_vec();
+            want.push(("le", le));
+            let b = find(s, &bucket, &want)
+                .unwrap_or_else(|| panic!("no {bucket} le={le}:\n{}", scrape.text));
+            assert!(b.value >= last, "{bucket} not cumulative at le={le}");
+            last = b.value;
+        }
+        assert_eq!(last, 3.0, "{bucket} le=+Inf");
+        let count = find(s, &format!("{name}_count"), &ok_series).expect("count");
+        assert_eq!(count.value, 3.0);
+        assert!(find(s, &format!("{name}_sum"), &ok_series).is_some());
+    }
 }
 
 /// One metric selector of a PromQL expression: the metric and its matchers (label, op, value).

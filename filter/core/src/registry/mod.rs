@@ -34,42 +34,76 @@ pub struct Registry {
 }
 
 /// Pods' workloads for telemetry labels: by pod IP, and by identity where one workload alone
-/// runs as it.
+/// runs as it. Each distinct workload has a [`WorkloadId`] (the Envoy module keys its metric
+/// aggregates by it instead of by 25 label strings).
 #[derive(Debug, Default)]
 pub struct Workloads {
-    by_ip: HashMap<IpAddr, Arc<WorkloadMeta>>,
-    /// (namespace, service account) → its workload; `None` when several workloads share it.
-    by_identity: HashMap<(String, String), Option<Arc<WorkloadMeta>>>,
+    list: Vec<Arc<WorkloadMeta>>,
+    /// Each distinct workload's id (replicas of one Deployment are one workload).
+    ids: HashMap<Arc<WorkloadMeta>, WorkloadId>,
+    by_ip: HashMap<IpAddr, WorkloadId>,
+    /// namespace → service account → its workload; `None` when several workloads share it.
+    by_identity: HashMap<String, HashMap<String, Option<WorkloadId>>>,
 }
+
+/// The index of a workload in its [`Workloads`] (stable for the registry's lifetime).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct WorkloadId(u32);
 
 impl Workloads {
     fn insert(&mut self, ips: &[IpAddr], w: &Arc<WorkloadMeta>) {
-        for ip in ips {
-            self.by_ip.entry(*ip).or_insert_with(|| w.clone());
-        }
-        let key = (w.namespace.clone(), w.service_account.clone());
-        match self.by_identity.get_mut(&key) {
+        let id = match self.ids.get(w) {
+            Some(id) => *id,
             None => {
-                self.by_identity.insert(key, Some(w.clone()));
+                let id = WorkloadId(u32::try_from(self.list.len()).unwrap_or(u32::MAX));
+                self.list.push(w.clone());
+                self.ids.insert(w.clone(), id);
+                id
             }
-            Some(slot) => {
-                if slot.as_ref().is_some_and(|o| o.name != w.name) {
-                    *slot = None;
-                }
-            }
+        };
+        for ip in ips {
+            self.by_ip.entry(*ip).or_insert(id);
         }
+        let by_sa = self.by_identity.entry(w.namespace.clone()).or_default();
+        match by_sa.get(&w.service_account).copied() {
+            None => {
+                by_sa.insert(w.service_account.clone(), Some(id));
+            }
+            Some(Some(other)) if self.list[other.0 as usize].name != w.name => {
+                by_sa.insert(w.service_account.clone(), None);
+            }
+            Some(_) => {}
+        }
+    }
+
+    /// The workload with id `id`.
+    pub fn get(&self, id: WorkloadId) -> Option<&WorkloadMeta> {
+        self.list.get(id.0 as usize).map(|w| &**w)
+    }
+
+    /// The id of the workload of the pod with IP `ip`.
+    pub fn id_by_ip(&self, ip: IpAddr) -> Option<WorkloadId> {
+        self.by_ip.get(&ip).copied()
+    }
+
+    /// The id of the one workload running as `namespace`/`service_account`, if exactly one
+    /// does (no allocation: the look-up is by borrowed names).
+    pub fn id_by_identity(&self, namespace: &str, service_account: &str) -> Option<WorkloadId> {
+        self.by_identity
+            .get(namespace)?
+            .get(service_account)
+            .copied()
+            .flatten()
     }
 
     /// The workload of the pod with IP `ip`.
     pub fn by_ip(&self, ip: IpAddr) -> Option<&WorkloadMeta> {
-        self.by_ip.get(&ip).map(|w| &**w)
+        self.get(self.id_by_ip(ip)?)
     }
 
     /// The one workload running as `namespace`/`service_account`, if exactly one does.
     pub fn by_identity(&self, namespace: &str, service_account: &str) -> Option<&WorkloadMeta> {
-        self.by_identity
-            .get(&(namespace.to_string(), service_account.to_string()))
-            .and_then(|w| w.as_deref())
+        self.get(self.id_by_identity(namespace, service_account)?)
     }
 }
 
@@ -244,5 +278,27 @@ status: {podIP: 10.0.0.20}
             .workloads
             .by_ip("10.0.0.99".parse().expect("ip"))
             .is_none());
+    }
+
+    #[test]
+    fn replicas_of_one_workload_share_its_id() {
+        let second = "---\napiVersion: v1\nkind: Pod\nmetadata:\n  name: reviews-v2-5b4f8c9d7-yyyyy\n  generateName: reviews-v2-5b4f8c9d7-\n  namespace: default\n  labels: {app: reviews, version: v2, pod-template-hash: 5b4f8c9d7}\n  ownerReferences:\n  - {apiVersion: apps/v1, kind: ReplicaSet, name: reviews-v2-5b4f8c9d7, uid: u1, controller: true}\nspec: {serviceAccountName: bookinfo-reviews, containers: [{name: app, image: reviews}]}\nstatus: {podIP: 10.0.0.14}\n";
+        let (resources, errors) =
+            parse_manifests(&format!("{PODS}{second}"), "pods.yaml", "default", 0);
+        assert!(errors.is_empty(), "{errors:?}");
+        let reg = Registry::build(&resources, &mut Diagnostics::default());
+        let w = &reg.workloads;
+        let ip = |s: &str| s.parse::<IpAddr>().expect("ip");
+        let (a, b) = (w.id_by_ip(ip("10.0.0.12")), w.id_by_ip(ip("10.0.0.14")));
+        assert!(a.is_some());
+        assert_eq!(a, b, "two replicas of reviews-v2");
+        assert_ne!(
+            a,
+            w.id_by_ip(ip("10.0.0.13")),
+            "reviews-v3-0 is another workload"
+        );
+        let sleep = w.id_by_identity("default", "sleep").expect("sleep");
+        assert_eq!(w.get(sleep).map(|m| m.name.as_str()), Some("sleep-1"));
+        assert_eq!(w.id_by_identity("other", "sleep"), None);
     }
 }

@@ -72,20 +72,6 @@ extern "C" {
         id: AttributeId,
         result: *mut u64,
     ) -> bool;
-    pub fn envoy_dynamic_module_callback_http_filter_config_define_histogram(
-        config_envoy: *mut c_void,
-        name: ModuleBuffer,
-        label_names: *mut ModuleBuffer,
-        label_names_size: usize,
-        histogram_id: *mut usize,
-    ) -> u32;
-    pub fn envoy_dynamic_module_callback_http_filter_record_histogram_value(
-        fe: *mut c_void,
-        id: usize,
-        label_values: *mut ModuleBuffer,
-        label_values_size: usize,
-        value: u64,
-    ) -> u32;
     pub fn envoy_dynamic_module_callback_http_get_filter_state_bytes(
         fe: *mut c_void,
         key: ModuleBuffer,

@@ -14,13 +14,16 @@ use super::types::{EnvoyBuffer, ModuleBuffer, ABI_VERSION, METRICS_SUCCESS};
 use crate::config::FilterConfig;
 use crate::counts::FLUSH_DELAY;
 use crate::filter::panic_message;
-use crate::metrics::{self, IstioMetricIds};
+use crate::istio_batch::{self, CounterSink, HistogramIds, IstioMetricIds};
+use crate::metrics;
 use crate::stream::LogLevel;
 use crate::timer;
 use waypoint_core::telemetry_labels::{DENIAL_LABELS, POLICY_DENIALS, REQUEST_LABELS};
 
-/// Event id of the counter flush on the config's main-thread scheduler.
+/// Event id of the `waypoint_requests_total` flush on the config's main-thread scheduler.
 const FLUSH_EVENT: u64 = 1;
+/// Event id of the Istio metrics flush.
+const ISTIO_FLUSH_EVENT: u64 = 2;
 
 /// Filter configs alive (created by config_new, not yet destroyed).
 static LIVE_CONFIGS: AtomicUsize = AtomicUsize::new(0);
@@ -64,9 +67,9 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_config_new(
                 };
                 // SAFETY: as above.
                 cfg.metrics.istio = unsafe { define_istio(config_envoy) };
-                if cfg.metrics.requests.is_some() {
+                if cfg.metrics.requests.is_some() || cfg.metrics.istio.is_some() {
                     // SAFETY: as above.
-                    unsafe { install_counter_flush(config_envoy, &cfg) };
+                    unsafe { install_flushes(config_envoy, &cfg) };
                 }
                 log(
                     LogLevel::Info,
@@ -127,21 +130,39 @@ unsafe fn define_counter(config_envoy: *mut c_void, name: &str, labels: &[&str])
     }
 }
 
-/// Istio's request counter and histograms, labelled as the host labels them.
+/// Istio's request counter and histograms, labelled as the host labels them. Each histogram
+/// is three counters (`_bucket` with `le` after Istio's labels, `_sum`, `_count`) that the
+/// module fills from its own buckets (`istio_batch`).
 ///
 /// # Safety
 /// `config_envoy` must be Envoy's live config pointer of the running config_new hook.
 unsafe fn define_istio(config_envoy: *mut c_void) -> Option<IstioMetricIds> {
     let labels = &REQUEST_LABELS[..];
-    let histogram = envoy_dynamic_module_callback_http_filter_config_define_histogram as Define;
     // SAFETY: the caller's contract, for each definition.
     unsafe {
         Some(IstioMetricIds {
             requests: define_counter(config_envoy, metrics::REQUESTS, labels)?,
-            duration: define(histogram, config_envoy, metrics::DURATION, labels)?,
-            request_bytes: define(histogram, config_envoy, metrics::REQUEST_BYTES, labels)?,
-            response_bytes: define(histogram, config_envoy, metrics::RESPONSE_BYTES, labels)?,
+            duration: define_histogram(config_envoy, metrics::DURATION)?,
+            request_bytes: define_histogram(config_envoy, metrics::REQUEST_BYTES)?,
+            response_bytes: define_histogram(config_envoy, metrics::RESPONSE_BYTES)?,
             denials: define_counter(config_envoy, POLICY_DENIALS, &DENIAL_LABELS)?,
+        })
+    }
+}
+
+/// The three counters of histogram `name`.
+///
+/// # Safety
+/// `config_envoy` must be Envoy's live config pointer of the running config_new hook.
+unsafe fn define_histogram(config_envoy: *mut c_void, name: &str) -> Option<HistogramIds> {
+    let mut with_le = REQUEST_LABELS.to_vec();
+    with_le.push("le");
+    // SAFETY: the caller's contract, for each definition.
+    unsafe {
+        Some(HistogramIds {
+            bucket: define_counter(config_envoy, &format!("{name}_bucket"), &with_le)?,
+            sum: define_counter(config_envoy, &format!("{name}_sum"), &REQUEST_LABELS)?,
+            count: define_counter(config_envoy, &format!("{name}_count"), &REQUEST_LABELS)?,
         })
     }
 }
@@ -180,11 +201,12 @@ unsafe fn define(
     }
 }
 
-/// Make `cfg.counts` schedule its flushes through a main-thread scheduler of `config_envoy`.
+/// Make `cfg.counts` and `cfg.istio` schedule their flushes through a main-thread scheduler of
+/// `config_envoy`.
 ///
 /// # Safety
 /// `config_envoy` must be Envoy's live config pointer of the running config_new hook.
-unsafe fn install_counter_flush(config_envoy: *mut c_void, cfg: &FilterConfig) {
+unsafe fn install_flushes(config_envoy: *mut c_void, cfg: &FilterConfig) {
     // SAFETY: the caller's contract.
     let Some(sched) = (unsafe { ConfigScheduler::new(config_envoy) }) else {
         log(
@@ -194,13 +216,49 @@ unsafe fn install_counter_flush(config_envoy: *mut c_void, cfg: &FilterConfig) {
         return;
     };
     let sched = Arc::new(sched);
+    let istio = sched.clone();
     cfg.counts.set_arm(Box::new(move || {
         timer::schedule(FLUSH_DELAY, FLUSH_EVENT, Box::new(FlushWake(sched.clone())))
     }));
+    cfg.istio.set_arm(Box::new(move || {
+        let wake = Box::new(FlushWake(istio.clone()));
+        timer::schedule(istio_batch::FLUSH_DELAY, ISTIO_FLUSH_EVENT, wake)
+    }));
+}
+
+/// Envoy's config-context counters: the flush's sink, on the main thread.
+struct ConfigCounters(*mut c_void);
+
+impl CounterSink for ConfigCounters {
+    fn add(&mut self, id: usize, labels: &[&str], n: u64) {
+        let mut values = [ModuleBuffer::NULL; 26];
+        let n_labels = labels.len().min(values.len());
+        for (v, l) in values.iter_mut().zip(labels) {
+            *v = ModuleBuffer::of(l);
+        }
+        // SAFETY: `self.0` is the live config pointer of the running config_scheduled hook
+        // (the only place a ConfigCounters is made); `id` was defined with `n_labels` labels;
+        // `values` and the strs it points at outlive the call.
+        let r = unsafe {
+            envoy_dynamic_module_callback_http_filter_config_increment_counter(
+                self.0,
+                id,
+                values.as_mut_ptr(),
+                n_labels,
+                n,
+            )
+        };
+        if r != METRICS_SUCCESS {
+            log(
+                LogLevel::Debug,
+                &format!("waypoint: config increment_counter returned {r}"),
+            );
+        }
+    }
 }
 
 /// Main thread, after a `FLUSH_EVENT` commit: move the module's request counts into Envoy's
-/// `waypoint_requests_total{decision, route}`.
+/// `waypoint_requests_total{decision, route}`; after an `ISTIO_FLUSH_EVENT`, Istio's metrics.
 ///
 /// # Safety
 /// Called by Envoy only, on the main thread, with the live config pointers: `config` is what
@@ -211,7 +269,7 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_config_scheduled(
     config: *const c_void,
     event_id: u64,
 ) {
-    if event_id != FLUSH_EVENT {
+    if event_id != FLUSH_EVENT && event_id != ISTIO_FLUSH_EVENT {
         return;
     }
     let r = catch_unwind(AssertUnwindSafe(|| {
@@ -220,6 +278,14 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_config_scheduled(
         let Some(cfg) = (unsafe { config.cast::<Arc<FilterConfig>>().as_ref() }) else {
             return;
         };
+        if event_id == ISTIO_FLUSH_EVENT {
+            if let Some(ids) = &cfg.metrics.istio {
+                let registry = cfg.engine.registry();
+                cfg.istio
+                    .flush(registry, ids, &mut ConfigCounters(config_envoy));
+            }
+            return;
+        }
         let Some(id) = cfg.metrics.requests else {
             return;
         };

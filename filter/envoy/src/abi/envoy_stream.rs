@@ -259,27 +259,6 @@ impl StreamHandle for EnvoyStream {
         ok.then_some(v)
     }
 
-    fn record_histogram(&mut self, id: usize, labels: &[&str], value: u64) {
-        let mut values: Vec<ModuleBuffer> = labels.iter().map(|l| ModuleBuffer::of(l)).collect();
-        // SAFETY: live `fe`; `id` came from define_histogram with this many labels; `values`
-        // and the strs it points into outlive the call.
-        let r = unsafe {
-            envoy_dynamic_module_callback_http_filter_record_histogram_value(
-                self.fe,
-                id,
-                values.as_mut_ptr(),
-                values.len(),
-                value,
-            )
-        };
-        if r != METRICS_SUCCESS {
-            log(
-                LogLevel::Debug,
-                &format!("waypoint: record_histogram_value returned {r}"),
-            );
-        }
-    }
-
     fn filter_state(&self, key: &str) -> Option<String> {
         let mut buf = EnvoyBuffer::EMPTY;
         // SAFETY: live `fe`; the key borrows `key`; `buf` is valid for writes.

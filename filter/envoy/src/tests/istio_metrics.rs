@@ -1,12 +1,14 @@
-//! Istio's request metrics from the module over the fake stream: one counter and three
-//! histogram records per completed stream, labelled from the core with the chosen pod.
+//! Istio's request metrics from the module over the fake stream (no flush scheduler, so each
+//! completed stream is flushed at once): the request counter and each histogram's cumulative
+//! buckets, sum and count, labelled from the core with the chosen pod.
 
 use std::sync::Arc;
 
 use crate::config::FilterConfig;
 use crate::fake::FakeStream;
 use crate::filter::HttpFilter;
-use crate::metrics::IstioMetricIds;
+use crate::istio_batch::LE;
+use crate::metrics::{HistogramIds, IstioMetricIds};
 use crate::stream::Attribute;
 use waypoint_core::telemetry_labels::REQUEST_LABELS;
 
@@ -47,9 +49,21 @@ spec:
 
 const IDS: IstioMetricIds = IstioMetricIds {
     requests: 11,
-    duration: 12,
-    request_bytes: 13,
-    response_bytes: 14,
+    duration: HistogramIds {
+        bucket: 21,
+        sum: 22,
+        count: 23,
+    },
+    request_bytes: HistogramIds {
+        bucket: 31,
+        sum: 32,
+        count: 33,
+    },
+    response_bytes: HistogramIds {
+        bucket: 41,
+        sum: 42,
+        count: 43,
+    },
     denials: 15,
 };
 
@@ -119,16 +133,30 @@ fn a_completed_stream_counts_once_with_the_chosen_pods_labels() {
     ] {
         assert_eq!(label(values, name), want, "{name}");
     }
-    let recorded = |id: usize| {
-        s.histograms
+    // Each histogram: its 20 cumulative buckets (`le` after Istio's labels), sum and count.
+    let of = |id: usize| {
+        s.counters
             .iter()
             .filter(|(i, _, _)| *i == id)
-            .map(|(_, l, v)| (l == values, *v))
             .collect::<Vec<_>>()
     };
-    assert_eq!(recorded(IDS.request_bytes), vec![(true, 120)]);
-    assert_eq!(recorded(IDS.response_bytes), vec![(true, 345)]);
-    assert_eq!(recorded(IDS.duration).len(), 1);
+    for (h, value, first_le) in [
+        (IDS.request_bytes, 120, "250"),
+        (IDS.response_bytes, 345, "500"),
+    ] {
+        let buckets = of(h.bucket);
+        assert_eq!(buckets.len(), LE.len(), "every bucket of a new series");
+        let first = LE.iter().position(|le| *le == first_le).expect("le");
+        for (i, (_, l, n)) in buckets.iter().enumerate() {
+            assert_eq!(&l[..25], &values[..], "Istio's labels, then le");
+            assert_eq!(l[25], LE[i]);
+            assert_eq!(*n, u64::from(i >= first), "le={}: {n}", LE[i]);
+        }
+        assert_eq!(of(h.sum), vec![&(h.sum, values.clone(), value)]);
+        assert_eq!(of(h.count), vec![&(h.count, values.clone(), 1)]);
+    }
+    assert_eq!(of(IDS.duration.count).len(), 1);
+    assert_eq!(of(IDS.duration.bucket).len(), LE.len());
     assert!(
         s.counters.iter().all(|(id, _, _)| *id != IDS.denials),
         "an allowed request is no denial"
