@@ -25,6 +25,7 @@ pub mod route;
 pub mod route_match;
 pub mod service;
 pub mod snapshot;
+pub mod telemetry;
 pub mod telemetry_labels;
 #[cfg(test)]
 pub(crate) mod test_skip;
