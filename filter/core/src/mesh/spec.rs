@@ -31,7 +31,9 @@ pub(crate) struct DefaultProvidersSpec {
     pub tracing: Vec<String>,
     #[serde(default)]
     pub access_logging: Vec<String>,
+    /// Accepted; Istio's metrics are always emitted.
     #[serde(default)]
+    #[allow(dead_code)]
     pub metrics: Vec<String>,
 }
 
