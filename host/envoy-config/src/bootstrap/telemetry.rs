@@ -11,7 +11,12 @@ use waypoint_core::Snapshot;
 use super::Options;
 
 const OTEL_CONFIG: &str = "type.googleapis.com/envoy.config.trace.v3.OpenTelemetryConfig";
-const HTTP_OPTIONS: &str = "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
+const PARENT_BASED: &str =
+    "type.googleapis.com/envoy.extensions.tracers.opentelemetry.samplers.v3.ParentBasedSamplerConfig";
+const RATIO: &str =
+    "type.googleapis.com/envoy.extensions.tracers.opentelemetry.samplers.v3.TraceIdRatioBasedSamplerConfig";
+const HTTP_OPTIONS: &str =
+    "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
 
 /// `o` with the access log the config decides: the Telemetry API when it says anything, else
 /// MeshConfig `accessLogFile` or the `--access-log` flag.
@@ -25,15 +30,18 @@ pub fn effective_options(o: &Options, snapshot: &Snapshot) -> Options {
 
 /// The collector cluster's name for a provider.
 pub fn cluster_name(t: &TracingPolicy) -> String {
-    format!("tracing|{}|{}:{}", t.provider.name, t.provider.host, t.provider.port)
+    format!(
+        "tracing|{}|{}:{}",
+        t.provider.name, t.provider.host, t.provider.port
+    )
 }
 
 /// Istio's tracing service name for a waypoint: `<gateway>.<namespace>`.
 fn service_name(snapshot: &Snapshot) -> String {
-    snapshot
-        .waypoint
-        .as_ref()
-        .map_or_else(|| "waypoint".to_string(), |w| format!("{}.{}", w.name, w.namespace))
+    snapshot.waypoint.as_ref().map_or_else(
+        || "waypoint".to_string(),
+        |w| format!("{}.{}", w.name, w.namespace),
+    )
 }
 
 /// Add the HCM `tracing` block to the L7 listener when tracing is on.
@@ -52,15 +60,29 @@ pub fn wire(main: &mut Value, snapshot: &Snapshot) {
                 "environment": {"name": name, "default_value": default.clone().unwrap_or_default()}}),
         })
         .collect();
+    // Envoy 1.40's connection manager applies its own sampling decision (`random_sampling`)
+    // over the tracer's unless the tracer has a sampler; a parent-based sampler keeps a
+    // caller's decision (`traceparent` sampled flag) and draws the percentage for the rest.
+    let per_million = (t.sampling_percent * 10_000.0)
+        .round()
+        .clamp(0.0, 1_000_000.0) as u32;
+    let sampler = json!({"name": "envoy.tracers.opentelemetry.samplers.parent_based", "typed_config": {
+        "@type": PARENT_BASED,
+        "wrapped_sampler": {"name": "envoy.tracers.opentelemetry.samplers.trace_id_ratio_based", "typed_config": {
+            "@type": RATIO,
+            "sampling_percentage": {"numerator": per_million, "denominator": "MILLION"}}}}});
     let hcm = &mut main["filter_chains"][0]["filters"][0]["typed_config"];
     hcm["tracing"] = json!({
         "provider": {"name": "envoy.tracers.opentelemetry", "typed_config": {
             "@type": OTEL_CONFIG,
-            "grpc_service": {"envoy_grpc": {"cluster_name": cluster_name(t)}, "timeout": "5s"},
-            "service_name": service_name(snapshot)}},
-        // A request arriving with a sampling decision (a sampled `traceparent`) keeps it;
-        // others are traced at this rate.
-        "random_sampling": {"value": t.sampling_percent},
+            // The cluster name is not a valid `:authority` (HTTP/2 servers reset the stream):
+            // the collector is addressed by its host, as Istio does.
+            "grpc_service": {"envoy_grpc": {"cluster_name": cluster_name(t), "authority": t.provider.host},
+                             "timeout": "5s"},
+            "service_name": service_name(snapshot),
+            "sampler": sampler}},
+        // Every request reaches the sampler above, which decides.
+        "random_sampling": {"value": 100.0},
         "max_path_tag_length": t.provider.max_tag_length,
         "custom_tags": custom_tags,
     });
@@ -124,18 +146,47 @@ mod tests {
         let hcm = main_hcm(&boot);
         let tr = &hcm["tracing"];
         assert_eq!(tr["provider"]["name"], "envoy.tracers.opentelemetry");
-        assert_eq!(tr["random_sampling"]["value"], 25.0);
+        let ratio = &tr["provider"]["typed_config"]["sampler"]["typed_config"]["wrapped_sampler"];
+        assert_eq!(
+            ratio["typed_config"]["sampling_percentage"]["numerator"],
+            250_000
+        );
         assert_eq!(tr["custom_tags"][0]["literal"]["value"], "shop");
         let cluster = tr["provider"]["typed_config"]["grpc_service"]["envoy_grpc"]["cluster_name"]
             .as_str()
             .unwrap_or("");
-        let clusters = boot["static_resources"]["clusters"].as_array().cloned().unwrap_or_default();
-        let c = clusters.iter().find(|c| c["name"] == cluster).expect("collector cluster");
+        let clusters = boot["static_resources"]["clusters"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let c = clusters
+            .iter()
+            .find(|c| c["name"] == cluster)
+            .expect("collector cluster");
         assert_eq!(c["type"], "STATIC");
         assert_eq!(
-            c["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]["socket_address"]["port_value"],
+            c["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]
+                ["socket_address"]["port_value"],
             4317
         );
+    }
+
+    #[test]
+    fn the_tracing_listener_and_cluster_encode_for_xds() {
+        use crate::xds::proto::{encode, CLUSTER, LISTENER};
+        let boot = super::super::generate(&snapshot(TRACING), &Options::default());
+        for (kind, list) in [(LISTENER, "listeners"), (CLUSTER, "clusters")] {
+            for r in boot["static_resources"][list]
+                .as_array()
+                .into_iter()
+                .flatten()
+            {
+                let name = r["name"].as_str().unwrap_or("");
+                if let Err(e) = encode(kind, name, r) {
+                    panic!("{name}: {e}");
+                }
+            }
+        }
     }
 
     #[test]

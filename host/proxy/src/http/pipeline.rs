@@ -92,17 +92,19 @@ async fn serve(
     // Screen: a CONNECT or upgrade the connection manager is not configured for never
     // reaches policy.
     if let Err(refusal) = upgrade::screen(&shared.proxy, &mut req) {
-        if shared.access_log_now() { info!(
-            target: "access",
-            method = %req.method(),
-            path = %req.uri().path(),
-            status = upgrade::Refusal::STATUS,
-            details = "upgrade_failed",
-            refused = ?refusal,
-            source = ctx.peer.principal.as_deref().unwrap_or("-"),
-            destination = %ctx.authority,
-            "request"
-        ); }
+        if shared.access_log_now() {
+            info!(
+                target: "access",
+                method = %req.method(),
+                path = %req.uri().path(),
+                status = upgrade::Refusal::STATUS,
+                details = "upgrade_failed",
+                refused = ?refusal,
+                source = ctx.peer.principal.as_deref().unwrap_or("-"),
+                destination = %ctx.authority,
+                "request"
+            );
+        }
         let (mut resp, _) = reply::error(ProxyError::UpgradeRefused, None, 0);
         close_if_draining(&shared, http1, &mut resp);
         return Ok(resp);

@@ -27,19 +27,27 @@ pub fn finish(
     protocol: &str,
     active: Option<ActiveSpan>,
 ) {
-    let (Some(active), Some(t)) = (active, res.config.policy.snapshot.telemetry.tracing.as_ref())
-    else {
+    let (Some(active), Some(t)) = (
+        active,
+        res.config.policy.snapshot.telemetry.tracing.as_ref(),
+    ) else {
         return;
     };
     let snapshot = &res.config.policy.snapshot;
     // Istio names a waypoint's tracing service `<gateway>.<namespace>`.
-    let service_name = snapshot
-        .waypoint
-        .as_ref()
-        .map_or_else(|| "waypoint".to_string(), |w| format!("{}.{}", w.name, w.namespace));
+    let service_name = snapshot.waypoint.as_ref().map_or_else(
+        || "waypoint".to_string(),
+        |w| format!("{}.{}", w.name, w.namespace),
+    );
     let cluster = plan.service.as_ref().map_or_else(
         || "-".to_string(),
-        |s| format!("outbound|{}||{}", ctx.addr.map_or(0, |a| a.port()), s.hostname),
+        |s| {
+            format!(
+                "outbound|{}||{}",
+                ctx.addr.map_or(0, |a| a.port()),
+                s.hostname
+            )
+        },
     );
     let facts = Facts {
         method: head.method.as_str(),

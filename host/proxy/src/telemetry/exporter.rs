@@ -15,8 +15,8 @@ use tokio::sync::mpsc;
 use tracing::debug;
 
 use super::otlp::{
-    ExportTraceServiceRequest, InstrumentationScope, KeyValue, Resource, ResourceSpans,
-    ScopeSpans, Span, EXPORT_PATH,
+    ExportTraceServiceRequest, InstrumentationScope, KeyValue, Resource, ResourceSpans, ScopeSpans,
+    Span, EXPORT_PATH,
 };
 
 /// Spans waiting to be sent, at most (Envoy's OpenTelemetry tracer buffers similarly).
@@ -115,7 +115,10 @@ async fn run(dest: Destination, mut rx: mpsc::Receiver<Span>, sent: std::sync::A
         let n = batch.len() as u64;
         let body = frame(&request(&dest.service_name, batch));
         let req = match Request::post(&uri)
-            .header(http::header::CONTENT_TYPE, HeaderValue::from_static("application/grpc"))
+            .header(
+                http::header::CONTENT_TYPE,
+                HeaderValue::from_static("application/grpc"),
+            )
             .header(http::header::TE, HeaderValue::from_static("trailers"))
             .body(Full::new(body))
         {
@@ -128,7 +131,11 @@ async fn run(dest: Destination, mut rx: mpsc::Receiver<Span>, sent: std::sync::A
         let call = async {
             let resp = client.request(req).await.map_err(|e| e.to_string())?;
             let status = resp.status();
-            let collected = resp.into_body().collect().await.map_err(|e| e.to_string())?;
+            let collected = resp
+                .into_body()
+                .collect()
+                .await
+                .map_err(|e| e.to_string())?;
             let grpc = collected
                 .trailers()
                 .and_then(|t| t.get("grpc-status"))

@@ -144,7 +144,13 @@ impl ActiveSpan {
 }
 
 /// Finish `span` and queue it when sampled.
-pub fn report(exporter: &Exporter, t: &TracingPolicy, service_name: &str, span: ActiveSpan, f: &Facts<'_>) {
+pub fn report(
+    exporter: &Exporter,
+    t: &TracingPolicy,
+    service_name: &str,
+    span: ActiveSpan,
+    f: &Facts<'_>,
+) {
     if !span.context.sampled {
         return;
     }

@@ -53,7 +53,8 @@ pub fn hex(b: &[u8]) -> String {
 /// request then starts a new trace, as the spec asks.
 pub fn parse_traceparent(v: &str) -> Option<([u8; 16], [u8; 8], bool)> {
     let mut parts = v.trim().split('-');
-    let (version, trace, span, flags) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    let (version, trace, span, flags) =
+        (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
     let mut ver = [0u8; 1];
     if !hex_into(version, &mut ver) || ver[0] == 0xff || (ver[0] == 0 && parts.next().is_some()) {
         return None;
@@ -167,7 +168,11 @@ fn inject(headers: &mut HeaderMap, ctx: &SpanContext, b3: bool) {
             set(headers, &B3_PARENT_SPAN_ID, hex(&p));
         }
         set(headers, &B3_SPAN_ID, hex(&ctx.span_id));
-        set(headers, &B3_SAMPLED, if ctx.sampled { "1" } else { "0" }.into());
+        set(
+            headers,
+            &B3_SAMPLED,
+            if ctx.sampled { "1" } else { "0" }.into(),
+        );
     }
 }
 
@@ -195,23 +200,43 @@ mod tests {
         let ctx = start(&mut h, 0.0, &mut SplitMix64(1));
         assert!(ctx.sampled);
         assert_eq!(hex(&ctx.trace_id), "4bf92f3577b34da6a3ce929d0e0e4736");
-        assert_eq!(ctx.parent_span_id.map(|p| hex(&p)), Some("00f067aa0ba902b7".into()));
-        let out = h.get(&TRACEPARENT).and_then(|v| v.to_str().ok()).unwrap_or("");
+        assert_eq!(
+            ctx.parent_span_id.map(|p| hex(&p)),
+            Some("00f067aa0ba902b7".into())
+        );
+        let out = h
+            .get(&TRACEPARENT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
         assert_eq!(
             out,
-            format!("00-4bf92f3577b34da6a3ce929d0e0e4736-{}-01", hex(&ctx.span_id))
+            format!(
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-{}-01",
+                hex(&ctx.span_id)
+            )
         );
-        assert_ne!(ctx.span_id, [0x00, 0xf0, 0x67, 0xaa, 0x0b, 0xa9, 0x02, 0xb7]);
-        assert_eq!(h.get(&TRACESTATE).map(|v| v.as_bytes()), Some(&b"congo=t61rcWkgMzE"[..]));
+        assert_ne!(
+            ctx.span_id,
+            [0x00, 0xf0, 0x67, 0xaa, 0x0b, 0xa9, 0x02, 0xb7]
+        );
+        assert_eq!(
+            h.get(&TRACESTATE).map(|v| v.as_bytes()),
+            Some(&b"congo=t61rcWkgMzE"[..])
+        );
     }
 
     #[test]
     fn an_unsampled_traceparent_stays_unsampled_at_100_percent() {
         let mut h = HeaderMap::new();
-        h.insert(&TRACEPARENT, HeaderValue::from_static("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00"));
+        h.insert(
+            &TRACEPARENT,
+            HeaderValue::from_static("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00"),
+        );
         let ctx = start(&mut h, 100.0, &mut SplitMix64(1));
         assert!(!ctx.sampled);
-        assert!(h.get(&TRACEPARENT).is_some_and(|v| v.as_bytes().ends_with(b"-00")));
+        assert!(h
+            .get(&TRACEPARENT)
+            .is_some_and(|v| v.as_bytes().ends_with(b"-00")));
     }
 
     #[test]
@@ -240,7 +265,10 @@ mod tests {
         ] {
             assert_eq!(parse_traceparent(bad), None, "{bad}");
         }
-        assert!(parse_traceparent("01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-x").is_some());
+        assert!(
+            parse_traceparent("01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-x")
+                .is_some()
+        );
     }
 
     #[test]
