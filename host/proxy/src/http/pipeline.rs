@@ -115,8 +115,7 @@ async fn serve(
     let head = RequestHead::of(&req);
     let res = ctx.resolution_for(shared.config.current());
     // Tracing: the span begins here and the upstream gets the child trace context.
-    let span = trace::start(&res, req.headers_mut());
-    let protocol = if http1 { "HTTP/1.1" } else { "HTTP/2" };
+    let span = trace::start(&res, http1, req.headers_mut());
     // Request authentication (Envoy's jwt_authn, before RBAC): 401 for a bad token.
     let plan = match jwt::authenticate(&shared, &ctx, &res, &head, &mut req).await {
         Ok(auth) => plan::plan(&ctx, &res, &head, req.headers(), auth.as_ref()),
@@ -127,7 +126,7 @@ async fn serve(
     if let Some(reply) = &limit.limited {
         let (resp, outcome) = reply::rate_limited(reply);
         let sizes = report::finish(&shared, &ctx, &res, &head, &plan, &outcome, start.elapsed());
-        trace::finish(&shared, &ctx, &res, &head, &plan, &outcome, protocol, span);
+        trace::finish(&shared, &ctx, &res, &head, &plan, &outcome, span);
         let mut resp = crate::telemetry::body_size::counted(resp, sizes, start);
         if head.grpc {
             resp = reply::grpc_form(resp);
@@ -151,7 +150,7 @@ async fn serve(
     let mut resp = resp;
     ratelimit::decorate(resp.headers_mut(), &limit.response_headers);
     let sizes = report::finish(&shared, &ctx, &res, &head, &plan, &outcome, start.elapsed());
-    trace::finish(&shared, &ctx, &res, &head, &plan, &outcome, protocol, span);
+    trace::finish(&shared, &ctx, &res, &head, &plan, &outcome, span);
     let mut resp = crate::telemetry::body_size::counted(resp, sizes, start);
     if head.grpc {
         // Envoy answers a gRPC request's local replies in gRPC form (trailers-only).

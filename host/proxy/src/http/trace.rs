@@ -10,10 +10,20 @@ use crate::policy::plan::Plan;
 use crate::telemetry::span::{self, ActiveSpan, Facts};
 use crate::Shared;
 
+/// A started span and the request's protocol (an Envoy span tag).
+#[derive(Debug)]
+pub struct Started {
+    span: ActiveSpan,
+    protocol: &'static str,
+}
+
 /// Start the request's span when the Telemetry API turns tracing on.
-pub fn start(res: &Resolution, headers: &mut HeaderMap) -> Option<ActiveSpan> {
+pub fn start(res: &Resolution, http1: bool, headers: &mut HeaderMap) -> Option<Started> {
     let t = res.config.policy.snapshot.telemetry.tracing.as_ref()?;
-    Some(span::start(t, headers))
+    Some(Started {
+        span: span::start(t, headers),
+        protocol: if http1 { "HTTP/1.1" } else { "HTTP/2" },
+    })
 }
 
 /// Report the finished span (queued only when sampled).
@@ -24,13 +34,19 @@ pub fn finish(
     head: &RequestHead,
     plan: &Plan,
     outcome: &Outcome,
-    protocol: &str,
-    active: Option<ActiveSpan>,
+    started: Option<Started>,
 ) {
-    let (Some(active), Some(t)) = (
-        active,
+    let (
+        Some(Started {
+            span: active,
+            protocol,
+        }),
+        Some(t),
+    ) = (
+        started,
         res.config.policy.snapshot.telemetry.tracing.as_ref(),
-    ) else {
+    )
+    else {
         return;
     };
     let snapshot = &res.config.policy.snapshot;
