@@ -247,7 +247,7 @@ mod tests {
         let mut h = HeaderMap::new();
         assert!(!start(&mut h, 50.0, &mut Fixed(5_000)).sampled);
         let mut h = HeaderMap::new();
-        let ctx = start(&mut h, 0.0, &mut Fixed(0));
+        let ctx = start(&mut h, 0.0, &mut Fixed(1));
         assert!(!ctx.sampled);
         assert_eq!(ctx.parent_span_id, None);
         assert!(h.get(&TRACEPARENT).is_some());
