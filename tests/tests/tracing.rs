@@ -2,7 +2,8 @@
 //! stock Envoy on the generated bootstrap with our module): a fake OTLP collector on loopback
 //! receives the waypoint's span for a request carrying a sampled `traceparent` (same trace,
 //! parent = the caller's span, status code attribute), nothing for a request left to 0 %
-//! sampling, and the access log follows `accessLogging` (on, then disabled at the waypoint).
+//! sampling, and the access log follows `accessLogging` (on, then disabled at the waypoint);
+//! the tracing cases also on Envoy configured over ADS by `waypoint xds`.
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -358,6 +359,88 @@ async fn envoy_exports_spans_and_follows_access_logging() {
             !log.contains("GET /quiet"),
             "access log written while disabled: {log}"
         );
+    })
+    .await
+    .expect("test timed out");
+}
+
+/// The tracing cases on Envoy configured over ADS by `waypoint xds` (the tracer and the
+/// collector cluster reach Envoy through the xDS transform of the generated bootstrap).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn envoy_over_xds_exports_spans() {
+    use std::collections::BTreeMap;
+    use std::path::PathBuf;
+    use waypoint_envoy_config::bootstrap::Inputs;
+    use waypoint_envoy_config::xds::{server, Cache, Source};
+    use waypoint_tests::envoy_harness::{free_port, repo_root, Envoy};
+
+    let _ = waypoint_tests::envoy_harness::module_dir();
+    tokio::time::timeout(LIMIT, async {
+        let pki = Pki::new("cluster.local");
+        let echo = http_echo(SocketAddr::from(([127, 84, 0, 2], 0)), "echo").await;
+        let collector = Collector::start(SocketAddr::from(([127, 84, 0, 3], 0))).await;
+        let dir = TempDir::new("tracing-xds");
+        let certs = dir.path().join("certs");
+        std::fs::create_dir_all(&certs).expect("certs dir");
+        let issued = pki.issue("default", "waypoint");
+        for (from, to) in [
+            (&issued.cert, "waypoint.pem"),
+            (&issued.key, "waypoint-key.pem"),
+            (&issued.roots, "ca.pem"),
+        ] {
+            std::fs::copy(from, certs.join(to)).expect("copy cert");
+        }
+        let config = dir.path().join("config.yaml");
+        std::fs::write(
+            &config,
+            format!(
+                "{WAYPOINT_GATEWAY}{}",
+                config_text(&echo, collector.addr, false)
+            ),
+        )
+        .expect("write config");
+        let inputs = Inputs {
+            config: vec![config.clone()],
+            root: PathBuf::from("/"),
+            namespace: "default".into(),
+            waypoint: None,
+            certs: waypoint_hbone::tls::CertPaths::find(&certs).expect("certificate files"),
+            module_name: "waypoint".into(),
+            trust_domain: "cluster.local".into(),
+            originator: None,
+            access_log: false,
+            timeouts: Default::default(),
+        };
+        let hbone: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+        let mut rebind = BTreeMap::from([("connect_terminate".to_string(), hbone)]);
+        for name in ["readiness", "stats"] {
+            let a: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+            rebind.insert(name.to_string(), a);
+        }
+        let source = Source {
+            inputs: inputs.clone(),
+            rebind,
+            extra_listeners: Vec::new(),
+        };
+        let watched = source.watched();
+        let xds = server::start(
+            Cache::from_source(source),
+            "127.0.0.1:0".parse().expect("addr"),
+            watched,
+            Duration::from_millis(200),
+        )
+        .await
+        .expect("xds server");
+        let admin = free_port();
+        let yaml = waypoint_envoy_config::xds::render_bootstrap(&inputs, xds.addr, false)
+            .expect("bootstrap")
+            .replace("port_value: 15000", &format!("port_value: {admin}"));
+        let path = dir.path().join("envoy.yaml");
+        std::fs::write(&path, yaml).expect("write bootstrap");
+        let envoy = Envoy::start(&path, admin, &repo_root()).unwrap_or_else(|e| panic!("{e}"));
+        tracing_cases("envoy-xds", hbone, &collector, &pki, &|| envoy.log_text()).await;
+        assert!(xds.cache.nacks().is_empty(), "{:?}", xds.cache.nacks());
+        drop(envoy);
     })
     .await
     .expect("test timed out");
