@@ -15,6 +15,7 @@ pub mod jwt_cases;
 pub mod kube;
 pub mod manifests;
 pub mod netns;
+pub mod otlp_collector;
 pub mod pki;
 pub mod probes;
 pub mod ratelimit;

@@ -26,6 +26,7 @@ pub mod route_match;
 pub mod router_headers;
 pub mod service;
 pub mod snapshot;
+pub mod telemetry;
 pub mod telemetry_labels;
 #[cfg(test)]
 pub(crate) mod test_skip;

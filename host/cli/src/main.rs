@@ -107,7 +107,9 @@ fn main() -> ExitCode {
         Command::List(args) => exit(commands::waypoint::list::main(args)),
         Command::Status(args) => exit(commands::waypoint::status::main(args)),
         Command::Run(args) => {
-            waypoint_proxy::logging::init(args.access_log);
+            // The `access` target passes the filter: whether a request is logged is decided
+            // per config generation (Telemetry API, `accessLogFile`, `--access-log`).
+            waypoint_proxy::logging::init(true);
             exit(commands::run::main(*args))
         }
     }

@@ -37,4 +37,27 @@ pub struct Shared {
     pub ratelimit: http::ratelimit::Limiter,
     /// JWKS of RequestAuthentication rules (inline parsed once, `jwksUri` fetched and cached).
     pub jwks: Arc<jwks::JwksCache>,
+    /// The OTLP span exporter (started by the first sampled span).
+    pub tracer: telemetry::exporter::Exporter,
+    /// The legacy access-log switch (`--access-log`), used when neither a Telemetry nor the
+    /// mesh config decides.
+    pub access_log: bool,
+}
+
+impl Shared {
+    /// Is the access log on for requests decided in `config`? The Telemetry API decides when
+    /// it says anything; else MeshConfig `accessLogFile` or the `--access-log` flag.
+    pub fn access_log_on(&self, config: &config::ConfigState) -> bool {
+        let snapshot = &config.policy.snapshot;
+        snapshot
+            .telemetry
+            .access_log_on(self.access_log || snapshot.mesh().access_log_file)
+    }
+
+    /// [`Shared::access_log_on`] for the config in force now (off before the first one).
+    pub fn access_log_now(&self) -> bool {
+        self.config
+            .current()
+            .is_some_and(|c| self.access_log_on(&c))
+    }
 }

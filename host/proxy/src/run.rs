@@ -59,6 +59,8 @@ pub struct RunOptions {
     /// How often a `jwksUri` key set is fetched again (Istio's
     /// `PILOT_JWT_PUB_KEY_REFRESH_INTERVAL`, 20 min).
     pub jwks_refresh: Duration,
+    /// Access log when neither the Telemetry API nor MeshConfig `accessLogFile` decides.
+    pub access_log: bool,
 }
 
 /// Where the waypoint's certificate comes from.
@@ -96,6 +98,7 @@ impl RunOptions {
             timeouts: Default::default(),
             upgrades: vec!["websocket".to_string()],
             jwks_refresh: Duration::from_secs(20 * 60),
+            access_log: false,
         }
     }
 
@@ -247,6 +250,8 @@ pub async fn start(opts: RunOptions) -> anyhow::Result<Running> {
             ..Default::default()
         },
         ratelimit: Default::default(),
+        tracer: Default::default(),
+        access_log: opts.access_log,
     });
 
     let mut tasks = Vec::new();

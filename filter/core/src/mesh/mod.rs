@@ -1,8 +1,9 @@
-//! Istio MeshConfig as a waypoint uses it: the `istio` ConfigMap's `data.mesh`, of which only
-//! `extensionProviders` of the ext_authz kinds matter (CUSTOM AuthorizationPolicy providers).
+//! Istio MeshConfig as a waypoint uses it: the `istio` ConfigMap's `data.mesh`: ext_authz and
+//! OpenTelemetry `extensionProviders`, `defaultProviders`, `accessLogFile`, path normalization.
 
 mod provider;
 mod spec;
+mod tracing_provider;
 
 #[cfg(test)]
 mod tests;
@@ -11,6 +12,8 @@ pub use provider::{
     ExtAuthzGrpc, ExtAuthzHttp, ExtAuthzKind, ExtAuthzProvider, HeaderPattern,
     DEFAULT_EXT_AUTHZ_TIMEOUT, DEFAULT_STATUS_ON_ERROR,
 };
+
+pub use tracing_provider::{TracingProvider, DEFAULT_MAX_TAG_LENGTH};
 
 use crate::error::Diagnostics;
 use crate::resource::RawResource;
@@ -33,6 +36,16 @@ pub struct MeshConfig {
     pub other_providers: Vec<String>,
     /// `pathNormalization.normalization` (Istio's default: `BASE`).
     pub path_normalization: PathNormalization,
+    /// Valid `opentelemetry` providers (what Telemetry `tracing` can name).
+    pub tracing_providers: Vec<TracingProvider>,
+    /// Every declared provider name with its kind (`zipkin`, `envoyFileAccessLog`, ...).
+    pub provider_kinds: Vec<(String, String)>,
+    /// `defaultProviders.tracing`.
+    pub default_tracing: Vec<String>,
+    /// `defaultProviders.accessLogging`.
+    pub default_access_logging: Vec<String>,
+    /// `accessLogFile` is set (Istio's legacy switch turning Envoy's access log on).
+    pub access_log_file: bool,
 }
 
 /// MeshConfig `pathNormalization.normalization`: how the path is normalized once, before
@@ -76,6 +89,22 @@ impl MeshConfig {
     /// The ext_authz provider called `name`.
     pub fn ext_authz_provider(&self, name: &str) -> Option<&ExtAuthzProvider> {
         self.ext_authz.iter().find(|p| p.name == name)
+    }
+
+    /// The kind of the provider called `name` (Istio compares names case-insensitively,
+    /// `fetchProvider`).
+    pub fn provider_kind(&self, name: &str) -> Option<&str> {
+        self.provider_kinds
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, k)| k.as_str())
+    }
+
+    /// The valid `opentelemetry` provider called `name`.
+    pub fn tracing_provider(&self, name: &str) -> Option<&TracingProvider> {
+        self.tracing_providers
+            .iter()
+            .find(|p| p.name.eq_ignore_ascii_case(name))
     }
 }
 
@@ -164,6 +193,14 @@ pub fn parse_mesh_configmap(cm: &RawResource, diags: &mut Diagnostics) -> MeshCo
             )),
         }
     }
+    if let Some(d) = &spec.default_providers {
+        out.default_tracing = d.tracing.clone();
+        out.default_access_logging = d.access_logging.clone();
+    }
+    out.access_log_file = spec
+        .access_log_file
+        .as_deref()
+        .is_some_and(|f| !f.trim().is_empty());
     let mut seen: Vec<&str> = Vec::new();
     for (i, p) in spec.extension_providers.iter().enumerate() {
         let field = format!("data.mesh.extensionProviders[{i}]");
@@ -180,8 +217,21 @@ pub fn parse_mesh_configmap(cm: &RawResource, diags: &mut Diagnostics) -> MeshCo
             continue;
         }
         seen.push(name);
+        let kind = p.keys().find(|k| *k != "name").cloned().unwrap_or_default();
+        out.provider_kinds.push((name.to_string(), kind.clone()));
         match compile_provider(p, i, &field) {
             Ok(Some(c)) => out.ext_authz.push(c),
+            Ok(None) if kind == "opentelemetry" => {
+                out.other_providers.push(name.to_string());
+                let mut notes = Vec::new();
+                match tracing_provider::compile_otel(p, name, i, &field, &mut notes) {
+                    Ok(t) => out.tracing_providers.push(t),
+                    Err((f, msg)) => diags.error(cm.error(f, msg)),
+                }
+                for (f, msg) in notes {
+                    diags.warn(cm.error(f, msg));
+                }
+            }
             Ok(None) => out.other_providers.push(name.to_string()),
             Err((f, msg)) => diags.error(cm.error(f, msg)),
         }

@@ -15,6 +15,26 @@ pub(crate) struct MeshConfigSpec {
     /// `pathNormalization` (`ProxyPathNormalization`).
     #[serde(default)]
     pub path_normalization: Option<PathNormalizationSpec>,
+    /// `defaultProviders`: providers used when no Telemetry names one.
+    #[serde(default)]
+    pub default_providers: Option<DefaultProvidersSpec>,
+    /// `accessLogFile`: the legacy switch for Envoy's file access log.
+    #[serde(default)]
+    pub access_log_file: Option<String>,
+}
+
+/// `MeshConfig.DefaultProviders` (`metrics` is Istio's concern, not the waypoint's).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(crate) struct DefaultProvidersSpec {
+    #[serde(default)]
+    pub tracing: Vec<String>,
+    #[serde(default)]
+    pub access_logging: Vec<String>,
+    /// Accepted; Istio's metrics are always emitted.
+    #[serde(default)]
+    #[allow(dead_code)]
+    pub metrics: Vec<String>,
 }
 
 /// `ProxyPathNormalization`: `{normalization: NONE | BASE | MERGE_SLASHES |

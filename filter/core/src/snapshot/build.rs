@@ -29,6 +29,7 @@ fn known_kind(r: &RawResource) -> bool {
     match r.group() {
         "" => matches!(r.kind.as_str(), "Service" | "Namespace" | "Pod"),
         "discovery.k8s.io" => r.kind == "EndpointSlice",
+        "telemetry.istio.io" => r.kind == "Telemetry",
         "networking.istio.io" => matches!(
             r.kind.as_str(),
             "VirtualService" | "DestinationRule" | "ServiceEntry" | "EnvoyFilter"
@@ -56,6 +57,7 @@ fn version_ok(r: &RawResource) -> bool {
             _ => matches!(v, "v1" | "v1beta1"),
         },
         "discovery.k8s.io" => v == "v1",
+        "telemetry.istio.io" => matches!(v, "v1" | "v1alpha1"),
         _ => v == "v1",
     }
 }
@@ -99,6 +101,13 @@ impl Snapshot {
         let mut policies = Vec::new();
         let mut authns = Vec::new();
         let mesh = mesh_config(resources, &registry, opts, &mut diags);
+        let telemetry = crate::telemetry::compile(
+            resources,
+            waypoint.as_ref(),
+            &mesh,
+            &opts.root_namespace,
+            &mut diags,
+        );
         let mut providers: Vec<&str> = opts.custom_providers.iter().map(String::as_str).collect();
         providers.extend(mesh.ext_authz.iter().map(|p| p.name.as_str()));
         let (grants, grant_diags) = ReferenceGrants::from_resources(resources);
@@ -376,6 +385,7 @@ impl Snapshot {
             subset_endpoints,
             policies,
             mesh,
+            telemetry,
             root_namespace: opts.root_namespace.clone(),
             diagnostics: diags.clone(),
         };

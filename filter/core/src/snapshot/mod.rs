@@ -84,6 +84,8 @@ pub struct Snapshot {
     pub(crate) jwt: crate::authn::RuleSelection,
     /// MeshConfig from the `istio` ConfigMap (ext_authz providers).
     pub(crate) mesh: MeshConfig,
+    /// The Telemetry API for this waypoint (access logging, tracing).
+    pub telemetry: crate::telemetry::TelemetryPolicy,
     /// Istio's root namespace the snapshot was built with.
     pub(crate) root_namespace: String,
     /// Local rate limits from EnvoyFilters attached to the waypoint.

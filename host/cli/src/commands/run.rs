@@ -66,7 +66,8 @@ pub struct Args {
     /// Default: the CPUs this process may run on.
     #[arg(long, value_name = "N")]
     threads: Option<usize>,
-    /// Log every request (tracing target `access`): off by default, as in Istio.
+    /// Log every request (tracing target `access`): off by default, as in Istio. A Telemetry
+    /// resource's `accessLogging` (or MeshConfig `accessLogFile`) decides instead when set.
     #[arg(long)]
     pub access_log: bool,
     /// On SIGTERM/SIGINT: stop accepting, report not ready, send GOAWAY, and let in-flight
@@ -102,6 +103,7 @@ fn run_options(args: &Args, certs: CertSource) -> RunOptions {
     opts.hbone_upstream_port = args.hbone_upstream_port;
     opts.watch_interval = args.watch_interval;
     opts.jwks_refresh = args.jwks_refresh;
+    opts.access_log = args.access_log;
     opts
 }
 

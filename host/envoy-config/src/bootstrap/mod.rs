@@ -7,6 +7,7 @@ pub mod hardening;
 pub mod jwt_authn;
 pub mod listeners;
 pub mod ratelimit;
+pub mod telemetry;
 pub mod traffic_policy;
 
 use std::collections::BTreeSet;
@@ -125,6 +126,8 @@ impl Options {
 
 /// The bootstrap as a JSON value (object keys come out sorted, so the output is deterministic).
 pub fn generate(snapshot: &Snapshot, o: &Options) -> Value {
+    // The Telemetry API may turn the access log on or off.
+    let o = &telemetry::effective_options(o, snapshot);
     let plans = clusters::plan(snapshot, &o.trust_domain);
     // Every distinct mesh pod/target port gets an originating listener; every pod a cluster
     // (HBONE from Envoy, or the local originator with the pod in the PROXY header).
@@ -143,6 +146,7 @@ pub fn generate(snapshot: &Snapshot, o: &Options) -> Value {
         tracing::warn!("rate limit: {note}");
     }
     jwt_authn::wire(&mut main, snapshot);
+    telemetry::wire(&mut main, snapshot);
     let mut listeners = vec![listeners::connect_terminate(o, paths), main];
     listeners.extend(mesh.iter().map(|t| match via {
         Some(_) => listeners::connect_originate_local(t, tcp_idle),
@@ -182,6 +186,7 @@ pub fn generate(snapshot: &Snapshot, o: &Options) -> Value {
             .map(|p| clusters::outbound_cluster_via(p, via.is_some())),
     );
     cluster_list.extend(jwt_authn::clusters(snapshot));
+    cluster_list.extend(telemetry::clusters(snapshot));
     cluster_list.extend(ext_authz::provider_clusters(
         snapshot,
         &plans,

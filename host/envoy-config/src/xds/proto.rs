@@ -110,6 +110,8 @@ mod tests {
             "envoy.extensions.bootstrap.internal_listener.v3.InternalListener",
             "envoy.extensions.filters.http.set_filter_state.v3.Config",
             "envoy.extensions.access_loggers.stream.v3.StdoutAccessLog",
+            "envoy.config.trace.v3.OpenTelemetryConfig",
+            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
             "google.protobuf.Struct",
         ] {
             assert!(pool.get_message_by_name(t).is_some(), "{t}");

@@ -271,10 +271,14 @@ async fn serve_tunnel(
                         .tcp_sent
                         .get_or_create(&labels)
                         .inc_by(from_up);
-                    info!(target: "access", destination = %ctx.authority, source = ctx.peer.principal.as_deref().unwrap_or("-"), bytes_in = from_down, bytes_out = from_up, "tcp");
+                    if shared.access_log_now() {
+                        info!(target: "access", destination = %ctx.authority, source = ctx.peer.principal.as_deref().unwrap_or("-"), bytes_in = from_down, bytes_out = from_up, "tcp");
+                    }
                 }
                 Err(e) => {
-                    info!(target: "access", destination = %ctx.authority, error = %e, "tcp relay ended with error")
+                    if shared.access_log_now() {
+                        info!(target: "access", destination = %ctx.authority, error = %e, "tcp relay ended with error")
+                    }
                 }
             }
             shared.metrics.tcp_closed.get_or_create(&labels).inc();

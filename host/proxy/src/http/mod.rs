@@ -23,5 +23,6 @@ pub mod reply;
 pub mod report;
 pub mod request_timeout;
 pub mod retry;
+pub mod trace;
 pub mod upgrade;
 pub mod upstream_request;

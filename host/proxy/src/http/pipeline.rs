@@ -22,7 +22,7 @@ use crate::http::head::RequestHead;
 use crate::http::reply::{self, Outcome, ProxyError};
 use crate::http::request_timeout::{InBody, Received};
 use crate::http::retry::{self, Answered, Failed};
-use crate::http::{authz, filters, jwt, mirror, plan, ratelimit, report, upgrade};
+use crate::http::{authz, filters, jwt, mirror, plan, ratelimit, report, trace, upgrade};
 use crate::policy::plan::{ForwardPlan, PlanKind};
 use crate::upstream::{BoxError, ProxyBody};
 use crate::Shared;
@@ -56,7 +56,7 @@ async fn serve_timed(
     tokio::select! {
         r = serve(shared, ctx.clone(), req) => r,
         _ = received.expired(limit) => {
-            info!(
+            if drain.access_log_now() { info!(
                 target: "access",
                 method = %method,
                 path = %path,
@@ -64,7 +64,7 @@ async fn serve_timed(
                 destination = %ctx.authority,
                 details = "request_overall_timeout",
                 "request"
-            );
+            ); }
             let (mut resp, _) = reply::error(ProxyError::RequestTimeout, None, 0);
             close_if_draining(&drain, http1, &mut resp);
             Ok(resp)
@@ -92,17 +92,19 @@ async fn serve(
     // Screen: a CONNECT or upgrade the connection manager is not configured for never
     // reaches policy.
     if let Err(refusal) = upgrade::screen(&shared.proxy, &mut req) {
-        info!(
-            target: "access",
-            method = %req.method(),
-            path = %req.uri().path(),
-            status = upgrade::Refusal::STATUS,
-            details = "upgrade_failed",
-            refused = ?refusal,
-            source = ctx.peer.principal.as_deref().unwrap_or("-"),
-            destination = %ctx.authority,
-            "request"
-        );
+        if shared.access_log_now() {
+            info!(
+                target: "access",
+                method = %req.method(),
+                path = %req.uri().path(),
+                status = upgrade::Refusal::STATUS,
+                details = "upgrade_failed",
+                refused = ?refusal,
+                source = ctx.peer.principal.as_deref().unwrap_or("-"),
+                destination = %ctx.authority,
+                "request"
+            );
+        }
         let (mut resp, _) = reply::error(ProxyError::UpgradeRefused, None, 0);
         close_if_draining(&shared, http1, &mut resp);
         return Ok(resp);
@@ -112,6 +114,8 @@ async fn serve(
     // Policy: one config generation for the whole request.
     let head = RequestHead::of(&req);
     let res = ctx.resolution_for(shared.config.current());
+    // Tracing: the span begins here and the upstream gets the child trace context.
+    let span = trace::start(&res, http1, req.headers_mut());
     // Request authentication (Envoy's jwt_authn, before RBAC): 401 for a bad token.
     let plan = match jwt::authenticate(&shared, &ctx, &res, &head, &mut req).await {
         Ok(auth) => plan::plan(&ctx, &res, &head, req.headers(), auth.as_ref()),
@@ -122,6 +126,7 @@ async fn serve(
     if let Some(reply) = &limit.limited {
         let (resp, outcome) = reply::rate_limited(reply);
         let sizes = report::finish(&shared, &ctx, &res, &head, &plan, &outcome, start.elapsed());
+        trace::finish(&shared, &ctx, &res, &head, &plan, &outcome, span);
         let mut resp = crate::telemetry::body_size::counted(resp, sizes, start);
         if head.grpc {
             resp = reply::grpc_form(resp);
@@ -145,6 +150,7 @@ async fn serve(
     let mut resp = resp;
     ratelimit::decorate(resp.headers_mut(), &limit.response_headers);
     let sizes = report::finish(&shared, &ctx, &res, &head, &plan, &outcome, start.elapsed());
+    trace::finish(&shared, &ctx, &res, &head, &plan, &outcome, span);
     let mut resp = crate::telemetry::body_size::counted(resp, sizes, start);
     if head.grpc {
         // Envoy answers a gRPC request's local replies in gRPC form (trailers-only).

@@ -40,6 +40,9 @@ pub fn finish(
         };
         shared.metrics.policy_denials.get_or_create(&labels).inc();
     }
+    if !shared.access_log_on(&res.config) {
+        return response;
+    }
     info!(
         target: "access",
         method = %head.method,

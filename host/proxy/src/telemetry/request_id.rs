@@ -27,6 +27,11 @@ fn seed() -> u64 {
     h.finish()
 }
 
+/// Run `f` with this thread's generator (shared with tracing's ids and sampling draws).
+pub fn with_rng<R>(f: impl FnOnce(&mut dyn RandomSource) -> R) -> R {
+    RNG.with(|r| f(&mut *r.borrow_mut()))
+}
+
 /// A random UUID v4 (RFC 9562 §5.4) from two 64-bit draws, in its 36-character form.
 pub fn uuid_v4(rng: &mut dyn RandomSource) -> String {
     let b = uuid_v4_bytes(rng);
