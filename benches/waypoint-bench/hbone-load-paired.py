@@ -4,6 +4,7 @@ req/s, latency, errors, the waypoint's CPU (share of its core) and both cores' b
 the per-round host/anchor ratios (same round, so the machine's drift cancels) and their median.
 
 Usage: hbone-load-paired.py OUT_DIR/results.jsonl
+       hbone-load-paired.py --last OUT_DIR/results.jsonl   (one line: the last run)
 """
 import collections
 import json
@@ -77,5 +78,16 @@ def main(path):
                 for k, v in ratios.items()))
 
 
+def last(path):
+    lines = [l for l in open(path, encoding="utf-8") if l.strip()]
+    r = json.loads(lines[-1])
+    f = fig(r)
+    print(f"{f['rps']:.0f} req/s, p50 {f['p50']} p99 {f['p99']} ms, errors {f['errors']}, "
+          f"wp busy {f['wp']}, cpu0 {f['cpu0']} cpu1 {f['cpu1']}")
+
+
 if __name__ == "__main__":
-    main(sys.argv[1])
+    if sys.argv[1] == "--last":
+        last(sys.argv[2])
+    else:
+        main(sys.argv[1])

@@ -142,7 +142,7 @@ run_one() { # run_one VARIANT MODE ROUND
   stop_group "$g"
   python3 -c 'import json,sys; r=json.loads(sys.argv[1]); r.update(variant=sys.argv[2], round=int(sys.argv[3]), wp_pid=int(sys.argv[4])); print(json.dumps(r))' \
     "$line" "$v" "$round" "$pid" >>"$RESULTS"
-  log "r$round $mode $v: $(tail -1 "$RESULTS" | python3 -c 'import json,sys; r=json.load(sys.stdin); l=r["latency_ms"]; c=r["cpu"]; print(f"{r[\"rps\"]:.0f} req/s p50 {l[\"p50\"]} p99 {l[\"p99\"]} ms errors {r[\"errors\"]} non-200 {r[\"non_200\"]} wp {c[\"pids\"][str(r[\"wp_pid\"])]} cpus {c[\"cpu_busy\"]}")')"
+  log "r$round $mode $v: $(python3 "$here/hbone-load-paired.py" --last "$RESULTS")"
 }
 
 IFS=, read -r -a VLIST <<<"$VARIANTS"
