@@ -429,20 +429,26 @@ mod upstream_pool {
         let (addr, accepted) = slow_server(Duration::from_millis(50)).await;
         let ups = Upstreams::new(HboneClient::new(pki.store("default", "waypoint")));
         for _wave in 0..3 {
-            let requests = (0..64).map(|_| async {
-                let req = http::Request::builder()
-                    .uri("/")
-                    .header(http::header::HOST, "backend")
-                    .body(Empty::<Bytes>::new().map_err(|e| match e {}).boxed())
-                    .expect("request");
-                let resp = ups
-                    .send(&Target::plain(addr), Wire::Http1, req)
-                    .await
-                    .expect("response");
-                assert_eq!(resp.status(), 200);
-                resp.into_body().collect().await.expect("body");
-            });
-            futures_util::future::join_all(requests).await;
+            let mut requests = tokio::task::JoinSet::new();
+            for _ in 0..64 {
+                let ups = ups.clone();
+                requests.spawn(async move {
+                    let req = http::Request::builder()
+                        .uri("/")
+                        .header(http::header::HOST, "backend")
+                        .body(Empty::<Bytes>::new().map_err(|e| match e {}).boxed())
+                        .expect("request");
+                    let resp = ups
+                        .send(&Target::plain(addr), Wire::Http1, req)
+                        .await
+                        .expect("response");
+                    assert_eq!(resp.status(), 200);
+                    resp.into_body().collect().await.expect("body");
+                });
+            }
+            while let Some(r) = requests.join_next().await {
+                r.expect("request task");
+            }
             // The connections' tasks mark them ready once the exchange is over.
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
