@@ -1,6 +1,8 @@
 //! waypoint-benches: synthetic config generators for the decision benchmarks.
-//! Each generator returns manifest YAML that the core parses like any user config.
+//! Each generator returns manifest YAML that the core parses like any user config; and the
+//! HBONE load generator (`hbone_load`, binary `hbone-load`).
 
+pub mod hbone_load;
 pub mod xds_fixture;
 
 use std::fmt::Write;

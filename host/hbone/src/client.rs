@@ -14,6 +14,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tracing::{debug, warn};
 
+use super::coalesce::Coalesced;
 use super::limits;
 use super::stream::{H2Stream, StreamGuard};
 use crate::tls::{config::client_config, CertStore, Identity};
@@ -245,7 +246,7 @@ impl HboneClient {
             .max_frame_size(limits::MAX_FRAME_SIZE)
             .max_header_list_size(limits::MAX_HEADER_LIST)
             .enable_push(false)
-            .handshake::<_, Bytes>(tls)
+            .handshake::<_, Bytes>(Coalesced::new(tls))
             .await
             .map_err(|source| HboneError::H2 { addr, source })?;
         self.opened.fetch_add(1, Ordering::Relaxed);

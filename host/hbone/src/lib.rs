@@ -2,6 +2,7 @@
 //! ztunnel-compatible limits, mesh TLS identities and certificates, and the Envoy originator.
 
 pub mod client;
+pub mod coalesce;
 pub mod limits;
 pub mod originate;
 pub mod server;

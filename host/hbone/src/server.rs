@@ -16,6 +16,7 @@ use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, warn};
 
+use super::coalesce::Coalesced;
 use super::limits;
 use super::stream::H2Stream;
 use crate::timeouts::Timeouts;
@@ -242,7 +243,7 @@ async fn serve_connection<H: ConnectHandler>(
             .initial_window_size(limits::STREAM_WINDOW)
             .initial_connection_window_size(limits::CONNECTION_WINDOW)
             .max_frame_size(limits::MAX_FRAME_SIZE)
-            .handshake::<_, Bytes>(tls)
+            .handshake::<_, Bytes>(Coalesced::new(tls))
             .await?;
         let first = conn.accept().await;
         Ok::<_, h2::Error>((conn, first))

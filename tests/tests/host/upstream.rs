@@ -396,6 +396,69 @@ mod upstream_pool {
         (addr, open)
     }
 
+    /// An HTTP/1.1 server on loopback answering after `delay`; counts accepted connections.
+    async fn slow_server(delay: Duration) -> (SocketAddr, Arc<AtomicUsize>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let a = accepted.clone();
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                a.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let svc = hyper::service::service_fn(move |_req| async move {
+                        tokio::time::sleep(delay).await;
+                        Ok::<_, std::convert::Infallible>(
+                            http::Response::new(Empty::<Bytes>::new()),
+                        )
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(tcp), svc)
+                        .await;
+                });
+            }
+        });
+        (addr, accepted)
+    }
+
+    #[tokio::test]
+    async fn more_requests_in_flight_than_the_idle_cap_keep_their_connections() {
+        // 64 requests in flight to one endpoint, as one HBONE connection with 64 streams sends
+        // at saturation: every connection goes back to the pool, so the next waves open none.
+        let pki = Pki::new("cluster.local");
+        let (addr, accepted) = slow_server(Duration::from_millis(50)).await;
+        let ups = Upstreams::new(HboneClient::new(pki.store("default", "waypoint")));
+        for _wave in 0..3 {
+            let mut requests = tokio::task::JoinSet::new();
+            for _ in 0..64 {
+                let ups = ups.clone();
+                requests.spawn(async move {
+                    let req = http::Request::builder()
+                        .uri("/")
+                        .header(http::header::HOST, "backend")
+                        .body(Empty::<Bytes>::new().map_err(|e| match e {}).boxed())
+                        .expect("request");
+                    let resp = ups
+                        .send(&Target::plain(addr), Wire::Http1, req)
+                        .await
+                        .expect("response");
+                    assert_eq!(resp.status(), 200);
+                    resp.into_body().collect().await.expect("body");
+                });
+            }
+            while let Some(r) = requests.join_next().await {
+                r.expect("request task");
+            }
+            // The connections' tasks mark them ready once the exchange is over.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(
+            accepted.load(Ordering::SeqCst),
+            64,
+            "connections opened over three waves of 64 concurrent requests"
+        );
+    }
+
     #[tokio::test]
     async fn pooled_connections_idle_for_the_timeout_are_closed() {
         let pki = Pki::new("cluster.local");
