@@ -314,6 +314,16 @@ pub async fn slow_upstream(bind: SocketAddr, hold: Duration) -> SlowUpstream {
 
 /// [`slow_upstream`] answering `status`.
 pub async fn slow_upstream_status(bind: SocketAddr, hold: Duration, status: u16) -> SlowUpstream {
+    holding_upstream(bind, move |_| hold, status).await
+}
+
+/// An HTTP/1.1 upstream holding request number `n` (1-based, across connections) for
+/// `hold(n)` before answering `status` with the body `attempt <n>`.
+async fn holding_upstream(
+    bind: SocketAddr,
+    hold: impl Fn(usize) -> Duration + Clone + Send + Sync + 'static,
+    status: u16,
+) -> SlowUpstream {
     let listener = TcpListener::bind(bind).await.expect("bind slow upstream");
     let addr = listener.local_addr().expect("addr");
     let arrived = Arc::new(AtomicUsize::new(0));
@@ -323,7 +333,7 @@ pub async fn slow_upstream_status(bind: SocketAddr, hold: Duration, status: u16)
         let mut conns = tokio::task::JoinSet::new();
         while let Ok((mut sock, _)) = listener.accept().await {
             c.fetch_add(1, Ordering::SeqCst);
-            let a = a.clone();
+            let (a, hold) = (a.clone(), hold.clone());
             conns.spawn(async move {
                 let mut buf = Vec::new();
                 let mut chunk = [0u8; 4096];
@@ -338,9 +348,13 @@ pub async fn slow_upstream_status(bind: SocketAddr, hold: Duration, status: u16)
                         }
                     };
                     buf.drain(..end);
-                    a.fetch_add(1, Ordering::SeqCst);
-                    tokio::time::sleep(hold).await;
-                    let resp = format!("HTTP/1.1 {status} X\r\ncontent-length: 5\r\n\r\nslow\n");
+                    let n = a.fetch_add(1, Ordering::SeqCst) + 1;
+                    tokio::time::sleep(hold(n)).await;
+                    let body = format!("attempt {n}\n");
+                    let resp = format!(
+                        "HTTP/1.1 {status} X\r\ncontent-length: {}\r\n\r\n{body}",
+                        body.len()
+                    );
                     if sock.write_all(resp.as_bytes()).await.is_err() {
                         return;
                     }
@@ -554,68 +568,15 @@ impl Overflow {
 pub struct BackendTimeoutRetry {
     pub yaml: String,
     pub authority: String,
-    upstream: SlowFirst,
-}
-
-/// An HTTP/1.1 upstream holding only its first request for `hold`; counts requests.
-#[derive(Debug)]
-struct SlowFirst {
-    arrived: Arc<AtomicUsize>,
-    task: JoinHandle<()>,
-}
-
-impl Drop for SlowFirst {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-async fn slow_first(bind: SocketAddr, hold: Duration) -> (SocketAddr, SlowFirst) {
-    let listener = TcpListener::bind(bind).await.expect("bind upstream");
-    let addr = listener.local_addr().expect("addr");
-    let arrived = Arc::new(AtomicUsize::new(0));
-    let a = arrived.clone();
-    let task = tokio::spawn(async move {
-        let mut conns = tokio::task::JoinSet::new();
-        while let Ok((mut sock, _)) = listener.accept().await {
-            let a = a.clone();
-            conns.spawn(async move {
-                let mut buf = Vec::new();
-                let mut chunk = [0u8; 4096];
-                loop {
-                    let end = loop {
-                        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                            break i + 4;
-                        }
-                        match sock.read(&mut chunk).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                        }
-                    };
-                    buf.drain(..end);
-                    let n = a.fetch_add(1, Ordering::SeqCst) + 1;
-                    if n == 1 {
-                        tokio::time::sleep(hold).await;
-                    }
-                    let body = format!("attempt {n}\n");
-                    let resp = format!(
-                        "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}",
-                        body.len()
-                    );
-                    if sock.write_all(resp.as_bytes()).await.is_err() {
-                        return;
-                    }
-                }
-            });
-        }
-    });
-    (addr, SlowFirst { arrived, task })
+    upstream: SlowUpstream,
 }
 
 impl BackendTimeoutRetry {
     pub async fn setup(net: u8) -> BackendTimeoutRetry {
-        let (addr, upstream) =
-            slow_first(SocketAddr::new(ip(net, 1), 0), Duration::from_secs(3)).await;
+        // Only the first request is held past the per-try timeout.
+        let hold = |n: usize| Duration::from_secs(if n == 1 { 3 } else { 0 });
+        let upstream = holding_upstream(SocketAddr::new(ip(net, 1), 0), hold, 200).await;
+        let addr = upstream.addr;
         let vip = format!("10.96.{net}.1");
         let yaml = [
             service_with_pods("timing", &vip, "http", addr.port(), &[&ip(net, 1).to_string()], false),
