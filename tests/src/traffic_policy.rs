@@ -418,13 +418,7 @@ impl RetryOverflow {
             tokio::spawn(async move { get(&p, &a, path, &[]).await })
         };
         let (a, b) = (send("/a"), send("/b"));
-        for (name, h) in [("a", a), ("b", b)] {
-            let r = h
-                .await
-                .unwrap_or_else(|e| panic!("{name}: {e}"))
-                .unwrap_or_else(|e| panic!("{name}: {e}"));
-            assert_eq!(r.status, 500, "{name}: {r:?}");
-        }
+        expect_status([("a", a), ("b", b)], 500).await;
         assert_eq!(self.upstream.arrived.load(Ordering::SeqCst), 4);
     }
 }
@@ -549,13 +543,7 @@ impl Overflow {
             started.elapsed() < HOLD / 2,
             "the overflow was not answered at once"
         );
-        for (name, h) in [("first", first), ("second", second)] {
-            let r = h
-                .await
-                .unwrap_or_else(|e| panic!("{name}: {e}"))
-                .unwrap_or_else(|e| panic!("{name}: {e}"));
-            assert_eq!(r.status, 200, "{name}: {r:?}");
-        }
+        expect_status([("first", first), ("second", second)], 200).await;
         assert_eq!(self.upstream.arrived.load(Ordering::SeqCst), 2);
     }
 }
@@ -597,5 +585,18 @@ impl BackendTimeoutRetry {
         assert_eq!(r.status, 200, "{r:?}");
         assert_eq!(r.body, b"attempt 2\n", "{r:?}");
         assert_eq!(self.upstream.arrived.load(Ordering::SeqCst), 2);
+    }
+}
+
+type Pending = JoinHandle<Result<Exchange, String>>;
+
+/// Await requests sent in the background; each must have answered `status`.
+async fn expect_status<const N: usize>(pending: [(&str, Pending); N], status: u16) {
+    for (name, h) in pending {
+        let r = h
+            .await
+            .unwrap_or_else(|e| panic!("{name}: {e}"))
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(r.status, status, "{name}: {r:?}");
     }
 }

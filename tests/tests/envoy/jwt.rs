@@ -67,26 +67,7 @@ async fn request_authentication_through_envoy() {
         let keys = Keys::new();
         let server = JwksServer::start(jwks(&[&keys.rs, &keys.es, &keys.ed])).await;
         let config = TempDir::new("envoy-jwt");
-        let yaml = [
-            WAYPOINT_GATEWAY.to_string(),
-            service("front", "10.96.60.1", &ip(1).to_string(), 1, false),
-            service(
-                "one",
-                "10.96.60.2",
-                &ip(2).to_string(),
-                one.addr.port(),
-                false,
-            ),
-            service(
-                "two",
-                "10.96.60.3",
-                &ip(3).to_string(),
-                two.addr.port(),
-                false,
-            ),
-            policy(&server.uri()),
-        ]
-        .concat();
+        let yaml = config_yaml(61, one.addr.port(), two.addr.port(), &server.uri());
         let (paths, snap) = write_config(config.path(), &yaml);
         let wp = GeneratedWaypoint::start(&pki, &snap, &paths, Layout::Originator, 15008)
             .await
@@ -148,26 +129,7 @@ fn jwks_rotation_through_xds() {
         std::fs::copy(from, certs.join(to)).expect("copy certificate");
     }
     let config = dir.join("config.yaml");
-    let yaml = [
-        WAYPOINT_GATEWAY.to_string(),
-        service("front", "10.96.60.1", &ip(1).to_string(), 1, false),
-        service(
-            "one",
-            "10.96.60.2",
-            &ip(2).to_string(),
-            one.addr.port(),
-            false,
-        ),
-        service(
-            "two",
-            "10.96.60.3",
-            &ip(3).to_string(),
-            two.addr.port(),
-            false,
-        ),
-        policy(&jwks_server.uri()),
-    ]
-    .concat();
+    let yaml = config_yaml(62, one.addr.port(), two.addr.port(), &jwks_server.uri());
     std::fs::write(&config, yaml).expect("config");
     let inputs = Inputs {
         config: vec![config],
@@ -260,4 +222,18 @@ fn jwks_rotation_through_xds() {
     refresher.abort();
     drop(envoy);
     drop(xds);
+}
+
+/// The waypoint, services `front` / `one` / `two` (backends on `127.<net>.0.2` / `.3`) and
+/// the JWT policies against the key server at `jwks_uri`.
+fn config_yaml(net: u8, one_port: u16, two_port: u16, jwks_uri: &str) -> String {
+    let ip = |n: u8| IpAddr::from([127, net, 0, n]);
+    [
+        WAYPOINT_GATEWAY.to_string(),
+        service("front", "10.96.60.1", &ip(1).to_string(), 1, false),
+        service("one", "10.96.60.2", &ip(2).to_string(), one_port, false),
+        service("two", "10.96.60.3", &ip(3).to_string(), two_port, false),
+        policy(jwks_uri),
+    ]
+    .concat()
 }
