@@ -204,6 +204,13 @@ impl HboneClient {
             return Ok(c);
         }
         let dialed = self.dial(key).await;
+        // Pool the new connection before the gate opens: a caller arriving between the two
+        // would otherwise find neither a pooled connection nor a gate and dial a second one.
+        if let Ok(conn) = &dialed {
+            conn.streams.fetch_add(1, Ordering::AcqRel);
+            let mut pool = self.pool.lock().unwrap_or_else(|p| p.into_inner());
+            pool.entry(key.clone()).or_default().push(conn.clone());
+        }
         drop(dialing);
         {
             // Forget the gate once nobody else holds it (keys come and go with pods).
@@ -212,11 +219,7 @@ impl HboneClient {
                 gates.remove(key);
             }
         }
-        let conn = dialed?;
-        conn.streams.fetch_add(1, Ordering::AcqRel);
-        let mut pool = self.pool.lock().unwrap_or_else(|p| p.into_inner());
-        pool.entry(key.clone()).or_default().push(conn.clone());
-        Ok(conn)
+        dialed
     }
 
     async fn dial(&self, key: &PoolKey) -> Result<PooledConn, HboneError> {

@@ -138,6 +138,42 @@ async fn hundred_parallel_streams_share_one_connection() {
     .expect("test timed out");
 }
 
+/// Tunnels asked for while the first connection is being dialled, and just after it is up,
+/// all ride that connection: a caller arriving between the dial's end and the connection's
+/// entry in the pool once opened a second one (seen in CI as two connections to one pod).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tunnels_asked_during_the_dial_share_its_connection() {
+    tokio::time::timeout(LIMIT, async {
+        let pki = Pki::new("cluster.local");
+        let wp = TestWaypoint::start(&pki, "", 15008).await;
+        let echo = http_echo("127.0.0.1:0".parse().expect("addr"), "echo").await;
+        for round in 0..20 {
+            let client = Arc::new(HboneClient::new(pki.store("default", "sleep")));
+            let mut tasks = Vec::new();
+            for i in 0..40u64 {
+                let (client, addr, target) =
+                    (client.clone(), wp.running.hbone_addr, echo.addr.to_string());
+                // Arrivals spread over the dial (a TLS handshake takes a few ms here).
+                tasks.push(tokio::spawn(async move {
+                    tokio::time::sleep(Duration::from_micros(i * 150)).await;
+                    tunnel(&client, addr, &[], &target).await
+                }));
+            }
+            let mut held = Vec::new();
+            for t in tasks {
+                held.push(t.await.expect("task").expect("tunnel"));
+            }
+            assert_eq!(
+                client.connections_opened(),
+                1,
+                "round {round}: 40 tunnels to one server share one connection"
+            );
+        }
+    })
+    .await
+    .expect("test timed out");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upstream_finishing_first_flushes_fifty_megabytes_then_half_closes() {
     tokio::time::timeout(LIMIT, async {
