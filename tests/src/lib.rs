@@ -21,6 +21,7 @@ pub mod probes;
 pub mod ratelimit;
 pub mod scenario;
 pub mod scenario_hbone;
+pub mod sidecar;
 pub mod security;
 pub mod telemetry;
 pub mod traffic_policy;
