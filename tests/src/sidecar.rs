@@ -130,7 +130,13 @@ pub async fn fake_sidecar(bind: SocketAddr, store: Arc<CertStore>) -> FakeSideca
 /// A Service `name` (VIP `vip`, port 80 named `port_name` → `target_port`) with one pod at
 /// `ip` running as `default/<name>` with an Istio sidecar (`security.istio.io/tlsMode: istio`,
 /// no HBONE tunnel label, not ambient).
-pub fn sidecar_service(name: &str, vip: &str, port_name: &str, target_port: u16, ip: IpAddr) -> String {
+pub fn sidecar_service(
+    name: &str,
+    vip: &str,
+    port_name: &str,
+    target_port: u16,
+    ip: IpAddr,
+) -> String {
     format!(
         r#"
 ---
@@ -202,7 +208,13 @@ impl Sidecars {
         .await;
         let yaml = [
             sidecar_service("sidecar", &format!("10.96.{net}.1"), "http", port, ip(1)),
-            sidecar_service("sidecar-h2", &format!("10.96.{net}.2"), "http2", port, ip(2)),
+            sidecar_service(
+                "sidecar-h2",
+                &format!("10.96.{net}.2"),
+                "http2",
+                port,
+                ip(2),
+            ),
             sidecar_service("imposter", &format!("10.96.{net}.3"), "http", port, ip(3)),
         ]
         .concat();

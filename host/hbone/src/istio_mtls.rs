@@ -24,8 +24,7 @@ pub async fn connect(
 ) -> Result<TlsStream<TcpStream>, HboneError> {
     let cfg = istio_mtls_client_config(store, expected.to_vec(), h2)
         .map_err(|e| HboneError::Config(e.to_string()))?;
-    let tcp = match tokio::time::timeout(limits::CONNECT_TIMEOUT, TcpStream::connect(addr)).await
-    {
+    let tcp = match tokio::time::timeout(limits::CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
         Ok(Ok(t)) => t,
         Ok(Err(source)) => return Err(HboneError::Connect { addr, source }),
         Err(_) => return Err(HboneError::Timeout(addr)),

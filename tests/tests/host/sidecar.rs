@@ -24,7 +24,8 @@ async fn sidecar_pods_are_reached_with_istio_mtls() {
             client: waypoint_hbone::HboneClient::new(pki.store("default", "sleep")),
             addr: wp.running.hbone_addr,
         };
-        s.check(&p, &pki.id("default", "waypoint").to_string()).await;
+        s.check(&p, &pki.id("default", "waypoint").to_string())
+            .await;
     })
     .await
     .expect("test timed out");

@@ -48,7 +48,10 @@ pub(crate) fn reach(ns_labels: Option<&BTreeMap<String, String>>, pod: Option<&P
 /// when present, is what ztunnel acts on (istiod: a workload is HBONE-capable only once the CNI
 /// marked it `enabled`); without it (hand-written manifests) the `istio.io/dataplane-mode`
 /// labels of the pod, then its namespace, decide.
-pub(crate) fn captured(ns_labels: Option<&BTreeMap<String, String>>, pod: Option<&PodInfo>) -> bool {
+pub(crate) fn captured(
+    ns_labels: Option<&BTreeMap<String, String>>,
+    pod: Option<&PodInfo>,
+) -> bool {
     if let Some(r) = pod.and_then(|p| p.redirection.as_deref()) {
         return r == "enabled";
     }

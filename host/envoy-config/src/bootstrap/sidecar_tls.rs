@@ -141,4 +141,69 @@ mod tests {
         apply(&mut c, &p, &Options::default());
         assert_eq!(c, before);
     }
+
+    /// A sidecar pod from manifests through the whole bootstrap, then split for xDS: the
+    /// match's certificate and roots become the SDS secrets Istio names (`default`, `ROOTCA`)
+    /// and the endpoint keeps its metadata in EDS.
+    #[test]
+    fn sidecar_pod_from_manifests_through_bootstrap_and_xds() {
+        use crate::xds::proto::{CLUSTER, ENDPOINT};
+        use crate::xds::resources::{split, SplitOptions};
+        use waypoint_core::{BuildOptions, Snapshot};
+        let yaml = concat!(
+            waypoint_core::waypoint_gateway_yaml!("default"),
+            r#"apiVersion: v1
+kind: Service
+metadata: {name: legacy, namespace: default, labels: {istio.io/use-waypoint: waypoint}}
+spec: {clusterIP: 10.96.0.10, ports: [{name: http, port: 80, targetPort: 8080}], selector: {app: legacy}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: legacy-0, namespace: default, labels: {app: legacy, security.istio.io/tlsMode: istio}}
+spec: {serviceAccountName: legacy, containers: [{name: app, image: x}]}
+status: {podIP: 10.1.0.5}
+"#
+        );
+        let loaded = waypoint_loader::load_text(yaml, "test", "default");
+        assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);
+        let (snapshot, diags) = Snapshot::build(&loaded.resources, &BuildOptions::default());
+        assert!(diags.errors.is_empty(), "{:?}", diags.errors);
+        let bootstrap = crate::bootstrap::generate(&snapshot, &Options::default());
+        let name = "outbound|80||legacy.default.svc.cluster.local";
+        let clusters = bootstrap["static_resources"]["clusters"]
+            .as_array()
+            .expect("clusters");
+        let c = clusters
+            .iter()
+            .find(|c| c["name"] == name)
+            .expect("legacy cluster");
+        let m = &c["transport_socket_matches"][0];
+        assert_eq!(
+            m["match"],
+            json!({"tlsMode": "istio", "identity": "spiffe://cluster.local/ns/default/sa/legacy"})
+        );
+        // No HBONE originator for a sidecar pod.
+        assert!(!clusters.iter().any(|c| c["name"] == "hbone|10.1.0.5"));
+        let read = |p: &str| -> std::io::Result<String> { Ok(format!("PEM of {p}")) };
+        let r = split(&bootstrap, &SplitOptions::default(), &read).expect("split");
+        let ctx = &r[CLUSTER][name]["transport_socket_matches"][0]["transport_socket"]
+            ["typed_config"]["common_tls_context"];
+        assert_eq!(
+            ctx["tls_certificate_sds_secret_configs"][0]["name"],
+            "default"
+        );
+        assert_eq!(
+            ctx["combined_validation_context"]["validation_context_sds_secret_config"]["name"],
+            "ROOTCA"
+        );
+        let ep = &r[ENDPOINT][name]["endpoints"][0]["lb_endpoints"][0];
+        assert_eq!(
+            ep["endpoint"]["address"]["socket_address"],
+            json!({"address": "10.1.0.5", "port_value": 8080})
+        );
+        assert_eq!(
+            ep["metadata"]["filter_metadata"][MATCH_NAMESPACE]["tlsMode"],
+            json!("istio")
+        );
+    }
 }
