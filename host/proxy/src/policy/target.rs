@@ -174,6 +174,12 @@ mod tests {
         assert_eq!(t.addr, "10.1.0.7:8080".parse().expect("addr"));
         assert!(t.hbone.is_none());
         assert_eq!(
+            t.peer_identity().map(|i| i.service_account.as_str()),
+            Some("bookinfo-reviews"),
+            "telemetry's destination principal"
+        );
+        assert!(plain.peer_identity().is_none());
+        assert_eq!(
             t.sidecar.expect("sidecar").expected[0].to_string(),
             "spiffe://cluster.local/ns/default/sa/bookinfo-reviews"
         );

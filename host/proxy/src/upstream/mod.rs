@@ -62,6 +62,15 @@ pub struct HboneHop {
 }
 
 impl Target {
+    /// The identity the endpoint is required to present (HBONE or sidecar mTLS), if any.
+    pub fn peer_identity(&self) -> Option<&Identity> {
+        match (&self.hbone, &self.sidecar) {
+            (Some(h), _) => h.expected.first(),
+            (None, Some(s)) => s.expected.first(),
+            (None, None) => None,
+        }
+    }
+
     pub fn plain(addr: SocketAddr) -> Self {
         Target {
             addr,
