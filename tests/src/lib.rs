@@ -22,6 +22,7 @@ pub mod ratelimit;
 pub mod scenario;
 pub mod scenario_hbone;
 pub mod security;
+pub mod sidecar;
 pub mod telemetry;
 pub mod traffic_policy;
 pub mod waypoint;

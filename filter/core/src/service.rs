@@ -39,6 +39,10 @@ pub struct Endpoint {
     pub named_ports: BTreeMap<String, u16>,
     /// True when the endpoint is in the mesh (reached over HBONE).
     pub mesh: bool,
+    /// True when the endpoint runs an Istio sidecar that does not accept HBONE: reached with
+    /// Istio mutual TLS straight to its target port (never set with `mesh`; see
+    /// `registry::pod_mode`).
+    pub sidecar: bool,
 }
 
 /// A service known to the waypoint.

@@ -135,6 +135,11 @@ impl HboneClient {
         })
     }
 
+    /// The certificate store this client presents (also used for Istio mTLS to sidecars).
+    pub fn store(&self) -> &Arc<CertStore> {
+        &self.store
+    }
+
     /// Number of TLS connections this client has opened.
     pub fn connections_opened(&self) -> usize {
         self.opened.load(Ordering::Relaxed)

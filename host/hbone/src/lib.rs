@@ -3,6 +3,7 @@
 
 pub mod client;
 pub mod coalesce;
+pub mod istio_mtls;
 pub mod limits;
 pub mod originate;
 pub mod server;

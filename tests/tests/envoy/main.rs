@@ -12,6 +12,7 @@ mod proxy_config;
 mod ratelimit;
 mod reload;
 mod scenarios;
+mod sidecar;
 mod symbols;
 mod telemetry_istio;
 mod traffic_policy;

@@ -14,6 +14,7 @@ mod netns;
 mod proxy_config;
 mod ratelimit;
 mod scenarios;
+mod sidecar;
 mod telemetry_labels;
 mod traffic_policy;
 mod upstream;

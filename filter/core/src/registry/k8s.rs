@@ -17,6 +17,8 @@ use crate::service::{
 };
 use crate::telemetry_labels::{PodFacts, WorkloadMeta};
 
+use super::pod_mode::{reach, Reach, REDIRECTION};
+
 /// A pod, as far as the waypoint cares.
 #[derive(Debug, Clone)]
 pub(crate) struct PodInfo {
@@ -117,26 +119,6 @@ pub(crate) fn pods(resources: &[RawResource], diags: &mut Diagnostics) -> Vec<Po
         });
     }
     out
-}
-
-/// The annotation Istio's CNI sets on a pod whose traffic ztunnel captures.
-const REDIRECTION: &str = "ambient.istio.io/redirection";
-
-/// Whether a pod is reached over HBONE. Its `ambient.istio.io/redirection` annotation, when
-/// present, is what ztunnel acts on (istiod: a workload is HBONE-capable only once the CNI
-/// marked it `enabled`); without it (hand-written manifests) the `istio.io/dataplane-mode`
-/// labels of the pod, then its namespace, decide.
-fn in_mesh(ns_labels: Option<&BTreeMap<String, String>>, pod: Option<&PodInfo>) -> bool {
-    if let Some(r) = pod.and_then(|p| p.redirection.as_deref()) {
-        return r == "enabled";
-    }
-    match pod.and_then(|p| p.dataplane_mode.as_deref()) {
-        Some("none") => false,
-        Some("ambient") => true,
-        _ => ns_labels
-            .and_then(|l| l.get("istio.io/dataplane-mode"))
-            .is_some_and(|m| m == "ambient"),
-    }
 }
 
 pub(crate) fn services(
@@ -242,6 +224,7 @@ pub(crate) fn services(
                 p.namespace == r.namespace
                     && selector.iter().all(|(k, v)| p.labels.get(k) == Some(v))
             }) {
+                let how = reach(ns_labels, Some(pod));
                 for ip in &pod.ips {
                     endpoints.push(Endpoint {
                         ip: *ip,
@@ -249,7 +232,8 @@ pub(crate) fn services(
                         service_account: Some(pod.service_account.clone()),
                         namespace: pod.namespace.clone(),
                         named_ports: pod.named_ports.clone(),
-                        mesh: in_mesh(ns_labels, Some(pod)),
+                        mesh: how == Reach::Hbone,
+                        sidecar: how == Reach::IstioMtls,
                     });
                 }
             }
@@ -284,13 +268,15 @@ pub(crate) fn services(
                         .flatten()
                         .filter_map(|p| Some((p.name.clone()?, u16::try_from(p.port?).ok()?)))
                         .collect();
+                    let how = reach(ns_labels, pod);
                     endpoints.push(Endpoint {
                         ip,
                         labels: pod.map(|p| p.labels.clone()).unwrap_or_default(),
                         service_account: pod.map(|p| p.service_account.clone()),
                         namespace: sr.namespace.clone(),
                         named_ports,
-                        mesh: in_mesh(ns_labels, pod),
+                        mesh: how == Reach::Hbone,
+                        sidecar: how == Reach::IstioMtls,
                     });
                 }
             }
@@ -309,52 +295,4 @@ pub(crate) fn services(
         });
     }
     out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn pod(mode: Option<&str>, redirection: Option<&str>) -> PodInfo {
-        PodInfo {
-            namespace: "ns".into(),
-            name: "p".into(),
-            labels: BTreeMap::new(),
-            ips: Vec::new(),
-            service_account: "default".into(),
-            named_ports: BTreeMap::new(),
-            dataplane_mode: mode.map(str::to_string),
-            redirection: redirection.map(str::to_string),
-            workload: Default::default(),
-        }
-    }
-
-    #[test]
-    fn captured_pods_are_mesh_by_annotation_then_labels() {
-        let ambient_ns =
-            BTreeMap::from([("istio.io/dataplane-mode".to_string(), "ambient".to_string())]);
-        // (namespace ambient, pod label, annotation, expected)
-        for (ns, mode, redirection, want) in [
-            (true, None, None, true),
-            (false, None, None, false),
-            (true, Some("none"), None, false),
-            (false, Some("ambient"), None, true),
-            // The CNI's mark wins: captured, or not (yet) captured despite the labels.
-            (false, None, Some("enabled"), true),
-            (true, None, Some("disabled"), false),
-            (true, Some("ambient"), Some("pending"), false),
-        ] {
-            let labels = ns.then_some(&ambient_ns);
-            let p = pod(mode, redirection);
-            assert_eq!(
-                in_mesh(labels, Some(&p)),
-                want,
-                "{ns} {mode:?} {redirection:?}"
-            );
-        }
-        assert!(
-            in_mesh(Some(&ambient_ns), None),
-            "an endpoint without a pod follows its namespace"
-        );
-    }
 }

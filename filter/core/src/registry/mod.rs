@@ -3,6 +3,7 @@
 
 pub(crate) mod binding;
 mod k8s;
+pub mod pod_mode;
 mod service_entry;
 
 pub use binding::{find_waypoints, Waypoint, WaypointRef};

@@ -155,6 +155,7 @@ pub(crate) fn service_entries(
                         .labels
                         .get("istio.io/dataplane-mode")
                         .is_some_and(|m| m == "ambient"),
+                    sidecar: false,
                 }),
                 // DNS names are resolved by the data path; the core only keeps IP endpoints.
                 Err(_) => diags.warn(r.error(

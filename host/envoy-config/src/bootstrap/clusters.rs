@@ -49,6 +49,9 @@ pub struct Target {
     pub target_port: u16,
     /// In the mesh: reached over HBONE through `connect_originate|ip:port`.
     pub mesh: bool,
+    /// Runs an Istio sidecar without HBONE: reached with Istio mTLS at `ip:target_port`
+    /// (a `transport_socket_matches` entry of its cluster, see `sidecar_tls`).
+    pub sidecar: bool,
     /// Expected SPIFFE identity of the pod (mesh endpoints with a known service account).
     pub identity: Option<String>,
 }
@@ -111,6 +114,7 @@ pub fn targets(
             ip: e.ip,
             target_port: svc.target_port(port, e),
             mesh: e.mesh,
+            sidecar: e.sidecar && !e.mesh,
             identity: e
                 .service_account
                 .as_ref()
@@ -138,7 +142,11 @@ pub fn outbound_cluster_via(p: &ClusterPlan, originator: bool) -> Value {
             if !t.mesh {
                 let address = json!({"socket_address": {
                     "address": t.ip.to_string(), "port_value": t.target_port}});
-                return json!({"endpoint": {"address": address}});
+                let mut e = json!({"endpoint": {"address": address}});
+                if t.sidecar {
+                    e["metadata"] = super::sidecar_tls::endpoint_metadata(t);
+                }
+                return e;
             }
             let address = json!({"envoy_internal_address": {
                 "server_listener_name": originate_listener_name(t.ip, t.target_port)}});
@@ -159,7 +167,7 @@ pub fn outbound_cluster_via(p: &ClusterPlan, originator: bool) -> Value {
         // plaintext endpoints of the same cluster are unaffected.
         "transport_socket": if originator { internal_upstream_passing_dst() } else { internal_upstream_socket() },
     });
-    if matches!(p.protocol.as_str(), "http2" | "grpc" | "grpc-web" | "h2c") {
+    if is_http2(&p.protocol) {
         c["typed_extension_protocol_options"] = json!({
             "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
                 "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
@@ -167,6 +175,11 @@ pub fn outbound_cluster_via(p: &ClusterPlan, originator: bool) -> Value {
     }
     super::traffic_policy::apply(&mut c, p.policy.as_ref());
     c
+}
+
+/// Whether a service port's protocol makes its cluster HTTP/2 upstream.
+pub fn is_http2(protocol: &str) -> bool {
+    matches!(protocol, "http2" | "grpc" | "grpc-web" | "h2c")
 }
 
 /// `internal_upstream` around `raw_buffer` (passes filter state to internal listeners).
@@ -242,6 +255,7 @@ mod tests {
             namespace: "bookinfo".into(),
             named_ports: BTreeMap::from([("web".to_string(), 8080)]),
             mesh,
+            sidecar: false,
         }
     }
 

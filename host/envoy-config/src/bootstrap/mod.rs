@@ -7,6 +7,7 @@ pub mod hardening;
 pub mod jwt_authn;
 pub mod listeners;
 pub mod ratelimit;
+pub mod sidecar_tls;
 pub mod telemetry;
 pub mod traffic_policy;
 
@@ -180,11 +181,11 @@ pub fn generate(snapshot: &Snapshot, o: &Options) -> Value {
             });
         }
     }
-    cluster_list.extend(
-        plans
-            .iter()
-            .map(|p| clusters::outbound_cluster_via(p, via.is_some())),
-    );
+    cluster_list.extend(plans.iter().map(|p| {
+        let mut c = clusters::outbound_cluster_via(p, via.is_some());
+        sidecar_tls::apply(&mut c, p, o);
+        c
+    }));
     cluster_list.extend(jwt_authn::clusters(snapshot));
     cluster_list.extend(telemetry::clusters(snapshot));
     cluster_list.extend(ext_authz::provider_clusters(

@@ -70,11 +70,7 @@ fn record(
     plan: &Plan,
     outcome: &Outcome,
 ) -> ResponseHandles {
-    let identity = outcome
-        .target
-        .as_ref()
-        .and_then(|t| t.hbone.as_ref())
-        .and_then(|h| h.expected.first());
+    let identity = outcome.target.as_ref().and_then(|t| t.peer_identity());
     let endpoint_ip = outcome.target.as_ref().map(|t| t.addr.ip());
     let facts = RequestFacts {
         baggage: ctx.baggage.as_deref().unwrap_or(""),
@@ -135,8 +131,7 @@ fn request_labels(
     let dst_principal = outcome
         .target
         .as_ref()
-        .and_then(|t| t.hbone.as_ref())
-        .and_then(|h| h.expected.first())
+        .and_then(|t| t.peer_identity())
         .map(|i| i.to_string());
     let facts = TelemetryFacts {
         source: SourceFacts {

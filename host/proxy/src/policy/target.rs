@@ -1,5 +1,5 @@
-//! Endpoints as upstream targets: the address and HBONE hop of one endpoint, and the order a
-//! request tries a service's endpoints in (load balancer pick first, then ring order).
+//! Endpoints as upstream targets: the address and HBONE hop (or sidecar mTLS) of one endpoint,
+//! and the order a request tries a service's endpoints in (load balancer pick first, then ring).
 
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
@@ -12,7 +12,7 @@ use waypoint_core::{RandomSource, Request};
 use waypoint_hbone::tls::Identity;
 
 use crate::policy::options::PolicyOptions;
-use crate::upstream::{HboneHop, Target};
+use crate::upstream::{HboneHop, SidecarTls, Target};
 
 /// Round-robin cursor shared by every request (Envoy keeps one per cluster; one global
 /// counter spreads load the same way over time).
@@ -32,15 +32,25 @@ pub fn target_for(
 ) -> Target {
     let target_port = service.map_or(port, |s| s.target_port(port, ep));
     let addr = SocketAddr::new(ep.ip, target_port);
-    let hbone = ep.mesh.then(|| HboneHop {
-        gateway: SocketAddr::new(ep.ip, options.hbone_port),
-        expected: vec![Identity::new(
+    let identity = || {
+        vec![Identity::new(
             &options.trust_domain,
             &ep.namespace,
             ep.service_account.as_deref().unwrap_or("default"),
-        )],
+        )]
+    };
+    let hbone = ep.mesh.then(|| HboneHop {
+        gateway: SocketAddr::new(ep.ip, options.hbone_port),
+        expected: identity(),
     });
-    Target { addr, hbone }
+    let sidecar = (ep.sidecar && !ep.mesh).then(|| SidecarTls {
+        expected: identity(),
+    });
+    Target {
+        addr,
+        hbone,
+        sidecar,
+    }
 }
 
 /// Endpoints as targets, first the one the load balancer picks, then the rest in ring order
@@ -96,6 +106,7 @@ mod tests {
             namespace: "default".into(),
             named_ports: BTreeMap::new(),
             mesh,
+            sidecar: false,
         }
     }
 
@@ -154,7 +165,24 @@ mod tests {
             "spiffe://cluster.local/ns/default/sa/bookinfo-reviews"
         );
         let plain = target_for(Some(&s), &ep("10.1.0.6", false), 9080, &opts());
-        assert!(plain.hbone.is_none());
+        assert!(plain.hbone.is_none() && plain.sidecar.is_none());
+        let sidecar = Endpoint {
+            sidecar: true,
+            ..ep("10.1.0.7", false)
+        };
+        let t = target_for(Some(&s), &sidecar, 9080, &opts());
+        assert_eq!(t.addr, "10.1.0.7:8080".parse().expect("addr"));
+        assert!(t.hbone.is_none());
+        assert_eq!(
+            t.peer_identity().map(|i| i.service_account.as_str()),
+            Some("bookinfo-reviews"),
+            "telemetry's destination principal"
+        );
+        assert!(plain.peer_identity().is_none());
+        assert_eq!(
+            t.sidecar.expect("sidecar").expected[0].to_string(),
+            "spiffe://cluster.local/ns/default/sa/bookinfo-reviews"
+        );
     }
 
     #[test]

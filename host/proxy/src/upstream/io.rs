@@ -1,5 +1,5 @@
-//! The byte stream to an upstream: plain TCP, or an HBONE tunnel for mesh endpoints; what a
-//! TCP relay or an upgrade reads and writes once connected.
+//! The byte stream to an upstream: plain TCP, an HBONE tunnel for mesh endpoints, or Istio mTLS
+//! for sidecars; what a TCP relay or an upgrade reads and writes once connected.
 
 use std::io;
 use std::pin::Pin;
@@ -8,12 +8,14 @@ use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
+use tokio_rustls::client::TlsStream;
 use waypoint_hbone::H2Stream;
 
 #[derive(Debug)]
 pub enum UpstreamIo {
     Tcp(TcpStream),
     Hbone(H2Stream),
+    Tls(Box<TlsStream<TcpStream>>),
 }
 
 impl AsyncRead for UpstreamIo {
@@ -25,6 +27,7 @@ impl AsyncRead for UpstreamIo {
         match self.get_mut() {
             UpstreamIo::Tcp(s) => Pin::new(s).poll_read(cx, buf),
             UpstreamIo::Hbone(s) => Pin::new(s).poll_read(cx, buf),
+            UpstreamIo::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
         }
     }
 }
@@ -38,6 +41,7 @@ impl AsyncWrite for UpstreamIo {
         match self.get_mut() {
             UpstreamIo::Tcp(s) => Pin::new(s).poll_write(cx, buf),
             UpstreamIo::Hbone(s) => Pin::new(s).poll_write(cx, buf),
+            UpstreamIo::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
         }
     }
 
@@ -45,6 +49,7 @@ impl AsyncWrite for UpstreamIo {
         match self.get_mut() {
             UpstreamIo::Tcp(s) => Pin::new(s).poll_flush(cx),
             UpstreamIo::Hbone(s) => Pin::new(s).poll_flush(cx),
+            UpstreamIo::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
         }
     }
 
@@ -52,6 +57,7 @@ impl AsyncWrite for UpstreamIo {
         match self.get_mut() {
             UpstreamIo::Tcp(s) => Pin::new(s).poll_shutdown(cx),
             UpstreamIo::Hbone(s) => Pin::new(s).poll_shutdown(cx),
+            UpstreamIo::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
         }
     }
 }

@@ -1,5 +1,6 @@
-//! Upstream connections: where a request goes (plain `ip:port`, or a mesh endpoint reached by
-//! HBONE), connection set-up, and small per-target pools of HTTP/1.1 and HTTP/2 senders.
+//! Upstream connections: where a request goes (plain `ip:port`, a mesh endpoint reached by
+//! HBONE, or a sidecar reached by Istio mTLS), connection set-up, and small per-target pools of
+//! HTTP/1.1 and HTTP/2 senders.
 
 pub mod circuit;
 pub mod io;
@@ -40,6 +41,15 @@ pub struct Target {
     pub addr: SocketAddr,
     /// Set for mesh endpoints: tunnel through `hbone` presenting our identity.
     pub hbone: Option<HboneHop>,
+    /// Set for sidecar endpoints without HBONE: Istio mTLS straight to `addr`.
+    pub sidecar: Option<SidecarTls>,
+}
+
+/// How to reach a sidecar's port: Istio mutual TLS with our identity, the pod's checked.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SidecarTls {
+    /// Identities the endpoint may present (its service account).
+    pub expected: Vec<Identity>,
 }
 
 /// How to reach a mesh endpoint.
@@ -52,16 +62,30 @@ pub struct HboneHop {
 }
 
 impl Target {
+    /// The identity the endpoint is required to present (HBONE or sidecar mTLS), if any.
+    pub fn peer_identity(&self) -> Option<&Identity> {
+        match (&self.hbone, &self.sidecar) {
+            (Some(h), _) => h.expected.first(),
+            (None, Some(s)) => s.expected.first(),
+            (None, None) => None,
+        }
+    }
+
     pub fn plain(addr: SocketAddr) -> Self {
-        Target { addr, hbone: None }
+        Target {
+            addr,
+            hbone: None,
+            sidecar: None,
+        }
     }
 }
 
 impl std::fmt::Display for Target {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match &self.hbone {
-            Some(h) => write!(f, "hbone://{}/{}", h.gateway, self.addr),
-            None => write!(f, "{}", self.addr),
+        match (&self.hbone, &self.sidecar) {
+            (Some(h), _) => write!(f, "hbone://{}/{}", h.gateway, self.addr),
+            (None, Some(_)) => write!(f, "istio-mtls://{}", self.addr),
+            (None, None) => write!(f, "{}", self.addr),
         }
     }
 }
@@ -236,10 +260,33 @@ impl Upstreams {
         headers: http::HeaderMap,
         timeout: Duration,
     ) -> Result<UpstreamIo, UpstreamError> {
+        self.connect_as(target, headers, timeout, false).await
+    }
+
+    /// As [`Upstreams::connect_within`]; `h2`: the connection will carry HTTP/2 (a sidecar
+    /// upstream then offers `h2` in its ALPN, as Istio's HTTP/2 clusters do).
+    async fn connect_as(
+        &self,
+        target: &Target,
+        headers: http::HeaderMap,
+        timeout: Duration,
+        h2: bool,
+    ) -> Result<UpstreamIo, UpstreamError> {
         let err = |message: String| UpstreamError::Connect {
             target: target.to_string(),
             message,
         };
+        if let (None, Some(tls)) = (&target.hbone, &target.sidecar) {
+            let store = self.hbone.store().clone();
+            let s = tokio::time::timeout(
+                timeout,
+                waypoint_hbone::istio_mtls::connect(store, target.addr, &tls.expected, h2),
+            )
+            .await
+            .map_err(|_| err("timed out".into()))?
+            .map_err(|e| err(e.to_string()))?;
+            return Ok(UpstreamIo::Tls(Box::new(s)));
+        }
         match &target.hbone {
             None => {
                 let tcp = tokio::time::timeout(timeout, TcpStream::connect(target.addr))
@@ -437,7 +484,7 @@ impl Upstreams {
         slot: Option<Slot>,
     ) -> Result<http1::SendRequest<ProxyBody>, UpstreamError> {
         let io = self
-            .connect_within(target, http::HeaderMap::new(), p.connect_timeout)
+            .connect_as(target, http::HeaderMap::new(), p.connect_timeout, false)
             .await?;
         let (sender, conn) = http1::Builder::new()
             .handshake(TokioIo::new(io))
@@ -464,7 +511,7 @@ impl Upstreams {
         slot: Option<Slot>,
     ) -> Result<http2::SendRequest<ProxyBody>, UpstreamError> {
         let io = self
-            .connect_within(target, http::HeaderMap::new(), p.connect_timeout)
+            .connect_as(target, http::HeaderMap::new(), p.connect_timeout, true)
             .await?;
         let (sender, conn) = http2::Builder::new(TokioExecutor::new())
             .initial_stream_window_size(4 * 1024 * 1024)

@@ -234,6 +234,7 @@ pub fn clusters(snap: &Snapshot, trust_domain: &str) -> (Vec<ClusterView>, Vec<E
                         cluster: name.clone(),
                         address: host_port(&e.ip.to_string(), svc.target_port(port.port, e)),
                         hbone: e.mesh,
+                        istio_mtls: e.sidecar && !e.mesh,
                         identity: e.service_account.as_ref().map(|sa| {
                             format!("spiffe://{trust_domain}/ns/{}/sa/{sa}", e.namespace)
                         }),

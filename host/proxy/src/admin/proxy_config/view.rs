@@ -115,6 +115,9 @@ pub struct EndpointView {
     pub address: String,
     /// Reached over HBONE (a mesh pod's port 15008, `CONNECT address`).
     pub hbone: bool,
+    /// Reached with Istio mTLS straight to `address` (a sidecar pod without HBONE).
+    #[serde(default)]
+    pub istio_mtls: bool,
     /// SPIFFE identity the pod must present (mesh endpoints).
     pub identity: Option<String>,
     /// Envoy's health status (`null` on the host, which has no health checks).

@@ -102,15 +102,24 @@ pub(super) fn clusters(
                 let ip = address
                     .rsplit_once(':')
                     .map(|(h, _)| h.trim_matches(|c| c == '[' || c == ']').to_string());
+                // A sidecar endpoint: the metadata its `tlsMode-istio` socket match reads.
+                let mtls = &lb["metadata"]["filter_metadata"]["envoy.transport_socket_match"];
+                let istio_mtls = mtls["tlsMode"] == "istio";
                 eps.push(EndpointView {
                     cluster: name.to_string(),
                     identity: if hbone {
                         ip.and_then(|ip| identities.get(&ip).cloned())
+                    } else if istio_mtls {
+                        mtls["identity"]
+                            .as_str()
+                            .filter(|i| !i.is_empty())
+                            .map(str::to_string)
                     } else {
                         None
                     },
                     address,
                     hbone,
+                    istio_mtls,
                     health: Some(
                         lb["health_status"]
                             .as_str()
@@ -183,5 +192,30 @@ mod tests {
         let (a, hbone) =
             address_text(&json!({"socket_address": {"address": "127.0.0.1", "port_value": 15000}}));
         assert_eq!((a.as_str(), hbone), ("127.0.0.1:15000", false));
+    }
+
+    #[test]
+    fn sidecar_endpoints_show_istio_mtls_and_their_identity() {
+        let id = "spiffe://cluster.local/ns/default/sa/legacy";
+        let dump = json!({"configs": [{
+            "@type": "type.googleapis.com/envoy.admin.v3.ClustersConfigDump",
+            "static_clusters": [{"cluster": {
+                "name": "outbound|80||legacy.default.svc.cluster.local",
+                "load_assignment": {"endpoints": [{"lb_endpoints": [
+                    {"endpoint": {"address": {"socket_address": {"address": "10.1.0.5", "port_value": 8080}}},
+                     "metadata": {"filter_metadata": {"envoy.transport_socket_match": {"tlsMode": "istio", "identity": id}}}},
+                    {"endpoint": {"address": {"socket_address": {"address": "10.1.0.6", "port_value": 8080}}}}]}]}}}]}]});
+        let (_, eps) = clusters(&dump, None);
+        let got: Vec<(&str, bool, Option<&str>)> = eps
+            .iter()
+            .map(|e| (e.address.as_str(), e.istio_mtls, e.identity.as_deref()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("10.1.0.5:8080", true, Some(id)),
+                ("10.1.0.6:8080", false, None)
+            ]
+        );
     }
 }
