@@ -56,6 +56,7 @@ fn local(action: Action, status: u16, body: &str, headers: &[(&str, &str)]) -> D
                 .collect(),
             grpc_status: None,
         }),
+        passthrough: None,
         forward: None,
         matched_rule: None,
         rule_position: None,
@@ -181,6 +182,7 @@ fn route<'s>(fx: &'s Fixture, delay: Option<Duration>) -> Decision<'s> {
     Decision {
         action: Action::Route,
         local: None,
+        passthrough: None,
         forward: Some(Forwarding {
             backend: &fx.backend,
             service: None,
