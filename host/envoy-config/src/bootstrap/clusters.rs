@@ -169,6 +169,34 @@ pub fn outbound_cluster_via(p: &ClusterPlan, originator: bool) -> Value {
     c
 }
 
+/// The clusters of workload-addressed requests (the module's `passthrough|ip:port`): one per
+/// pod and target port of `targets`, reaching it as its services' clusters do (HBONE for a
+/// mesh pod). Istio's waypoint has one `encap` original-destination cluster for its
+/// `direct-http` chain (pilot cluster_waypoint.go); with static per-pod originating listeners,
+/// the cluster is per pod and port too, so a port no Service names has none (Envoy's 503 NC).
+pub fn passthrough_clusters<'a>(
+    targets: impl IntoIterator<Item = &'a Target>,
+    originator: bool,
+) -> Vec<Value> {
+    let mut seen = std::collections::BTreeSet::new();
+    targets
+        .into_iter()
+        .filter(|t| seen.insert((t.ip, t.target_port)))
+        .map(|t| {
+            let plan = ClusterPlan {
+                name: waypoint_core::names::passthrough_cluster_name(SocketAddr::new(
+                    t.ip,
+                    t.target_port,
+                )),
+                protocol: String::new(),
+                targets: vec![t.clone()],
+                policy: None,
+            };
+            outbound_cluster_via(&plan, originator)
+        })
+        .collect()
+}
+
 /// `internal_upstream` around `raw_buffer` (passes filter state to internal listeners).
 pub fn internal_upstream_socket() -> Value {
     json!({

@@ -185,6 +185,9 @@ pub fn generate(snapshot: &Snapshot, o: &Options) -> Value {
             .iter()
             .map(|p| clusters::outbound_cluster_via(p, via.is_some())),
     );
+    // Workload-addressed requests (a pod IP): to that pod and port, no service route.
+    let pods: BTreeSet<&Target> = plans.iter().flat_map(|p| p.targets.iter()).collect();
+    cluster_list.extend(clusters::passthrough_clusters(pods, via.is_some()));
     cluster_list.extend(jwt_authn::clusters(snapshot));
     cluster_list.extend(telemetry::clusters(snapshot));
     cluster_list.extend(ext_authz::provider_clusters(
