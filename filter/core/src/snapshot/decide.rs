@@ -572,8 +572,7 @@ impl Snapshot {
             d.local = Some(local(400, "Bad Request", Vec::new()));
             return;
         };
-        let outcome =
-            self.authorize_passthrough_authenticated(req, auth, &normalized, t.on);
+        let outcome = self.authorize_passthrough_authenticated(req, auth, &normalized, t.on);
         t.lines.extend(outcome.trace);
         d.policies = outcome
             .verdicts

@@ -95,7 +95,14 @@ impl Parked {
         let Some(p) = self.0.lock().ok().and_then(|mut s| s.take()) else {
             return;
         };
-        finish(shared, &p.res, &p.head, &p.cluster, outcome, Some(p.started));
+        finish(
+            shared,
+            &p.res,
+            &p.head,
+            &p.cluster,
+            outcome,
+            Some(p.started),
+        );
     }
 }
 
