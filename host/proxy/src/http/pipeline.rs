@@ -120,8 +120,10 @@ async fn serve(
     let res = ctx.resolution_for(shared.config.current());
     // Tracing: the span begins here and the upstream gets the child trace context.
     let mut span = trace::start(&res, http1, req.headers_mut());
-    if let (Some(p), Some(s)) = (&parked, span.take()) {
-        p.park(s, &head, &res);
+    if let Some(p) = &parked {
+        if let Some(s) = span.take() {
+            p.park(s, &head, &res);
+        }
     }
     // Request authentication (Envoy's jwt_authn, before RBAC): 401 for a bad token.
     let plan = match jwt::authenticate(&shared, &ctx, &res, &head, &mut req).await {
