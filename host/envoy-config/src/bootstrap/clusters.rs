@@ -405,6 +405,38 @@ mod tests {
     }
 
     #[test]
+    fn every_pod_and_target_port_has_one_passthrough_cluster() {
+        let s = svc();
+        let mut all = targets(&s, 9080, &BTreeMap::new(), "cluster.local");
+        all.extend(targets(&s, 80, &BTreeMap::new(), "cluster.local"));
+        // The same pod and port twice (two services, or subsets) is one cluster.
+        all.extend(targets(&s, 9080, &BTreeMap::new(), "cluster.local"));
+        let cs = passthrough_clusters(&all, false);
+        let names: Vec<&str> = cs.iter().filter_map(|c| c["name"].as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "passthrough|10.0.0.1:9081",
+                "passthrough|10.0.0.2:9081",
+                "passthrough|10.0.0.1:8080",
+                "passthrough|10.0.0.2:8080",
+            ]
+        );
+        let ep = |c: &Value| {
+            c["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"].clone()
+        };
+        // Plaintext pod: its address; mesh pod: its HBONE originating listener.
+        assert_eq!(
+            ep(&cs[0])["socket_address"],
+            json!({"address": "10.0.0.1", "port_value": 9081})
+        );
+        assert_eq!(
+            ep(&cs[1])["envoy_internal_address"]["server_listener_name"],
+            json!("connect_originate|10.0.0.2:9081")
+        );
+    }
+
+    #[test]
     fn originator_layout_passes_the_pod_address_and_identity() {
         let s = svc();
         let p = ClusterPlan {
