@@ -231,6 +231,27 @@ pub async fn run_case(
                 }
             }
         }
+    } else if let (Action::Passthrough, Some(addr)) = (d.action, d.passthrough) {
+        // Workload-addressed: that very pod and port, the request as sent.
+        let served = got.header("x-served-by");
+        if served != Some(addr.ip().to_string().as_str()) {
+            return Err(format!(
+                "pass-through to {addr}: served by {served:?}, status {} body {:?}",
+                got.status,
+                got.text()
+            ));
+        }
+        if got.header("x-echo-pathq") != Some(path.as_str()) {
+            return Err(format!(
+                "pass-through path: want {path}, upstream saw {:?}",
+                got.header("x-echo-pathq")
+            ));
+        }
+        for (k, v) in &r.headers {
+            if got.header(&format!("x-echo-h-{k}")) != Some(v.as_str()) {
+                return Err(format!("pass-through header {k}: want {v:?} unchanged"));
+            }
+        }
     } else if let Some(l) = &d.local {
         if got.status != l.status {
             return Err(format!(

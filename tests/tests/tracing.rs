@@ -3,7 +3,8 @@
 //! receives the waypoint's span for a request carrying a sampled `traceparent` (same trace,
 //! parent = the caller's span, status code attribute), nothing for a request left to 0 %
 //! sampling, and the access log follows `accessLogging` (on, then disabled at the waypoint);
-//! the tracing cases also on Envoy configured over ADS by `waypoint xds`.
+//! the tracing cases also on Envoy configured over ADS by `waypoint xds`; a refused upgrade
+//! has no span and a request ended by the request timeout has one (408), on both paths.
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -16,7 +17,7 @@ use waypoint_tests::echo::{http_echo, EchoServer};
 use waypoint_tests::envoy_generated::{write_config, GeneratedWaypoint, Layout};
 use waypoint_tests::hbone_client::{collect, http1_over, tunnel, Collected};
 use waypoint_tests::manifests::plain_service;
-use waypoint_tests::otlp_collector::Collector;
+use waypoint_tests::otlp_collector::{Collector, Received};
 use waypoint_tests::pki::{Pki, TempDir};
 use waypoint_tests::waypoint::{eventually, TestWaypoint, WAYPOINT_GATEWAY};
 
@@ -441,6 +442,166 @@ async fn envoy_over_xds_exports_spans() {
         tracing_cases("envoy-xds", hbone, &collector, &pki, &|| envoy.log_text()).await;
         assert!(xds.cache.nacks().is_empty(), "{:?}", xds.cache.nacks());
         drop(envoy);
+    })
+    .await
+    .expect("test timed out");
+}
+
+/// Trace ids of the refusal cases.
+const TRACE_UPGRADE: &str = "4bf92f3577b34da6a3ce929d0e0e4737";
+const TRACE_TIMEOUT: &str = "4bf92f3577b34da6a3ce929d0e0e4738";
+
+/// What came of the two refusals, each with a sampled `traceparent`: a request with an
+/// upgrade the connection manager is not configured for (refused, 403 `upgrade_failed`) and a
+/// request whose body never completes within the request timeout while its upstream holds
+/// the response back (408).
+#[derive(Debug)]
+struct Refusals {
+    upgrade_status: Option<u16>,
+    timeout_status: Option<u16>,
+    upgrade_span: Option<Received>,
+    timeout_span: Option<Received>,
+}
+
+async fn refusals(waypoint: SocketAddr, collector: &Collector, pki: &Pki) -> Refusals {
+    use tokio::io::AsyncWriteExt;
+    use waypoint_tests::security::{read_response, write_request};
+    let client = HboneClient::new(pki.store("default", "sleep"));
+    let mut t = tunnel(&client, waypoint, &[], VIP).await.expect("tunnel");
+    let extra = format!(
+        "connection: upgrade\r\nupgrade: foo\r\ntraceparent: 00-{TRACE_UPGRADE}-{PARENT}-01\r\n"
+    );
+    write_request(&mut t, "GET", "/refused", "traced", &extra)
+        .await
+        .expect("write");
+    let upgrade_status = read_response(&mut t, Duration::from_secs(5))
+        .await
+        .map(|r| r.status);
+
+    let mut t = tunnel(&client, waypoint, &[], VIP).await.expect("tunnel");
+    let extra = format!("content-length: 100\r\ntraceparent: 00-{TRACE_TIMEOUT}-{PARENT}-01\r\n");
+    write_request(&mut t, "POST", "/delay/20000", "traced", &extra)
+        .await
+        .expect("write");
+    t.write_all(b"x").await.expect("body");
+    t.flush().await.expect("flush");
+    let timeout_status = read_response(&mut t, Duration::from_secs(8))
+        .await
+        .map(|r| r.status);
+    let timeout_span = collector
+        .wait_for(SPAN_WAIT, |s| hex(&s.trace_id) == TRACE_TIMEOUT)
+        .await;
+    // Spans leave in order: the upgrade's, if any, was exported before the timeout's.
+    let upgrade_span = collector
+        .spans()
+        .into_iter()
+        .find(|s| hex(&s.span.trace_id) == TRACE_UPGRADE);
+    Refusals {
+        upgrade_status,
+        timeout_status,
+        upgrade_span,
+        timeout_span,
+    }
+}
+
+/// Envoy's connection manager refuses an upgrade before it starts tracing the request, so a
+/// refused upgrade has no span; a request timeout ends a traced request: its span has status
+/// 408 and Envoy's tags. Both data paths export the same.
+fn check_refusals(label: &str, got: Refusals, diag: &dyn Fn() -> String) {
+    assert_eq!(
+        got.upgrade_status,
+        Some(403),
+        "{label}: {got:?}\n{}",
+        diag()
+    );
+    assert_eq!(
+        got.timeout_status,
+        Some(408),
+        "{label}: {got:?}\n{}",
+        diag()
+    );
+    assert!(
+        got.upgrade_span.is_none(),
+        "{label}: span for a refused upgrade: {got:?}"
+    );
+    let t = got
+        .timeout_span
+        .unwrap_or_else(|| panic!("{label}: no span for the request timeout\n{}", diag()));
+    let s = &t.span;
+    assert_eq!(hex(&s.parent_span_id), PARENT, "{label}: {s:?}");
+    assert_eq!(
+        s.attribute("http.status_code"),
+        Some("408"),
+        "{label}: {s:?}"
+    );
+    assert_eq!(s.attribute("http.method"), Some("POST"), "{label}: {s:?}");
+    assert!(
+        s.attribute("http.url")
+            .is_some_and(|u| u.contains("/delay/20000")),
+        "{label}: {s:?}"
+    );
+    assert_eq!(s.attribute("error"), None, "{label}: {s:?}");
+    // Envoy sets no response flag for its request timeout; the router had picked the cluster.
+    assert_eq!(s.attribute("response_flags"), Some("-"), "{label}: {s:?}");
+    assert_eq!(
+        s.attribute("upstream_cluster"),
+        Some("outbound|80||traced.default.svc.cluster.local"),
+        "{label}: {s:?}"
+    );
+}
+
+fn refusal_timeouts() -> waypoint_hbone::timeouts::Timeouts {
+    waypoint_hbone::timeouts::Timeouts {
+        request: Duration::from_secs(2),
+        ..Default::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn envoy_spans_for_refused_upgrades_and_request_timeouts() {
+    let _ = waypoint_tests::envoy_harness::module_dir();
+    tokio::time::timeout(LIMIT, async {
+        let pki = Pki::new("cluster.local");
+        let echo = http_echo(SocketAddr::from(([127, 85, 0, 2], 0)), "echo").await;
+        let collector = Collector::start(SocketAddr::from(([127, 85, 0, 3], 0))).await;
+        let dir = TempDir::new("tracing-refusals");
+        let (paths, snap) = write_config(
+            dir.path(),
+            &format!(
+                "{WAYPOINT_GATEWAY}{}",
+                config_text(&echo, collector.addr, false)
+            ),
+        );
+        let wp = GeneratedWaypoint::start_with(
+            &pki,
+            &snap,
+            &paths,
+            Layout::Envoy,
+            1,
+            refusal_timeouts(),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("start Envoy: {e}"));
+        let got = refusals(wp.hbone_addr, &collector, &pki).await;
+        check_refusals("envoy", got, &|| wp.log_tail(40));
+    })
+    .await
+    .expect("test timed out");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn host_spans_for_refused_upgrades_and_request_timeouts() {
+    tokio::time::timeout(LIMIT, async {
+        let pki = Pki::new("cluster.local");
+        let echo = http_echo(SocketAddr::from(([127, 86, 0, 2], 0)), "echo").await;
+        let collector = Collector::start(SocketAddr::from(([127, 86, 0, 3], 0))).await;
+        let wp = TestWaypoint::start_with(&pki, &config_text(&echo, collector.addr, false), |o| {
+            o.timeouts = refusal_timeouts()
+        })
+        .await;
+        assert!(wp.running.config.current().is_some());
+        let got = refusals(wp.running.hbone_addr, &collector, &pki).await;
+        check_refusals("host", got, &String::new);
     })
     .await
     .expect("test timed out");

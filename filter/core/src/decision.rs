@@ -21,6 +21,9 @@ pub enum Action {
     FaultAbort,
     /// No rule of the service's route config matched: 404.
     NotFound,
+    /// A request addressed to a workload (pod IP): no service route applies; forward to the
+    /// original destination `Decision::passthrough` (Istio's waypoint `direct-http` chain).
+    Passthrough,
 }
 
 impl Action {
@@ -32,6 +35,7 @@ impl Action {
             Action::DirectResponse => "direct_response",
             Action::FaultAbort => "fault_abort",
             Action::NotFound => "not_found",
+            Action::Passthrough => "passthrough",
         }
     }
 }
@@ -100,6 +104,8 @@ pub struct Decision<'s> {
     pub local: Option<LocalResponse>,
     /// Set for `Route`.
     pub forward: Option<Forwarding<'s>>,
+    /// Set for `Passthrough`: the original destination (pod IP and port) to forward to.
+    pub passthrough: Option<std::net::SocketAddr>,
     /// The rule that matched, if any.
     pub matched_rule: Option<&'s RuleId>,
     /// Where the rule that decided sits in the snapshot (also set for a service's default

@@ -78,6 +78,13 @@ pub fn decision_json(d: &Decision<'_>, req: &Request<'_>) -> Value {
         fwd.map(|f| backend_json(f.backend, f.port))
             .unwrap_or(Value::Null),
     );
+    // A workload-addressed request's original destination (Action::Passthrough).
+    o.insert(
+        "passthrough".into(),
+        d.passthrough
+            .map(|a| json!(a.to_string()))
+            .unwrap_or(Value::Null),
+    );
     let weights: Vec<Value> = match &d.forward {
         Some(f) if f.candidates.len() > 1 => f
             .candidates

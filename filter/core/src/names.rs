@@ -84,6 +84,12 @@ pub fn cluster_name(port: u16, subset: &str, host: &str) -> String {
     format!("outbound|{port}|{subset}|{host}")
 }
 
+/// The Envoy cluster of a workload-addressed request's original destination (`ip:port`,
+/// IPv6 in brackets): one pod and port, reached as the pod's service endpoints are.
+pub fn passthrough_cluster_name(addr: std::net::SocketAddr) -> String {
+    format!("passthrough|{addr}")
+}
+
 /// The authority a mirrored request carries: Envoy's request mirror policy appends `-shadow`
 /// to the host, before the port when there is one (`reviews:9080` → `reviews-shadow:9080`).
 pub fn shadow_authority(authority: &str) -> String {

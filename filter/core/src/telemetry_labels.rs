@@ -444,6 +444,7 @@ mod tests {
         Decision {
             action,
             local: None,
+            passthrough: None,
             forward: None,
             matched_rule: None,
             rule_position: None,

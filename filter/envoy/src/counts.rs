@@ -12,13 +12,14 @@ use waypoint_core::decision::Action;
 pub const FLUSH_DELAY: Duration = Duration::from_millis(500);
 
 /// Every decision, in slot order.
-const ACTIONS: [Action; 6] = [
+const ACTIONS: [Action; 7] = [
     Action::Route,
     Action::Deny,
     Action::Redirect,
     Action::DirectResponse,
     Action::FaultAbort,
     Action::NotFound,
+    Action::Passthrough,
 ];
 
 fn action_slot(a: Action) -> usize {
@@ -29,6 +30,7 @@ fn action_slot(a: Action) -> usize {
         Action::DirectResponse => 3,
         Action::FaultAbort => 4,
         Action::NotFound => 5,
+        Action::Passthrough => 6,
     }
 }
 

@@ -376,7 +376,7 @@ impl HttpFilter {
         let config = Arc::clone(&self.config);
         let mut meta = Meta::default();
         record(&config, s, decision, &mut meta);
-        if decision.action == Action::Route {
+        if matches!(decision.action, Action::Route | Action::Passthrough) {
             // CUSTOM matched: the provider's native ext_authz filter checks (enabled here);
             // without one, fail closed like Envoy's ext_authz with failure_mode_allow=false.
             let no_filter = |p: &&str| !ext_authz::enable(s, &config, p);
@@ -411,6 +411,9 @@ impl HttpFilter {
                     return HeadersStatus::Continue;
                 }
             }
+        }
+        if let (Action::Passthrough, Some(addr)) = (decision.action, decision.passthrough) {
+            return self.passthrough(s, addr, headers, meta);
         }
         match (&decision.forward, &decision.local) {
             (Some(fwd), _) if decision.action == Action::Route => {
@@ -577,6 +580,40 @@ impl HttpFilter {
             if self.delay(s, delay) {
                 return HeadersStatus::StopAllIterationAndBuffer;
             }
+        }
+        self.phase = Phase::Forwarded;
+        HeadersStatus::Continue
+    }
+
+    /// A workload-addressed request: to the original destination's `passthrough|ip:port`
+    /// cluster as it came (Istio's `direct-http` chain: no route, no router headers).
+    fn passthrough<S: StreamHandle>(
+        &mut self,
+        s: &mut S,
+        addr: std::net::SocketAddr,
+        headers: &HeaderBlock,
+        mut meta: Meta<'_>,
+    ) -> HeadersStatus {
+        // Router control headers a client sent must not steer Envoy's router.
+        if headers.has_control_headers() {
+            for h in ROUTER_HEADERS {
+                if headers.get(h).is_some() {
+                    s.remove_header(HeaderKind::Request, h);
+                }
+            }
+            if headers.get(HASH_HEADER).is_some() {
+                s.remove_header(HeaderKind::Request, HASH_HEADER);
+            }
+        }
+        let cluster = waypoint_core::names::passthrough_cluster_name(addr);
+        s.set_header(HeaderKind::Request, CLUSTER_HEADER, &cluster);
+        if self.config.metadata == MetadataLevel::Full {
+            meta.push("cluster", Cow::Owned(cluster));
+        }
+        meta.flush(s);
+        match self.config.route_table {
+            RouteTable::Rematch => s.clear_route_cache(),
+            RouteTable::Waypoint => s.refresh_route_cluster(),
         }
         self.phase = Phase::Forwarded;
         HeadersStatus::Continue

@@ -164,6 +164,18 @@ fn apply<S: Stream>(
     }
     match (d.action, &d.forward, &d.local) {
         (Action::Route, Some(fwd), _) => forward(s, fwd, state, client),
+        // A workload-addressed request goes as it came to its original destination's cluster
+        // (Istio's `direct-http` chain: no route applies).
+        (Action::Passthrough, _, _) if d.passthrough.is_some() => {
+            for h in client.present {
+                s.set_request_header(h, None);
+            }
+            if let Some(addr) = d.passthrough {
+                let cluster = waypoint_core::names::passthrough_cluster_name(addr);
+                s.set_request_header(CLUSTER_HEADER, Some(&cluster));
+            }
+            Outcome::Continue
+        }
         (action, fwd, Some(local)) => {
             let delay = fwd
                 .as_ref()

@@ -56,7 +56,7 @@ async fn envoy_local_rate_limits_match_the_host() {
             )
         };
         // The host's counts (tests/tests/host/ratelimit.rs).
-        for (prefix, ok, limited) in [(OTHER_PREFIX, 4, 2), (FRONT_PREFIX, 2, 3)] {
+        for (prefix, ok, limited) in [(OTHER_PREFIX, 4, 3), (FRONT_PREFIX, 2, 2)] {
             let at = |name| counter(name, prefix);
             assert_eq!(
                 at("rate_limited"),

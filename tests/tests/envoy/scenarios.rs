@@ -50,6 +50,9 @@ fn clusters_for(snap: &waypoint_core::Snapshot, case: &Case) -> Result<BTreeSet<
     };
     let d = snap.decide(&req, &mut SplitMix64(r.seed), false);
     let mut out = BTreeSet::new();
+    if let (Action::Passthrough, Some(addr)) = (d.action, d.passthrough) {
+        out.insert(waypoint_core::names::passthrough_cluster_name(addr));
+    }
     if let (Action::Route, Some(f)) = (d.action, &d.forward) {
         out.insert(cluster(
             f.port,
@@ -100,7 +103,8 @@ fn compare(
             ));
         }
     }
-    if action != "route" {
+    // A pass-through goes upstream like a route (to the original destination's cluster).
+    if action != "route" && action != "passthrough" {
         let status = core.get("status").and_then(Value::as_u64).unwrap_or(0);
         if u64::from(resp.status) != status || resp.upstream().is_some() {
             return Err(format!(

@@ -43,8 +43,9 @@ async fn local_rate_limits_hit_refill_and_count() {
                 ],
             )
         };
+        // The request to front's pod has no service (no service route): neither's.
         assert_eq!(limited("other"), Some(2), "{text}");
-        assert_eq!(limited("front"), Some(3), "{text}");
+        assert_eq!(limited("front"), Some(2), "{text}");
         let counter = |name: &str, prefix: &str| {
             sample(
                 &text,
@@ -52,8 +53,9 @@ async fn local_rate_limits_hit_refill_and_count() {
                 &[&format!("envoy_local_http_ratelimit_prefix=\"{prefix}\"")],
             )
         };
-        // other: 3 + 1 allowed, 2 limited; front: 2 allowed, 3 limited.
-        for (prefix, ok, limited) in [(OTHER_PREFIX, 4, 2), (FRONT_PREFIX, 2, 3)] {
+        // The filter's (other's and front's pod's): 3 + 1 allowed, 3 limited; front's route:
+        // 2 allowed, 2 limited.
+        for (prefix, ok, limited) in [(OTHER_PREFIX, 4, 3), (FRONT_PREFIX, 2, 2)] {
             assert_eq!(
                 counter("enabled", prefix),
                 Some(ok + limited),

@@ -2,7 +2,7 @@
 //! authorize (CUSTOM → DENY → ALLOW), match a route (first match wins), then act on it.
 
 use std::borrow::Cow;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use smallvec::SmallVec;
 
@@ -35,6 +35,10 @@ pub enum DecideError {
     UnknownDestination(String),
     #[error("service {0} does not use this waypoint")]
     NotBound(String),
+    /// A pod IP of a workload that uses this waypoint: no service route applies, the request
+    /// goes to this original destination (see `Snapshot::resolve_destination`).
+    #[error("destination {0} is a workload address: no service route applies")]
+    Workload(SocketAddr),
 }
 
 /// Body Envoy's RBAC filter sends on deny; Istio users grep for it.
@@ -86,7 +90,9 @@ pub struct ResolvedService {
 }
 
 impl Snapshot {
-    /// Resolve a destination (`ip:port` or `host:port`) to a service and port.
+    /// Resolve a destination (`ip:port` or `host:port`) to a service and port. A pod IP of a
+    /// workload using this waypoint is no service ([`DecideError::Workload`]): the waypoint's
+    /// own policies apply to it and it is forwarded as addressed.
     pub fn resolve_destination(&self, destination: &str) -> Result<ResolvedService, DecideError> {
         let (host, port) = split_host_port(destination);
         let port = port.unwrap_or(80);
@@ -102,15 +108,20 @@ impl Snapshot {
                     ip: Some(ip),
                 });
             }
-            // Workload-addressed traffic: a pod IP. Prefer a bound service of that pod.
+            // Workload-addressed traffic: a pod IP. Istio's waypoint sends it through its
+            // `direct-http` / `direct-tcp` chains (pilot listener_waypoint.go, "Direct pod
+            // access chain", 1.28-1.31): the waypoint's own filters and policies
+            // (`buildWaypointHTTPFilters(nil)`), no VirtualService / HTTPRoute
+            // (`buildWaypointInboundHTTPRouteConfig` with no service: the default route), and
+            // the `encap` cluster to the original destination. Only a pod of a service using
+            // this waypoint takes that chain; any other pod stays its service's (not bound: 404).
             let eps = self.registry.indexes_by_endpoint(ip);
-            let pick = eps
-                .iter()
-                .copied()
-                .find(|i| self.routes[*i].is_some())
-                .or(eps.first().copied());
-            return pick
-                .map(|i| {
+            if eps.iter().any(|i| self.routes[*i].is_some()) {
+                return Err(DecideError::Workload(SocketAddr::new(ip, port)));
+            }
+            return eps
+                .first()
+                .map(|&i| {
                     // The pod port is a target port; map it back to the service port.
                     let svc = &self.registry.services[i];
                     let sport = svc
@@ -359,6 +370,7 @@ impl Snapshot {
             action: Action::NotFound,
             local: None,
             forward: None,
+            passthrough: None,
             matched_rule: None,
             rule_position: None,
             service: None,
@@ -368,6 +380,12 @@ impl Snapshot {
         };
         let (svc_idx, port, dest_ip) = match self.resolve_destination(req.destination) {
             Ok(r) => (r.index, r.port, r.ip),
+            Err(DecideError::Workload(addr)) => {
+                t.add(|| format!("destination {addr} is a workload address: no service route"));
+                self.decide_workload(&mut d, &mut t, req, auth, addr);
+                d.trace = t.lines;
+                return d;
+            }
             Err(e) => {
                 t.add(|| e.to_string());
                 d.local = Some(local(404, "", Vec::new()));
@@ -536,6 +554,50 @@ impl Snapshot {
         }
         d.trace = t.lines;
         d
+    }
+
+    /// A request addressed to a workload (`addr`, a pod IP): the waypoint's own policies
+    /// with HTTP semantics on the normalized path, then pass-through to `addr` unchanged.
+    fn decide_workload<'s>(
+        &'s self,
+        d: &mut Decision<'s>,
+        t: &mut Tracer,
+        req: &Request<'_>,
+        auth: Option<&RequestAuth>,
+        addr: SocketAddr,
+    ) {
+        let Some(normalized) = normalize_path_stable(self.mesh.path_normalization, req.path) else {
+            t.add(|| format!("path {:?} cannot be normalized: 400", req.path));
+            d.action = Action::DirectResponse;
+            d.local = Some(local(400, "Bad Request", Vec::new()));
+            return;
+        };
+        let outcome = self.authorize_passthrough_authenticated(req, auth, &normalized, t.on);
+        t.lines.extend(outcome.trace);
+        d.policies = outcome
+            .verdicts
+            .iter()
+            .map(|v| PolicyResult {
+                policy: v.policy,
+                action: action_name(v.action),
+                matched: v.matched,
+                dry_run: v.dry_run,
+            })
+            .collect();
+        d.ext_authz = outcome.custom;
+        if !outcome.allowed {
+            t.add(|| "authz: denied (403)".to_string());
+            d.action = Action::Deny;
+            d.local = Some(local(
+                403,
+                RBAC_DENIED_BODY,
+                vec![("content-type".into(), "text/plain".into())],
+            ));
+            return;
+        }
+        t.add(|| format!("pass-through to {addr}"));
+        d.action = Action::Passthrough;
+        d.passthrough = Some(addr);
     }
 
     #[allow(clippy::too_many_arguments)]

@@ -13,7 +13,7 @@ fn snapshot(mode: &str, extra: &str) -> Snapshot {
         r#"{gw}apiVersion: v1
 kind: Service
 metadata: {{name: echo, namespace: default, labels: {{istio.io/use-waypoint: waypoint}}}}
-spec: {{clusterIP: 10.0.0.1, ports: [{{name: http, port: 80}}]}}
+spec: {{clusterIP: 10.0.0.1, selector: {{app: echo}}, ports: [{{name: http, port: 80}}]}}
 ---
 apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
@@ -225,4 +225,68 @@ spec:
         Action::Route,
         "the default route, not the redirect"
     );
+}
+
+/// A request addressed to a pod IP of a bound service gets no service route (Istio's
+/// `direct-http` chain): the waypoint's policies only, then the original destination. A pod of
+/// a service that does not use this waypoint stays that service's (404).
+#[test]
+fn a_pod_ip_gets_no_service_route_and_only_the_waypoint_policies() {
+    let snap = snapshot(
+        "BASE",
+        r#"---
+apiVersion: v1
+kind: Pod
+metadata: {name: echo-1, namespace: default, labels: {app: echo}}
+status: {podIP: 10.1.0.1}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: other, namespace: default, labels: {istio.io/use-waypoint: none}}
+spec: {clusterIP: 10.0.0.9, selector: {app: other}, ports: [{name: http, port: 80}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: other-1, namespace: default, labels: {app: other}}
+status: {podIP: 10.1.0.9}
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: echo-deny, namespace: default}
+spec:
+  targetRefs: [{kind: Service, group: "", name: echo}]
+  action: DENY
+  rules: [{to: [{operation: {paths: ["/svc-denied"]}}]}]
+"#,
+    );
+    // The pod really is an endpoint of echo (else this would test an unknown address).
+    assert!(
+        !snap
+            .registry
+            .indexes_by_endpoint("10.1.0.1".parse().expect("ip"))
+            .is_empty(),
+        "echo-1 is no endpoint"
+    );
+    let mut rng = SplitMix64(1);
+    // The HTTPRoute's redirect of /old is not applied; the request goes to the pod as sent.
+    let d = snap.decide(&req("/old/x", "10.1.0.1:8080"), &mut rng, true);
+    assert_eq!(d.action, Action::Passthrough, "{}", d.trace.join("\n"));
+    assert_eq!(d.passthrough, Some("10.1.0.1:8080".parse().expect("addr")));
+    assert!(d.local.is_none() && d.forward.is_none() && d.matched_rule.is_none());
+    // The waypoint's DENY applies; the Service's does not (HTTP and TCP alike).
+    let d = snap.decide(&req("/admin", "10.1.0.1:8080"), &mut rng, false);
+    assert_eq!(d.action, Action::Deny);
+    let d = snap.decide(&req("/svc-denied", "10.1.0.1:8080"), &mut rng, false);
+    assert_eq!(d.action, Action::Passthrough);
+    let d = snap.decide(&req("/svc-denied", "10.0.0.1:80"), &mut rng, false);
+    assert_eq!(d.action, Action::Deny);
+    assert!(
+        !snap
+            .authorize_tcp(None, None, "10.1.0.1:8080", false)
+            .allowed
+    );
+    // A pod of a Service that opted out: still that Service's, not bound here.
+    let d = snap.decide(&req("/", "10.1.0.9:80"), &mut rng, false);
+    assert_eq!(d.action, Action::NotFound);
+    assert_eq!(d.local.as_ref().map(|l| l.status), Some(404));
 }

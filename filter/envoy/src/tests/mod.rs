@@ -56,6 +56,7 @@ fn local(action: Action, status: u16, body: &str, headers: &[(&str, &str)]) -> D
                 .collect(),
             grpc_status: None,
         }),
+        passthrough: None,
         forward: None,
         matched_rule: None,
         rule_position: None,
@@ -181,6 +182,7 @@ fn route<'s>(fx: &'s Fixture, delay: Option<Duration>) -> Decision<'s> {
     Decision {
         action: Action::Route,
         local: None,
+        passthrough: None,
         forward: Some(Forwarding {
             backend: &fx.backend,
             service: None,
@@ -827,4 +829,45 @@ fn source_address_decides_when_a_policy_matches_on_it() {
         HttpFilter::new(Arc::new(cfg)).on_request_headers(&mut s, true);
         assert_eq!(s.reply.as_ref().map(|r| r.status), status, "{source}");
     }
+}
+
+/// A workload-addressed request (the core's `Passthrough`) goes as it came to its original
+/// destination's cluster: nothing but the cluster header changes, a client's router control
+/// headers are dropped.
+#[test]
+fn passthrough_goes_to_the_original_destination_cluster_unchanged() {
+    let d = Decision {
+        action: Action::Passthrough,
+        local: None,
+        forward: None,
+        passthrough: Some("10.1.0.1:8080".parse().expect("addr")),
+        matched_rule: None,
+        rule_position: None,
+        service: None,
+        policies: Default::default(),
+        ext_authz: None,
+        trace: Vec::new(),
+    };
+    let mut s = FakeStream::request(
+        "GET",
+        "10.1.0.1:8080",
+        "/old/x",
+        &[
+            ("x-envoy-max-retries", "9"),
+            (
+                CLUSTER_HEADER,
+                "outbound|9080||evil.bookinfo.svc.cluster.local",
+            ),
+        ],
+    );
+    let mut f = HttpFilter::new(config());
+    let headers = s.headers(HeaderKind::Request);
+    assert_eq!(f.apply(&mut s, &d, &headers), HeadersStatus::Continue);
+    let h = |n: &str| s.header_values(HeaderKind::Request, n);
+    assert_eq!(h(CLUSTER_HEADER), vec!["passthrough|10.1.0.1:8080"]);
+    assert!(h("x-envoy-max-retries").is_empty());
+    assert_eq!(h(":path"), vec!["/old/x"]);
+    assert_eq!(h(":authority"), vec!["10.1.0.1:8080"]);
+    assert!(s.reply.is_none());
+    assert_eq!(s.meta("decision"), Some("passthrough"));
 }

@@ -182,6 +182,29 @@ pub fn is_http2(protocol: &str) -> bool {
     matches!(protocol, "http2" | "grpc" | "grpc-web" | "h2c")
 }
 
+/// The cluster plans of workload-addressed requests (the module's `passthrough|ip:port`): one
+/// per pod and target port of `targets`, reaching it as its services' clusters do (HBONE for a
+/// mesh pod, Istio mTLS for a sidecar). Istio's waypoint has one `encap` original-destination
+/// cluster for its `direct-http` chain (pilot cluster_waypoint.go); with static per-pod
+/// originating listeners, the cluster is per pod and port too, so a port no Service names has
+/// none (Envoy's 503 NC).
+pub fn passthrough_plans<'a>(targets: impl IntoIterator<Item = &'a Target>) -> Vec<ClusterPlan> {
+    let mut seen = std::collections::BTreeSet::new();
+    targets
+        .into_iter()
+        .filter(|t| seen.insert((t.ip, t.target_port)))
+        .map(|t| ClusterPlan {
+            name: waypoint_core::names::passthrough_cluster_name(SocketAddr::new(
+                t.ip,
+                t.target_port,
+            )),
+            protocol: String::new(),
+            targets: vec![t.clone()],
+            policy: None,
+        })
+        .collect()
+}
+
 /// `internal_upstream` around `raw_buffer` (passes filter state to internal listeners).
 pub fn internal_upstream_socket() -> Value {
     json!({
@@ -388,6 +411,41 @@ mod tests {
         ] {
             assert_eq!(base64(input.as_bytes()), want, "{input}");
         }
+    }
+
+    #[test]
+    fn every_pod_and_target_port_has_one_passthrough_cluster() {
+        let s = svc();
+        let mut all = targets(&s, 9080, &BTreeMap::new(), "cluster.local");
+        all.extend(targets(&s, 80, &BTreeMap::new(), "cluster.local"));
+        // The same pod and port twice (two services, or subsets) is one cluster.
+        all.extend(targets(&s, 9080, &BTreeMap::new(), "cluster.local"));
+        let cs: Vec<Value> = passthrough_plans(&all)
+            .iter()
+            .map(|p| outbound_cluster_via(p, false))
+            .collect();
+        let names: Vec<&str> = cs.iter().filter_map(|c| c["name"].as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "passthrough|10.0.0.1:9081",
+                "passthrough|10.0.0.2:9081",
+                "passthrough|10.0.0.1:8080",
+                "passthrough|10.0.0.2:8080",
+            ]
+        );
+        let ep = |c: &Value| {
+            c["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"].clone()
+        };
+        // Plaintext pod: its address; mesh pod: its HBONE originating listener.
+        assert_eq!(
+            ep(&cs[0])["socket_address"],
+            json!({"address": "10.0.0.1", "port_value": 9081})
+        );
+        assert_eq!(
+            ep(&cs[1])["envoy_internal_address"]["server_listener_name"],
+            json!("connect_originate|10.0.0.2:9081")
+        );
     }
 
     #[test]

@@ -186,6 +186,13 @@ pub fn generate(snapshot: &Snapshot, o: &Options) -> Value {
         sidecar_tls::apply(&mut c, p, o);
         c
     }));
+    // Workload-addressed requests (a pod IP): to that pod and port, no service route.
+    let pods: BTreeSet<&Target> = plans.iter().flat_map(|p| p.targets.iter()).collect();
+    cluster_list.extend(clusters::passthrough_plans(pods).iter().map(|p| {
+        let mut c = clusters::outbound_cluster_via(p, via.is_some());
+        sidecar_tls::apply(&mut c, p, o);
+        c
+    }));
     cluster_list.extend(jwt_authn::clusters(snapshot));
     cluster_list.extend(telemetry::clusters(snapshot));
     cluster_list.extend(ext_authz::provider_clusters(

@@ -6,7 +6,7 @@
 //! rule), so a service's route-level limit becomes a copy of the generic routes matching the
 //! tunnel's original destination (`waypoint.original_dst`, the service VIP and port) and
 //! carrying the `typed_per_filter_config` and `rate_limits` (one bucket per service port, for
-//! its VIPs and its pods alike). What cannot be mapped that way (patches naming one route) is
+//! its VIPs; a pod-addressed request has no service route, so the filter's own config). What cannot be mapped that way (patches naming one route) is
 //! returned as notes.
 
 use serde_json::{json, Value};
@@ -52,18 +52,13 @@ pub fn wire(listener: &mut Value, snapshot: &Snapshot) -> Vec<String> {
             let Some(route) = limits.envoy_route(&svc.hostname, p.port) else {
                 continue;
             };
-            // The service's VIPs on its port, and its pods on their target port (ztunnel
-            // sends pod-addressed traffic to a service's waypoint too).
-            let mut dsts: Vec<String> = svc.vips.iter().map(|ip| addr(*ip, p.port)).collect();
-            for e in &svc.endpoints {
-                let d = addr(e.ip, svc.target_port(p.port, e));
-                if !dsts.contains(&d) {
-                    dsts.push(d);
-                }
-            }
+            // The service's VIPs on its port. Not its pods: a pod-addressed request gets no
+            // service route (Istio's direct-http chain has its own route table, which a
+            // patch naming the service's vhost never reaches), so no route-level limit.
+            let dsts: Vec<String> = svc.vips.iter().map(|ip| addr(*ip, p.port)).collect();
             if dsts.is_empty() {
                 notes.push(format!(
-                    "{}:{}: no VIP and no pod, so Envoy has no route for its route-level rate limit",
+                    "{}:{}: no VIP, so Envoy has no route for its route-level rate limit",
                     svc.hostname, p.port
                 ));
                 continue;

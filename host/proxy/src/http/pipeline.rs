@@ -35,7 +35,7 @@ pub fn handle(
     req: Request<Incoming>,
 ) -> impl Future<Output = Result<Response<ProxyBody>, Infallible>> + Send {
     match waypoint_hbone::timeouts::Timeouts::enabled(shared.timeouts.request) {
-        None => Either::Left(serve(shared, ctx, req.map(|b| InBody::new(b, None)))),
+        None => Either::Left(serve(shared, ctx, req.map(|b| InBody::new(b, None)), None)),
         Some(limit) => Either::Right(Box::pin(serve_timed(shared, ctx, req, limit))),
     }
 }
@@ -53,8 +53,9 @@ async fn serve_timed(
     let http1 = req.version() < Version::HTTP_2;
     let req = req.map(|b| InBody::new(b, Some(received.clone())));
     let drain = shared.clone();
+    let parked = Arc::new(trace::Parked::default());
     tokio::select! {
-        r = serve(shared, ctx.clone(), req) => r,
+        r = serve(shared, ctx.clone(), req, Some(parked.clone())) => r,
         _ = received.expired(limit) => {
             if drain.access_log_now() { info!(
                 target: "access",
@@ -65,7 +66,8 @@ async fn serve_timed(
                 details = "request_overall_timeout",
                 "request"
             ); }
-            let (mut resp, _) = reply::error(ProxyError::RequestTimeout, None, 0);
+            let (mut resp, outcome) = reply::error(ProxyError::RequestTimeout, None, 0);
+            parked.finish(&drain, &outcome);
             close_if_draining(&drain, http1, &mut resp);
             Ok(resp)
         }
@@ -81,11 +83,13 @@ fn close_if_draining(shared: &Shared, http1: bool, resp: &mut Response<ProxyBody
     }
 }
 
-/// Serve one request (the request timeout, when on, runs around this).
+/// Serve one request (the request timeout, when on, runs around this and finishes the span
+/// `parked` holds meanwhile).
 async fn serve(
     shared: Arc<Shared>,
     ctx: Arc<ConnectContext>,
     mut req: Request<InBody>,
+    parked: Option<Arc<trace::Parked>>,
 ) -> Result<Response<ProxyBody>, Infallible> {
     let start = Instant::now();
     let http1 = req.version() < Version::HTTP_2;
@@ -115,18 +119,29 @@ async fn serve(
     let head = RequestHead::of(&req);
     let res = ctx.resolution_for(shared.config.current());
     // Tracing: the span begins here and the upstream gets the child trace context.
-    let span = trace::start(&res, http1, req.headers_mut());
+    let mut span = trace::start(&res, http1, req.headers_mut());
+    if let Some(p) = &parked {
+        if let Some(s) = span.take() {
+            p.park(s, &head, &res);
+        }
+    }
     // Request authentication (Envoy's jwt_authn, before RBAC): 401 for a bad token.
     let plan = match jwt::authenticate(&shared, &ctx, &res, &head, &mut req).await {
         Ok(auth) => plan::plan(&ctx, &res, &head, req.headers(), auth.as_ref()),
         Err(unauthenticated) => unauthenticated,
     };
+    let cluster = trace::cluster_of(&ctx, &plan);
+    if let Some(p) = &parked {
+        p.set_cluster(&cluster);
+    }
+    // The span back from where the request timeout could have finished it.
+    let unpark = |span: Option<trace::Started>| span.or_else(|| parked.as_ref()?.unpark());
     // Local rate limit: Istio's EnvoyFilter inserts it before every other filter.
     let limit = ratelimit::check(&shared, &ctx, &res, &plan, &head, req.headers_mut());
     if let Some(reply) = &limit.limited {
         let (resp, outcome) = reply::rate_limited(reply);
         let sizes = report::finish(&shared, &ctx, &res, &head, &plan, &outcome, start.elapsed());
-        trace::finish(&shared, &ctx, &res, &head, &plan, &outcome, span);
+        trace::finish(&shared, &res, &head, &cluster, &outcome, unpark(span));
         let mut resp = crate::telemetry::body_size::counted(resp, sizes, start);
         if head.grpc {
             resp = reply::grpc_form(resp);
@@ -150,7 +165,7 @@ async fn serve(
     let mut resp = resp;
     ratelimit::decorate(resp.headers_mut(), &limit.response_headers);
     let sizes = report::finish(&shared, &ctx, &res, &head, &plan, &outcome, start.elapsed());
-    trace::finish(&shared, &ctx, &res, &head, &plan, &outcome, span);
+    trace::finish(&shared, &res, &head, &cluster, &outcome, unpark(span));
     let mut resp = crate::telemetry::body_size::counted(resp, sizes, start);
     if head.grpc {
         // Envoy answers a gRPC request's local replies in gRPC form (trailers-only).

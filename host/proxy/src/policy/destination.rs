@@ -28,8 +28,9 @@ pub struct ServiceDestination {
 pub enum Destination {
     /// A service the config knows: every request gets a decision.
     Service(ServiceDestination),
-    /// Not a known service, VIP or endpoint: forward to the original destination itself
-    /// (workload-addressed pass-through; ztunnel only sends us what uses this waypoint).
+    /// A pod IP of a service using this waypoint (Istio's direct-workload chains: no service
+    /// route), or an address that is no service, VIP or endpoint: forward to the original
+    /// destination itself (ztunnel only sends us what uses this waypoint).
     Passthrough(Target),
     /// Nothing to send to (a hostname authority that resolves to no service).
     Unknown,

@@ -58,6 +58,7 @@ impl From<Action> for PlanAction {
             Action::DirectResponse => PlanAction::DirectResponse,
             Action::FaultAbort => PlanAction::FaultAbort,
             Action::NotFound => PlanAction::NotFound,
+            Action::Passthrough => PlanAction::Passthrough,
         }
     }
 }
