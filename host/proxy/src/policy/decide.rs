@@ -172,6 +172,11 @@ pub fn plan_from_decision<'s>(
                 }
                 PlanKind::Forward(Box::new(ForwardPlan {
                     targets,
+                    cluster: Some(waypoint_core::names::cluster_name(
+                        port,
+                        f.backend.subset.as_deref().unwrap_or(""),
+                        &f.backend.host,
+                    )),
                     // Empty mutations are left out (applying them does nothing).
                     request_headers: owned_ops(&f.request_headers),
                     response_headers: owned_ops(&f.response_headers),
