@@ -4,6 +4,7 @@
 mod admin;
 mod certs;
 mod curl;
+mod global_ratelimit;
 mod hbone;
 mod istio;
 mod jwt;
