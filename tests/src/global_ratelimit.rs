@@ -234,6 +234,24 @@ pub async fn run(client: &HboneClient, waypoint: SocketAddr, rls: &Rls) {
     rls.set_mode(Mode::Normal);
 }
 
+/// The value of Envoy's counter `cluster.<cluster>.ratelimit.<name>` in Prometheus `text`
+/// (absent: 0). Envoy's tag extractor stops the cluster name at its first dot; the rest goes
+/// into the metric name.
+pub fn cluster_counter(text: &str, cluster: &str, name: &str) -> u64 {
+    let (tag, rest) = cluster.split_once('.').unwrap_or((cluster, ""));
+    let rest = if rest.is_empty() {
+        String::new()
+    } else {
+        format!("{}_", rest.replace(['.', '-'], "_"))
+    };
+    crate::ratelimit::sample(
+        text,
+        &format!("envoy_cluster_{rest}ratelimit_{name}"),
+        &[&format!("envoy_cluster_name=\"{tag}\"")],
+    )
+    .unwrap_or(0)
+}
+
 /// Counters the scenario leaves, per cluster: (ok, over_limit, error, failure_mode_allowed).
 pub const COUNTS: [(&str, [u64; 4]); 3] = [
     (OTHER_CLUSTER, [2, 1, 2, 2]),

@@ -7,6 +7,7 @@ mod e2e;
 mod generated_retries;
 mod generated_scenarios;
 mod generated_traffic;
+mod global_ratelimit;
 mod jwt;
 mod proxy_config;
 mod ratelimit;

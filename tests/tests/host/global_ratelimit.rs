@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use waypoint_hbone::HboneClient;
 use waypoint_tests::echo::http_echo;
-use waypoint_tests::global_ratelimit::{self, COUNTER_NAMES, COUNTS, LIMIT};
+use waypoint_tests::global_ratelimit::{self, cluster_counter, COUNTER_NAMES, COUNTS, LIMIT};
 use waypoint_tests::pki::Pki;
 use waypoint_tests::ratelimit::sample;
 use waypoint_tests::rls_server;
@@ -57,14 +57,7 @@ async fn global_rate_limits_ask_the_service() {
         assert_eq!(requests("429", "RL", "front"), Some(1));
         assert_eq!(requests("500", "RLSE", "strict"), Some(2));
         for (cluster, want) in COUNTS {
-            let got = COUNTER_NAMES.map(|n| {
-                sample(
-                    &text,
-                    &format!("envoy_cluster_ratelimit_{n}"),
-                    &[&format!("envoy_cluster_name=\"{cluster}\"")],
-                )
-                .unwrap_or(0)
-            });
+            let got = COUNTER_NAMES.map(|n| cluster_counter(&text, cluster, n));
             assert_eq!(
                 got, want,
                 "{cluster}: ok, over_limit, error, failure_mode_allowed"

@@ -227,6 +227,11 @@ pub fn compile(v: &Value) -> Result<GlobalRateLimit, (String, String)> {
     let mut envoy_json = v.clone();
     if let Value::Object(m) = &mut envoy_json {
         m.insert("@type".into(), Value::String(GLOBAL_TYPE_URL.into()));
+        // Envoy reads a protobuf Duration only as seconds ("0.5s"); Istio's durations may be
+        // written "500ms".
+        if m.contains_key("timeout") {
+            m.insert("timeout".into(), Value::String(proto_duration(timeout)));
+        }
     }
     Ok(GlobalRateLimit {
         domain,
@@ -241,6 +246,16 @@ pub fn compile(v: &Value) -> Result<GlobalRateLimit, (String, String)> {
         cluster,
         envoy_json,
     })
+}
+
+/// A duration as protobuf JSON writes it: seconds with up to nine decimals and `s`.
+fn proto_duration(d: Duration) -> String {
+    let nanos = d.subsec_nanos();
+    if nanos == 0 {
+        return format!("{}s", d.as_secs());
+    }
+    let frac = format!("{nanos:09}");
+    format!("{}.{}s", d.as_secs(), frac.trim_end_matches('0'))
 }
 
 /// Read a CLUSTER ADD patch's value: its name and its `load_assignment` endpoints. Errors

@@ -135,6 +135,7 @@ fn the_task_filter_reads_into_a_global_limit() {
     assert_eq!(g.config.rate_limited_status, 429);
     assert_eq!(g.config.status_on_error, 500);
     assert_eq!(g.config.envoy_json["@type"], GLOBAL_TYPE_URL);
+    assert_eq!(g.config.envoy_json["timeout"], "10s");
     // A known service's outbound cluster: the registry's service and port.
     let Some(RlsTarget::Service { index: _, port }) = g.target else {
         panic!("{:?}", g.target)
@@ -176,6 +177,13 @@ fn a_cluster_patch_names_the_service() {
         rl.global[0].target,
         Some(RlsTarget::Endpoints(vec![("127.0.0.9".into(), 8081)]))
     );
+}
+
+#[test]
+fn timeouts_reach_envoy_in_seconds() {
+    let (rl, _) = read(&task("rate_limit_cluster", true).replace("timeout: 10s", "timeout: 250ms"));
+    assert_eq!(rl.global[0].config.timeout, Duration::from_millis(250));
+    assert_eq!(rl.global[0].config.envoy_json["timeout"], "0.25s");
 }
 
 #[test]

@@ -1,6 +1,6 @@
 //! The global rate limit filter's counters under Envoy's names: `cluster.<route's cluster>.
-//! ratelimit.{ok,over_limit,error,failure_mode_allowed}`, in Prometheus
-//! `envoy_cluster_ratelimit_<name>{envoy_cluster_name="..."}`.
+//! ratelimit.{ok,over_limit,error,failure_mode_allowed}`, in Prometheus as Envoy 1.40 writes
+//! them (see [`prometheus_name`]).
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -50,19 +50,46 @@ impl GlobalRateLimitStats {
         if m.is_empty() {
             return out;
         }
-        for (i, name) in NAMES.iter().enumerate() {
-            let _ = writeln!(out, "# TYPE envoy_cluster_ratelimit_{name} counter");
-            for (cluster, c) in m.iter() {
-                let cl = cluster.replace('\\', "\\\\").replace('"', "\\\"");
-                let _ = writeln!(
-                    out,
-                    "envoy_cluster_ratelimit_{name}{{envoy_cluster_name=\"{cl}\"}} {}",
-                    c[i]
-                );
+        // One family per metric name, each sample under it.
+        let mut families: BTreeMap<String, Vec<(String, u64)>> = BTreeMap::new();
+        for (cluster, c) in m.iter() {
+            for (i, name) in NAMES.iter().enumerate() {
+                let (metric, tag) = prometheus_name(cluster, name);
+                families.entry(metric).or_default().push((tag, c[i]));
+            }
+        }
+        for (metric, samples) in families {
+            let _ = writeln!(out, "# TYPE {metric} counter");
+            for (tag, v) in samples {
+                let t = tag.replace('\\', "\\\\").replace('"', "\\\"");
+                let _ = writeln!(out, "{metric}{{envoy_cluster_name=\"{t}\"}} {v}");
             }
         }
         out
     }
+}
+
+/// Envoy's Prometheus name and `envoy_cluster_name` tag of `cluster.<cluster>.ratelimit.<name>`:
+/// its tag extractor takes the cluster name up to its first dot, so the rest of an Istio
+/// cluster name (`outbound|80||front.default.svc.cluster.local`) lands in the metric name,
+/// non-alphanumerics as `_` (measured on Envoy 1.40: `envoy_cluster_default_svc_cluster_local_
+/// ratelimit_ok{envoy_cluster_name="outbound|80||front"}`).
+pub fn prometheus_name(cluster: &str, name: &str) -> (String, String) {
+    let (tag, rest) = match cluster.split_once('.') {
+        Some((t, r)) => (t, format!("{r}.ratelimit.{name}")),
+        None => (cluster, format!("ratelimit.{name}")),
+    };
+    let metric: String = format!("envoy_cluster_{rest}")
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    (metric, tag.to_string())
 }
 
 #[cfg(test)]
@@ -81,5 +108,12 @@ mod tests {
         assert!(s
             .encode()
             .contains("envoy_cluster_ratelimit_ok{envoy_cluster_name=\"outbound|80||a\"} 2"));
+        s.record(
+            "outbound|80||front.default.svc.cluster.local",
+            RlsResult::Ok,
+        );
+        assert!(s.encode().contains(
+            "envoy_cluster_default_svc_cluster_local_ratelimit_ok{envoy_cluster_name=\"outbound|80||front\"} 1"
+        ));
     }
 }
