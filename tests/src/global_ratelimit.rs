@@ -25,12 +25,10 @@ pub const STRICT_CLUSTER: &str = "outbound|80||strict.default.svc.cluster.local"
 /// Requests per descriptor the service allows.
 pub const LIMIT: u32 = 2;
 
-/// The EnvoyFilter as Istio's global rate limit task writes it, attached by targetRefs, the
-/// service at `rls`.
-pub fn envoy_filter(rls: SocketAddr) -> String {
-    let filter = |domain: &str, stage: u32, deny: bool| {
-        format!(
-            r#"
+/// One global filter patch: `domain`, `stage`, `failure_mode_deny`, its service's cluster.
+fn filter(domain: &str, stage: u32, deny: bool) -> String {
+    format!(
+        r#"
   - applyTo: HTTP_FILTER
     match:
       context: GATEWAY
@@ -54,21 +52,26 @@ pub fn envoy_filter(rls: SocketAddr) -> String {
             grpc_service:
               envoy_grpc: {{cluster_name: rate_limit_cluster}}
             transport_api_version: V3"#
-        )
-    };
+    )
+}
+
+/// The start of an EnvoyFilter `name` attached by targetRefs: the global filter (domain
+/// `waypoint`, `failure_mode_deny: false`) and the CLUSTER patch (as Istio's task writes it)
+/// for the service at `rls`; more patches may follow.
+pub fn envoy_filter_header(name: &str, rls: SocketAddr) -> String {
     format!(
         r#"
 apiVersion: networking.istio.io/v1alpha3
 kind: EnvoyFilter
 metadata:
-  name: global-ratelimit
+  name: {name}
   namespace: default
 spec:
   targetRefs:
   - kind: Gateway
     group: gateway.networking.k8s.io
     name: waypoint
-  configPatches:{}{}
+  configPatches:{}
   - applyTo: CLUSTER
     match: {{cluster: {{service: ratelimit.default.svc.cluster.local}}}}
     patch:
@@ -85,7 +88,18 @@ spec:
           - lb_endpoints:
             - endpoint:
                 address:
-                  socket_address: {{address: "{}", port_value: {}}}
+                  socket_address: {{address: "{}", port_value: {}}}"#,
+        filter("waypoint", 0, false),
+        rls.ip(),
+        rls.port()
+    )
+}
+
+/// The EnvoyFilter as Istio's global rate limit task writes it, attached by targetRefs, the
+/// service at `rls`, with a second (strict) filter and the scenario's route patches.
+pub fn envoy_filter(rls: SocketAddr) -> String {
+    format!(
+        r#"{}{}
   - applyTo: VIRTUAL_HOST
     match:
       context: GATEWAY
@@ -120,10 +134,8 @@ spec:
           actions:
           - generic_key: {{descriptor_value: strict}}
 "#,
-        filter("waypoint", 0, false),
+        envoy_filter_header("global-ratelimit", rls),
         filter("strict", 1, true),
-        rls.ip(),
-        rls.port()
     )
 }
 

@@ -21,6 +21,7 @@ pub mod pki;
 pub mod probes;
 pub mod ratelimit;
 pub mod rls_server;
+pub mod rule_ratelimit;
 pub mod scenario;
 pub mod scenario_hbone;
 pub mod security;

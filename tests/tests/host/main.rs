@@ -14,6 +14,7 @@ mod mtls;
 mod netns;
 mod proxy_config;
 mod ratelimit;
+mod rule_ratelimit;
 mod scenarios;
 mod telemetry_labels;
 mod traffic_policy;

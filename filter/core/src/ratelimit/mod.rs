@@ -305,6 +305,59 @@ impl RateLimits {
     pub fn per_rule(&self) -> impl Iterator<Item = &RouteLimit> {
         self.routes.iter().filter(|r| r.route_name.is_some())
     }
+
+    /// The route name a request to service `host` matched by `rule` is limited under, when a
+    /// patch names that rule (any port: Envoy's per-rule routes also match the destination).
+    /// Envoy mode's module steers the request to that rule's route with it.
+    pub fn rule_route(&self, host: &str, rule: &RuleId) -> Option<&str> {
+        self.routes
+            .iter()
+            .filter(|r| r.route_name.is_some())
+            .rev()
+            .find(|r| {
+                let port = match r.vhost {
+                    VhostMatch::Service { port, .. } | VhostMatch::Port(port) => port,
+                    VhostMatch::Any => 0,
+                };
+                r.matches(&Target {
+                    host,
+                    port,
+                    rule: Some(rule),
+                })
+            })
+            .and_then(|r| r.route_name.as_deref())
+    }
+
+    /// The route-level limits of the patches naming route `name` for service `host:port`:
+    /// what Envoy's per-rule route carries (as [`Self::envoy_route`] for a service).
+    pub fn envoy_rule_route(&self, host: &str, port: u16, name: &str) -> Option<EnvoyRoute> {
+        let matching: Vec<&RouteLimit> = self
+            .routes
+            .iter()
+            .filter(|r| {
+                r.vhost.matches(host, port) && r.route_name.as_deref().is_none_or(|n| n == name)
+            })
+            .collect();
+        if !matching.iter().any(|r| r.route_name.is_some()) {
+            return None;
+        }
+        let config = matching
+            .iter()
+            .rev()
+            .find_map(|r| r.config.as_ref().map(|c| c.envoy_json.clone()));
+        let rules = |per_route: bool| {
+            matching
+                .iter()
+                .rev()
+                .find(|r| r.per_route == per_route && !r.rate_limits.is_empty())
+                .map(|r| r.rate_limits_json.clone())
+        };
+        let rate_limits = rules(true).or_else(|| rules(false));
+        Some(EnvoyRoute {
+            config,
+            rate_limits,
+        })
+    }
 }
 
 /// A bucket of one config.

@@ -9,12 +9,19 @@
 //! rule), so a service's route-level limit becomes a copy of the generic routes matching the
 //! tunnel's original destination (`waypoint.original_dst`, the service VIP and port) and
 //! carrying the `typed_per_filter_config` and `rate_limits` (one bucket per service port, for
-//! its VIPs and its pods alike). What cannot be mapped that way (patches naming one route) is
-//! returned as notes.
+//! its VIPs and its pods alike). A patch naming one rule (`vhost.route.name`) gets copies that
+//! also match `x-waypoint-route: <rule>`, which the module sets for that rule before it has the
+//! table matched again; their local config is read by a second local_ratelimit after the
+//! module. What cannot be mapped (services with no address) is returned as notes.
 
 use serde_json::{json, Value};
 use waypoint_core::ratelimit::{RlsTarget, FILTER_NAME, GLOBAL_FILTER_NAME};
 use waypoint_core::Snapshot;
+
+/// The module's header selecting a rule's route (filter/envoy's `router::ROUTE_HEADER`).
+const ROUTE_HEADER: &str = "x-waypoint-route";
+/// The second local_ratelimit, after the module: it limits by the per-rule routes' configs.
+const PER_RULE_LOCAL: &str = "waypoint.per_rule_local_ratelimit";
 
 const HTTP_PROTOCOL_OPTIONS: &str = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
 
@@ -49,24 +56,55 @@ pub fn wire(listener: &mut Value, snapshot: &Snapshot) -> Vec<String> {
             );
         }
     }
-    for r in limits.per_rule() {
-        notes.push(format!(
-            "{}: vhost.route.name {:?} is applied by the host only (Envoy's route table has one route per service, not per rule)",
-            r.source,
-            r.route_name.as_deref().unwrap_or("")
-        ));
+    // Per-rule configs: a second local_ratelimit after the module, which picked the rule; a
+    // no-op but on the per-rule routes, which carry its config under its own name.
+    let per_rule_local = limits.per_rule().any(|r| r.config.is_some());
+    if per_rule_local {
+        if let Some(chain) = hcm["http_filters"].as_array_mut() {
+            let at = chain
+                .iter()
+                .position(|f| f["name"] == "waypoint")
+                .map(|i| i + 1)
+                .unwrap_or(chain.len());
+            chain.insert(
+                at,
+                json!({"name": PER_RULE_LOCAL, "typed_config": {
+                    "@type": waypoint_core::ratelimit::TYPE_URL, "stat_prefix": "per_rule"}}),
+            );
+        }
     }
     let Some(routes) = hcm["route_config"]["virtual_hosts"][0]["routes"].as_array_mut() else {
         return notes;
     };
     let generic = routes.clone();
     let mut limited = Vec::new();
+    let mut rule_routes = Vec::new();
+    let names: Vec<&str> = {
+        let mut n: Vec<&str> = limits
+            .per_rule()
+            .filter_map(|r| r.route_name.as_deref())
+            .collect();
+        n.sort_unstable();
+        n.dedup();
+        n
+    };
     for si in snapshot.bound_services() {
         let svc = &snapshot.registry.services[si];
         for p in &svc.ports {
-            let Some(route) = limits.envoy_route(&svc.hostname, p.port) else {
+            let service_route = limits.envoy_route(&svc.hostname, p.port);
+            let rules: Vec<(&str, waypoint_core::ratelimit::EnvoyRoute)> = names
+                .iter()
+                .filter_map(|n| Some((*n, limits.envoy_rule_route(&svc.hostname, p.port, n)?)))
+                .collect();
+            if service_route.is_none() && rules.is_empty() {
                 continue;
-            };
+            }
+            let route = service_route
+                .clone()
+                .unwrap_or(waypoint_core::ratelimit::EnvoyRoute {
+                    config: None,
+                    rate_limits: None,
+                });
             // The service's VIPs on its port, and its pods on their target port (ztunnel
             // sends pod-addressed traffic to a service's waypoint too).
             let mut dsts: Vec<String> = svc.vips.iter().map(|ip| addr(*ip, p.port)).collect();
@@ -88,6 +126,45 @@ pub fn wire(listener: &mut Value, snapshot: &Snapshot) -> Vec<String> {
                 .map(|d| regex_escape(d))
                 .collect::<Vec<_>>()
                 .join("|");
+            // The rule's own route, selected after the module by `x-waypoint-route` (the
+            // module sets it for a rule a patch names, then has the table matched again).
+            for (name, rr) in &rules {
+                for g in &generic {
+                    let mut r = g.clone();
+                    r["name"] = json!(format!("ratelimit|{}:{}|{name}", svc.hostname, p.port));
+                    r["match"]["filter_state"] = json!([{"key": "waypoint.original_dst",
+                        "string_match": {"safe_regex": {"regex": format!("^(?:{pattern})$")}}}]);
+                    let mut headers = r["match"]["headers"]
+                        .as_array()
+                        .cloned()
+                        .unwrap_or_default();
+                    headers.push(json!({"name": ROUTE_HEADER, "string_match": {"exact": name}}));
+                    r["match"]["headers"] = json!(headers);
+                    let mut remove = r["request_headers_to_remove"]
+                        .as_array()
+                        .cloned()
+                        .unwrap_or_default();
+                    remove.push(json!(ROUTE_HEADER));
+                    r["request_headers_to_remove"] = json!(remove);
+                    let mut per_filter = serde_json::Map::new();
+                    if let Some(c) = &route.config {
+                        per_filter.insert(FILTER_NAME.into(), c.clone());
+                    }
+                    if let Some(c) = &rr.config {
+                        per_filter.insert(PER_RULE_LOCAL.into(), c.clone());
+                    }
+                    if !per_filter.is_empty() {
+                        r["typed_per_filter_config"] = Value::Object(per_filter);
+                    }
+                    if let Some(l) = &rr.rate_limits {
+                        r["route"]["rate_limits"] = l.clone();
+                    }
+                    rule_routes.push(r);
+                }
+            }
+            if service_route.is_none() {
+                continue;
+            }
             for g in &generic {
                 let mut r = g.clone();
                 r["name"] = json!(format!("ratelimit|{}:{}", svc.hostname, p.port));
@@ -103,9 +180,10 @@ pub fn wire(listener: &mut Value, snapshot: &Snapshot) -> Vec<String> {
             }
         }
     }
-    if !limited.is_empty() {
-        limited.extend(generic);
-        *routes = limited;
+    if !limited.is_empty() || !rule_routes.is_empty() {
+        rule_routes.extend(limited);
+        rule_routes.extend(generic);
+        *routes = rule_routes;
     }
     notes
 }
