@@ -12,6 +12,7 @@ mod jwt;
 mod proxy_config;
 mod ratelimit;
 mod reload;
+mod rule_ratelimit;
 mod scenarios;
 mod symbols;
 mod telemetry_istio;
