@@ -190,6 +190,17 @@ impl Engine {
     }
 
     /// What was precomputed for the rule at `pos`.
+    /// The route name an EnvoyFilter rate limit patch names for the decision's rule
+    /// (`vhost.route.name`): the module steers the request to that rule's generated route
+    /// (`x-waypoint-route`). `None` without such patches (the common case: one check).
+    pub fn limit_route(&self, d: &Decision<'_>) -> Option<&str> {
+        let limits = &self.snapshot.rate_limits;
+        if limits.routes.iter().all(|r| r.route_name.is_none()) {
+            return None;
+        }
+        limits.rule_route(&d.service?.hostname, d.matched_rule?)
+    }
+
     fn rule_info(&self, pos: Option<RulePosition>) -> Option<&RuleInfo> {
         let pos = pos?;
         let table = self.tables.get(pos.service)?.as_ref()?;

@@ -89,6 +89,7 @@ fn attr_key(a: Attribute) -> &'static str {
         Attribute::PeerUriSan => "connection.uri_san_peer_certificate",
         Attribute::RequestedServerName => "connection.requested_server_name",
         Attribute::ResponseCode => "response.code",
+        Attribute::ResponseFlags => "response.flags",
         Attribute::RequestTotalSize => "request.total_size",
         Attribute::ResponseTotalSize => "response.total_size",
         Attribute::UpstreamAddress => "upstream.address",

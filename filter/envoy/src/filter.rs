@@ -17,7 +17,9 @@ use crate::config::{FilterConfig, MetadataLevel, PrincipalFrom, RouteTable};
 use crate::ext_authz;
 use crate::header_block::{HeaderBlock, Known};
 use crate::metrics::StreamTelemetry;
-use crate::router::{cluster_name_of, hash_input, CLUSTER_HEADER, HASH_HEADER, ROUTER_HEADERS};
+use crate::router::{
+    cluster_name_of, hash_input, CLUSTER_HEADER, HASH_HEADER, ROUTER_HEADERS, ROUTE_HEADER,
+};
 use crate::stream::{Attribute, HeaderKind, HeadersStatus, LogLevel, StreamHandle};
 use crate::timer;
 
@@ -417,7 +419,8 @@ impl HttpFilter {
         }
         match (&decision.forward, &decision.local) {
             (Some(fwd), _) if decision.action == Action::Route => {
-                self.forward(s, decision.rule_position, fwd, headers, meta)
+                let limit_route = config.engine.limit_route(decision);
+                self.forward(s, decision.rule_position, fwd, headers, limit_route, meta)
             }
             (_, Some(local)) => {
                 meta.flush(s);
@@ -481,6 +484,7 @@ impl HttpFilter {
         rule: Option<RulePosition>,
         fwd: &Forwarding<'_>,
         headers: &HeaderBlock,
+        limit_route: Option<&str>,
         mut meta: Meta<'_>,
     ) -> HeadersStatus {
         // CORS preflight is answered here, as Envoy's CORS filter does before routing.
@@ -527,6 +531,9 @@ impl HttpFilter {
                     s.remove_header(HeaderKind::Request, h);
                 }
             }
+            if limit_route.is_none() && headers.get(ROUTE_HEADER).is_some() {
+                s.remove_header(HeaderKind::Request, ROUTE_HEADER);
+            }
         }
         // When neither the client nor the route's header ops can have put one of these
         // headers in, appending is enough (Envoy's set is a remove plus an append); otherwise
@@ -548,6 +555,12 @@ impl HttpFilter {
             RouteTable::Rematch => (&plan.all, true),
             RouteTable::Waypoint => (&plan.waypoint, plan.waypoint_rematch),
         };
+        // A rule an EnvoyFilter rate limit patch names has its own generated route (its
+        // per-route limit and `rate_limits`): select it, and match the table again.
+        let rematch = rematch || limit_route.is_some();
+        if let Some(name) = limit_route {
+            put(s, ROUTE_HEADER, name);
+        }
         for (name, value) in router_headers {
             put(s, name, value);
         }

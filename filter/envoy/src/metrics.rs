@@ -70,6 +70,11 @@ fn index_in<T>(slice: &[T], item: &T) -> Option<u32> {
     found.then(|| u32::try_from(i).ok()).flatten()
 }
 
+/// Envoy's `CoreResponseFlag` bits in `response.flags` (`RateLimited` is flag 11,
+/// `RateLimitServiceError` flag 13 in `stream_info.h`).
+const RATE_LIMITED: u64 = 1 << 11;
+const RATE_LIMIT_SERVICE_ERROR: u64 = 1 << 13;
+
 /// Envoy's response flag for a decision the module answers itself (the host's the same:
 /// `NR` no route, `FI` fault abort, `-` otherwise, an RBAC deny included).
 fn flag_of(action: Action) -> &'static str {
@@ -130,11 +135,13 @@ pub fn record<S: StreamHandle>(
         destination,
         service: t.service,
         status,
-        flags: if status == 503 && upstream.is_none() && t.flags == "-" {
+        flags: match s.attribute_int(Attribute::ResponseFlags) {
+            // Envoy's ratelimit filter (after the module) answered: its flags.
+            Some(bits) if t.flags == "-" && bits & RATE_LIMITED != 0 => "RL",
+            Some(bits) if t.flags == "-" && bits & RATE_LIMIT_SERVICE_ERROR != 0 => "RLSE",
             // Routed, but no upstream answered: Envoy's upstream connection failure.
-            "UF"
-        } else {
-            t.flags
+            _ if status == 503 && upstream.is_none() && t.flags == "-" => "UF",
+            _ => t.flags,
         },
         grpc: t.grpc,
     };

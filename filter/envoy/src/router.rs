@@ -15,6 +15,10 @@ pub use waypoint_core::router_headers::{
 /// conditions, for rules whose retry policy is not Istio's default (removed upstream too).
 pub const RETRY_HEADER: &str = "x-waypoint-retry";
 
+/// Request header naming the rule whose generated route carries an EnvoyFilter's per-rule
+/// rate limits (`vhost.route.name`); the route table matches it, and removes it upstream.
+pub const ROUTE_HEADER: &str = "x-waypoint-route";
+
 /// Istio's cluster name: `outbound|<port>|<subset>|<host>`. We keep Istio's convention so one
 /// Envoy config (or an xDS server generating it) can hold one cluster per service/port/subset
 /// and the filter selects among them with `cluster_header`; the router then does load

@@ -26,6 +26,8 @@ pub enum Attribute {
     RequestedServerName,
     /// `response.code` (int).
     ResponseCode,
+    /// `response.flags` (int): Envoy's core response flags as a bit set (`1 << flag`).
+    ResponseFlags,
     /// `request.total_size` (int): headers and body.
     RequestTotalSize,
     /// `response.total_size` (int): headers and body.

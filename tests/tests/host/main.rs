@@ -4,6 +4,7 @@
 mod admin;
 mod certs;
 mod curl;
+mod global_ratelimit;
 mod hbone;
 mod istio;
 mod jwt;
@@ -13,6 +14,7 @@ mod mtls;
 mod netns;
 mod proxy_config;
 mod ratelimit;
+mod rule_ratelimit;
 mod scenarios;
 mod sidecar;
 mod telemetry_labels;

@@ -26,6 +26,8 @@ pub enum Action {
     Generic { key: String, value: String },
     /// `remote_address`: the client's address (the tunnel's source).
     RemoteAddress,
+    /// `destination_cluster`: the cluster the request is routed to.
+    DestinationCluster,
     /// `header_value_match`: `value` under `key` when the headers match (or do not, with
     /// `expect_match: false`).
     HeaderValueMatch {
@@ -49,6 +51,7 @@ enum RawAction {
     RequestHeaders(RawRequestHeaders),
     GenericKey(RawGenericKey),
     RemoteAddress(#[allow(dead_code)] serde_json::Map<String, serde_json::Value>),
+    DestinationCluster(#[allow(dead_code)] serde_json::Map<String, serde_json::Value>),
     HeaderValueMatch(RawHeaderValueMatch),
 }
 
@@ -136,6 +139,7 @@ pub(super) fn compile_rate_limits(
                     value: g.descriptor_value,
                 },
                 RawAction::RemoteAddress(_) => Action::RemoteAddress,
+                RawAction::DestinationCluster(_) => Action::DestinationCluster,
                 RawAction::HeaderValueMatch(h) => {
                     let mut headers = Vec::new();
                     for (k, m) in h.headers.into_iter().enumerate() {
@@ -188,6 +192,8 @@ pub struct RequestView<'a> {
     /// Lower-case names.
     pub headers: &'a [(&'a str, &'a str)],
     pub remote_address: Option<std::net::IpAddr>,
+    /// The cluster the request goes to (`outbound|<port>|<subset>|<host>`), when known.
+    pub destination_cluster: Option<&'a str>,
 }
 
 impl RequestView<'_> {
@@ -223,6 +229,10 @@ pub fn descriptors(
                 Action::Generic { key, value } => entries.push((key.clone(), value.clone())),
                 Action::RemoteAddress => match req.remote_address {
                     Some(ip) => entries.push(("remote_address".into(), ip.to_string())),
+                    None => continue 'rule,
+                },
+                Action::DestinationCluster => match req.destination_cluster {
+                    Some(c) => entries.push(("destination_cluster".into(), c.to_string())),
                     None => continue 'rule,
                 },
                 Action::HeaderValueMatch {

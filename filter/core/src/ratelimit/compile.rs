@@ -8,6 +8,7 @@ use serde_json::Value;
 
 use super::actions::parse_rate_limits;
 use super::config::{self, FILTER_NAME};
+use super::global::{self, GlobalFilter, GLOBAL_FILTER_NAME, GLOBAL_TYPE_URL};
 use super::{FilterLimit, PatchRef, RateLimits, RouteLimit, VhostMatch};
 use crate::error::Diagnostics;
 use crate::registry::Waypoint;
@@ -230,21 +231,34 @@ fn patch(r: &RawResource, i: usize, p: &RawPatch, out: &mut RateLimits, diags: &
     match (p.apply_to.as_str(), p.patch.operation.as_str()) {
         ("HTTP_FILTER", "INSERT_BEFORE" | "INSERT_AFTER" | "INSERT_FIRST" | "ADD") => {
             let name = p.patch.value.get("name").and_then(Value::as_str).unwrap_or("");
-            if name != FILTER_NAME {
-                let why = if name == "envoy.filters.http.ratelimit" {
-                    "global rate limiting (a rate limit service) is not supported; use envoy.filters.http.local_ratelimit".to_string()
-                } else {
-                    format!("only {FILTER_NAME} is applied, this inserts {name:?}")
-                };
-                not_applied(r, i, p, &why, diags);
-                return;
-            }
             let typed = p
                 .patch
                 .value
                 .get("typed_config")
                 .or_else(|| p.patch.value.get("typedConfig"))
                 .unwrap_or(&Value::Null);
+            if name == GLOBAL_FILTER_NAME {
+                match config::unwrap_typed_as(typed, GLOBAL_TYPE_URL).and_then(|(v, pre)| {
+                    global::compile(&v).map_err(|(f, m)| (format!("{pre}{f}"), m))
+                }) {
+                    Ok(config) => out.global.push(GlobalFilter {
+                        source,
+                        config,
+                        target: None,
+                    }),
+                    Err((f, m)) => {
+                        diags.error(r.error(field(&join("patch.value.typed_config", &f)), m))
+                    }
+                }
+                return;
+            }
+            if name != FILTER_NAME {
+                let why = format!(
+                    "only {FILTER_NAME} and {GLOBAL_FILTER_NAME} are applied, this inserts {name:?}"
+                );
+                not_applied(r, i, p, &why, diags);
+                return;
+            }
             match config::unwrap_typed(typed)
                 .and_then(|(v, pre)| config::compile(&v, false).map_err(|(f, m)| (format!("{pre}{f}"), m)))
             {
@@ -255,6 +269,10 @@ fn patch(r: &RawResource, i: usize, p: &RawPatch, out: &mut RateLimits, diags: &
                 )),
             }
         }
+        ("CLUSTER", "ADD") => match global::cluster(source, &p.patch.value) {
+            Ok(c) => out.clusters.push(c),
+            Err((f, m)) => diags.error(r.error(field(&join("patch.value", &f)), m)),
+        },
         ("HTTP_ROUTE" | "VIRTUAL_HOST", "MERGE") => {
             let per_route = p.apply_to == "HTTP_ROUTE";
             route_patch(r, i, p, per_route, source, out, diags);
@@ -263,7 +281,7 @@ fn patch(r: &RawResource, i: usize, p: &RawPatch, out: &mut RateLimits, diags: &
             r,
             i,
             p,
-            "the waypoint applies only local rate limit patches (HTTP_FILTER insert of envoy.filters.http.local_ratelimit, HTTP_ROUTE/VIRTUAL_HOST MERGE of its typed_per_filter_config and rate_limits)",
+            "the waypoint applies only rate limit patches (HTTP_FILTER insert of envoy.filters.http.local_ratelimit or envoy.filters.http.ratelimit, CLUSTER ADD of a rate limit service, HTTP_ROUTE/VIRTUAL_HOST MERGE of typed_per_filter_config and rate_limits)",
             diags,
         ),
     }

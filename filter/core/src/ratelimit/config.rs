@@ -176,11 +176,19 @@ struct RawEntry {
 /// with `@type`, or wrapped in a `TypedStruct` (`type_url` + `value`), as Istio's task writes
 /// it. Errors are `(field under value, message)`.
 pub fn unwrap_typed(v: &Value) -> Result<(Value, &'static str), (String, String)> {
+    unwrap_typed_as(v, TYPE_URL)
+}
+
+/// [`unwrap_typed`] for the config of type `type_url`.
+pub fn unwrap_typed_as(
+    v: &Value,
+    type_url: &str,
+) -> Result<(Value, &'static str), (String, String)> {
     let Some(obj) = v.as_object() else {
         return Err((String::new(), "must be an object with \"@type\"".into()));
     };
     let ty = obj.get("@type").and_then(Value::as_str).unwrap_or("");
-    if ty == TYPE_URL {
+    if ty == type_url {
         let mut plain = obj.clone();
         plain.remove("@type");
         return Ok((Value::Object(plain), ""));
@@ -191,10 +199,10 @@ pub fn unwrap_typed(v: &Value) -> Result<(Value, &'static str), (String, String)
             .or_else(|| obj.get("typeUrl"))
             .and_then(Value::as_str)
             .unwrap_or("");
-        if url != TYPE_URL {
+        if url != type_url {
             return Err((
                 "type_url".into(),
-                format!("is {url:?}; the waypoint applies only {TYPE_URL}"),
+                format!("is {url:?}; the waypoint applies only {type_url}"),
             ));
         }
         let inner = obj.get("value").cloned().unwrap_or(Value::Null);
@@ -207,7 +215,7 @@ pub fn unwrap_typed(v: &Value) -> Result<(Value, &'static str), (String, String)
     }
     Err((
         "@type".into(),
-        format!("is {ty:?}; the waypoint applies only {TYPE_URL} (plain or in a TypedStruct)"),
+        format!("is {ty:?}; the waypoint applies only {type_url} (plain or in a TypedStruct)"),
     ))
 }
 
@@ -332,7 +340,7 @@ pub fn compile(v: &Value, per_route: bool) -> Result<LocalRateLimit, (String, St
     })
 }
 
-fn http_status(v: &Value) -> Option<u16> {
+pub(super) fn http_status(v: &Value) -> Option<u16> {
     if let Some(n) = v.as_u64() {
         return u16::try_from(n).ok().filter(|c| (100..600).contains(c));
     }

@@ -1,14 +1,20 @@
-//! Local rate limiting from Istio's EnvoyFilter shape: `envoy.filters.http.local_ratelimit`
-//! inserted by an HTTP_FILTER patch, per-route configs from HTTP_ROUTE/VIRTUAL_HOST patches.
+//! Rate limiting from Istio's EnvoyFilter shape: `envoy.filters.http.local_ratelimit` or
+//! `envoy.filters.http.ratelimit` inserted by an HTTP_FILTER patch, the rate limit service's
+//! cluster from a CLUSTER patch, per-route configs and `rate_limits` from HTTP_ROUTE/VIRTUAL_HOST
+//! patches.
 //!
 //! [`compile`] reads the EnvoyFilters attached to the waypoint into a [`RateLimits`];
-//! [`RateLimits::applied`] says which config and which descriptor rules a request meets;
-//! [`decide`] runs Envoy's bucket order over buckets the caller keeps ([`bucket`]).
+//! [`RateLimits::applied`] says which local config and which descriptor rules a request meets;
+//! [`decide`] runs Envoy's bucket order over buckets the caller keeps ([`bucket`]);
+//! [`RateLimits::global_calls`] says which rate limit service calls a request makes.
 
 pub mod actions;
 pub mod bucket;
 mod compile;
 pub mod config;
+pub mod global;
+#[cfg(test)]
+mod global_tests;
 #[cfg(test)]
 mod tests;
 
@@ -16,6 +22,9 @@ pub use actions::{descriptors, Action, RateLimitRule, RequestView};
 pub use bucket::{BucketState, TokenBucket, Verdict};
 pub use compile::compile;
 pub use config::{Descriptor, HeaderAdd, LocalRateLimit, FILTER_NAME, TYPE_URL};
+pub use global::{
+    ClusterAdd, GlobalFilter, GlobalRateLimit, RlsTarget, GLOBAL_FILTER_NAME, GLOBAL_TYPE_URL,
+};
 
 use crate::error::ResourceId;
 use crate::route::RuleId;
@@ -71,11 +80,22 @@ pub struct RouteLimit {
     pub rate_limits_json: serde_json::Value,
 }
 
-/// Every local rate limit attached to the waypoint.
+/// Every rate limit attached to the waypoint.
 #[derive(Debug, Clone, Default)]
 pub struct RateLimits {
     pub filters: Vec<FilterLimit>,
     pub routes: Vec<RouteLimit>,
+    /// Global rate limit filters (a rate limit service each).
+    pub global: Vec<GlobalFilter>,
+    /// Clusters CLUSTER ADD patches define.
+    pub clusters: Vec<ClusterAdd>,
+}
+
+/// One rate limit service call a request makes: the filter and the descriptors to send.
+#[derive(Debug, Clone)]
+pub struct GlobalCall<'a> {
+    pub filter: &'a GlobalFilter,
+    pub descriptors: Vec<Vec<(String, String)>>,
 }
 
 /// What a request is, for choosing its limits.
@@ -133,8 +153,64 @@ impl RouteLimit {
 }
 
 impl RateLimits {
+    /// No local rate limit filter.
     pub fn is_empty(&self) -> bool {
         self.filters.is_empty()
+    }
+
+    /// The `rate_limits` a request to `t` meets: its route's, else its virtual host's (Envoy's
+    /// default `vh_rate_limits: OVERRIDE`).
+    pub fn route_rules(&self, t: &Target<'_>) -> &[RateLimitRule] {
+        let rules_of = |per_route: bool| {
+            self.routes
+                .iter()
+                .rev()
+                .find(|r| r.per_route == per_route && !r.rate_limits.is_empty() && r.matches(t))
+                .map(|r| r.rate_limits.as_slice())
+        };
+        rules_of(true).or_else(|| rules_of(false)).unwrap_or(&[])
+    }
+
+    /// The rate limit service calls for a request to `t` seen as `view`: one per global
+    /// filter whose stage's `rate_limits` produce a descriptor (Envoy calls the service only
+    /// then).
+    pub fn global_calls(&self, t: &Target<'_>, view: &RequestView<'_>) -> Vec<GlobalCall<'_>> {
+        if self.global.is_empty() {
+            return Vec::new();
+        }
+        let rules = self.route_rules(t);
+        self.global
+            .iter()
+            .filter_map(|f| {
+                let descriptors = descriptors(rules, f.config.stage, view);
+                (!descriptors.is_empty()).then_some(GlobalCall {
+                    filter: f,
+                    descriptors,
+                })
+            })
+            .collect()
+    }
+
+    /// Resolve each global filter's cluster ([`global::resolve`]); a cluster found nowhere is
+    /// warned about (every call to it fails, and `failure_mode_deny` decides).
+    pub fn resolve_services(
+        &mut self,
+        registry: &crate::registry::Registry,
+        diags: &mut crate::error::Diagnostics,
+    ) {
+        for g in &mut self.global {
+            g.target = global::resolve(&g.config.cluster, &self.clusters, registry);
+            if g.target.is_none() {
+                diags.warn(g.source.resource.error(
+                    format!("spec.configPatches[{}]", g.source.index),
+                    format!(
+                        "rate limit service cluster {:?} is neither defined by a CLUSTER patch nor outbound|<port>||<host> of a known service port: every call fails ({})",
+                        g.config.cluster,
+                        if g.config.failure_mode_deny { "failure_mode_deny: requests are denied" } else { "requests are allowed" }
+                    ),
+                ));
+            }
+        }
     }
 
     /// For each filter, the config a request to `t` meets (a route's own config over the
@@ -151,14 +227,7 @@ impl RateLimits {
             .iter()
             .rev()
             .find_map(|(i, r)| r.config.as_ref().map(|c| (*i, r, c)));
-        let rules_of = |per_route: bool| {
-            matching
-                .iter()
-                .rev()
-                .find(|(_, r)| r.per_route == per_route && !r.rate_limits.is_empty())
-                .map(|(_, r)| r.rate_limits.as_slice())
-        };
-        let route_rules = rules_of(true).or_else(|| rules_of(false)).unwrap_or(&[]);
+        let route_rules = self.route_rules(t);
         let mut out = Vec::new();
         for (fi, f) in self.filters.iter().enumerate() {
             let (config, scope) = match route_cfg {
@@ -235,6 +304,59 @@ impl RateLimits {
     /// Route-level patches that name a route (`vhost.route.name`).
     pub fn per_rule(&self) -> impl Iterator<Item = &RouteLimit> {
         self.routes.iter().filter(|r| r.route_name.is_some())
+    }
+
+    /// The route name a request to service `host` matched by `rule` is limited under, when a
+    /// patch names that rule (any port: Envoy's per-rule routes also match the destination).
+    /// Envoy mode's module steers the request to that rule's route with it.
+    pub fn rule_route(&self, host: &str, rule: &RuleId) -> Option<&str> {
+        self.routes
+            .iter()
+            .filter(|r| r.route_name.is_some())
+            .rev()
+            .find(|r| {
+                let port = match r.vhost {
+                    VhostMatch::Service { port, .. } | VhostMatch::Port(port) => port,
+                    VhostMatch::Any => 0,
+                };
+                r.matches(&Target {
+                    host,
+                    port,
+                    rule: Some(rule),
+                })
+            })
+            .and_then(|r| r.route_name.as_deref())
+    }
+
+    /// The route-level limits of the patches naming route `name` for service `host:port`:
+    /// what Envoy's per-rule route carries (as [`Self::envoy_route`] for a service).
+    pub fn envoy_rule_route(&self, host: &str, port: u16, name: &str) -> Option<EnvoyRoute> {
+        let matching: Vec<&RouteLimit> = self
+            .routes
+            .iter()
+            .filter(|r| {
+                r.vhost.matches(host, port) && r.route_name.as_deref().is_none_or(|n| n == name)
+            })
+            .collect();
+        if !matching.iter().any(|r| r.route_name.is_some()) {
+            return None;
+        }
+        let config = matching
+            .iter()
+            .rev()
+            .find_map(|r| r.config.as_ref().map(|c| c.envoy_json.clone()));
+        let rules = |per_route: bool| {
+            matching
+                .iter()
+                .rev()
+                .find(|r| r.per_route == per_route && !r.rate_limits.is_empty())
+                .map(|r| r.rate_limits_json.clone())
+        };
+        let rate_limits = rules(true).or_else(|| rules(false));
+        Some(EnvoyRoute {
+            config,
+            rate_limits,
+        })
     }
 }
 

@@ -204,10 +204,10 @@ spec:
     patch:
       operation: INSERT_BEFORE
       value:
-        name: envoy.filters.http.ratelimit
-        typed_config: {{'@type': type.googleapis.com/envoy.extensions.filters.http.ratelimit.v3.RateLimit, domain: d}}
+        name: envoy.filters.http.buffer
+        typed_config: {{'@type': type.googleapis.com/envoy.extensions.filters.http.buffer.v3.Buffer}}
   - applyTo: CLUSTER
-    patch: {{operation: ADD, value: {{name: rate_limit_cluster}}}}
+    patch: {{operation: MERGE, value: {{name: rate_limit_cluster}}}}
   - applyTo: NETWORK_FILTER
     patch: {{operation: MERGE, value: {{}}}}
   - applyTo: VIRTUAL_HOST
@@ -237,10 +237,12 @@ spec:
             "spec.configPatches[4]",
         ]
     );
-    assert!(diags.warnings[0].message.contains("global rate limiting"));
+    assert!(diags.warnings[0]
+        .message
+        .contains("this inserts \"envoy.filters.http.buffer\""));
     assert!(diags.warnings[1]
         .message
-        .contains("applyTo CLUSTER, operation ADD"));
+        .contains("applyTo CLUSTER, operation MERGE"));
     assert!(diags.warnings[4].message.contains("patch.value.timeout"));
     assert!(rl.filters.is_empty());
     assert_eq!(rl.routes.len(), 1);
@@ -332,6 +334,7 @@ fn descriptors_take_their_own_bucket_and_the_default_one() {
         let r = RequestView {
             headers: &h,
             remote_address: None,
+            destination_cluster: None,
         };
         matched(&c, &descriptors(&rules, 0, &r))
     };
@@ -430,6 +433,7 @@ spec:
     let view = RequestView {
         headers: &h,
         remote_address: None,
+        destination_cluster: None,
     };
     assert_eq!(
         matched(hit[0].config, &descriptors(hit[0].rules, 0, &view)),

@@ -359,12 +359,13 @@ impl Snapshot {
                 idx.into_boxed_slice()
             })
             .collect();
-        let rate_limits = crate::ratelimit::compile(
+        let mut rate_limits = crate::ratelimit::compile(
             resources,
             waypoint.as_ref(),
             &opts.root_namespace,
             &mut diags,
         );
+        rate_limits.resolve_services(&registry, &mut diags);
         let jwt = crate::authn::select_rules(
             authns,
             waypoint.as_ref(),

@@ -213,3 +213,28 @@ fn a_deny_is_counted_under_its_policy() {
         )]
     );
 }
+
+#[test]
+fn the_ratelimit_filters_replies_are_counted_with_their_flags() {
+    // Envoy's ratelimit filter runs after the module: a forwarded request it answers 429 (flag
+    // bit 11) or 500 on a failing service (bit 13) is counted RL / RLSE.
+    for (status, bits, want) in [("429", 1u64 << 11, "RL"), ("500", 1 << 13, "RLSE")] {
+        let mut f = filter();
+        let mut s = FakeStream::request("GET", "reviews:9080", "/", &[])
+            .with_peer(Some("spiffe://cluster.local/ns/bookinfo/sa/sleep"), None)
+            .with_attribute(Attribute::DestinationAddress, "10.96.0.11:9080");
+        f.on_request_headers(&mut s, true);
+        assert!(s.reply.is_none(), "forwarded");
+        s = s
+            .with_attribute(Attribute::ResponseCode, status)
+            .with_attribute(Attribute::ResponseFlags, &bits.to_string());
+        f.on_stream_complete(&mut s);
+        let (_, values, _) = s
+            .counters
+            .iter()
+            .find(|(id, _, _)| *id == IDS.requests)
+            .expect("counted");
+        assert_eq!(label(values, "response_code"), status);
+        assert_eq!(label(values, "response_flags"), want);
+    }
+}

@@ -17,6 +17,7 @@ mod ext_authz;
 mod hash;
 mod istio_metrics;
 mod jwt;
+mod rule_route;
 
 /// A waypoint, one bound service, and a policy allowing only `sa/sleep` to call it.
 pub(super) const MINI: &str = concat!(

@@ -200,6 +200,7 @@ pub fn generate(snapshot: &Snapshot, o: &Options) -> Value {
         &plans,
         via.is_some(),
     ));
+    ratelimit::clusters(&mut cluster_list, snapshot);
     // Every HTTP upstream pool closes connections idle for `upstream_idle`. The internal
     // connection to main_internal and the originator's carry raw TCP (tcp_proxy / CONNECT).
     for c in &mut cluster_list {

@@ -125,7 +125,10 @@ pub fn split(
     }
     for mut c in array(statics, "clusters")? {
         let name = name_of(&c, "Cluster")?;
-        if let Some(obj) = c.as_object_mut() {
+        // DNS clusters (an EnvoyFilter CLUSTER patch's STRICT_DNS) resolve their own
+        // load_assignment: only static endpoints move to EDS.
+        let dns = matches!(c["type"].as_str(), Some("STRICT_DNS" | "LOGICAL_DNS"));
+        if let Some(obj) = c.as_object_mut().filter(|_| !dns) {
             if let Some(mut la) = obj.remove("load_assignment") {
                 la["cluster_name"] = json!(name);
                 obj.insert("type".into(), json!("EDS"));
@@ -358,7 +361,9 @@ mod tests {
                         "http_filters": [{"name": "waypoint", "typed_config": {"@type": DYNAMIC_MODULE,
                             "filter_config": {"value": {"waypoint": "a/b", "config_paths": ["x"]}}}}]}}]}]}],
             "clusters": [{"name": "c1", "type": "STATIC",
-                "load_assignment": {"cluster_name": "c1", "endpoints": []}}]}})
+                "load_assignment": {"cluster_name": "c1", "endpoints": []}},
+                {"name": "dns", "type": "STRICT_DNS",
+                "load_assignment": {"cluster_name": "dns", "endpoints": []}}]}})
     }
 
     fn read(p: &str) -> std::io::Result<String> {
@@ -402,6 +407,8 @@ mod tests {
         );
         assert_eq!(r[ROUTE]["r1"]["name"], "r1");
         assert_eq!(r[CLUSTER]["c1"]["type"], "EDS");
+        assert_eq!(r[CLUSTER]["dns"]["type"], "STRICT_DNS");
+        assert!(r[CLUSTER]["dns"]["load_assignment"].is_object());
         assert!(r[CLUSTER]["c1"].get("load_assignment").is_none());
         assert_eq!(r[ENDPOINT]["c1"]["cluster_name"], "c1");
         assert_eq!(

@@ -22,7 +22,9 @@ use crate::http::head::RequestHead;
 use crate::http::reply::{self, Outcome, ProxyError};
 use crate::http::request_timeout::{InBody, Received};
 use crate::http::retry::{self, Answered, Failed};
-use crate::http::{authz, filters, jwt, mirror, plan, ratelimit, report, trace, upgrade};
+use crate::http::{
+    authz, filters, global_ratelimit, jwt, mirror, plan, ratelimit, report, trace, upgrade,
+};
 use crate::policy::plan::{ForwardPlan, PlanKind};
 use crate::upstream::{BoxError, ProxyBody};
 use crate::Shared;
@@ -160,7 +162,7 @@ async fn serve(
                 Verdict::Allow(_) => reply::policy(r, plan.action),
             }
         }
-        PlanKind::Forward(fp) => forward(&shared, &ctx, &res, fp, req, &head).await,
+        PlanKind::Forward(fp) => forward(&shared, &ctx, &res, &plan, fp, req, &head).await,
     };
     let mut resp = resp;
     ratelimit::decorate(resp.headers_mut(), &limit.response_headers);
@@ -175,11 +177,13 @@ async fn serve(
     Ok(resp)
 }
 
-/// The route's filters in Envoy's order (CORS, fault, ext_authz), then the router.
+/// The route's filters in Envoy's order (CORS, fault, ext_authz, the global rate limit that
+/// Istio's task inserts before the router), then the router.
 async fn forward(
     shared: &Shared,
     ctx: &ConnectContext,
     res: &Resolution,
+    plan: &crate::policy::plan::Plan<'_>,
     fp: &ForwardPlan,
     mut req: Request<InBody>,
     head: &RequestHead,
@@ -200,6 +204,11 @@ async fn forward(
             }
         },
     };
+    let global =
+        global_ratelimit::check(shared, ctx, res, plan.rule, fp, head, req.headers_mut()).await;
+    if let Some(denied) = global.denied {
+        return denied;
+    }
     let (mut resp, outcome) = if upgrade::is_upgrade(&req) {
         upgrade::route(shared, fp, req, head).await
     } else {
@@ -208,6 +217,7 @@ async fn forward(
     if let Some(m) = allowed {
         m.apply_response(resp.headers_mut());
     }
+    global_ratelimit::decorate(resp.headers_mut(), &global.response_headers);
     (resp, outcome)
 }
 

@@ -105,18 +105,7 @@ pub fn check(
     if limits.is_empty() {
         return out;
     }
-    let (host, port) = match &res.destination {
-        Destination::Service(s) => (
-            snapshot
-                .registry
-                .services
-                .get(s.resolved.index)
-                .map(|svc| svc.hostname.as_str())
-                .unwrap_or(""),
-            s.resolved.port,
-        ),
-        _ => ("", ctx.addr.map(|a| a.port()).unwrap_or(0)),
-    };
+    let (host, port) = service_of(ctx, res);
     let applied = limits.applied(&Target {
         host,
         port,
@@ -140,6 +129,8 @@ pub fn check(
     let view = RequestView {
         headers: &view_headers,
         remote_address: ctx.peer.source_ip,
+        // Istio's filter runs before the router picked a cluster.
+        destination_cluster: None,
     };
     let now = limiter.now();
     let mut add_to_request: Vec<HeaderAdd> = Vec::new();
@@ -211,6 +202,25 @@ pub fn check(
         }
     }
     out
+}
+
+/// The service (hostname and port) a request goes to, as route-level limits name it; an
+/// address that is no service has no hostname.
+pub fn service_of<'a>(ctx: &ConnectContext, res: &'a Resolution) -> (&'a str, u16) {
+    match &res.destination {
+        Destination::Service(s) => (
+            res.config
+                .policy
+                .snapshot
+                .registry
+                .services
+                .get(s.resolved.index)
+                .map(|svc| svc.hostname.as_str())
+                .unwrap_or(""),
+            s.resolved.port,
+        ),
+        _ => ("", ctx.addr.map(|a| a.port()).unwrap_or(0)),
+    }
 }
 
 /// A uniform value in `[0, 1_000_000)` for a runtime fraction.

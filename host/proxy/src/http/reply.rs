@@ -233,6 +233,11 @@ pub fn rate_limited(reply: &LocalReply) -> (Response<ProxyBody>, Outcome) {
     local(reply, ResponseFlag::RateLimited)
 }
 
+/// A request the rate limit service failed for, denied (`failure_mode_deny`, flag `RLSE`).
+pub fn rate_limit_service_error(reply: &LocalReply) -> (Response<ProxyBody>, Outcome) {
+    local(reply, ResponseFlag::RateLimitServiceError)
+}
+
 /// An allowed CORS preflight, answered by the waypoint (Envoy's CORS filter).
 pub fn preflight(headers: Vec<(&'static str, String)>) -> (Response<ProxyBody>, Outcome) {
     let reply = LocalReply {

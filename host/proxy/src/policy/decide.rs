@@ -53,6 +53,17 @@ impl Policy {
             &|b: &BackendRef| reg.by_host(&b.host, &b.namespace),
             rng,
         );
+        // Only the global rate limit reads the cluster name (`destination_cluster`, its
+        // counters): formatted only when one is configured.
+        if let (PlanKind::Forward(fp), Some(f)) = (&mut plan.kind, &d.forward) {
+            if !self.snapshot.rate_limits.global.is_empty() {
+                fp.cluster = Some(waypoint_core::names::cluster_name(
+                    f.port,
+                    f.backend.subset.as_deref().unwrap_or(""),
+                    &f.backend.host,
+                ));
+            }
+        }
         if let Some(name) = d.ext_authz {
             let call = || ExtAuthzCall::resolve(&self.snapshot, name, &self.options);
             match &mut plan.kind {
@@ -172,6 +183,7 @@ pub fn plan_from_decision<'s>(
                 }
                 PlanKind::Forward(Box::new(ForwardPlan {
                     targets,
+                    cluster: None,
                     // Empty mutations are left out (applying them does nothing).
                     request_headers: owned_ops(&f.request_headers),
                     response_headers: owned_ops(&f.response_headers),

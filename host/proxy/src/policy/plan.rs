@@ -100,6 +100,9 @@ pub struct LocalReply {
 pub struct ForwardPlan {
     /// Endpoints in the order to try them (first, then retries rotate through the rest).
     pub targets: Vec<Target>,
+    /// Envoy's name of the chosen backend's cluster (`outbound|<port>|<subset>|<host>`);
+    /// `None` for a passthrough.
+    pub cluster: Option<String>,
     /// Request mutations: route level then backend level.
     pub request_headers: Vec<HeaderOps>,
     /// Response mutations: route level then backend level.

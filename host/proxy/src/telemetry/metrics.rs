@@ -277,6 +277,8 @@ pub struct Metrics {
     pub tcp_received: BoundedFamily<RequestLabels, Counter>,
     /// The local rate limit filter's counters (Envoy's names).
     pub ratelimit: crate::telemetry::ratelimit_stats::RateLimitStats,
+    /// The global rate limit filter's counters (Envoy's names).
+    pub global_ratelimit: crate::telemetry::global_ratelimit_stats::GlobalRateLimitStats,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -368,6 +370,7 @@ impl Metrics {
             tcp_sent,
             tcp_received,
             ratelimit: Default::default(),
+            global_ratelimit: Default::default(),
         }
     }
 
@@ -385,6 +388,7 @@ impl Metrics {
             tracing::warn!(error = %e, "metrics: encoding failed");
         }
         out.push_str(&self.ratelimit.encode());
+        out.push_str(&self.global_ratelimit.encode());
         out
     }
 }

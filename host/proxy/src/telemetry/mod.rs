@@ -4,6 +4,7 @@
 
 pub mod body_size;
 pub mod exporter;
+pub mod global_ratelimit_stats;
 pub mod metrics;
 pub mod otlp;
 pub mod ratelimit_stats;

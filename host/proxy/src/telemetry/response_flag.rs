@@ -26,8 +26,10 @@ pub enum ResponseFlag {
     UpstreamOverflow,
     /// `UH`: no healthy upstream (every endpoint ejected by outlier detection).
     NoHealthyUpstream,
-    /// `RL`: limited by the local rate limit filter.
+    /// `RL`: limited by the local or global rate limit filter.
     RateLimited,
+    /// `RLSE`: the rate limit service failed and `failure_mode_deny` denied the request.
+    RateLimitServiceError,
 }
 
 impl ResponseFlag {
@@ -46,6 +48,7 @@ impl ResponseFlag {
             ResponseFlag::UpstreamOverflow => "UO",
             ResponseFlag::NoHealthyUpstream => "UH",
             ResponseFlag::RateLimited => "RL",
+            ResponseFlag::RateLimitServiceError => "RLSE",
         }
     }
 }
