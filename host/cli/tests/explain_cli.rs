@@ -188,6 +188,7 @@ fn json_fields_are_always_present() {
         "retries",
         "fault_delay_ms",
         "mirrors",
+        "passthrough",
         "matched_route",
         "matched_rule",
         "policies",

@@ -311,6 +311,7 @@ impl Snapshot {
     /// Decide what to do with `req`. `rng` drives weighted splits and fault percentages;
     /// `want_trace` fills `Decision::trace` with the rules tried and why. A local reply comes
     /// out as Envoy sends it: `text/plain` for a body, the gRPC form to a gRPC request.
+    #[inline]
     pub fn decide<'s>(
         &'s self,
         req: &Request<'_>,
@@ -355,6 +356,9 @@ impl Snapshot {
         d
     }
 
+    // One caller: inlined so the large `Decision` is built in its caller's frame, not copied
+    // out of this one (two memcpy calls per request otherwise).
+    #[inline(always)]
     fn decide_request<'s>(
         &'s self,
         req: &Request<'_>,
