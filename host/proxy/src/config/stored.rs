@@ -29,7 +29,9 @@ fn pairs(m: BTreeMap<String, String>) -> Box<[(Box<str>, Box<str>)]> {
 }
 
 fn map(p: &[(Box<str>, Box<str>)]) -> BTreeMap<String, String> {
-    p.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    p.iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
 }
 
 impl StoredResource {
