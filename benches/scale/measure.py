@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
 """Memory and start-up of one process for benches/scale/run.sh; prints one JSON line.
 
-  measure.py run CMD...                    run to completion: wall seconds, peak RSS (MB),
-                                           stdout bytes (stdout is counted, not kept)
+  measure.py run CMD...                    run to completion: wall and CPU seconds, peak RSS
+                                           (MB), stdout bytes (stdout is counted, not kept)
   measure.py serve URL SETTLE CMD...       start CMD, poll URL until it answers 200: ready
-                                           seconds; after SETTLE more seconds RSS and peak
+                                           seconds and CPU seconds spent by then; after
+                                           SETTLE more seconds RSS and peak
                                            RSS (VmRSS, VmHWM) in MB; then SIGTERM
 """
 import json, os, resource, signal, subprocess, sys, time, urllib.request
@@ -26,8 +27,9 @@ def run(cmd):
         size += len(chunk)
     rc = p.wait()
     wall = time.monotonic() - t
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    return {"rc": rc, "seconds": round(wall, 3), "peak_rss_mb": round(peak, 1), "stdout_bytes": size}
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return {"rc": rc, "seconds": round(wall, 3), "cpu_seconds": round(ru.ru_utime + ru.ru_stime, 3),
+            "peak_rss_mb": round(ru.ru_maxrss / 1024, 1), "stdout_bytes": size}
 
 
 def serve(url, settle, cmd):
@@ -42,6 +44,11 @@ def serve(url, settle, cmd):
         except Exception:
             time.sleep(0.02)
     out = {"ready_seconds": None if ready is None else round(ready, 3)}
+    if ready is not None:
+        # CPU spent up to ready (user + system, all threads): what start-up costs on a busy machine.
+        with open(f"/proc/{p.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        out["cpu_seconds"] = round((int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK"), 2)
     if ready is not None:
         time.sleep(settle)
         out["rss_mb"] = status_mb(p.pid, "VmRSS")

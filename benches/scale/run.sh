@@ -97,16 +97,17 @@ echo
 echo "Scale: $n services (one pod, one HTTPRoute, one AuthorizationPolicy each; ${yaml_mb} MB of YAML)," \
   "$(date -u +%Y-%m-%dT%H:%MZ), load average $(cut -d' ' -f1-3 /proc/loadavg), $(nproc) CPUs"
 echo
-echo "| what | ready / run time | RSS after start-up | peak RSS | output |"
+echo "| what | ready / run time (CPU time) | RSS after start-up | peak RSS | output |"
 echo "|---|---|---|---|---|"
 row() { # label key
   local j=${res[$2]:-}
   [ -n "$j" ] || return 0
-  local t r p o=""
+  local t c r p o=""
   t=$(field "$j" ready_seconds); [ "$t" != None ] || t=$(field "$j" seconds)
+  c=$(field "$j" cpu_seconds)
   r=$(field "$j" rss_mb); p=$(field "$j" peak_rss_mb)
   [ "$(field "$j" stdout_bytes)" = None ] || o="$(mb "$(field "$j" stdout_bytes)") MB"
-  echo "| $1 | ${t} s | ${r/None/–} MB | ${p} MB | ${o} |"
+  echo "| $1 | ${t} s (${c} s) | ${r/None/–} MB | ${p} MB | ${o} |"
 }
 row '`waypoint run` (1 thread)' host
 row '`waypoint bootstrap`' bootstrap
