@@ -3,6 +3,7 @@
 //! HBONE load generator (`hbone_load`, binary `hbone-load`).
 
 pub mod hbone_load;
+pub mod scale_mesh;
 pub mod xds_fixture;
 
 use std::fmt::Write;

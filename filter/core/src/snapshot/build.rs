@@ -68,11 +68,12 @@ impl Snapshot {
     /// bad AuthorizationPolicy fails closed for its targets.
     pub fn build(resources: &[RawResource], opts: &BuildOptions) -> (Snapshot, Diagnostics) {
         let mut diags = Diagnostics::default();
-        let mut kept: Vec<RawResource> = Vec::with_capacity(resources.len());
+        let mut keep: Vec<bool> = Vec::with_capacity(resources.len());
         for r in resources {
             if crate::mesh::is_mesh_configmap(r, &opts.root_namespace) {
-                kept.push(r.clone());
+                keep.push(true);
             } else if !known_kind(r) {
+                keep.push(false);
                 diags.warn(r.error(
                     "",
                     format!(
@@ -81,14 +82,23 @@ impl Snapshot {
                     ),
                 ));
             } else if !version_ok(r) {
+                keep.push(false);
                 diags.error(r.error(
                     "apiVersion",
                     format!("unsupported apiVersion {}", r.api_version),
                 ));
             } else {
-                kept.push(r.clone());
+                keep.push(true);
             }
         }
+        // Copy only when something is left out: a copy of every resource is as large as the
+        // parsed config (240 MB at 10k services), and most configs keep every resource.
+        let kept: std::borrow::Cow<'_, [RawResource]> = if keep.iter().all(|k| *k) {
+            std::borrow::Cow::Borrowed(resources)
+        } else {
+            let it = resources.iter().zip(&keep);
+            std::borrow::Cow::Owned(it.filter(|(_, k)| **k).map(|(r, _)| r.clone()).collect())
+        };
         let resources = &kept[..];
         let registry = Registry::build(resources, &mut diags);
         let waypoints = find_waypoints(resources, &mut diags);

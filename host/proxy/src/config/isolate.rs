@@ -20,6 +20,7 @@ use waypoint_core::resource::RawResource;
 use waypoint_core::{ConfigError, Diagnostics, ResourceId};
 use waypoint_loader::Loaded;
 
+use super::stored::StoredResource;
 use crate::policy::compiled::Policy;
 use crate::policy::options::PolicyOptions;
 
@@ -27,9 +28,9 @@ use crate::policy::options::PolicyOptions;
 #[derive(Debug, Default)]
 pub struct Previous<'a> {
     /// Every resource the last config was built from.
-    pub resources: &'a [RawResource],
-    /// Those of them that compiled without error.
-    pub good: Option<&'a HashMap<ResourceId, RawResource>>,
+    pub resources: &'a [StoredResource],
+    /// Those of them that compiled without error (their versions are in `resources`).
+    pub good: Option<&'a HashSet<ResourceId>>,
 }
 
 /// A config assembled from a load and the last good config.
@@ -40,19 +41,16 @@ pub struct Isolated {
     pub diagnostics: Diagnostics,
     /// Every problem found, each naming its resource (or file) and field.
     pub errors: Vec<ConfigError>,
-    /// Resources that compiled without error (what the next load falls back to).
-    pub good: HashMap<ResourceId, RawResource>,
+    /// Resources that compiled without error (what the next load falls back to): ids only,
+    /// their versions are in `resources` (one copy of the config is kept, not two).
+    pub good: HashSet<ResourceId>,
     /// Why the whole change must be rejected, if it must.
     pub config_wide: Option<String>,
 }
 
 /// The file a resource was read from (`origin` is `file#document`).
-fn origin_file(r: &RawResource) -> &Path {
-    Path::new(
-        r.origin
-            .rsplit_once('#')
-            .map_or(r.origin.as_str(), |(f, _)| f),
-    )
+fn origin_file(origin: &str) -> &Path {
+    Path::new(origin.rsplit_once('#').map_or(origin, |(f, _)| f))
 }
 
 /// Assemble the config to serve from `loaded`, falling back to `prev` resource by resource
@@ -63,22 +61,22 @@ pub fn isolate(loaded: Loaded, prev: &Previous<'_>, options: &PolicyOptions) -> 
 
     // Files whose contents are unknown keep their last good contents.
     if !loaded.rejected.is_empty() {
-        let under = |r: &RawResource, files: &[PathBuf]| {
-            let f = origin_file(r);
+        let under = |origin: &str, files: &[PathBuf]| {
+            let f = origin_file(origin);
             files.iter().any(|p| f.starts_with(p))
         };
-        resources.retain(|r| !under(r, &loaded.rejected));
+        resources.retain(|r| !under(&r.origin, &loaded.rejected));
         let present: HashSet<ResourceId> = resources.iter().map(RawResource::id).collect();
         let kept: Vec<RawResource> = prev
             .resources
             .iter()
-            .filter(|r| under(r, &loaded.rejected) && !present.contains(&r.id()))
-            .cloned()
+            .filter(|r| under(&r.origin, &loaded.rejected) && !present.contains(&r.id()))
+            .map(StoredResource::restore)
             .collect();
         for f in &loaded.rejected {
             let n = kept
                 .iter()
-                .filter(|r| origin_file(r).starts_with(f))
+                .filter(|r| origin_file(&r.origin).starts_with(f))
                 .count();
             warn!(file = %f.display(), resources = n, "file rejected; its last good contents keep serving");
         }
@@ -94,10 +92,15 @@ pub fn isolate(loaded: Loaded, prev: &Previous<'_>, options: &PolicyOptions) -> 
         .map(|e| ResourceId::new(&e.kind, &e.namespace, &e.name))
         .collect();
     let mut fallbacks = Vec::new();
-    if let Some(good) = prev.good {
-        for id in &bad {
-            if let Some(old) = good.get(id) {
-                fallbacks.push(old.clone());
+    if let Some(good) = prev.good.filter(|_| !bad.is_empty()) {
+        // The last version of each id wins, as when the good set was a map built in order.
+        let mut last: HashMap<ResourceId, &StoredResource> = HashMap::new();
+        for r in prev.resources {
+            last.insert(r.id(), r);
+        }
+        for id in bad.iter().filter(|id| good.contains(*id)) {
+            if let Some(old) = last.get(id) {
+                fallbacks.push(old.restore());
             }
         }
     }
@@ -113,7 +116,7 @@ pub fn isolate(loaded: Loaded, prev: &Previous<'_>, options: &PolicyOptions) -> 
     }
     for id in bad
         .iter()
-        .filter(|id| prev.good.is_none_or(|g| !g.contains_key(id)))
+        .filter(|id| prev.good.is_none_or(|g| !g.contains(*id)))
     {
         if resources.iter().any(|r| r.id() == *id) {
             warn!(resource = %id, "resource rejected (never valid): compiled as the core does (left out; an AuthorizationPolicy fails closed)");
@@ -134,8 +137,8 @@ pub fn isolate(loaded: Loaded, prev: &Previous<'_>, options: &PolicyOptions) -> 
         .collect();
     let good = resources
         .iter()
-        .filter(|r| !still_bad.contains(&r.id()))
-        .map(|r| (r.id(), r.clone()))
+        .map(RawResource::id)
+        .filter(|id| !still_bad.contains(id))
         .collect();
     // What `/config_dump` lists as the config's diagnostics: every error, not only the ones
     // the fallback build still has.

@@ -3,8 +3,9 @@
 //! alone (see [`isolate`]).
 
 pub mod isolate;
+pub mod stored;
 
-use std::collections::HashMap;
+use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -15,6 +16,7 @@ use tracing::{info, warn};
 use waypoint_core::resource::RawResource;
 use waypoint_core::{ConfigError, ResourceId};
 
+use self::stored::StoredResource;
 use crate::policy::compiled::Policy;
 use crate::policy::options::PolicyOptions;
 
@@ -24,14 +26,16 @@ pub struct ConfigState {
     pub generation: u64,
     pub loaded_at: SystemTime,
     pub files: Vec<PathBuf>,
-    pub resources: Vec<RawResource>,
+    /// The resources it was built from, kept compact (their JSON text).
+    pub resources: Vec<StoredResource>,
     pub warnings: Vec<ConfigError>,
     /// Resources (or files) rejected in this generation; each is served at its last good
     /// version, or left out when it never was valid.
     pub errors: Vec<ConfigError>,
     pub policy: Policy,
-    /// The resources that compiled without error: what an invalid update falls back to.
-    pub good: HashMap<ResourceId, RawResource>,
+    /// The resources that compiled without error: what an invalid update falls back to (their
+    /// versions are in `resources`).
+    pub good: HashSet<ResourceId>,
 }
 
 /// Where config comes from and how to compile it.
@@ -127,7 +131,7 @@ impl ConfigStore {
             generation,
             loaded_at: SystemTime::now(),
             files,
-            resources: out.resources,
+            resources: out.resources.into_iter().map(StoredResource::new).collect(),
             warnings: out.diagnostics.warnings,
             errors: out.errors,
             policy: out.policy,
@@ -199,7 +203,7 @@ mod tests {
         c.resources
             .iter()
             .find(|r| r.name == "deny-admin")
-            .map(|r| r.value["spec"]["rules"][0]["to"][0]["operation"]["paths"].clone())
+            .map(|r| r.restore().value["spec"]["rules"][0]["to"][0]["operation"]["paths"].clone())
             .unwrap_or_default()
     }
 

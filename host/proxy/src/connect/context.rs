@@ -187,7 +187,11 @@ mod tests {
             generation: n,
             loaded_at: std::time::SystemTime::now(),
             files: Vec::new(),
-            resources: loaded.resources,
+            resources: loaded
+                .resources
+                .into_iter()
+                .map(crate::config::stored::StoredResource::new)
+                .collect(),
             warnings: Vec::new(),
             errors: Vec::new(),
             policy,
