@@ -26,6 +26,9 @@ pub struct Registry {
     by_name: HashMap<(String, String), usize>,
     by_host: HashMap<String, usize>,
     by_vip: HashMap<IpAddr, usize>,
+    /// `vip:port` as a destination spells it (`SocketAddr`'s form) → (service, port, VIP): the
+    /// usual destination resolved by one hash lookup instead of splitting and parsing it.
+    by_vip_port: HashMap<Box<str>, (usize, u16, IpAddr)>,
     /// Endpoint IP → services that contain it.
     by_endpoint: HashMap<IpAddr, Vec<usize>>,
     /// Namespace labels.
@@ -137,7 +140,15 @@ impl Registry {
             self.by_host.entry(a.clone()).or_insert(idx);
         }
         for v in &s.vips {
-            self.by_vip.entry(*v).or_insert(idx);
+            // The first service with a VIP owns it (as `by_vip`), on each of its ports.
+            if *self.by_vip.entry(*v).or_insert(idx) == idx {
+                for p in &s.ports {
+                    let key = std::net::SocketAddr::new(*v, p.port).to_string();
+                    self.by_vip_port
+                        .entry(key.into_boxed_str())
+                        .or_insert((idx, p.port, *v));
+                }
+            }
         }
         for e in &s.endpoints {
             self.by_endpoint.entry(e.ip).or_default().push(idx);
@@ -182,6 +193,12 @@ impl Registry {
     /// Index of the service with VIP `ip`.
     pub fn index_by_vip(&self, ip: IpAddr) -> Option<usize> {
         self.by_vip.get(&ip).copied()
+    }
+
+    /// (service index, port, VIP) of a destination spelled exactly `vip:port` for a port the
+    /// service declares; `None` for any other form (the caller parses those).
+    pub fn by_vip_port(&self, destination: &str) -> Option<(usize, u16, IpAddr)> {
+        self.by_vip_port.get(destination).copied()
     }
 
     /// Services having an endpoint with IP `ip`.

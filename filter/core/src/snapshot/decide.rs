@@ -94,6 +94,15 @@ impl Snapshot {
     /// workload using this waypoint is no service ([`DecideError::Workload`]): the waypoint's
     /// own policies apply to it and it is forwarded as addressed.
     pub fn resolve_destination(&self, destination: &str) -> Result<ResolvedService, DecideError> {
+        // The usual destination, a service VIP and one of its ports: one hash lookup. Any other
+        // spelling takes the parse below, which resolves these the same way.
+        if let Some((index, port, ip)) = self.registry.by_vip_port(destination) {
+            return Ok(ResolvedService {
+                index,
+                port,
+                ip: Some(ip),
+            });
+        }
         let (host, port) = split_host_port(destination);
         let port = port.unwrap_or(80);
         // Only an IPv6 literal has a ':' and only an IPv4 one starts with a digit; skip the
@@ -695,7 +704,9 @@ impl Snapshot {
             endpoints = Endpoints::All(&s.endpoints);
         }
 
-        let mut fwd = Forwarding {
+        // Built in place in the decision (a `Forwarding` is a few hundred bytes: building it
+        // on the stack and moving it in cost a memcpy per request).
+        let fwd = d.forward.insert(Forwarding {
             backend,
             service: bsvc,
             port: bport,
@@ -713,7 +724,7 @@ impl Snapshot {
             mirrors: &f.mirrors,
             cors: f.cors.as_ref(),
             traffic_policy,
-        };
+        });
         // Fault injection: the fault filter delays, then aborts (Envoy HTTP fault filter).
         if let Some(fault) = &f.fault {
             if let Some((delay, pct)) = fault.delay {
@@ -729,7 +740,6 @@ impl Snapshot {
                     let mut lr = local(abort.http_status, "fault filter abort", Vec::new());
                     lr.grpc_status = abort.grpc_status.clone();
                     d.local = Some(lr);
-                    d.forward = Some(fwd);
                     return;
                 }
             }
@@ -769,7 +779,6 @@ impl Snapshot {
         fwd.path = path;
         fwd.authority = authority;
         d.action = Action::Route;
-        d.forward = Some(fwd);
     }
 }
 

@@ -290,3 +290,49 @@ spec:
     assert_eq!(d.action, Action::NotFound);
     assert_eq!(d.local.as_ref().map(|l| l.status), Some(404));
 }
+
+/// A destination spelled `vip:port` (resolved by one lookup) resolves exactly as the same
+/// address in another spelling (parsed), and an undeclared port or a pod IP still parses.
+#[test]
+fn vip_and_port_resolve_the_same_by_lookup_and_by_parse() {
+    let text = r#"apiVersion: v1
+kind: Service
+metadata: {name: a, namespace: default}
+spec: {clusterIP: 10.0.0.1, clusterIPs: [10.0.0.1, "fd00::1"], selector: {app: a}, ports: [{name: http, port: 80}, {name: grpc, port: 9090}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: b, namespace: default}
+spec: {clusterIP: 10.0.0.2, ports: [{name: http, port: 8080}]}
+"#;
+    let (resources, errors) = parse_manifests(text, "t", "default", 0);
+    assert!(errors.is_empty(), "{errors:?}");
+    let (snap, _) = Snapshot::build(&resources, &BuildOptions::default());
+    for (fast, parsed) in [
+        ("10.0.0.1:80", "10.0.0.1:080"),
+        ("10.0.0.1:9090", "10.0.0.1:+9090"),
+        ("10.0.0.2:8080", "10.0.0.2:08080"),
+        ("[fd00::1]:80", "[fd00:0::1]:80"),
+    ] {
+        assert!(
+            snap.registry.by_vip_port(fast).is_some(),
+            "{fast} takes the lookup"
+        );
+        assert!(
+            snap.registry.by_vip_port(parsed).is_none(),
+            "{parsed} is parsed"
+        );
+        let (f, p) = (
+            snap.resolve_destination(fast).expect(fast),
+            snap.resolve_destination(parsed).expect(parsed),
+        );
+        assert_eq!(f, p, "{fast} vs {parsed}");
+    }
+    // A port the service does not declare: not in the lookup, still the service's VIP.
+    assert!(snap.registry.by_vip_port("10.0.0.1:81").is_none());
+    let r = snap.resolve_destination("10.0.0.1:81").expect("vip");
+    assert_eq!(
+        (r.port, snap.registry.services[r.index].name.as_str()),
+        (81, "a")
+    );
+}
