@@ -1,21 +1,18 @@
 //! The gRPC ext_authz client: `envoy.service.auth.v3.Authorization/Check` with envoy-types'
 //! messages, framed by hand over the host's pooled HTTP/2 upstreams (plain or HBONE).
 
-use bytes::{BufMut, Bytes, BytesMut};
 use envoy_types::pb::envoy::config::core::v3::{address, socket_address, Address, SocketAddress};
 use envoy_types::pb::envoy::service::auth::v3::attribute_context::{
     HttpRequest, Peer, Request as AttrRequest,
 };
 use envoy_types::pb::envoy::service::auth::v3::check_response::HttpResponse;
 use envoy_types::pb::envoy::service::auth::v3::{AttributeContext, CheckRequest, CheckResponse};
-use http::{HeaderValue, Request, Version};
-use http_body_util::{BodyExt, Full};
-use prost::Message;
 
 use crate::ext_authz::input::CheckInput;
 use crate::ext_authz::verdict::{AllowMutations, CheckError, Verdict};
 use crate::policy::plan::LocalReply;
-use crate::upstream::{Target, Upstreams, Wire};
+use crate::upstream::grpc_unary::{self, UnaryError};
+use crate::upstream::{Target, Upstreams};
 
 /// The gRPC method path.
 pub const CHECK_PATH: &str = "/envoy.service.auth.v3.Authorization/Check";
@@ -159,66 +156,15 @@ pub async fn check(
     authority: &str,
     input: &CheckInput<'_>,
 ) -> Result<Verdict, CheckError> {
-    let msg = build_check_request(input).encode_to_vec();
-    let mut framed = BytesMut::with_capacity(5 + msg.len());
-    framed.put_u8(0);
-    framed.put_u32(msg.len() as u32);
-    framed.put_slice(&msg);
-    let body = Full::new(framed.freeze()).map_err(|e| match e {}).boxed();
-    let mut req = Request::builder()
-        .method("POST")
-        .uri(format!("http://{authority}{CHECK_PATH}"))
-        .version(Version::HTTP_2)
-        .body(body)
-        .map_err(|e| CheckError::Transport(e.to_string()))?;
-    let h = req.headers_mut();
-    h.insert(
-        http::header::CONTENT_TYPE,
-        HeaderValue::from_static("application/grpc"),
-    );
-    h.insert(http::header::TE, HeaderValue::from_static("trailers"));
-    let resp = upstreams
-        .send(target, Wire::Http2, req)
-        .await
-        .map_err(|e| CheckError::Transport(e.to_string()))?;
-    if resp.status() != http::StatusCode::OK {
-        return Err(CheckError::Grpc(
-            2,
-            format!("HTTP status {}", resp.status()),
-        ));
-    }
-    let (parts, body) = resp.into_parts();
-    let collected = body
-        .collect()
-        .await
-        .map_err(|e| CheckError::Transport(e.to_string()))?;
-    let trailers = collected.trailers().cloned().unwrap_or_default();
-    let grpc_status = |m: &http::HeaderMap| {
-        m.get("grpc-status")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<i32>().ok())
-    };
-    let status = grpc_status(&trailers).or_else(|| grpc_status(&parts.headers));
-    if status != Some(0) {
-        let msg = trailers
-            .get("grpc-message")
-            .or_else(|| parts.headers.get("grpc-message"))
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_string();
-        return Err(CheckError::Grpc(status.unwrap_or(2), msg));
-    }
-    let bytes: Bytes = collected.to_bytes();
-    if bytes.len() < 5 || bytes[0] != 0 {
-        return Err(CheckError::BadResponse(
-            "missing or compressed gRPC message".into(),
-        ));
-    }
-    let len = u32::from_be_bytes([bytes[1], bytes[2], bytes[3], bytes[4]]) as usize;
-    let msg = bytes
-        .get(5..5 + len)
-        .ok_or_else(|| CheckError::BadResponse("truncated gRPC message".into()))?;
-    let resp = CheckResponse::decode(msg).map_err(|e| CheckError::BadResponse(e.to_string()))?;
+    let uri = format!("http://{authority}{CHECK_PATH}");
+    let resp: CheckResponse =
+        grpc_unary::call(upstreams, target, &uri, &build_check_request(input))
+            .await
+            .map_err(|e| match e {
+                UnaryError::Transport(m) => CheckError::Transport(m),
+                UnaryError::Grpc(c, m) => CheckError::Grpc(c, m),
+                UnaryError::BadResponse(m) => CheckError::BadResponse(m),
+            })?;
     Ok(map_check_response(resp))
 }
 
@@ -229,6 +175,7 @@ mod tests {
     use envoy_types::pb::envoy::r#type::v3::HttpStatus;
     use envoy_types::pb::envoy::service::auth::v3::{DeniedHttpResponse, OkHttpResponse};
     use envoy_types::pb::google::rpc::Status;
+    use http::HeaderValue;
 
     fn opt(k: &str, v: &str) -> HeaderValueOption {
         HeaderValueOption {

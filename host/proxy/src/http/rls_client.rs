@@ -4,17 +4,14 @@
 //! [`answer`] maps a response as Envoy's ratelimit filter does: OK or OVER_LIMIT, the service's
 //! header additions, and the `x-ratelimit-*` values of the descriptor with the least remaining.
 
-use bytes::{BufMut, Bytes, BytesMut};
 use envoy_types::pb::envoy::extensions::common::ratelimit::v3::{
     rate_limit_descriptor::Entry, RateLimitDescriptor,
 };
 use envoy_types::pb::envoy::service::ratelimit::v3::rate_limit_response::{rate_limit::Unit, Code};
 use envoy_types::pb::envoy::service::ratelimit::v3::{RateLimitRequest, RateLimitResponse};
-use http::{HeaderValue, Request, Version};
-use http_body_util::{BodyExt, Full};
-use prost::Message;
 
-use crate::upstream::{Target, Upstreams, Wire};
+use crate::upstream::grpc_unary::{self, UnaryError};
+use crate::upstream::{Target, Upstreams};
 
 /// The gRPC method path.
 pub const SHOULD_RATE_LIMIT: &str = "/envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit";
@@ -143,12 +140,6 @@ pub async fn should_rate_limit(
     authority: &str,
     request: &RateLimitRequest,
 ) -> Result<RlsAnswer, RlsError> {
-    let msg = request.encode_to_vec();
-    let mut framed = BytesMut::with_capacity(5 + msg.len());
-    framed.put_u8(0);
-    framed.put_u32(msg.len() as u32);
-    framed.put_slice(&msg);
-    let body = Full::new(framed.freeze()).map_err(|e| match e {}).boxed();
     // The cluster name is no valid URI authority (`outbound|8081||host`): the target decides
     // where the call goes, the `:authority` is only what the service sees.
     let host = if http::uri::Authority::try_from(authority).is_ok() {
@@ -156,57 +147,14 @@ pub async fn should_rate_limit(
     } else {
         "ratelimit"
     };
-    let mut req = Request::builder()
-        .method("POST")
-        .uri(format!("http://{host}{SHOULD_RATE_LIMIT}"))
-        .version(Version::HTTP_2)
-        .body(body)
-        .map_err(|e| RlsError::Transport(e.to_string()))?;
-    let h = req.headers_mut();
-    h.insert(
-        http::header::CONTENT_TYPE,
-        HeaderValue::from_static("application/grpc"),
-    );
-    h.insert(http::header::TE, HeaderValue::from_static("trailers"));
-    let resp = upstreams
-        .send(target, Wire::Http2, req)
+    let uri = format!("http://{host}{SHOULD_RATE_LIMIT}");
+    let resp: RateLimitResponse = grpc_unary::call(upstreams, target, &uri, request)
         .await
-        .map_err(|e| RlsError::Transport(e.to_string()))?;
-    if resp.status() != http::StatusCode::OK {
-        return Err(RlsError::Grpc(2, format!("HTTP status {}", resp.status())));
-    }
-    let (parts, body) = resp.into_parts();
-    let collected = body
-        .collect()
-        .await
-        .map_err(|e| RlsError::Transport(e.to_string()))?;
-    let trailers = collected.trailers().cloned().unwrap_or_default();
-    let grpc_status = |m: &http::HeaderMap| {
-        m.get("grpc-status")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<i32>().ok())
-    };
-    let status = grpc_status(&trailers).or_else(|| grpc_status(&parts.headers));
-    if status != Some(0) {
-        let msg = trailers
-            .get("grpc-message")
-            .or_else(|| parts.headers.get("grpc-message"))
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_string();
-        return Err(RlsError::Grpc(status.unwrap_or(2), msg));
-    }
-    let bytes: Bytes = collected.to_bytes();
-    if bytes.len() < 5 || bytes[0] != 0 {
-        return Err(RlsError::BadResponse(
-            "missing or compressed gRPC message".into(),
-        ));
-    }
-    let len = u32::from_be_bytes([bytes[1], bytes[2], bytes[3], bytes[4]]) as usize;
-    let msg = bytes
-        .get(5..5 + len)
-        .ok_or_else(|| RlsError::BadResponse("truncated gRPC message".into()))?;
-    let resp = RateLimitResponse::decode(msg).map_err(|e| RlsError::BadResponse(e.to_string()))?;
+        .map_err(|e| match e {
+            UnaryError::Transport(m) => RlsError::Transport(m),
+            UnaryError::Grpc(c, m) => RlsError::Grpc(c, m),
+            UnaryError::BadResponse(m) => RlsError::BadResponse(m),
+        })?;
     answer(resp)
 }
 

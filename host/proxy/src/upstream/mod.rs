@@ -3,6 +3,7 @@
 //! HTTP/1.1 and HTTP/2 senders.
 
 pub mod circuit;
+pub mod grpc_unary;
 pub mod io;
 pub mod least_request;
 pub mod outlier;
