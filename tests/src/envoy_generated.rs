@@ -108,6 +108,29 @@ pub fn write_config(dir: &Path, yaml: &str) -> (Vec<PathBuf>, Snapshot) {
 }
 
 impl GeneratedWaypoint {
+    /// `manifests` behind the waypoint Gateway, written to `dir`: no config warning allowed;
+    /// Envoy started on the generated bootstrap (originator layout, pods' HBONE on 15008),
+    /// which `envoy --mode validate` must accept too.
+    pub async fn start_validated(pki: &Pki, dir: &TempDir, manifests: &str) -> GeneratedWaypoint {
+        let yaml = format!("{}{manifests}", crate::waypoint::WAYPOINT_GATEWAY);
+        let (paths, snap) = write_config(dir.path(), &yaml);
+        assert!(
+            snap.diagnostics.warnings.is_empty(),
+            "{:?}",
+            snap.diagnostics.warnings
+        );
+        let wp = Self::start(pki, &snap, &paths, Layout::Originator, 15008)
+            .await
+            .unwrap_or_else(|e| panic!("start Envoy on the generated bootstrap: {e}"));
+        let out = crate::envoy_harness::validate(&wp.bootstrap, &repo_root());
+        assert!(
+            out.status.success(),
+            "envoy --mode validate: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        wp
+    }
+
     /// Generate the bootstrap for `snapshot` (its waypoint; the module loads `config_paths`),
     /// then start the originator (for [`Layout::Originator`]) and Envoy.
     pub async fn start(

@@ -6,13 +6,12 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use waypoint_tests::echo::http_echo;
-use waypoint_tests::envoy_generated::{client, write_config, GeneratedWaypoint, Layout};
-use waypoint_tests::envoy_harness::{repo_root, validate};
+use waypoint_tests::envoy_generated::{client, GeneratedWaypoint};
 use waypoint_tests::global_ratelimit::{self, cluster_counter, COUNTER_NAMES, COUNTS, LIMIT};
 use waypoint_tests::pki::{Pki, TempDir};
 use waypoint_tests::ratelimit::sample;
 use waypoint_tests::rls_server;
-use waypoint_tests::waypoint::{admin_get, WAYPOINT_GATEWAY};
+use waypoint_tests::waypoint::admin_get;
 
 const TEST_LIMIT: Duration = Duration::from_secs(120);
 
@@ -27,25 +26,12 @@ async fn envoy_global_rate_limits_match_the_host() {
             pods.push(http_echo(at(last), name).await);
         }
         let config = TempDir::new("global-ratelimit");
-        let yaml = format!(
-            "{WAYPOINT_GATEWAY}{}",
-            global_ratelimit::manifests([pods[0].addr, pods[1].addr, pods[2].addr], rls.addr)
-        );
-        let (paths, snap) = write_config(config.path(), &yaml);
-        assert!(
-            snap.diagnostics.warnings.is_empty(),
-            "{:?}",
-            snap.diagnostics.warnings
-        );
-        let wp = GeneratedWaypoint::start(&pki, &snap, &paths, Layout::Originator, 15008)
-            .await
-            .unwrap_or_else(|e| panic!("start Envoy on the generated bootstrap: {e}"));
-        let out = validate(&wp.bootstrap, &repo_root());
-        assert!(
-            out.status.success(),
-            "envoy --mode validate: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let wp = GeneratedWaypoint::start_validated(
+            &pki,
+            &config,
+            &global_ratelimit::manifests([pods[0].addr, pods[1].addr, pods[2].addr], rls.addr),
+        )
+        .await;
         let client = client(&pki, "default", "sleep");
 
         global_ratelimit::run(&client, wp.hbone_addr, &rls).await;

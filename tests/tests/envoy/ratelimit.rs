@@ -6,11 +6,10 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use waypoint_tests::echo::http_echo;
-use waypoint_tests::envoy_generated::{client, write_config, GeneratedWaypoint, Layout};
-use waypoint_tests::envoy_harness::{repo_root, validate};
+use waypoint_tests::envoy_generated::{client, GeneratedWaypoint};
 use waypoint_tests::pki::{Pki, TempDir};
 use waypoint_tests::ratelimit::{self, sample, FRONT_PREFIX, OTHER_PREFIX};
-use waypoint_tests::waypoint::{admin_get, WAYPOINT_GATEWAY};
+use waypoint_tests::waypoint::admin_get;
 
 const LIMIT: Duration = Duration::from_secs(120);
 
@@ -21,25 +20,12 @@ async fn envoy_local_rate_limits_match_the_host() {
         let front = http_echo(SocketAddr::new(IpAddr::from([127, 73, 0, 2]), 0), "front").await;
         let other = http_echo(SocketAddr::new(IpAddr::from([127, 73, 0, 3]), 0), "other").await;
         let config = TempDir::new("ratelimit");
-        let yaml = format!(
-            "{WAYPOINT_GATEWAY}{}",
-            ratelimit::manifests(front.addr, other.addr)
-        );
-        let (paths, snap) = write_config(config.path(), &yaml);
-        assert!(
-            snap.diagnostics.warnings.is_empty(),
-            "{:?}",
-            snap.diagnostics.warnings
-        );
-        let wp = GeneratedWaypoint::start(&pki, &snap, &paths, Layout::Originator, 15008)
-            .await
-            .unwrap_or_else(|e| panic!("start Envoy on the generated bootstrap: {e}"));
-        let out = validate(&wp.bootstrap, &repo_root());
-        assert!(
-            out.status.success(),
-            "envoy --mode validate: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let wp = GeneratedWaypoint::start_validated(
+            &pki,
+            &config,
+            &ratelimit::manifests(front.addr, other.addr),
+        )
+        .await;
         let client = client(&pki, "default", "sleep");
 
         ratelimit::run(&client, wp.hbone_addr, front.addr).await;

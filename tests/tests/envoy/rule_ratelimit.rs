@@ -6,13 +6,12 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use waypoint_tests::echo::http_echo;
-use waypoint_tests::envoy_generated::{client, write_config, GeneratedWaypoint, Layout};
-use waypoint_tests::envoy_harness::{repo_root, validate};
+use waypoint_tests::envoy_generated::{client, GeneratedWaypoint};
 use waypoint_tests::pki::{Pki, TempDir};
 use waypoint_tests::ratelimit::sample;
 use waypoint_tests::rls_server;
 use waypoint_tests::rule_ratelimit::{self, LIMIT};
-use waypoint_tests::waypoint::{admin_get, WAYPOINT_GATEWAY};
+use waypoint_tests::waypoint::admin_get;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn envoy_limits_a_named_rule_as_the_host_does() {
@@ -22,25 +21,12 @@ async fn envoy_limits_a_named_rule_as_the_host_does() {
         let rls = rls_server::start(at(1), LIMIT).await;
         let front = http_echo(at(2), "front").await;
         let config = TempDir::new("rule-ratelimit");
-        let yaml = format!(
-            "{WAYPOINT_GATEWAY}{}",
-            rule_ratelimit::manifests(front.addr, rls.addr)
-        );
-        let (paths, snap) = write_config(config.path(), &yaml);
-        assert!(
-            snap.diagnostics.warnings.is_empty(),
-            "{:?}",
-            snap.diagnostics.warnings
-        );
-        let wp = GeneratedWaypoint::start(&pki, &snap, &paths, Layout::Originator, 15008)
-            .await
-            .unwrap_or_else(|e| panic!("start Envoy on the generated bootstrap: {e}"));
-        let out = validate(&wp.bootstrap, &repo_root());
-        assert!(
-            out.status.success(),
-            "envoy --mode validate: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let wp = GeneratedWaypoint::start_validated(
+            &pki,
+            &config,
+            &rule_ratelimit::manifests(front.addr, rls.addr),
+        )
+        .await;
         let client = client(&pki, "default", "sleep");
 
         rule_ratelimit::run(&client, wp.hbone_addr, &rls).await;
