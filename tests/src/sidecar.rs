@@ -137,24 +137,11 @@ pub fn sidecar_service(
     target_port: u16,
     ip: IpAddr,
 ) -> String {
+    // The Service alone (no pods of the common kind), then the sidecar pod.
+    let service =
+        crate::manifests::service_with_pods(name, vip, port_name, target_port, &[], false);
     format!(
-        r#"
----
-apiVersion: v1
-kind: Service
-metadata:
-  name: {name}
-  namespace: default
-  labels:
-    istio.io/use-waypoint: waypoint
-spec:
-  clusterIP: {vip}
-  ports:
-  - name: {port_name}
-    port: 80
-    targetPort: {target_port}
-  selector:
-    app: {name}
+        r#"{service}
 ---
 apiVersion: v1
 kind: Pod
