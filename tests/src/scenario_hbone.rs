@@ -43,17 +43,20 @@ pub struct Pods {
     pub config_dir: TempDir,
 }
 
-/// Map each endpoint IP to 127.`base`.0.n; start an echo server per pod and target port
+/// Map each endpoint IP to 127.`base`.`file`.n (one /16 per runner, one /24 per scenario
+/// file, so runners in parallel never share an address); start an echo server per pod and target port
 /// (named after the original IP) and an HBONE server per mesh pod presenting its identity.
-pub async fn start_pods(pki: &Pki, snap: &Snapshot, config: &[String], base: u8) -> Pods {
-    // Map each endpoint IP to 127.<base>.0.<n>.
+pub async fn start_pods(pki: &Pki, snap: &Snapshot, config: &[String], base: u8, file: u8) -> Pods {
+    // Map each endpoint IP to 127.<base>.<file>.<n>.
     let mut map = BTreeMap::new();
     let mut mesh = BTreeSet::new();
     let mut ports: HashMap<IpAddr, BTreeSet<u16>> = HashMap::new();
     for svc in &snap.registry.services {
         for ep in &svc.endpoints {
             let n = map.len() as u8 + 2;
-            let new = *map.entry(ep.ip).or_insert(IpAddr::from([127, base, 0, n]));
+            let new = *map
+                .entry(ep.ip)
+                .or_insert(IpAddr::from([127, base, file, n]));
             if ep.mesh {
                 mesh.insert(new);
             }
@@ -73,7 +76,8 @@ pub async fn start_pods(pki: &Pki, snap: &Snapshot, config: &[String], base: u8)
         }
     }
     // HBONE "ztunnels" for mesh pods, all on one port number.
-    let probe = std::net::TcpListener::bind((IpAddr::from([127, base, 0, 1]), 0)).expect("probe");
+    let probe =
+        std::net::TcpListener::bind((IpAddr::from([127, base, file, 1]), 0)).expect("probe");
     let hbone_port = probe.local_addr().expect("addr").port();
     drop(probe);
     let mut hbone = Vec::new();

@@ -20,7 +20,7 @@ async fn suite(layout: Layout, base: u8) {
     for (i, f) in scenario_files().iter().enumerate() {
         let file = load(f).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
         let snap = build_snapshot(&file).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
-        let pods = start_pods(&pki, &snap, &file.config, base + i as u8).await;
+        let pods = start_pods(&pki, &snap, &file.config, base, i as u8).await;
         // The bootstrap is generated from the remapped config (the pods' loopback addresses),
         // as `waypoint bootstrap` would be from the cluster's.
         let paths = vec![pods.config_dir.path().to_path_buf()];

@@ -24,7 +24,7 @@ async fn scenario_suite_through_the_host() {
     for (i, f) in scenario_files().iter().enumerate() {
         let file = load(f).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
         let snap = build_snapshot(&file).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
-        let pods = start_pods(&pki, &snap, &file.config, 90 + i as u8).await;
+        let pods = start_pods(&pki, &snap, &file.config, 90, i as u8).await;
         let wp = TestWaypoint::start_in(&pki, pods.config_dir.path(), pods.hbone_port).await;
         assert!(
             wp.running.config.current().is_some(),
